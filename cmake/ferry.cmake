@@ -1,0 +1,41 @@
+# Shared CMake helpers for ferry.
+
+# Where the reference data that no one here wrote lives (tokenizer vectors, the trained test model).
+# Tests read FERRY_TESTDATA from the environment first; this is the default that CTest passes.
+get_filename_component(FERRY_TESTDATA_DEFAULT "${CMAKE_SOURCE_DIR}/../shared/testdata" ABSOLUTE)
+set(FERRY_TESTDATA "${FERRY_TESTDATA_DEFAULT}" CACHE PATH "Reference test data directory")
+
+# ferry_add_test(NAME <name> SOURCES <files...> [LIBS <targets...>] [LABELS <labels...>] [ENV <k=v...>])
+# Builds one GoogleTest executable and registers its tests with CTest. Every test gets FERRY_BINARY_DIR,
+# FERRY_SOURCE_DIR and FERRY_TESTDATA in its environment.
+function(ferry_add_test)
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;ENV" ${ARGN})
+  add_executable(${T_NAME} ${T_SOURCES})
+  target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main Threads::Threads)
+  set_target_properties(${T_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 300)
+  endif()
+  gtest_discover_tests(${T_NAME}
+    DISCOVERY_TIMEOUT 60
+    PROPERTIES
+      TIMEOUT ${T_TIMEOUT}
+      LABELS "${T_LABELS}"
+      ENVIRONMENT "FERRY_BINARY_DIR=${CMAKE_BINARY_DIR};FERRY_SOURCE_DIR=${CMAKE_SOURCE_DIR};FERRY_TESTDATA=${FERRY_TESTDATA};${T_ENV}")
+endfunction()
+
+# ferry_add_backend(<name> SOURCES <files...> [LIBS <targets...>])
+# Builds libferry_<name>.so into the backend folder. Only the ferry_* entry points are exported
+# (linker version script), so backends never clash with each other or with the host.
+function(ferry_add_backend name)
+  cmake_parse_arguments(B "" "" "SOURCES;LIBS" ${ARGN})
+  add_library(ferry_${name} MODULE ${B_SOURCES})
+  target_link_libraries(ferry_${name} PRIVATE ferry_abi ${B_LIBS})
+  set_target_properties(ferry_${name} PROPERTIES
+    PREFIX "lib"
+    LIBRARY_OUTPUT_DIRECTORY ${FERRY_BACKEND_OUTPUT_DIR}
+    CXX_VISIBILITY_PRESET hidden
+    C_VISIBILITY_PRESET hidden)
+  target_link_options(ferry_${name} PRIVATE
+    "LINKER:--version-script=${CMAKE_SOURCE_DIR}/cmake/backend.map" "LINKER:--no-undefined")
+endfunction()
