@@ -1,0 +1,199 @@
+// ferry::kernels: the device-neutral declarations of every operator the LLM engine runs.
+//
+// Each operator is declared here once. The first argument, a Context, says which implementation runs:
+//   kReference  plain loops (kernels/cpu/reference.cc): slow, obviously correct, the oracle in tests;
+//   kCpu        the fast CPU implementation (kernels/cpu/cpu_kernels.cc; matmul through OpenBLAS sgemm
+//               when the build found it, blocked loops otherwise);
+//   kCuda       reserved for kernels/cuda/ (not built yet: selecting it is a bug and aborts).
+// Signatures take raw pointers, sizes and documented row-major layouts (no STL containers), so a CUDA
+// implementation can take device pointers through the very same declarations.
+//
+// Conventions:
+// - Activations, norms weights, KV cache and outputs are fp32. Tables and weight matrices may be
+//   fp32, fp16 or bf16 (DType); they are read, never written.
+// - Shapes are written [outer, ..., inner] beside each pointer; everything is contiguous unless a
+//   `*_stride` argument (in elements) says how far apart consecutive tokens are.
+// - Inputs are validated by the caller (the engine checks token ids, slots and block tables at its
+//   boundary); the kernels only assert with FERRY_CHECK on broken invariants.
+// - Thread-safety: every operator is a pure function of its arguments; concurrent calls on disjoint
+//   outputs are safe. The kCpu matmul may use OpenBLAS's own thread pool.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ferry::kernels {
+
+// Element type of a weight table or matrix. Values match nothing external; never persist them.
+enum class DType : int32_t { kF32 = 0, kF16 = 1, kBF16 = 2 };
+
+size_t dtype_size(DType dtype);
+const char* dtype_name(DType dtype);
+
+// Scalar conversions (round to nearest even for the narrowing ones; NaN stays NaN).
+float bf16_to_f32(uint16_t v);
+float f16_to_f32(uint16_t v);
+uint16_t f32_to_bf16(float v);
+uint16_t f32_to_f16(float v);
+// Converts n elements of `src` (of type `dtype`) to fp32 into dst[n].
+void convert_to_f32(float* dst, const void* src, DType dtype, size_t n);
+
+enum class Backend : int32_t { kReference = 0, kCpu = 1, kCuda = 2 };
+
+// Where and how an operator runs. `stream` is the cudaStream_t for kCuda, unused on CPU.
+struct Context {
+  Backend backend = Backend::kCpu;
+  void* stream = nullptr;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Embedding lookup: out[t, :] = table[token_ids[t], :] converted to fp32.
+// Every token id must be in [0, vocab_size).
+void embedding(const Context& ctx,
+               float* out,               // [num_tokens, hidden]
+               const void* table,        // [vocab_size, hidden], dtype `table_dtype`
+               DType table_dtype, int64_t vocab_size, int64_t hidden,
+               const int32_t* token_ids,  // [num_tokens]
+               int64_t num_tokens);
+
+// RMSNorm: out[r, :] = in[r, :] / sqrt(mean(in[r, :]^2) + eps) * weight[:]. `out` may alias `in`.
+void rms_norm(const Context& ctx,
+              float* out,           // [num_rows, dim]
+              const float* in,      // [num_rows, dim]
+              const float* weight,  // [dim]
+              int64_t num_rows, int64_t dim, float eps);
+
+// Fused residual add + RMSNorm (the pre-norm transformer's seam between two sub-layers):
+//   residual[r, :] += delta[r, :];  out[r, :] = rms_norm(residual[r, :]) * weight.
+// `out` must not alias `residual`; it may alias `delta`.
+void add_rms_norm(const Context& ctx,
+                  float* out,           // [num_rows, dim]
+                  float* residual,      // [num_rows, dim], updated in place
+                  const float* delta,   // [num_rows, dim]
+                  const float* weight,  // [dim]
+                  int64_t num_rows, int64_t dim, float eps);
+
+// Per-head RMSNorm in place (Qwen3's q_norm / k_norm, applied before RoPE): for every token t and
+// head h, x[t*token_stride + h*head_dim + (0..head_dim)] = rms_norm(that head vector) * weight.
+void head_rms_norm(const Context& ctx,
+                   float* x,             // [num_tokens, token_stride], heads at [.., num_heads*head_dim]
+                   const float* weight,  // [head_dim]
+                   int64_t num_tokens, int64_t token_stride, int64_t num_heads, int64_t head_dim,
+                   float eps);
+
+// Rotary position embedding in place, HF's rotate_half layout: within each head, element j is
+// rotated with element j + head_dim/2 (j < head_dim/2) by the angle positions[t] * inv_freq[j]:
+//   x'[j]       = x[j] * cos - x[j + d/2] * sin
+//   x'[j + d/2] = x[j + d/2] * cos + x[j] * sin
+// Scaling variants (llama3, linear) live entirely in inv_freq (see rope_inv_freq).
+void rope(const Context& ctx,
+          float* q,                  // [num_tokens, q_stride], heads at [.., num_q_heads*head_dim]
+          float* k,                  // [num_tokens, k_stride], heads at [.., num_kv_heads*head_dim]
+          const int32_t* positions,  // [num_tokens], >= 0
+          const float* inv_freq,     // [head_dim/2], radians per position
+          int64_t num_tokens, int64_t q_stride, int64_t k_stride, int64_t num_q_heads,
+          int64_t num_kv_heads, int64_t head_dim);
+
+// RoPE scaling as configured in HF config.json `rope_scaling`.
+enum class RopeScaling : int32_t { kNone = 0, kLinear = 1, kLlama3 = 2 };
+struct RopeParams {
+  float theta = 10000.0f;  // rope_theta
+  RopeScaling scaling = RopeScaling::kNone;
+  float factor = 1.0f;            // kLinear, kLlama3
+  float low_freq_factor = 1.0f;   // kLlama3
+  float high_freq_factor = 4.0f;  // kLlama3
+  int64_t original_max_position_embeddings = 8192;  // kLlama3
+};
+// Host helper (not an operator): fills inv_freq[head_dim/2] for the given parameters, computed in
+// double precision then rounded to fp32.
+void rope_inv_freq(const RopeParams& params, int64_t head_dim, float* inv_freq);
+
+// ---------------------------------------------------------------------------------------------
+// Paged KV cache.
+//
+// Storage per layer (one tensor for K, one for V):
+//   float k_cache[num_blocks, block_size, num_kv_heads, head_dim]
+// A physical block holds block_size consecutive token positions of one sequence. A sequence's
+// block table maps its logical block b (positions b*block_size .. b*block_size+block_size-1) to a
+// physical block id. A "slot" is physical_block * block_size + offset_in_block.
+//
+// KV cache write: for token t with slot_mapping[t] >= 0, copies k[t] and v[t] into that slot.
+// Tokens with slot -1 are skipped (padding). Slots must be < num_blocks * block_size and distinct.
+void kv_cache_write(const Context& ctx,
+                    float* k_cache,              // [num_blocks, block_size, num_kv_heads, head_dim]
+                    float* v_cache,              // same
+                    const float* k,              // [num_tokens, k_stride], [.., num_kv_heads*head_dim]
+                    const float* v,              // [num_tokens, v_stride], same
+                    const int64_t* slot_mapping,  // [num_tokens]
+                    int64_t num_tokens, int64_t k_stride, int64_t v_stride, int64_t num_kv_heads,
+                    int64_t head_dim);
+
+// Paged attention over a batch of sequences with variable query and context lengths (prefill and
+// decode are the same call: decode is query_len 1).
+//
+// Sequence s owns query tokens query_start[s] .. query_start[s+1]-1 of q/out (query_len_s), and its
+// context is the context_lens[s] tokens already written to the cache (this step's keys included:
+// write the cache first). Its query token i sits at position context_lens[s] - query_len_s + i and
+// attends causally to cached positions 0..that position. Head h of q uses KV head
+// h / (num_q_heads / num_kv_heads) (GQA; num_q_heads must be a multiple of num_kv_heads).
+// out = softmax(q . k^T * scale) . v, the softmax in fp32 with max subtraction.
+struct PagedAttentionArgs {
+  float* out;                   // [num_tokens, num_q_heads * head_dim]
+  const float* q;               // [num_tokens, q_stride], heads at [.., num_q_heads*head_dim]
+  const float* k_cache;         // [num_blocks, block_size, num_kv_heads, head_dim]
+  const float* v_cache;         // same
+  const int32_t* query_start;   // [num_seqs + 1], query_start[0] = 0, last = num_tokens
+  const int32_t* context_lens;  // [num_seqs], >= that sequence's query_len
+  const int32_t* block_tables;  // [num_seqs, max_blocks_per_seq], physical block ids
+  int64_t num_seqs = 0;
+  int64_t num_tokens = 0;
+  int64_t max_blocks_per_seq = 0;
+  int64_t q_stride = 0;
+  int64_t num_q_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t block_size = 0;
+  int64_t num_blocks = 0;  // only for bounds assertions
+  float scale = 1.0f;      // usually 1/sqrt(head_dim)
+};
+void paged_attention(const Context& ctx, const PagedAttentionArgs& args);
+
+// ---------------------------------------------------------------------------------------------
+// SwiGLU: out[r, j] = silu(gate_up[r, j]) * gate_up[r, inter + j], silu(x) = x / (1 + exp(-x)).
+void silu_and_mul(const Context& ctx,
+                  float* out,            // [num_rows, inter]
+                  const float* gate_up,  // [num_rows, 2 * inter]: gate half, then up half
+                  int64_t num_rows, int64_t inter);
+
+// Linear layer in HF layout: out[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]).
+// The kCpu path is fastest with fp32 weights (sgemm); fp16/bf16 weights are converted per panel.
+void matmul(const Context& ctx,
+            float* out,         // [m, n]
+            const float* x,     // [m, k]
+            const void* w,      // [n, k], dtype `w_dtype`
+            DType w_dtype,
+            const float* bias,  // [n] or nullptr
+            int64_t m, int64_t n, int64_t k);
+
+// Copies selected rows: out[i, :] = in[rows[i], :].
+void gather_rows(const Context& ctx,
+                 float* out,           // [num_rows, dim]
+                 const float* in,      // [*, dim]
+                 const int32_t* rows,  // [num_rows]
+                 int64_t num_rows, int64_t dim);
+
+// Greedy choice per row: out[r] = argmax_j logits[r, j], the lowest index winning ties.
+void argmax(const Context& ctx,
+            int32_t* out,          // [num_rows]
+            const float* logits,   // [num_rows, vocab]
+            int64_t num_rows, int64_t vocab);
+
+// Row-wise log-softmax in place (for logprobs): x[r, :] -= logsumexp(x[r, :]).
+void log_softmax(const Context& ctx,
+                 float* x,  // [num_rows, vocab]
+                 int64_t num_rows, int64_t vocab);
+
+// True when the kCpu matmul runs on OpenBLAS (for benchmarks and logs).
+bool cpu_matmul_uses_blas();
+
+}  // namespace ferry::kernels
