@@ -1,0 +1,33 @@
+// ForwardBatch: one engine step's input -- any number of sequences, each contributing a run of
+// query tokens (a prompt or a chunk of it, or one token when decoding) against its paged KV cache.
+// Views only: the caller owns every array and keeps it alive for the call.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace ferry::llm {
+
+struct SequenceInput {
+  int32_t query_start = 0;  // index of this sequence's first token in ForwardBatch::token_ids
+  int32_t query_len = 0;    // tokens computed this step (>= 1)
+  int32_t context_len = 0;  // tokens in the cache once this step has run (earlier ones + query_len)
+  std::span<const int32_t> block_table;  // physical block of logical block b; must cover context_len
+};
+
+struct ForwardBatch {
+  std::span<const int32_t> token_ids;  // [num_tokens]; sequences' runs are contiguous, in order
+  std::span<const int32_t> positions;  // [num_tokens]; token i of a sequence is at context_len - query_len + i
+  std::span<const SequenceInput> sequences;  // [num_seqs]
+  bool all_logits = false;  // false: logits of each sequence's last token; true: of every token
+};
+
+struct ForwardOutput {
+  std::vector<float> logits;  // [num_rows, vocab]: num_rows = num_seqs, or num_tokens with all_logits
+  int64_t num_rows = 0;
+  int64_t vocab = 0;
+  const float* row(int64_t r) const { return logits.data() + r * vocab; }
+};
+
+}  // namespace ferry::llm

@@ -1,0 +1,49 @@
+#include "backend/llm/engine/kv_cache_storage.h"
+
+#include <new>
+
+namespace ferry::llm {
+
+Result<KvCacheStorage> KvCacheStorage::create(const KvCacheShape& shape) {
+  if (shape.num_layers <= 0 || shape.num_blocks <= 0 || shape.block_size <= 0 || shape.num_kv_heads <= 0 ||
+      shape.head_dim <= 0) {
+    return Status::InvalidArgument("kv cache: every dimension must be positive");
+  }
+  KvCacheStorage s;
+  s.shape_ = shape;
+  const size_t n = static_cast<size_t>(shape.num_blocks * shape.elements_per_block());
+  try {
+    s.k_.resize(shape.num_layers);
+    s.v_.resize(shape.num_layers);
+    for (int64_t l = 0; l < shape.num_layers; ++l) {
+      s.k_[l].assign(n, 0.0f);
+      s.v_[l].assign(n, 0.0f);
+    }
+  } catch (const std::bad_alloc&) {
+    return Status::ResourceExhausted("kv cache: cannot allocate " + std::to_string(shape.num_blocks) + " blocks of " +
+                                     std::to_string(shape.bytes_per_block()) + " bytes");
+  }
+  return s;
+}
+
+SimpleBlockAllocator::SimpleBlockAllocator(int64_t num_blocks) {
+  for (int64_t b = num_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
+}
+
+bool SimpleBlockAllocator::ensure_capacity(std::vector<int32_t>* table, int64_t num_tokens, int64_t block_size) {
+  const int64_t needed = (num_tokens + block_size - 1) / block_size - static_cast<int64_t>(table->size());
+  if (needed <= 0) return true;
+  if (needed > num_free()) return false;
+  for (int64_t i = 0; i < needed; ++i) {
+    table->push_back(free_.back());
+    free_.pop_back();
+  }
+  return true;
+}
+
+void SimpleBlockAllocator::release(std::vector<int32_t>* table) {
+  for (int32_t b : *table) free_.push_back(b);
+  table->clear();
+}
+
+}  // namespace ferry::llm

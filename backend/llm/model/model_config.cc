@@ -1,0 +1,259 @@
+#include "backend/llm/model/model_config.h"
+
+#include <json/json.h>
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+namespace ferry::llm {
+
+namespace {
+
+Result<Json::Value> parse_json(std::string_view text, const std::string& what) {
+  Json::CharReaderBuilder builder;
+  builder["collectComments"] = false;
+  std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
+  Json::Value root;
+  std::string errors;
+  if (!reader->parse(text.data(), text.data() + text.size(), &root, &errors)) {
+    return Status::InvalidArgument(what + ": not valid JSON: " + errors);
+  }
+  if (!root.isObject()) return Status::InvalidArgument(what + ": top level is not an object");
+  return root;
+}
+
+bool present(const Json::Value& obj, const char* key) { return obj.isMember(key) && !obj[key].isNull(); }
+
+// A required or defaulted positive integer key.
+Result<int64_t> get_int(const Json::Value& obj, const char* key, std::optional<int64_t> fallback = std::nullopt) {
+  if (!present(obj, key)) {
+    if (fallback) return *fallback;
+    return Status::InvalidArgument(std::string("config.json: missing key '") + key + "'");
+  }
+  const Json::Value& v = obj[key];
+  if (!v.isIntegral() || v.asInt64() <= 0) {
+    return Status::InvalidArgument(std::string("config.json: key '") + key + "' must be a positive integer");
+  }
+  return static_cast<int64_t>(v.asInt64());
+}
+
+Result<double> get_number(const Json::Value& obj, const char* key, double fallback, const char* where) {
+  if (!present(obj, key)) return fallback;
+  if (!obj[key].isNumeric()) {
+    return Status::InvalidArgument(std::string(where) + ": key '" + key + "' must be a number");
+  }
+  return obj[key].asDouble();
+}
+
+Result<bool> get_bool(const Json::Value& obj, const char* key, bool fallback) {
+  if (!present(obj, key)) return fallback;
+  if (!obj[key].isBool()) return Status::InvalidArgument(std::string("config.json: key '") + key + "' must be a boolean");
+  return obj[key].asBool();
+}
+
+// eos_token_id: an int or a list of ints.
+Result<std::vector<int32_t>> get_token_ids(const Json::Value& v, const std::string& where) {
+  std::vector<int32_t> ids;
+  if (v.isIntegral()) {
+    ids.push_back(v.asInt());
+  } else if (v.isArray()) {
+    for (const auto& e : v) {
+      if (!e.isIntegral()) return Status::InvalidArgument(where + ": must be an integer or a list of integers");
+      ids.push_back(e.asInt());
+    }
+  } else {
+    return Status::InvalidArgument(where + ": must be an integer or a list of integers");
+  }
+  return ids;
+}
+
+Status parse_rope_scaling(const Json::Value& root, ModelConfig* c) {
+  if (!present(root, "rope_scaling")) return Status::Ok();
+  const Json::Value& rs = root["rope_scaling"];
+  if (!rs.isObject()) return Status::InvalidArgument("config.json: key 'rope_scaling' must be an object or null");
+  std::string type = rs.get("rope_type", rs.get("type", "default")).asString();
+  auto number = [&](const char* key, double fallback) {
+    return get_number(rs, key, fallback, "config.json rope_scaling");
+  };
+  if (type == "default") return Status::Ok();
+  if (type != "llama3" && type != "linear") {
+    return Status::Unimplemented("config.json: rope_scaling.rope_type '" + type +
+                                 "' is not supported (supported: default, linear, llama3)");
+  }
+  auto factor = number("factor", 1.0);
+  if (!factor.ok()) return factor.status();
+  if (*factor <= 0) return Status::InvalidArgument("config.json: rope_scaling.factor must be > 0");
+  c->rope.factor = static_cast<float>(*factor);
+  if (type == "linear") {
+    c->rope.scaling = kernels::RopeScaling::kLinear;
+    return Status::Ok();
+  }
+  c->rope.scaling = kernels::RopeScaling::kLlama3;
+  auto low = number("low_freq_factor", 1.0);
+  auto high = number("high_freq_factor", 4.0);
+  auto orig = number("original_max_position_embeddings", 8192.0);
+  if (!low.ok()) return low.status();
+  if (!high.ok()) return high.status();
+  if (!orig.ok()) return orig.status();
+  if (*high <= *low) {
+    return Status::InvalidArgument("config.json: rope_scaling.high_freq_factor must exceed low_freq_factor");
+  }
+  c->rope.low_freq_factor = static_cast<float>(*low);
+  c->rope.high_freq_factor = static_cast<float>(*high);
+  c->rope.original_max_position_embeddings = static_cast<int64_t>(*orig);
+  return Status::Ok();
+}
+
+#define FERRY_ASSIGN_OR_RETURN(lhs, expr) \
+  do {                                    \
+    auto r_ = (expr);                     \
+    if (!r_.ok()) return r_.status();     \
+    lhs = std::move(r_).value();          \
+  } while (0)
+
+}  // namespace
+
+Result<ModelConfig> parse_model_config(std::string_view json_text) {
+  auto parsed = parse_json(json_text, "config.json");
+  if (!parsed.ok()) return parsed.status();
+  const Json::Value& root = parsed.value();
+  ModelConfig c;
+
+  if (!root["architectures"].isArray() || root["architectures"].empty() || !root["architectures"][0].isString()) {
+    return Status::InvalidArgument("config.json: key 'architectures' must be a non-empty list of names");
+  }
+  c.architecture_name = root["architectures"][0].asString();
+  if (c.architecture_name == "LlamaForCausalLM") {
+    c.architecture = Architecture::kLlama;
+  } else if (c.architecture_name == "MistralForCausalLM") {
+    c.architecture = Architecture::kMistral;
+  } else if (c.architecture_name == "Qwen2ForCausalLM") {
+    c.architecture = Architecture::kQwen2;
+  } else if (c.architecture_name == "Qwen3ForCausalLM") {
+    c.architecture = Architecture::kQwen3;
+  } else {
+    return Status::Unimplemented("config.json: architectures[0] '" + c.architecture_name +
+                                 "' is not supported (supported: LlamaForCausalLM, MistralForCausalLM, "
+                                 "Qwen2ForCausalLM, Qwen3ForCausalLM)");
+  }
+
+  FERRY_ASSIGN_OR_RETURN(c.hidden_size, get_int(root, "hidden_size"));
+  FERRY_ASSIGN_OR_RETURN(c.intermediate_size, get_int(root, "intermediate_size"));
+  FERRY_ASSIGN_OR_RETURN(c.num_layers, get_int(root, "num_hidden_layers"));
+  FERRY_ASSIGN_OR_RETURN(c.num_heads, get_int(root, "num_attention_heads"));
+  FERRY_ASSIGN_OR_RETURN(c.num_kv_heads, get_int(root, "num_key_value_heads", c.num_heads));
+  FERRY_ASSIGN_OR_RETURN(c.vocab_size, get_int(root, "vocab_size"));
+  FERRY_ASSIGN_OR_RETURN(c.max_position_embeddings, get_int(root, "max_position_embeddings", 2048));
+  if (present(root, "head_dim")) {
+    FERRY_ASSIGN_OR_RETURN(c.head_dim, get_int(root, "head_dim"));
+  } else {
+    if (c.hidden_size % c.num_heads != 0) {
+      return Status::InvalidArgument("config.json: 'hidden_size' is not a multiple of 'num_attention_heads' "
+                                     "and no 'head_dim' is given");
+    }
+    c.head_dim = c.hidden_size / c.num_heads;
+  }
+  if (c.head_dim % 2 != 0) return Status::InvalidArgument("config.json: 'head_dim' must be even for RoPE");
+  if (c.num_heads % c.num_kv_heads != 0) {
+    return Status::InvalidArgument("config.json: 'num_attention_heads' must be a multiple of 'num_key_value_heads'");
+  }
+  double eps = 0, theta = 0;
+  FERRY_ASSIGN_OR_RETURN(eps, get_number(root, "rms_norm_eps", 1e-6, "config.json"));
+  FERRY_ASSIGN_OR_RETURN(theta, get_number(root, "rope_theta", 10000.0, "config.json"));
+  if (eps <= 0) return Status::InvalidArgument("config.json: key 'rms_norm_eps' must be > 0");
+  if (theta <= 0) return Status::InvalidArgument("config.json: key 'rope_theta' must be > 0");
+  c.rms_norm_eps = static_cast<float>(eps);
+  c.rope.theta = static_cast<float>(theta);
+  FERRY_RETURN_IF_ERROR(parse_rope_scaling(root, &c));
+
+  const std::string act = root.get("hidden_act", "silu").asString();
+  if (act != "silu") return Status::Unimplemented("config.json: hidden_act '" + act + "' is not supported (only silu)");
+  FERRY_ASSIGN_OR_RETURN(c.tie_word_embeddings, get_bool(root, "tie_word_embeddings", false));
+  bool attention_bias = false, mlp_bias = false;
+  FERRY_ASSIGN_OR_RETURN(attention_bias, get_bool(root, "attention_bias", false));
+  FERRY_ASSIGN_OR_RETURN(mlp_bias, get_bool(root, "mlp_bias", false));
+  if (mlp_bias) return Status::Unimplemented("config.json: mlp_bias true is not supported");
+  switch (c.architecture) {
+    case Architecture::kQwen2:
+      c.qkv_bias = true;  // Qwen2's q/k/v projections always carry a bias; o_proj never does.
+      break;
+    case Architecture::kQwen3:
+      c.qk_norm = true;
+      c.qkv_bias = attention_bias;
+      c.o_bias = false;
+      break;
+    case Architecture::kLlama:
+    case Architecture::kMistral:
+      c.qkv_bias = attention_bias;
+      c.o_bias = attention_bias;
+      break;
+  }
+
+  const Json::Value& dtype = present(root, "torch_dtype") ? root["torch_dtype"] : root["dtype"];
+  const std::string dtype_name = dtype.isString() ? dtype.asString() : "float32";
+  if (dtype_name == "float32") {
+    c.dtype = kernels::DType::kF32;
+  } else if (dtype_name == "bfloat16") {
+    c.dtype = kernels::DType::kBF16;
+  } else if (dtype_name == "float16") {
+    c.dtype = kernels::DType::kF16;
+  } else {
+    return Status::Unimplemented("config.json: torch_dtype '" + dtype_name + "' is not supported");
+  }
+  if (present(root, "sliding_window") && root["sliding_window"].isIntegral() &&
+      root.get("use_sliding_window", true).asBool()) {
+    c.sliding_window = root["sliding_window"].asInt64();
+  }
+  if (present(root, "bos_token_id")) {
+    if (!root["bos_token_id"].isIntegral()) return Status::InvalidArgument("config.json: key 'bos_token_id' must be an integer");
+    c.bos_token_id = root["bos_token_id"].asInt();
+  }
+  if (present(root, "eos_token_id")) {
+    FERRY_ASSIGN_OR_RETURN(c.eos_token_ids, get_token_ids(root["eos_token_id"], "config.json: key 'eos_token_id'"));
+  }
+  return c;
+}
+
+Status apply_generation_config(std::string_view json_text, ModelConfig* config) {
+  auto parsed = parse_json(json_text, "generation_config.json");
+  if (!parsed.ok()) return parsed.status();
+  const Json::Value& root = parsed.value();
+  if (present(root, "eos_token_id")) {
+    auto ids = get_token_ids(root["eos_token_id"], "generation_config.json: key 'eos_token_id'");
+    if (!ids.ok()) return ids.status();
+    config->eos_token_ids = std::move(ids).value();
+  }
+  if (present(root, "bos_token_id")) {
+    if (!root["bos_token_id"].isIntegral()) {
+      return Status::InvalidArgument("generation_config.json: key 'bos_token_id' must be an integer");
+    }
+    config->bos_token_id = root["bos_token_id"].asInt();
+  }
+  return Status::Ok();
+}
+
+Result<std::string> read_text_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("cannot open " + path.string());
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return Status::Internal("cannot read " + path.string());
+  return ss.str();
+}
+
+Result<ModelConfig> load_model_config(const std::filesystem::path& model_dir) {
+  auto text = read_text_file(model_dir / "config.json");
+  if (!text.ok()) return text.status();
+  auto config = parse_model_config(text.value());
+  if (!config.ok()) return config.status().with_prefix(model_dir.string());
+  const auto gen_path = model_dir / "generation_config.json";
+  if (std::filesystem::exists(gen_path)) {
+    auto gen = read_text_file(gen_path);
+    if (!gen.ok()) return gen.status();
+    FERRY_RETURN_IF_ERROR(apply_generation_config(gen.value(), &config.value()).with_prefix(model_dir.string()));
+  }
+  return config;
+}
+
+}  // namespace ferry::llm

@@ -1,0 +1,156 @@
+#include "backend/llm/model/model_weights.h"
+
+#include <cmath>
+
+namespace ferry::llm {
+
+int64_t WeightSpec::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::string layer_tensor_name(int64_t layer, const std::string& suffix) {
+  return "model.layers." + std::to_string(layer) + "." + suffix;
+}
+
+std::vector<WeightSpec> plan_weights(const ModelConfig& c) {
+  const int64_t h = c.hidden_size;
+  std::vector<WeightSpec> specs;
+  specs.push_back({"model.embed_tokens.weight", {c.vocab_size, h}});
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    auto add = [&](const std::string& suffix, std::vector<int64_t> shape) {
+      specs.push_back({layer_tensor_name(l, suffix), std::move(shape)});
+    };
+    add("input_layernorm.weight", {h});
+    add("self_attn.q_proj.weight", {c.q_size(), h});
+    add("self_attn.k_proj.weight", {c.kv_size(), h});
+    add("self_attn.v_proj.weight", {c.kv_size(), h});
+    add("self_attn.o_proj.weight", {h, c.q_size()});
+    if (c.qkv_bias) {
+      add("self_attn.q_proj.bias", {c.q_size()});
+      add("self_attn.k_proj.bias", {c.kv_size()});
+      add("self_attn.v_proj.bias", {c.kv_size()});
+    }
+    if (c.o_bias) add("self_attn.o_proj.bias", {h});
+    if (c.qk_norm) {
+      add("self_attn.q_norm.weight", {c.head_dim});
+      add("self_attn.k_norm.weight", {c.head_dim});
+    }
+    add("post_attention_layernorm.weight", {h});
+    add("mlp.gate_proj.weight", {c.intermediate_size, h});
+    add("mlp.up_proj.weight", {c.intermediate_size, h});
+    add("mlp.down_proj.weight", {h, c.intermediate_size});
+  }
+  specs.push_back({"model.norm.weight", {h}});
+  if (!c.tie_word_embeddings) specs.push_back({"lm_head.weight", {c.vocab_size, h}});
+  return specs;
+}
+
+Result<ModelWeights> ModelWeights::load_safetensors(const ModelConfig& config, const std::filesystem::path& model_dir) {
+  auto store = TensorStore::open_dir(model_dir);
+  if (!store.ok()) return store.status();
+  return from_store(config, std::make_shared<const TensorStore>(std::move(store).value()));
+}
+
+Result<ModelWeights> ModelWeights::from_store(const ModelConfig& config, std::shared_ptr<const TensorStore> store) {
+  ModelWeights w;
+  w.format_ = LoadFormat::kSafetensors;
+  w.specs_ = plan_weights(config);
+  for (const WeightSpec& spec : w.specs_) {
+    const TensorView* v = store->find(spec.name);
+    if (v == nullptr) return Status::InvalidArgument("missing tensor '" + spec.name + "'");
+    if (!v->dtype_supported) {
+      return Status::InvalidArgument("tensor '" + spec.name + "' has dtype " + v->dtype_name +
+                                     "; supported: F32, F16, BF16");
+    }
+    if (v->shape != spec.shape) {
+      return Status::InvalidArgument("tensor '" + spec.name + "' has shape " + shape_to_string(v->shape) +
+                                     ", expected " + shape_to_string(spec.shape));
+    }
+  }
+  w.store_ = std::move(store);
+  return w;
+}
+
+ModelWeights ModelWeights::dummy(const ModelConfig& config, uint64_t seed) {
+  ModelWeights w;
+  w.format_ = LoadFormat::kDummy;
+  w.seed_ = seed;
+  w.specs_ = plan_weights(config);
+  return w;
+}
+
+const WeightSpec* ModelWeights::spec(const std::string& name) const {
+  for (const auto& s : specs_)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+int64_t ModelWeights::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& s : specs_) n += s.numel();
+  return n;
+}
+
+const TensorView* ModelWeights::view(const std::string& name) const {
+  if (format_ != LoadFormat::kSafetensors || spec(name) == nullptr) return nullptr;
+  return store_->find(name);
+}
+
+namespace {
+
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Dummy values: norm weights near 1, biases small, matrices uniform with variance 1/fan_in (so
+// activations keep their scale through the layers and the logits stay finite).
+void fill_dummy(const WeightSpec& spec, uint64_t seed, float* dst) {
+  uint64_t state = seed ^ fnv1a(spec.name);
+  const int64_t n = spec.numel();
+  float center = 0.0f, half_width;
+  if (ends_with(spec.name, "norm.weight")) {
+    center = 1.0f;
+    half_width = 0.1f;
+  } else if (ends_with(spec.name, ".bias")) {
+    half_width = 0.02f;
+  } else {
+    const double fan_in = static_cast<double>(spec.shape.back());
+    half_width = static_cast<float>(std::sqrt(3.0 / fan_in));
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const double u = static_cast<double>(splitmix64(state) >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)
+    dst[i] = center + half_width * static_cast<float>(2.0 * u - 1.0);
+  }
+}
+
+}  // namespace
+
+Status ModelWeights::read_f32(const std::string& name, float* dst) const {
+  const WeightSpec* s = spec(name);
+  if (s == nullptr) return Status::NotFound("tensor '" + name + "' is not part of this model");
+  if (format_ == LoadFormat::kDummy) {
+    fill_dummy(*s, seed_, dst);
+    return Status::Ok();
+  }
+  const TensorView* v = store_->find(name);
+  FERRY_CHECK(v != nullptr);  // checked at load
+  kernels::convert_to_f32(dst, v->data, v->dtype, static_cast<size_t>(v->numel()));
+  return Status::Ok();
+}
+
+}  // namespace ferry::llm

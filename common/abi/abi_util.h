@@ -1,0 +1,45 @@
+// Helpers for both sides of the C ABI (host and backends): owned copies of ABI tensors, Status <-> ferry_error,
+// and writing describe() JSON into the host's buffer. C++ only; nothing here crosses the ABI.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "ferry/ferry.h"
+
+namespace ferry::abi {
+
+// An owned copy of a ferry_tensor.
+struct OwnedTensor {
+  std::string name;
+  ferry_dtype dtype = FERRY_DTYPE_INVALID;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> data;
+
+  // A view that points into this object; valid while it lives and is not modified.
+  ferry_tensor view() const;
+};
+
+// Copies `t`, checking that its byte size agrees with dtype and shape (BYTES: that the
+// length-prefixed elements fill data exactly and their count equals the shape's product).
+Result<OwnedTensor> copy_tensor(const ferry_tensor& t);
+
+// Bytes per element of a fixed-size dtype; 0 for BYTES and INVALID.
+size_t dtype_size(ferry_dtype dtype);
+const char* dtype_name(ferry_dtype dtype);  // "FP32", ... (KServe names)
+
+// Splits a BYTES payload into its elements (views into `data`). Fails on a malformed payload.
+Result<std::vector<std::string_view>> split_bytes(const uint8_t* data, uint64_t size);
+// Encodes strings as a BYTES payload.
+std::vector<uint8_t> join_bytes(const std::vector<std::string>& elements);
+
+// Fills `error` (may be NULL) from a non-OK status and returns its code; OK returns OK.
+ferry_error_code to_error(const Status& status, ferry_error* error);
+
+// Writes `json` into (buffer, capacity) as ferry_model_describe specifies; returns json.size().
+size_t write_describe(const std::string& json, char* buffer, size_t capacity);
+
+}  // namespace ferry::abi

@@ -1,0 +1,426 @@
+#include "host/http/http_server.h"
+
+#include <arpa/inet.h>
+#include <civetweb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "host/http/kserve_json.h"
+#include "host/json_util.h"
+#include "host/log.h"
+
+namespace ferry::host {
+namespace {
+
+// ---- responses ------------------------------------------------------------------------------------
+
+void send_body(mg_connection* conn, int status, const char* content_type, const std::string& body) {
+  mg_response_header_start(conn, status);
+  mg_response_header_add(conn, "Content-Type", content_type, -1);
+  mg_response_header_add(conn, "Content-Length", std::to_string(body.size()).c_str(), -1);
+  mg_response_header_send(conn);
+  if (!body.empty()) mg_write(conn, body.data(), body.size());
+}
+
+int send_json(mg_connection* conn, int status, const Json::Value& body) {
+  send_body(conn, status, "application/json", to_json(body));
+  return status;
+}
+
+int send_error(mg_connection* conn, const Status& status) {
+  Json::Value body;
+  body["error"] = status.message();
+  return send_json(conn, http_status_for(status.code()), body);
+}
+
+// ---- request plumbing -----------------------------------------------------------------------------
+
+Result<std::string> read_body(mg_connection* conn, uint64_t max_bytes) {
+  const mg_request_info* ri = mg_get_request_info(conn);
+  if (ri->content_length > 0 && static_cast<uint64_t>(ri->content_length) > max_bytes) {
+    return Status::TooLarge("request body of " + std::to_string(ri->content_length) + " bytes is over the limit of " +
+                            std::to_string(max_bytes));
+  }
+  std::string body;
+  if (ri->content_length > 0) body.reserve(static_cast<size_t>(ri->content_length));
+  char buf[16384];
+  for (;;) {
+    int n = mg_read(conn, buf, sizeof(buf));
+    if (n <= 0) break;
+    body.append(buf, static_cast<size_t>(n));
+    if (body.size() > max_bytes) {
+      return Status::TooLarge("request body is over the limit of " + std::to_string(max_bytes) + " bytes");
+    }
+  }
+  return body;
+}
+
+Result<Json::Value> read_json_body(mg_connection* conn, uint64_t max_bytes, bool allow_empty) {
+  auto body = read_body(conn, max_bytes);
+  if (!body.ok()) return body.status();
+  if (body->empty()) {
+    if (allow_empty) return Json::Value(Json::objectValue);
+    return Status::InvalidArgument("request body is empty; a JSON object is expected");
+  }
+  auto json = parse_json(body.value(), "request body");
+  if (!json.ok()) return json.status();
+  if (!json->isObject()) return Status::InvalidArgument("request body must be a JSON object");
+  return json;
+}
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> parts;
+  size_t i = 0;
+  while (i < path.size()) {
+    while (i < path.size() && path[i] == '/') ++i;
+    size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    if (j > i) parts.push_back(path.substr(i, j - i));
+    i = j;
+  }
+  return parts;
+}
+
+// Collects a request's responses for the civetweb thread that waits on it.
+class QueueSink : public ResponseSink {
+ public:
+  void on_response(ResponseData&& r) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(std::move(r));
+    }
+    cv_.notify_one();
+  }
+  ResponseData pop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !queue_.empty(); });
+    ResponseData r = std::move(queue_.front());
+    queue_.pop_front();
+    return r;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<ResponseData> queue_;
+};
+
+// ---- handlers -------------------------------------------------------------------------------------
+
+struct Route {
+  std::string model;
+  std::string version;
+  std::string action;  // "", "ready", "config", "stats", "infer", "generate", "generate_stream"
+};
+
+// Parses /v2/models/{m}[/versions/{v}][/{action}] (parts[0..1] are "v2","models").
+std::optional<Route> parse_model_route(const std::vector<std::string_view>& parts) {
+  if (parts.size() < 3) return std::nullopt;
+  Route r;
+  r.model = std::string(parts[2]);
+  size_t i = 3;
+  if (parts.size() > i + 1 && parts[i] == "versions") {
+    r.version = std::string(parts[i + 1]);
+    i += 2;
+  }
+  if (parts.size() == i + 1) r.action = std::string(parts[i]);
+  else if (parts.size() != i) return std::nullopt;
+  return r;
+}
+
+Json::Value metadata_json(ModelRegistry& registry, const std::shared_ptr<ModelVersion>& mv) {
+  Json::Value j;
+  j["name"] = mv->name();
+  j["versions"] = Json::Value(Json::arrayValue);
+  auto all = registry.versions(mv->name());
+  if (all.ok()) {
+    for (const auto& v : all.value()) {
+      if (v->state() == ModelState::kReady) j["versions"].append(std::to_string(v->version()));
+    }
+  }
+  auto meta = parse_json(mv->describe(FERRY_DESCRIBE_KIND_METADATA), "model metadata");
+  j["platform"] = mv->spec().backend;
+  j["inputs"] = Json::Value(Json::arrayValue);
+  j["outputs"] = Json::Value(Json::arrayValue);
+  if (meta.ok() && meta->isObject()) {
+    if ((*meta)["platform"].isString()) j["platform"] = (*meta)["platform"];
+    if ((*meta)["inputs"].isArray()) j["inputs"] = (*meta)["inputs"];
+    if ((*meta)["outputs"].isArray()) j["outputs"] = (*meta)["outputs"];
+  }
+  return j;
+}
+
+int handle_infer(ServerContext& ctx, mg_connection* conn, const std::shared_ptr<ModelVersion>& mv, bool generate,
+                 bool stream) {
+  auto body = read_json_body(conn, ctx.max_body_bytes, false);
+  if (!body.ok()) return send_error(conn, body.status());
+  Result<RequestSpec> spec = Status::Internal("unset");
+  if (generate) {
+    auto meta = parse_json(mv->describe(FERRY_DESCRIBE_KIND_METADATA), "model metadata");
+    spec = generate_request_from_json(body.value(), meta.ok() ? (*meta)["inputs"] : Json::Value());
+  } else {
+    spec = infer_request_from_json(body.value());
+  }
+  if (!spec.ok()) return send_error(conn, spec.status());
+  spec->stream = stream;
+  std::string client_id = spec->client_id;
+  auto sink = std::make_shared<QueueSink>();
+  auto request = mv->submit(std::move(spec.value()), sink);
+  if (!request.ok()) return send_error(conn, request.status());
+
+  if (!stream) {
+    for (;;) {
+      ResponseData r = sink->pop();
+      if (!r.final) continue;
+      if (!r.error.ok()) return send_error(conn, r.error);
+      Json::Value out = generate ? generate_response_to_json(mv->name(), mv->version(), r)
+                                 : infer_response_to_json(mv->name(), mv->version(), client_id, r);
+      return send_json(conn, 200, out);
+    }
+  }
+
+  // Server-sent events, one per response.
+  mg_response_header_start(conn, 200);
+  mg_response_header_add(conn, "Content-Type", "text/event-stream", -1);
+  mg_response_header_add(conn, "Cache-Control", "no-cache", -1);
+  mg_response_header_add(conn, "Transfer-Encoding", "chunked", -1);
+  mg_response_header_send(conn);
+  for (;;) {
+    ResponseData r = sink->pop();
+    Json::Value event;
+    if (!r.error.ok()) {
+      event["error"] = r.error.message();
+    } else if (r.outputs.empty() && r.final && r.parameters_json.empty()) {
+      break;  // a FINAL that only ends the stream
+    } else {
+      event = generate_response_to_json(mv->name(), mv->version(), r);
+    }
+    std::string chunk = "data: " + to_json(event) + "\n\n";
+    if (mg_send_chunk(conn, chunk.data(), static_cast<unsigned>(chunk.size())) <= 0) {
+      FERRY_LOG(Verbose) << "client left during a stream; cancelling request " << request.value()->id();
+      request.value()->cancel();
+      return 499;
+    }
+    if (r.final) break;
+  }
+  mg_send_chunk(conn, "", 0);
+  return 200;
+}
+
+int handle_repository(ServerContext& ctx, mg_connection* conn, const std::vector<std::string_view>& parts) {
+  ModelRegistry& registry = *ctx.registry;
+  if (parts.size() == 3 && parts[2] == "index") {
+    auto body = read_json_body(conn, ctx.max_body_bytes, true);
+    if (!body.ok()) return send_error(conn, body.status());
+    bool ready_only = false;
+    if (body->isMember("ready")) {
+      if (!(*body)["ready"].isBool()) return send_error(conn, Status::InvalidArgument("'ready' must be a boolean"));
+      ready_only = (*body)["ready"].asBool();
+    }
+    Json::Value out(Json::arrayValue);
+    for (const auto& e : registry.index(ready_only)) {
+      Json::Value j;
+      j["name"] = e.name;
+      if (!e.version.empty()) j["version"] = e.version;
+      j["state"] = e.state;
+      if (!e.reason.empty()) j["reason"] = e.reason;
+      out.append(j);
+    }
+    return send_json(conn, 200, out);
+  }
+  if (parts.size() == 5 && parts[2] == "models" && (parts[4] == "load" || parts[4] == "unload")) {
+    auto body = read_json_body(conn, ctx.max_body_bytes, true);
+    if (!body.ok()) return send_error(conn, body.status());
+    if (registry.mode() != ModelControlMode::kExplicit) {
+      return send_error(conn, Status::Unavailable("explicit model load / unload is not allowed: the server runs with "
+                                                  "--model-control-mode other than explicit"));
+    }
+    std::string name(parts[3]);
+    Status s = parts[4] == "load" ? registry.load(name) : registry.unload(name);
+    if (!s.ok()) {
+      // A model that exists but cannot load is a bad request about that model, as in Triton.
+      if (parts[4] == "load" && s.code() != StatusCode::kNotFound && s.code() != StatusCode::kUnavailable) {
+        s = Status::InvalidArgument("failed to load '" + name + "': " + s.message());
+      }
+      return send_error(conn, s);
+    }
+    return send_json(conn, 200, Json::Value(Json::objectValue));
+  }
+  return send_error(conn, Status::NotFound("no such endpoint"));
+}
+
+int handle_models(ServerContext& ctx, mg_connection* conn, const std::string& method,
+                  const std::vector<std::string_view>& parts) {
+  ModelRegistry& registry = *ctx.registry;
+  if (parts.size() == 3 && parts[2] == "stats" && method == "GET") {
+    // All models' statistics.
+    Json::Value out;
+    out["model_stats"] = Json::Value(Json::arrayValue);
+    for (const auto& e : registry.index(true)) {
+      auto mv = registry.find(e.name, e.version);
+      if (mv.ok()) out["model_stats"].append(mv.value()->statistics());
+    }
+    return send_json(conn, 200, out);
+  }
+  auto route = parse_model_route(parts);
+  if (!route) return send_error(conn, Status::NotFound("no such endpoint"));
+  const bool post = method == "POST";
+  const std::string& a = route->action;
+  bool known = (!post && (a.empty() || a == "ready" || a == "config" || a == "stats")) ||
+               (post && (a == "infer" || a == "generate" || a == "generate_stream"));
+  if (!known) {
+    bool other = a.empty() || a == "ready" || a == "config" || a == "stats" || a == "infer" || a == "generate" ||
+                 a == "generate_stream";
+    return other ? send_json(conn, 405, Json::Value("method not allowed"))
+                 : send_error(conn, Status::NotFound("no such endpoint"));
+  }
+  auto mv = registry.find(route->model, route->version);
+  if (a == "ready") {
+    if (!mv.ok()) return send_error(conn, mv.status());
+    Status ready = mv.value()->readiness();
+    if (!ready.ok()) return send_error(conn, ready);
+    return send_json(conn, 200, Json::Value(Json::objectValue));
+  }
+  if (!mv.ok()) return send_error(conn, mv.status());
+  if (a.empty()) return send_json(conn, 200, metadata_json(registry, mv.value()));
+  if (a == "config") {
+    Json::Value c = mv.value()->spec().config;
+    c["name"] = mv.value()->name();
+    c["backend"] = mv.value()->spec().backend;
+    return send_json(conn, 200, c);
+  }
+  if (a == "stats") {
+    Json::Value out;
+    out["model_stats"] = Json::Value(Json::arrayValue);
+    out["model_stats"].append(mv.value()->statistics());
+    return send_json(conn, 200, out);
+  }
+  return handle_infer(ctx, conn, mv.value(), a != "infer", a == "generate_stream");
+}
+
+int route_request(ServerContext& ctx, mg_connection* conn) {
+  const mg_request_info* ri = mg_get_request_info(conn);
+  const std::string method = ri->request_method ? ri->request_method : "";
+  auto parts = split_path(ri->local_uri ? ri->local_uri : "/");
+  const bool get = method == "GET" || method == "HEAD";
+
+  if (parts.size() == 1 && parts[0] == "metrics" && get) {
+    send_body(conn, 200, "text/plain; version=0.0.4; charset=utf-8", ctx.metrics->render());
+    return 200;
+  }
+  if (parts.empty() || parts[0] != "v2") return send_error(conn, Status::NotFound("no such endpoint"));
+  if (parts.size() == 1 && get) {
+    Json::Value j;
+    j["name"] = "ferry";
+    j["version"] = ctx.server_version;
+    j["extensions"] = Json::Value(Json::arrayValue);
+    for (const char* e : {"model_repository", "statistics", "generate", "binary_tensor_data_unsupported"}) {
+      j["extensions"].append(e);
+    }
+    return send_json(conn, 200, j);
+  }
+  if (parts.size() == 3 && parts[1] == "health" && get) {
+    if (parts[2] == "live") return send_json(conn, 200, Json::Value(Json::objectValue));
+    if (parts[2] == "ready") {
+      if (ctx.registry->ready()) return send_json(conn, 200, Json::Value(Json::objectValue));
+      return send_error(conn, Status::Unavailable("server is not ready"));
+    }
+  }
+  if (parts.size() >= 2 && parts[1] == "repository" && method == "POST") return handle_repository(ctx, conn, parts);
+  if (parts.size() >= 3 && parts[1] == "models") return handle_models(ctx, conn, method, parts);
+  return send_error(conn, Status::NotFound("no such endpoint"));
+}
+
+// Finds a free TCP port on `address` for civetweb, which cannot report a port it chose itself.
+Result<int> pick_free_port(const std::string& address) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return Status::Internal("socket: " + std::string(std::strerror(errno)));
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = 0;
+  if (::inet_pton(AF_INET, address.c_str(), &sa.sin_addr) != 1) {
+    ::close(fd);
+    return Status::InvalidArgument("--http-address must be an IPv4 address, got '" + address + "'");
+  }
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+    std::string err = std::strerror(errno);
+    ::close(fd);
+    return Status::Unavailable("cannot bind " + address + ": " + err);
+  }
+  socklen_t len = sizeof(sa);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  ::close(fd);
+  return static_cast<int>(ntohs(sa.sin_port));
+}
+
+}  // namespace
+
+int http_status_for(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return 200;
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kUnavailable: return 503;
+    case StatusCode::kResourceExhausted: return 429;
+    case StatusCode::kDeadlineExceeded: return 408;
+    case StatusCode::kCancelled: return 499;
+    case StatusCode::kInternal: return 500;
+    case StatusCode::kUnimplemented: return 501;
+    case StatusCode::kTooLarge: return 413;
+  }
+  return 500;
+}
+
+int HttpServer::handle(mg_connection* conn, void* self) {
+  auto* server = static_cast<HttpServer*>(self);
+  try {
+    return route_request(*server->ctx_, conn);
+  } catch (const std::exception& e) {
+    FERRY_LOG(Error) << "HTTP handler failed: " << e.what();
+    return send_error(conn, Status::Internal(e.what()));
+  }
+}
+
+Status HttpServer::start(const std::string& address, int port, int num_threads) {
+  mg_init_library(0);
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    int p = port;
+    if (port == 0) {
+      auto free_port = pick_free_port(address);
+      if (!free_port.ok()) return free_port.status();
+      p = free_port.value();
+    }
+    std::string listen = address + ":" + std::to_string(p);
+    std::string threads = std::to_string(num_threads);
+    const char* options[] = {"listening_ports", listen.c_str(), "num_threads", threads.c_str(),
+                             "enable_keep_alive", "yes", "keep_alive_timeout_ms", "30000",
+                             "request_timeout_ms", "60000", "tcp_nodelay", "1", nullptr};
+    mg_callbacks callbacks{};
+    mg_ = mg_start(&callbacks, this, options);
+    if (mg_ != nullptr) {
+      port_ = p;
+      mg_set_request_handler(mg_, "/", &HttpServer::handle, this);
+      return Status::Ok();
+    }
+    if (port != 0) break;  // a fixed port that is taken: no point retrying
+  }
+  return Status::Unavailable("cannot start the HTTP server on " + address + ":" + std::to_string(port));
+}
+
+void HttpServer::stop() {
+  if (mg_ != nullptr) {
+    mg_stop(mg_);
+    mg_ = nullptr;
+  }
+}
+
+}  // namespace ferry::host

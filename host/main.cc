@@ -1,0 +1,45 @@
+// ferry-server: serves the models of a repository over HTTP and ZeroMQ. See --help.
+#include <csignal>
+#include <cstdio>
+#include <pthread.h>
+
+#include "host/log.h"
+#include "host/options.h"
+#include "host/server.h"
+
+int main(int argc, char** argv) {
+  using namespace ferry::host;
+  bool help = false;
+  std::string help_text;
+  auto options = parse_options(argc, argv, &help, &help_text);
+  if (!options.ok()) {
+    std::fprintf(stderr, "ferry-server: %s\n", options.status().message().c_str());
+    return 2;
+  }
+  if (help) {
+    std::fputs(help_text.c_str(), stdout);
+    return 0;
+  }
+  set_log_level(options->log_level);
+
+  // Signals are taken by this thread alone, with sigwait; every other thread blocks them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  Server server(std::move(options.value()));
+  ferry::Status started = server.start();
+  if (!started.ok()) {
+    FERRY_LOG(Error) << "cannot start: " << started.message();
+    server.shutdown();
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&signals, &sig);
+  FERRY_LOG(Info) << "received " << (sig == SIGINT ? "SIGINT" : "SIGTERM");
+  server.shutdown();
+  return 0;
+}

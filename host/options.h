@@ -1,0 +1,34 @@
+// ferry-server's command line. Flag names follow Triton's where Triton has one.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "host/log.h"
+#include "host/model_registry.h"
+
+namespace ferry::host {
+
+struct ServerOptions {
+  std::string model_repository = "model_repository";
+  std::string http_address = "127.0.0.1";
+  int http_port = 8000;                          // 0: pick a free port (logged)
+  int http_thread_count = 128;                   // civetweb worker threads (one per open request)
+  uint64_t http_max_body_bytes = 64ull << 20;    // larger bodies get 413
+  std::string zmq_endpoint = "tcp://127.0.0.1:5555";  // port 0 or '*': pick a free port; "" disables
+  ModelControlMode model_control_mode = ModelControlMode::kNone;
+  int repository_poll_secs = 15;
+  std::vector<std::string> load_models;          // explicit mode: loaded at startup
+  std::string backend_directory;                 // default: <exe dir>/../backends
+  LogLevel log_level = LogLevel::kInfo;
+  int shutdown_timeout_secs = 30;
+};
+
+// Parses argv. Returns the options, or InvalidArgument naming the flag. Sets *help when --help or
+// --version was given (the text to print is in *help_text).
+Result<ServerOptions> parse_options(int argc, char** argv, bool* help, std::string* help_text);
+std::string usage_text();
+
+}  // namespace ferry::host

@@ -1,0 +1,59 @@
+#include "host/server.h"
+
+#include <filesystem>
+
+#include "host/log.h"
+
+namespace ferry::host {
+
+Server::Server(ServerOptions options) : options_(std::move(options)), host_api_(&metrics_) {
+  backends_ = std::make_unique<BackendManager>(options_.backend_directory, host_api_.get());
+  std::error_code ec;
+  std::string repo = std::filesystem::absolute(options_.model_repository, ec).string();
+  registry_ = std::make_unique<ModelRegistry>(repo, options_.model_control_mode, backends_.get(), &metrics_,
+                                              host_api_.get(), std::chrono::seconds(options_.shutdown_timeout_secs));
+  ctx_.registry = registry_.get();
+  ctx_.metrics = &metrics_;
+  ctx_.max_body_bytes = options_.http_max_body_bytes;
+  ctx_.server_version = FERRY_VERSION;
+}
+
+Server::~Server() { shutdown(); }
+
+Status Server::start() {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(options_.model_repository, ec)) {
+    return Status::NotFound("model repository '" + options_.model_repository + "' is not a directory");
+  }
+  FERRY_LOG(Info) << "ferry-server " << FERRY_VERSION << " (ABI " << FERRY_ABI_VERSION_MAJOR << "."
+                  << FERRY_ABI_VERSION_MINOR << "), repository " << options_.model_repository << ", backends "
+                  << options_.backend_directory;
+  registry_->start(options_.load_models);
+  if (options_.model_control_mode == ModelControlMode::kPoll) {
+    registry_->start_polling(std::chrono::seconds(options_.repository_poll_secs));
+  }
+  http_ = std::make_unique<HttpServer>(&ctx_);
+  FERRY_RETURN_IF_ERROR(http_->start(options_.http_address, options_.http_port, options_.http_thread_count));
+  FERRY_LOG(Info) << "HTTP server listening on http://" << options_.http_address << ":" << http_->port();
+  if (!options_.zmq_endpoint.empty()) {
+    zmq_ = std::make_unique<ZmqServer>(&ctx_);
+    FERRY_RETURN_IF_ERROR(zmq_->start(options_.zmq_endpoint));
+    FERRY_LOG(Info) << "ZeroMQ server bound to " << zmq_->endpoint();
+  }
+  return Status::Ok();
+}
+
+void Server::shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  FERRY_LOG(Info) << "shutting down: draining in-flight requests (up to " << options_.shutdown_timeout_secs << " s)";
+  // The frontends stay open while requests drain so that streams can finish; new requests are
+  // refused by the registry from here on.
+  registry_->shutdown(std::chrono::seconds(options_.shutdown_timeout_secs));
+  if (http_) http_->stop();
+  if (zmq_) zmq_->stop();
+  backends_->clear();
+  FERRY_LOG(Info) << "shutdown complete";
+}
+
+}  // namespace ferry::host

@@ -1,0 +1,270 @@
+#include "host/zmq/zmq_server.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "host/http/kserve_json.h"
+#include "host/json_util.h"
+#include "host/log.h"
+#include "host/model_version.h"
+
+namespace ferry::host {
+namespace {
+
+// Encodes one response message and hands it to the server's outbox.
+class ZmqSink : public ResponseSink {
+ public:
+  ZmqSink(ZmqServer* server, std::vector<std::string> route, std::string id, std::string key)
+      : server_(server), route_(std::move(route)), id_(std::move(id)), key_(std::move(key)) {}
+  void set_model(std::string model, int64_t version) {
+    model_ = std::move(model);
+    version_ = version;
+  }
+
+  void on_response(ResponseData&& r) override {
+    Json::Value j;
+    j["id"] = id_;
+    j["model"] = model_;
+    j["version"] = std::to_string(version_);
+    j["final"] = r.final;
+    if (!r.error.ok()) {
+      j["error"]["code"] = status_code_name(r.error.code());
+      j["error"]["status"] = http_status_for(r.error.code());
+      j["error"]["message"] = r.error.message();
+    } else {
+      j["outputs"] = Json::Value(Json::arrayValue);
+      for (const auto& t : r.outputs) j["outputs"].append(tensor_to_json(t));
+      if (!r.parameters_json.empty()) {
+        auto p = parse_json(r.parameters_json, "response parameters");
+        if (p.ok()) j["parameters"] = p.value();
+      }
+    }
+    if (r.final) server_->forget(key_);
+    std::vector<std::string> frames = route_;
+    frames.push_back(to_json(j));
+    server_->post(std::move(frames));
+  }
+
+ private:
+  ZmqServer* server_;
+  std::vector<std::string> route_;
+  std::string id_, key_, model_;
+  int64_t version_ = 0;
+};
+
+// tcp://host:0 -> tcp://host:* (libzmq's spelling for "pick a port").
+std::string normalize_endpoint(const std::string& endpoint) {
+  if (endpoint.rfind("tcp://", 0) == 0 && endpoint.size() > 2 && endpoint.compare(endpoint.size() - 2, 2, ":0") == 0) {
+    return endpoint.substr(0, endpoint.size() - 1) + "*";
+  }
+  return endpoint;
+}
+
+}  // namespace
+
+Status ZmqServer::start(const std::string& endpoint) {
+  zmq_ctx_ = zmq_ctx_new();
+  socket_ = zmq_socket(zmq_ctx_, ZMQ_ROUTER);
+  int zero = 0, linger = 1000;
+  // Never drop a response because a peer is slow: answers are what clients wait for.
+  zmq_setsockopt(socket_, ZMQ_SNDHWM, &zero, sizeof(zero));
+  zmq_setsockopt(socket_, ZMQ_RCVHWM, &zero, sizeof(zero));
+  zmq_setsockopt(socket_, ZMQ_LINGER, &linger, sizeof(linger));
+  std::string ep = normalize_endpoint(endpoint);
+  if (zmq_bind(socket_, ep.c_str()) != 0) {
+    std::string err = zmq_strerror(zmq_errno());
+    zmq_close(socket_);
+    zmq_ctx_term(zmq_ctx_);
+    socket_ = zmq_ctx_ = nullptr;
+    return Status::Unavailable("cannot bind ZeroMQ endpoint " + endpoint + ": " + err);
+  }
+  char last[256];
+  size_t len = sizeof(last);
+  zmq_getsockopt(socket_, ZMQ_LAST_ENDPOINT, last, &len);
+  bound_endpoint_ = last;
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  thread_ = std::thread([this] { run(); });
+  return Status::Ok();
+}
+
+void ZmqServer::stop() {
+  if (!thread_.joinable()) return;
+  stopping_ = true;
+  uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof(one));
+  thread_.join();
+  zmq_close(socket_);
+  zmq_ctx_term(zmq_ctx_);
+  ::close(wake_fd_);
+  socket_ = zmq_ctx_ = nullptr;
+  wake_fd_ = -1;
+}
+
+void ZmqServer::post(std::vector<std::string> frames) {
+  {
+    std::lock_guard<std::mutex> lock(out_mu_);
+    outbox_.push_back(std::move(frames));
+  }
+  uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof(one));
+}
+
+void ZmqServer::forget(const std::string& key) {
+  std::lock_guard<std::mutex> lock(inflight_mu_);
+  inflight_.erase(key);
+}
+
+void ZmqServer::flush_outbox() {
+  std::deque<std::vector<std::string>> batch;
+  {
+    std::lock_guard<std::mutex> lock(out_mu_);
+    batch.swap(outbox_);
+  }
+  for (const auto& frames : batch) {
+    for (size_t i = 0; i < frames.size(); ++i) {
+      int flags = i + 1 < frames.size() ? ZMQ_SNDMORE : 0;
+      if (zmq_send(socket_, frames[i].data(), frames[i].size(), flags) < 0) {
+        FERRY_LOG(Warning) << "ZeroMQ send failed: " << zmq_strerror(zmq_errno());
+        break;
+      }
+    }
+  }
+}
+
+void ZmqServer::run() {
+  zmq_pollitem_t items[2] = {{socket_, 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+  for (;;) {
+    int rc = zmq_poll(items, 2, 200);
+    if (rc < 0 && zmq_errno() != EINTR) {
+      FERRY_LOG(Error) << "ZeroMQ poll failed: " << zmq_strerror(zmq_errno());
+      break;
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      uint64_t n;
+      (void)!::read(wake_fd_, &n, sizeof(n));
+    }
+    flush_outbox();
+    if (stopping_) break;
+    // Read every message waiting, without blocking.
+    for (;;) {
+      std::vector<std::string> frames;
+      bool got = false;
+      for (;;) {
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, socket_, ZMQ_DONTWAIT) < 0) {
+          zmq_msg_close(&msg);
+          break;
+        }
+        got = true;
+        frames.emplace_back(static_cast<const char*>(zmq_msg_data(&msg)), zmq_msg_size(&msg));
+        bool more = zmq_msg_more(&msg);
+        zmq_msg_close(&msg);
+        if (!more) break;
+      }
+      if (!got) break;
+      handle_message(std::move(frames));
+    }
+    flush_outbox();
+  }
+  flush_outbox();
+}
+
+void ZmqServer::reply_error(const std::vector<std::string>& route, const std::string& id, const Status& status) {
+  Json::Value j;
+  j["id"] = id;
+  j["final"] = true;
+  j["error"]["code"] = status_code_name(status.code());
+  j["error"]["status"] = http_status_for(status.code());
+  j["error"]["message"] = status.message();
+  std::vector<std::string> frames = route;
+  frames.push_back(to_json(j));
+  post(std::move(frames));
+}
+
+void ZmqServer::handle_message(std::vector<std::string>&& frames) {
+  // ROUTER framing: [routing id, (empty delimiter if the client is REQ-like), payload].
+  if (frames.size() < 2) return;
+  std::vector<std::string> route(frames.begin(), frames.end() - 1);
+  const std::string& payload = frames.back();
+  if (payload.size() > ctx_->max_body_bytes) {
+    return reply_error(route, "", Status::TooLarge("message of " + std::to_string(payload.size()) +
+                                                   " bytes is over the limit of " + std::to_string(ctx_->max_body_bytes)));
+  }
+  auto parsed = parse_json(payload, "message");
+  if (!parsed.ok()) return reply_error(route, "", parsed.status());
+  const Json::Value& m = parsed.value();
+  if (!m.isObject()) return reply_error(route, "", Status::InvalidArgument("message must be a JSON object"));
+  if (!m["id"].isString() || m["id"].asString().empty()) {
+    return reply_error(route, "", Status::InvalidArgument("'id' must be a non-empty string"));
+  }
+  const std::string id = m["id"].asString();
+  const std::string key = frames.front() + "\n" + id;
+  std::string type = m.isMember("type") ? m["type"].asString() : "infer";
+
+  if (type == "cancel") {
+    std::shared_ptr<InflightRequest> request;
+    {
+      std::lock_guard<std::mutex> lock(inflight_mu_);
+      auto it = inflight_.find(key);
+      if (it != inflight_.end()) request = it->second;
+    }
+    if (request) request->cancel();  // its FINAL (CANCELLED) answers the cancel
+    else FERRY_LOG(Verbose) << "ZeroMQ cancel for unknown or finished request '" << id << "'";
+    return;
+  }
+  if (type != "infer") return reply_error(route, id, Status::InvalidArgument("unknown message type '" + type + "'"));
+  if (!m["model"].isString()) return reply_error(route, id, Status::InvalidArgument("'model' must be a string"));
+  std::string version;
+  if (m.isMember("version")) {
+    if (m["version"].isString()) version = m["version"].asString();
+    else if (m["version"].isInt64()) version = std::to_string(m["version"].asInt64());
+    else return reply_error(route, id, Status::InvalidArgument("'version' must be a string or an integer"));
+  }
+  Json::Value body(Json::objectValue);
+  body["inputs"] = m["inputs"];
+  if (m.isMember("parameters")) body["parameters"] = m["parameters"];
+  auto spec = infer_request_from_json(body);
+  if (!spec.ok()) return reply_error(route, id, spec.status());
+  spec->client_id = id;
+  if (m.isMember("stream")) {
+    if (!m["stream"].isBool()) return reply_error(route, id, Status::InvalidArgument("'stream' must be a boolean"));
+    spec->stream = m["stream"].asBool();
+  }
+  if (m.isMember("priority")) {
+    if (!m["priority"].isUInt()) return reply_error(route, id, Status::InvalidArgument("'priority' must be an integer >= 0"));
+    spec->priority = m["priority"].asUInt();
+  }
+  if (m.isMember("timeout_us")) {
+    if (!m["timeout_us"].isUInt64()) return reply_error(route, id, Status::InvalidArgument("'timeout_us' must be an integer >= 0"));
+    spec->timeout_us = m["timeout_us"].asUInt64();
+  }
+  auto mv = ctx_->registry->find(m["model"].asString(), version);
+  if (!mv.ok()) return reply_error(route, id, mv.status());
+
+  auto sink = std::make_shared<ZmqSink>(this, route, id, key);
+  sink->set_model(mv.value()->name(), mv.value()->version());
+  {
+    std::lock_guard<std::mutex> lock(inflight_mu_);
+    if (inflight_.count(key)) return reply_error(route, id, Status::InvalidArgument("request id '" + id + "' is already in flight"));
+    inflight_[key] = nullptr;  // reserve the id; a FINAL during submit erases it
+  }
+  auto request = mv.value()->submit(std::move(spec.value()), sink);
+  std::lock_guard<std::mutex> lock(inflight_mu_);
+  if (!request.ok()) {
+    inflight_.erase(key);
+    reply_error(route, id, request.status());
+    return;
+  }
+  auto it = inflight_.find(key);
+  if (it != inflight_.end()) {
+    if (request.value()->finished()) inflight_.erase(it);
+    else it->second = request.value();
+  }
+}
+
+}  // namespace ferry::host

@@ -1,0 +1,65 @@
+// The ZeroMQ frontend: one ROUTER socket, one JSON request per message, streamed JSON responses
+// with a final flag, and cancel messages; docs/zmq-protocol.md is the protocol.
+//
+// One thread owns the socket. Responses come from backend threads as encoded messages through a
+// mutex-protected outbox and an eventfd that wakes the socket thread, so no backend thread ever
+// touches the socket. Thread-safety: start/stop from one thread.
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "host/server_context.h"
+
+namespace ferry::host {
+
+class InflightRequest;
+
+class ZmqServer {
+ public:
+  explicit ZmqServer(ServerContext* ctx) : ctx_(ctx) {}
+  ~ZmqServer() { stop(); }
+
+  // Binds `endpoint` (tcp port 0 or * picks a free port) and starts the socket thread.
+  Status start(const std::string& endpoint);
+  // The endpoint actually bound, e.g. tcp://127.0.0.1:40123.
+  const std::string& endpoint() const { return bound_endpoint_; }
+  // Sends what is queued, then stops and closes the socket.
+  void stop();
+
+  // A message to send: routing frames then the payload. Called from any thread.
+  void post(std::vector<std::string> frames);
+  // Forgets a finished request (called when its FINAL has been queued).
+  void forget(const std::string& key);
+
+ private:
+  void run();
+  void handle_message(std::vector<std::string>&& frames);
+  void reply_error(const std::vector<std::string>& route, const std::string& id, const Status& status);
+  void flush_outbox();
+
+  ServerContext* ctx_;
+  void* zmq_ctx_ = nullptr;
+  void* socket_ = nullptr;
+  int wake_fd_ = -1;
+  std::string bound_endpoint_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+
+  std::mutex out_mu_;
+  std::deque<std::vector<std::string>> outbox_;  // guarded by out_mu_
+
+  std::mutex inflight_mu_;
+  // Requests in flight by "<routing id>\n<client request id>", for cancel and duplicate checks.
+  std::map<std::string, std::shared_ptr<InflightRequest>> inflight_;  // guarded by inflight_mu_
+};
+
+}  // namespace ferry::host
