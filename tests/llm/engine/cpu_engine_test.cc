@@ -15,9 +15,15 @@
 namespace ferry::llm {
 namespace {
 
+// FERRY_TESTDATA from the environment, else the directory CMake was configured with.
 std::filesystem::path testdata() {
   const char* root = std::getenv("FERRY_TESTDATA");
-  return root ? std::filesystem::path(root) : std::filesystem::path();
+  if (root != nullptr && *root != '\0') return root;
+#ifdef FERRY_TESTDATA_DEFAULT_DIR
+  return FERRY_TESTDATA_DEFAULT_DIR;
+#else
+  return {};
+#endif
 }
 
 // Drives an engine with a private cache and per-sequence block tables.

@@ -119,6 +119,9 @@ TEST(ModelConfigTest, GenerationConfigEosIntOrList) {
 
 TEST(ModelConfigTest, Stories260KFolder) {
   const char* root = std::getenv("FERRY_TESTDATA");
+#ifdef FERRY_TESTDATA_DEFAULT_DIR
+  if (root == nullptr || *root == '\0') root = FERRY_TESTDATA_DEFAULT_DIR;
+#endif
   if (root == nullptr) GTEST_SKIP() << "FERRY_TESTDATA is not set";
   const std::filesystem::path dir = std::filesystem::path(root) / "stories260K-hf-format.derived";
   if (!std::filesystem::exists(dir / "config.json")) GTEST_SKIP() << "missing " << dir;
