@@ -105,8 +105,8 @@ Result<std::string> ChatTemplate::render(const ChatTemplateInputs& inputs) const
                  (inputs.content_format == ContentFormat::kAuto && !template_reads_content_parts_);
   globals.set("messages", flatten ? flatten_messages(inputs.messages) : inputs.messages);
   globals.set("add_generation_prompt", Value(inputs.add_generation_prompt));
-  if (!inputs.bos_token.empty()) globals.set("bos_token", Value(inputs.bos_token));
-  if (!inputs.eos_token.empty()) globals.set("eos_token", Value(inputs.eos_token));
+  if (inputs.bos_token) globals.set("bos_token", Value(*inputs.bos_token));
+  if (inputs.eos_token) globals.set("eos_token", Value(*inputs.eos_token));
   if (!inputs.tools.is_undefined()) globals.set("tools", inputs.tools);
 
   Interpreter interpreter(*source_, options_.limits);

@@ -9,7 +9,8 @@
 // namespace attributes, block set), {% macro %}, {% filter %}, {% raw %}, whitespace control,
 // literals, attribute/item access, slicing, Python operators, the filters, tests and str/dict
 // methods that real templates use (see filters.cc and builtins.cc). Not supported: template
-// inheritance/includes, {% call %} blocks, recursive loops, Markup auto-escaping.
+// inheritance/includes, {% call %} blocks, recursive loops, auto-escaping (HF renders with it off; Markup
+// values made by `safe` behave as in Jinja2).
 //
 // Errors are Statuses, never exceptions or crashes: a syntax error names line and column; a render
 // error (including raise_exception, whose message starts with "raise_exception: ") names the
@@ -49,8 +50,8 @@ enum class ContentFormat {
 struct ChatTemplateInputs {
   Value messages;                      // list of dicts {role, content, ...}
   bool add_generation_prompt = false;
-  std::string bos_token;               // left undefined in the template when empty
-  std::string eos_token;               // left undefined in the template when empty
+  std::optional<std::string> bos_token;  // undefined in the template when absent
+  std::optional<std::string> eos_token;  // undefined in the template when absent
   Value tools;                         // list of tool dicts; undefined (default) when the request has none
   ValueDict extra;                     // further variables (e.g. enable_thinking, unk_token, documents)
   std::optional<std::time_t> now;      // clock of strftime_now (local time); current time when absent

@@ -59,21 +59,6 @@ std::string indent_text(const std::string& text, const std::string& pad, bool fi
   return first ? pad + out : out;
 }
 
-std::string html_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
 // The arguments after the first `skip` positional ones, as a fresh CallArgs (for select/map).
 CallArgs rest_args(const CallArgs& args, size_t skip) {
   CallArgs rest;
@@ -83,6 +68,7 @@ CallArgs rest_args(const CallArgs& args, size_t skip) {
 
 Value select_items(Interpreter& in, const Value& input, CallArgs& args, bool by_attribute, bool keep_matching) {
   ValueList out;
+  if (input.is_none()) return Value(std::move(out));  // Jinja skips a falsy sequence
   size_t skip = by_attribute ? 1 : 0;
   std::string attr;
   if (by_attribute) {
@@ -126,12 +112,6 @@ Value to_float(const Value& v, const Value& fallback) {
   return fallback.is_undefined() ? Value(0.0) : fallback;
 }
 
-std::string require_string(Interpreter& in, const Value& v, const char* filter) {
-  if (v.is_string()) return v.as_string();
-  if (v.is_undefined()) return "";
-  in.fail(std::string("filter '") + filter + "' needs a string, not " + v.kind_name());
-}
-
 }  // namespace
 
 Value call_filter(Interpreter& in, const std::string& name, const Value& input, CallArgs& args) {
@@ -154,17 +134,17 @@ Value call_filter(Interpreter& in, const std::string& name, const Value& input, 
   }
   if (name == "trim") {
     Value chars = args.get(0, "chars");
-    const std::string s = require_string(in, input, "trim");
-    if (chars.is_string()) return Value(strip_chars(s, chars.as_string(), true, true));
-    return Value(python_strip(s, true, true));
+    const std::string s = input.str();
+    std::string out = chars.is_string() ? strip_chars(s, chars.as_string(), true, true) : python_strip(s, true, true);
+    return input.is_markup() ? Value::markup(std::move(out)) : Value(std::move(out));
   }
-  if (name == "upper") return Value(ascii_upper(require_string(in, input, "upper")));
-  if (name == "lower") return Value(ascii_lower(require_string(in, input, "lower")));
-  if (name == "title") return Value(python_title(require_string(in, input, "title")));
-  if (name == "capitalize") return Value(python_capitalize(require_string(in, input, "capitalize")));
-  if (name == "string") return Value(input.str());
-  if (name == "safe") return input;
-  if (name == "escape" || name == "e") return Value(html_escape(input.str()));
+  if (name == "upper") return Value(ascii_upper(input.str()));
+  if (name == "lower") return Value(ascii_lower(input.str()));
+  if (name == "title") return Value(python_title(input.str()));
+  if (name == "capitalize") return Value(python_capitalize(input.str()));
+  if (name == "string") return input.is_markup() ? input : Value(input.str());
+  if (name == "safe") return Value::markup(input.str());
+  if (name == "escape" || name == "e") return input.is_markup() ? input : Value::markup(html_escape(input.str()));
   if (name == "default" || name == "d") {
     Value fallback = args.get(0, "default_value");
     bool boolean = args.get(1, "boolean").truthy();

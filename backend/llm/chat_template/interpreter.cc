@@ -480,6 +480,12 @@ Value Interpreter::eval_binary(const Expr& e) {
   if (op == "+") {
     if (l.is_string() && r.is_string()) {
       check_size(l.as_string().size() + r.as_string().size());
+      if (l.is_markup() || r.is_markup()) {
+        // Jinja2 Markup: the plain operand is escaped, the result stays Markup.
+        std::string a = l.is_markup() ? l.as_string() : html_escape(l.as_string());
+        std::string b = r.is_markup() ? r.as_string() : html_escape(r.as_string());
+        return Value::markup(a + b);
+      }
       return Value(l.as_string() + r.as_string());
     }
     if (l.is_list() && r.is_list()) {

@@ -61,6 +61,15 @@ class Value {
   Value(ValueList list) : kind_(Kind::kList), list_(std::make_shared<ValueList>(std::move(list))) {}  // NOLINT
   Value(ValueDict dict) : kind_(Kind::kDict), dict_(std::make_shared<ValueDict>(std::move(dict))) {}  // NOLINT
   static Value function(std::string name, NativeFunction fn);
+  // A string marked safe (Jinja's Markup, made by the `safe` and `escape` filters). With
+  // autoescape off (as HF renders) it prints as is, but `str + markup` and `markup + str` HTML-escape
+  // the plain operand, exactly as Jinja2 does.
+  static Value markup(std::string s) {
+    Value v(std::move(s));
+    v.markup_ = true;
+    return v;
+  }
+  bool is_markup() const { return kind_ == Kind::kString && markup_; }
 
   Kind kind() const { return kind_; }
   bool is_undefined() const { return kind_ == Kind::kUndefined; }
@@ -102,6 +111,7 @@ class Value {
     NativeFunction fn;
   };
   Kind kind_ = Kind::kUndefined;
+  bool markup_ = false;
   int64_t int_ = 0;
   double float_ = 0.0;
   std::shared_ptr<std::string> str_;
@@ -109,6 +119,9 @@ class Value {
   std::shared_ptr<ValueDict> dict_;
   std::shared_ptr<Callable> fn_;
 };
+
+// Markup escaping: & < > " ' become &amp; &lt; &gt; &#34; &#39;.
+std::string html_escape(const std::string& s);
 
 // Python repr() of a float (shortest round-trip digits; "1.0", "1e-05", "inf", "nan").
 std::string float_repr(double d);

@@ -238,10 +238,10 @@ TEST(ChatTemplateGolden, LlamaCppJinjaCases) {
       } else {
         // llama.cpp strips one leading BOS and one trailing EOS from the rendering.
         std::string s = r.value();
-        if (!in.bos_token.empty() && s.rfind(in.bos_token, 0) == 0) s = s.substr(in.bos_token.size());
-        if (!in.eos_token.empty() && s.size() >= in.eos_token.size() &&
-            s.compare(s.size() - in.eos_token.size(), in.eos_token.size(), in.eos_token) == 0) {
-          s = s.substr(0, s.size() - in.eos_token.size());
+        const std::string bos = *in.bos_token, eos = *in.eos_token;
+        if (!bos.empty() && s.rfind(bos, 0) == 0) s = s.substr(bos.size());
+        if (!eos.empty() && s.size() >= eos.size() && s.compare(s.size() - eos.size(), eos.size(), eos) == 0) {
+          s = s.substr(0, s.size() - eos.size());
         }
         o.ok = s == str_field(c, "expected_output_jinja_llamacpp");
         if (!o.ok) o.detail = "got: " + s;
