@@ -195,5 +195,8 @@ void log_softmax(const Context& ctx,
 
 // True when the kCpu matmul runs on OpenBLAS (for benchmarks and logs).
 bool cpu_matmul_uses_blas();
+// Threads the kCpu matmul may use (OpenBLAS's pool; process-wide; no effect without OpenBLAS).
+// Matmuls below ~2^18 multiply-adds always run single-threaded in ferry's own loops.
+void cpu_set_num_threads(int num_threads);
 
 }  // namespace ferry::kernels

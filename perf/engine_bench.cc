@@ -1,0 +1,133 @@
+// engine_bench: CPU forward-pass throughput of the ferry engine (prefill and decode tokens/s).
+//
+// Not a test: prints figures for perf/RESULTS.md. Usage:
+//   engine_bench --model DIR            an HF folder (config.json + safetensors)
+//   engine_bench --dummy SHAPE          random weights: "100m" (Llama, ~110M params) or "tiny"
+//   options: --prompt N (prefill length, default 128) --decode N (decode steps, default 64)
+//            --batch B (sequences decoded together, default 1) --reference (plain-loop kernels)
+//            --threads T (OpenBLAS threads for large matmuls; default: OpenBLAS's own choice)
+// Prefill: B sequences of N tokens, each in one forward pass (one pass per sequence).
+// Decode: B sequences step together, one token each per forward pass; tokens/s counts all B.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "backend/llm/engine/cpu_engine.h"
+
+using namespace ferry;
+using namespace ferry::llm;
+
+namespace {
+
+const char* kDummy100M = R"({"architectures":["LlamaForCausalLM"],"hidden_size":768,"intermediate_size":2048,
+  "num_hidden_layers":12,"num_attention_heads":12,"num_key_value_heads":4,"vocab_size":32000,
+  "max_position_embeddings":4096,"rms_norm_eps":1e-5,"rope_theta":10000.0,"tie_word_embeddings":true})";
+const char* kDummyTiny = R"({"architectures":["LlamaForCausalLM"],"hidden_size":64,"intermediate_size":172,
+  "num_hidden_layers":5,"num_attention_heads":8,"num_key_value_heads":4,"vocab_size":512,
+  "max_position_embeddings":512,"tie_word_embeddings":true})";
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int fail(const Status& s) {
+  std::fprintf(stderr, "engine_bench: %s\n", s.to_string().c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model_dir, dummy;
+  int prompt_len = 128, decode_steps = 64, batch = 1;
+  kernels::Backend backend = kernels::Backend::kCpu;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : ""; };
+    if (a == "--model") model_dir = next();
+    else if (a == "--dummy") dummy = next();
+    else if (a == "--prompt") prompt_len = std::atoi(next());
+    else if (a == "--decode") decode_steps = std::atoi(next());
+    else if (a == "--batch") batch = std::atoi(next());
+    else if (a == "--reference") backend = kernels::Backend::kReference;
+    else if (a == "--threads") kernels::cpu_set_num_threads(std::atoi(next()));
+    else {
+      std::fprintf(stderr, "usage: engine_bench (--model DIR | --dummy 100m|tiny) [--prompt N] [--decode N] "
+                           "[--batch B] [--reference] [--threads T]\n");
+      return 2;
+    }
+  }
+  if (prompt_len < 1 || decode_steps < 0 || batch < 1) return fail(Status::InvalidArgument("bad sizes"));
+
+  Result<ModelConfig> config = Status::InvalidArgument("give --model DIR or --dummy SHAPE");
+  if (!model_dir.empty()) config = load_model_config(model_dir);
+  else if (dummy == "100m") config = parse_model_config(kDummy100M);
+  else if (dummy == "tiny") config = parse_model_config(kDummyTiny);
+  if (!config.ok()) return fail(config.status());
+  Result<ModelWeights> weights = model_dir.empty() ? Result<ModelWeights>(ModelWeights::dummy(config.value(), 1))
+                                                   : ModelWeights::load_safetensors(config.value(), model_dir);
+  if (!weights.ok()) return fail(weights.status());
+  if (prompt_len + decode_steps > config->max_position_embeddings) {
+    return fail(Status::InvalidArgument("prompt + decode exceeds max_position_embeddings"));
+  }
+  const double t_load = now_s();
+  auto engine = CpuEngine::create(config.value(), weights.value(), {backend});
+  if (!engine.ok()) return fail(engine.status());
+  const double load_s = now_s() - t_load;
+
+  const int64_t block_size = 16;
+  const int64_t blocks_per_seq = (prompt_len + decode_steps + block_size - 1) / block_size;
+  auto cache = KvCacheStorage::create((*engine)->kv_cache_shape(blocks_per_seq * batch, block_size));
+  if (!cache.ok()) return fail(cache.status());
+  std::vector<std::vector<int32_t>> tables(batch);
+  for (int b = 0; b < batch; ++b)
+    for (int64_t i = 0; i < blocks_per_seq; ++i) tables[b].push_back(static_cast<int32_t>(b * blocks_per_seq + i));
+
+  const int64_t vocab = config->vocab_size;
+  ForwardOutput out;
+  std::vector<int32_t> last(batch);
+  // Prefill: one pass per sequence over its whole prompt.
+  double prefill_s = 0;
+  for (int b = 0; b < batch; ++b) {
+    std::vector<int32_t> ids(prompt_len), pos(prompt_len);
+    for (int i = 0; i < prompt_len; ++i) {
+      ids[i] = static_cast<int32_t>((i * 131 + b * 17 + 1) % vocab);
+      pos[i] = i;
+    }
+    std::vector<SequenceInput> seqs = {{0, prompt_len, prompt_len, tables[b]}};
+    const double t0 = now_s();
+    Status st = (*engine)->forward({ids, pos, seqs}, cache.value(), &out);
+    prefill_s += now_s() - t0;
+    if (!st.ok()) return fail(st);
+    kernels::argmax({}, &last[b], out.row(0), 1, vocab);
+  }
+  // Decode: all sequences together, one token each per step, greedy.
+  const double t1 = now_s();
+  for (int step = 0; step < decode_steps; ++step) {
+    const int32_t ctx = prompt_len + step + 1;
+    std::vector<int32_t> ids(last), pos(batch, ctx - 1);
+    std::vector<SequenceInput> seqs;
+    for (int b = 0; b < batch; ++b) seqs.push_back({b, 1, ctx, tables[b]});
+    Status st = (*engine)->forward({ids, pos, seqs}, cache.value(), &out);
+    if (!st.ok()) return fail(st);
+    kernels::argmax({}, last.data(), out.logits.data(), batch, vocab);
+  }
+  const double decode_s = now_s() - t1;
+
+  double params = static_cast<double>(weights->num_parameters());
+  std::printf("model: %s (%.1fM params, %s)  kernels: %s  matmul: %s\n",
+              model_dir.empty() ? ("dummy " + dummy).c_str() : model_dir.c_str(), params / 1e6,
+              config->architecture_name.c_str(), backend == kernels::Backend::kCpu ? "cpu" : "reference",
+              kernels::cpu_matmul_uses_blas() ? "OpenBLAS" : "blocked loops");
+  std::printf("weights to fp32: %.2f s\n", load_s);
+  std::printf("prefill: %d seq x %d tokens in %.3f s = %.1f tokens/s\n", batch, prompt_len, prefill_s,
+              batch * prompt_len / prefill_s);
+  if (decode_steps > 0) {
+    std::printf("decode:  %d seq x %d steps in %.3f s = %.1f tokens/s (%.2f ms/step)\n", batch, decode_steps,
+                decode_s, batch * decode_steps / decode_s, 1e3 * decode_s / decode_steps);
+  }
+  return 0;
+}
