@@ -10,6 +10,8 @@
 #include <fstream>
 #include <memory>
 
+#include <unistd.h>
+
 #include "backend/llm/engine/cpu_engine.h"
 
 namespace ferry::llm {
@@ -227,6 +229,78 @@ TEST(CpuEngineGoldenTest, CpuKernelsMatchReferenceKernelsOnWholeModel) {
   ForwardOutput x = fast.step({{a, prompt}}, true), y = ref.step({{b, prompt}}, true);
   ASSERT_EQ(x.logits.size(), y.logits.size());
   EXPECT_LE(max_abs_diff(x.logits.data(), y.logits.data(), static_cast<int64_t>(x.logits.size())), 5e-5f);
+}
+
+// Writes `tensors` (name -> fp32 values and shape) as one safetensors file of dtype `dtype`
+// ("F32", "BF16" or "F16"), converting each value.
+void write_model_file(const std::filesystem::path& path, const std::string& dtype,
+                      const std::vector<std::pair<std::string, std::pair<std::vector<int64_t>, std::vector<float>>>>& tensors) {
+  std::string header = "{";
+  std::string data;
+  for (const auto& [name, t] : tensors) {
+    const auto& [shape, values] = t;
+    const size_t begin = data.size();
+    for (float v : values) {
+      if (dtype == "F32") {
+        data.append(reinterpret_cast<const char*>(&v), 4);
+      } else {
+        const uint16_t h = dtype == "BF16" ? kernels::f32_to_bf16(v) : kernels::f32_to_f16(v);
+        data.append(reinterpret_cast<const char*>(&h), 2);
+      }
+    }
+    std::string shape_s;
+    for (size_t i = 0; i < shape.size(); ++i) {
+      if (i > 0) shape_s += ',';
+      shape_s += std::to_string(shape[i]);
+    }
+    if (header.size() > 1) header += ",";
+    header += "\"" + name + "\":{\"dtype\":\"" + dtype + "\",\"shape\":[" + shape_s + "],\"data_offsets\":[" +
+              std::to_string(begin) + "," + std::to_string(data.size()) + "]}";
+  }
+  header += "}";
+  const uint64_t len = header.size();
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(&len), 8);  // little-endian host
+  out << header << data;
+}
+
+// Narrow weights end to end: the engine on a BF16 (or F16) checkpoint gives the same logits as on
+// an F32 checkpoint holding the same rounded values. Both are derived from stories260K.
+TEST(CpuEngineGoldenTest, Bf16AndF16CheckpointsMatchTheirF32Rounding) {
+  std::string why;
+  auto model = load_stories(&why);
+  if (!model) GTEST_SKIP() << why;
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("ferry_narrow_" + std::to_string(::getpid()));
+  for (const std::string dtype : {"BF16", "F16"}) {
+    SCOPED_TRACE(dtype);
+    std::vector<std::pair<std::string, std::pair<std::vector<int64_t>, std::vector<float>>>> narrow, rounded;
+    for (const WeightSpec& spec : model->weights.specs()) {
+      std::vector<float> v(static_cast<size_t>(spec.numel()));
+      ASSERT_TRUE(model->weights.read_f32(spec.name, v.data()).ok());
+      std::vector<float> r(v.size());
+      for (size_t i = 0; i < v.size(); ++i) {
+        r[i] = dtype == "BF16" ? kernels::bf16_to_f32(kernels::f32_to_bf16(v[i]))
+                               : kernels::f16_to_f32(kernels::f32_to_f16(v[i]));
+      }
+      narrow.push_back({spec.name, {spec.shape, v}});
+      rounded.push_back({spec.name, {spec.shape, r}});
+    }
+    std::filesystem::create_directories(dir / "narrow");
+    std::filesystem::create_directories(dir / "rounded");
+    write_model_file(dir / "narrow" / "model.safetensors", dtype, narrow);
+    write_model_file(dir / "rounded" / "model.safetensors", "F32", rounded);
+    auto wn = ModelWeights::load_safetensors(model->config, dir / "narrow");
+    auto wr = ModelWeights::load_safetensors(model->config, dir / "rounded");
+    ASSERT_TRUE(wn.ok()) << wn.status().to_string();
+    ASSERT_TRUE(wr.ok()) << wr.status().to_string();
+    EXPECT_EQ(wn->view("model.norm.weight")->dtype_name, dtype);
+    Runner a(make_engine({model->config, wn.value()})), b(make_engine({model->config, wr.value()}));
+    const std::vector<int32_t> prompt = {1, 403, 407, 261, 378, 432};
+    const int sa = a.new_sequence(), sb = b.new_sequence();
+    ForwardOutput x = a.step({{sa, prompt}}, true), y = b.step({{sb, prompt}}, true);
+    EXPECT_EQ(x.logits, y.logits);  // identical fp32 values in, identical kernels: bit-equal out
+  }
+  std::filesystem::remove_all(dir);
 }
 
 // ---------------------------------------------------------------------------------------------
