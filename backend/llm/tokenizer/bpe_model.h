@@ -48,6 +48,8 @@ class BpeModel {
   const std::string* id_to_token(TokenId id) const;
   // One past the largest id in the vocabulary.
   size_t size() const { return id_to_token_.size(); }
+  // Merges dropped at load because a token they name or make is not in the vocabulary.
+  size_t num_skipped_merges() const { return num_skipped_merges_; }
 
  private:
   struct MergeTarget {
@@ -59,7 +61,7 @@ class BpeModel {
   }
 
   Status set_vocab(const Json::Value& vocab, const std::string& path);
-  Status add_merge(std::string_view left, std::string_view right, uint32_t rank, const std::string& path);
+  Status add_merge(std::string_view left, std::string_view right, uint32_t rank);
   void finish_build();
   // Ids of the characters of word before any merge (HF's "merge_word" initial symbols).
   void initial_symbols(std::string_view word, std::vector<TokenId>& ids) const;
@@ -77,6 +79,7 @@ class BpeModel {
   std::string continuing_subword_prefix_;
   std::string end_of_word_suffix_;
   TokenId byte_ids_[256];  // id of "<0xNN>" or -1
+  size_t num_skipped_merges_ = 0;
 };
 
 }  // namespace ferry::llm

@@ -143,7 +143,6 @@ Status TokenizerLoader::apply_config(Tokenizer& tok, const Json::Value& config, 
   if (!tok.bos_token_.empty()) tok.bos_id_ = tok.token_to_id(tok.bos_token_);
   if (!tok.eos_token_.empty()) tok.eos_id_ = tok.token_to_id(tok.eos_token_);
   if (!tok.pad_token_.empty()) tok.pad_id_ = tok.token_to_id(tok.pad_token_);
-  if (!tok.bos_id_ && generation["bos_token_id"].isIntegral()) tok.bos_id_ = generation["bos_token_id"].asInt();
 
   const Json::Value& add_bos = config["add_bos_token"];
   const Json::Value& add_eos = config["add_eos_token"];
