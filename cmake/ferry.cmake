@@ -5,23 +5,28 @@
 get_filename_component(FERRY_TESTDATA_DEFAULT "${CMAKE_SOURCE_DIR}/../shared/testdata" ABSOLUTE)
 set(FERRY_TESTDATA "${FERRY_TESTDATA_DEFAULT}" CACHE PATH "Reference test data directory")
 
-# ferry_add_test(NAME <name> SOURCES <files...> [LIBS <targets...>] [LABELS <labels...>] [ENV <k=v...>])
-# Builds one GoogleTest executable and registers its tests with CTest. Every test gets FERRY_BINARY_DIR,
-# FERRY_SOURCE_DIR and FERRY_TESTDATA in its environment.
+# ferry_add_test(NAME <name> SOURCES <files...> [LIBS <targets...>] [LABELS <labels...>] [TIMEOUT <s>])
+# Builds one GoogleTest executable and registers its tests with CTest. Each test binary knows the
+# build, source and test-data directories as compile definitions (FERRY_TEST_BINARY_DIR,
+# FERRY_TEST_SOURCE_DIR, FERRY_TEST_TESTDATA); the environment variables FERRY_BINARY_DIR,
+# FERRY_SOURCE_DIR and FERRY_TESTDATA override them when set. (Definitions, not CTest ENVIRONMENT:
+# gtest_discover_tests splits list-valued properties.)
 function(ferry_add_test)
-  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;ENV" ${ARGN})
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${T_NAME} ${T_SOURCES})
   target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main Threads::Threads)
+  target_compile_definitions(${T_NAME} PRIVATE
+    FERRY_TEST_BINARY_DIR="${CMAKE_BINARY_DIR}"
+    FERRY_TEST_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
+    FERRY_TEST_TESTDATA="${FERRY_TESTDATA}")
   set_target_properties(${T_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 300)
   endif()
-  gtest_discover_tests(${T_NAME}
-    DISCOVERY_TIMEOUT 60
-    PROPERTIES
-      TIMEOUT ${T_TIMEOUT}
-      LABELS "${T_LABELS}"
-      ENVIRONMENT "FERRY_BINARY_DIR=${CMAKE_BINARY_DIR};FERRY_SOURCE_DIR=${CMAKE_SOURCE_DIR};FERRY_TESTDATA=${FERRY_TESTDATA};${T_ENV}")
+  if(NOT T_LABELS)
+    set(T_LABELS unit)
+  endif()
+  gtest_discover_tests(${T_NAME} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS ${T_LABELS})
 endfunction()
 
 # ferry_add_backend(<name> SOURCES <files...> [LIBS <targets...>])

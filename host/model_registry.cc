@@ -111,7 +111,12 @@ Status ModelRegistry::load(const std::string& name) {
     auto it = models_.find(name);
     if (it != models_.end()) it->second.fingerprint.clear(), it->second.failed_fingerprint.clear();
   }
-  return apply(name, read_model(repository_, name));
+  auto spec = read_model(repository_, name);
+  if (!spec.ok() && spec.status().code() == StatusCode::kNotFound) return spec.status();
+  Status s = apply(name, spec);
+  // The model exists but cannot be served: a bad request about that model, as in Triton.
+  if (!s.ok()) return Status::InvalidArgument("failed to load '" + name + "': " + s.message());
+  return s;
 }
 
 Status ModelRegistry::unload(const std::string& name) {
@@ -121,7 +126,8 @@ Status ModelRegistry::unload(const std::string& name) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!models_.count(name)) return Status::NotFound("model '" + name + "' is not loaded");
   }
-  return apply(name, Status::NotFound("unloaded"));
+  (void)apply(name, Status::NotFound("unloaded"));  // NotFound here means "remove it": not an error
+  return Status::Ok();
 }
 
 Status ModelRegistry::apply(const std::string& name, const Result<ModelSpec>& spec) {

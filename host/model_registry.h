@@ -47,8 +47,8 @@ class ModelRegistry {
   // One rescan: loads added models, unloads removed ones, reloads changed ones.
   void poll_once();
 
-  // Repository API. load: (re)reads the model's folder and loads it; fails with the reason if the
-  // model cannot be served. unload: stops new requests at once and unloads after in-flight
+  // Repository API. load: (re)reads the model's folder and loads it; NotFound when there is no such
+  // folder, InvalidArgument with the reason when it cannot be served. unload: stops new requests at once and unloads after in-flight
   // requests finish (in the background).
   Status load(const std::string& name);
   Status unload(const std::string& name);

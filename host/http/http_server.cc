@@ -246,13 +246,7 @@ int handle_repository(ServerContext& ctx, mg_connection* conn, const std::vector
     }
     std::string name(parts[3]);
     Status s = parts[4] == "load" ? registry.load(name) : registry.unload(name);
-    if (!s.ok()) {
-      // A model that exists but cannot load is a bad request about that model, as in Triton.
-      if (parts[4] == "load" && s.code() != StatusCode::kNotFound && s.code() != StatusCode::kUnavailable) {
-        s = Status::InvalidArgument("failed to load '" + name + "': " + s.message());
-      }
-      return send_error(conn, s);
-    }
+    if (!s.ok()) return send_error(conn, s);
     return send_json(conn, 200, Json::Value(Json::objectValue));
   }
   return send_error(conn, Status::NotFound("no such endpoint"));
@@ -280,8 +274,10 @@ int handle_models(ServerContext& ctx, mg_connection* conn, const std::string& me
   if (!known) {
     bool other = a.empty() || a == "ready" || a == "config" || a == "stats" || a == "infer" || a == "generate" ||
                  a == "generate_stream";
-    return other ? send_json(conn, 405, Json::Value("method not allowed"))
-                 : send_error(conn, Status::NotFound("no such endpoint"));
+    if (!other) return send_error(conn, Status::NotFound("no such endpoint"));
+    Json::Value body;
+    body["error"] = "method " + method + " is not allowed on this endpoint";
+    return send_json(conn, 405, body);
   }
   auto mv = registry.find(route->model, route->version);
   if (a == "ready") {

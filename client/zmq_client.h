@@ -1,0 +1,40 @@
+// A small C++ client for ferry's ZeroMQ protocol (docs/zmq-protocol.md), used by the tests and by
+// perf/. One DEALER socket; many requests may be in flight, their responses interleave and carry
+// the request id. Not thread-safe: use one ZmqClient per thread.
+#pragma once
+
+#include <json/json.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "common/status.h"
+
+namespace ferry::client {
+
+class ZmqClient {
+ public:
+  ZmqClient();
+  ~ZmqClient();
+  ZmqClient(const ZmqClient&) = delete;
+  ZmqClient& operator=(const ZmqClient&) = delete;
+
+  Status connect(const std::string& endpoint);
+  // Sends one message (a JSON object, or raw bytes for tests of malformed input).
+  Status send(const Json::Value& message);
+  Status send_raw(const std::string& payload);
+  // Waits up to `timeout` for the next response; nullopt on timeout.
+  std::optional<Json::Value> receive(std::chrono::milliseconds timeout);
+
+  // Builds an infer message: {"type":"infer","id","model","inputs","parameters","stream"}.
+  static Json::Value infer_message(const std::string& id, const std::string& model, const Json::Value& inputs,
+                                   const Json::Value& parameters, bool stream);
+  static Json::Value cancel_message(const std::string& id);
+
+ private:
+  void* ctx_ = nullptr;
+  void* socket_ = nullptr;
+};
+
+}  // namespace ferry::client
