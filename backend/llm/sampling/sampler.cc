@@ -1,0 +1,276 @@
+#include "backend/llm/sampling/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "common/status.h"
+
+namespace ferry::llm {
+
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+}  // namespace
+
+Sampler::Sampler(int32_t vocab_size)
+    : vocab_size_(vocab_size),
+      work_(static_cast<size_t>(vocab_size)),
+      order_(static_cast<size_t>(vocab_size)),
+      probs_(static_cast<size_t>(vocab_size)),
+      counts_(static_cast<size_t>(vocab_size), 0),
+      seen_(static_cast<size_t>(vocab_size), 0) {
+  FERRY_CHECK(vocab_size > 0);
+}
+
+void Sampler::apply_penalties(const SamplingSequence& seq) {
+  const SamplingParams& p = *seq.params;
+  const bool rep = p.repetition_penalty != 1.0f;
+  const bool freq_or_presence = p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f;
+  if (!rep && !freq_or_presence) return;
+  touched_.clear();
+  auto touch = [&](int32_t t) {
+    FERRY_CHECK(t >= 0 && t < vocab_size_);
+    if (!seen_[static_cast<size_t>(t)]) {
+      seen_[static_cast<size_t>(t)] = 1;
+      touched_.push_back(t);
+    }
+  };
+  for (int32_t t : seq.output_ids) {
+    touch(t);
+    ++counts_[static_cast<size_t>(t)];
+  }
+  if (rep) {
+    for (int32_t t : seq.prompt_ids) touch(t);
+  }
+  for (int32_t t : touched_) {
+    float& l = work_[static_cast<size_t>(t)];
+    if (rep) l = l > 0.0f ? l / p.repetition_penalty : l * p.repetition_penalty;
+    uint32_t c = counts_[static_cast<size_t>(t)];
+    if (c > 0) l -= p.frequency_penalty * static_cast<float>(c) + p.presence_penalty;
+  }
+  for (int32_t t : touched_) {
+    seen_[static_cast<size_t>(t)] = 0;
+    counts_[static_cast<size_t>(t)] = 0;
+  }
+}
+
+int32_t Sampler::argmax() const {
+  return static_cast<int32_t>(std::max_element(work_.begin(), work_.end()) - work_.begin());
+}
+
+// Draws from softmax(work_) restricted by min_p / top_k / top_p. work_ already holds logits / T.
+int32_t Sampler::draw(const SamplingParams& p, SamplingRng& rng) {
+  const size_t vocab = work_.size();
+  const float max_logit = *std::max_element(work_.begin(), work_.end());
+  if (max_logit == kNegInf) return argmax();  // everything masked: nothing to draw from
+  if (p.min_p > 0.0f) {
+    const float threshold = max_logit + std::log(p.min_p);
+    for (float& l : work_) {
+      if (l < threshold) l = kNegInf;
+    }
+  }
+  // One exp pass: probs_ holds the unnormalized probabilities that every later step reuses.
+  double total = 0.0;
+  for (size_t i = 0; i < vocab; ++i) {
+    probs_[i] = std::exp(work_[i] - max_logit);
+    total += probs_[i];
+  }
+  const bool use_top_k = p.top_k > 0 && static_cast<size_t>(p.top_k) < vocab;
+  const bool use_top_p = p.top_p < 1.0f;
+  if (!use_top_k && !use_top_p) {
+    double u = rng.uniform() * total;
+    int32_t last_live = 0;
+    for (size_t i = 0; i < vocab; ++i) {
+      if (probs_[i] == 0.0f) continue;
+      last_live = static_cast<int32_t>(i);
+      u -= probs_[i];
+      if (u < 0.0) return static_cast<int32_t>(i);
+    }
+    return last_live;  // rounding left a sliver of mass
+  }
+  auto prob = [this](int32_t t) { return probs_[static_cast<size_t>(t)]; };
+  size_t num_candidates = vocab;
+  if (use_top_k) {
+    num_candidates = static_cast<size_t>(p.top_k);
+    select_top_k(num_candidates);
+    total = 0.0;
+    for (size_t i = 0; i < num_candidates; ++i) total += prob(order_[i]);
+  } else {
+    std::iota(order_.begin(), order_.end(), 0);
+  }
+  if (use_top_p) {
+    const double target = static_cast<double>(p.top_p) * total;
+    if (use_top_k) {
+      // The k candidates are sorted: keep the shortest prefix that reaches top_p of their mass.
+      double cum = 0.0;
+      size_t keep = 0;
+      while (keep < num_candidates && cum < target) cum += prob(order_[keep++]);
+      num_candidates = std::max<size_t>(keep, 1);
+      total = cum;
+    } else {
+      num_candidates = select_nucleus(target, &total);
+    }
+  }
+  double u = rng.uniform() * total;
+  for (size_t i = 0; i < num_candidates; ++i) {
+    u -= prob(order_[i]);
+    if (u < 0.0) return order_[i];
+  }
+  // Rounding left a sliver of mass: take the last candidate that is not masked.
+  for (size_t i = num_candidates; i-- > 0;) {
+    if (prob(order_[i]) > 0.0f) return order_[i];
+  }
+  return order_[0];
+}
+
+// Puts the k most likely ids (ties: lower id first) into order_[0, k), most likely first. Small k:
+// one scan with a min-heap of size k, where most tokens cost one comparison. Large k: nth_element.
+void Sampler::select_top_k(size_t k) {
+  auto prob = [this](int32_t t) { return probs_[static_cast<size_t>(t)]; };
+  auto by_prob_desc = [&](int32_t a, int32_t b) { return prob(a) > prob(b) || (prob(a) == prob(b) && a < b); };
+  const size_t vocab = probs_.size();
+  if (k > 4096) {
+    std::iota(order_.begin(), order_.end(), 0);
+    auto kth = order_.begin() + static_cast<std::ptrdiff_t>(k);
+    std::nth_element(order_.begin(), kth - 1, order_.end(), by_prob_desc);
+    std::sort(order_.begin(), kth, by_prob_desc);
+    return;
+  }
+  // order_[0, k) is a heap whose front is the least likely kept token.
+  auto heap_begin = order_.begin();
+  auto heap_end = order_.begin() + static_cast<std::ptrdiff_t>(k);
+  std::iota(heap_begin, heap_end, 0);
+  std::make_heap(heap_begin, heap_end, by_prob_desc);
+  for (size_t i = k; i < vocab; ++i) {
+    // Scanning by increasing id, an equal probability never beats the kept one.
+    if (probs_[i] <= prob(*heap_begin)) continue;
+    std::pop_heap(heap_begin, heap_end, by_prob_desc);
+    *(heap_end - 1) = static_cast<int32_t>(i);
+    std::push_heap(heap_begin, heap_end, by_prob_desc);
+  }
+  std::sort(heap_begin, heap_end, by_prob_desc);
+}
+
+// Moves the nucleus (the fewest most-likely tokens whose mass reaches `target`; ties broken by
+// lower id) to the front of order_ and returns its size, without sorting the vocabulary: a
+// quickselect that partitions by probability and keeps track of the mass on each side, expected
+// O(vocab). order_ must hold all ids; probs_ the unnormalized probabilities.
+size_t Sampler::select_nucleus(double target, double* kept_mass) {
+  const size_t vocab = work_.size();
+  auto prob = [this](int32_t t) { return probs_[static_cast<size_t>(t)]; };
+  auto mass = [&](size_t a, size_t b) {
+    double m = 0.0;
+    for (size_t i = a; i < b; ++i) m += prob(order_[i]);
+    return m;
+  };
+  auto by_prob_desc = [&](int32_t a, int32_t b) { return prob(a) > prob(b) || (prob(a) == prob(b) && a < b); };
+  size_t lo = 0, hi = vocab;  // [0, lo) kept for sure; the boundary lies in [lo, hi)
+  double need = target, kept = 0.0;
+  auto take_sorted_prefix = [&](size_t a, size_t b) {
+    std::sort(order_.begin() + static_cast<std::ptrdiff_t>(a), order_.begin() + static_cast<std::ptrdiff_t>(b),
+              by_prob_desc);
+    size_t i = a;
+    while (i < b && need > 0.0) {
+      need -= prob(order_[i]);
+      kept += prob(order_[i]);
+      ++i;
+    }
+    return i;
+  };
+  while (hi - lo > 64) {
+    const float pivot = std::max(std::min(prob(order_[lo]), prob(order_[hi - 1])),
+                                 std::min(std::max(prob(order_[lo]), prob(order_[hi - 1])), prob(order_[(lo + hi) / 2])));
+    auto first = order_.begin() + static_cast<std::ptrdiff_t>(lo);
+    auto last = order_.begin() + static_cast<std::ptrdiff_t>(hi);
+    auto greater_end = std::partition(first, last, [&](int32_t t) { return prob(t) > pivot; });
+    auto equal_end = std::partition(greater_end, last, [&](int32_t t) { return prob(t) == pivot; });
+    const size_t g = static_cast<size_t>(greater_end - order_.begin());
+    const size_t e = static_cast<size_t>(equal_end - order_.begin());
+    const double mass_greater = mass(lo, g);
+    if (mass_greater >= need) {
+      hi = g;  // the boundary is among the greater ones
+      continue;
+    }
+    const double mass_equal = mass(g, e);
+    if (mass_greater + mass_equal >= need) {
+      need -= mass_greater;
+      kept += mass_greater;
+      size_t end = take_sorted_prefix(g, e);  // ties: lower ids first
+      *kept_mass = kept;
+      return std::max<size_t>(end, 1);
+    }
+    need -= mass_greater + mass_equal;
+    kept += mass_greater + mass_equal;
+    lo = e;
+  }
+  size_t end = take_sorted_prefix(lo, hi);
+  *kept_mass = kept;
+  return std::max<size_t>(end, 1);
+}
+
+void Sampler::fill_logprobs(std::span<const float> raw, int32_t num_logprobs, SampleResult& out) {
+  out.top_logprobs.clear();
+  if (num_logprobs < 0) return;
+  const float max_logit = *std::max_element(raw.begin(), raw.end());
+  double total = 0.0;
+  for (float l : raw) total += std::exp(static_cast<double>(l - max_logit));
+  const double log_z = static_cast<double>(max_logit) + std::log(total);
+  const float chosen = raw[static_cast<size_t>(out.token)];
+  out.logprob = static_cast<float>(static_cast<double>(chosen) - log_z);
+  int32_t rank = 1;
+  for (float l : raw) rank += l > chosen ? 1 : 0;
+  out.rank = rank;
+  if (num_logprobs == 0) return;
+  const size_t n = std::min(static_cast<size_t>(num_logprobs), raw.size());
+  std::iota(order_.begin(), order_.end(), 0);
+  auto by_raw_desc = [&raw](int32_t a, int32_t b) {
+    float la = raw[static_cast<size_t>(a)], lb = raw[static_cast<size_t>(b)];
+    return la > lb || (la == lb && a < b);
+  };
+  std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(n), order_.end(), by_raw_desc);
+  for (size_t i = 0; i < n; ++i) {
+    int32_t t = order_[i];
+    out.top_logprobs.push_back({t, static_cast<float>(static_cast<double>(raw[static_cast<size_t>(t)]) - log_z)});
+  }
+}
+
+std::span<const float> Sampler::process_logits(std::span<const float> logits, const SamplingSequence& seq) {
+  FERRY_CHECK(logits.size() == work_.size());
+  FERRY_CHECK(seq.params != nullptr);
+  std::copy(logits.begin(), logits.end(), work_.begin());
+  for (const auto& [token, bias] : seq.params->logit_bias) {
+    if (token >= 0 && token < vocab_size_) work_[static_cast<size_t>(token)] += bias;
+  }
+  apply_penalties(seq);
+  return work_;
+}
+
+void Sampler::sample(std::span<const float> logits, const SamplingSequence& seq, SampleResult& out) {
+  process_logits(logits, seq);
+  const SamplingParams& p = *seq.params;
+  if (p.is_greedy()) {
+    out.token = argmax();
+  } else {
+    FERRY_CHECK(seq.rng != nullptr);
+    const float inv_t = 1.0f / p.temperature;
+    for (float& l : work_) l *= inv_t;
+    out.token = draw(p, *seq.rng);
+  }
+  out.logprob = 0.0f;
+  out.rank = 0;
+  fill_logprobs(logits, p.num_logprobs, out);
+}
+
+void Sampler::sample_batch(std::span<const float> logits, std::span<const SamplingSequence> seqs,
+                           std::span<SampleResult> results) {
+  FERRY_CHECK(results.size() == seqs.size());
+  FERRY_CHECK(logits.size() == seqs.size() * work_.size());
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    sample(logits.subspan(i * work_.size(), work_.size()), seqs[i], results[i]);
+  }
+}
+
+}  // namespace ferry::llm

@@ -1,0 +1,90 @@
+// ferry::llm::Sampler: picks the next token of each sequence from its fp32 logits, on the CPU.
+//
+// For one sequence, in this order (vLLM's order):
+//   1. logit_bias added;
+//   2. repetition penalty over prompt + generated tokens (positive logits divided, negative
+//      multiplied), then frequency (x count) and presence penalties over generated tokens (OpenAI);
+//   3. greedy (temperature < 1e-5): the arg max of the penalized logits (lowest id on ties), no RNG
+//      draw. Otherwise: logits / temperature; min_p drops tokens with p < min_p * p_max; top_k keeps
+//      the k largest; top_p keeps the smallest high-to-low prefix whose mass (renormalized after
+//      top_k) reaches top_p; one draw from the sequence's RNG picks among the rest.
+// Logprobs are those of the RAW model distribution (log_softmax of the logits as given, before
+// bias, penalties, temperature and truncation) — vLLM's default ("raw_logprobs"). `rank` is the
+// chosen token's 1-based rank in that distribution.
+//
+// Cost per sequence: O(vocab) passes; top_k scans once with a size-k heap (nth_element for k >
+// 4096) and sorts only the k kept;
+// top_p without top_k finds the nucleus by a mass-tracking quickselect, expected O(vocab), with no
+// full sort. Scratch
+// buffers live in the Sampler and are reused, so steady-state sampling allocates nothing (the
+// top_logprobs vectors of reused SampleResults keep their capacity).
+//
+// Thread-safety: a Sampler is not synchronized; use one per thread (or per engine loop).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "backend/llm/sampling/sampling_params.h"
+#include "backend/llm/sampling/sampling_rng.h"
+
+namespace ferry::llm {
+
+struct TokenLogprob {
+  int32_t token = -1;
+  float logprob = 0.0f;
+};
+
+struct SampleResult {
+  int32_t token = -1;
+  float logprob = 0.0f;  // raw log-softmax of the chosen token (when num_logprobs >= 0)
+  int32_t rank = 0;      // 1 = most likely under the raw distribution (when num_logprobs >= 0)
+  std::vector<TokenLogprob> top_logprobs;  // num_logprobs entries, most likely first
+};
+
+// One sequence of a batch. Pointers are borrowed for the duration of the call.
+struct SamplingSequence {
+  const SamplingParams* params = nullptr;
+  std::span<const int32_t> prompt_ids;
+  std::span<const int32_t> output_ids;  // generated so far
+  SamplingRng* rng = nullptr;           // the sequence's own stream; advanced by non-greedy draws
+};
+
+class Sampler {
+ public:
+  explicit Sampler(int32_t vocab_size);
+
+  int32_t vocab_size() const { return vocab_size_; }
+
+  // Samples one token. logits: [vocab_size]. Token ids in the histories must be in range
+  // (FERRY_CHECK); params should have passed SamplingParams::validate.
+  void sample(std::span<const float> logits, const SamplingSequence& seq, SampleResult& out);
+
+  // Steps 1-2 only (bias and penalties): the logits greedy decoding would take the arg max of.
+  // Returns a view of internal scratch, valid until the next call on this Sampler.
+  std::span<const float> process_logits(std::span<const float> logits, const SamplingSequence& seq);
+
+  // A batch: logits [num_seqs, vocab_size] row-major, one result per sequence (results.size() ==
+  // seqs.size()). Each sequence uses its own params and RNG.
+  void sample_batch(std::span<const float> logits, std::span<const SamplingSequence> seqs,
+                    std::span<SampleResult> results);
+
+ private:
+  void apply_penalties(const SamplingSequence& seq);
+  int32_t argmax() const;
+  int32_t draw(const SamplingParams& p, SamplingRng& rng);
+  void select_top_k(size_t k);
+  size_t select_nucleus(double target, double* kept_mass);
+  void fill_logprobs(std::span<const float> raw, int32_t num_logprobs, SampleResult& out);
+
+  int32_t vocab_size_;
+  std::vector<float> work_;          // [vocab] processed logits
+  std::vector<int32_t> order_;       // [vocab] candidate ids
+  std::vector<float> probs_;         // [vocab] exp(logit - max): unnormalized probabilities
+  std::vector<uint32_t> counts_;     // [vocab] generated-token counts; zero between calls
+  std::vector<uint8_t> seen_;        // [vocab] prompt-or-generated flags; zero between calls
+  std::vector<int32_t> touched_;     // ids whose counts_/seen_ are non-zero during a call
+};
+
+}  // namespace ferry::llm

@@ -1,0 +1,325 @@
+#include "backend/llm/sampling/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <random>
+#include <set>
+
+namespace ferry::llm {
+namespace {
+
+std::vector<float> random_logits(int32_t vocab, uint32_t seed, float scale = 3.0f) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(static_cast<size_t>(vocab));
+  for (float& x : v) x = dist(gen);
+  return v;
+}
+
+// Logits whose softmax is exactly `probs`.
+std::vector<float> logits_for(const std::vector<double>& probs) {
+  std::vector<float> v;
+  for (double p : probs) v.push_back(static_cast<float>(std::log(p)));
+  return v;
+}
+
+struct Draws {
+  std::map<int32_t, int> counts;
+  int n = 0;
+  double freq(int32_t t) const {
+    auto it = counts.find(t);
+    return it == counts.end() ? 0.0 : static_cast<double>(it->second) / n;
+  }
+};
+
+Draws draw_many(const std::vector<float>& logits, const SamplingParams& p, int n, uint64_t seed = 1) {
+  Sampler sampler(static_cast<int32_t>(logits.size()));
+  SamplingRng rng(seed);
+  SamplingSequence seq{&p, {}, {}, &rng};
+  SampleResult r;
+  Draws d;
+  for (int i = 0; i < n; ++i) {
+    sampler.sample(logits, seq, r);
+    ++d.counts[r.token];
+  }
+  d.n = n;
+  return d;
+}
+
+// Binomial tolerance: 5 standard deviations.
+double tol(double p, int n) { return 5.0 * std::sqrt(p * (1.0 - p) / n) + 1e-9; }
+
+TEST(Sampler, GreedyPicksArgmaxWithoutTouchingRng) {
+  std::vector<float> logits = random_logits(1000, 7);
+  int32_t expected = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  SamplingParams p;
+  p.temperature = 0.0f;
+  Sampler sampler(1000);
+  SamplingRng rng(3), untouched(3);
+  SampleResult r;
+  sampler.sample(logits, {&p, {}, {}, &rng}, r);
+  EXPECT_EQ(r.token, expected);
+  EXPECT_EQ(rng.next_u64(), untouched.next_u64());
+}
+
+TEST(Sampler, TopKOneEqualsGreedy) {
+  for (uint32_t s = 0; s < 20; ++s) {
+    std::vector<float> logits = random_logits(5000, s);
+    SamplingParams greedy;
+    greedy.temperature = 0.0f;
+    SamplingParams top1;
+    top1.temperature = 1.3f;
+    top1.top_k = 1;
+    Sampler sampler(5000);
+    SamplingRng rng(s);
+    SampleResult a, b;
+    sampler.sample(logits, {&greedy, {}, {}, &rng}, a);
+    sampler.sample(logits, {&top1, {}, {}, &rng}, b);
+    EXPECT_EQ(a.token, b.token);
+  }
+}
+
+TEST(Sampler, TemperatureOneMatchesSoftmax) {
+  std::vector<double> probs = {0.1, 0.2, 0.3, 0.4};
+  SamplingParams p;
+  const int n = 40000;
+  Draws d = draw_many(logits_for(probs), p, n);
+  for (int32_t t = 0; t < 4; ++t) EXPECT_NEAR(d.freq(t), probs[static_cast<size_t>(t)], tol(probs[static_cast<size_t>(t)], n)) << t;
+}
+
+TEST(Sampler, TemperatureSharpensAndFlattens) {
+  // p ∝ exp(l / T): with T = 0.5 the probabilities square (then renormalize).
+  std::vector<double> probs = {0.25, 0.75};
+  SamplingParams p;
+  p.temperature = 0.5f;
+  const int n = 40000;
+  Draws d = draw_many(logits_for(probs), p, n);
+  const double expect1 = 0.75 * 0.75 / (0.75 * 0.75 + 0.25 * 0.25);  // 0.9
+  EXPECT_NEAR(d.freq(1), expect1, tol(expect1, n));
+  p.temperature = 100.0f;
+  d = draw_many(logits_for(probs), p, n);
+  EXPECT_NEAR(d.freq(1), 0.5, 0.02);
+}
+
+TEST(Sampler, TopKKeepsOnlyKLargest) {
+  std::vector<float> logits = random_logits(3000, 11, 1.0f);
+  std::vector<int32_t> ids(3000);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return logits[static_cast<size_t>(a)] > logits[static_cast<size_t>(b)]; });
+  std::set<int32_t> top5(ids.begin(), ids.begin() + 5);
+  SamplingParams p;
+  p.top_k = 5;
+  Draws d = draw_many(logits, p, 5000);
+  for (const auto& [t, c] : d.counts) EXPECT_TRUE(top5.count(t)) << "token " << t << " outside the top 5";
+  EXPECT_EQ(d.counts.size(), 5u);  // all five are reachable
+}
+
+TEST(Sampler, TopPExcludesLowMassTokensAndRenormalizes) {
+  std::vector<double> probs = {0.5, 0.3, 0.15, 0.05};
+  SamplingParams p;
+  p.top_p = 0.7f;  // 0.5 < 0.7 <= 0.8: keeps tokens 0 and 1
+  const int n = 40000;
+  Draws d = draw_many(logits_for(probs), p, n);
+  EXPECT_EQ(d.freq(2), 0.0);
+  EXPECT_EQ(d.freq(3), 0.0);
+  EXPECT_NEAR(d.freq(0), 0.625, tol(0.625, n));
+  EXPECT_NEAR(d.freq(1), 0.375, tol(0.375, n));
+}
+
+TEST(Sampler, TopPOnLargeFlatVocabMatchesBruteForceNucleus) {
+  // 128k vocabulary whose nucleus (top_p = 0.9) spans thousands of tokens: exercises the growing
+  // partial sort.
+  const int32_t vocab = 131072;
+  std::vector<float> logits = random_logits(vocab, 5, 0.5f);
+  for (int32_t i = 0; i < 4000; ++i) logits[static_cast<size_t>(i) * 31] += 4.0f;
+  std::vector<int32_t> ids(static_cast<size_t>(vocab));
+  std::iota(ids.begin(), ids.end(), 0);
+  std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) {
+    float la = logits[static_cast<size_t>(a)], lb = logits[static_cast<size_t>(b)];
+    return la > lb || (la == lb && a < b);
+  });
+  double z = 0.0;
+  for (float l : logits) z += std::exp(static_cast<double>(l));
+  std::set<int32_t> nucleus;
+  double cum = 0.0;
+  for (int32_t t : ids) {
+    nucleus.insert(t);
+    cum += std::exp(static_cast<double>(logits[static_cast<size_t>(t)])) / z;
+    if (cum >= 0.9) break;
+  }
+  ASSERT_GT(nucleus.size(), 1000u);
+  SamplingParams p;
+  p.top_p = 0.9f;
+  Draws d = draw_many(logits, p, 500);
+  for (const auto& [t, c] : d.counts) EXPECT_TRUE(nucleus.count(t)) << "token " << t << " outside the nucleus";
+}
+
+TEST(Sampler, TopKThenTopPRenormalizesOverTopK) {
+  std::vector<double> probs = {0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1};
+  SamplingParams p;
+  p.top_k = 2;     // {0.3, 0.2} -> renormalized {0.6, 0.4}
+  p.top_p = 0.5f;  // 0.6 >= 0.5: only token 0 remains
+  Draws d = draw_many(logits_for(probs), p, 2000);
+  EXPECT_EQ(d.freq(0), 1.0);
+}
+
+TEST(Sampler, MinPDropsTokensBelowFractionOfMax) {
+  std::vector<double> probs = {0.6, 0.3, 0.1};
+  SamplingParams p;
+  p.min_p = 0.2f;  // threshold 0.12: token 2 goes
+  const int n = 30000;
+  Draws d = draw_many(logits_for(probs), p, n);
+  EXPECT_EQ(d.freq(2), 0.0);
+  EXPECT_NEAR(d.freq(0), 2.0 / 3.0, tol(2.0 / 3.0, n));
+}
+
+TEST(Sampler, SameSeedSameTokensDifferentSeedDiffers) {
+  std::vector<float> logits = random_logits(32000, 9, 1.0f);
+  auto run = [&](uint64_t seed) {
+    SamplingParams p;
+    p.top_p = 0.95f;
+    p.seed = seed;
+    Sampler sampler(32000);
+    SamplingRng rng = SamplingRng::from_seed(p.seed);
+    SamplingSequence seq{&p, {}, {}, &rng};
+    SampleResult r;
+    std::vector<int32_t> out;
+    for (int i = 0; i < 50; ++i) {
+      sampler.sample(logits, seq, r);
+      out.push_back(r.token);
+    }
+    return out;
+  };
+  EXPECT_EQ(run(42), run(42));
+  EXPECT_NE(run(42), run(43));
+  // No seed: two random streams almost surely differ.
+  SamplingRng a = SamplingRng::from_seed(std::nullopt), b = SamplingRng::from_seed(std::nullopt);
+  EXPECT_NE(a.next_u64(), b.next_u64());
+}
+
+TEST(Sampler, RepetitionPenaltyDividesPositiveMultipliesNegative) {
+  std::vector<float> logits = {2.0f, -2.0f, 1.0f, 0.5f, 3.0f};
+  SamplingParams p;
+  p.repetition_penalty = 2.0f;
+  std::vector<int32_t> prompt = {0, 0, 1};
+  std::vector<int32_t> output = {2};
+  Sampler sampler(5);
+  std::span<const float> w = sampler.process_logits(logits, {&p, prompt, output, nullptr});
+  EXPECT_FLOAT_EQ(w[0], 1.0f);   // prompt, positive: divided (once, despite two occurrences)
+  EXPECT_FLOAT_EQ(w[1], -4.0f);  // prompt, negative: multiplied
+  EXPECT_FLOAT_EQ(w[2], 0.5f);   // generated
+  EXPECT_FLOAT_EQ(w[3], 0.5f);   // untouched
+  EXPECT_FLOAT_EQ(w[4], 3.0f);
+}
+
+TEST(Sampler, FrequencyAndPresencePenaltiesUseGeneratedTokensOnly) {
+  std::vector<float> logits = {1.0f, 1.0f, 1.0f, 1.0f};
+  SamplingParams p;
+  p.frequency_penalty = 0.5f;
+  p.presence_penalty = 1.0f;
+  std::vector<int32_t> prompt = {0};
+  std::vector<int32_t> output = {2, 2, 2, 3};
+  Sampler sampler(4);
+  std::span<const float> w = sampler.process_logits(logits, {&p, prompt, output, nullptr});
+  EXPECT_FLOAT_EQ(w[0], 1.0f);                // prompt only: not penalized
+  EXPECT_FLOAT_EQ(w[1], 1.0f);
+  EXPECT_FLOAT_EQ(w[2], 1.0f - 1.5f - 1.0f);  // 3 x 0.5 + 1
+  EXPECT_FLOAT_EQ(w[3], 1.0f - 0.5f - 1.0f);
+  // The scratch counters were reset: a call with no history leaves logits alone.
+  w = sampler.process_logits(logits, {&p, {}, {}, nullptr});
+  EXPECT_FLOAT_EQ(w[2], 1.0f);
+}
+
+TEST(Sampler, LogitBiasSteersGreedy) {
+  std::vector<float> logits = {5.0f, 1.0f, 0.0f, 0.0f};
+  SamplingParams p;
+  p.temperature = 0.0f;
+  p.logit_bias = {{3, 10.0f}};
+  Sampler sampler(4);
+  SampleResult r;
+  sampler.sample(logits, {&p, {}, {}, nullptr}, r);
+  EXPECT_EQ(r.token, 3);
+}
+
+TEST(Sampler, LogprobsAreRawLogSoftmax) {
+  const int32_t vocab = 50;
+  std::vector<float> logits = random_logits(vocab, 3);
+  SamplingParams p;
+  p.temperature = 0.7f;
+  p.top_k = 3;
+  p.repetition_penalty = 1.5f;
+  p.num_logprobs = vocab;
+  Sampler sampler(vocab);
+  SamplingRng rng(5);
+  std::vector<int32_t> out_ids = {1, 2};
+  SampleResult r;
+  sampler.sample(logits, {&p, {}, out_ids, &rng}, r);
+  ASSERT_EQ(r.top_logprobs.size(), static_cast<size_t>(vocab));
+  double total = 0.0, z = 0.0;
+  for (float l : logits) z += std::exp(static_cast<double>(l));
+  for (size_t i = 0; i < r.top_logprobs.size(); ++i) {
+    total += std::exp(static_cast<double>(r.top_logprobs[i].logprob));
+    if (i > 0) {
+      EXPECT_GE(r.top_logprobs[i - 1].logprob, r.top_logprobs[i].logprob);
+    }
+    const int32_t t = r.top_logprobs[i].token;
+    EXPECT_NEAR(r.top_logprobs[i].logprob, std::log(std::exp(static_cast<double>(logits[static_cast<size_t>(t)])) / z), 1e-5);
+  }
+  EXPECT_NEAR(total, 1.0, 1e-5);
+  EXPECT_NEAR(r.logprob, std::log(std::exp(static_cast<double>(logits[static_cast<size_t>(r.token)])) / z), 1e-5);
+  EXPECT_EQ(r.top_logprobs[static_cast<size_t>(r.rank - 1)].token, r.token);
+
+  p.num_logprobs = 2;
+  sampler.sample(logits, {&p, {}, out_ids, &rng}, r);
+  EXPECT_EQ(r.top_logprobs.size(), 2u);
+  p.num_logprobs = -1;
+  sampler.sample(logits, {&p, {}, out_ids, &rng}, r);
+  EXPECT_TRUE(r.top_logprobs.empty());
+}
+
+TEST(Sampler, BatchEqualsPerSequenceCalls) {
+  const int32_t vocab = 1000;
+  std::vector<float> logits = random_logits(vocab * 3, 21);
+  SamplingParams a, b, c;
+  a.temperature = 0.0f;
+  b.top_k = 10;
+  b.seed = 1;
+  c.top_p = 0.8f;
+  c.presence_penalty = 0.5f;
+  c.seed = 2;
+  std::vector<int32_t> hist = {1, 2, 3};
+  SamplingRng ra(0), rb(1), rc(2), rb2(1), rc2(2);
+  std::vector<SamplingSequence> seqs = {{&a, hist, {}, &ra}, {&b, {}, hist, &rb}, {&c, hist, hist, &rc}};
+  std::vector<SampleResult> batch(3);
+  Sampler sampler(vocab);
+  sampler.sample_batch(logits, seqs, batch);
+  Sampler single(vocab);
+  SamplingRng* rngs[3] = {&ra, &rb2, &rc2};
+  for (size_t i = 0; i < 3; ++i) {
+    SamplingSequence s = seqs[i];
+    s.rng = rngs[i];
+    SampleResult r;
+    single.sample(std::span<const float>(logits).subspan(i * vocab, vocab), s, r);
+    EXPECT_EQ(r.token, batch[i].token) << i;
+  }
+}
+
+TEST(SamplingParams, ValidateNamesTheField) {
+  SamplingParams p;
+  EXPECT_TRUE(p.validate(100).ok());
+  p.top_p = 0.0f;
+  EXPECT_NE(p.validate(100).message().find("top_p"), std::string::npos);
+  p = SamplingParams();
+  p.logit_bias = {{100, 1.0f}};
+  EXPECT_NE(p.validate(100).message().find("logit_bias"), std::string::npos);
+  p = SamplingParams();
+  p.max_tokens = 0;
+  EXPECT_NE(p.validate(100).message().find("max_tokens"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ferry::llm
