@@ -1,6 +1,7 @@
 #include "backend/llm/tokenizer/bpe_model.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <queue>
 
@@ -22,11 +23,46 @@ struct Candidate {
   uint32_t rank;
   int32_t pos;
   TokenId new_id;
-  // std::priority_queue is a max-heap: "less" means a higher rank, then a later position.
+  // std::push_heap builds a max-heap: "less" means a higher rank, then a later position.
   bool operator<(const Candidate& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
 };
 
+constexpr size_t kMaxCachedWordBytes = 64;
+constexpr size_t kMaxCachedWords = 32768;  // per model and thread; the cache is cleared when full
+constexpr size_t kMaxCachedModels = 4;     // per thread; the oldest is dropped
+
+struct WordCache {
+  uint64_t owner = 0;
+  std::unordered_map<std::string, std::vector<TokenId>, StringHash, std::equal_to<>> words;
+};
+
+WordCache& thread_cache(uint64_t owner) {
+  thread_local std::vector<WordCache> caches;
+  for (WordCache& c : caches) {
+    if (c.owner == owner) return c;
+  }
+  if (caches.size() >= kMaxCachedModels) caches.erase(caches.begin());
+  caches.push_back(WordCache{owner, {}});
+  return caches.back();
+}
+
+std::atomic<uint64_t> next_instance_id{1};
+
 }  // namespace
+
+void BpeModel::MergeMap::build(const std::unordered_map<uint64_t, MergeTarget>& merges) {
+  size_t capacity = 16;
+  while (capacity < merges.size() * 2) capacity *= 2;
+  slots_.assign(capacity, Slot{});
+  mask_ = capacity - 1;
+  shift_ = 64;
+  for (size_t c = capacity; c > 1; c >>= 1) --shift_;
+  for (const auto& [key, target] : merges) {
+    size_t i = hash(key);
+    while (slots_[i].key != kEmpty) i = (i + 1) & mask_;
+    slots_[i] = Slot{key, target};
+  }
+}
 
 Result<BpeModel> BpeModel::from_json(const Json::Value& model) {
   if (!model.isObject()) return Status::InvalidArgument("tokenizer.json: model is missing");
@@ -134,6 +170,19 @@ Status BpeModel::add_merge(std::string_view left, std::string_view right, uint32
 }
 
 void BpeModel::finish_build() {
+  merge_map_.build(merges_);
+  merges_.clear();
+  // Cutting before "▁" is exact when no token has a "▁" right after another character.
+  constexpr std::string_view kMeta = "\xE2\x96\x81";
+  bool any_meta_start = false, spans = false;
+  for (const auto& [token, id] : vocab_) {
+    if (token.starts_with(kMeta)) any_meta_start = true;
+    for (size_t p = token.find(kMeta, 1); p != std::string::npos && !spans; p = token.find(kMeta, p + 1)) {
+      spans = token.compare(p - kMeta.size(), kMeta.size(), kMeta) != 0;
+    }
+  }
+  split_before_metaspace_ = any_meta_start && !spans;
+  instance_id_ = next_instance_id.fetch_add(1);
   for (int b = 0; b < 256; ++b) {
     char name[8];
     std::snprintf(name, sizeof(name), "<0x%02X>", b);
@@ -226,9 +275,44 @@ void BpeModel::encode_word(std::string_view word, std::vector<TokenId>& out) con
       return;
     }
   }
+  if (word.size() > kMaxCachedWordBytes && split_before_metaspace_) {
+    constexpr std::string_view kMeta = "\xE2\x96\x81";
+    size_t begin = 0;
+    size_t p = word.find(kMeta, 1);
+    while (p != std::string_view::npos) {
+      if (word.compare(p - kMeta.size(), kMeta.size(), kMeta) != 0) {
+        encode_piece(word.substr(begin, p - begin), out);
+        begin = p;
+      }
+      p = word.find(kMeta, p + kMeta.size());
+    }
+    encode_piece(word.substr(begin), out);
+    return;
+  }
+  encode_piece(word, out);
+}
+
+void BpeModel::encode_piece(std::string_view word, std::vector<TokenId>& out) const {
+  if (word.size() > kMaxCachedWordBytes) {
+    merge_word(word, out);
+    return;
+  }
+  WordCache& cache = thread_cache(instance_id_);
+  auto it = cache.words.find(word);
+  if (it != cache.words.end()) {
+    out.insert(out.end(), it->second.begin(), it->second.end());
+    return;
+  }
+  const size_t first = out.size();
+  merge_word(word, out);
+  if (cache.words.size() >= kMaxCachedWords) cache.words.clear();
+  cache.words.emplace(std::string(word), std::vector<TokenId>(out.begin() + static_cast<std::ptrdiff_t>(first), out.end()));
+}
+
+void BpeModel::merge_word(std::string_view word, std::vector<TokenId>& out) const {
   thread_local std::vector<TokenId> ids;
   thread_local std::vector<Symbol> symbols;
-  thread_local std::vector<Candidate> heap_storage;
+  thread_local std::vector<Candidate> heap;
   ids.clear();
   initial_symbols(word, ids);
   if (ids.size() <= 1) {
@@ -239,25 +323,27 @@ void BpeModel::encode_word(std::string_view word, std::vector<TokenId>& out) con
   symbols.resize(ids.size());
   for (int32_t i = 0; i < n; ++i) symbols[i] = Symbol{ids[i], i - 1, i + 1 < n ? i + 1 : -1, true};
 
-  heap_storage.clear();
-  std::priority_queue<Candidate, std::vector<Candidate>> heap(std::less<Candidate>(), std::move(heap_storage));
+  heap.clear();
   auto push_pair = [&](int32_t pos) {
     const int32_t next = symbols[pos].next;
     if (next < 0) return;
-    auto it = merges_.find(pair_key(symbols[pos].id, symbols[next].id));
-    if (it != merges_.end()) heap.push(Candidate{it->second.rank, pos, it->second.id});
+    if (const MergeTarget* m = merge_map_.find(pair_key(symbols[pos].id, symbols[next].id))) {
+      heap.push_back(Candidate{m->rank, pos, m->id});
+      std::push_heap(heap.begin(), heap.end());
+    }
   };
   for (int32_t i = 0; i + 1 < n; ++i) push_pair(i);
 
   while (!heap.empty()) {
-    const Candidate top = heap.top();
-    heap.pop();
+    std::pop_heap(heap.begin(), heap.end());
+    const Candidate top = heap.back();
+    heap.pop_back();
     Symbol& left = symbols[top.pos];
     if (!left.alive || left.next < 0) continue;
     Symbol& right = symbols[left.next];
     // Skip entries made stale by an earlier merge of either side.
-    auto it = merges_.find(pair_key(left.id, right.id));
-    if (it == merges_.end() || it->second.id != top.new_id) continue;
+    const MergeTarget* m = merge_map_.find(pair_key(left.id, right.id));
+    if (m == nullptr || m->id != top.new_id) continue;
     left.id = top.new_id;
     right.alive = false;
     left.next = right.next;

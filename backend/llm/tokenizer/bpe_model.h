@@ -6,6 +6,11 @@
 // merge, leftmost first, using a min-heap over candidate pairs and a linked list of symbols:
 // O(n log n) per word. With ignore_merges (Llama 3), a word that is itself in the vocabulary is
 // emitted whole. `dropout` is ignored (always treated as off: serving must be deterministic).
+// A long SentencePiece-style word (no pre-tokenizer: the whole text is one word) is cut before
+// each "▁" that follows another character when no vocabulary token spans such a point: no merge
+// can then cross it, so the result is the same and each piece can be cached.
+// Results for short words are kept in a small per-thread cache (bounded; never shared between
+// threads, so no locking), since natural text repeats its words.
 //
 // Immutable after construction; encode_word() is const and safe to call concurrently.
 #pragma once
@@ -56,6 +61,30 @@ class BpeModel {
     uint32_t rank;
     TokenId id;
   };
+  // Open-addressing hash map from a pair key to its merge: the merge lookup is the hot loop.
+  class MergeMap {
+   public:
+    void build(const std::unordered_map<uint64_t, MergeTarget>& merges);
+    const MergeTarget* find(uint64_t key) const {
+      if (slots_.empty()) return nullptr;
+      for (size_t i = hash(key);; i = (i + 1) & mask_) {
+        const Slot& s = slots_[i];
+        if (s.key == key) return &s.target;
+        if (s.key == kEmpty) return nullptr;
+      }
+    }
+
+   private:
+    static constexpr uint64_t kEmpty = ~0ull;  // no real key: ids are < 2^31
+    struct Slot {
+      uint64_t key = kEmpty;
+      MergeTarget target{};
+    };
+    size_t hash(uint64_t key) const { return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_); }
+    std::vector<Slot> slots_;
+    size_t mask_ = 0;
+    unsigned shift_ = 64;
+  };
   static uint64_t pair_key(TokenId a, TokenId b) {
     return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
   }
@@ -65,12 +94,17 @@ class BpeModel {
   void finish_build();
   // Ids of the characters of word before any merge (HF's "merge_word" initial symbols).
   void initial_symbols(std::string_view word, std::vector<TokenId>& ids) const;
+  void merge_word(std::string_view word, std::vector<TokenId>& out) const;
+  void encode_piece(std::string_view piece, std::vector<TokenId>& out) const;
   std::optional<TokenId> char_id(std::string_view s) const;
 
   Vocab vocab_;
   std::vector<std::string> id_to_token_;  // "" for ids that no token uses
   std::vector<bool> id_used_;
-  std::unordered_map<uint64_t, MergeTarget> merges_;
+  std::unordered_map<uint64_t, MergeTarget> merges_;  // filled while loading
+  MergeMap merge_map_;                                // what encoding reads
+  uint64_t instance_id_ = 0;                          // keys the per-thread word cache
+  bool split_before_metaspace_ = false;               // see the header comment
   std::vector<TokenId> bmp_char_ids_;  // code point (< 0x10000) -> id of that 1-char token, or -1
   std::optional<TokenId> unk_id_;
   bool fuse_unk_ = false;
