@@ -61,6 +61,10 @@ HttpClient::~HttpClient() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
 
 HttpResult HttpClient::get(const std::string& path) { return perform("GET", path, nullptr, nullptr); }
 
+HttpResult HttpClient::request(const std::string& method, const std::string& path) {
+  return perform(method, path, nullptr, nullptr);
+}
+
 HttpResult HttpClient::post(const std::string& path, const std::string& body) {
   return perform("POST", path, &body, nullptr);
 }
@@ -83,6 +87,11 @@ HttpResult HttpClient::perform(const std::string& method, const std::string& pat
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
   curl_slist* headers = nullptr;
+  if (method == "HEAD") {
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+  } else if (method != "GET" && method != "POST") {
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+  }
   if (method == "POST") {
     curl_easy_setopt(c, CURLOPT_POST, 1L);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data());

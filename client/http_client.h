@@ -23,6 +23,8 @@ class HttpClient {
   HttpClient& operator=(const HttpClient&) = delete;
 
   HttpResult get(const std::string& path);
+  // Any method without a body (HEAD reads no body; others read what comes).
+  HttpResult request(const std::string& method, const std::string& path);
   HttpResult post(const std::string& path, const std::string& body);
   // POSTs and calls on_event(data) for each SSE "data:" payload as it arrives; returning false from
   // on_event closes the connection at once (a client that walks away). The result's body is empty.

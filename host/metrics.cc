@@ -153,9 +153,9 @@ Result<MetricSeries*> MetricsRegistry::create_series(MetricKind kind, const std:
     return Status::InvalidArgument("metric " + name + " is already registered with another kind, help or buckets");
   }
   auto [sit, sinserted] = f.series.try_emplace(key);
-  if (!sinserted) return Status::InvalidArgument("metric series " + name + with_braces(key) + " already exists");
-  sit->second = std::make_unique<MetricSeries>(kind, std::move(buckets));
-  return sit->second.get();
+  if (sinserted) sit->second.series = std::make_unique<MetricSeries>(kind, std::move(buckets));
+  ++sit->second.refs;
+  return sit->second.series.get();
 }
 
 void MetricsRegistry::destroy_series(MetricSeries* series) {
@@ -163,7 +163,8 @@ void MetricsRegistry::destroy_series(MetricSeries* series) {
   for (auto fit = families_.begin(); fit != families_.end(); ++fit) {
     auto& s = fit->second.series;
     for (auto it = s.begin(); it != s.end(); ++it) {
-      if (it->second.get() == series) {
+      if (it->second.series.get() == series) {
+        if (--it->second.refs > 0) return;
         s.erase(it);
         if (s.empty()) families_.erase(fit);
         return;
@@ -178,7 +179,8 @@ std::string MetricsRegistry::render() const {
   for (const auto& [name, f] : families_) {
     out += "# HELP " + name + " " + escape_help(f.help) + "\n";
     out += "# TYPE " + name + " " + kind_name(f.kind) + "\n";
-    for (const auto& [labels, s] : f.series) {
+    for (const auto& [labels, entry] : f.series) {
+      const MetricSeries* s = entry.series.get();
       if (f.kind != MetricKind::kHistogram) {
         out += name + with_braces(labels) + " " + format_double(s->value()) + "\n";
         continue;

@@ -51,12 +51,15 @@ class MetricSeries {
 
 class MetricsRegistry {
  public:
-  // Creates a series. Fails on a bad metric or label name, a family registered with another kind,
-  // help or buckets, or a series that already exists. `buckets` empty means the default latency
-  // buckets (histograms only).
+  // Creates a series, or returns the existing one with the same name and labels (shared: each
+  // create needs its own destroy_series; the series goes with the last). Sharing is what lets a
+  // reloaded model version take over its predecessor's series while both exist. Fails on a bad
+  // metric or label name, or a family registered with another kind, help or buckets. `buckets`
+  // empty means the default latency buckets (histograms only).
   Result<MetricSeries*> create_series(MetricKind kind, const std::string& name, const std::string& help,
                                       const Labels& labels, std::vector<double> buckets = {});
-  // Removes a series; the pointer is invalid afterwards. Unknown pointers are ignored.
+  // Releases one reference; the last one removes the series and invalidates the pointer. Unknown
+  // pointers are ignored.
   void destroy_series(MetricSeries* series);
   // All families in Prometheus text format, families sorted by name, series by labels.
   std::string render() const;
@@ -69,7 +72,11 @@ class MetricsRegistry {
     MetricKind kind;
     std::string help;
     std::vector<double> buckets;
-    std::map<std::string, std::unique_ptr<MetricSeries>> series;  // by rendered label text
+    struct Entry {
+      std::unique_ptr<MetricSeries> series;
+      int refs = 0;
+    };
+    std::map<std::string, Entry> series;  // by rendered label text
   };
   mutable std::mutex mu_;
   std::map<std::string, Family> families_;  // guarded by mu_

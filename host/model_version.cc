@@ -247,7 +247,7 @@ Result<std::shared_ptr<InflightRequest>> ModelVersion::submit(RequestSpec&& spec
   if (rc != FERRY_ERROR_CODE_OK) {
     delete responder;
     Status s(static_cast<StatusCode>(rc), err.message[0] ? err.message : "request refused by the backend");
-    record_end(id, s, std::chrono::nanoseconds(0), -1);
+    record_end(id, s, std::nullopt, -1);  // refused: it never ran, so no duration
     return s;
   }
   return request;
@@ -258,8 +258,9 @@ size_t ModelVersion::num_inflight() const {
   return inflight_.size();
 }
 
-void ModelVersion::record_end(uint64_t id, const Status& status, std::chrono::nanoseconds duration, int64_t queue_ns) {
-  uint64_t ns = static_cast<uint64_t>(duration.count());
+void ModelVersion::record_end(uint64_t id, const Status& status, std::optional<std::chrono::nanoseconds> duration,
+                              int64_t queue_ns) {
+  uint64_t ns = duration ? static_cast<uint64_t>(duration->count()) : 0;
   if (status.ok()) {
     success_count_.fetch_add(1, std::memory_order_relaxed);
     success_ns_.fetch_add(ns, std::memory_order_relaxed);
@@ -270,7 +271,7 @@ void ModelVersion::record_end(uint64_t id, const Status& status, std::chrono::na
     int code = static_cast<int>(status.code());
     if (code > 0 && code < kNumCodes && m_failure_.size() == kNumCodes) m_failure_[code]->add(1);
   }
-  if (m_duration_) m_duration_->observe(static_cast<double>(ns) * 1e-9);
+  if (m_duration_ && duration) m_duration_->observe(static_cast<double>(ns) * 1e-9);
   if (queue_ns >= 0) {
     queue_count_.fetch_add(1, std::memory_order_relaxed);
     queue_ns_.fetch_add(static_cast<uint64_t>(queue_ns), std::memory_order_relaxed);

@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
@@ -114,7 +115,9 @@ class ModelVersion : public std::enable_shared_from_this<ModelVersion> {
   Json::Value statistics() const;  // Triton's model_stats entry
 
   // Used by InflightRequest.
-  void record_end(uint64_t id, const Status& status, std::chrono::nanoseconds duration, int64_t queue_ns);
+  // `duration` is empty for requests the backend refused (they never ran).
+  void record_end(uint64_t id, const Status& status, std::optional<std::chrono::nanoseconds> duration,
+                  int64_t queue_ns);
   void cancel_request(uint64_t id);
 
  private:

@@ -28,7 +28,9 @@ void send_body(mg_connection* conn, int status, const char* content_type, const 
   mg_response_header_add(conn, "Content-Type", content_type, -1);
   mg_response_header_add(conn, "Content-Length", std::to_string(body.size()).c_str(), -1);
   mg_response_header_send(conn);
-  if (!body.empty()) mg_write(conn, body.data(), body.size());
+  const char* method = mg_get_request_info(conn)->request_method;
+  bool head = method != nullptr && std::strcmp(method, "HEAD") == 0;
+  if (!body.empty() && !head) mg_write(conn, body.data(), body.size());
 }
 
 int send_json(mg_connection* conn, int status, const Json::Value& body) {
@@ -268,8 +270,9 @@ int handle_models(ServerContext& ctx, mg_connection* conn, const std::string& me
   auto route = parse_model_route(parts);
   if (!route) return send_error(conn, Status::NotFound("no such endpoint"));
   const bool post = method == "POST";
+  const bool get = method == "GET" || method == "HEAD";
   const std::string& a = route->action;
-  bool known = (!post && (a.empty() || a == "ready" || a == "config" || a == "stats")) ||
+  bool known = (get && (a.empty() || a == "ready" || a == "config" || a == "stats")) ||
                (post && (a == "infer" || a == "generate" || a == "generate_stream"));
   if (!known) {
     bool other = a.empty() || a == "ready" || a == "config" || a == "stats" || a == "infer" || a == "generate" ||

@@ -167,7 +167,12 @@ void ZmqServer::run() {
         if (!more) break;
       }
       if (!got) break;
-      handle_message(std::move(frames));
+      try {
+        handle_message(std::move(frames));
+      } catch (const std::exception& e) {
+        // A bug, not bad input (that is validated), but one message must never stop the frontend.
+        FERRY_LOG(Error) << "ZeroMQ message handling failed: " << e.what();
+      }
     }
     flush_outbox();
   }
@@ -178,6 +183,8 @@ void ZmqServer::reply_error(const std::vector<std::string>& route, const std::st
   Json::Value j;
   j["id"] = id;
   j["final"] = true;
+  // This message was not accepted; a request already in flight under the same id is unaffected.
+  j["refused"] = true;
   j["error"]["code"] = status_code_name(status.code());
   j["error"]["status"] = http_status_for(status.code());
   j["error"]["message"] = status.message();
@@ -204,6 +211,9 @@ void ZmqServer::handle_message(std::vector<std::string>&& frames) {
   }
   const std::string id = m["id"].asString();
   const std::string key = frames.front() + "\n" + id;
+  if (m.isMember("type") && !m["type"].isString()) {
+    return reply_error(route, id, Status::InvalidArgument("'type' must be a string"));
+  }
   std::string type = m.isMember("type") ? m["type"].asString() : "infer";
 
   if (type == "cancel") {

@@ -167,12 +167,14 @@ typedef struct ferry_host_api {
   /* Registers one metric series; it appears in the host's /metrics until metric_destroy.
    * `name` must match [a-zA-Z_:][a-zA-Z0-9_:]* and should start with "ferry_"; series of one name
    * must share kind and help. `buckets` (upper bounds, increasing) only for histograms; NULL with
-   * num_buckets 0 picks default latency buckets in seconds. Returns NULL and fills `error` on a bad
-   * name, a kind clash or a duplicate series. The handle stays owned by the host. */
+   * num_buckets 0 picks default latency buckets in seconds. Creating a series that exists (same name
+   * and labels) returns the same series, shared: each create needs its own metric_destroy. Returns
+   * NULL and fills `error` on a bad name or a kind/help/bucket clash. The handle stays owned by
+   * the host. */
   ferry_metric* (*metric_create)(ferry_host* host, ferry_metric_kind kind, const char* name, const char* help,
                                  const ferry_label* labels, uint32_t num_labels, const double* buckets,
                                  uint32_t num_buckets, ferry_error* error);
-  /* Removes the series; the handle is invalid afterwards. */
+  /* Releases the series (the last release removes it); the handle is invalid afterwards. */
   void (*metric_destroy)(ferry_host* host, ferry_metric* metric);
   /* Counters and gauges: adds v. Gauges: set to v. Histograms: records one observation. Lock-free
    * where the platform allows; cheap enough for every decode step. */

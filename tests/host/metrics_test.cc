@@ -45,7 +45,6 @@ TEST(Metrics, RejectsBadNamesClashesAndDuplicates) {
   EXPECT_FALSE(reg.create_series(MetricKind::kHistogram, "h", "", {{"le", "x"}}).ok());
   EXPECT_FALSE(reg.create_series(MetricKind::kHistogram, "h", "", {}, {1.0, 0.5}).ok());
   ASSERT_TRUE(reg.create_series(MetricKind::kCounter, "x_total", "help", {{"a", "1"}}).ok());
-  EXPECT_FALSE(reg.create_series(MetricKind::kCounter, "x_total", "help", {{"a", "1"}}).ok()) << "duplicate series";
   EXPECT_FALSE(reg.create_series(MetricKind::kGauge, "x_total", "help", {{"a", "2"}}).ok()) << "kind clash";
   EXPECT_TRUE(reg.create_series(MetricKind::kCounter, "x_total", "help", {{"a", "2"}}).ok());
 }
@@ -59,6 +58,20 @@ TEST(Metrics, DestroyedSeriesDisappearAndEmptyFamiliesGo) {
   std::string text = reg.render();
   EXPECT_EQ(text.find("k=\"a\""), std::string::npos);
   EXPECT_NE(text.find("k=\"b\""), std::string::npos);
+  reg.destroy_series(b.value());
+  EXPECT_EQ(reg.render(), "");
+}
+
+TEST(Metrics, CreatingAnExistingSeriesSharesItUntilTheLastDestroy) {
+  // A reloaded model version registers the same series while its predecessor still holds them.
+  MetricsRegistry reg;
+  auto a = reg.create_series(MetricKind::kCounter, "s_total", "h", {{"v", "1"}});
+  auto b = reg.create_series(MetricKind::kCounter, "s_total", "h", {{"v", "1"}});
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a.value(), b.value());
+  a.value()->add(3);
+  reg.destroy_series(a.value());
+  EXPECT_NE(reg.render().find("s_total{v=\"1\"} 3"), std::string::npos) << "still held by the second owner";
   reg.destroy_series(b.value());
   EXPECT_EQ(reg.render(), "");
 }

@@ -164,6 +164,10 @@ TEST_F(HttpApi, BadInputGetsAClearErrorAndStatus) {
     ASSERT_TRUE(j.isObject() && j["error"].isString()) << r.body;
     EXPECT_NE(j["error"].asString().find(c.needle), std::string::npos) << r.body;
   }
+  EXPECT_EQ(http_->request("DELETE", "/v2/models/echo").status, 405);
+  auto head = http_->request("HEAD", "/v2/models/echo");
+  EXPECT_EQ(head.status, 200);
+  EXPECT_TRUE(head.body.empty()) << "HEAD answers carry no body";
   // Nothing above disturbed the server.
   auto ok = http_->post("/v2/models/echo/infer", infer_body("still fine"));
   EXPECT_EQ(ok.status, 200);

@@ -86,6 +86,15 @@ TEST(ExplicitMode, LoadsOnlyWhatItIsTold) {
   EXPECT_EQ(load.status, 200) << load.body;
   EXPECT_EQ(http.post("/v2/models/b/infer", infer_body("x")).status, 200);
 
+  // Reloading the same version keeps its metrics: the new instance shares the old one's series.
+  ASSERT_EQ(http.post("/v2/repository/models/b/load", "").status, 200);
+  ASSERT_EQ(http.post("/v2/models/b/infer", infer_body("y")).status, 200);
+  EXPECT_TRUE(eventually([&] {
+    return http.get("/metrics").body.find("ferry_request_success_total{model=\"b\",version=\"1\"}") != std::string::npos;
+  }, 3000ms)) << http.get("/metrics").body;
+  EXPECT_NE(http.get("/metrics").body.find("ferry_echo_requests_total{model=\"b\",version=\"1\"}"), std::string::npos);
+  EXPECT_EQ(server->log().find("already exists"), std::string::npos);
+
   auto unload = http.post("/v2/repository/models/b/unload", "{}");
   EXPECT_EQ(unload.status, 200) << unload.body;
   EXPECT_TRUE(eventually([&] { return http.get("/v2/models/b").status == 404; }, 3000ms));

@@ -117,6 +117,7 @@ TEST_F(ZmqApi, MalformedMessagesGetAnErrorAndNothingElse) {
       {"[1,2]", "INVALID_ARGUMENT", "JSON object"},
       {R"({"model":"echo"})", "INVALID_ARGUMENT", "'id'"},
       {R"({"id":"m1","type":"dance"})", "INVALID_ARGUMENT", "unknown message type"},
+      {R"({"id":"m1b","type":{"x":1}})", "INVALID_ARGUMENT", "'type'"},
       {R"({"id":"m2","model":"nope","inputs":[]})", "INVALID_ARGUMENT", "'inputs'"},
       {R"({"id":"m3","model":"nope","inputs":[{"name":"a","datatype":"INT32","shape":[1],"data":[1]}]})", "NOT_FOUND",
        "unknown model"},
@@ -129,6 +130,7 @@ TEST_F(ZmqApi, MalformedMessagesGetAnErrorAndNothingElse) {
     ASSERT_TRUE(zmq_.send_raw(c.payload).ok());
     auto r = next();
     EXPECT_TRUE(r["final"].asBool()) << c.payload;
+    EXPECT_TRUE(r["refused"].asBool()) << c.payload;
     EXPECT_EQ(r["error"]["code"].asString(), c.code) << c.payload << " -> " << dump(r);
     EXPECT_NE(r["error"]["message"].asString().find(c.needle), std::string::npos) << dump(r);
     EXPECT_FALSE(zmq_.receive(50ms).has_value()) << "one reply only for " << c.payload;
