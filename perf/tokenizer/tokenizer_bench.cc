@@ -119,10 +119,11 @@ int main(int argc, char** argv) {
   size_t total_tokens = 0;
   for (size_t n : num_tokens) total_tokens += n;
   const double mb = static_cast<double>(text.size()) / 1e6;
-  std::printf("encode warm: %.1f MB in %.3f s wall = %.2f MB/s wall, %.2f MB/s per cpu-second, %.2f M tokens/s wall"
-              " (%zu tokens, %d threads, %zu chunks)\n",
-              mb, enc_s, mb / enc_s, mb / enc_cpu, static_cast<double>(total_tokens) / enc_s / 1e6, total_tokens, threads,
-              chunks.size());
+  std::printf(
+      "encode warm: %.1f MB in %.3f s wall = %.2f MB/s wall, %.2f MB/s per cpu-second, %.2f M tokens/s wall"
+      " (%zu tokens, %d threads, %zu chunks)\n",
+      mb, enc_s, mb / enc_s, mb / enc_cpu, static_cast<double>(total_tokens) / enc_s / 1e6, total_tokens, threads,
+      chunks.size());
 
   auto all = (*tok)->encode(text, false);
   t0 = std::chrono::steady_clock::now();

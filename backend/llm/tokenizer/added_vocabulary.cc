@@ -110,8 +110,8 @@ void AddedVocabulary::find(std::string_view text, bool normalized_set, std::vect
     pos = stop;  // matches never overlap, even when the one found here is rejected
     if (token.single_word) {
       const bool word_before = start > 0 && is_word_char(utf8::decode_at(text, prev_char(text, start)));
-      const bool word_after = stop < text.size() && utf8::char_length(text, stop) > 0 &&
-                              is_word_char(utf8::decode_at(text, stop));
+      const bool word_after =
+          stop < text.size() && utf8::char_length(text, stop) > 0 && is_word_char(utf8::decode_at(text, stop));
       if (word_before || word_after) continue;
     }
     if (token.lstrip) {

@@ -57,7 +57,7 @@ class AddedVocabulary {
     size_t token_index;
   };
   struct MatchSet {
-    std::vector<Pattern> patterns;                // sorted by first byte, then longest first
+    std::vector<Pattern> patterns;                 // sorted by first byte, then longest first
     std::array<uint32_t, 257> first_byte_begin{};  // patterns with first byte b: [begin[b], begin[b+1])
   };
   static void index(MatchSet& set);

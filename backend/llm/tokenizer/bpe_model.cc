@@ -68,12 +68,10 @@ Result<BpeModel> BpeModel::from_json(const Json::Value& model) {
   if (!model.isObject()) return Status::InvalidArgument("tokenizer.json: model is missing");
   const std::string type = model.get("type", "BPE").asString();
   if (type != "BPE") return Status::Unimplemented("tokenizer.json: model.type '" + type + "' is not supported");
-  if (!model["dropout"].isNull() && model["dropout"].asDouble() > 0.0) {
-    // Accepted but ignored: see the header.
-  }
   BpeModel m;
   FERRY_RETURN_IF_ERROR(m.set_vocab(model["vocab"], "model.vocab"));
-  if (model["continuing_subword_prefix"].isString()) m.continuing_subword_prefix_ = model["continuing_subword_prefix"].asString();
+  if (model["continuing_subword_prefix"].isString())
+    m.continuing_subword_prefix_ = model["continuing_subword_prefix"].asString();
   if (model["end_of_word_suffix"].isString()) m.end_of_word_suffix_ = model["end_of_word_suffix"].asString();
   m.fuse_unk_ = model.get("fuse_unk", false).asBool();
   m.byte_fallback_ = model.get("byte_fallback", false).asBool();
@@ -306,7 +304,8 @@ void BpeModel::encode_piece(std::string_view word, std::vector<TokenId>& out) co
   const size_t first = out.size();
   merge_word(word, out);
   if (cache.words.size() >= kMaxCachedWords) cache.words.clear();
-  cache.words.emplace(std::string(word), std::vector<TokenId>(out.begin() + static_cast<std::ptrdiff_t>(first), out.end()));
+  cache.words.emplace(std::string(word),
+                      std::vector<TokenId>(out.begin() + static_cast<std::ptrdiff_t>(first), out.end()));
 }
 
 void BpeModel::merge_word(std::string_view word, std::vector<TokenId>& out) const {

@@ -105,7 +105,7 @@ class BpeModel {
   MergeMap merge_map_;                                // what encoding reads
   uint64_t instance_id_ = 0;                          // keys the per-thread word cache
   bool split_before_metaspace_ = false;               // see the header comment
-  std::vector<TokenId> bmp_char_ids_;  // code point (< 0x10000) -> id of that 1-char token, or -1
+  std::vector<TokenId> bmp_char_ids_;                 // code point (< 0x10000) -> id of that 1-char token, or -1
   std::optional<TokenId> unk_id_;
   bool fuse_unk_ = false;
   bool byte_fallback_ = false;

@@ -50,8 +50,8 @@ class Decoder {
     enum class Kind { kReplace, kStrip, kMetaspace, kByteFallback, kByteLevel } kind;
     std::string literal;  // kReplace pattern, kStrip / kMetaspace character
     std::shared_ptr<const Regex> regex;
-    std::string content;  // kReplace
-    size_t start = 0, stop = 0;  // kStrip
+    std::string content;                // kReplace
+    size_t start = 0, stop = 0;         // kStrip
     bool metaspace_strip_first = true;  // kMetaspace: drop replacement chars of the first token
   };
 

@@ -36,10 +36,10 @@ class IncrementalDetokenizer {
 
   const Tokenizer* tokenizer_;
   bool skip_special_tokens_;
-  size_t num_tokens_ = 0;    // ids fed
-  size_t num_decoded_ = 0;   // ids that reached the decoder (index for Metaspace)
-  std::string pending_;      // bytes not yet turned into text
-  size_t strip_left_ = 0;    // leading strip characters still to remove
+  size_t num_tokens_ = 0;   // ids fed
+  size_t num_decoded_ = 0;  // ids that reached the decoder (index for Metaspace)
+  std::string pending_;     // bytes not yet turned into text
+  size_t strip_left_ = 0;   // leading strip characters still to remove
 };
 
 }  // namespace ferry::llm

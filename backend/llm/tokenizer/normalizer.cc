@@ -51,10 +51,14 @@ void icu_transform(std::string& s, F transform) {
 const UNormalizer2* icu_normalizer(int form) {
   UErrorCode err = U_ZERO_ERROR;
   switch (form) {
-    case 0: return unorm2_getNFCInstance(&err);
-    case 1: return unorm2_getNFDInstance(&err);
-    case 2: return unorm2_getNFKCInstance(&err);
-    default: return unorm2_getNFKDInstance(&err);
+    case 0:
+      return unorm2_getNFCInstance(&err);
+    case 1:
+      return unorm2_getNFDInstance(&err);
+    case 2:
+      return unorm2_getNFKCInstance(&err);
+    default:
+      return unorm2_getNFKDInstance(&err);
   }
 }
 

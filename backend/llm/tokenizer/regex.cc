@@ -47,8 +47,10 @@ namespace {
 Result<pcre2_code*> compile_code(const std::string& pattern, uint32_t extra_options) {
   int error = 0;
   PCRE2_SIZE offset = 0;
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                                   PCRE2_UTF | PCRE2_NO_UTF_CHECK | ((extra_options & PCRE2_LITERAL) ? 0u : PCRE2_UCP) | extra_options, &error, &offset, nullptr);
+  pcre2_code* code =
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                    PCRE2_UTF | PCRE2_NO_UTF_CHECK | ((extra_options & PCRE2_LITERAL) ? 0u : PCRE2_UCP) | extra_options,
+                    &error, &offset, nullptr);
   if (code == nullptr) {
     PCRE2_UCHAR buf[256];
     pcre2_get_error_message(error, buf, sizeof(buf));

@@ -68,8 +68,8 @@ class TokenizerLoader {
   static Result<std::unique_ptr<Tokenizer>> build(const Json::Value& tj, BpeModel model, const Json::Value& config,
                                                   const Json::Value& generation);
   static Result<std::unique_ptr<Tokenizer>> from_vocab_and_merges(const std::filesystem::path& dir,
-                                                                   const Json::Value& config,
-                                                                   const Json::Value& generation);
+                                                                  const Json::Value& config,
+                                                                  const Json::Value& generation);
 
  private:
   static Status add_post_processor(const Tokenizer& tok, const Json::Value& v, const std::string& path,
@@ -206,10 +206,12 @@ Result<std::unique_ptr<Tokenizer>> TokenizerLoader::build(const Json::Value& tj,
   std::vector<AddedToken> added;
   std::map<TokenId, size_t> seen;
   const Json::Value& list = tj["added_tokens"];
-  if (!list.isNull() && !list.isArray()) return Status::InvalidArgument("tokenizer.json: added_tokens must be an array");
+  if (!list.isNull() && !list.isArray())
+    return Status::InvalidArgument("tokenizer.json: added_tokens must be an array");
   for (Json::ArrayIndex i = 0; i < list.size(); ++i) {
     const std::string path = "tokenizer.json: added_tokens[" + std::to_string(i) + "]";
-    if (!list[i]["id"].isIntegral() || list[i]["id"].asInt64() < 0) return Status::InvalidArgument(path + ".id is missing");
+    if (!list[i]["id"].isIntegral() || list[i]["id"].asInt64() < 0)
+      return Status::InvalidArgument(path + ".id is missing");
     auto t = parse_added_token(list[i], list[i]["id"].asInt(), path);
     if (!t.ok()) return t.status();
     seen[t->id] = added.size();
@@ -234,7 +236,8 @@ Result<std::unique_ptr<Tokenizer>> TokenizerLoader::build(const Json::Value& tj,
   for (const AddedToken& t : added) tok->vocab_size_ = std::max(tok->vocab_size_, static_cast<size_t>(t.id) + 1);
   tok->added_.build(std::move(added), tok->normalizer_);
 
-  FERRY_RETURN_IF_ERROR(add_post_processor(*tok, tj["post_processor"], "post_processor", tok->prefix_ids_, tok->suffix_ids_));
+  FERRY_RETURN_IF_ERROR(
+      add_post_processor(*tok, tj["post_processor"], "post_processor", tok->prefix_ids_, tok->suffix_ids_));
   FERRY_RETURN_IF_ERROR(apply_config(*tok, config, generation));
   return tok;
 }

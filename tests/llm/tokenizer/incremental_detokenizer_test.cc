@@ -14,12 +14,19 @@ namespace {
 
 std::vector<std::string> test_strings() {
   std::vector<std::string> out;
-  auto inp = testing::read_text(testing::testdata_dir() / "llamacpp-tokenizer-vectors" / "ggml-vocab-llama-spm.gguf.inp");
+  auto inp =
+      testing::read_text(testing::testdata_dir() / "llamacpp-tokenizer-vectors" / "ggml-vocab-llama-spm.gguf.inp");
   if (inp) out = testing::split_inp(*inp);
   const char* extra[] = {
-      " leading space", "  two leading spaces", "trailing space ", "\n\nnewlines first",
-      "中文字符和日本語のテキスト", "emoji 🦙🦙 and flags 🇫🇷 and ZWJ 👨‍👩‍👧", "Ünïcödé çà et là",
-      "<|begin_of_text|><|eot_id|><|im_start|><s></s><|endoftext|>", "code:\n\tif (x) { return 0; }\n",
+      " leading space",
+      "  two leading spaces",
+      "trailing space ",
+      "\n\nnewlines first",
+      "中文字符和日本語のテキスト",
+      "emoji 🦙🦙 and flags 🇫🇷 and ZWJ 👨‍👩‍👧",
+      "Ünïcödé çà et là",
+      "<|begin_of_text|><|eot_id|><|im_start|><s></s><|endoftext|>",
+      "code:\n\tif (x) { return 0; }\n",
   };
   for (const char* s : extra) out.emplace_back(s);
   return out;
@@ -46,7 +53,8 @@ class DetokenizerProperty : public ::testing::TestWithParam<const char*> {};
 TEST_P(DetokenizerProperty, DeltasAddUpToDecodeOnTestStrings) {
   FERRY_LOAD_TOKENIZER_OR_SKIP(tok, GetParam());
   const auto strings = test_strings();
-  if (strings.size() < 46) GTEST_SKIP() << "test data missing: llamacpp-tokenizer-vectors/ggml-vocab-llama-spm.gguf.inp";
+  if (strings.size() < 46)
+    GTEST_SKIP() << "test data missing: llamacpp-tokenizer-vectors/ggml-vocab-llama-spm.gguf.inp";
   size_t checked = 0;
   for (const std::string& s : strings) {
     for (bool add_special : {false, true}) {

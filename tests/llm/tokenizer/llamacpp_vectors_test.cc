@@ -44,19 +44,20 @@ TEST_P(LlamaCppVectors, EncodeMatchesAndDecodeRoundTrips) {
   std::printf("[ vectors  ] %s with %s: %zu/%zu\n", set.vectors, set.folder, matched, texts.size());
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    All, LlamaCppVectors,
-    ::testing::Values(VectorSet{"llama-spm", "hf-tokenizer-llama2"}, VectorSet{"llama-bpe", "hf-tokenizer-llama3"},
-                      VectorSet{"llama-bpe", "hf-tokenizer-llama3-instruct-rev2"},
-                      VectorSet{"qwen2", "hf-tokenizer-qwen3"}, VectorSet{"qwen2", "qwen-bpe-vocab-merges"},
-                      VectorSet{"gpt-2", "hf-tokenizer-gpt2"}),
-    [](const ::testing::TestParamInfo<VectorSet>& info) {
-      std::string name = std::string(info.param.vectors) + "_" + info.param.folder;
-      for (char& c : name) {
-        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-      }
-      return name;
-    });
+INSTANTIATE_TEST_SUITE_P(All, LlamaCppVectors,
+                         ::testing::Values(VectorSet{"llama-spm", "hf-tokenizer-llama2"},
+                                           VectorSet{"llama-bpe", "hf-tokenizer-llama3"},
+                                           VectorSet{"llama-bpe", "hf-tokenizer-llama3-instruct-rev2"},
+                                           VectorSet{"qwen2", "hf-tokenizer-qwen3"},
+                                           VectorSet{"qwen2", "qwen-bpe-vocab-merges"},
+                                           VectorSet{"gpt-2", "hf-tokenizer-gpt2"}),
+                         [](const ::testing::TestParamInfo<VectorSet>& info) {
+                           std::string name = std::string(info.param.vectors) + "_" + info.param.folder;
+                           for (char& c : name) {
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           }
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace ferry::llm

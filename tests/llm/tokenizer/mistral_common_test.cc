@@ -1,8 +1,8 @@
 // mistral-common's golden token ids for chat requests. Only the v1 tokenizer (Mistral-7B v0.1/v0.2)
 // has a tokenizer.json here (hf-tokenizer-mistral-7b); v2/v3 exist only as sentencepiece .model
 // files, which ferry does not load (it serves HF tokenizer.json folders).
-#include <json/json.h>
 #include <gtest/gtest.h>
+#include <json/json.h>
 
 #include "test_util.h"
 

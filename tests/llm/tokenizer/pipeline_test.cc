@@ -57,7 +57,8 @@ TEST(Pipeline, ConcurrentEncodeDecodeAgreeWithSerial) {
           for (size_t i = 0; i < texts.size(); ++i) {
             auto ids = tok->encode(texts[(i + static_cast<size_t>(t)) % texts.size()], false);
             const auto& want = serial[(i + static_cast<size_t>(t)) % texts.size()];
-            if (!ids.ok() || ids.value() != want || tok->decode(want, false) != texts[(i + static_cast<size_t>(t)) % texts.size()]) {
+            if (!ids.ok() || ids.value() != want ||
+                tok->decode(want, false) != texts[(i + static_cast<size_t>(t)) % texts.size()]) {
               ++mismatches[static_cast<size_t>(t)];
             }
           }

@@ -1,7 +1,7 @@
 // Added/special tokens, BOS/EOS handling and the tokenizer_config / generation_config fields,
 // on the real HF tokenizer folders.
-#include <json/json.h>
 #include <gtest/gtest.h>
+#include <json/json.h>
 
 #include "test_util.h"
 

@@ -25,13 +25,13 @@ std::vector<std::string> split_inp(const std::string& text);
 }  // namespace ferry::llm::testing
 
 // Loads `folder` into `var` or skips/fails the test, saying what is missing.
-#define FERRY_LOAD_TOKENIZER_OR_SKIP(var, folder)                                            \
-  const ::ferry::llm::Tokenizer* var = nullptr;                                               \
-  do {                                                                                        \
-    std::string load_error_;                                                                  \
-    var = ::ferry::llm::testing::shared_tokenizer(folder, &load_error_);                     \
-    if (var == nullptr && load_error_.empty()) {                                              \
-      GTEST_SKIP() << "test data missing: $FERRY_TESTDATA/" << (folder);                      \
-    }                                                                                         \
-    ASSERT_NE(var, nullptr) << load_error_;                                                   \
+#define FERRY_LOAD_TOKENIZER_OR_SKIP(var, folder)                        \
+  const ::ferry::llm::Tokenizer* var = nullptr;                          \
+  do {                                                                   \
+    std::string load_error_;                                             \
+    var = ::ferry::llm::testing::shared_tokenizer(folder, &load_error_); \
+    if (var == nullptr && load_error_.empty()) {                         \
+      GTEST_SKIP() << "test data missing: $FERRY_TESTDATA/" << (folder); \
+    }                                                                    \
+    ASSERT_NE(var, nullptr) << load_error_;                              \
   } while (0)

@@ -1,7 +1,7 @@
 // Small hand-written tokenizer.json files: pipeline pieces whose HF behaviour is documented in HF
 // tokenizers' own tests, and load errors that must name the key.
-#include <json/json.h>
 #include <gtest/gtest.h>
+#include <json/json.h>
 
 #include "backend/llm/tokenizer/incremental_detokenizer.h"
 #include "test_util.h"
@@ -97,11 +97,11 @@ TEST(PreTokenizer, MetaspaceSplitsAndPrepends) {
 TEST(PreTokenizer, SplitBehaviors) {
   const std::vector<std::string> vocab = {"a", "-", "b", "a-", "-b", "--"};
   const std::pair<const char*, std::vector<TokenId>> cases[] = {
-      {"Removed", {0, 2}},                 // a b
-      {"Isolated", {0, 1, 1, 2}},          // a - - b
-      {"MergedWithPrevious", {3, 1, 2}},   // a- - b
-      {"MergedWithNext", {0, 1, 4}},       // a - -b
-      {"Contiguous", {0, 5, 2}},           // a -- b
+      {"Removed", {0, 2}},                // a b
+      {"Isolated", {0, 1, 1, 2}},         // a - - b
+      {"MergedWithPrevious", {3, 1, 2}},  // a- - b
+      {"MergedWithNext", {0, 1, 4}},      // a - -b
+      {"Contiguous", {0, 5, 2}},          // a -- b
   };
   for (const auto& [behavior, expected] : cases) {
     Json::Value tj = word_bpe(vocab);
@@ -130,7 +130,10 @@ TEST(Bpe, MergesByRankWithByteFallbackAndUnk) {
   ASSERT_TRUE(tok.ok()) << tok.status().to_string();
   EXPECT_EQ(enc(**tok, "abc"), (std::vector<TokenId>{1, 5}));
   EXPECT_EQ(enc(**tok, "ab"), (std::vector<TokenId>{4}));
-  EXPECT_EQ(enc(**tok, "\xC3\xA9" "a"), (std::vector<TokenId>{7, 8, 1}));  // é via <0xC3><0xA9>
+  EXPECT_EQ(enc(**tok,
+                "\xC3\xA9"
+                "a"),
+            (std::vector<TokenId>{7, 8, 1}));  // é via <0xC3><0xA9>
   // x and y have neither a token nor byte tokens: one fused unk.
   EXPECT_EQ(enc(**tok, "axyb"), (std::vector<TokenId>{1, 0, 2}));
 }
@@ -138,8 +141,8 @@ TEST(Bpe, MergesByRankWithByteFallbackAndUnk) {
 TEST(Bpe, MergesOverUnknownTokensAreSkipped) {
   Json::Value tj = word_bpe({"a", "b", "ab"});
   tj["model"]["ignore_merges"] = false;
-  tj["model"]["merges"].append("   ");   // splits as "" + "  ": not in the vocabulary
-  tj["model"]["merges"].append("a c");   // "c" is unknown
+  tj["model"]["merges"].append("   ");  // splits as "" + "  ": not in the vocabulary
+  tj["model"]["merges"].append("a c");  // "c" is unknown
   tj["model"]["merges"].append("a b");
   auto tok = build(tj);
   ASSERT_TRUE(tok.ok()) << tok.status().to_string();

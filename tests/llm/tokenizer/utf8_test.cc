@@ -68,7 +68,10 @@ TEST(Regex, RustStyleWhitespaceIncludesNextLine) {
   auto re = Regex::compile(R"(\s+)");
   ASSERT_TRUE(re.ok());
   std::vector<std::pair<size_t, size_t>> m;
-  re->find_all("a\xC2\x85" "b", m);  // U+0085 between a and b
+  re->find_all(
+      "a\xC2\x85"
+      "b",
+      m);  // U+0085 between a and b
   ASSERT_EQ(m.size(), 1u);
   EXPECT_EQ(m[0], (std::pair<size_t, size_t>{1, 3}));
 }
