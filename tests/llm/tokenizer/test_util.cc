@@ -10,8 +10,12 @@
 namespace ferry::llm::testing {
 
 std::filesystem::path testdata_dir() {
-  const char* dir = std::getenv("FERRY_TESTDATA");
-  return dir == nullptr ? std::filesystem::path() : std::filesystem::path(dir);
+  if (const char* dir = std::getenv("FERRY_TESTDATA"); dir != nullptr && *dir != '\0') return dir;
+#ifdef FERRY_TEST_TESTDATA
+  return FERRY_TEST_TESTDATA;  // compiled in by ferry_add_test
+#else
+  return {};
+#endif
 }
 
 std::optional<std::string> read_text(const std::filesystem::path& path) {

@@ -11,7 +11,7 @@
 
 namespace ferry::llm::testing {
 
-// $FERRY_TESTDATA, or "" when unset.
+// $FERRY_TESTDATA when set, else the directory compiled in by ferry_add_test, else "".
 std::filesystem::path testdata_dir();
 std::optional<std::string> read_text(const std::filesystem::path& path);
 // The tokenizer in $FERRY_TESTDATA/<folder>, loaded once; nullptr when the folder is absent.
