@@ -1,0 +1,181 @@
+#include "backend/llm/llm_request.h"
+
+#include <json/json.h>
+
+#include <cstring>
+#include <memory>
+
+#include "common/abi/abi_util.h"
+
+namespace ferry::llm {
+namespace {
+
+Status bad(const std::string& key, const std::string& what) {
+  return Status::InvalidArgument("parameter '" + key + "' " + what);
+}
+
+Status read_float(const Json::Value& p, const char* key, float lo, float hi, float* out) {
+  if (!p.isMember(key)) return Status::Ok();
+  const Json::Value& v = p[key];
+  if (!v.isNumeric() || v.isBool() || v.asDouble() < lo || v.asDouble() > hi) {
+    return bad(key, "must be a number in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  *out = v.asFloat();
+  return Status::Ok();
+}
+
+Status read_int(const Json::Value& p, const char* key, int64_t lo, int64_t hi, int32_t* out) {
+  if (!p.isMember(key)) return Status::Ok();
+  const Json::Value& v = p[key];
+  if (!v.isInt64() || v.asInt64() < lo || v.asInt64() > hi) {
+    return bad(key, "must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  *out = static_cast<int32_t>(v.asInt64());
+  return Status::Ok();
+}
+
+Status read_bool(const Json::Value& p, const char* key, bool* out) {
+  if (!p.isMember(key)) return Status::Ok();
+  if (!p[key].isBool()) return bad(key, "must be true or false");
+  *out = p[key].asBool();
+  return Status::Ok();
+}
+
+Status parse_sampling(const Json::Value& p, SamplingParams* s) {
+  FERRY_RETURN_IF_ERROR(read_int(p, "max_tokens", 1, 1 << 24, &s->max_tokens));
+  FERRY_RETURN_IF_ERROR(read_float(p, "temperature", 0.0f, 100.0f, &s->temperature));
+  FERRY_RETURN_IF_ERROR(read_float(p, "top_p", 0.0f, 1.0f, &s->top_p));
+  if (p.isMember("top_p") && s->top_p <= 0.0f) return bad("top_p", "must be in (0, 1]");
+  FERRY_RETURN_IF_ERROR(read_int(p, "top_k", -1, 1 << 30, &s->top_k));
+  FERRY_RETURN_IF_ERROR(read_float(p, "min_p", 0.0f, 1.0f, &s->min_p));
+  FERRY_RETURN_IF_ERROR(read_float(p, "repetition_penalty", 1e-6f, 100.0f, &s->repetition_penalty));
+  FERRY_RETURN_IF_ERROR(read_float(p, "presence_penalty", -2.0f, 2.0f, &s->presence_penalty));
+  FERRY_RETURN_IF_ERROR(read_float(p, "frequency_penalty", -2.0f, 2.0f, &s->frequency_penalty));
+  for (const char* key : {"seed", "random_seed"}) {
+    if (!p.isMember(key) || p[key].isNull()) continue;
+    if (!p[key].isInt64() && !p[key].isUInt64()) return bad(key, "must be an integer");
+    s->seed = p[key].isUInt64() ? p[key].asUInt64() : static_cast<uint64_t>(p[key].asInt64());
+  }
+  if (p.isMember("stop") && !p["stop"].isNull()) {
+    const Json::Value& v = p["stop"];
+    if (v.isString()) {
+      s->stop.push_back(v.asString());
+    } else if (v.isArray()) {
+      for (const auto& x : v) {
+        if (!x.isString() || x.asString().empty()) return bad("stop", "must be a string or a list of non-empty strings");
+        s->stop.push_back(x.asString());
+      }
+    } else {
+      return bad("stop", "must be a string or a list of strings");
+    }
+  }
+  if (p.isMember("stop_token_ids") && !p["stop_token_ids"].isNull()) {
+    if (!p["stop_token_ids"].isArray()) return bad("stop_token_ids", "must be a list of token ids");
+    for (const auto& x : p["stop_token_ids"]) {
+      if (!x.isInt()) return bad("stop_token_ids", "must be a list of token ids");
+      s->stop_token_ids.push_back(x.asInt());
+    }
+  }
+  FERRY_RETURN_IF_ERROR(read_bool(p, "ignore_eos", &s->ignore_eos));
+  FERRY_RETURN_IF_ERROR(read_bool(p, "include_stop_str_in_output", &s->include_stop_str_in_output));
+  if (p.isMember("logprobs") && !p["logprobs"].isNull()) {
+    const Json::Value& v = p["logprobs"];
+    if (v.isBool()) s->num_logprobs = v.asBool() ? 0 : -1;
+    else FERRY_RETURN_IF_ERROR(read_int(p, "logprobs", 0, 20, &s->num_logprobs));
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<int32_t>> ids_from_tensor(const ferry_tensor& t) {
+  std::vector<int32_t> ids;
+  if (t.dtype == FERRY_DTYPE_INT32) {
+    ids.resize(t.data_bytes / 4);
+    if (!ids.empty()) std::memcpy(ids.data(), t.data, ids.size() * 4);
+  } else if (t.dtype == FERRY_DTYPE_INT64) {
+    const auto* p = static_cast<const int64_t*>(t.data);
+    for (uint64_t i = 0; i < t.data_bytes / 8; ++i) {
+      if (p[i] < INT32_MIN || p[i] > INT32_MAX) return Status::InvalidArgument("input 'input_ids' holds an id out of range");
+      ids.push_back(static_cast<int32_t>(p[i]));
+    }
+  } else {
+    return Status::InvalidArgument("input 'input_ids' must be INT32 or INT64");
+  }
+  return ids;
+}
+
+}  // namespace
+
+Result<LlmRequest> parse_llm_request(const ferry_request& request, const Tokenizer& tokenizer,
+                                     const ChatTemplate* chat_template, int32_t vocab_size) {
+  LlmRequest out;
+  Json::CharReaderBuilder b;
+  std::unique_ptr<Json::CharReader> reader(b.newCharReader());
+  Json::Value p;
+  std::string errors;
+  const char* text = request.parameters_json ? request.parameters_json : "{}";
+  if (!reader->parse(text, text + std::strlen(text), &p, &errors) || !p.isObject()) {
+    return Status::InvalidArgument("parameters must be a JSON object");
+  }
+  FERRY_RETURN_IF_ERROR(parse_sampling(p, &out.sampling));
+  FERRY_RETURN_IF_ERROR(read_bool(p, "skip_special_tokens", &out.skip_special_tokens));
+  bool add_special_tokens = true;
+  FERRY_RETURN_IF_ERROR(read_bool(p, "add_special_tokens", &add_special_tokens));
+
+  const ferry_tensor* text_input = nullptr;
+  const ferry_tensor* input_ids = nullptr;
+  for (uint32_t i = 0; i < request.num_inputs; ++i) {
+    std::string name = request.inputs[i].name ? request.inputs[i].name : "";
+    if (name == "text_input") text_input = &request.inputs[i];
+    else if (name == "input_ids") input_ids = &request.inputs[i];
+    else return Status::InvalidArgument("unknown input '" + name + "' (expected text_input or input_ids)");
+  }
+  const bool has_messages = p.isMember("messages") && !p["messages"].isNull();
+  if ((text_input != nullptr) + (input_ids != nullptr) + has_messages != 1) {
+    return Status::InvalidArgument("give exactly one of the inputs text_input or input_ids, or the parameter messages");
+  }
+  if (has_messages) {
+    if (!p["messages"].isArray() || p["messages"].empty()) return bad("messages", "must be a non-empty list");
+    for (const auto& m : p["messages"]) {
+      if (!m.isObject() || !m["role"].isString()) return bad("messages", "entries need a string 'role'");
+    }
+    if (chat_template == nullptr) return bad("messages", "cannot be used: the model has no chat template");
+    Json::StreamWriterBuilder w;
+    w["indentation"] = "";
+    auto messages = value_from_json(Json::writeString(w, p["messages"]));
+    if (!messages.ok()) return messages.status().with_prefix("parameter 'messages'");
+    ChatTemplateInputs in;
+    in.messages = messages.value();
+    in.add_generation_prompt = true;
+    if (!tokenizer.bos_token().empty()) in.bos_token = tokenizer.bos_token();
+    if (!tokenizer.eos_token().empty()) in.eos_token = tokenizer.eos_token();
+    auto rendered = chat_template->render(in);
+    if (!rendered.ok()) return rendered.status().with_prefix("chat template");
+    // The template writes BOS itself where the model wants it.
+    auto ids = tokenizer.encode(rendered.value(), false);
+    if (!ids.ok()) return ids.status();
+    out.prompt_ids = std::move(ids.value());
+  } else if (text_input != nullptr) {
+    if (text_input->dtype != FERRY_DTYPE_BYTES) return Status::InvalidArgument("input 'text_input' must be BYTES");
+    auto parts = abi::split_bytes(static_cast<const uint8_t*>(text_input->data), text_input->data_bytes);
+    if (!parts.ok()) return parts.status();
+    if (parts->size() != 1) return Status::InvalidArgument("input 'text_input' must hold exactly one string");
+    auto ids = tokenizer.encode(parts.value()[0], add_special_tokens);
+    if (!ids.ok()) return ids.status().with_prefix("input 'text_input'");
+    out.prompt_ids = std::move(ids.value());
+  } else {
+    auto ids = ids_from_tensor(*input_ids);
+    if (!ids.ok()) return ids.status();
+    out.prompt_ids = std::move(ids.value());
+    for (int32_t id : out.prompt_ids) {
+      if (id < 0 || id >= vocab_size) {
+        return Status::InvalidArgument("input 'input_ids' holds token id " + std::to_string(id) +
+                                       ", outside the vocabulary [0, " + std::to_string(vocab_size) + ")");
+      }
+    }
+  }
+  if (out.prompt_ids.empty()) return Status::InvalidArgument("the prompt is empty");
+  FERRY_RETURN_IF_ERROR(out.sampling.validate(vocab_size));
+  return out;
+}
+
+}  // namespace ferry::llm

@@ -1,0 +1,35 @@
+// LlmRequest: an ABI request turned into what generation needs: prompt token ids and sampling
+// parameters. Inputs: `text_input` (BYTES, one element) or `input_ids` (INT32/INT64), or a chat
+// in the "messages" parameter rendered through the model's chat template.
+//
+// Parameters (TensorRT-LLM / vLLM / OpenAI names): max_tokens, temperature, top_p, top_k, min_p,
+// seed (alias random_seed), repetition_penalty, presence_penalty, frequency_penalty, stop (string or
+// list), stop_token_ids, ignore_eos, include_stop_str_in_output, logprobs (N: the chosen token's
+// logprob and the top N), add_special_tokens (text only; default true), skip_special_tokens
+// (default true), messages ([{role, content}], applies the chat template). Unknown keys are
+// ignored (the host adds its own, e.g. priority); a known key with a bad value is an error naming it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backend/llm/chat_template/chat_template.h"
+#include "backend/llm/sampling/sampling_params.h"
+#include "backend/llm/tokenizer/tokenizer.h"
+#include "common/status.h"
+#include "ferry/ferry.h"
+
+namespace ferry::llm {
+
+struct LlmRequest {
+  std::vector<int32_t> prompt_ids;
+  SamplingParams sampling;
+  bool skip_special_tokens = true;
+};
+
+// `chat_template` may be null (the model has none: "messages" is then an error).
+Result<LlmRequest> parse_llm_request(const ferry_request& request, const Tokenizer& tokenizer,
+                                     const ChatTemplate* chat_template, int32_t vocab_size);
+
+}  // namespace ferry::llm
