@@ -1,9 +1,6 @@
-// Tokenizer throughput benchmark (not built by CMake; see the command below).
+// Tokenizer throughput benchmark, built as build/perf/tokenizer_bench:
 //
-//   g++ -O2 -std=c++20 -I. perf/tokenizer/tokenizer_bench.cc \
-//       build-tok/backend/llm/tokenizer/libferry_llm_tokenizer.a build-tok/common/libferry_common.a \
-//       $(pkg-config --cflags --libs jsoncpp libpcre2-8 icu-uc) -pthread -o /tmp/tokenizer_bench
-//   /tmp/tokenizer_bench <model_dir> <text_file>... [--mb N] [--threads T]
+//   build/perf/tokenizer_bench <model_dir> <text_file>... [--mb N] [--threads T]
 //
 // Concatenates the text files, repeats them up to N MiB (default 8), encodes the whole text in
 // chunks of ~4 KiB (request-sized) on T threads sharing one const Tokenizer, and prints encode
