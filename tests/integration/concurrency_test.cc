@@ -75,10 +75,18 @@ TEST_F(Concurrency, SixtyFourZmqClientsEachGetTheirOwnAnswers) {
       Json::Value p;
       p["responses"] = 2;
       p["delay_ms"] = c % 3;
+      // Payloads are built by appending: GCC 12 warns falsely (-Wrestrict) on "literal" + std::string.
+      auto payload = [c](const std::string& id) {
+        std::string s = "c";
+        s += std::to_string(c);
+        s += "r";
+        s += id;
+        return s;
+      };
       for (int i = 0; i < kRequestsPerClient; ++i) {
         std::string id = std::to_string(i);
         Json::Value in = parse(R"([{"name":"text_input","datatype":"BYTES","shape":[1],"data":[""]}])");
-        in[0]["data"][0] = "c" + std::to_string(c) + "r" + id;
+        in[0]["data"][0] = payload(id);
         if (!zmq.send(client::ZmqClient::infer_message(id, "echo", in, p, true)).ok()) ++bad;
       }
       std::map<std::string, int> seen;
@@ -87,7 +95,7 @@ TEST_F(Concurrency, SixtyFourZmqClientsEachGetTheirOwnAnswers) {
         auto r = zmq.receive(10000ms);
         if (!r) break;
         std::string id = (*r)["id"].asString();
-        if ((*r)["outputs"][0]["data"][0].asString() != "c" + std::to_string(c) + "r" + id) {
+        if ((*r)["outputs"][0]["data"][0].asString() != payload(id)) {
           ++bad;
           continue;
         }
