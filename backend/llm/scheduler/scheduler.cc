@@ -46,7 +46,6 @@ Status Scheduler::add_request(NewRequest request) {
   auto r = std::make_unique<SchedulerRequest>();
   r->id = request.id;
   r->tokens = std::move(request.prompt);
-  r->tokens.reserve(static_cast<size_t>(total));
   r->num_prompt_tokens = static_cast<int32_t>(prompt);
   r->max_tokens = request.max_tokens;
   r->level = level;
@@ -90,7 +89,7 @@ const SchedulerOutput& Scheduler::schedule(SchedulerTime now) {
     schedule_running(/*decodes=*/false, &budget);
     admit_waiting(now, &budget);
   }
-  finish_output(now);
+  finish_output();
   return out_;
 }
 
@@ -263,8 +262,7 @@ void Scheduler::add_scheduled(SchedulerRequest* r, int32_t num_new) {
   step_requests_.push_back(r);
 }
 
-void Scheduler::finish_output(SchedulerTime now) {
-  (void)now;
+void Scheduler::finish_output() {
   for (ScheduledSequence& s : out_.scheduled) {
     s.block_table = kv_.block_table(s.request_id);  // after every allocation of the step
     out_.num_scheduled_tokens += s.num_new_tokens;

@@ -163,7 +163,7 @@ class Scheduler {
   bool hold_for_batching_window(SchedulerTime now);
   void schedule_running(bool decodes, int32_t* budget);
   void admit_waiting(SchedulerTime now, int32_t* budget);
-  void finish_output(SchedulerTime now);
+  void finish_output();
 
   int32_t chunk_size(const SchedulerRequest& r, int32_t budget) const;
   bool allocate_or_preempt(SchedulerRequest* r, int32_t num_new, int32_t* budget);

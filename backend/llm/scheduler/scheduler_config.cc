@@ -13,6 +13,11 @@ Status SchedulerConfig::validate() const {
   if (max_num_batched_tokens < 1) {
     return bad("max_num_batched_tokens", "must be >= 1, got " + std::to_string(max_num_batched_tokens));
   }
+  if (max_num_batched_tokens < max_num_seqs) {
+    // Otherwise decodes late in the running list could be starved of budget forever.
+    return bad("max_num_batched_tokens", "must be >= max_num_seqs (" + std::to_string(max_num_seqs) + "), got " +
+                                             std::to_string(max_num_batched_tokens));
+  }
   if (long_prefill_token_threshold < 0) {
     return bad("long_prefill_token_threshold", "must be >= 0, got " + std::to_string(long_prefill_token_threshold));
   }

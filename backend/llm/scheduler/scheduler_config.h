@@ -21,7 +21,7 @@ namespace ferry::llm {
 enum class SchedulingPolicy {
   kFcfs,                // arrival order, whatever the priority
   kPriority,            // priority level first, then arrival order
-  kShortestPromptFirst  // fewest tokens to compute first, then arrival order
+  kShortestPromptFirst  // fewest tokens to compute first, then arrival order, whatever the priority
 };
 
 // What happens to a request that has waited longer than its timeout without running.
@@ -38,7 +38,7 @@ struct PriorityLevelConfig {
 
 struct SchedulerConfig {
   int32_t max_num_seqs = 16;                 // 1..: sequences in one step
-  int32_t max_num_batched_tokens = 2048;     // 1..: tokens computed in one step (decodes count 1)
+  int32_t max_num_batched_tokens = 2048;     // >= max_num_seqs: tokens computed in one step (decodes count 1)
   int32_t long_prefill_token_threshold = 0;  // >= 0; > 0: at most this many prompt tokens per request per step
   int32_t max_model_len = 0;                 // >= 0; > 0: prompt + max_tokens limit (and a length stop)
   SchedulingPolicy policy = SchedulingPolicy::kPriority;  // all at one level, kPriority is fcfs

@@ -302,9 +302,11 @@ TEST(Scheduler, FullLevelQueueRejectsWithResourceExhausted) {
   EXPECT_TRUE(f.add(4, random_prompt(rng, 5), 3, 1).ok());  // another level has room
   EXPECT_EQ(f.sched->stats().num_rejected_queue_full, 1);
   EXPECT_EQ(f.sched->find(3), nullptr);
-  f.run(1);  // one request leaves the queue (level 0 first: request 4)
+  // Request 4 (level 0) runs first; the level stays full until request 1 leaves the queue.
   f.run(1);
-  EXPECT_TRUE(f.add(5, random_prompt(rng, 5), 3).ok() || f.sched->num_waiting() >= 2);
+  EXPECT_EQ(f.add(5, random_prompt(rng, 5), 3).code(), StatusCode::kResourceExhausted);
+  while (f.sched->find(1)->status != RequestStatus::kRunning) f.run(1);
+  EXPECT_TRUE(f.add(5, random_prompt(rng, 5), 3).ok());
   f.run();
   f.expect_drained();
 }
@@ -479,6 +481,10 @@ TEST(SchedulerConfig, ValidatesAndMapsPriorities) {
   EXPECT_NE(key_of_error(bad).find("'max_num_seqs'"), std::string::npos);
   bad = {};
   bad.max_num_batched_tokens = 0;
+  EXPECT_NE(key_of_error(bad).find("'max_num_batched_tokens'"), std::string::npos);
+  bad = {};
+  bad.max_num_seqs = 64;
+  bad.max_num_batched_tokens = 32;
   EXPECT_NE(key_of_error(bad).find("'max_num_batched_tokens'"), std::string::npos);
   bad = {};
   bad.num_priority_levels = 0;
