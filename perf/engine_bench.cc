@@ -2,7 +2,8 @@
 //
 // Not a test: prints figures for perf/RESULTS.md. Usage:
 //   engine_bench --model DIR            an HF folder (config.json + safetensors)
-//   engine_bench --dummy SHAPE          random weights: "100m" (Llama, ~110M params) or "tiny"
+//   engine_bench --dummy SHAPE          random weights: "100m" (Llama, ~110M params), "tiny", or an HF
+//                                       folder whose config.json gives the shape (e.g. the demo model)
 //   options: --prompt N (prefill length, default 128) --decode N (decode steps, default 64)
 //            --batch B (sequences decoded together, default 1) --reference (plain-loop kernels)
 //            --threads T (OpenBLAS threads for large matmuls; default: OpenBLAS's own choice)
@@ -66,6 +67,7 @@ int main(int argc, char** argv) {
   if (!model_dir.empty()) config = load_model_config(model_dir);
   else if (dummy == "100m") config = parse_model_config(kDummy100M);
   else if (dummy == "tiny") config = parse_model_config(kDummyTiny);
+  else if (!dummy.empty()) config = load_model_config(dummy);
   if (!config.ok()) return fail(config.status());
   Result<ModelWeights> weights = model_dir.empty() ? Result<ModelWeights>(ModelWeights::dummy(config.value(), 1))
                                                    : ModelWeights::load_safetensors(config.value(), model_dir);

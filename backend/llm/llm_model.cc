@@ -20,21 +20,6 @@ std::string compact(const Json::Value& v) {
   return Json::writeString(kWriter, v);
 }
 
-Json::Value logprob_json(const SampleResult& r) {
-  Json::Value j;
-  j["token_id"] = r.token;
-  j["logprob"] = r.logprob;
-  j["rank"] = r.rank;
-  j["top_logprobs"] = Json::Value(Json::arrayValue);
-  for (const auto& t : r.top_logprobs) {
-    Json::Value e;
-    e["token_id"] = t.token;
-    e["logprob"] = t.logprob;
-    j["top_logprobs"].append(e);
-  }
-  return j;
-}
-
 constexpr const char* kMetadata =
     R"({"platform":"ferry_llm","inputs":[{"name":"text_input","datatype":"BYTES","shape":[1]},)"
     R"({"name":"input_ids","datatype":"INT32","shape":[-1]}],"outputs":[)"
@@ -116,13 +101,35 @@ Status LlmModel::load(const ferry_model_desc& desc) {
   return Status::Ok();
 }
 
+Json::Value LlmModel::logprob_json(const SampleResult& r) const {
+  auto piece = [&](int32_t id) {
+    int32_t one[] = {id};
+    return tokenizer_->decode(one, false);
+  };
+  Json::Value j;
+  j["token_id"] = r.token;
+  j["token"] = piece(r.token);
+  j["logprob"] = r.logprob;
+  j["rank"] = r.rank;
+  j["top_logprobs"] = Json::Value(Json::arrayValue);
+  for (const auto& t : r.top_logprobs) {
+    Json::Value e;
+    e["token_id"] = t.token;
+    e["token"] = piece(t.token);
+    e["logprob"] = t.logprob;
+    j["top_logprobs"].append(e);
+  }
+  return j;
+}
+
 void LlmModel::create_metrics() {
   std::string version = std::to_string(version_);
   ferry_label labels[] = {{"model", name_.c_str()}, {"version", version.c_str()}};
-  auto make = [&](ferry_metric_kind kind, const char* name, const char* help) {
+  auto make = [&](ferry_metric_kind kind, const char* name, const char* help, const double* buckets = nullptr,
+                  uint32_t num_buckets = 0) {
     ferry_error err{};
     err.struct_size = sizeof(err);
-    ferry_metric* m = host_->metric_create(host_->host, kind, name, help, labels, 2, nullptr, 0, &err);
+    ferry_metric* m = host_->metric_create(host_->host, kind, name, help, labels, 2, buckets, num_buckets, &err);
     if (m == nullptr) log(FERRY_LOG_LEVEL_WARNING, err.message);
     return m;
   };
@@ -131,6 +138,25 @@ void LlmModel::create_metrics() {
   m_running_ = make(FERRY_METRIC_KIND_GAUGE, "ferry_llm_running_sequences", "Sequences in the running batch");
   m_waiting_ = make(FERRY_METRIC_KIND_GAUGE, "ferry_llm_waiting_sequences", "Sequences waiting to be admitted");
   m_blocks_used_ = make(FERRY_METRIC_KIND_GAUGE, "ferry_llm_kv_blocks_used", "KV cache blocks in use");
+  m_ttft_ = make(FERRY_METRIC_KIND_HISTOGRAM, "ferry_llm_time_to_first_token_seconds",
+                 "Time from submission to the first generated token");
+  m_itl_ = make(FERRY_METRIC_KIND_HISTOGRAM, "ferry_llm_inter_token_latency_seconds",
+                "Time between consecutive generated tokens of a sequence");
+  m_e2e_ = make(FERRY_METRIC_KIND_HISTOGRAM, "ferry_llm_e2e_request_latency_seconds",
+                "Time from submission to the last token of a finished sequence");
+  static const double kBatchBuckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+  m_batch_size_ = make(FERRY_METRIC_KIND_HISTOGRAM, "ferry_llm_batch_size", "Sequences per engine step",
+                       kBatchBuckets, sizeof(kBatchBuckets) / sizeof(kBatchBuckets[0]));
+}
+
+void LlmModel::observe_token_times(Sequence& seq, Clock::time_point now) {
+  auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
+  if (seq.output.size() == 1) {
+    if (m_ttft_) host_->metric_observe(m_ttft_, seconds(now - seq.submitted));
+  } else if (m_itl_) {
+    host_->metric_observe(m_itl_, seconds(now - seq.last_token));
+  }
+  seq.last_token = now;
 }
 
 LlmModel::~LlmModel() {
@@ -140,7 +166,8 @@ LlmModel::~LlmModel() {
   }
   cv_.notify_all();
   if (worker_.joinable()) worker_.join();
-  for (ferry_metric* m : {m_prompt_tokens_, m_generated_tokens_, m_running_, m_waiting_, m_blocks_used_}) {
+  for (ferry_metric* m : {m_prompt_tokens_, m_generated_tokens_, m_running_, m_waiting_, m_blocks_used_, m_ttft_, m_itl_,
+                          m_e2e_, m_batch_size_}) {
     if (m != nullptr) host_->metric_destroy(host_->host, m);
   }
 }
@@ -154,6 +181,10 @@ Status LlmModel::submit(const ferry_request& request, ferry_responder* responder
                                   static_cast<int32_t>(model_config_.vocab_size));
   if (!parsed.ok()) return parsed.status();
   LlmRequest& r = parsed.value();
+  if (r.task != LlmTask::kGenerate) {
+    answer_now(r, responder);
+    return Status::Ok();
+  }
   const int64_t prompt = static_cast<int64_t>(r.prompt_ids.size());
   const int64_t total = prompt + r.sampling.max_tokens;
   if (total > max_model_len_) {
@@ -165,6 +196,7 @@ Status LlmModel::submit(const ferry_request& request, ferry_responder* responder
   seq->id = request.id;
   seq->responder = responder;
   seq->stream = (request.flags & FERRY_REQUEST_FLAG_STREAM) != 0;
+  seq->echo = r.echo;
   seq->prompt = std::move(r.prompt_ids);
   seq->params = std::move(r.sampling);
   seq->rng = SamplingRng::from_seed(seq->params.seed);
@@ -180,6 +212,35 @@ Status LlmModel::submit(const ferry_request& request, ferry_responder* responder
   }
   cv_.notify_one();
   return Status::Ok();
+}
+
+void LlmModel::answer_now(const LlmRequest& request, ferry_responder* responder) {
+  abi::OwnedTensor out;
+  Json::Value p(Json::objectValue);
+  if (request.task == LlmTask::kTokenize) {
+    out.name = "output_ids";
+    out.dtype = FERRY_DTYPE_INT32;
+    out.shape = {static_cast<int64_t>(request.prompt_ids.size())};
+    const auto* bytes = reinterpret_cast<const uint8_t*>(request.prompt_ids.data());
+    out.data.assign(bytes, bytes + request.prompt_ids.size() * sizeof(int32_t));
+    p["count"] = static_cast<Json::UInt64>(request.prompt_ids.size());
+    p["max_model_len"] = static_cast<Json::Int64>(max_model_len_);
+  } else {
+    out.name = "text_output";
+    out.dtype = FERRY_DTYPE_BYTES;
+    out.shape = {1};
+    out.data = abi::join_bytes({tokenizer_->decode(request.prompt_ids, request.skip_special_tokens)});
+  }
+  ferry_tensor view = out.view();
+  std::string params = compact(p);
+  ferry_response r{};
+  r.struct_size = sizeof(r);
+  r.flags = FERRY_RESPONSE_FLAG_FINAL;
+  r.num_outputs = 1;
+  r.outputs = &view;
+  r.parameters_json = params.c_str();
+  r.queue_ns = 0;
+  host_->respond(responder, &r);
 }
 
 bool LlmModel::cancel(uint64_t request_id) {
@@ -220,6 +281,12 @@ void LlmModel::send(Sequence& seq, bool final, const char* finish_reason, const 
     r.outputs = views.data();
     r.num_outputs = static_cast<uint32_t>(views.size());
     Json::Value p(Json::objectValue);
+    if (seq.echo) {
+      p["prompt_text"] = tokenizer_->decode(seq.prompt, true);
+      p["prompt_ids"] = Json::Value(Json::arrayValue);
+      for (int32_t id : seq.prompt) p["prompt_ids"].append(id);
+      seq.echo = false;  // the first response only
+    }
     if (final) {
       p["finish_reason"] = finish_reason;
       p["usage"]["prompt_tokens"] = static_cast<Json::UInt64>(seq.prompt.size());
@@ -236,6 +303,9 @@ void LlmModel::send(Sequence& seq, bool final, const char* finish_reason, const 
     r.flags = FERRY_RESPONSE_FLAG_FINAL;
     if (seq.started != Clock::time_point{}) {
       r.queue_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(seq.started - seq.submitted).count();
+    }
+    if (error.ok() && m_e2e_) {
+      host_->metric_observe(m_e2e_, std::chrono::duration<double>(Clock::now() - seq.submitted).count());
     }
   }
   host_->respond(seq.responder, &r);
@@ -268,6 +338,7 @@ void LlmModel::step(std::vector<Sequence*>& batch) {
     inputs_.push_back(in);
   }
   ForwardBatch fb{token_ids_, positions_, inputs_, false};
+  if (m_batch_size_) host_->metric_observe(m_batch_size_, static_cast<double>(batch.size()));
   Status status = engine_->forward(fb, *cache_, &logits_);
   if (!status.ok()) {
     log(FERRY_LOG_LEVEL_ERROR, "model '" + name_ + "': forward pass failed: " + status.message());
@@ -285,6 +356,7 @@ void LlmModel::step(std::vector<Sequence*>& batch) {
     sampler_->sample(std::span<const float>(logits_.row(static_cast<int64_t>(i)), logits_.vocab), ss, sample_);
     const int32_t token = sample_.token;
     s.output.push_back(token);
+    observe_token_times(s, Clock::now());
     ++generated;
     StopUpdate u = s.stop->append(token, s.detokenizer->add(token));
     s.pending_text += u.text;
@@ -294,6 +366,7 @@ void LlmModel::step(std::vector<Sequence*>& batch) {
     if (u.finished() || at_limit) {
       FinishReason reason = u.finished() ? u.finish : FinishReason::kLength;
       if (reason == FinishReason::kLength) s.pending_text += s.detokenizer->finish();
+      release(s);  // before the answer: a client that saw its FINAL never sees its blocks in use
       send(s, true, finish_reason_name(reason), Status::Ok());
       s.num_computed = -1;
     } else if (s.stream) {
@@ -347,8 +420,8 @@ void LlmModel::run() {
     lock.unlock();
 
     for (auto& s : cancelled) {
-      send(*s, true, nullptr, Status::Cancelled("request cancelled"));
       release(*s);
+      send(*s, true, nullptr, Status::Cancelled("request cancelled"));
     }
     cancelled.clear();
     if (!batch.empty()) step(batch);

@@ -23,6 +23,8 @@
 #include <thread>
 #include <vector>
 
+#include <json/json.h>
+
 #include "backend/llm/chat_template/chat_template.h"
 #include "backend/llm/engine/cpu_engine.h"
 #include "backend/llm/engine/kv_cache_storage.h"
@@ -67,8 +69,9 @@ class LlmModel {
     std::string pending_text;     // text not yet sent
     std::vector<int32_t> pending_ids;
     std::vector<SampleResult> pending_logprobs;
+    bool echo = false;            // the first response carries the prompt
     bool cancelled = false;       // guarded by mu_
-    Clock::time_point submitted, started;
+    Clock::time_point submitted, started, last_token;
   };
 
   LlmModel(const ferry_host_api* host, std::string name, int64_t version) : host_(host), name_(std::move(name)), version_(version) {}
@@ -80,6 +83,10 @@ class LlmModel {
   // Sends what the sequence has pending; `final` ends it with finish_reason (or `error`).
   void send(Sequence& seq, bool final, const char* finish_reason, const Status& error);
   void release(Sequence& seq);
+  // Answers a tokenize / detokenize request at once (no generation).
+  void answer_now(const LlmRequest& request, ferry_responder* responder);
+  Json::Value logprob_json(const SampleResult& r) const;
+  void observe_token_times(Sequence& seq, Clock::time_point now);
   void log(ferry_log_level level, const std::string& message) const;
 
   const ferry_host_api* host_;
@@ -116,6 +123,10 @@ class LlmModel {
   ferry_metric* m_running_ = nullptr;
   ferry_metric* m_waiting_ = nullptr;
   ferry_metric* m_blocks_used_ = nullptr;
+  ferry_metric* m_ttft_ = nullptr;
+  ferry_metric* m_itl_ = nullptr;
+  ferry_metric* m_e2e_ = nullptr;
+  ferry_metric* m_batch_size_ = nullptr;
   std::thread worker_;
 };
 

@@ -116,6 +116,14 @@ Result<LlmRequest> parse_llm_request(const ferry_request& request, const Tokeniz
   if (!reader->parse(text, text + std::strlen(text), &p, &errors) || !p.isObject()) {
     return Status::InvalidArgument("parameters must be a JSON object");
   }
+  if (p.isMember("task")) {
+    const std::string task = p["task"].isString() ? p["task"].asString() : "";
+    if (task == "generate") out.task = LlmTask::kGenerate;
+    else if (task == "tokenize") out.task = LlmTask::kTokenize;
+    else if (task == "detokenize") out.task = LlmTask::kDetokenize;
+    else return bad("task", "must be \"generate\", \"tokenize\" or \"detokenize\"");
+  }
+  FERRY_RETURN_IF_ERROR(read_bool(p, "echo", &out.echo));
   FERRY_RETURN_IF_ERROR(parse_sampling(p, &out.sampling));
   FERRY_RETURN_IF_ERROR(read_bool(p, "skip_special_tokens", &out.skip_special_tokens));
   bool add_special_tokens = true;
@@ -173,6 +181,10 @@ Result<LlmRequest> parse_llm_request(const ferry_request& request, const Tokeniz
       }
     }
   }
+  if (out.task == LlmTask::kDetokenize && input_ids == nullptr) {
+    return Status::InvalidArgument("task 'detokenize' needs the input input_ids");
+  }
+  if (out.task != LlmTask::kGenerate) return out;  // sampling limits do not apply
   if (out.prompt_ids.empty()) return Status::InvalidArgument("the prompt is empty");
   FERRY_RETURN_IF_ERROR(out.sampling.validate(vocab_size));
   return out;

@@ -6,8 +6,11 @@
 // seed (alias random_seed), repetition_penalty, presence_penalty, frequency_penalty, stop (string or
 // list), stop_token_ids, ignore_eos, include_stop_str_in_output, logprobs (N: the chosen token's
 // logprob and the top N), add_special_tokens (text only; default true), skip_special_tokens
-// (default true), messages ([{role, content}], applies the chat template). Unknown keys are
-// ignored (the host adds its own, e.g. priority); a known key with a bad value is an error naming it.
+// (default true), messages ([{role, content}], applies the chat template), echo (the first
+// response's parameters carry the prompt as "prompt_text" and "prompt_ids"), task ("generate",
+// the default; "tokenize": answer at once with the prompt's ids, no generation; "detokenize":
+// answer at once with the text of input_ids). Unknown keys are ignored (the host adds its own,
+// e.g. priority); a known key with a bad value is an error naming it.
 #pragma once
 
 #include <cstdint>
@@ -22,10 +25,14 @@
 
 namespace ferry::llm {
 
+enum class LlmTask { kGenerate, kTokenize, kDetokenize };
+
 struct LlmRequest {
+  LlmTask task = LlmTask::kGenerate;
   std::vector<int32_t> prompt_ids;
   SamplingParams sampling;
   bool skip_special_tokens = true;
+  bool echo = false;
 };
 
 // `chat_template` may be null (the model has none: "messages" is then an error).
