@@ -157,6 +157,7 @@ void Interpreter::exec_for(const Stmt& s) {
   }
   const int64_t n = static_cast<int64_t>(items.size());
   for (int64_t i = 0; i < n; ++i) {
+    step();  // an empty body still costs a step, so nested loops hit the step limit
     frames_.emplace_back();
     ValueDict loop;
     loop.set("index0", Value(i));

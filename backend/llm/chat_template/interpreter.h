@@ -27,7 +27,7 @@ struct TemplateError {
 
 struct RenderLimits {
   size_t max_output_bytes = 8u << 20;   // also bounds every intermediate string and list
-  uint64_t max_steps = 20'000'000;      // expression evaluations + statements executed
+  uint64_t max_steps = 2'000'000;       // expression evaluations + statements + loop iterations
   int max_call_depth = 64;              // nested macro calls
 };
 

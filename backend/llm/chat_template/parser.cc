@@ -71,7 +71,7 @@ class Parser {
     while (true) {
       const Token& t = peek();
       if (t.kind == TokenKind::kEof) {
-        if (end_names.size() != 0) fail(t.pos, std::string("missing '{% ") + *end_names.begin() + " %}'");
+        if (end_names.size() != 0) fail(t.pos, std::string("missing '{% ") + *(end_names.end() - 1) + " %}'");
         return out;
       }
       if (t.kind == TokenKind::kText) {

@@ -29,14 +29,22 @@ std::string read_file(const fs::path& p) {
   return ss.str();
 }
 
+#ifndef FERRY_TEST_TESTDATA
+#define FERRY_TEST_TESTDATA "../shared/testdata"
+#endif
+#ifndef FERRY_TEST_SOURCE_DIR
+#define FERRY_TEST_SOURCE_DIR "."
+#endif
+
+// The environment overrides the directories compiled in by ferry_add_test.
 fs::path testdata_dir() {
   const char* env = std::getenv("FERRY_TESTDATA");
-  return env ? fs::path(env) : fs::path("/work/shared/testdata");
+  return env ? fs::path(env) : fs::path(FERRY_TEST_TESTDATA);
 }
 
 fs::path source_dir() {
   const char* env = std::getenv("FERRY_SOURCE_DIR");
-  return env ? fs::path(env) : fs::path(".");
+  return env ? fs::path(env) : fs::path(FERRY_TEST_SOURCE_DIR);
 }
 
 Value load_json(const fs::path& p) {
@@ -210,9 +218,10 @@ TEST(ChatTemplateGolden, FerryGoldens) {
     tally.add(path, str_field(c, "conversation"),
               check(template_from(testdata_dir() / path), inputs_from(c), field(c, "rendered"), field(c, "error")));
   }
-  // jinja2's `map` returns a generator, which its tojson cannot serialize; ferry's map returns a
-  // list, so this template renders tool calls instead of failing.
-  tally.report({"chat-templates/llamacpp-models-templates/llama-cpp-deepseek-r1.jinja / tools_"});
+  // Note: for llama-cpp-deepseek-r1.jinja with tools, jinja2 fails at `map | tojson` (its map is a
+  // generator, which json.dumps refuses); ferry's map is a list, and the render fails a few lines
+  // later instead (an assistant tool-call message without content). Both are errors, so it counts.
+  tally.report({});
 }
 
 TEST(ChatTemplateGolden, LlamaCppJinjaCases) {
