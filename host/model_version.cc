@@ -85,15 +85,18 @@ ferry_error_code InflightRequest::deliver(const ferry_response& r) {
     if (finished_) return FERRY_ERROR_CODE_INVALID_ARGUMENT;  // a response after the FINAL
     if (data.final) finished_ = true;
   }
-  if (data.final) {
+  const bool final = data.final;
+  if (final) {
     auto duration = std::chrono::steady_clock::now() - start_;
     int64_t queue_ns = r.struct_size >= offsetof(ferry_response, queue_ns) + sizeof(int64_t) ? r.queue_ns : -1;
-    Status status = data.error;
-    sink_->on_response(std::move(data));
-    model_->record_end(id_, status, std::chrono::duration_cast<std::chrono::nanoseconds>(duration), queue_ns);
-  } else {
-    sink_->on_response(std::move(data));
+    // Counted before the frontend gets the FINAL: a client holding its answer finds the request in
+    // the statistics and metrics.
+    model_->record_end(data.error, std::chrono::duration_cast<std::chrono::nanoseconds>(duration), queue_ns);
   }
+  sink_->on_response(std::move(data));
+  // Out of the in-flight set only once the frontend has the FINAL: unload, and with it the
+  // server's drain, waits on that set and must not end before the answer is on its way.
+  if (final) model_->remove_inflight(id_);
   return FERRY_ERROR_CODE_OK;
 }
 
@@ -247,7 +250,8 @@ Result<std::shared_ptr<InflightRequest>> ModelVersion::submit(RequestSpec&& spec
   if (rc != FERRY_ERROR_CODE_OK) {
     delete responder;
     Status s(static_cast<StatusCode>(rc), err.message[0] ? err.message : "request refused by the backend");
-    record_end(id, s, std::nullopt, -1);  // refused: it never ran, so no duration
+    record_end(s, std::nullopt, -1);  // refused: it never ran, so no duration
+    remove_inflight(id);
     return s;
   }
   return request;
@@ -258,7 +262,7 @@ size_t ModelVersion::num_inflight() const {
   return inflight_.size();
 }
 
-void ModelVersion::record_end(uint64_t id, const Status& status, std::optional<std::chrono::nanoseconds> duration,
+void ModelVersion::record_end(const Status& status, std::optional<std::chrono::nanoseconds> duration,
                               int64_t queue_ns) {
   uint64_t ns = duration ? static_cast<uint64_t>(duration->count()) : 0;
   if (status.ok()) {
@@ -282,6 +286,9 @@ void ModelVersion::record_end(uint64_t id, const Status& status, std::optional<s
                                                      .count()),
                            std::memory_order_relaxed);
   if (m_inflight_) m_inflight_->add(-1);
+}
+
+void ModelVersion::remove_inflight(uint64_t id) {
   std::lock_guard<std::mutex> lock(mu_);
   inflight_.erase(id);
   if (inflight_.empty()) idle_cv_.notify_all();

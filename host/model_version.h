@@ -114,10 +114,13 @@ class ModelVersion : public std::enable_shared_from_this<ModelVersion> {
   std::string describe(ferry_describe_kind kind) const;
   Json::Value statistics() const;  // Triton's model_stats entry
 
-  // Used by InflightRequest.
-  // `duration` is empty for requests the backend refused (they never ran).
-  void record_end(uint64_t id, const Status& status, std::optional<std::chrono::nanoseconds> duration,
-                  int64_t queue_ns);
+  // Used by InflightRequest. A request that ends gets record_end, then, once its FINAL is with the
+  // frontend, remove_inflight.
+  // Counts the end in statistics and metrics (the in-flight gauge included); `duration` is empty
+  // for requests the backend refused (they never ran).
+  void record_end(const Status& status, std::optional<std::chrono::nanoseconds> duration, int64_t queue_ns);
+  // Takes the request out of the in-flight set that unload() waits to see empty.
+  void remove_inflight(uint64_t id);
   void cancel_request(uint64_t id);
 
  private:

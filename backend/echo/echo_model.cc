@@ -2,7 +2,7 @@
 
 #include <json/json.h>
 
-#include <sstream>
+#include <memory>
 
 namespace ferry::echo {
 namespace {
@@ -13,13 +13,23 @@ std::string to_json(const Json::Value& v) {
   return Json::writeString(w, v);
 }
 
+// Building a jsoncpp reader costs more than parsing a request's parameters, and submit runs on
+// the host's frontend threads for every request, so each thread builds one once.
+Json::CharReader& reader() {
+  thread_local const std::unique_ptr<Json::CharReader> r = [] {
+    Json::CharReaderBuilder b;
+    b["failIfExtra"] = true;
+    return std::unique_ptr<Json::CharReader>(b.newCharReader());
+  }();
+  return *r;
+}
+
 Result<Json::Value> parse_json(const std::string& text, const char* what) {
-  Json::CharReaderBuilder b;
-  b["failIfExtra"] = true;
   Json::Value v;
   std::string errs;
-  std::istringstream in(text);
-  if (!Json::parseFromStream(b, in, &v, &errs)) return Status::InvalidArgument(std::string(what) + ": " + errs);
+  if (!reader().parse(text.data(), text.data() + text.size(), &v, &errs)) {
+    return Status::InvalidArgument(std::string(what) + ": " + errs);
+  }
   if (!v.isObject()) return Status::InvalidArgument(std::string(what) + " must be a JSON object");
   return v;
 }
@@ -151,14 +161,18 @@ bool EchoModel::cancel(uint64_t request_id) {
   return true;
 }
 
-bool EchoModel::send_next(Pending& p, bool final_cancel) {
+bool EchoModel::next_is_final(const Pending& p, bool cancel) {
+  return cancel || !p.forced_error.ok() || p.remaining <= 1;
+}
+
+void EchoModel::send_next(Pending& p, bool cancel) {
   ferry_response r{};
   r.struct_size = sizeof(r);
   r.queue_ns = 0;
   std::vector<ferry_tensor> views;
   std::string params;
-  bool final = final_cancel || !p.forced_error.ok() || p.remaining <= 1;
-  if (final_cancel) {
+  bool final = next_is_final(p, cancel);
+  if (cancel) {
     r.error_code = FERRY_ERROR_CODE_CANCELLED;
     r.error_message = "request cancelled";
     ++num_cancelled_;
@@ -177,7 +191,6 @@ bool EchoModel::send_next(Pending& p, bool final_cancel) {
   if (final) r.flags |= FERRY_RESPONSE_FLAG_FINAL;
   host_->respond(p.responder, &r);
   --p.remaining;
-  return final;
 }
 
 void EchoModel::run() {
@@ -203,14 +216,23 @@ void EchoModel::run() {
     auto it = pending_.find(id);
     if (it == pending_.end()) continue;  // a stale entry (cancelled, already answered)
     Pending& p = *it->second;
-    // respond() never blocks on the network, so calling it under the lock is fine and keeps
-    // responses of one request in order.
-    bool final = send_next(p, p.cancelled);
+    const bool cancel = p.cancelled;
+    const bool final = next_is_final(p, cancel);
+    // A request leaves pending_ before its FINAL goes out, so describe() never counts an answered
+    // request as in flight.
+    std::unique_ptr<Pending> answered;
     if (final) {
+      answered = std::move(it->second);
       pending_.erase(it);
-    } else {
-      due_.emplace(Clock::now() + p.delay, id);
     }
+    // respond() runs the host's delivery (copying outputs, waking or encoding for the frontend);
+    // outside the lock, submit and cancel on frontend threads do not wait for it. `p` stays valid
+    // unlocked because only this thread erases requests, and one request's responses stay in
+    // order because this one thread sends them all.
+    lock.unlock();
+    send_next(p, cancel);
+    lock.lock();
+    if (!final) due_.emplace(Clock::now() + p.delay, id);
   }
 }
 

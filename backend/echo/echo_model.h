@@ -7,7 +7,8 @@
 // Without the STREAM flag the whole answer comes as one FINAL response after N * D ms.
 //
 // Thread-safety: submit, cancel, describe are safe from any thread. One worker thread per model
-// delivers the responses in due-time order.
+// delivers the responses in due-time order, calling the host's respond without holding the
+// model's lock.
 #pragma once
 
 #include <atomic>
@@ -60,8 +61,10 @@ class EchoModel {
   };
 
   void run();
-  // Sends the next response of `p`; returns true when that was its FINAL.
-  bool send_next(Pending& p, bool final_cancel);
+  // Whether the next response of `p` is its FINAL (`cancel`: it answers a cancel).
+  static bool next_is_final(const Pending& p, bool cancel);
+  // Sends the next response of `p`: CANCELLED when `cancel`, else its error or its echo.
+  void send_next(Pending& p, bool cancel);
 
   const ferry_host_api* host_;
   std::string name_;

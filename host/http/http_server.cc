@@ -6,12 +6,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <mutex>
 #include <optional>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "host/http/kserve_json.h"
@@ -23,14 +28,64 @@ namespace {
 
 // ---- responses ------------------------------------------------------------------------------------
 
+bool equals_ignore_case(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// Whether civetweb keeps the connection open after this request, as its should_keep_alive decides
+// for a server started with enable_keep_alive: the client's Connection header when it sent one,
+// else the HTTP version's default.
+bool keeps_alive(const mg_connection* conn) {
+  if (const char* header = mg_get_header(conn, "Connection")) {
+    std::string_view options(header);
+    while (!options.empty()) {
+      size_t comma = options.find(',');
+      std::string_view option = options.substr(0, comma);
+      options = comma == std::string_view::npos ? std::string_view() : options.substr(comma + 1);
+      size_t begin = option.find_first_not_of(" \t");
+      size_t end = option.find_last_not_of(" \t");
+      if (begin != std::string_view::npos && equals_ignore_case(option.substr(begin, end - begin + 1), "keep-alive")) {
+        return true;
+      }
+    }
+    return false;
+  }
+  const char* version = mg_get_request_info(conn)->http_version;
+  return version != nullptr && std::strcmp(version, "1.1") == 0;
+}
+
+// Sends a whole response with one write. civetweb's mg_response_header_send writes the status line
+// and each header with a send() of its own, seven TCP segments per response with tcp_nodelay,
+// which cost the server and the client more than the rest of a small request. This writes the
+// same status line and headers civetweb would (ours, then Date and Connection) in one buffer.
 void send_body(mg_connection* conn, int status, const char* content_type, const std::string& body) {
-  mg_response_header_start(conn, status);
-  mg_response_header_add(conn, "Content-Type", content_type, -1);
-  mg_response_header_add(conn, "Content-Length", std::to_string(body.size()).c_str(), -1);
-  mg_response_header_send(conn);
-  const char* method = mg_get_request_info(conn)->request_method;
-  bool head = method != nullptr && std::strcmp(method, "HEAD") == 0;
-  if (!body.empty() && !head) mg_write(conn, body.data(), body.size());
+  const mg_request_info* ri = mg_get_request_info(conn);
+  bool head = ri->request_method != nullptr && std::strcmp(ri->request_method, "HEAD") == 0;
+  char date[64];
+  std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  std::strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &utc);
+
+  std::string out;
+  out.reserve(192 + (head ? 0 : body.size()));
+  out += "HTTP/";
+  out += ri->http_version != nullptr ? ri->http_version : "1.1";
+  out += ' ';
+  out += std::to_string(status);
+  out += ' ';
+  out += mg_get_response_code_text(conn, status);
+  out += "\r\nContent-Type: ";
+  out += content_type;
+  out += "\r\nContent-Length: ";
+  out += std::to_string(body.size());
+  out += "\r\nDate: ";
+  out += date;
+  out += keeps_alive(conn) ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n";
+  if (!head) out += body;
+  mg_write(conn, out.data(), out.size());
 }
 
 int send_json(mg_connection* conn, int status, const Json::Value& body) {
@@ -381,6 +436,11 @@ int http_status_for(StatusCode code) {
 
 int HttpServer::handle(mg_connection* conn, void* self) {
   auto* server = static_cast<HttpServer*>(self);
+  struct Running {
+    std::atomic<int>& count;
+    explicit Running(std::atomic<int>& c) : count(c) { ++count; }
+    ~Running() { --count; }
+  } running(server->num_running_);
   try {
     return route_request(*server->ctx_, conn);
   } catch (const std::exception& e) {
@@ -416,10 +476,15 @@ Status HttpServer::start(const std::string& address, int port, int num_threads) 
 }
 
 void HttpServer::stop() {
-  if (mg_ != nullptr) {
-    mg_stop(mg_);
-    mg_ = nullptr;
+  if (mg_ == nullptr) return;
+  // After the server's drain every request's FINAL is with its handler, which may still be writing
+  // it (the last events of a stream); civetweb would drop those writes once mg_stop begins.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (num_running_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  mg_stop(mg_);
+  mg_ = nullptr;
 }
 
 }  // namespace ferry::host

@@ -7,6 +7,7 @@
 // Thread-safety: start/stop from one thread; handlers run concurrently.
 #pragma once
 
+#include <atomic>
 #include <string>
 
 #include "common/status.h"
@@ -26,7 +27,8 @@ class HttpServer {
   Status start(const std::string& address, int port, int num_threads);
   // The bound port (after start).
   int port() const { return port_; }
-  // Stops accepting and waits for running handlers to return.
+  // Gives handlers still writing an answer up to a second to finish (civetweb drops every write
+  // once it starts stopping), then stops accepting and waits for running handlers to return.
   void stop();
 
   static int handle(mg_connection* conn, void* self);
@@ -35,6 +37,7 @@ class HttpServer {
   ServerContext* ctx_;
   mg_context* mg_ = nullptr;
   int port_ = 0;
+  std::atomic<int> num_running_{0};  // handlers entered and not yet returned
 };
 
 }  // namespace ferry::host

@@ -228,15 +228,20 @@ Json::Value tensor_to_json(const abi::OwnedTensor& t) {
 
 Result<RequestSpec> infer_request_from_json(const Json::Value& body) {
   if (!body.isObject()) return Status::InvalidArgument("request body must be a JSON object");
-  RequestSpec spec;
+  std::string client_id;
   if (body.isMember("id")) {
     if (!body["id"].isString()) return Status::InvalidArgument("'id' must be a string");
-    spec.client_id = body["id"].asString();
+    client_id = body["id"].asString();
   }
-  if (!body["inputs"].isArray() || body["inputs"].empty()) {
-    return Status::InvalidArgument("'inputs' must be a non-empty list");
-  }
-  for (const auto& t : body["inputs"]) {
+  auto spec = infer_request_from_parts(body["inputs"], body.isMember("parameters") ? &body["parameters"] : nullptr);
+  if (spec.ok()) spec->client_id = std::move(client_id);
+  return spec;
+}
+
+Result<RequestSpec> infer_request_from_parts(const Json::Value& inputs, const Json::Value* parameters) {
+  RequestSpec spec;
+  if (!inputs.isArray() || inputs.empty()) return Status::InvalidArgument("'inputs' must be a non-empty list");
+  for (const auto& t : inputs) {
     auto tensor = tensor_from_json(t);
     if (!tensor.ok()) return tensor.status();
     for (const auto& existing : spec.inputs) {
@@ -244,10 +249,10 @@ Result<RequestSpec> infer_request_from_json(const Json::Value& body) {
     }
     spec.inputs.push_back(std::move(tensor.value()));
   }
-  if (body.isMember("parameters")) {
-    if (!body["parameters"].isObject()) return Status::InvalidArgument("'parameters' must be an object");
-    FERRY_RETURN_IF_ERROR(apply_request_controls(body["parameters"], &spec));
-    spec.parameters_json = to_json(body["parameters"]);
+  if (parameters != nullptr) {
+    if (!parameters->isObject()) return Status::InvalidArgument("'parameters' must be an object");
+    FERRY_RETURN_IF_ERROR(apply_request_controls(*parameters, &spec));
+    spec.parameters_json = to_json(*parameters);
   }
   return spec;
 }
@@ -306,7 +311,7 @@ Json::Value infer_response_to_json(const std::string& model, int64_t version, co
   for (const auto& t : response.outputs) j["outputs"].append(tensor_to_json(t));
   if (!response.parameters_json.empty()) {
     auto p = parse_json(response.parameters_json, "response parameters");
-    if (p.ok() && p->isObject() && !p->empty()) j["parameters"] = p.value();
+    if (p.ok() && p->isObject() && !p->empty()) j["parameters"] = std::move(p).value();
   }
   return j;
 }

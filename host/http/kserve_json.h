@@ -21,6 +21,10 @@ Json::Value tensor_to_json(const abi::OwnedTensor& tensor);
 
 // POST /v2/models/{m}/infer body -> RequestSpec. `client_id` receives the body's "id" ("" if none).
 Result<RequestSpec> infer_request_from_json(const Json::Value& body);
+// The same from a body's parts, for frontends that carry "inputs" and "parameters" in a message of
+// their own: `inputs` is the KServe list, `parameters` the object or null when absent. `client_id`
+// is left empty. Reads the JSON in place (no copy of the tensors' data).
+Result<RequestSpec> infer_request_from_parts(const Json::Value& inputs, const Json::Value* parameters);
 
 // POST /v2/models/{m}/generate[_stream] body -> RequestSpec. Top-level keys naming one of the
 // model's inputs (from its metadata, a KServe "inputs" list) become input tensors of that input's

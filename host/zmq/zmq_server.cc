@@ -40,7 +40,7 @@ class ZmqSink : public ResponseSink {
       for (const auto& t : r.outputs) j["outputs"].append(tensor_to_json(t));
       if (!r.parameters_json.empty()) {
         auto p = parse_json(r.parameters_json, "response parameters");
-        if (p.ok()) j["parameters"] = p.value();
+        if (p.ok()) j["parameters"] = std::move(p).value();
       }
     }
     if (r.final) server_->forget(key_);
@@ -235,10 +235,7 @@ void ZmqServer::handle_message(std::vector<std::string>&& frames) {
     else if (m["version"].isInt64()) version = std::to_string(m["version"].asInt64());
     else return reply_error(route, id, Status::InvalidArgument("'version' must be a string or an integer"));
   }
-  Json::Value body(Json::objectValue);
-  body["inputs"] = m["inputs"];
-  if (m.isMember("parameters")) body["parameters"] = m["parameters"];
-  auto spec = infer_request_from_json(body);
+  auto spec = infer_request_from_parts(m["inputs"], m.isMember("parameters") ? &m["parameters"] : nullptr);
   if (!spec.ok()) return reply_error(route, id, spec.status());
   spec->client_id = id;
   if (m.isMember("stream")) {
