@@ -16,6 +16,64 @@ Status int_in(const Json::Value& v, const std::string& key, int64_t lo, int64_t 
   return Status::Ok();
 }
 
+Status parse_instance_group(const Json::Value& v, LlmConfig* c) {
+  const std::string key = "instance_group";
+  if (!v.isArray() || v.size() != 1 || !v[0].isObject()) {
+    return Status::InvalidArgument("key 'instance_group' must be a list with one group {count, kind, gpus}");
+  }
+  for (const auto& k : v[0].getMemberNames()) {
+    const Json::Value& x = v[0][k];
+    if (k == "count") {
+      int64_t n = 0;
+      FERRY_RETURN_IF_ERROR(int_in(x, key + ".count", 1, 64, &n));
+      c->num_instances = static_cast<int32_t>(n);
+    } else if (k == "kind") {
+      std::string kind = x.isString() ? x.asString() : "";
+      if (kind == "cpu" || kind == "KIND_CPU") c->gpu = false;
+      else if (kind == "gpu" || kind == "KIND_GPU") c->gpu = true;
+      else return Status::InvalidArgument("key 'instance_group.kind' must be \"cpu\" or \"gpu\"");
+    } else if (k == "gpus") {
+      if (!x.isArray()) return Status::InvalidArgument("key 'instance_group.gpus' must be a list of device ids");
+      for (const auto& id : x) {
+        if (!id.isInt() || id.asInt() < 0) return Status::InvalidArgument("key 'instance_group.gpus' must be a list of device ids");
+        c->gpu_ids.push_back(id.asInt());
+      }
+    } else {
+      return Status::InvalidArgument("unknown key 'instance_group." + k + "'");
+    }
+  }
+  return Status::Ok();
+}
+
+Status parse_levels(const Json::Value& v, SchedulerConfig* s) {
+  if (!v.isArray()) return Status::InvalidArgument("key 'priority_level_config' must be a list, one entry per level");
+  s->levels.clear();
+  for (const auto& level : v) {
+    if (!level.isObject()) return Status::InvalidArgument("key 'priority_level_config' entries must be objects");
+    PriorityLevelConfig l;
+    for (const auto& k : level.getMemberNames()) {
+      const Json::Value& x = level[k];
+      const std::string name = "priority_level_config." + k;
+      int64_t n = 0;
+      if (k == "queue_timeout_ms") {
+        FERRY_RETURN_IF_ERROR(int_in(x, name, 0, int64_t{1} << 40, &l.queue_timeout_ms));
+      } else if (k == "max_queue_size") {
+        FERRY_RETURN_IF_ERROR(int_in(x, name, 0, 1 << 30, &n));
+        l.max_queue_size = static_cast<int32_t>(n);
+      } else if (k == "timeout_action") {
+        std::string a = x.isString() ? x.asString() : "";
+        if (a == "reject") l.timeout_action = TimeoutAction::kReject;
+        else if (a == "keep_waiting") l.timeout_action = TimeoutAction::kKeepWaiting;
+        else return Status::InvalidArgument("key '" + name + "' must be \"reject\" or \"keep_waiting\"");
+      } else {
+        return Status::InvalidArgument("unknown key '" + name + "'");
+      }
+    }
+    s->levels.push_back(l);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<LlmConfig> LlmConfig::parse(const std::string& json) {
@@ -54,10 +112,52 @@ Result<LlmConfig> LlmConfig::parse(const std::string& json) {
     } else if (key == "num_threads") {
       FERRY_RETURN_IF_ERROR(int_in(v, key, 0, 1024, &x));
       c.num_threads = static_cast<int32_t>(x);
+    } else if (key == "instance_group") {
+      FERRY_RETURN_IF_ERROR(parse_instance_group(v, &c));
+    } else if (key == "idle_unload_seconds") {
+      FERRY_RETURN_IF_ERROR(int_in(v, key, 0, int64_t{1} << 31, &c.idle_unload_seconds));
+    } else if (key == "enable_prefix_caching") {
+      if (!v.isBool()) return Status::InvalidArgument("key 'enable_prefix_caching' must be true or false");
+      c.enable_prefix_caching = v.asBool();
+    } else if (key == "kv_warmup_prompts") {
+      if (!v.isArray()) return Status::InvalidArgument("key 'kv_warmup_prompts' must be a list of strings");
+      for (const auto& p : v) {
+        if (!p.isString() || p.asString().empty()) return Status::InvalidArgument("key 'kv_warmup_prompts' must be a list of non-empty strings");
+        c.kv_warmup_prompts.push_back(p.asString());
+      }
+    } else if (key == "max_num_batched_tokens") {
+      FERRY_RETURN_IF_ERROR(int_in(v, key, 1, 1 << 24, &x));
+      c.scheduler.max_num_batched_tokens = static_cast<int32_t>(x);
+    } else if (key == "long_prefill_token_threshold") {
+      FERRY_RETURN_IF_ERROR(int_in(v, key, 0, 1 << 24, &x));
+      c.scheduler.long_prefill_token_threshold = static_cast<int32_t>(x);
+    } else if (key == "scheduling_policy") {
+      std::string p = v.isString() ? v.asString() : "";
+      if (p == "fcfs") c.scheduler.policy = SchedulingPolicy::kFcfs;
+      else if (p == "priority") c.scheduler.policy = SchedulingPolicy::kPriority;
+      else if (p == "shortest_prompt_first") c.scheduler.policy = SchedulingPolicy::kShortestPromptFirst;
+      else return Status::InvalidArgument("key 'scheduling_policy' must be \"fcfs\", \"priority\" or \"shortest_prompt_first\"");
+    } else if (key == "priority_levels") {
+      FERRY_RETURN_IF_ERROR(int_in(v, key, 1, 64, &x));
+      c.scheduler.num_priority_levels = static_cast<int32_t>(x);
+    } else if (key == "default_priority") {
+      FERRY_RETURN_IF_ERROR(int_in(v, key, 0, 64, &x));
+      c.scheduler.default_priority = static_cast<uint32_t>(x);
+    } else if (key == "priority_level_config") {
+      FERRY_RETURN_IF_ERROR(parse_levels(v, &c.scheduler));
+    } else if (key == "max_queue_delay_ms") {
+      FERRY_RETURN_IF_ERROR(int_in(v, key, 0, 60000, &c.scheduler.max_queue_delay_ms));
     } else {
       return Status::InvalidArgument("unknown key '" + key + "' for the llm backend");
     }
   }
+  c.scheduler.max_num_seqs = c.max_num_seqs;
+  if (c.scheduler.max_num_batched_tokens < c.scheduler.max_num_seqs) {
+    return Status::InvalidArgument("key 'max_num_batched_tokens' (" + std::to_string(c.scheduler.max_num_batched_tokens) +
+                                   ") must be >= max_num_seqs (" + std::to_string(c.scheduler.max_num_seqs) + ")");
+  }
+  Status s = c.scheduler.validate();
+  if (!s.ok()) return s;
   return c;
 }
 

@@ -11,11 +11,25 @@
 //   "kv_cache_num_blocks"   KV blocks in the pool (0: sized from kv_cache_memory_bytes)   default 0
 //   "kv_cache_memory_bytes" KV pool budget on CPU                               default 268435456
 //   "num_threads"       CPU threads for the matmuls (0: all cores)              default 0
+//   "instance_group"    [{"count": N, "kind": "cpu"|"gpu", "gpus": [ids]}]     default one cpu instance
+//   "idle_unload_seconds"   an instance idle this long frees its engine and KV cache (0: never) default 0
+//   "enable_prefix_caching" reuse cached KV blocks of equal prompt prefixes     default true
+//   "kv_warmup_prompts" prompts prefilled at load so their prefix blocks start cached   default []
+//   "max_num_batched_tokens" token budget of one step (>= max_num_seqs)        default 2048
+//   "long_prefill_token_threshold"  most prompt tokens of one request per step (0: budget) default 0
+//   "scheduling_policy" "fcfs" | "priority" | "shortest_prompt_first"          default "priority"
+//   "priority_levels"   number of levels (1..64)                              default 3
+//   "default_priority"  ABI priority of requests that give none (0: middle level)   default 0
+//   "priority_level_config" [{"queue_timeout_ms", "timeout_action": "reject"|"keep_waiting",
+//                             "max_queue_size"}], one per level, highest first    default: none
+//   "max_queue_delay_ms" batching window applied only when the instance is idle  default 0
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
+#include "backend/llm/scheduler/scheduler_config.h"
 #include "common/status.h"
 
 namespace ferry::llm {
@@ -29,6 +43,13 @@ struct LlmConfig {
   int64_t kv_cache_num_blocks = 0;
   int64_t kv_cache_memory_bytes = int64_t{256} << 20;
   int32_t num_threads = 0;
+  int32_t num_instances = 1;
+  bool gpu = false;                // instance_group kind gpu
+  std::vector<int32_t> gpu_ids;
+  int64_t idle_unload_seconds = 0;
+  bool enable_prefix_caching = true;
+  std::vector<std::string> kv_warmup_prompts;
+  SchedulerConfig scheduler;       // max_num_seqs lives here too (scheduler.max_num_seqs)
 
   static Result<LlmConfig> parse(const std::string& json);
 };

@@ -137,7 +137,9 @@ TEST_F(LlmServing, StreamingDeltasAddUpToTheWholeAnswerOnBothFrontends) {
   std::string streamed;
   Json::Value ids(Json::arrayValue);
   std::string finish;
+  int events = 0;
   http_->post_stream("/v2/models/stories/generate_stream", body, [&](const std::string& d) {
+    ++events;
     auto e = parse(d);
     streamed += e["text_output"].asString();
     if (e["output_ids"].isArray()) for (const auto& x : e["output_ids"]) ids.append(x);
@@ -148,6 +150,7 @@ TEST_F(LlmServing, StreamingDeltasAddUpToTheWholeAnswerOnBothFrontends) {
   EXPECT_EQ(streamed, whole["text_output"].asString());
   EXPECT_EQ(ids, whole["output_ids"]);
   EXPECT_EQ(finish, "length");
+  EXPECT_EQ(events, 40) << "one event per generated token, not one at the end";
 
   client::ZmqClient zmq;
   ASSERT_TRUE(zmq.connect(server_->zmq_endpoint()).ok());

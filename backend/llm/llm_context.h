@@ -1,0 +1,62 @@
+// LlmModelContext: what the instances of one model share, immutable after load: configs,
+// tokenizer, chat template, weights, EOS ids, limits, and the model-level metric handles.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/llm/chat_template/chat_template.h"
+#include "backend/llm/llm_config.h"
+#include "backend/llm/model/model_config.h"
+#include "backend/llm/model/model_weights.h"
+#include "backend/llm/tokenizer/tokenizer.h"
+#include "ferry/ferry.h"
+
+namespace ferry::llm {
+
+struct LlmMetrics {
+  ferry_metric* prompt_tokens = nullptr;      // counter
+  ferry_metric* generated_tokens = nullptr;   // counter
+  ferry_metric* ttft = nullptr;               // histogram, seconds
+  ferry_metric* itl = nullptr;                // histogram, seconds
+  ferry_metric* e2e = nullptr;                // histogram, seconds
+  ferry_metric* batch_size = nullptr;         // histogram, sequences per step
+  ferry_metric* prefix_query_tokens = nullptr;  // counter
+  ferry_metric* prefix_hit_tokens = nullptr;    // counter
+  ferry_metric* preemptions = nullptr;        // counter
+  ferry_metric* evictions = nullptr;          // counter
+  ferry_metric* cold_starts = nullptr;        // counter
+};
+
+struct LlmModelContext {
+  const ferry_host_api* host = nullptr;
+  std::string name;
+  int64_t version = 0;
+  LlmConfig config;
+  ModelConfig model_config;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<ChatTemplate> chat_template;  // null when the model has none (or it is unusable)
+  ModelWeights weights;
+  std::vector<int32_t> eos_ids;
+  int64_t max_model_len = 0;
+  int64_t num_blocks = 0;  // KV blocks per instance
+  LlmMetrics metrics;
+
+  void log(ferry_log_level level, const std::string& message) const {
+    host->log(host->host, level, nullptr, 0, message.c_str());
+  }
+  // Host metric calls that tolerate a metric that failed to register.
+  void add(ferry_metric* m, double v) const {
+    if (m) host->metric_add(m, v);
+  }
+  void set(ferry_metric* m, double v) const {
+    if (m) host->metric_set(m, v);
+  }
+  void observe(ferry_metric* m, double v) const {
+    if (m) host->metric_observe(m, v);
+  }
+};
+
+}  // namespace ferry::llm
