@@ -136,6 +136,23 @@ void rope_inv_freq(const RopeParams& p, int64_t head_dim, float* inv_freq) {
   }
 }
 
+const char* kv_cache_dtype_name(KvCacheDType dtype) {
+  switch (dtype) {
+    case KvCacheDType::kF32: return "fp32";
+    case KvCacheDType::kInt8: return "int8";
+  }
+  return "?";
+}
+
+int64_t kv_cache_bytes_per_head(KvCacheDType dtype, int64_t head_dim) {
+  switch (dtype) {
+    case KvCacheDType::kF32: return head_dim * static_cast<int64_t>(sizeof(float));
+    case KvCacheDType::kInt8: return head_dim + static_cast<int64_t>(sizeof(float));  // values + scale
+  }
+  FERRY_CHECK(false && "unknown KvCacheDType");
+  return 0;
+}
+
 // Every operator dispatches the same way: reference loops, fast CPU, or (not built) CUDA.
 #define FERRY_DISPATCH(ctx, call)                                   \
   do {                                                              \
@@ -181,9 +198,17 @@ void kv_cache_write(const Context& ctx, float* k_cache, float* v_cache, const fl
                                      v_stride, num_kv_heads, head_dim));
 }
 
+void kv_cache_write_int8(const Context& ctx, int8_t* k_cache, int8_t* v_cache, float* k_scales, float* v_scales,
+                         const float* k, const float* v, const int64_t* slot_mapping, int64_t num_tokens,
+                         int64_t k_stride, int64_t v_stride, int64_t num_kv_heads, int64_t head_dim) {
+  FERRY_DISPATCH(ctx, kv_cache_write_int8(k_cache, v_cache, k_scales, v_scales, k, v, slot_mapping, num_tokens,
+                                          k_stride, v_stride, num_kv_heads, head_dim));
+}
+
 void paged_attention(const Context& ctx, const PagedAttentionArgs& args) {
   FERRY_CHECK(args.num_kv_heads > 0 && args.num_q_heads % args.num_kv_heads == 0);
   FERRY_CHECK(args.block_size > 0 && args.head_dim > 0);
+  FERRY_CHECK(args.kv_dtype == KvCacheDType::kF32 || (args.k_scales != nullptr && args.v_scales != nullptr));
   FERRY_DISPATCH(ctx, paged_attention(args));
 }
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "common/status.h"
@@ -57,6 +58,50 @@ float dot(const float* a, const float* b, int64_t n) {
   for (; i < n; ++i) s += a[i] * b[i];
   for (int l = 0; l < 8; ++l) s += acc[l];
   return s;
+}
+
+// dot() against int8 values; the caller applies the row's scale once.
+float dot(const float* a, const int8_t* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * static_cast<float>(b[i + l]);
+  float s = 0.0f;
+  for (; i < n; ++i) s += a[i] * static_cast<float>(b[i]);
+  for (int l = 0; l < 8; ++l) s += acc[l];
+  return s;
+}
+
+// out[0..n) += w * v[0..n), for fp32 or int8 v (w then carries the row's scale).
+template <typename T>
+void axpy(float* out, float w, const T* v, int64_t n) {
+  for (int64_t d = 0; d < n; ++d) out[d] += w * static_cast<float>(v[d]);
+}
+
+// Same arithmetic as the reference's quantize_row_int8 (kernels.h), bit for bit: the max is exact
+// in any order, and adding then subtracting 1.5 * 2^23 rounds |r| < 2^22 to an integer half to even,
+// as nearbyint does, in a form the compiler vectorises.
+void quantize_row_int8(int8_t* q, float* scale, const float* x, int64_t n) {
+  float m[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) m[l] = std::max(m[l], std::fabs(x[i + l]));
+  float amax = 0.0f;
+  for (; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  for (int l = 0; l < 8; ++l) amax = std::max(amax, m[l]);
+  if (amax == 0.0f) {
+    std::memset(q, 0, static_cast<size_t>(n));
+    *scale = 0.0f;
+    return;
+  }
+  constexpr float kRoundMagic = 12582912.0f;  // 1.5 * 2^23
+  const float inv = 127.0f / amax;
+  for (int64_t d = 0; d < n; ++d) {
+    float r = (x[d] * inv + kRoundMagic) - kRoundMagic;
+    r = std::min(127.0f, std::max(-127.0f, r));
+    q[d] = static_cast<int8_t>(static_cast<int32_t>(r));
+  }
+  *scale = amax / 127.0f;
 }
 
 void scale_row(float* out, const float* in, const float* weight, int64_t dim, float eps) {
@@ -207,9 +252,33 @@ void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float*
   }
 }
 
+void kv_cache_write_int8(int8_t* k_cache, int8_t* v_cache, float* k_scales, float* v_scales, const float* k,
+                         const float* v, const int64_t* slot_mapping, int64_t num_tokens, int64_t k_stride,
+                         int64_t v_stride, int64_t num_kv_heads, int64_t head_dim) {
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    const int64_t slot = slot_mapping[t];
+    if (slot < 0) continue;
+    const int64_t row0 = slot * num_kv_heads;  // first (slot, head) row of this token
+    for (int64_t h = 0; h < num_kv_heads; ++h) {
+      quantize_row_int8(k_cache + (row0 + h) * head_dim, k_scales + row0 + h, k + t * k_stride + h * head_dim,
+                        head_dim);
+      quantize_row_int8(v_cache + (row0 + h) * head_dim, v_scales + row0 + h, v + t * v_stride + h * head_dim,
+                        head_dim);
+    }
+  }
+}
+
+namespace {
+
 // For each sequence, query token and q head: scores over the context walked block by block (each
 // block's keys are contiguous per position), one max/exp/sum pass, then V accumulated row-wise.
-void paged_attention(const PagedAttentionArgs& a) {
+// T is the cache element: float, or int8_t whose per-(slot, head) scale is applied once per row
+// (to the dot product for K, to the softmax weight for V).
+template <typename T>
+void paged_attention_impl(const PagedAttentionArgs& a) {
+  constexpr bool kQuantized = std::is_same_v<T, int8_t>;
+  const T* k_cache = static_cast<const T*>(a.k_cache);
+  const T* v_cache = static_cast<const T*>(a.v_cache);
   const int64_t group = a.num_q_heads / a.num_kv_heads;
   const int64_t kv_row = a.num_kv_heads * a.head_dim;
   const int64_t hd = a.head_dim;
@@ -225,15 +294,16 @@ void paged_attention(const PagedAttentionArgs& a) {
       const int64_t num_keys = context_len - query_len + i + 1;  // causal: positions 0..position
       for (int64_t h = 0; h < a.num_q_heads; ++h) {
         const float* q = a.q + (q_begin + i) * a.q_stride + h * hd;
-        const int64_t kv_offset = (h / group) * hd;
+        const int64_t kvh = h / group;
         float max_score = -std::numeric_limits<float>::infinity();
         for (int64_t p0 = 0; p0 < num_keys; p0 += a.block_size) {
           const int64_t block = table[p0 / a.block_size];
           FERRY_CHECK(block >= 0 && block < a.num_blocks);
-          const float* keys = a.k_cache + block * a.block_size * kv_row + kv_offset;
+          const T* keys = k_cache + block * a.block_size * kv_row + kvh * hd;
           const int64_t n = std::min(a.block_size, num_keys - p0);
           for (int64_t p = 0; p < n; ++p) {
-            const float sc = dot(q, keys + p * kv_row, hd) * a.scale;
+            float sc = dot(q, keys + p * kv_row, hd) * a.scale;
+            if constexpr (kQuantized) sc *= a.k_scales[(block * a.block_size + p) * a.num_kv_heads + kvh];
             scores[p0 + p] = sc;
             max_score = std::max(max_score, sc);
           }
@@ -246,12 +316,13 @@ void paged_attention(const PagedAttentionArgs& a) {
         float* out = a.out + (q_begin + i) * a.num_q_heads * hd + h * hd;
         std::fill(out, out + hd, 0.0f);
         for (int64_t p0 = 0; p0 < num_keys; p0 += a.block_size) {
-          const float* values = a.v_cache + table[p0 / a.block_size] * a.block_size * kv_row + kv_offset;
+          const int64_t block = table[p0 / a.block_size];
+          const T* values = v_cache + block * a.block_size * kv_row + kvh * hd;
           const int64_t n = std::min(a.block_size, num_keys - p0);
           for (int64_t p = 0; p < n; ++p) {
-            const float w = scores[p0 + p];
-            const float* vr = values + p * kv_row;
-            for (int64_t d = 0; d < hd; ++d) out[d] += w * vr[d];
+            float w = scores[p0 + p];
+            if constexpr (kQuantized) w *= a.v_scales[(block * a.block_size + p) * a.num_kv_heads + kvh];
+            axpy(out, w, values + p * kv_row, hd);
           }
         }
         const float inv = 1.0f / denom;
@@ -259,6 +330,16 @@ void paged_attention(const PagedAttentionArgs& a) {
       }
     }
   }
+}
+
+}  // namespace
+
+void paged_attention(const PagedAttentionArgs& a) {
+  switch (a.kv_dtype) {
+    case KvCacheDType::kF32: paged_attention_impl<float>(a); return;
+    case KvCacheDType::kInt8: paged_attention_impl<int8_t>(a); return;
+  }
+  FERRY_CHECK(false && "paged_attention: unknown KvCacheDType");
 }
 
 void silu_and_mul(float* out, const float* gate_up, int64_t num_rows, int64_t inter) {

@@ -22,6 +22,10 @@ namespace ferry::kernels {
   void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,                  \
                       const int64_t* slot_mapping, int64_t num_tokens, int64_t k_stride,               \
                       int64_t v_stride, int64_t num_kv_heads, int64_t head_dim);                       \
+  void kv_cache_write_int8(int8_t* k_cache, int8_t* v_cache, float* k_scales, float* v_scales,         \
+                           const float* k, const float* v, const int64_t* slot_mapping,                \
+                           int64_t num_tokens, int64_t k_stride, int64_t v_stride, int64_t num_kv_heads, \
+                           int64_t head_dim);                                                          \
   void paged_attention(const PagedAttentionArgs& args);                                                \
   void silu_and_mul(float* out, const float* gate_up, int64_t num_rows, int64_t inter);                \
   void matmul(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t m,  \

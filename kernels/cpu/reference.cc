@@ -1,6 +1,7 @@
 // Plain-loop reference implementations of kernels.h: the oracle every faster implementation is
 // tested against. Written for obviousness, not speed: one element at a time, double accumulators,
 // block tables resolved position by position.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -37,6 +38,32 @@ void rotate_head(float* x, int32_t position, const float* inv_freq, int64_t head
     x[j] = static_cast<float>(a * c - b * s);
     x[j + half] = static_cast<float>(b * c + a * s);
   }
+}
+
+// Quantizes one row x[n] as kernels.h specifies: q = round_half_even(x * (127 / amax)), scale =
+// amax / 127, all in fp32.
+void quantize_row_int8(int8_t* q, float* scale, const float* x, int64_t n) {
+  float amax = 0.0f;
+  for (int64_t d = 0; d < n; ++d) amax = std::max(amax, std::fabs(x[d]));
+  if (amax == 0.0f) {
+    for (int64_t d = 0; d < n; ++d) q[d] = 0;
+    *scale = 0.0f;
+    return;
+  }
+  const float inv = 127.0f / amax;
+  for (int64_t d = 0; d < n; ++d) {
+    const float r = std::nearbyint(x[d] * inv);  // default rounding mode: half to even
+    q[d] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, r)));
+  }
+  *scale = amax / 127.0f;
+}
+
+// Element d of head `kvh` at `slot` of a K or V cache of either dtype, as fp32.
+double cache_value(const void* cache, const float* scales, KvCacheDType dtype, int64_t slot, int64_t kvh,
+                   int64_t num_kv_heads, int64_t head_dim, int64_t d) {
+  const int64_t i = (slot * num_kv_heads + kvh) * head_dim + d;
+  if (dtype == KvCacheDType::kF32) return static_cast<const float*>(cache)[i];
+  return static_cast<double>(static_cast<const int8_t*>(cache)[i]) * scales[slot * num_kv_heads + kvh];
 }
 
 }  // namespace
@@ -91,9 +118,22 @@ void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float*
   }
 }
 
+void kv_cache_write_int8(int8_t* k_cache, int8_t* v_cache, float* k_scales, float* v_scales, const float* k,
+                         const float* v, const int64_t* slot_mapping, int64_t num_tokens, int64_t k_stride,
+                         int64_t v_stride, int64_t num_kv_heads, int64_t head_dim) {
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    const int64_t slot = slot_mapping[t];
+    if (slot < 0) continue;
+    for (int64_t h = 0; h < num_kv_heads; ++h) {
+      const int64_t row = slot * num_kv_heads + h;  // [num_slots, num_kv_heads] rows of head_dim
+      quantize_row_int8(k_cache + row * head_dim, k_scales + row, k + t * k_stride + h * head_dim, head_dim);
+      quantize_row_int8(v_cache + row * head_dim, v_scales + row, v + t * v_stride + h * head_dim, head_dim);
+    }
+  }
+}
+
 void paged_attention(const PagedAttentionArgs& a) {
   const int64_t group = a.num_q_heads / a.num_kv_heads;
-  const int64_t kv_row = a.num_kv_heads * a.head_dim;
   for (int64_t s = 0; s < a.num_seqs; ++s) {
     const int64_t q_begin = a.query_start[s];
     const int64_t query_len = a.query_start[s + 1] - q_begin;
@@ -110,9 +150,10 @@ void paged_attention(const PagedAttentionArgs& a) {
         for (int64_t p = 0; p <= position; ++p) {
           const int64_t block = table[p / a.block_size];
           FERRY_CHECK(block >= 0 && block < a.num_blocks);
-          const float* key = a.k_cache + (block * a.block_size + p % a.block_size) * kv_row + kvh * a.head_dim;
+          const int64_t slot = block * a.block_size + p % a.block_size;
           double dot = 0.0;
-          for (int64_t d = 0; d < a.head_dim; ++d) dot += static_cast<double>(q[d]) * key[d];
+          for (int64_t d = 0; d < a.head_dim; ++d)
+            dot += q[d] * cache_value(a.k_cache, a.k_scales, a.kv_dtype, slot, kvh, a.num_kv_heads, a.head_dim, d);
           scores[p] = dot * a.scale;
           if (scores[p] > max_score) max_score = scores[p];
         }
@@ -125,9 +166,8 @@ void paged_attention(const PagedAttentionArgs& a) {
         for (int64_t d = 0; d < a.head_dim; ++d) {
           double acc = 0.0;
           for (int64_t p = 0; p <= position; ++p) {
-            const int64_t block = table[p / a.block_size];
-            const float* value = a.v_cache + (block * a.block_size + p % a.block_size) * kv_row + kvh * a.head_dim;
-            acc += scores[p] * value[d];
+            const int64_t slot = table[p / a.block_size] * a.block_size + p % a.block_size;
+            acc += scores[p] * cache_value(a.v_cache, a.v_scales, a.kv_dtype, slot, kvh, a.num_kv_heads, a.head_dim, d);
           }
           out[d] = static_cast<float>(acc / denom);
         }

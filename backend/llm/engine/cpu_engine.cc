@@ -87,8 +87,9 @@ Result<const float*> CpuEngine::load_fused(const ModelWeights& w, const std::vec
   return static_cast<const float*>(owned_.back().get());
 }
 
-KvCacheShape CpuEngine::kv_cache_shape(int64_t num_blocks, int64_t block_size) const {
+KvCacheShape CpuEngine::kv_cache_shape(int64_t num_blocks, int64_t block_size, k::KvCacheDType dtype) const {
   KvCacheShape s;
+  s.dtype = dtype;
   s.num_layers = config_.num_layers;
   s.num_blocks = num_blocks;
   s.block_size = block_size;
@@ -185,13 +186,24 @@ void CpuEngine::attention_block(int64_t layer, int64_t num_tokens, KvCacheStorag
   // positions were checked to equal the slots' positions; rope reads them from the batch copy.
   k::rope(ctx_, q, kk, positions_.data(), inv_freq_.data(), num_tokens, qkv_width, qkv_width, c.num_heads,
           c.num_kv_heads, c.head_dim);
-  k::kv_cache_write(ctx_, cache.k(layer), cache.v(layer), kk, v, slots_.data(), num_tokens, qkv_width, qkv_width,
-                    c.num_kv_heads, c.head_dim);
   k::PagedAttentionArgs a;
+  a.kv_dtype = cache.dtype();
+  if (a.kv_dtype == k::KvCacheDType::kInt8) {
+    k::kv_cache_write_int8(ctx_, cache.k_int8(layer), cache.v_int8(layer), cache.k_scales(layer),
+                           cache.v_scales(layer), kk, v, slots_.data(), num_tokens, qkv_width, qkv_width,
+                           c.num_kv_heads, c.head_dim);
+    a.k_cache = cache.k_int8(layer);
+    a.v_cache = cache.v_int8(layer);
+    a.k_scales = cache.k_scales(layer);
+    a.v_scales = cache.v_scales(layer);
+  } else {
+    k::kv_cache_write(ctx_, cache.k(layer), cache.v(layer), kk, v, slots_.data(), num_tokens, qkv_width,
+                      qkv_width, c.num_kv_heads, c.head_dim);
+    a.k_cache = cache.k(layer);
+    a.v_cache = cache.v(layer);
+  }
   a.out = attn_.data();
   a.q = q;
-  a.k_cache = cache.k(layer);
-  a.v_cache = cache.v(layer);
   a.query_start = query_start_.data();
   a.context_lens = context_lens_.data();
   a.block_tables = block_tables_.data();

@@ -36,8 +36,10 @@ class CpuEngine {
                                                    CpuEngineOptions options = {});
 
   const ModelConfig& config() const { return config_; }
-  // The cache shape this model needs for `num_blocks` blocks of `block_size` tokens.
-  KvCacheShape kv_cache_shape(int64_t num_blocks, int64_t block_size) const;
+  // The cache shape this model needs for `num_blocks` blocks of `block_size` tokens of `dtype`
+  // (forward() reads and writes either dtype).
+  KvCacheShape kv_cache_shape(int64_t num_blocks, int64_t block_size,
+                              kernels::KvCacheDType dtype = kernels::KvCacheDType::kF32) const;
 
   // Runs one step. InvalidArgument (nothing computed, cache untouched) when the batch is
   // inconsistent: token id out of range, position beyond max_position_embeddings or not matching

@@ -1,6 +1,7 @@
 #include "backend/llm/engine/kv_cache_storage.h"
 
 #include <new>
+#include <string>
 
 namespace ferry::llm {
 
@@ -12,19 +13,39 @@ Result<KvCacheStorage> KvCacheStorage::create(const KvCacheShape& shape) {
   KvCacheStorage s;
   s.shape_ = shape;
   const size_t n = static_cast<size_t>(shape.num_blocks * shape.elements_per_block());
+  const size_t num_scales = static_cast<size_t>(shape.num_blocks * shape.block_size * shape.num_kv_heads);
   try {
-    s.k_.resize(shape.num_layers);
-    s.v_.resize(shape.num_layers);
-    for (int64_t l = 0; l < shape.num_layers; ++l) {
-      s.k_[l].assign(n, 0.0f);
-      s.v_[l].assign(n, 0.0f);
+    s.layers_.resize(static_cast<size_t>(shape.num_layers));
+    for (Layer& l : s.layers_) {
+      if (shape.dtype == kernels::KvCacheDType::kF32) {
+        l.k.assign(n, 0.0f);
+        l.v.assign(n, 0.0f);
+      } else {
+        l.k8.assign(n, 0);
+        l.v8.assign(n, 0);
+        l.k_scales.assign(num_scales, 0.0f);
+        l.v_scales.assign(num_scales, 0.0f);
+      }
     }
   } catch (const std::bad_alloc&) {
-    return Status::ResourceExhausted("kv cache: cannot allocate " + std::to_string(shape.num_blocks) + " blocks of " +
+    return Status::ResourceExhausted("kv cache: cannot allocate " + std::to_string(shape.num_blocks) + " " +
+                                     kernels::kv_cache_dtype_name(shape.dtype) + " blocks of " +
                                      std::to_string(shape.bytes_per_block()) + " bytes");
   }
   return s;
 }
+
+KvCacheStorage::Layer& KvCacheStorage::layer(int64_t l, kernels::KvCacheDType want) {
+  FERRY_CHECK(shape_.dtype == want && l >= 0 && l < shape_.num_layers);
+  return layers_[static_cast<size_t>(l)];
+}
+
+float* KvCacheStorage::k(int64_t l) { return layer(l, kernels::KvCacheDType::kF32).k.data(); }
+float* KvCacheStorage::v(int64_t l) { return layer(l, kernels::KvCacheDType::kF32).v.data(); }
+int8_t* KvCacheStorage::k_int8(int64_t l) { return layer(l, kernels::KvCacheDType::kInt8).k8.data(); }
+int8_t* KvCacheStorage::v_int8(int64_t l) { return layer(l, kernels::KvCacheDType::kInt8).v8.data(); }
+float* KvCacheStorage::k_scales(int64_t l) { return layer(l, kernels::KvCacheDType::kInt8).k_scales.data(); }
+float* KvCacheStorage::v_scales(int64_t l) { return layer(l, kernels::KvCacheDType::kInt8).v_scales.data(); }
 
 SimpleBlockAllocator::SimpleBlockAllocator(int64_t num_blocks) {
   for (int64_t b = num_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
