@@ -109,6 +109,11 @@ Result<LlmConfig> LlmConfig::parse(const std::string& json) {
       FERRY_RETURN_IF_ERROR(int_in(v, key, 0, int64_t{1} << 30, &c.kv_cache_num_blocks));
     } else if (key == "kv_cache_memory_bytes") {
       FERRY_RETURN_IF_ERROR(int_in(v, key, 1 << 16, int64_t{1} << 42, &c.kv_cache_memory_bytes));
+    } else if (key == "kv_cache_dtype") {
+      const std::string d = v.isString() ? v.asString() : "";
+      if (d == "auto") c.kv_cache_dtype = kernels::KvCacheDType::kF32;
+      else if (d == "int8") c.kv_cache_dtype = kernels::KvCacheDType::kInt8;
+      else return Status::InvalidArgument("key 'kv_cache_dtype' must be \"auto\" or \"int8\"");
     } else if (key == "num_threads") {
       FERRY_RETURN_IF_ERROR(int_in(v, key, 0, 1024, &x));
       c.num_threads = static_cast<int32_t>(x);

@@ -10,6 +10,8 @@
 //   "kv_cache_block_size"   tokens per KV block                                 default 16
 //   "kv_cache_num_blocks"   KV blocks in the pool (0: sized from kv_cache_memory_bytes)   default 0
 //   "kv_cache_memory_bytes" KV pool budget on CPU                               default 268435456
+//   "kv_cache_dtype"    "auto" (the model dtype: fp32 on CPU) | "int8" (symmetric, one scale per
+//                       token and KV head; ~3.8x the blocks at head_dim 64-128)   default "auto"
 //   "num_threads"       CPU threads for the matmuls (0: all cores)              default 0
 //   "instance_group"    [{"count": N, "kind": "cpu"|"gpu", "gpus": [ids]}]     default one cpu instance
 //   "idle_unload_seconds"   an instance idle this long frees its engine and KV cache (0: never) default 0
@@ -31,6 +33,7 @@
 
 #include "backend/llm/scheduler/scheduler_config.h"
 #include "common/status.h"
+#include "kernels/kernels.h"
 
 namespace ferry::llm {
 
@@ -42,6 +45,7 @@ struct LlmConfig {
   int32_t kv_cache_block_size = 16;
   int64_t kv_cache_num_blocks = 0;
   int64_t kv_cache_memory_bytes = int64_t{256} << 20;
+  kernels::KvCacheDType kv_cache_dtype = kernels::KvCacheDType::kF32;  // "auto" on CPU
   int32_t num_threads = 0;
   int32_t num_instances = 1;
   bool gpu = false;                // instance_group kind gpu

@@ -34,7 +34,8 @@ Status LlmInstance::start() {
 Status LlmInstance::load_engine() {
   auto engine = CpuEngine::create(ctx_.model_config, ctx_.weights);
   if (!engine.ok()) return engine.status();
-  auto cache = KvCacheStorage::create(engine.value()->kv_cache_shape(ctx_.num_blocks, ctx_.config.kv_cache_block_size));
+  auto cache = KvCacheStorage::create(
+      engine.value()->kv_cache_shape(ctx_.num_blocks, ctx_.config.kv_cache_block_size, ctx_.config.kv_cache_dtype));
   if (!cache.ok()) return cache.status();
   KvCacheConfig kv;
   kv.num_blocks = static_cast<int32_t>(ctx_.num_blocks);

@@ -76,7 +76,8 @@ Status LlmModel::load(const ferry_host_api* host, const ferry_model_desc& desc) 
   }
   ctx_.max_model_len = c.max_model_len > 0 ? c.max_model_len : max_pos;
   const int64_t bs = c.kv_cache_block_size;
-  KvCacheShape one = {ctx_.model_config.num_layers, 1, bs, ctx_.model_config.num_kv_heads, ctx_.model_config.head_dim};
+  KvCacheShape one = {ctx_.model_config.num_layers, 1, bs, ctx_.model_config.num_kv_heads, ctx_.model_config.head_dim,
+                      c.kv_cache_dtype};
   ctx_.num_blocks = c.kv_cache_num_blocks > 0 ? c.kv_cache_num_blocks : c.kv_cache_memory_bytes / one.bytes_per_block();
   if (ctx_.num_blocks < 1) return Status::InvalidArgument("key 'kv_cache_memory_bytes' is too small for one KV block");
   if (ctx_.num_blocks > (int64_t{1} << 30)) return Status::InvalidArgument("the KV pool would have too many blocks");
