@@ -7,6 +7,7 @@
 //   options: --prompt N (prefill length, default 128) --decode N (decode steps, default 64)
 //            --batch B (sequences decoded together, default 1) --reference (plain-loop kernels)
 //            --threads T (OpenBLAS threads for large matmuls; default: OpenBLAS's own choice)
+//            --kv-dtype fp32|int8 (KV cache element type, default fp32)
 // Prefill: B sequences of N tokens, each in one forward pass (one pass per sequence).
 // Decode: B sequences step together, one token each per forward pass; tokens/s counts all B.
 #include <chrono>
@@ -45,6 +46,8 @@ int main(int argc, char** argv) {
   std::string model_dir, dummy;
   int prompt_len = 128, decode_steps = 64, batch = 1;
   kernels::Backend backend = kernels::Backend::kCpu;
+  kernels::KvCacheDType kv_dtype = kernels::KvCacheDType::kF32;
+  bool bad_arg = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : ""; };
@@ -55,9 +58,15 @@ int main(int argc, char** argv) {
     else if (a == "--batch") batch = std::atoi(next());
     else if (a == "--reference") backend = kernels::Backend::kReference;
     else if (a == "--threads") kernels::cpu_set_num_threads(std::atoi(next()));
-    else {
+    else if (a == "--kv-dtype") {
+      const std::string d = next();
+      if (d == "fp32") kv_dtype = kernels::KvCacheDType::kF32;
+      else if (d == "int8") kv_dtype = kernels::KvCacheDType::kInt8;
+      else bad_arg = true;
+    } else bad_arg = true;
+    if (bad_arg) {
       std::fprintf(stderr, "usage: engine_bench (--model DIR | --dummy 100m|tiny) [--prompt N] [--decode N] "
-                           "[--batch B] [--reference] [--threads T]\n");
+                           "[--batch B] [--reference] [--threads T] [--kv-dtype fp32|int8]\n");
       return 2;
     }
   }
@@ -82,7 +91,7 @@ int main(int argc, char** argv) {
 
   const int64_t block_size = 16;
   const int64_t blocks_per_seq = (prompt_len + decode_steps + block_size - 1) / block_size;
-  auto cache = KvCacheStorage::create((*engine)->kv_cache_shape(blocks_per_seq * batch, block_size));
+  auto cache = KvCacheStorage::create((*engine)->kv_cache_shape(blocks_per_seq * batch, block_size, kv_dtype));
   if (!cache.ok()) return fail(cache.status());
   std::vector<std::vector<int32_t>> tables(batch);
   for (int b = 0; b < batch; ++b)
@@ -124,7 +133,8 @@ int main(int argc, char** argv) {
               model_dir.empty() ? ("dummy " + dummy).c_str() : model_dir.c_str(), params / 1e6,
               config->architecture_name.c_str(), backend == kernels::Backend::kCpu ? "cpu" : "reference",
               kernels::cpu_matmul_uses_blas() ? "OpenBLAS" : "blocked loops");
-  std::printf("weights to fp32: %.2f s\n", load_s);
+  std::printf("weights to fp32: %.2f s  kv cache: %s, %.1f MiB\n", load_s, kernels::kv_cache_dtype_name(kv_dtype),
+              static_cast<double>(cache->shape().bytes_per_block() * cache->shape().num_blocks) / (1 << 20));
   std::printf("prefill: %d seq x %d tokens in %.3f s = %.1f tokens/s\n", batch, prompt_len, prefill_s,
               batch * prompt_len / prefill_s);
   if (decode_steps > 0) {
