@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "host/http/kserve_json.h"
+#include "host/http/openai_transport.h"
 #include "host/json_util.h"
 #include "host/log.h"
 
@@ -55,6 +56,8 @@ bool keeps_alive(const mg_connection* conn) {
   const char* version = mg_get_request_info(conn)->http_version;
   return version != nullptr && std::strcmp(version, "1.1") == 0;
 }
+
+}  // namespace
 
 // Sends a whole response with one write. civetweb's mg_response_header_send writes the status line
 // and each header with a send() of its own, seven TCP segments per response with tcp_nodelay,
@@ -93,6 +96,8 @@ int send_json(mg_connection* conn, int status, const Json::Value& body) {
   return status;
 }
 
+namespace {
+
 int send_error(mg_connection* conn, const Status& status) {
   Json::Value body;
   body["error"] = status.message();
@@ -121,6 +126,8 @@ Result<std::string> read_body(mg_connection* conn, uint64_t max_bytes) {
   return body;
 }
 
+}  // namespace
+
 Result<Json::Value> read_json_body(mg_connection* conn, uint64_t max_bytes, bool allow_empty) {
   auto body = read_body(conn, max_bytes);
   if (!body.ok()) return body.status();
@@ -133,6 +140,27 @@ Result<Json::Value> read_json_body(mg_connection* conn, uint64_t max_bytes, bool
   if (!json->isObject()) return Status::InvalidArgument("request body must be a JSON object");
   return json;
 }
+
+void start_event_stream(mg_connection* conn) {
+  mg_response_header_start(conn, 200);
+  mg_response_header_add(conn, "Content-Type", "text/event-stream", -1);
+  mg_response_header_add(conn, "Cache-Control", "no-cache", -1);
+  mg_response_header_add(conn, "Transfer-Encoding", "chunked", -1);
+  mg_response_header_send(conn);
+}
+
+bool send_event(mg_connection* conn, std::string_view data) {
+  std::string chunk;
+  chunk.reserve(data.size() + 8);
+  chunk += "data: ";
+  chunk += data;
+  chunk += "\n\n";
+  return mg_send_chunk(conn, chunk.data(), static_cast<unsigned>(chunk.size())) > 0;
+}
+
+void end_event_stream(mg_connection* conn) { mg_send_chunk(conn, "", 0); }
+
+namespace {
 
 std::vector<std::string_view> split_path(std::string_view path) {
   std::vector<std::string_view> parts;
@@ -246,11 +274,7 @@ int handle_infer(ServerContext& ctx, mg_connection* conn, const std::shared_ptr<
   }
 
   // Server-sent events, one per response.
-  mg_response_header_start(conn, 200);
-  mg_response_header_add(conn, "Content-Type", "text/event-stream", -1);
-  mg_response_header_add(conn, "Cache-Control", "no-cache", -1);
-  mg_response_header_add(conn, "Transfer-Encoding", "chunked", -1);
-  mg_response_header_send(conn);
+  start_event_stream(conn);
   for (;;) {
     ResponseData r = sink->pop();
     Json::Value event;
@@ -261,15 +285,14 @@ int handle_infer(ServerContext& ctx, mg_connection* conn, const std::shared_ptr<
     } else {
       event = generate_response_to_json(mv->name(), mv->version(), r);
     }
-    std::string chunk = "data: " + to_json(event) + "\n\n";
-    if (mg_send_chunk(conn, chunk.data(), static_cast<unsigned>(chunk.size())) <= 0) {
+    if (!send_event(conn, to_json(event))) {
       FERRY_LOG(Verbose) << "client left during a stream; cancelling request " << request.value()->id();
       request.value()->cancel();
       return 499;
     }
     if (r.final) break;
   }
-  mg_send_chunk(conn, "", 0);
+  end_event_stream(conn);
   return 200;
 }
 
@@ -370,6 +393,9 @@ int route_request(ServerContext& ctx, mg_connection* conn) {
   if (parts.size() == 1 && parts[0] == "metrics" && get) {
     send_body(conn, 200, "text/plain; version=0.0.4; charset=utf-8", ctx.metrics->render());
     return 200;
+  }
+  if (!parts.empty() && (parts[0] == "v1" || parts[0] == "tokenize" || parts[0] == "detokenize")) {
+    return handle_openai(ctx, conn, method, parts);
   }
   if (parts.empty() || parts[0] != "v2") return send_error(conn, Status::NotFound("no such endpoint"));
   if (parts.size() == 1 && get) {

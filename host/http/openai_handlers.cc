@@ -1,0 +1,411 @@
+// The OpenAI-compatible HTTP routes (see openai_transport.h for the entry point and
+// docs/openai-api.md for the contract): /v1/completions, /v1/chat/completions, /v1/models,
+// /tokenize and /detokenize.
+//
+// A generation request with n choices becomes n ABI requests whose responses meet in one queue,
+// tagged with their choice. The civetweb thread waits on that queue: a non-streamed answer is
+// written once every choice has ended; a stream starts with the first response, so a request
+// refused before it produced anything (bad field, context window, queue full or timed out) gets a
+// normal JSON error status, and one that fails later gets an error event and [DONE]. A failed
+// write (the client left) cancels every choice.
+#include <civetweb.h>
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+
+#include "host/http/openai_request.h"
+#include "host/http/openai_response.h"
+#include "host/http/openai_transport.h"
+#include "host/json_util.h"
+#include "host/log.h"
+
+namespace ferry::host {
+namespace {
+
+int send_oai_error(mg_connection* conn, const Status& status) {
+  return send_json(conn, error_http_status(status), error_json(status));
+}
+
+Result<std::shared_ptr<ModelVersion>> find_model(ServerContext& ctx, const std::string& name) {
+  auto mv = ctx.registry->find(name, "");
+  if (!mv.ok() && mv.status().code() == StatusCode::kNotFound) {
+    return Status::NotFound("The model `" + name + "` does not exist.");
+  }
+  return mv;
+}
+
+// The responses of a request's choices, in arrival order, each tagged with its choice.
+class ChoiceQueue {
+ public:
+  struct Item {
+    int index = 0;
+    ResponseData response;
+  };
+  void push(int index, ResponseData&& response) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      items_.push_back(Item{index, std::move(response)});
+    }
+    cv_.notify_one();
+  }
+  Item pop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !items_.empty(); });
+    Item item = std::move(items_.front());
+    items_.pop_front();
+    return item;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Item> items_;  // guarded by mu_
+};
+
+class ChoiceSink : public ResponseSink {
+ public:
+  ChoiceSink(std::shared_ptr<ChoiceQueue> queue, int index) : queue_(std::move(queue)), index_(index) {}
+  void on_response(ResponseData&& response) override { queue_->push(index_, std::move(response)); }
+
+ private:
+  const std::shared_ptr<ChoiceQueue> queue_;
+  const int index_;
+};
+
+// The n ABI requests of one OpenAI request.
+class Choices {
+ public:
+  // Submits every choice; on a refusal cancels the ones already submitted and returns it.
+  Status submit(ModelVersion& model, const OaiRequest& request) {
+    for (int i = 0; i < request.n; ++i) {
+      auto r = model.submit(make_choice_request(request, i), std::make_shared<ChoiceSink>(queue_, i));
+      if (!r.ok()) {
+        cancel();
+        return r.status();
+      }
+      requests_.push_back(std::move(r.value()));
+    }
+    return Status::Ok();
+  }
+  void cancel() {
+    for (auto& r : requests_) r->cancel();
+  }
+  ChoiceQueue::Item next() { return queue_->pop(); }
+
+ private:
+  std::shared_ptr<ChoiceQueue> queue_ = std::make_shared<ChoiceQueue>();
+  std::vector<std::shared_ptr<InflightRequest>> requests_;
+};
+
+// Submits a backend task (tokenize, detokenize) and waits for its one FINAL response.
+Result<ResponseData> run_task(ModelVersion& model, RequestSpec&& spec) {
+  auto queue = std::make_shared<ChoiceQueue>();
+  auto r = model.submit(std::move(spec), std::make_shared<ChoiceSink>(queue, 0));
+  if (!r.ok()) return r.status();
+  for (;;) {
+    ChoiceQueue::Item item = queue->pop();
+    if (!item.response.final) continue;
+    if (!item.response.error.ok()) return item.response.error;
+    return std::move(item.response);
+  }
+}
+
+// Chat without max_tokens may fill the context window: the prompt's length, from the backend's
+// tokenizer and chat template, says how much of it is left.
+Status fill_chat_max_tokens(ModelVersion& model, OaiRequest* request) {
+  auto r = run_task(model, make_chat_length_request(*request));
+  if (!r.ok()) return r.status();
+  auto p = parse_json(r->parameters_json.empty() ? "{}" : r->parameters_json, "tokenize response");
+  if (!p.ok() || !(*p)["count"].isIntegral() || !(*p)["max_model_len"].isIntegral()) {
+    return Status::InvalidArgument("model '" + model.name() + "' cannot serve chat completions (no prompt length)");
+  }
+  const int64_t count = (*p)["count"].asInt64(), window = (*p)["max_model_len"].asInt64();
+  if (count >= window) {
+    return Status::InvalidArgument("the prompt has " + std::to_string(count) +
+                                   " tokens, which leaves no room to generate in the context window of " +
+                                   std::to_string(window));
+  }
+  request->parameters["max_tokens"] = static_cast<Json::Int64>(window - count);
+  return Status::Ok();
+}
+
+// What one choice has produced so far.
+struct ChoiceState {
+  std::string text;
+  Json::Value logprobs{Json::arrayValue};  // the backend's entries, all responses together
+  std::string finish_reason;
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  bool started = false;     // a response of this choice was seen
+  size_t token_cursor = 0;  // bytes of `text` that logprob tokens were aligned with (align_tokens)
+};
+
+// The echoed prompt of a completion choice: the text as sent, or the backend's text of a token prompt.
+std::string echo_prefix(const OaiRequest& request, const ChoiceDelta& first) {
+  if (!request.echo) return "";
+  if (request.prompt_text) return *request.prompt_text;
+  return first.prompt_text;
+}
+
+Json::Value usage_of(const std::vector<ChoiceState>& choices) {
+  int64_t completion = 0;
+  for (const auto& c : choices) completion += c.completion_tokens;
+  // The prompt is counted once however many choices were asked for, as OpenAI bills it.
+  return usage_json(choices.empty() ? 0 : choices[0].prompt_tokens, completion);
+}
+
+// Folds one response into its choice; returns the text it adds (the echoed prompt included).
+std::string absorb(const OaiRequest& request, ChoiceState& c, const ChoiceDelta& d, bool final) {
+  std::string text;
+  if (!c.started) {
+    text = echo_prefix(request, d);
+    c.token_cursor = text.size();
+    c.started = true;
+  }
+  text += d.text;
+  c.text += text;
+  for (const auto& lp : d.logprobs) c.logprobs.append(lp);
+  if (final) {
+    c.finish_reason = d.finish_reason;
+    if (d.prompt_tokens >= 0) c.prompt_tokens = d.prompt_tokens;
+    if (d.completion_tokens >= 0) c.completion_tokens = d.completion_tokens;
+  }
+  return text;
+}
+
+int answer_whole(mg_connection* conn, const OaiRequest& request, const std::string& model, Choices& run) {
+  const bool chat = request.endpoint == OaiEndpoint::kChat;
+  std::vector<ChoiceState> states(static_cast<size_t>(request.n));
+  for (int remaining = request.n; remaining > 0;) {
+    ChoiceQueue::Item item = run.next();
+    if (!item.response.error.ok()) {
+      run.cancel();
+      return send_oai_error(conn, item.response.error);
+    }
+    auto d = decode_response(item.response);
+    if (!d.ok()) {
+      run.cancel();
+      return send_oai_error(conn, Status::Internal(d.status().message()));
+    }
+    absorb(request, states[static_cast<size_t>(item.index)], d.value(), item.response.final);
+    if (item.response.final) --remaining;
+  }
+  OaiHeader h = make_header(chat ? "chatcmpl-" : "cmpl-", model);
+  Json::Value choices(Json::arrayValue);
+  for (int i = 0; i < request.n; ++i) {
+    ChoiceState& c = states[static_cast<size_t>(i)];
+    Json::Value logprobs;
+    if (request.num_logprobs >= 0) {
+      std::vector<int64_t> offsets = align_tokens(&c.logprobs, c.text, &c.token_cursor);
+      logprobs = chat ? chat_logprobs(c.logprobs) : completion_logprobs(c.logprobs, offsets);
+    }
+    choices.append(chat ? chat_choice(i, c.text, logprobs, c.finish_reason)
+                        : completion_choice(i, c.text, logprobs, c.finish_reason));
+  }
+  Json::Value usage = usage_of(states);
+  return send_json(conn, 200, chat ? chat_object(h, choices, usage) : completion_object(h, choices, usage));
+}
+
+// Writes a stream's events; false once the client has gone.
+class EventWriter {
+ public:
+  EventWriter(mg_connection* conn, Choices& run) : conn_(conn), run_(run) {}
+  bool send(const Json::Value& event) { return send_raw(to_json(event)); }
+  bool send_raw(std::string_view data) {
+    if (gone_) return false;
+    if (!send_event(conn_, data)) {
+      FERRY_LOG(Verbose) << "client left during an OpenAI stream; cancelling its request";
+      run_.cancel();
+      gone_ = true;
+    }
+    return !gone_;
+  }
+
+ private:
+  mg_connection* conn_;
+  Choices& run_;
+  bool gone_ = false;
+};
+
+// The chunks one response of choice `index` adds to a stream.
+bool stream_response(EventWriter& out, const OaiRequest& request, const OaiHeader& h, int index, ChoiceState& c,
+                     const ChoiceDelta& d, bool final) {
+  const bool chat = request.endpoint == OaiEndpoint::kChat;
+  const bool usage_null = request.include_usage;
+  std::string text = absorb(request, c, d, final);
+  const bool has_tokens = request.num_logprobs >= 0 && d.logprobs.isArray() && !d.logprobs.empty();
+  Json::Value logprobs;
+  if (request.num_logprobs >= 0) {
+    Json::Value list = d.logprobs.isArray() ? d.logprobs : Json::Value(Json::arrayValue);
+    std::vector<int64_t> offsets = align_tokens(&list, c.text, &c.token_cursor);
+    logprobs = chat ? chat_logprobs(list) : completion_logprobs(list, offsets);
+  }
+  if (!chat) {
+    if (text.empty() && !has_tokens && !final) return true;
+    return out.send(completion_chunk(h, index, text, logprobs, final ? c.finish_reason : "", usage_null));
+  }
+  if (!text.empty() || has_tokens) {
+    Json::Value delta;
+    delta["content"] = text;
+    if (!out.send(chat_chunk(h, index, delta, logprobs, "", usage_null))) return false;
+  }
+  if (!final) return true;
+  return out.send(chat_chunk(h, index, Json::Value(Json::objectValue), Json::Value(), c.finish_reason, usage_null));
+}
+
+int answer_stream(mg_connection* conn, const OaiRequest& request, const std::string& model, Choices& run) {
+  const bool chat = request.endpoint == OaiEndpoint::kChat;
+  // Nothing is written before the first response: a request that fails first gets a plain error.
+  ChoiceQueue::Item item = run.next();
+  if (!item.response.error.ok()) {
+    run.cancel();
+    return send_oai_error(conn, item.response.error);
+  }
+  start_event_stream(conn);
+  EventWriter out(conn, run);
+  OaiHeader h = make_header(chat ? "chatcmpl-" : "cmpl-", model);
+  std::vector<ChoiceState> states(static_cast<size_t>(request.n));
+  if (chat) {
+    for (int i = 0; i < request.n; ++i) {
+      Json::Value delta;
+      delta["role"] = "assistant";
+      delta["content"] = "";
+      if (!out.send(chat_chunk(h, i, delta, Json::Value(), "", request.include_usage))) return 499;
+    }
+  }
+  for (int remaining = request.n;;) {
+    Status error = item.response.error;
+    Result<ChoiceDelta> d = Status::Ok();
+    if (error.ok()) {
+      d = decode_response(item.response);
+      if (!d.ok()) error = Status::Internal(d.status().message());
+    }
+    if (!error.ok()) {
+      // After the stream began, an error is an event of its own, then the stream ends as usual.
+      run.cancel();
+      if (out.send(error_json(error)) && out.send_raw("[DONE]")) end_event_stream(conn);
+      return 200;
+    }
+    ChoiceState& c = states[static_cast<size_t>(item.index)];
+    if (!stream_response(out, request, h, item.index, c, d.value(), item.response.final)) return 499;
+    if (item.response.final && --remaining == 0) break;
+    item = run.next();
+  }
+  if (request.include_usage &&
+      !out.send(usage_chunk(h, chat ? "chat.completion.chunk" : "text_completion", usage_of(states)))) {
+    return 499;
+  }
+  if (!out.send_raw("[DONE]")) return 499;
+  end_event_stream(conn);
+  return 200;
+}
+
+int handle_generation(ServerContext& ctx, mg_connection* conn, OaiEndpoint endpoint) {
+  auto body = read_json_body(conn, ctx.max_body_bytes, false);
+  if (!body.ok()) return send_oai_error(conn, body.status());
+  auto request =
+      endpoint == OaiEndpoint::kChat ? parse_chat_request(body.value()) : parse_completion_request(body.value());
+  if (!request.ok()) return send_oai_error(conn, request.status());
+  auto model = find_model(ctx, request->model);
+  if (!model.ok()) return send_oai_error(conn, model.status());
+  if (endpoint == OaiEndpoint::kChat && !request->has_max_tokens) {
+    Status s = fill_chat_max_tokens(*model.value(), &request.value());
+    if (!s.ok()) return send_oai_error(conn, s);
+  }
+  Choices run;
+  Status s = run.submit(*model.value(), request.value());
+  if (!s.ok()) return send_oai_error(conn, s);
+  return request->stream ? answer_stream(conn, request.value(), request->model, run)
+                         : answer_whole(conn, request.value(), request->model, run);
+}
+
+Json::Value model_json(const std::shared_ptr<ModelVersion>& mv) {
+  Json::Value m;
+  m["id"] = mv->name();
+  m["object"] = "model";
+  m["created"] = static_cast<Json::Int64>(make_header("", "").created);
+  m["owned_by"] = "ferry";
+  auto stats = parse_json(mv->describe(FERRY_DESCRIBE_KIND_STATISTICS), "backend statistics");
+  if (stats.ok() && stats->isObject() && (*stats)["max_model_len"].isIntegral()) {
+    m["max_model_len"] = (*stats)["max_model_len"];  // vLLM's extra field
+  }
+  return m;
+}
+
+int handle_models(ServerContext& ctx, mg_connection* conn, const std::vector<std::string_view>& parts) {
+  if (parts.size() == 3) {
+    auto mv = find_model(ctx, std::string(parts[2]));
+    if (!mv.ok()) return send_oai_error(conn, mv.status());
+    return send_json(conn, 200, model_json(mv.value()));
+  }
+  Json::Value list;
+  list["object"] = "list";
+  list["data"] = Json::Value(Json::arrayValue);
+  std::string last;
+  for (const auto& e : ctx.registry->index(true)) {
+    if (e.name == last) continue;  // one entry per model, whatever its versions
+    last = e.name;
+    auto mv = ctx.registry->find(e.name, "");
+    if (mv.ok()) list["data"].append(model_json(mv.value()));
+  }
+  return send_json(conn, 200, list);
+}
+
+int handle_tokenizer(ServerContext& ctx, mg_connection* conn, bool tokenize) {
+  auto body = read_json_body(conn, ctx.max_body_bytes, false);
+  if (!body.ok()) return send_oai_error(conn, body.status());
+  std::string name;
+  auto spec = tokenize ? parse_tokenize_request(body.value(), &name) : parse_detokenize_request(body.value(), &name);
+  if (!spec.ok()) return send_oai_error(conn, spec.status());
+  auto model = find_model(ctx, name);
+  if (!model.ok()) return send_oai_error(conn, model.status());
+  auto r = run_task(*model.value(), std::move(spec.value()));
+  if (!r.ok()) return send_oai_error(conn, r.status());
+  auto d = decode_response(r.value());
+  if (!d.ok()) return send_oai_error(conn, Status::Internal(d.status().message()));
+  Json::Value out;
+  if (!tokenize) {
+    out["prompt"] = d->text;
+    return send_json(conn, 200, out);
+  }
+  auto p = parse_json(r->parameters_json.empty() ? "{}" : r->parameters_json, "tokenize response");
+  out["count"] = static_cast<Json::UInt64>(d->ids.size());
+  if (p.ok() && (*p)["max_model_len"].isIntegral()) out["max_model_len"] = (*p)["max_model_len"];
+  out["tokens"] = Json::Value(Json::arrayValue);
+  for (int32_t id : d->ids) out["tokens"].append(id);
+  return send_json(conn, 200, out);
+}
+
+int method_not_allowed(mg_connection* conn, const std::string& method) {
+  Json::Value body = error_json(Status::InvalidArgument("method " + method + " is not allowed on this endpoint"));
+  return send_json(conn, 405, body);
+}
+
+}  // namespace
+
+int handle_openai(ServerContext& ctx, mg_connection* conn, const std::string& method,
+                  const std::vector<std::string_view>& parts) {
+  const bool post = method == "POST";
+  const bool get = method == "GET" || method == "HEAD";
+  if (parts.size() == 1 && (parts[0] == "tokenize" || parts[0] == "detokenize")) {
+    if (!post) return method_not_allowed(conn, method);
+    return handle_tokenizer(ctx, conn, parts[0] == "tokenize");
+  }
+  if (parts.size() == 2 && parts[1] == "completions") {
+    if (!post) return method_not_allowed(conn, method);
+    return handle_generation(ctx, conn, OaiEndpoint::kCompletions);
+  }
+  if (parts.size() == 3 && parts[1] == "chat" && parts[2] == "completions") {
+    if (!post) return method_not_allowed(conn, method);
+    return handle_generation(ctx, conn, OaiEndpoint::kChat);
+  }
+  if ((parts.size() == 2 || parts.size() == 3) && parts[1] == "models") {
+    if (!get) return method_not_allowed(conn, method);
+    return handle_models(ctx, conn, parts);
+  }
+  return send_oai_error(conn, Status::NotFound("no such endpoint"));
+}
+
+}  // namespace ferry::host

@@ -1,0 +1,350 @@
+#include "host/http/openai_request.h"
+
+#include <cstring>
+
+#include "common/abi/abi_util.h"
+#include "host/http/kserve_json.h"
+#include "host/json_util.h"
+
+namespace ferry::host {
+namespace {
+
+Status bad(const std::string& field, const std::string& what) {
+  return Status::InvalidArgument("parameter '" + field + "' " + what);
+}
+
+Status unsupported(const std::string& field, const std::string& why) {
+  return Status::InvalidArgument("parameter '" + field + "' is not supported by ferry: " + why);
+}
+
+// OpenAI's fields are nullable: null means "not given".
+bool given(const Json::Value& body, const char* key) { return body.isMember(key) && !body[key].isNull(); }
+
+bool is_integer(const Json::Value& v) { return (v.isInt64() || v.isUInt64()) && !v.isBool(); }
+
+Status read_bool(const Json::Value& body, const char* key, bool* out) {
+  if (!given(body, key)) return Status::Ok();
+  if (!body[key].isBool()) return bad(key, "must be true or false");
+  *out = body[key].asBool();
+  return Status::Ok();
+}
+
+Status read_int(const Json::Value& body, const char* key, int64_t lo, int64_t hi, int64_t* out) {
+  if (!given(body, key)) return Status::Ok();
+  const Json::Value& v = body[key];
+  if (!v.isInt64() || v.isBool() || v.asInt64() < lo || v.asInt64() > hi) {
+    return bad(key, "must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  *out = v.asInt64();
+  return Status::Ok();
+}
+
+// Sampling and stopping fields the backend reads under the same names; it checks their values.
+constexpr const char* kPassThrough[] = {
+    "max_tokens",          "temperature",       "top_p", "top_k",          "min_p",      "repetition_penalty",
+    "presence_penalty",    "frequency_penalty", "stop",  "stop_token_ids", "ignore_eos", "include_stop_str_in_output",
+    "skip_special_tokens",
+};
+
+// The fields both endpoints share: model, n, stream, seed, sampling, priority / timeout, and the
+// OpenAI / vLLM fields ferry refuses.
+Status parse_common(const Json::Value& body, OaiRequest* r) {
+  if (!given(body, "model")) return bad("model", "is required");
+  if (!body["model"].isString() || body["model"].asString().empty()) return bad("model", "must be a non-empty string");
+  r->model = body["model"].asString();
+
+  int64_t n = 1;
+  FERRY_RETURN_IF_ERROR(read_int(body, "n", 1, kOaiMaxChoices, &n));
+  r->n = static_cast<int>(n);
+  if (given(body, "best_of")) {
+    int64_t best_of = n;
+    FERRY_RETURN_IF_ERROR(read_int(body, "best_of", 1, kOaiMaxChoices, &best_of));
+    if (best_of != n) return unsupported("best_of", "only best_of equal to n (or absent) is served");
+  }
+  FERRY_RETURN_IF_ERROR(read_bool(body, "stream", &r->stream));
+  if (given(body, "stream_options")) {
+    const Json::Value& o = body["stream_options"];
+    if (!o.isObject()) return bad("stream_options", "must be an object");
+    if (!r->stream) return bad("stream_options", "is only allowed when 'stream' is true");
+    FERRY_RETURN_IF_ERROR(read_bool(o, "include_usage", &r->include_usage));
+  }
+  if (given(body, "seed")) {
+    if (!is_integer(body["seed"])) return bad("seed", "must be an integer");
+    const Json::Value& s = body["seed"];
+    r->seed = s.isUInt64() ? s.asUInt64() : static_cast<uint64_t>(s.asInt64());
+  }
+  if (given(body, "user") && !body["user"].isString()) return bad("user", "must be a string");
+
+  if (given(body, "logit_bias") && !(body["logit_bias"].isObject() && body["logit_bias"].empty())) {
+    return unsupported("logit_bias", "token biases are not implemented");
+  }
+  if (given(body, "min_tokens") && !(is_integer(body["min_tokens"]) && body["min_tokens"].asInt64() == 0)) {
+    return unsupported("min_tokens", "a minimum length is not implemented");
+  }
+  if (given(body, "guided_json") || given(body, "guided_regex") || given(body, "guided_choice") ||
+      given(body, "guided_grammar")) {
+    return unsupported("guided_*", "guided decoding is not implemented");
+  }
+
+  for (const char* key : kPassThrough) {
+    if (given(body, key)) r->parameters[key] = body[key];
+  }
+  r->has_max_tokens = given(body, "max_tokens");
+
+  // ferry's extras: the ABI request's priority and timeout (microseconds), as on every frontend.
+  RequestSpec controls;
+  Json::Value c(Json::objectValue);
+  for (const char* key : {"priority", "timeout"}) {
+    if (given(body, key)) c[key] = body[key];
+  }
+  FERRY_RETURN_IF_ERROR(apply_request_controls(c, &controls));
+  r->priority = controls.priority;
+  r->timeout_us = controls.timeout_us;
+  return Status::Ok();
+}
+
+Result<std::vector<int32_t>> token_list(const Json::Value& v, const char* field) {
+  std::vector<int32_t> ids;
+  ids.reserve(v.size());
+  for (const auto& x : v) {
+    if (!x.isInt() || x.isBool() || x.asInt() < 0) return bad(field, "must hold token ids (integers >= 0)");
+    ids.push_back(x.asInt());
+  }
+  return ids;
+}
+
+// prompt: "text", ["text"], [ids...] or [[ids...]]. One prompt per request: a batch of several
+// prompts is refused with a clear message (send one request each, or use n for several choices).
+Status parse_prompt(const Json::Value& body, OaiRequest* r) {
+  if (!given(body, "prompt")) return bad("prompt", "is required");
+  const Json::Value& p = body["prompt"];
+  if (p.isString()) {
+    r->prompt_text = p.asString();
+    return Status::Ok();
+  }
+  if (!p.isArray() || p.empty())
+    return bad("prompt", "must be a string, a list of token ids, or a list of one of them");
+  if (p.size() > 1 && (p[0].isString() || p[0].isArray())) {
+    return unsupported("prompt", "a batch of " + std::to_string(p.size()) +
+                                     " prompts; send one prompt per request (n gives several choices)");
+  }
+  if (p[0].isString()) {
+    r->prompt_text = p[0].asString();
+    return Status::Ok();
+  }
+  const Json::Value& ids = p[0].isArray() ? p[0] : p;
+  if (ids.empty()) return bad("prompt", "must not be an empty list of token ids");
+  auto list = token_list(ids, "prompt");
+  if (!list.ok()) return list.status();
+  r->prompt_ids = std::move(list.value());
+  return Status::Ok();
+}
+
+// Checks a chat and flattens each message's content (a string, or a list of text parts) to a
+// string, which every chat template understands.
+Result<Json::Value> normalize_messages(const Json::Value& messages) {
+  if (!messages.isArray() || messages.empty()) return bad("messages", "must be a non-empty list");
+  Json::Value out(Json::arrayValue);
+  for (Json::ArrayIndex i = 0; i < messages.size(); ++i) {
+    const Json::Value& m = messages[i];
+    const std::string at = "entry " + std::to_string(i);
+    if (!m.isObject()) return bad("messages", at + " must be an object");
+    if (!m["role"].isString()) return bad("messages", at + " needs a string 'role'");
+    std::string role = m["role"].asString();
+    if (role == "developer") role = "system";  // OpenAI's newer name for the system role
+    if (role != "system" && role != "user" && role != "assistant" && role != "tool") {
+      return bad("messages", at + " has role '" + role + "' (expected system, developer, user, assistant or tool)");
+    }
+    if (given(m, "tool_calls")) return unsupported("messages", at + " has tool_calls: tools are not implemented");
+    const Json::Value& content = m["content"];
+    std::string text;
+    if (content.isString()) {
+      text = content.asString();
+    } else if (content.isArray()) {
+      for (const auto& part : content) {
+        if (!part.isObject() || !part["type"].isString()) return bad("messages", at + ": content parts need a 'type'");
+        if (part["type"].asString() != "text") {
+          return unsupported("messages", at + " has a content part of type '" + part["type"].asString() +
+                                             "': only text parts are served");
+        }
+        if (!part["text"].isString()) return bad("messages", at + ": a text part needs a string 'text'");
+        if (!text.empty()) text += "\n";
+        text += part["text"].asString();
+      }
+    } else if (content.isNull() && role == "assistant") {
+      text = "";
+    } else {
+      return bad("messages", at + " needs 'content': a string or a list of text parts");
+    }
+    Json::Value e;
+    e["role"] = role;
+    e["content"] = text;
+    out.append(e);
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<OaiRequest> parse_completion_request(const Json::Value& body) {
+  OaiRequest r;
+  r.endpoint = OaiEndpoint::kCompletions;
+  FERRY_RETURN_IF_ERROR(parse_common(body, &r));
+  FERRY_RETURN_IF_ERROR(parse_prompt(body, &r));
+  if (given(body, "suffix")) return unsupported("suffix", "insertion (fill in the middle) is not implemented");
+  FERRY_RETURN_IF_ERROR(read_bool(body, "echo", &r.echo));
+  if (given(body, "logprobs")) {
+    int64_t n = 0;
+    FERRY_RETURN_IF_ERROR(read_int(body, "logprobs", 0, 20, &n));
+    r.num_logprobs = static_cast<int>(n);
+    r.parameters["logprobs"] = static_cast<Json::Int>(n);
+  }
+  if (r.echo && r.num_logprobs >= 0) {
+    return unsupported("logprobs", "with 'echo' it asks for the prompt's logprobs, which ferry does not compute");
+  }
+  if (given(body, "add_special_tokens")) r.parameters["add_special_tokens"] = body["add_special_tokens"];
+  if (!r.has_max_tokens) r.parameters["max_tokens"] = 16;  // OpenAI's default for completions
+  return r;
+}
+
+Result<OaiRequest> parse_chat_request(const Json::Value& body) {
+  OaiRequest r;
+  r.endpoint = OaiEndpoint::kChat;
+  // max_completion_tokens is the newer name of max_tokens; either may be given.
+  Json::Value b = body;
+  if (given(b, "max_completion_tokens")) {
+    if (given(b, "max_tokens") && b["max_tokens"] != b["max_completion_tokens"]) {
+      return bad("max_completion_tokens", "and 'max_tokens' disagree; give one of them");
+    }
+    b["max_tokens"] = b["max_completion_tokens"];
+  }
+  FERRY_RETURN_IF_ERROR(parse_common(b, &r));
+  if (!given(b, "messages")) return bad("messages", "is required");
+  auto messages = normalize_messages(b["messages"]);
+  if (!messages.ok()) return messages.status();
+  r.messages = std::move(messages.value());
+
+  bool logprobs = false;
+  FERRY_RETURN_IF_ERROR(read_bool(b, "logprobs", &logprobs));
+  int64_t top = 0;
+  FERRY_RETURN_IF_ERROR(read_int(b, "top_logprobs", 0, 20, &top));
+  if (given(b, "top_logprobs") && !logprobs) return bad("top_logprobs", "needs 'logprobs': true");
+  if (logprobs) {
+    r.num_logprobs = static_cast<int>(top);
+    r.parameters["logprobs"] = static_cast<Json::Int>(top);
+  }
+
+  if (given(b, "tools") && !(b["tools"].isArray() && b["tools"].empty())) {
+    return unsupported("tools", "tool calling is not implemented");
+  }
+  if (given(b, "functions")) return unsupported("functions", "function calling is not implemented");
+  if (given(b, "response_format")) {
+    const Json::Value& f = b["response_format"];
+    if (!f.isObject() || !f["type"].isString()) return bad("response_format", "must be an object with a 'type'");
+    if (f["type"].asString() != "text") return unsupported("response_format", "only type 'text' is served");
+  }
+  bool echo = false, continue_final = false, add_generation_prompt = true;
+  FERRY_RETURN_IF_ERROR(read_bool(b, "echo", &echo));
+  FERRY_RETURN_IF_ERROR(read_bool(b, "continue_final_message", &continue_final));
+  FERRY_RETURN_IF_ERROR(read_bool(b, "add_generation_prompt", &add_generation_prompt));
+  if (echo) return unsupported("echo", "chat requests do not echo");
+  if (continue_final) return unsupported("continue_final_message", "the template always opens a new reply");
+  if (!add_generation_prompt) return unsupported("add_generation_prompt", "the template always adds it");
+  return r;
+}
+
+RequestSpec make_choice_request(const OaiRequest& request, int index) {
+  RequestSpec spec;
+  Json::Value params = request.parameters;
+  if (request.seed) params["seed"] = static_cast<Json::UInt64>(*request.seed + static_cast<uint64_t>(index));
+  if (request.endpoint == OaiEndpoint::kChat) {
+    params["messages"] = request.messages;
+  } else if (request.prompt_text) {
+    abi::OwnedTensor t;
+    t.name = "text_input";
+    t.dtype = FERRY_DTYPE_BYTES;
+    t.shape = {1};
+    t.data = abi::join_bytes({*request.prompt_text});
+    spec.inputs.push_back(std::move(t));
+  } else {
+    abi::OwnedTensor t;
+    t.name = "input_ids";
+    t.dtype = FERRY_DTYPE_INT32;
+    t.shape = {static_cast<int64_t>(request.prompt_ids.size())};
+    const auto* bytes = reinterpret_cast<const uint8_t*>(request.prompt_ids.data());
+    t.data.assign(bytes, bytes + request.prompt_ids.size() * sizeof(int32_t));
+    spec.inputs.push_back(std::move(t));
+    // The text of a token prompt comes from the backend (a text prompt is echoed as sent).
+    if (request.echo) params["echo"] = true;
+  }
+  spec.parameters_json = to_json(params);
+  spec.stream = request.stream;
+  spec.priority = request.priority;
+  spec.timeout_us = request.timeout_us;
+  return spec;
+}
+
+RequestSpec make_chat_length_request(const OaiRequest& request) {
+  RequestSpec spec;
+  Json::Value params;
+  params["task"] = "tokenize";
+  params["messages"] = request.messages;
+  spec.parameters_json = to_json(params);
+  spec.priority = request.priority;
+  spec.timeout_us = request.timeout_us;
+  return spec;
+}
+
+Result<RequestSpec> parse_tokenize_request(const Json::Value& body, std::string* model) {
+  if (!given(body, "model") || !body["model"].isString()) return bad("model", "is required (a string)");
+  *model = body["model"].asString();
+  RequestSpec spec;
+  Json::Value params;
+  params["task"] = "tokenize";
+  const bool has_prompt = given(body, "prompt"), has_messages = given(body, "messages");
+  if (has_prompt == has_messages) return bad("prompt", "or 'messages': give exactly one of them");
+  if (has_prompt) {
+    if (!body["prompt"].isString()) return bad("prompt", "must be a string");
+    abi::OwnedTensor t;
+    t.name = "text_input";
+    t.dtype = FERRY_DTYPE_BYTES;
+    t.shape = {1};
+    t.data = abi::join_bytes({body["prompt"].asString()});
+    spec.inputs.push_back(std::move(t));
+    if (given(body, "add_special_tokens")) {
+      if (!body["add_special_tokens"].isBool()) return bad("add_special_tokens", "must be true or false");
+      params["add_special_tokens"] = body["add_special_tokens"];
+    }
+  } else {
+    auto messages = normalize_messages(body["messages"]);
+    if (!messages.ok()) return messages.status();
+    params["messages"] = messages.value();
+    bool add_generation_prompt = true;
+    FERRY_RETURN_IF_ERROR(read_bool(body, "add_generation_prompt", &add_generation_prompt));
+    if (!add_generation_prompt) return unsupported("add_generation_prompt", "the template always adds it");
+  }
+  spec.parameters_json = to_json(params);
+  return spec;
+}
+
+Result<RequestSpec> parse_detokenize_request(const Json::Value& body, std::string* model) {
+  if (!given(body, "model") || !body["model"].isString()) return bad("model", "is required (a string)");
+  *model = body["model"].asString();
+  if (!given(body, "tokens") || !body["tokens"].isArray()) return bad("tokens", "is required (a list of token ids)");
+  auto ids = token_list(body["tokens"], "tokens");
+  if (!ids.ok()) return ids.status();
+  RequestSpec spec;
+  abi::OwnedTensor t;
+  t.name = "input_ids";
+  t.dtype = FERRY_DTYPE_INT32;
+  t.shape = {static_cast<int64_t>(ids->size())};
+  const auto* bytes = reinterpret_cast<const uint8_t*>(ids->data());
+  t.data.assign(bytes, bytes + ids->size() * sizeof(int32_t));
+  spec.inputs.push_back(std::move(t));
+  Json::Value params;
+  params["task"] = "detokenize";
+  spec.parameters_json = to_json(params);
+  return spec;
+}
+
+}  // namespace ferry::host

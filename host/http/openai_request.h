@@ -1,0 +1,74 @@
+// OpenAI-compatible request bodies (/v1/completions, /v1/chat/completions, /tokenize, /detokenize)
+// turned into ABI requests for the LLM backend (backend/llm/llm_request.h has its protocol).
+//
+// Field names, types and defaults follow the OpenAI API reference, and vLLM where it is silent
+// (top_k, min_p, repetition_penalty, ignore_eos, stop_token_ids, skip_special_tokens, ...).
+// Sampling values pass to the backend, which checks their ranges and names the field it refuses;
+// this layer checks the fields it interprets itself (prompt, messages, n, stream, logprobs, ...)
+// and refuses the ones ferry does not implement rather than ignoring them silently. Every error
+// is InvalidArgument whose message names the field in quotes ('temperature'), so the caller can
+// fill OpenAI's "param".
+//
+// Thread-safety: plain functions over values.
+#pragma once
+
+#include <json/json.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "host/model_version.h"
+
+namespace ferry::host {
+
+enum class OaiEndpoint { kCompletions, kChat };
+
+// The most choices one request may ask for (n).
+inline constexpr int kOaiMaxChoices = 16;
+
+struct OaiRequest {
+  OaiEndpoint endpoint = OaiEndpoint::kCompletions;
+  std::string model;
+  // The prompt: completions give text or token ids; chat gives messages (roles checked, content
+  // flattened to a string), which the backend renders through the model's chat template.
+  std::optional<std::string> prompt_text;
+  std::vector<int32_t> prompt_ids;
+  Json::Value messages;  // chat only: [{role, content}]
+  int n = 1;
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+  bool echo = false;           // completions: the prompt leads the text
+  // Logprobs: -1 none; otherwise how many alternatives per token (completions: "logprobs";
+  // chat: "top_logprobs", 0 when only "logprobs": true).
+  int num_logprobs = -1;
+  // Whether max_tokens (chat: or max_completion_tokens) was given; when it was not, chat fills the
+  // rest of the context window (the handler asks the backend for the prompt's length first).
+  bool has_max_tokens = false;
+  std::optional<uint64_t> seed;
+  uint32_t priority = 0;
+  uint64_t timeout_us = 0;
+  // The backend parameters common to every choice (sampling, stop, ...), without seed and the
+  // prompt.
+  Json::Value parameters{Json::objectValue};
+};
+
+Result<OaiRequest> parse_completion_request(const Json::Value& body);
+Result<OaiRequest> parse_chat_request(const Json::Value& body);
+
+// The ABI request for choice `index` (0-based): the prompt, the shared parameters, and the seed
+// (seed + index, so that n choices sample differently yet reproducibly; no seed stays random).
+RequestSpec make_choice_request(const OaiRequest& request, int index);
+
+// POST /tokenize: {model, prompt} or {model, messages[, add_generation_prompt]}, add_special_tokens.
+// POST /detokenize: {model, tokens}. `model` receives the body's model.
+Result<RequestSpec> parse_tokenize_request(const Json::Value& body, std::string* model);
+Result<RequestSpec> parse_detokenize_request(const Json::Value& body, std::string* model);
+
+// A backend task request ("tokenize") for the rendered chat of `request`: how the handler learns
+// the prompt's length before choosing a default max_tokens.
+RequestSpec make_chat_length_request(const OaiRequest& request);
+
+}  // namespace ferry::host

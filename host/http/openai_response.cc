@@ -1,0 +1,265 @@
+#include "host/http/openai_response.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <random>
+
+#include "common/abi/abi_util.h"
+#include "host/json_util.h"
+#include "host/server_context.h"
+
+namespace ferry::host {
+namespace {
+
+Json::Value null_or(const std::string& s) { return s.empty() ? Json::Value() : Json::Value(s); }
+
+Json::Value bytes_of(const std::string& s) {
+  Json::Value out(Json::arrayValue);
+  for (unsigned char c : s) out.append(static_cast<Json::UInt>(c));
+  return out;
+}
+
+Json::Value object_head(const OaiHeader& h, const char* object) {
+  Json::Value j;
+  j["id"] = h.id;
+  j["object"] = object;
+  j["created"] = static_cast<Json::Int64>(h.created);
+  j["model"] = h.model;
+  return j;
+}
+
+}  // namespace
+
+Result<ChoiceDelta> decode_response(const ResponseData& r) {
+  ChoiceDelta d;
+  for (const auto& t : r.outputs) {
+    if (t.name == "text_output" && t.dtype == FERRY_DTYPE_BYTES) {
+      auto parts = abi::split_bytes(t.data.data(), t.data.size());
+      if (!parts.ok()) return parts.status();
+      for (const auto& p : parts.value()) d.text.append(p);
+    } else if (t.name == "output_ids" && t.dtype == FERRY_DTYPE_INT32) {
+      d.ids.resize(t.data.size() / sizeof(int32_t));
+      if (!d.ids.empty()) std::memcpy(d.ids.data(), t.data.data(), d.ids.size() * sizeof(int32_t));
+    }
+  }
+  if (r.parameters_json.empty()) return d;
+  auto p = parse_json(r.parameters_json, "response parameters");
+  if (!p.ok()) return p.status();
+  const Json::Value& j = p.value();
+  if (!j.isObject()) return d;
+  if (j["logprobs"].isArray()) d.logprobs = j["logprobs"];
+  if (j["prompt_text"].isString()) {
+    d.prompt_text = j["prompt_text"].asString();
+    d.has_prompt_text = true;
+  }
+  if (j["finish_reason"].isString()) d.finish_reason = j["finish_reason"].asString();
+  if (j["usage"].isObject()) {
+    d.prompt_tokens = j["usage"]["prompt_tokens"].asInt64();
+    d.completion_tokens = j["usage"]["completion_tokens"].asInt64();
+  }
+  return d;
+}
+
+OaiHeader make_header(const std::string& prefix, const std::string& model) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char kHex[] = "0123456789abcdef";
+  OaiHeader h;
+  h.id = prefix;
+  for (int i = 0; i < 24; ++i) h.id += kHex[rng() & 15];
+  h.created =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  h.model = model;
+  return h;
+}
+
+Json::Value usage_json(int64_t prompt_tokens, int64_t completion_tokens) {
+  Json::Value u;
+  u["prompt_tokens"] = static_cast<Json::Int64>(prompt_tokens);
+  u["completion_tokens"] = static_cast<Json::Int64>(completion_tokens);
+  u["total_tokens"] = static_cast<Json::Int64>(prompt_tokens + completion_tokens);
+  return u;
+}
+
+int64_t count_chars(const std::string& s) {
+  int64_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+std::vector<int64_t> align_tokens(Json::Value* logprobs, const std::string& text, size_t* cursor) {
+  std::vector<int64_t> offsets;
+  if (!logprobs->isArray()) return offsets;
+  *cursor = std::min(*cursor, text.size());
+  int64_t chars = count_chars(text.substr(0, *cursor));  // characters before *cursor
+  for (auto& lp : *logprobs) {
+    offsets.push_back(chars);
+    const std::string token = lp["token"].asString();
+    if (token.empty() || *cursor >= text.size()) continue;
+    size_t at = text.find(token, *cursor);
+    if (at == std::string::npos) continue;
+    bool only_space = true;
+    for (size_t i = *cursor; i < at && only_space; ++i)
+      only_space = text[i] == ' ' || text[i] == '\n' || text[i] == '\t';
+    if (!only_space) continue;
+    if (at > *cursor) {
+      const std::string whole = text.substr(*cursor, at + token.size() - *cursor);
+      lp["token"] = whole;
+      for (auto& alt : lp["top_logprobs"]) {
+        if (alt["token_id"] == lp["token_id"]) alt["token"] = whole;
+      }
+    }
+    chars += count_chars(text.substr(*cursor, at + token.size() - *cursor));
+    *cursor = at + token.size();
+  }
+  return offsets;
+}
+
+Json::Value completion_logprobs(const Json::Value& logprobs, const std::vector<int64_t>& offsets) {
+  Json::Value out;
+  out["tokens"] = Json::Value(Json::arrayValue);
+  out["token_logprobs"] = Json::Value(Json::arrayValue);
+  out["top_logprobs"] = Json::Value(Json::arrayValue);
+  out["text_offset"] = Json::Value(Json::arrayValue);
+  Json::ArrayIndex i = 0;
+  for (const auto& lp : logprobs) {
+    const std::string token = lp["token"].asString();
+    out["tokens"].append(token);
+    out["token_logprobs"].append(lp["logprob"]);
+    // As vLLM does: the alternatives, plus the chosen token when it is not among them.
+    Json::Value top(Json::objectValue);
+    for (const auto& t : lp["top_logprobs"]) {
+      const std::string key = t["token"].asString();
+      if (!top.isMember(key)) top[key] = t["logprob"];
+    }
+    if (!top.isMember(token)) top[token] = lp["logprob"];
+    out["top_logprobs"].append(top);
+    out["text_offset"].append(static_cast<Json::Int64>(i < offsets.size() ? offsets[i] : 0));
+    ++i;
+  }
+  return out;
+}
+
+Json::Value chat_logprobs(const Json::Value& logprobs) {
+  Json::Value content(Json::arrayValue);
+  for (const auto& lp : logprobs) {
+    Json::Value e;
+    e["token"] = lp["token"];
+    e["logprob"] = lp["logprob"];
+    e["bytes"] = bytes_of(lp["token"].asString());
+    e["top_logprobs"] = Json::Value(Json::arrayValue);
+    for (const auto& t : lp["top_logprobs"]) {
+      Json::Value a;
+      a["token"] = t["token"];
+      a["logprob"] = t["logprob"];
+      a["bytes"] = bytes_of(t["token"].asString());
+      e["top_logprobs"].append(a);
+    }
+    content.append(e);
+  }
+  Json::Value out;
+  out["content"] = content;
+  return out;
+}
+
+Json::Value completion_object(const OaiHeader& h, Json::Value choices, Json::Value usage) {
+  Json::Value j = object_head(h, "text_completion");
+  j["choices"] = std::move(choices);
+  j["usage"] = std::move(usage);
+  return j;
+}
+
+Json::Value completion_choice(int index, const std::string& text, Json::Value logprobs,
+                              const std::string& finish_reason) {
+  Json::Value c;
+  c["index"] = index;
+  c["text"] = text;
+  c["logprobs"] = std::move(logprobs);
+  c["finish_reason"] = null_or(finish_reason);
+  return c;
+}
+
+Json::Value completion_chunk(const OaiHeader& h, int index, const std::string& text, Json::Value logprobs,
+                             const std::string& finish_reason, bool usage_null) {
+  Json::Value j = object_head(h, "text_completion");
+  j["choices"].append(completion_choice(index, text, std::move(logprobs), finish_reason));
+  if (usage_null) j["usage"] = Json::Value();
+  return j;
+}
+
+Json::Value chat_object(const OaiHeader& h, Json::Value choices, Json::Value usage) {
+  Json::Value j = object_head(h, "chat.completion");
+  j["choices"] = std::move(choices);
+  j["usage"] = std::move(usage);
+  return j;
+}
+
+Json::Value chat_choice(int index, const std::string& content, Json::Value logprobs, const std::string& finish_reason) {
+  Json::Value c;
+  c["index"] = index;
+  c["message"]["role"] = "assistant";
+  c["message"]["content"] = content;
+  c["logprobs"] = std::move(logprobs);
+  c["finish_reason"] = null_or(finish_reason);
+  return c;
+}
+
+Json::Value chat_chunk(const OaiHeader& h, int index, Json::Value delta, Json::Value logprobs,
+                       const std::string& finish_reason, bool usage_null) {
+  Json::Value j = object_head(h, "chat.completion.chunk");
+  Json::Value c;
+  c["index"] = index;
+  c["delta"] = std::move(delta);
+  c["logprobs"] = std::move(logprobs);
+  c["finish_reason"] = null_or(finish_reason);
+  j["choices"].append(c);
+  if (usage_null) j["usage"] = Json::Value();
+  return j;
+}
+
+Json::Value usage_chunk(const OaiHeader& h, const char* object, Json::Value usage) {
+  Json::Value j = object_head(h, object);
+  j["choices"] = Json::Value(Json::arrayValue);
+  j["usage"] = std::move(usage);
+  return j;
+}
+
+int error_http_status(const Status& status) { return http_status_for(status.code()); }
+
+Json::Value error_json(const Status& status) {
+  const int http = error_http_status(status);
+  const std::string& message = status.message();
+  Json::Value e;
+  e["message"] = message;
+  const char* type = "server_error";
+  Json::Value code;
+  if (http == 400 || http == 404 || http == 413) type = "invalid_request_error";
+  if (http == 404 && message.rfind("The model `", 0) == 0) code = "model_not_found";
+  if (http == 413) code = "request_too_large";
+  if (http == 400 && message.find("context window") != std::string::npos) code = "context_length_exceeded";
+  if (http == 429) {
+    type = "rate_limit_error";
+    code = "rate_limit_exceeded";
+  }
+  if (http == 408) {
+    type = "timeout_error";
+    code = "timeout";
+  }
+  e["type"] = type;
+  // The field the message names: "parameter 'temperature' must be ..." -> "temperature".
+  Json::Value param;
+  static const char kKey[] = "parameter '";
+  size_t at = message.find(kKey);
+  if (at != std::string::npos) {
+    size_t begin = at + sizeof(kKey) - 1;
+    size_t end = message.find('\'', begin);
+    if (end != std::string::npos) param = message.substr(begin, end - begin);
+  }
+  e["param"] = param;
+  e["code"] = code;
+  Json::Value out;
+  out["error"] = e;
+  return out;
+}
+
+}  // namespace ferry::host
