@@ -221,10 +221,11 @@ Result<std::unique_ptr<Tokenizer>> TokenizerLoader::build(const Json::Value& tj,
   const Json::Value& extra = config["added_tokens_decoder"];
   if (extra.isObject()) {
     for (auto it = extra.begin(); it != extra.end(); ++it) {
-      const std::string path = "tokenizer_config.json: added_tokens_decoder." + it.name();
+      const std::string name = it.name();  // a copy: `end` must point into a string that lives on
+      const std::string path = "tokenizer_config.json: added_tokens_decoder." + name;
       char* end = nullptr;
-      const long id = std::strtol(it.name().c_str(), &end, 10);
-      if (end == it.name().c_str() || *end != '\0' || id < 0) return Status::InvalidArgument(path + " is not an id");
+      const long id = std::strtol(name.c_str(), &end, 10);
+      if (end == name.c_str() || *end != '\0' || id < 0) return Status::InvalidArgument(path + " is not an id");
       if (seen.count(static_cast<TokenId>(id))) continue;
       auto t = parse_added_token(*it, static_cast<TokenId>(id), path);
       if (!t.ok()) return t.status();
