@@ -38,7 +38,14 @@ Json::StreamWriter& compact_writer() {
 Result<Json::Value> parse_json(std::string_view text, const std::string& what) {
   Json::Value value;
   std::string errors;
-  if (!strict_reader().parse(text.data(), text.data() + text.size(), &value, &errors)) {
+  bool ok = false;
+  try {
+    ok = strict_reader().parse(text.data(), text.data() + text.size(), &value, &errors);
+  } catch (const Json::Exception& e) {
+    // jsoncpp throws instead of failing when nesting exceeds stackLimit.
+    errors = e.what();
+  }
+  if (!ok) {
     while (!errors.empty() && (errors.back() == '\n' || errors.back() == ' ')) errors.pop_back();
     return Status::InvalidArgument(what + ": malformed JSON: " + errors);
   }
