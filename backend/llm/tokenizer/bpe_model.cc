@@ -278,7 +278,8 @@ void BpeModel::encode_word(std::string_view word, std::vector<TokenId>& out) con
     size_t begin = 0;
     size_t p = word.find(kMeta, 1);
     while (p != std::string_view::npos) {
-      if (word.compare(p - kMeta.size(), kMeta.size(), kMeta) != 0) {
+      // p < 3: fewer bytes than one meta before it, so it is not preceded by one.
+      if (p < kMeta.size() || word.compare(p - kMeta.size(), kMeta.size(), kMeta) != 0) {
         encode_piece(word.substr(begin, p - begin), out);
         begin = p;
       }
