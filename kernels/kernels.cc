@@ -98,14 +98,24 @@ void convert_to_f32(float* dst, const void* src, DType dtype, size_t n) {
     case DType::kF32:
       std::memcpy(dst, src, n * sizeof(float));
       return;
+    // `src` may be only byte-aligned (safetensors data offsets need not be even), so each element
+    // is read with memcpy, which compiles to a plain load.
     case DType::kBF16: {
-      const uint16_t* s = static_cast<const uint16_t*>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+      const auto* s = static_cast<const unsigned char*>(src);
+      for (size_t i = 0; i < n; ++i) {
+        uint16_t v;
+        std::memcpy(&v, s + i * sizeof(v), sizeof(v));
+        dst[i] = bf16_to_f32(v);
+      }
       return;
     }
     case DType::kF16: {
-      const uint16_t* s = static_cast<const uint16_t*>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+      const auto* s = static_cast<const unsigned char*>(src);
+      for (size_t i = 0; i < n; ++i) {
+        uint16_t v;
+        std::memcpy(&v, s + i * sizeof(v), sizeof(v));
+        dst[i] = f16_to_f32(v);
+      }
       return;
     }
   }
