@@ -44,3 +44,36 @@ function(ferry_add_backend name)
   target_link_options(ferry_${name} PRIVATE
     "LINKER:--version-script=${CMAKE_SOURCE_DIR}/cmake/backend.map" "LINKER:--no-undefined")
 endfunction()
+
+# ferry_enable_sanitizer(<kind>)
+# Instruments every C and C++ target defined after the call (the whole project when called from the
+# top-level CMakeLists). <kind>: "address" = ASan + UBSan (any UB aborts: -fno-sanitize-recover),
+# "thread" = TSan, "" = nothing. CUDA sources are left alone; sanitizer builds use FERRY_CUDA=OFF.
+function(ferry_enable_sanitizer kind)
+  if(kind STREQUAL "")
+    return()
+  elseif(kind STREQUAL "address")
+    set(flags -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+  elseif(kind STREQUAL "thread")
+    set(flags -fsanitize=thread -fno-omit-frame-pointer)
+  else()
+    message(FATAL_ERROR "FERRY_SANITIZE must be address, thread or empty, not '${kind}'")
+  endif()
+  add_compile_options("$<$<COMPILE_LANGUAGE:C,CXX>:${flags}>")
+  add_link_options("$<$<LINK_LANGUAGE:C,CXX>:${flags}>")
+  message(STATUS "ferry: sanitizer ${kind} (${flags})")
+endfunction()
+
+# ferry_enable_fuzzing()
+# Adds libFuzzer coverage instrumentation plus ASan + UBSan to every C and C++ target defined after
+# the call, so the libraries the fuzz targets link are instrumented too. The fuzz executables
+# themselves add -fsanitize=fuzzer (ferry_add_fuzzer in tests/fuzz). Needs clang.
+function(ferry_enable_fuzzing)
+  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "FERRY_FUZZ=ON needs clang (e.g. -DCMAKE_CXX_COMPILER=clang++-14)")
+  endif()
+  set(flags -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+  add_compile_options("$<$<COMPILE_LANGUAGE:C,CXX>:${flags}>")
+  add_link_options("$<$<LINK_LANGUAGE:C,CXX>:-fsanitize=address,undefined>")
+  message(STATUS "ferry: libFuzzer targets with ASan + UBSan")
+endfunction()

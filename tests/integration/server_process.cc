@@ -4,6 +4,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <regex>
@@ -11,6 +13,27 @@
 #include "common/test_paths.h"
 
 namespace ferry::testing {
+namespace {
+
+// Built with a sanitizer (scripts/sanitize): ferry-server is then built with it too.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+#else
+constexpr bool kSanitized = false;
+#endif
+
+// The first line of every ASan/LSan/TSan/UBSan report the server writes to its stderr.
+constexpr const char* kSanitizerMarkers[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                                             "WARNING: ThreadSanitizer", "ERROR: ThreadSanitizer",
+                                             ": runtime error: "};
+
+}  // namespace
 
 std::string build_dir() { return binary_dir(); }
 
@@ -101,10 +124,26 @@ int ServerProcess::stop(int sig, std::chrono::milliseconds timeout) {
 
 ServerProcess::~ServerProcess() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    // A sanitized server gets a graceful stop first, so that LeakSanitizer runs at its exit.
+    if (!exited_ && kSanitized) {
+      kill(pid_, SIGTERM);
+      cv_.wait_for(lock, std::chrono::seconds(20), [&] { return exited_; });
+    }
     if (!exited_) kill(pid_, SIGKILL);
   }
   if (reader_.joinable()) reader_.join();
+  // A sanitizer report from the server fails the test that started it (the test process itself
+  // only sees HTTP and ZeroMQ answers). The log is complete here: the reader has seen EOF.
+  for (const char* marker : kSanitizerMarkers) {
+    size_t at = log_.find(marker);
+    if (at == std::string::npos) continue;
+    size_t begin = log_.rfind("\n==", at);
+    begin = begin == std::string::npos ? at : begin + 1;
+    ADD_FAILURE() << "ferry-server (pid " << pid_ << ") reported a sanitizer error:\n"
+                  << log_.substr(begin, 8000);
+    break;
+  }
 }
 
 }  // namespace ferry::testing

@@ -1,5 +1,7 @@
 // Starts a real ferry-server as a child process on free ports (127.0.0.1) and gives tests its
-// addresses and its log. The server is killed when the object goes away.
+// addresses and its log. The server is killed when the object goes away (in a sanitizer build it
+// gets SIGTERM first, so that LeakSanitizer runs at its exit), and a sanitizer report in its log
+// then fails the current test.
 #pragma once
 
 #include <sys/types.h>
