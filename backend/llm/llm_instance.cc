@@ -24,11 +24,25 @@ double seconds(std::chrono::steady_clock::duration d) { return std::chrono::dura
 LlmInstance::LlmInstance(const LlmModelContext& ctx, int index) : ctx_(ctx), index_(index) {}
 
 Status LlmInstance::start() {
+  auto scheduler = make_scheduler();
+  if (!scheduler.ok()) return scheduler.status();
+  scheduler_ = std::move(scheduler.value());
   FERRY_RETURN_IF_ERROR(load_engine());
   create_metrics();
   last_active_ = Clock::now();
   worker_ = std::thread([this] { run(); });
   return Status::Ok();
+}
+
+Result<std::unique_ptr<Scheduler>> LlmInstance::make_scheduler() const {
+  KvCacheConfig kv;
+  kv.num_blocks = static_cast<int32_t>(ctx_.num_blocks);
+  kv.block_size = ctx_.config.kv_cache_block_size;
+  kv.enable_prefix_caching = ctx_.config.enable_prefix_caching;
+  kv.salt = kv_cache_salt(ctx_.name, ctx_.version);
+  SchedulerConfig sc = ctx_.config.scheduler;
+  sc.max_model_len = static_cast<int32_t>(ctx_.max_model_len);
+  return Scheduler::create(sc, kv);
 }
 
 Status LlmInstance::load_engine() {
@@ -37,29 +51,11 @@ Status LlmInstance::load_engine() {
   auto cache = KvCacheStorage::create(
       engine.value()->kv_cache_shape(ctx_.num_blocks, ctx_.config.kv_cache_block_size, ctx_.config.kv_cache_dtype));
   if (!cache.ok()) return cache.status();
-  KvCacheConfig kv;
-  kv.num_blocks = static_cast<int32_t>(ctx_.num_blocks);
-  kv.block_size = ctx_.config.kv_cache_block_size;
-  kv.enable_prefix_caching = ctx_.config.enable_prefix_caching;
-  kv.salt = kv_cache_salt(ctx_.name, ctx_.version);
-  SchedulerConfig sc = ctx_.config.scheduler;
-  sc.max_model_len = static_cast<int32_t>(ctx_.max_model_len);
-  auto scheduler = Scheduler::create(sc, kv);
-  if (!scheduler.ok()) return scheduler.status();
   engine_ = std::move(engine.value());
   cache_ = std::make_unique<KvCacheStorage>(std::move(cache.value()));
   if (!sampler_) sampler_ = std::make_unique<Sampler>(static_cast<int32_t>(ctx_.model_config.vocab_size));
-  std::lock_guard<std::mutex> lock(mu_);
-  scheduler_ = std::move(scheduler.value());
   engine_loaded_ = true;
   return Status::Ok();
-}
-
-void LlmInstance::unload_engine() {
-  // Only when idle: no request is in the scheduler, so dropping it loses no state but the cache.
-  engine_.reset();
-  cache_.reset();
-  engine_loaded_ = false;
 }
 
 void LlmInstance::create_metrics() {
@@ -196,7 +192,12 @@ void LlmInstance::send(Sequence& seq, bool final, const char* finish_reason, con
     params = compact(p);
     r.parameters_json = params.c_str();
   }
-  if (final) r.flags = FERRY_RESPONSE_FLAG_FINAL;
+  if (final) {
+    r.flags = FERRY_RESPONSE_FLAG_FINAL;
+    if (seq.started != Clock::time_point{}) {
+      r.queue_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(seq.started - seq.submitted).count();
+    }
+  }
   ctx_.host->respond(seq.info.responder, &r);
   seq.pending_text.clear();
   seq.pending_ids.clear();
@@ -249,7 +250,9 @@ void LlmInstance::run_step(const SchedulerOutput& out, std::unique_lock<std::mut
   step_seqs_.clear();
   for (const ScheduledSequence& s : out.scheduled) {
     // Requests end only on this thread, so these pointers stay valid until end_sequence below.
-    step_seqs_.push_back(seqs_.at(s.request_id).get());
+    Sequence* seq = seqs_.at(s.request_id).get();
+    if (seq->started == Clock::time_point{}) seq->started = Clock::now();
+    step_seqs_.push_back(seq);
     SequenceInput in;
     in.query_start = static_cast<int32_t>(token_ids_.size());
     auto tokens = s.new_tokens();
@@ -361,8 +364,18 @@ void LlmInstance::run() {
     if (idle_s > 0) {
       auto unload_at = last_active_ + std::chrono::seconds(idle_s);
       if (Clock::now() >= unload_at) {
+        // Idle (checked under mu_, so no request slips in): the cache contents go with the engine,
+        // so the scheduler's prefix cache must go too; a fresh one takes the next requests.
+        auto fresh = make_scheduler();
+        if (!fresh.ok()) {
+          last_active_ = Clock::now();
+          continue;
+        }
+        scheduler_ = std::move(fresh.value());
+        engine_loaded_ = false;
         lock.unlock();
-        unload_engine();
+        engine_.reset();
+        cache_.reset();
         lock.lock();
         ctx_.log(FERRY_LOG_LEVEL_INFO, "model '" + ctx_.name + "' instance " + std::to_string(index_) + ": idle for " +
                                            std::to_string(idle_s) + " s, engine and KV cache freed");

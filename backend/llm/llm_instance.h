@@ -84,12 +84,12 @@ class LlmInstance {
     std::vector<SampleResult> pending_logprobs;
     std::vector<int32_t> prompt_for_echo;  // set when the first response must carry the prompt
     int64_t load = 0;                  // prompt + max_tokens, counted in load_tokens_
-    Clock::time_point submitted, last_token;
+    Clock::time_point submitted, started, last_token;  // started: first scheduled
     int32_t num_generated = 0;
   };
 
-  Status load_engine();
-  void unload_engine();
+  Result<std::unique_ptr<Scheduler>> make_scheduler() const;
+  Status load_engine();  // the engine and the KV cache memory (loop thread, or start())
   void run();
   // Runs one planned step (mu_ held on entry and on return, released around the forward pass).
   void run_step(const SchedulerOutput& out, std::unique_lock<std::mutex>& lock);
