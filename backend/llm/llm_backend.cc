@@ -15,20 +15,6 @@ struct ferry_model {
   std::unique_ptr<ferry::llm::LlmModel> impl;
 };
 
-namespace {
-
-ferry_error_code fail_from_exception(ferry_error* error) {
-  try {
-    throw;
-  } catch (const std::exception& e) {
-    return ferry::abi::to_error(ferry::Status::Internal(e.what()), error);
-  } catch (...) {
-    return ferry::abi::to_error(ferry::Status::Internal("unknown exception"), error);
-  }
-}
-
-}  // namespace
-
 extern "C" {
 
 FERRY_EXPORT void ferry_backend_abi_version(uint32_t* major, uint32_t* minor) {
@@ -42,7 +28,7 @@ FERRY_EXPORT ferry_error_code ferry_backend_create(const ferry_host_api* host_ap
     *backend = new ferry_backend{host_api};
     return FERRY_ERROR_CODE_OK;
   } catch (...) {
-    return fail_from_exception(error);
+    return ferry::abi::error_from_current_exception(error);
   }
 }
 
@@ -56,7 +42,7 @@ FERRY_EXPORT ferry_error_code ferry_model_create(ferry_backend* backend, const f
     *model = new ferry_model{std::move(impl.value())};
     return FERRY_ERROR_CODE_OK;
   } catch (...) {
-    return fail_from_exception(error);
+    return ferry::abi::error_from_current_exception(error);
   }
 }
 
@@ -67,7 +53,7 @@ FERRY_EXPORT ferry_error_code ferry_model_submit(ferry_model* model, const ferry
   try {
     return ferry::abi::to_error(model->impl->submit(*request, responder), error);
   } catch (...) {
-    return fail_from_exception(error);
+    return ferry::abi::error_from_current_exception(error);
   }
 }
 

@@ -1,6 +1,7 @@
 #include "common/abi/abi_util.h"
 
 #include <cstring>
+#include <exception>
 
 namespace ferry::abi {
 
@@ -108,6 +109,16 @@ ferry_error_code to_error(const Status& status, ferry_error* error) {
   error->code = code;
   std::snprintf(error->message, sizeof(error->message), "%s", status.message().c_str());
   return code;
+}
+
+ferry_error_code error_from_current_exception(ferry_error* error) {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return to_error(Status::Internal(e.what()), error);
+  } catch (...) {
+    return to_error(Status::Internal("unknown exception"), error);
+  }
 }
 
 size_t write_describe(const std::string& json, char* buffer, size_t capacity) {

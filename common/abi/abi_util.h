@@ -39,6 +39,10 @@ std::vector<uint8_t> join_bytes(const std::vector<std::string>& elements);
 // Fills `error` (may be NULL) from a non-OK status and returns its code; OK returns OK.
 ferry_error_code to_error(const Status& status, ferry_error* error);
 
+// For a backend's extern "C" catch (...) blocks: maps the exception in flight to INTERNAL with its
+// what() text. Call only inside a catch handler.
+ferry_error_code error_from_current_exception(ferry_error* error);
+
 // Writes `json` into (buffer, capacity) as ferry_model_describe specifies; returns json.size().
 size_t write_describe(const std::string& json, char* buffer, size_t capacity);
 
