@@ -32,7 +32,7 @@ Result<int64_t> get_int(const Json::Value& obj, const char* key, std::optional<i
     return Status::InvalidArgument(std::string("config.json: missing key '") + key + "'");
   }
   const Json::Value& v = obj[key];
-  if (!v.isIntegral() || v.asInt64() <= 0) {
+  if (!v.isInt64() || v.asInt64() <= 0) {  // isIntegral() also admits UInt64 values asInt64() throws on
     return Status::InvalidArgument(std::string("config.json: key '") + key + "' must be a positive integer");
   }
   return static_cast<int64_t>(v.asInt64());
@@ -55,11 +55,11 @@ Result<bool> get_bool(const Json::Value& obj, const char* key, bool fallback) {
 // eos_token_id: an int or a list of ints.
 Result<std::vector<int32_t>> get_token_ids(const Json::Value& v, const std::string& where) {
   std::vector<int32_t> ids;
-  if (v.isIntegral()) {
+  if (v.isInt()) {
     ids.push_back(v.asInt());
   } else if (v.isArray()) {
     for (const auto& e : v) {
-      if (!e.isIntegral()) return Status::InvalidArgument(where + ": must be an integer or a list of integers");
+      if (!e.isInt()) return Status::InvalidArgument(where + ": must be an integer or a list of integers");
       ids.push_back(e.asInt());
     }
   } else {
@@ -72,7 +72,9 @@ Status parse_rope_scaling(const Json::Value& root, ModelConfig* c) {
   if (!present(root, "rope_scaling")) return Status::Ok();
   const Json::Value& rs = root["rope_scaling"];
   if (!rs.isObject()) return Status::InvalidArgument("config.json: key 'rope_scaling' must be an object or null");
-  std::string type = rs.get("rope_type", rs.get("type", "default")).asString();
+  const Json::Value& type_value = rs.get("rope_type", rs.get("type", "default"));
+  if (!type_value.isString()) return Status::InvalidArgument("config.json: rope_scaling.rope_type must be a string");
+  std::string type = type_value.asString();
   auto number = [&](const char* key, double fallback) {
     return get_number(rs, key, fallback, "config.json rope_scaling");
   };
@@ -167,7 +169,9 @@ Result<ModelConfig> parse_model_config(std::string_view json_text) {
   c.rope.theta = static_cast<float>(theta);
   FERRY_RETURN_IF_ERROR(parse_rope_scaling(root, &c));
 
-  const std::string act = root.get("hidden_act", "silu").asString();
+  const Json::Value& act_value = root.get("hidden_act", "silu");
+  if (!act_value.isString()) return Status::InvalidArgument("config.json: key 'hidden_act' must be a string");
+  const std::string act = act_value.asString();
   if (act != "silu") return Status::Unimplemented("config.json: hidden_act '" + act + "' is not supported (only silu)");
   FERRY_ASSIGN_OR_RETURN(c.tie_word_embeddings, get_bool(root, "tie_word_embeddings", false));
   bool attention_bias = false, mlp_bias = false;
@@ -201,12 +205,13 @@ Result<ModelConfig> parse_model_config(std::string_view json_text) {
   } else {
     return Status::Unimplemented("config.json: torch_dtype '" + dtype_name + "' is not supported");
   }
-  if (present(root, "sliding_window") && root["sliding_window"].isIntegral() &&
-      root.get("use_sliding_window", true).asBool()) {
+  const Json::Value& use_sliding_window = root.get("use_sliding_window", true);
+  if (present(root, "sliding_window") && root["sliding_window"].isInt64() &&
+      (!use_sliding_window.isBool() || use_sliding_window.asBool())) {
     c.sliding_window = root["sliding_window"].asInt64();
   }
   if (present(root, "bos_token_id")) {
-    if (!root["bos_token_id"].isIntegral()) return Status::InvalidArgument("config.json: key 'bos_token_id' must be an integer");
+    if (!root["bos_token_id"].isInt()) return Status::InvalidArgument("config.json: key 'bos_token_id' must be an integer");
     c.bos_token_id = root["bos_token_id"].asInt();
   }
   if (present(root, "eos_token_id")) {
@@ -225,7 +230,7 @@ Status apply_generation_config(std::string_view json_text, ModelConfig* config) 
     config->eos_token_ids = std::move(ids).value();
   }
   if (present(root, "bos_token_id")) {
-    if (!root["bos_token_id"].isIntegral()) {
+    if (!root["bos_token_id"].isInt()) {
       return Status::InvalidArgument("generation_config.json: key 'bos_token_id' must be an integer");
     }
     config->bos_token_id = root["bos_token_id"].asInt();

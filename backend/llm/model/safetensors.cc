@@ -126,15 +126,19 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::filesystem::path& path)
     }
     uint64_t numel = 1;
     for (const auto& d : e["shape"]) {
-      if (!d.isIntegral() || d.asInt64() < 0 || d.asInt64() > (int64_t{1} << 40)) {
+      // isInt64, not isIntegral: asInt64() throws on integral values beyond int64.
+      if (!d.isInt64() || d.asInt64() < 0 || d.asInt64() > (int64_t{1} << 40)) {
         return bad(path, where + ": shape entries must be non-negative integers");
       }
       v.shape.push_back(d.asInt64());
-      numel *= static_cast<uint64_t>(d.asInt64());
+      // Each dim is <= 2^40, but their product can still wrap (e.g. [2^32, 2^32] -> 0 elements).
+      if (__builtin_mul_overflow(numel, static_cast<uint64_t>(d.asInt64()), &numel) || numel > (uint64_t{1} << 60)) {
+        return bad(path, where + ": shape " + shape_to_string(v.shape) + " has too many elements");
+      }
     }
     const Json::Value& b = e["data_offsets"][0];
     const Json::Value& en = e["data_offsets"][1];
-    if (!b.isIntegral() || !en.isIntegral() || b.asInt64() < 0 || en.asInt64() < b.asInt64()) {
+    if (!b.isInt64() || !en.isInt64() || b.asInt64() < 0 || en.asInt64() < b.asInt64()) {
       return bad(path, where + ": data_offsets must be integers with 0 <= begin <= end");
     }
     const uint64_t begin = b.asUInt64(), end = en.asUInt64();
@@ -191,8 +195,8 @@ Result<TensorStore> TensorStore::open_dir(const std::filesystem::path& dir) {
     std::set<std::string> shard_names;
     const Json::Value& map = root["weight_map"];
     for (const std::string& name : map.getMemberNames()) {
-      const std::string shard = map[name].asString();
-      if (!map[name].isString() || shard.empty() || shard.find('/') != std::string::npos || shard == "..") {
+      const std::string shard = map[name].isString() ? map[name].asString() : "";
+      if (shard.empty() || shard.find('/') != std::string::npos || shard == "..") {
         return Status::InvalidArgument(index_path.string() + ": weight_map['" + name + "'] must be a file name in the folder");
       }
       shard_names.insert(shard);
