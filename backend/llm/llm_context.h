@@ -42,6 +42,8 @@ struct LlmModelContext {
   std::vector<int32_t> eos_ids;
   int64_t max_model_len = 0;
   int64_t num_blocks = 0;  // KV blocks per instance
+  int32_t anchor_token = -1;  // a plain token that decodes to anchor_text on its own (for token texts)
+  std::string anchor_text;
   LlmMetrics metrics;
 
   void log(ferry_log_level level, const std::string& message) const {

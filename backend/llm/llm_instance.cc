@@ -128,9 +128,17 @@ bool LlmInstance::cancel(uint64_t id) {
 }
 
 Json::Value LlmInstance::logprob_json(const SampleResult& r) const {
+  // A token's text as it reads inside a sequence: decoded after a plain anchor token and with the
+  // anchor's text cut off, so SentencePiece's leading space (stripped from a sequence's first
+  // token) is kept.
   auto piece = [&](int32_t id) {
-    int32_t one[] = {id};
-    return ctx_.tokenizer->decode(one, false);
+    if (ctx_.anchor_token < 0) {
+      int32_t one[] = {id};
+      return ctx_.tokenizer->decode(one, false);
+    }
+    int32_t two[] = {ctx_.anchor_token, id};
+    std::string text = ctx_.tokenizer->decode(two, false);
+    return text.size() >= ctx_.anchor_text.size() ? text.substr(ctx_.anchor_text.size()) : text;
   };
   Json::Value j;
   j["token_id"] = r.token;

@@ -96,6 +96,16 @@ Status LlmModel::load(const ferry_host_api* host, const ferry_model_desc& desc) 
   for (int32_t id : ctx_.tokenizer->stop_token_ids()) {
     if (std::find(ctx_.eos_ids.begin(), ctx_.eos_ids.end(), id) == ctx_.eos_ids.end()) ctx_.eos_ids.push_back(id);
   }
+  for (const char* candidate : {"a", "\xE2\x96\x81" "a", "\xC4\xA0" "a", "x"}) {  // "a", "▁a", "Ġa", "x"
+    auto id = ctx_.tokenizer->token_to_id(candidate);
+    if (!id) continue;
+    int32_t one[] = {*id};
+    std::string text = ctx_.tokenizer->decode(one, false);
+    if (text.empty()) continue;
+    ctx_.anchor_token = *id;
+    ctx_.anchor_text = text;
+    break;
+  }
   create_metrics();
   for (int i = 0; i < c.num_instances; ++i) {
     auto instance = std::make_unique<LlmInstance>(ctx_, i);
