@@ -8,13 +8,12 @@
 namespace ferry::host {
 
 ModelRegistry::ModelRegistry(std::string repository, ModelControlMode mode, BackendManager* backends,
-                             MetricsRegistry* metrics, const ferry_host_api* host_api,
+                             MetricsRegistry* metrics,
                              std::chrono::milliseconds unload_cancel_after)
     : repository_(std::move(repository)),
       mode_(mode),
       backends_(backends),
       metrics_(metrics),
-      host_api_(host_api),
       unload_cancel_after_(unload_cancel_after) {}
 
 ModelRegistry::~ModelRegistry() {

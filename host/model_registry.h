@@ -37,7 +37,7 @@ struct IndexEntry {
 class ModelRegistry {
  public:
   ModelRegistry(std::string repository, ModelControlMode mode, BackendManager* backends, MetricsRegistry* metrics,
-                const ferry_host_api* host_api, std::chrono::milliseconds unload_cancel_after);
+                std::chrono::milliseconds unload_cancel_after);
   ~ModelRegistry();  // stops polling; call shutdown() first to unload
 
   // Startup: mode none/poll loads every model in the repository; explicit loads `models`.
@@ -84,7 +84,6 @@ class ModelRegistry {
   const ModelControlMode mode_;
   BackendManager* const backends_;
   MetricsRegistry* const metrics_;
-  const ferry_host_api* const host_api_;
   const std::chrono::milliseconds unload_cancel_after_;
 
   std::mutex control_mu_;  // serializes load/unload/poll/shutdown

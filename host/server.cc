@@ -11,11 +11,24 @@ Server::Server(ServerOptions options) : options_(std::move(options)), host_api_(
   std::error_code ec;
   std::string repo = std::filesystem::absolute(options_.model_repository, ec).string();
   registry_ = std::make_unique<ModelRegistry>(repo, options_.model_control_mode, backends_.get(), &metrics_,
-                                              host_api_.get(), std::chrono::seconds(options_.shutdown_timeout_secs));
+                                              std::chrono::seconds(options_.shutdown_timeout_secs));
   ctx_.registry = registry_.get();
   ctx_.metrics = &metrics_;
   ctx_.max_body_bytes = options_.http_max_body_bytes;
   ctx_.server_version = FERRY_VERSION;
+  ctx_.api_key = options_.api_key;
+  ctx_.auth_health_metrics = options_.auth_health_metrics;
+}
+
+bool api_key_matches(std::string_view presented, std::string_view expected) {
+  if (expected.empty()) return false;
+  // Every byte of `presented` is compared (against the key repeated), with no early exit; the
+  // volatile accumulator keeps the compiler from turning the loop back into a memcmp.
+  volatile unsigned char diff = presented.size() == expected.size() ? 0 : 1;
+  for (size_t i = 0; i < presented.size(); ++i) {
+    diff = diff | static_cast<unsigned char>(presented[i] ^ expected[i % expected.size()]);
+  }
+  return diff == 0;
 }
 
 Server::~Server() { shutdown(); }
@@ -28,16 +41,23 @@ Status Server::start() {
   FERRY_LOG(Info) << "ferry-server " << FERRY_VERSION << " (ABI " << FERRY_ABI_VERSION_MAJOR << "."
                   << FERRY_ABI_VERSION_MINOR << "), repository " << options_.model_repository << ", backends "
                   << options_.backend_directory;
+  if (options_.api_key.empty()) {
+    FERRY_LOG(Info) << "no API key: every client that reaches HTTP or ZeroMQ may use every endpoint";
+  } else {
+    FERRY_LOG(Info) << "API key required on HTTP (health and /metrics "
+                    << (options_.auth_health_metrics ? "included" : "open") << ") and in ZeroMQ messages";
+  }
   registry_->start(options_.load_models);
   if (options_.model_control_mode == ModelControlMode::kPoll) {
     registry_->start_polling(std::chrono::seconds(options_.repository_poll_secs));
   }
   http_ = std::make_unique<HttpServer>(&ctx_);
-  FERRY_RETURN_IF_ERROR(http_->start(options_.http_address, options_.http_port, options_.http_thread_count));
+  FERRY_RETURN_IF_ERROR(http_->start(options_.http_address, options_.http_port, options_.http_thread_count,
+                                     options_.http_max_header_bytes));
   FERRY_LOG(Info) << "HTTP server listening on http://" << options_.http_address << ":" << http_->port();
   if (!options_.zmq_endpoint.empty()) {
     zmq_ = std::make_unique<ZmqServer>(&ctx_);
-    FERRY_RETURN_IF_ERROR(zmq_->start(options_.zmq_endpoint));
+    FERRY_RETURN_IF_ERROR(zmq_->start(options_.zmq_endpoint, options_.zmq_curve_secret_key_file));
     FERRY_LOG(Info) << "ZeroMQ server bound to " << zmq_->endpoint();
   }
   return Status::Ok();

@@ -13,6 +13,7 @@
 // parsing functions' coverage is attributed to the input even when the server thread is slow.
 #include <zmq.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -49,7 +50,7 @@ struct Harness {
     auto repo = ferry::fuzz::scratch_dir() / "repository";
     std::filesystem::create_directories(repo);
     registry = std::make_unique<ModelRegistry>(repo.string(), ModelControlMode::kExplicit, &backends, &metrics,
-                                               host_api.get(), std::chrono::milliseconds(100));
+                                               std::chrono::milliseconds(100));
     registry->start({});
     ctx.registry = registry.get();
     ctx.metrics = &metrics;
@@ -72,8 +73,14 @@ struct Harness {
   }
 
   void send(std::string_view payload, bool delimiter) {
-    if (delimiter) FUZZ_CHECK(zmq_send(client, "", 0, ZMQ_SNDMORE) == 0, "send delimiter");
-    FUZZ_CHECK(zmq_send(client, payload.data(), payload.size(), 0) == static_cast<int>(payload.size()), "send");
+    if (delimiter) send_frame("", ZMQ_SNDMORE);
+    send_frame(payload, 0);
+  }
+  void send_frame(std::string_view frame, int flags) {
+    int rc;
+    while ((rc = zmq_send(client, frame.data(), frame.size(), flags)) < 0 && zmq_errno() == EINTR) {
+    }
+    FUZZ_CHECK(rc == static_cast<int>(frame.size()), "zmq_send: %s", zmq_strerror(zmq_errno()));
   }
 
   // Reads replies until the one to sentinel `id`; false on a timeout (the server thread hung or died).
@@ -83,7 +90,11 @@ struct Harness {
       for (;;) {
         zmq_msg_t msg;
         zmq_msg_init(&msg);
-        if (zmq_msg_recv(&msg, client, 0) < 0) {
+        int rc;
+        // libFuzzer's -timeout alarm (SIGALRM) interrupts the wait; that is not a timeout of ours.
+        while ((rc = zmq_msg_recv(&msg, client, 0)) < 0 && zmq_errno() == EINTR) {
+        }
+        if (rc < 0) {
           zmq_msg_close(&msg);
           return false;
         }
