@@ -43,6 +43,22 @@ Status read_bool(const Json::Value& p, const char* key, bool* out) {
 
 Status parse_sampling(const Json::Value& p, SamplingParams* s) {
   FERRY_RETURN_IF_ERROR(read_int(p, "max_tokens", 1, 1 << 24, &s->max_tokens));
+  // TensorRT-LLM backend names (Triton's generate endpoint) beside the vLLM/OpenAI ones.
+  FERRY_RETURN_IF_ERROR(read_int(p, "runtime_top_k", -1, 1 << 30, &s->top_k));
+  FERRY_RETURN_IF_ERROR(read_float(p, "runtime_top_p", 0.0f, 1.0f, &s->top_p));
+  if (p.isMember("runtime_top_p") && s->top_p <= 0.0f) return bad("runtime_top_p", "must be in (0, 1]");
+  if (p.isMember("end_id") && !p["end_id"].isNull()) {
+    if (!p["end_id"].isInt()) return bad("end_id", "must be a token id");
+    s->stop_token_ids.push_back(p["end_id"].asInt());
+  }
+  if (p.isMember("stop_words") && !p["stop_words"].isNull()) {
+    const Json::Value& v = p["stop_words"];
+    if (!v.isArray()) return bad("stop_words", "must be a list of strings");
+    for (const auto& x : v) {
+      if (!x.isString() || x.asString().empty()) return bad("stop_words", "must be a list of non-empty strings");
+      s->stop.push_back(x.asString());
+    }
+  }
   FERRY_RETURN_IF_ERROR(read_float(p, "temperature", 0.0f, 100.0f, &s->temperature));
   FERRY_RETURN_IF_ERROR(read_float(p, "top_p", 0.0f, 1.0f, &s->top_p));
   if (p.isMember("top_p") && s->top_p <= 0.0f) return bad("top_p", "must be in (0, 1]");

@@ -2,7 +2,8 @@
 // parameters. Inputs: `text_input` (BYTES, one element) or `input_ids` (INT32/INT64), or a chat
 // in the "messages" parameter rendered through the model's chat template.
 //
-// Parameters (TensorRT-LLM / vLLM / OpenAI names): max_tokens, temperature, top_p, top_k, min_p,
+// Parameters (TensorRT-LLM / vLLM / OpenAI names): max_tokens, temperature, top_p (alias
+// runtime_top_p), top_k (alias runtime_top_k), min_p, end_id (a stop token), stop_words (alias of stop),
 // seed (alias random_seed), repetition_penalty, presence_penalty, frequency_penalty, stop (string or
 // list), stop_token_ids, ignore_eos, include_stop_str_in_output, logprobs (N: the chosen token's
 // logprob and the top N), add_special_tokens (text only; default true), skip_special_tokens

@@ -178,6 +178,10 @@ TEST_F(LlmServing, StopStringsAndSeedsBehave) {
                                    R"({"text_input":"Once upon a time","max_tokens":40,"temperature":0,"stop":["Lily"]})").body);
   EXPECT_EQ(stopped["finish_reason"].asString(), "stop");
   EXPECT_EQ(stopped["text_output"].asString(), text.substr(0, text.find("Lily")));
+  // TensorRT-LLM's parameter names work on the generate endpoint too.
+  auto trt = parse(http_->post("/v2/models/stories/generate",
+                               R"({"text_input":"Once upon a time","max_tokens":40,"temperature":0,"stop_words":["Lily"],"runtime_top_k":1})").body);
+  EXPECT_EQ(trt["text_output"], stopped["text_output"]);
   std::string sampled = R"({"text_input":"Once","max_tokens":30,"temperature":1.0,"top_p":0.9,"seed":7})";
   auto a = parse(http_->post("/v2/models/stories/generate", sampled).body);
   auto b = parse(http_->post("/v2/models/stories/generate", sampled).body);
