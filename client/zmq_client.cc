@@ -19,6 +19,21 @@ ZmqClient::~ZmqClient() {
   zmq_ctx_term(ctx_);
 }
 
+Status ZmqClient::use_curve(const std::string& server_public_key) {
+  if (!zmq_has("curve")) return Status::Unimplemented("this libzmq was built without CURVE support");
+  char public_key[41], secret_key[41];
+  if (zmq_curve_keypair(public_key, secret_key) != 0) {
+    return Status::Internal(std::string("zmq_curve_keypair: ") + zmq_strerror(zmq_errno()));
+  }
+  if (server_public_key.size() != 40 ||
+      zmq_setsockopt(socket_, ZMQ_CURVE_SERVERKEY, server_public_key.c_str(), server_public_key.size()) != 0) {
+    return Status::InvalidArgument("the server public key must be 40 Z85 characters");
+  }
+  zmq_setsockopt(socket_, ZMQ_CURVE_PUBLICKEY, public_key, 40);
+  zmq_setsockopt(socket_, ZMQ_CURVE_SECRETKEY, secret_key, 40);
+  return Status::Ok();
+}
+
 Status ZmqClient::connect(const std::string& endpoint) {
   if (zmq_connect(socket_, endpoint.c_str()) != 0) {
     return Status::Unavailable("cannot connect to " + endpoint + ": " + zmq_strerror(zmq_errno()));
@@ -36,7 +51,10 @@ Status ZmqClient::send_raw(const std::string& payload) {
 Status ZmqClient::send(const Json::Value& message) {
   Json::StreamWriterBuilder w;
   w["indentation"] = "";
-  return send_raw(Json::writeString(w, message));
+  if (api_key_.empty()) return send_raw(Json::writeString(w, message));
+  Json::Value with_key = message;
+  with_key["api_key"] = api_key_;
+  return send_raw(Json::writeString(w, with_key));
 }
 
 std::optional<Json::Value> ZmqClient::receive(std::chrono::milliseconds timeout) {

@@ -20,6 +20,12 @@ class ZmqClient {
   ZmqClient(const ZmqClient&) = delete;
   ZmqClient& operator=(const ZmqClient&) = delete;
 
+  // Before connect: encrypt with CURVE to a server whose public key (Z85, 40 characters) is
+  // `server_public_key`; the client uses a fresh key pair of its own. InvalidArgument for a bad
+  // key, Unimplemented when libzmq lacks CURVE.
+  Status use_curve(const std::string& server_public_key);
+  // Adds "api_key": `key` to every message send() sends (not to send_raw).
+  void set_api_key(std::string key) { api_key_ = std::move(key); }
   Status connect(const std::string& endpoint);
   // Sends one message (a JSON object, or raw bytes for tests of malformed input).
   Status send(const Json::Value& message);
@@ -35,6 +41,7 @@ class ZmqClient {
  private:
   void* ctx_ = nullptr;
   void* socket_ = nullptr;
+  std::string api_key_;
 };
 
 }  // namespace ferry::client

@@ -35,7 +35,8 @@ std::string usage_text() {
   --http-address ADDR           HTTP bind address (default: 127.0.0.1)
   --http-port PORT              HTTP port; 0 picks a free one and logs it (default: 8000)
   --http-thread-count N         HTTP worker threads, one per open request (default: 128)
-  --http-max-body-bytes N       larger request bodies get 413 (default: 67108864)
+  --http-max-body-bytes N       larger request bodies and ZeroMQ messages get 413 (default: 67108864)
+  --http-max-header-bytes N     larger request lines + headers get 431 (default: 16384)
   --zmq-endpoint ENDPOINT       ZeroMQ ROUTER endpoint; port 0 picks a free one; "" disables
                                 (default: tcp://127.0.0.1:5555)
   --model-control-mode MODE     none: load all at start; poll: also follow repository changes;
@@ -45,6 +46,14 @@ std::string usage_text() {
   --backend-directory DIR       where libferry_<backend>.so live (default: <bin>/../backends)
   --log-level LEVEL             error, warning, info or verbose (default: info)
   --shutdown-timeout SECS       on SIGINT/SIGTERM, how long in-flight requests may finish (default: 30)
+  --api-key KEY                 require "Authorization: Bearer KEY" on HTTP (all but health and
+                                /metrics) and "api_key": KEY in every ZeroMQ message; the
+                                environment variable FERRY_API_KEY is read when this flag is absent
+                                (preferred: a command line is visible to every local user)
+  --auth-health-metrics[=BOOL]  also require the key on /v2/health/*, model ready and /metrics
+                                (default: false; needs an API key)
+  --zmq-curve-secret-key FILE   ZeroMQ CURVE: encrypt with this Z85 secret key (40 characters);
+                                clients need the server's public key, which is logged at startup
   --help                        this text
   --version                     the server and ABI versions
 )";
@@ -73,6 +82,8 @@ Result<ServerOptions> parse_options(int argc, char** argv, bool* help, std::stri
     if (eq != std::string::npos) {
       flag = arg.substr(0, eq);
       value = arg.substr(eq + 1);
+    } else if (flag == "--auth-health-metrics") {
+      value = "true";  // a switch: its value is optional
     } else {
       if (i + 1 >= argc) return Status::InvalidArgument("flag " + flag + " needs a value");
       value = argv[++i];
@@ -116,9 +127,29 @@ Result<ServerOptions> parse_options(int argc, char** argv, bool* help, std::stri
       auto v = parse_int(flag, value, 0, 86400);
       if (!v.ok()) return v.status();
       o.shutdown_timeout_secs = static_cast<int>(v.value());
+    } else if (flag == "--api-key") {
+      if (value.empty()) return Status::InvalidArgument("flag --api-key: the key must not be empty");
+      o.api_key = value;
+    } else if (flag == "--auth-health-metrics") {
+      if (value == "true" || value == "1") o.auth_health_metrics = true;
+      else if (value == "false" || value == "0") o.auth_health_metrics = false;
+      else return Status::InvalidArgument("flag --auth-health-metrics: expected true or false, got '" + value + "'");
+    } else if (flag == "--http-max-header-bytes") {
+      auto v = parse_int(flag, value, 1024, 1 << 20);
+      if (!v.ok()) return v.status();
+      o.http_max_header_bytes = static_cast<int>(v.value());
+    } else if (flag == "--zmq-curve-secret-key") {
+      o.zmq_curve_secret_key_file = value;
     } else {
       return Status::InvalidArgument("unknown flag '" + flag + "' (see --help)");
     }
+  }
+  if (o.api_key.empty()) {
+    const char* env = std::getenv("FERRY_API_KEY");
+    if (env != nullptr) o.api_key = env;
+  }
+  if (o.auth_health_metrics && o.api_key.empty()) {
+    return Status::InvalidArgument("flag --auth-health-metrics needs an API key (--api-key or FERRY_API_KEY)");
   }
   if (!o.load_models.empty() && o.model_control_mode != ModelControlMode::kExplicit) {
     return Status::InvalidArgument("flag --load-model needs --model-control-mode explicit");

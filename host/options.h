@@ -16,7 +16,8 @@ struct ServerOptions {
   std::string http_address = "127.0.0.1";
   int http_port = 8000;                          // 0: pick a free port (logged)
   int http_thread_count = 128;                   // civetweb worker threads (one per open request)
-  uint64_t http_max_body_bytes = 64ull << 20;    // larger bodies get 413
+  uint64_t http_max_body_bytes = 64ull << 20;    // larger bodies (and ZeroMQ messages) get 413
+  int http_max_header_bytes = 16384;             // request line + headers; larger get 431 (civetweb's default)
   std::string zmq_endpoint = "tcp://127.0.0.1:5555";  // port 0 or '*': pick a free port; "" disables
   ModelControlMode model_control_mode = ModelControlMode::kNone;
   int repository_poll_secs = 15;
@@ -24,10 +25,17 @@ struct ServerOptions {
   std::string backend_directory;                 // default: <exe dir>/../backends
   LogLevel log_level = LogLevel::kInfo;
   int shutdown_timeout_secs = 30;
+  // Security (docs/security.md). An empty api_key turns authentication off. When set, HTTP needs
+  // "Authorization: Bearer <key>" everywhere but health (and /metrics), and every ZeroMQ message
+  // needs "api_key": "<key>"; auth_health_metrics closes health and /metrics too.
+  std::string api_key;                           // --api-key, else the environment's FERRY_API_KEY
+  bool auth_health_metrics = false;
+  std::string zmq_curve_secret_key_file;         // Z85 secret key: ZeroMQ CURVE encryption; "" = off
 };
 
 // Parses argv. Returns the options, or InvalidArgument naming the flag. Sets *help when --help or
-// --version was given (the text to print is in *help_text).
+// --version was given (the text to print is in *help_text). Reads the environment variable
+// FERRY_API_KEY when --api-key is not given (a key on the command line is visible in `ps`).
 Result<ServerOptions> parse_options(int argc, char** argv, bool* help, std::string* help_text);
 std::string usage_text();
 

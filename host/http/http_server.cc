@@ -57,13 +57,13 @@ bool keeps_alive(const mg_connection* conn) {
   return version != nullptr && std::strcmp(version, "1.1") == 0;
 }
 
-}  // namespace
-
 // Sends a whole response with one write. civetweb's mg_response_header_send writes the status line
 // and each header with a send() of its own, seven TCP segments per response with tcp_nodelay,
 // which cost the server and the client more than the rest of a small request. This writes the
 // same status line and headers civetweb would (ours, then Date and Connection) in one buffer.
-void send_body(mg_connection* conn, int status, const char* content_type, const std::string& body) {
+// `extra_headers` is "" or complete header lines, each ending in \r\n.
+void send_body_with_headers(mg_connection* conn, int status, const char* content_type, const std::string& body,
+                            std::string_view extra_headers) {
   const mg_request_info* ri = mg_get_request_info(conn);
   bool head = ri->request_method != nullptr && std::strcmp(ri->request_method, "HEAD") == 0;
   char date[64];
@@ -84,11 +84,19 @@ void send_body(mg_connection* conn, int status, const char* content_type, const 
   out += content_type;
   out += "\r\nContent-Length: ";
   out += std::to_string(body.size());
-  out += "\r\nDate: ";
+  out += "\r\n";
+  out += extra_headers;
+  out += "Date: ";
   out += date;
   out += keeps_alive(conn) ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n";
   if (!head) out += body;
   mg_write(conn, out.data(), out.size());
+}
+
+}  // namespace
+
+void send_body(mg_connection* conn, int status, const char* content_type, const std::string& body) {
+  send_body_with_headers(conn, status, content_type, body, "");
 }
 
 int send_json(mg_connection* conn, int status, const Json::Value& body) {
@@ -173,6 +181,59 @@ std::vector<std::string_view> split_path(std::string_view path) {
     i = j;
   }
   return parts;
+}
+
+// ---- authentication -------------------------------------------------------------------------------
+
+// Health checks (server live/ready, model ready) and /metrics: what load balancers and Prometheus
+// poll, open without a key unless --auth-health-metrics.
+bool is_health_or_metrics(const std::vector<std::string_view>& parts) {
+  if (parts.size() == 1 && parts[0] == "metrics") return true;
+  if (parts.size() == 3 && parts[0] == "v2" && parts[1] == "health") return true;
+  if (parts.size() >= 4 && parts[0] == "v2" && parts[1] == "models" && parts.back() == "ready") return true;
+  return false;
+}
+
+bool is_openai_path(const std::vector<std::string_view>& parts) {
+  return !parts.empty() && (parts[0] == "v1" || parts[0] == "tokenize" || parts[0] == "detokenize");
+}
+
+// The key of "Authorization: Bearer <key>" (scheme case-insensitive, as RFC 7235 has it), or
+// nullopt when the header is missing or not Bearer.
+std::optional<std::string_view> bearer_token(const mg_connection* conn) {
+  const char* header = mg_get_header(conn, "Authorization");
+  if (header == nullptr) return std::nullopt;
+  std::string_view v(header);
+  if (v.size() < 7 || !equals_ignore_case(v.substr(0, 6), "bearer") || v[6] != ' ') return std::nullopt;
+  v.remove_prefix(7);
+  while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
+// Answers 401 when the server has an API key and this request does not carry it; returns whether
+// the request may go on. The body is a KServe error, or OpenAI's error object on OpenAI's routes.
+bool authorize(const ServerContext& ctx, mg_connection* conn, const std::vector<std::string_view>& parts) {
+  if (ctx.api_key.empty()) return true;
+  if (!ctx.auth_health_metrics && is_health_or_metrics(parts)) return true;
+  auto token = bearer_token(conn);
+  if (token && api_key_matches(*token, ctx.api_key)) return true;
+  std::string message = token ? "invalid API key"
+                              : "missing API key: send the header 'Authorization: Bearer <key>'";
+  Json::Value body;
+  if (is_openai_path(parts)) {
+    body["error"]["message"] = message;
+    body["error"]["type"] = "invalid_request_error";
+    body["error"]["param"] = Json::Value();
+    body["error"]["code"] = "invalid_api_key";
+  } else {
+    body["error"] = message;
+  }
+  // RFC 6750: the challenge, and error="invalid_token" when a key was sent but is wrong.
+  send_body_with_headers(conn, 401, "application/json", to_json(body),
+                         token ? "WWW-Authenticate: Bearer realm=\"ferry\", error=\"invalid_token\"\r\n"
+                               : "WWW-Authenticate: Bearer realm=\"ferry\"\r\n");
+  return false;
 }
 
 // Collects a request's responses for the civetweb thread that waits on it.
@@ -384,17 +445,33 @@ int handle_models(ServerContext& ctx, mg_connection* conn, const std::string& me
   return handle_infer(ctx, conn, mv.value(), a != "infer", a == "generate_stream");
 }
 
-int route_request(ServerContext& ctx, mg_connection* conn) {
+// The size of the request line and headers as they came (lengths of the parsed parts plus their
+// separators), for --http-max-header-bytes.
+size_t request_head_bytes(const mg_request_info* ri) {
+  auto len = [](const char* s) { return s != nullptr ? std::strlen(s) : 0; };
+  size_t n = len(ri->request_method) + 1 + len(ri->request_uri) + 1 + len(ri->query_string) + 11;
+  for (int i = 0; i < ri->num_headers; ++i) n += len(ri->http_headers[i].name) + len(ri->http_headers[i].value) + 4;
+  return n + 2;
+}
+
+int route_request(ServerContext& ctx, mg_connection* conn, size_t max_header_bytes) {
   const mg_request_info* ri = mg_get_request_info(conn);
+  if (request_head_bytes(ri) > max_header_bytes) {
+    Json::Value body;
+    body["error"] = "request line and headers of " + std::to_string(request_head_bytes(ri)) +
+                    " bytes are over the limit of " + std::to_string(max_header_bytes) + " (--http-max-header-bytes)";
+    return send_json(conn, 431, body);
+  }
   const std::string method = ri->request_method ? ri->request_method : "";
   auto parts = split_path(ri->local_uri ? ri->local_uri : "/");
   const bool get = method == "GET" || method == "HEAD";
+  if (!authorize(ctx, conn, parts)) return 401;
 
   if (parts.size() == 1 && parts[0] == "metrics" && get) {
     send_body(conn, 200, "text/plain; version=0.0.4; charset=utf-8", ctx.metrics->render());
     return 200;
   }
-  if (!parts.empty() && (parts[0] == "v1" || parts[0] == "tokenize" || parts[0] == "detokenize")) {
+  if (is_openai_path(parts)) {
     return handle_openai(ctx, conn, method, parts);
   }
   if (parts.empty() || parts[0] != "v2") return send_error(conn, Status::NotFound("no such endpoint"));
@@ -442,6 +519,28 @@ Result<int> pick_free_port(const std::string& address) {
   return static_cast<int>(ntohs(sa.sin_port));
 }
 
+// civetweb's own error answers (a request line or headers over max_request_size: 431, a request
+// it cannot parse: 400, ...), sent before any handler runs: a JSON error like ours instead of
+// civetweb's HTML page. The connection is closed after it, as civetweb does.
+int send_civetweb_error(mg_connection* conn, int status, const char* message) {
+  Json::Value body;
+  std::string text = message != nullptr && message[0] != '\0' ? message : mg_get_response_code_text(conn, status);
+  if (status == 400) {
+    // civetweb says "Malformed message" both for a request it cannot parse and for one whose head
+    // does not fit its buffer (twice --http-max-header-bytes; smaller excesses get our 431).
+    const auto* server = static_cast<const HttpServer*>(mg_get_user_data(mg_get_context(conn)));
+    text += ": not an HTTP request, or its request line and headers are far over the limit of " +
+            std::to_string(server->max_header_bytes()) + " bytes (--http-max-header-bytes)";
+  }
+  body["error"] = text;
+  std::string json = to_json(body);
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + mg_get_response_code_text(conn, status) +
+                    "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(json.size()) +
+                    "\r\nConnection: close\r\n\r\n" + json;
+  mg_write(conn, out.data(), out.size());
+  return 0;  // handled: civetweb sends nothing more
+}
+
 }  // namespace
 
 int http_status_for(StatusCode code) {
@@ -468,14 +567,14 @@ int HttpServer::handle(mg_connection* conn, void* self) {
     ~Running() { --count; }
   } running(server->num_running_);
   try {
-    return route_request(*server->ctx_, conn);
+    return route_request(*server->ctx_, conn, static_cast<size_t>(server->max_header_bytes_));
   } catch (const std::exception& e) {
     FERRY_LOG(Error) << "HTTP handler failed: " << e.what();
     return send_error(conn, Status::Internal(e.what()));
   }
 }
 
-Status HttpServer::start(const std::string& address, int port, int num_threads) {
+Status HttpServer::start(const std::string& address, int port, int num_threads, int max_header_bytes) {
   mg_init_library(0);
   for (int attempt = 0; attempt < 5; ++attempt) {
     int p = port;
@@ -486,10 +585,16 @@ Status HttpServer::start(const std::string& address, int port, int num_threads) 
     }
     std::string listen = address + ":" + std::to_string(p);
     std::string threads = std::to_string(num_threads);
+    // civetweb's buffer for the request head (per connection) is twice the limit: a head over the
+    // limit that fits gets a 431 from route_request, a bigger one civetweb's 400.
+    max_header_bytes_ = max_header_bytes;
+    std::string max_request = std::to_string(2 * max_header_bytes);
     const char* options[] = {"listening_ports", listen.c_str(), "num_threads", threads.c_str(),
                              "enable_keep_alive", "yes", "keep_alive_timeout_ms", "30000",
-                             "request_timeout_ms", "60000", "tcp_nodelay", "1", nullptr};
+                             "request_timeout_ms", "60000", "tcp_nodelay", "1",
+                             "max_request_size", max_request.c_str(), nullptr};
     mg_callbacks callbacks{};
+    callbacks.http_error = &send_civetweb_error;
     mg_ = mg_start(&callbacks, this, options);
     if (mg_ != nullptr) {
       port_ = p;

@@ -4,8 +4,12 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "host/http/kserve_json.h"
 #include "host/json_util.h"
@@ -64,9 +68,42 @@ std::string normalize_endpoint(const std::string& endpoint) {
   return endpoint;
 }
 
+// Reads a CURVE secret key file: the 40-character Z85 text zmq_curve_keypair writes (surrounding
+// whitespace ignored). Returns the key and its public key, also Z85.
+Result<std::pair<std::string, std::string>> read_curve_secret_key(const std::string& path) {
+  if (!zmq_has("curve")) {
+    return Status::Unimplemented("--zmq-curve-secret-key: this libzmq was built without CURVE support");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("--zmq-curve-secret-key: cannot read '" + path + "'");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string key = text.str();
+  size_t begin = key.find_first_not_of(" \t\r\n");
+  size_t end = key.find_last_not_of(" \t\r\n");
+  key = begin == std::string::npos ? "" : key.substr(begin, end - begin + 1);
+  char public_key[41];
+  if (key.size() != 40 || zmq_curve_public(public_key, key.c_str()) != 0) {
+    return Status::InvalidArgument("--zmq-curve-secret-key: '" + path +
+                                   "' must hold a Z85 secret key of 40 characters (as zmq_curve_keypair writes)");
+  }
+  struct stat st{};
+  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+    FERRY_LOG(Warning) << "--zmq-curve-secret-key: '" << path << "' is readable by other users (chmod 600 it)";
+  }
+  return std::make_pair(key, std::string(public_key));
+}
+
 }  // namespace
 
-Status ZmqServer::start(const std::string& endpoint) {
+Status ZmqServer::start(const std::string& endpoint, const std::string& curve_secret_key_file) {
+  std::string curve_secret, curve_public;
+  if (!curve_secret_key_file.empty()) {
+    auto keys = read_curve_secret_key(curve_secret_key_file);
+    if (!keys.ok()) return keys.status();
+    curve_secret = keys->first;
+    curve_public = keys->second;
+  }
   zmq_ctx_ = zmq_ctx_new();
   socket_ = zmq_socket(zmq_ctx_, ZMQ_ROUTER);
   int zero = 0, linger = 1000;
@@ -74,6 +111,16 @@ Status ZmqServer::start(const std::string& endpoint) {
   zmq_setsockopt(socket_, ZMQ_SNDHWM, &zero, sizeof(zero));
   zmq_setsockopt(socket_, ZMQ_RCVHWM, &zero, sizeof(zero));
   zmq_setsockopt(socket_, ZMQ_LINGER, &linger, sizeof(linger));
+  // Messages up to twice the limit are read and refused with a TooLarge answer (handle_message);
+  // a larger frame makes libzmq drop the connection before buffering it, so no peer can make the
+  // server hold more than that per frame.
+  int64_t max_message_bytes = static_cast<int64_t>(2 * ctx_->max_body_bytes);
+  zmq_setsockopt(socket_, ZMQ_MAXMSGSIZE, &max_message_bytes, sizeof(max_message_bytes));
+  if (!curve_secret.empty()) {
+    int one = 1;
+    zmq_setsockopt(socket_, ZMQ_CURVE_SERVER, &one, sizeof(one));
+    zmq_setsockopt(socket_, ZMQ_CURVE_SECRETKEY, curve_secret.c_str(), curve_secret.size());
+  }
   std::string ep = normalize_endpoint(endpoint);
   if (zmq_bind(socket_, ep.c_str()) != 0) {
     std::string err = zmq_strerror(zmq_errno());
@@ -81,6 +128,9 @@ Status ZmqServer::start(const std::string& endpoint) {
     zmq_ctx_term(zmq_ctx_);
     socket_ = zmq_ctx_ = nullptr;
     return Status::Unavailable("cannot bind ZeroMQ endpoint " + endpoint + ": " + err);
+  }
+  if (!curve_public.empty()) {
+    FERRY_LOG(Info) << "ZeroMQ CURVE on: clients need the server public key " << curve_public;
   }
   char last[256];
   size_t len = sizeof(last);
@@ -180,14 +230,19 @@ void ZmqServer::run() {
 }
 
 void ZmqServer::reply_error(const std::vector<std::string>& route, const std::string& id, const Status& status) {
+  reply_refusal(route, id, status_code_name(status.code()), http_status_for(status.code()), status.message());
+}
+
+void ZmqServer::reply_refusal(const std::vector<std::string>& route, const std::string& id, const char* code,
+                              int http_status, const std::string& message) {
   Json::Value j;
   j["id"] = id;
   j["final"] = true;
   // This message was not accepted; a request already in flight under the same id is unaffected.
   j["refused"] = true;
-  j["error"]["code"] = status_code_name(status.code());
-  j["error"]["status"] = http_status_for(status.code());
-  j["error"]["message"] = status.message();
+  j["error"]["code"] = code;
+  j["error"]["status"] = http_status;
+  j["error"]["message"] = message;
   std::vector<std::string> frames = route;
   frames.push_back(to_json(j));
   post(std::move(frames));
@@ -206,6 +261,14 @@ void ZmqServer::handle_message(std::vector<std::string>&& frames) {
   if (!parsed.ok()) return reply_error(route, "", parsed.status());
   const Json::Value& m = parsed.value();
   if (!m.isObject()) return reply_error(route, "", Status::InvalidArgument("message must be a JSON object"));
+  if (!ctx_->api_key.empty()) {
+    const Json::Value& key = m["api_key"];
+    if (!key.isString() || !api_key_matches(key.asString(), ctx_->api_key)) {
+      std::string id = m["id"].isString() ? m["id"].asString() : "";
+      return reply_refusal(route, id, "UNAUTHENTICATED", 401,
+                           key.isNull() ? "missing API key: the message needs \"api_key\"" : "invalid API key");
+    }
+  }
   if (!m["id"].isString() || m["id"].asString().empty()) {
     return reply_error(route, "", Status::InvalidArgument("'id' must be a non-empty string"));
   }

@@ -1,5 +1,7 @@
 // The ZeroMQ frontend: one ROUTER socket, one JSON request per message, streamed JSON responses
-// with a final flag, and cancel messages; docs/zmq-protocol.md is the protocol.
+// with a final flag, and cancel messages; docs/zmq-protocol.md is the protocol. With an API key in
+// the context every message must carry it ("api_key"); optionally CURVE-encrypted
+// (docs/security.md).
 //
 // One thread owns the socket. Responses come from backend threads as encoded messages through a
 // mutex-protected outbox and an eventfd that wakes the socket thread, so no backend thread ever
@@ -28,8 +30,11 @@ class ZmqServer {
   explicit ZmqServer(ServerContext* ctx) : ctx_(ctx) {}
   ~ZmqServer() { stop(); }
 
-  // Binds `endpoint` (tcp port 0 or * picks a free port) and starts the socket thread.
-  Status start(const std::string& endpoint);
+  // Binds `endpoint` (tcp port 0 or * picks a free port) and starts the socket thread. With a
+  // `curve_secret_key_file` (Z85), the socket is a CURVE server: traffic is encrypted and clients
+  // must know the server's public key (logged). NotFound / InvalidArgument for a bad key file,
+  // Unimplemented when libzmq lacks CURVE, Unavailable when the bind fails.
+  Status start(const std::string& endpoint, const std::string& curve_secret_key_file = "");
   // The endpoint actually bound, e.g. tcp://127.0.0.1:40123.
   const std::string& endpoint() const { return bound_endpoint_; }
   // Sends what is queued, then stops and closes the socket.
@@ -44,6 +49,8 @@ class ZmqServer {
   void run();
   void handle_message(std::vector<std::string>&& frames);
   void reply_error(const std::vector<std::string>& route, const std::string& id, const Status& status);
+  void reply_refusal(const std::vector<std::string>& route, const std::string& id, const char* code, int http_status,
+                     const std::string& message);
   void flush_outbox();
 
   ServerContext* ctx_;

@@ -1,7 +1,11 @@
-// Command-line parsing: Triton-style flags, both --flag value and --flag=value, clear errors.
+// Command-line parsing: Triton-style flags, both --flag value and --flag=value, clear errors; safe
+// defaults (loopback binds, no key) and the API key comparison.
 #include "host/options.h"
+#include "host/server_context.h"
 
 #include <gtest/gtest.h>
+
+#include <cstdlib>
 
 namespace ferry::host {
 namespace {
@@ -18,12 +22,52 @@ Result<ServerOptions> parse(std::vector<std::string> args, bool* help = nullptr)
 }
 
 TEST(Options, DefaultsAreSafe) {
+  unsetenv("FERRY_API_KEY");
   auto o = parse({});
   ASSERT_TRUE(o.ok());
+  // Both frontends listen on the loopback interface only unless told otherwise.
   EXPECT_EQ(o->http_address, "127.0.0.1");
   EXPECT_EQ(o->http_port, 8000);
   EXPECT_EQ(o->zmq_endpoint, "tcp://127.0.0.1:5555");
   EXPECT_EQ(o->model_control_mode, ModelControlMode::kNone);
+  EXPECT_EQ(o->http_max_body_bytes, 64ull << 20);
+  EXPECT_EQ(o->http_max_header_bytes, 16384);
+  EXPECT_EQ(o->api_key, "");
+  EXPECT_FALSE(o->auth_health_metrics);
+  EXPECT_EQ(o->zmq_curve_secret_key_file, "");
+}
+
+TEST(Options, SecurityFlags) {
+  unsetenv("FERRY_API_KEY");
+  auto o = parse({"--api-key", "k1", "--auth-health-metrics", "--zmq-curve-secret-key", "/s", "--http-max-header-bytes",
+                  "4096"});
+  ASSERT_TRUE(o.ok()) << o.status().to_string();
+  EXPECT_EQ(o->api_key, "k1");
+  EXPECT_TRUE(o->auth_health_metrics);
+  EXPECT_EQ(o->zmq_curve_secret_key_file, "/s");
+  EXPECT_EQ(o->http_max_header_bytes, 4096);
+  // A switch takes an optional =value; without one it does not swallow the next argument.
+  o = parse({"--api-key=k1", "--auth-health-metrics=false", "--http-port", "1"});
+  ASSERT_TRUE(o.ok()) << o.status().to_string();
+  EXPECT_FALSE(o->auth_health_metrics);
+  EXPECT_EQ(o->http_port, 1);
+
+  EXPECT_FALSE(parse({"--auth-health-metrics"}).ok()) << "closing health without a key would lock everyone out";
+  EXPECT_FALSE(parse({"--api-key", ""}).ok());
+  EXPECT_FALSE(parse({"--api-key", "k", "--auth-health-metrics=maybe"}).ok());
+  EXPECT_FALSE(parse({"--http-max-header-bytes", "10"}).ok());
+}
+
+TEST(Options, ApiKeyFromTheEnvironment) {
+  setenv("FERRY_API_KEY", "from-env", 1);
+  auto o = parse({});
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->api_key, "from-env");
+  o = parse({"--api-key", "from-flag"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->api_key, "from-flag") << "the flag wins over the environment";
+  EXPECT_TRUE(parse({"--auth-health-metrics"}).ok());
+  unsetenv("FERRY_API_KEY");
 }
 
 TEST(Options, ParsesEveryFlag) {
@@ -57,6 +101,16 @@ TEST(Options, ErrorsNameTheFlag) {
   bool help = false;
   EXPECT_TRUE(parse({"--help"}, &help).ok());
   EXPECT_TRUE(help);
+}
+
+TEST(Options, ApiKeyComparison) {
+  EXPECT_TRUE(api_key_matches("secret", "secret"));
+  EXPECT_FALSE(api_key_matches("secreT", "secret"));
+  EXPECT_FALSE(api_key_matches("secret2", "secret"));
+  EXPECT_FALSE(api_key_matches("secretsecret", "secret")) << "the key repeated is not the key";
+  EXPECT_FALSE(api_key_matches("secre", "secret"));
+  EXPECT_FALSE(api_key_matches("", "secret"));
+  EXPECT_FALSE(api_key_matches("", "")) << "an empty key never matches";
 }
 
 }  // namespace
