@@ -190,7 +190,10 @@ std::vector<std::string_view> split_path(std::string_view path) {
 bool is_health_or_metrics(const std::vector<std::string_view>& parts) {
   if (parts.size() == 1 && parts[0] == "metrics") return true;
   if (parts.size() == 3 && parts[0] == "v2" && parts[1] == "health") return true;
-  if (parts.size() >= 4 && parts[0] == "v2" && parts[1] == "models" && parts.back() == "ready") return true;
+  // /v2/models/{m}/ready and /v2/models/{m}/versions/{v}/ready
+  if (parts.size() >= 4 && parts[0] == "v2" && parts[1] == "models" && parts.back() == "ready") {
+    return parts.size() == 4 || (parts.size() == 6 && parts[3] == "versions");
+  }
   return false;
 }
 
