@@ -36,6 +36,9 @@ cudaDataType_t cuda_type(DType dtype) {
 
 }  // namespace
 
+CublasGemm::CublasGemm(cudaStream_t stream, size_t workspace_bytes)
+    : stream_(stream), workspace_bytes_(workspace_bytes) {}
+
 Result<std::unique_ptr<CublasGemm>> CublasGemm::create(cudaStream_t stream, size_t workspace_bytes) {
   std::unique_ptr<CublasGemm> gemm(new CublasGemm(stream, workspace_bytes));
   cublasLtHandle_t handle = nullptr;

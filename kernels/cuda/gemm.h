@@ -50,7 +50,7 @@ class CublasGemm {
   struct Plan;
   using PlanKey = std::tuple<int64_t, int64_t, int64_t, int, int, bool>;  // m, n, k, in, out, bias
 
-  CublasGemm(cudaStream_t stream, size_t workspace_bytes) : stream_(stream), workspace_bytes_(workspace_bytes) {}
+  CublasGemm(cudaStream_t stream, size_t workspace_bytes);  // defined where Plan is complete
   Result<const Plan*> plan_for(const PlanKey& key);
 
   cudaStream_t stream_;
