@@ -1,6 +1,7 @@
 #include "backend/llm/llm_model.h"
 
 #include <algorithm>
+#include <thread>
 
 #include "common/abi/abi_util.h"
 #include "kernels/kernels.h"
@@ -106,6 +107,8 @@ Status LlmModel::load(const ferry_host_api* host, const ferry_model_desc& desc) 
     ctx_.anchor_text = text;
     break;
   }
+  const unsigned cores = std::max(2u, std::thread::hardware_concurrency());
+  preprocess_ = std::make_unique<BigStackExecutor>(static_cast<int>(std::min(cores, 8u)), size_t{16} << 20);
   create_metrics();
   for (int i = 0; i < c.num_instances; ++i) {
     auto instance = std::make_unique<LlmInstance>(ctx_, i);
@@ -222,8 +225,11 @@ void LlmModel::answer_now(const LlmRequest& request, ferry_responder* responder)
 }
 
 Status LlmModel::submit(const ferry_request& request, ferry_responder* responder) {
-  auto parsed = parse_llm_request(request, *ctx_.tokenizer, ctx_.chat_template.get(),
-                                  static_cast<int32_t>(ctx_.model_config.vocab_size));
+  Result<LlmRequest> parsed = Status::Internal("request not parsed");
+  preprocess_->run([&] {
+    parsed = parse_llm_request(request, *ctx_.tokenizer, ctx_.chat_template.get(),
+                               static_cast<int32_t>(ctx_.model_config.vocab_size));
+  });
   if (!parsed.ok()) return parsed.status();
   LlmRequest& r = parsed.value();
   if (r.task != LlmTask::kGenerate) {

@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backend/llm/big_stack_executor.h"
 #include "backend/llm/llm_context.h"
 #include "backend/llm/llm_instance.h"
 #include "common/status.h"
@@ -41,6 +42,8 @@ class LlmModel {
 
   LlmModelContext ctx_;
   std::vector<std::unique_ptr<LlmInstance>> instances_;
+  // Request parsing (chat template, tokenizer) runs here, off the caller's small stack.
+  std::unique_ptr<BigStackExecutor> preprocess_;
 
   // Which instance holds a request, for cancel. Entries of finished requests are dropped lazily
   // (cancel of an unknown id is harmless), bounded by pruning when the map grows.
