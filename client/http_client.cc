@@ -86,6 +86,7 @@ HttpResult HttpClient::perform(const std::string& method, const std::string& pat
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &st);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+  if (timeout_ms_ > 0) curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms_);
   curl_slist* headers = nullptr;
   if (method == "HEAD") {
     curl_easy_setopt(c, CURLOPT_NOBODY, 1L);

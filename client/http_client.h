@@ -22,6 +22,9 @@ class HttpClient {
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 
+  // Gives up on a request (closing its connection) after `timeout_ms`; 0: no limit (the default).
+  void set_timeout_ms(long timeout_ms) { timeout_ms_ = timeout_ms; }
+
   HttpResult get(const std::string& path);
   // Any method without a body (HEAD reads no body; others read what comes).
   HttpResult request(const std::string& method, const std::string& path);
@@ -36,6 +39,7 @@ class HttpClient {
                      const std::function<bool(const std::string&)>* on_event);
   std::string base_url_;
   void* curl_ = nullptr;
+  long timeout_ms_ = 0;
 };
 
 }  // namespace ferry::client

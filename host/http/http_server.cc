@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "host/http/client_watch.h"
 #include "host/http/kserve_json.h"
 #include "host/http/openai_transport.h"
 #include "host/json_util.h"
@@ -57,38 +58,47 @@ bool keeps_alive(const mg_connection* conn) {
   return version != nullptr && std::strcmp(version, "1.1") == 0;
 }
 
-// Sends a whole response with one write. civetweb's mg_response_header_send writes the status line
-// and each header with a send() of its own, seven TCP segments per response with tcp_nodelay,
-// which cost the server and the client more than the rest of a small request. This writes the
-// same status line and headers civetweb would (ours, then Date and Connection) in one buffer.
-// `extra_headers` is "" or complete header lines, each ending in \r\n.
-void send_body_with_headers(mg_connection* conn, int status, const char* content_type, const std::string& body,
-                            std::string_view extra_headers) {
+// The status line and headers of a response, ending with the blank line: `headers` (complete
+// lines, each ending in \r\n), then Date and Connection decided the way civetweb decides keep-alive.
+// Written with one mg_write by the callers: civetweb's mg_response_header_send writes the status
+// line and each header with a send() of its own (seven TCP segments per response with tcp_nodelay,
+// which cost more than the rest of a small request) and formats Date with the thread-unsafe
+// gmtime().
+std::string response_head(mg_connection* conn, int status, std::string_view headers) {
   const mg_request_info* ri = mg_get_request_info(conn);
-  bool head = ri->request_method != nullptr && std::strcmp(ri->request_method, "HEAD") == 0;
   char date[64];
   std::time_t now = std::time(nullptr);
   std::tm utc{};
   gmtime_r(&now, &utc);
   std::strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &utc);
-
   std::string out;
-  out.reserve(192 + (head ? 0 : body.size()));
+  out.reserve(192 + headers.size());
   out += "HTTP/";
   out += ri->http_version != nullptr ? ri->http_version : "1.1";
   out += ' ';
   out += std::to_string(status);
   out += ' ';
   out += mg_get_response_code_text(conn, status);
-  out += "\r\nContent-Type: ";
-  out += content_type;
-  out += "\r\nContent-Length: ";
-  out += std::to_string(body.size());
   out += "\r\n";
-  out += extra_headers;
+  out += headers;
   out += "Date: ";
   out += date;
   out += keeps_alive(conn) ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n";
+  return out;
+}
+
+// Sends a whole response with one write. `extra_headers` is "" or complete header lines.
+void send_body_with_headers(mg_connection* conn, int status, const char* content_type, const std::string& body,
+                            std::string_view extra_headers) {
+  const mg_request_info* ri = mg_get_request_info(conn);
+  bool head = ri->request_method != nullptr && std::strcmp(ri->request_method, "HEAD") == 0;
+  std::string headers = "Content-Type: ";
+  headers += content_type;
+  headers += "\r\nContent-Length: ";
+  headers += std::to_string(body.size());
+  headers += "\r\n";
+  headers += extra_headers;
+  std::string out = response_head(conn, status, headers);
   if (!head) out += body;
   mg_write(conn, out.data(), out.size());
 }
@@ -150,11 +160,9 @@ Result<Json::Value> read_json_body(mg_connection* conn, uint64_t max_bytes, bool
 }
 
 void start_event_stream(mg_connection* conn) {
-  mg_response_header_start(conn, 200);
-  mg_response_header_add(conn, "Content-Type", "text/event-stream", -1);
-  mg_response_header_add(conn, "Cache-Control", "no-cache", -1);
-  mg_response_header_add(conn, "Transfer-Encoding", "chunked", -1);
-  mg_response_header_send(conn);
+  std::string head = response_head(
+      conn, 200, "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n");
+  mg_write(conn, head.data(), head.size());
 }
 
 bool send_event(mg_connection* conn, std::string_view data) {
@@ -239,6 +247,9 @@ bool authorize(const ServerContext& ctx, mg_connection* conn, const std::vector<
   return false;
 }
 
+// How often a handler waiting for a non-streamed answer checks that its client is still there.
+constexpr std::chrono::milliseconds kClientCheckInterval{200};
+
 // Collects a request's responses for the civetweb thread that waits on it.
 class QueueSink : public ResponseSink {
  public:
@@ -252,6 +263,14 @@ class QueueSink : public ResponseSink {
   ResponseData pop() {
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait(lock, [&] { return !queue_.empty(); });
+    ResponseData r = std::move(queue_.front());
+    queue_.pop_front();
+    return r;
+  }
+  // The next response, or nullopt when none came within `timeout`.
+  std::optional<ResponseData> pop_for(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cv_.wait_for(lock, timeout, [&] { return !queue_.empty(); })) return std::nullopt;
     ResponseData r = std::move(queue_.front());
     queue_.pop_front();
     return r;
@@ -327,8 +346,18 @@ int handle_infer(ServerContext& ctx, mg_connection* conn, const std::shared_ptr<
   if (!request.ok()) return send_error(conn, request.status());
 
   if (!stream) {
+    ClientWatch watch(conn);
     for (;;) {
-      ResponseData r = sink->pop();
+      auto next = sink->pop_for(kClientCheckInterval);
+      if (!next) {
+        if (watch.gone()) {
+          FERRY_LOG(Verbose) << "client left before its answer; cancelling request " << request.value()->id();
+          request.value()->cancel();
+          return 499;
+        }
+        continue;
+      }
+      ResponseData r = std::move(*next);
       if (!r.final) continue;
       if (!r.error.ok()) return send_error(conn, r.error);
       Json::Value out = generate ? generate_response_to_json(mv->name(), mv->version(), r)

@@ -10,11 +10,14 @@
 // write (the client left) cancels every choice.
 #include <civetweb.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 
+#include "host/http/client_watch.h"
 #include "host/http/openai_request.h"
 #include "host/http/openai_response.h"
 #include "host/http/openai_transport.h"
@@ -57,6 +60,13 @@ class ChoiceQueue {
     items_.pop_front();
     return item;
   }
+  std::optional<Item> pop_for(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cv_.wait_for(lock, timeout, [&] { return !items_.empty(); })) return std::nullopt;
+    Item item = std::move(items_.front());
+    items_.pop_front();
+    return item;
+  }
 
  private:
   std::mutex mu_;
@@ -93,6 +103,17 @@ class Choices {
     for (auto& r : requests_) r->cancel();
   }
   ChoiceQueue::Item next() { return queue_->pop(); }
+  // The next response, or nullopt when the client left first (every choice is then cancelled).
+  std::optional<ChoiceQueue::Item> next_while_client_stays(ClientWatch& watch) {
+    for (;;) {
+      auto item = queue_->pop_for(std::chrono::milliseconds(200));
+      if (item) return item;
+      if (watch.gone()) {
+        cancel();
+        return std::nullopt;
+      }
+    }
+  }
 
  private:
   std::shared_ptr<ChoiceQueue> queue_ = std::make_shared<ChoiceQueue>();
@@ -178,8 +199,11 @@ std::string absorb(const OaiRequest& request, ChoiceState& c, const ChoiceDelta&
 int answer_whole(mg_connection* conn, const OaiRequest& request, const std::string& model, Choices& run) {
   const bool chat = request.endpoint == OaiEndpoint::kChat;
   std::vector<ChoiceState> states(static_cast<size_t>(request.n));
+  ClientWatch watch(conn);
   for (int remaining = request.n; remaining > 0;) {
-    ChoiceQueue::Item item = run.next();
+    auto next = run.next_while_client_stays(watch);
+    if (!next) return 499;  // the client left: the choices are cancelled
+    ChoiceQueue::Item item = std::move(*next);
     if (!item.response.error.ok()) {
       run.cancel();
       return send_oai_error(conn, item.response.error);
@@ -258,7 +282,11 @@ bool stream_response(EventWriter& out, const OaiRequest& request, const OaiHeade
 int answer_stream(mg_connection* conn, const OaiRequest& request, const std::string& model, Choices& run) {
   const bool chat = request.endpoint == OaiEndpoint::kChat;
   // Nothing is written before the first response: a request that fails first gets a plain error.
-  ChoiceQueue::Item item = run.next();
+  // Until then a client that leaves is noticed by watching its socket (no write fails yet).
+  ClientWatch watch(conn);
+  auto first = run.next_while_client_stays(watch);
+  if (!first) return 499;
+  ChoiceQueue::Item item = std::move(*first);
   if (!item.response.error.ok()) {
     run.cancel();
     return send_oai_error(conn, item.response.error);

@@ -127,6 +127,17 @@ TEST_F(HttpApi, ClientDisconnectDuringStreamCancelsTheRequest) {
   EXPECT_TRUE(eventually([&] { return backend_stats()["in_flight"].asInt() == 0; }, 2000ms));
 }
 
+TEST_F(HttpApi, ClientDisconnectBeforeANonStreamedAnswerCancelsTheRequest) {
+  double cancelled_before = backend_stats()["cancelled"].asDouble();
+  HttpClient impatient(server_->http_url());
+  impatient.set_timeout_ms(300);  // gives up long before the 10 s answer and closes the connection
+  auto r = impatient.post("/v2/models/echo/infer", infer_body("x", parse(R"({"delay_ms":10000})")));
+  EXPECT_NE(r.error, "");
+  EXPECT_TRUE(eventually([&] { return backend_stats()["cancelled"].asDouble() == cancelled_before + 1; }, 3000ms))
+      << dump(backend_stats());
+  EXPECT_TRUE(eventually([&] { return backend_stats()["in_flight"].asInt() == 0; }, 2000ms));
+}
+
 TEST_F(HttpApi, BadInputGetsAClearErrorAndStatus) {
   struct Case {
     const char* method;

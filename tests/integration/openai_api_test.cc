@@ -626,3 +626,27 @@ TEST_F(OpenAiApi, DisconnectDuringAStreamCancelsAndFreesTheKvBlocks) {
 
 }  // namespace
 }  // namespace ferry::testing
+
+namespace ferry::testing {
+namespace {
+
+TEST_F(OpenAiApi, DisconnectBeforeANonStreamedAnswerCancelsAndFreesTheKvBlocks) {
+  int64_t cancelled_before = backend_stats("tiny-llama")["cancelled"].asInt64();
+  HttpClient impatient(server_->http_url());
+  impatient.set_timeout_ms(300);  // ~2000 tokens take seconds; the client leaves after 0.3 s
+  auto r = impatient.post("/v1/chat/completions",
+                          R"({"model":"tiny-llama","messages":[{"role":"user","content":"Hi"}],"max_tokens":2000,
+                              "ignore_eos":true})");
+  EXPECT_NE(r.error, "");
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto s = backend_stats("tiny-llama");
+        return s["cancelled"].asInt64() == cancelled_before + 1 && s["kv_blocks_used"].asInt() == 0 &&
+               s["running"].asInt() == 0;
+      },
+      5000ms))
+      << dump(backend_stats("tiny-llama"));
+}
+
+}  // namespace
+}  // namespace ferry::testing
