@@ -550,7 +550,13 @@ TEST(Soak, MixedLoadWithReloadsAnswersEveryRequestOnceAndLeaksNothing) {
     EXPECT_GT(soak.tally.count(kind), 0) << kind << "\n" << soak.tally.report();
   }
   ASSERT_GT(rss_mark, 0);
+#if defined(__SANITIZE_ADDRESS__)
+  // Under ASan freed memory sits in its quarantine (256 MiB by default) and RSS grows by design;
+  // LeakSanitizer, fatal in that build, checks for leaks instead.
+  std::printf("  (ASan build: the resident-memory bound is not checked)\n");
+#else
   EXPECT_LT(rss_end - rss_mark, kRssGrowthBoundMb) << "resident memory grew from " << rss_mark << " to " << rss_end << " MiB";
+#endif
   // The repository changes were seen by the poll (an interval of 1 s, changes every 1.5 s and 3 s).
   const std::string log = server->log();
   auto occurrences = [&](const std::string& needle) {
