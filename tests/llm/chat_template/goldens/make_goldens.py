@@ -16,7 +16,10 @@ import jinja2
 from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-TESTDATA = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("FERRY_TESTDATA", "/work/shared/testdata")
+# Default: ../shared/testdata beside the repository (this file is tests/llm/chat_template/goldens/).
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+TESTDATA = sys.argv[1] if len(sys.argv) > 1 else os.environ.get(
+    "FERRY_TESTDATA", os.path.join(os.path.dirname(_REPO), "shared", "testdata"))
 NOW = datetime.datetime(2024, 7, 26, 12, 0, 0)
 
 LLAMA3 = {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}
