@@ -2,20 +2,11 @@
 
 #include <algorithm>
 
+#include "backend/llm/json_text.h"
 #include "common/abi/abi_util.h"
 
 namespace ferry::llm {
 namespace {
-
-std::string compact(const Json::Value& v) {
-  static const Json::StreamWriterBuilder kWriter = [] {
-    Json::StreamWriterBuilder w;
-    w["indentation"] = "";
-    w["emitUTF8"] = true;
-    return w;
-  }();
-  return Json::writeString(kWriter, v);
-}
 
 double seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -197,7 +188,7 @@ void LlmInstance::send(Sequence& seq, bool final, const char* finish_reason, con
       p["logprobs"] = Json::Value(Json::arrayValue);
       for (const auto& lp : seq.pending_logprobs) p["logprobs"].append(logprob_json(lp));
     }
-    params = compact(p);
+    params = compact_json(p);
     r.parameters_json = params.c_str();
   }
   if (final) {

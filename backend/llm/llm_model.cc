@@ -3,18 +3,12 @@
 #include <algorithm>
 #include <thread>
 
+#include "backend/llm/json_text.h"
 #include "common/abi/abi_util.h"
 #include "kernels/kernels.h"
 
 namespace ferry::llm {
 namespace {
-
-std::string compact(const Json::Value& v) {
-  Json::StreamWriterBuilder w;
-  w["indentation"] = "";
-  w["emitUTF8"] = true;
-  return Json::writeString(w, v);
-}
 
 constexpr const char* kMetadata =
     R"({"platform":"ferry_llm","inputs":[{"name":"text_input","datatype":"BYTES","shape":[1]},)"
@@ -213,7 +207,7 @@ void LlmModel::answer_now(const LlmRequest& request, ferry_responder* responder)
     out.data = abi::join_bytes({ctx_.tokenizer->decode(request.prompt_ids, request.skip_special_tokens)});
   }
   ferry_tensor view = out.view();
-  std::string params = compact(p);
+  std::string params = compact_json(p);
   ferry_response r{};
   r.struct_size = sizeof(r);
   r.flags = FERRY_RESPONSE_FLAG_FINAL;
@@ -301,7 +295,7 @@ std::string LlmModel::describe(ferry_describe_kind kind) const {
   s["preemptions"] = preemptions;
   s["cancelled"] = cancelled;
   s["max_model_len"] = static_cast<Json::Int64>(ctx_.max_model_len);
-  return compact(s);
+  return compact_json(s);
 }
 
 }  // namespace ferry::llm
