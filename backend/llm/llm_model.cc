@@ -15,8 +15,6 @@ constexpr const char* kMetadata =
     R"({"name":"input_ids","datatype":"INT32","shape":[-1]}],"outputs":[)"
     R"({"name":"text_output","datatype":"BYTES","shape":[1]},{"name":"output_ids","datatype":"INT32","shape":[-1]}]})";
 
-constexpr size_t kMaxRoutes = 1 << 16;
-
 }  // namespace
 
 Result<std::unique_ptr<LlmModel>> LlmModel::create(const ferry_host_api* host, const ferry_model_desc& desc) {
@@ -241,36 +239,21 @@ Status LlmModel::submit(const ferry_request& request, ferry_responder* responder
   for (auto& instance : instances_) {
     if (instance->load_tokens() < target->load_tokens()) target = instance.get();
   }
-  {
-    // Registered before submitting: the request may finish (and be cancelled) at once.
-    std::lock_guard<std::mutex> lock(route_mu_);
-    if (routes_.size() >= kMaxRoutes) routes_.clear();  // cancels of old ids then find nothing: harmless
-    routes_[request.id] = target;
-  }
   SubmitInfo info;
   info.id = request.id;
   info.responder = responder;
   info.stream = (request.flags & FERRY_REQUEST_FLAG_STREAM) != 0;
   info.priority = request.priority;
   info.timeout_us = request.timeout_us;
-  Status s = target->submit(info, std::move(r));
-  if (!s.ok()) {
-    std::lock_guard<std::mutex> lock(route_mu_);
-    routes_.erase(request.id);
-  }
-  return s;
+  return target->submit(info, std::move(r));
 }
 
 bool LlmModel::cancel(uint64_t request_id) {
-  LlmInstance* instance = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(route_mu_);
-    auto it = routes_.find(request_id);
-    if (it == routes_.end()) return false;
-    instance = it->second;
-    routes_.erase(it);
-  }
-  return instance->cancel(request_id);
+  // Asks every instance (a handful at most): only the one holding the request knows its id, and no
+  // routing table has to be kept in step with requests that end.
+  bool found = false;
+  for (auto& instance : instances_) found = instance->cancel(request_id) || found;
+  return found;
 }
 
 std::string LlmModel::describe(ferry_describe_kind kind) const {

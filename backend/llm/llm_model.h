@@ -44,11 +44,6 @@ class LlmModel {
   std::vector<std::unique_ptr<LlmInstance>> instances_;
   // Request parsing (chat template, tokenizer) runs here, off the caller's small stack.
   std::unique_ptr<BigStackExecutor> preprocess_;
-
-  // Which instance holds a request, for cancel. Entries of finished requests are dropped lazily
-  // (cancel of an unknown id is harmless), bounded by pruning when the map grows.
-  mutable std::mutex route_mu_;
-  std::unordered_map<uint64_t, LlmInstance*> routes_;  // guarded by route_mu_
 };
 
 }  // namespace ferry::llm
