@@ -220,7 +220,10 @@ void head_rms_norm(float* x, const float* weight, int64_t num_tokens, int64_t to
 void rope(float* q, float* k, const int32_t* positions, const float* inv_freq, int64_t num_tokens,
           int64_t q_stride, int64_t k_stride, int64_t num_q_heads, int64_t num_kv_heads, int64_t head_dim) {
   const int64_t half = head_dim / 2;
-  std::vector<float> cos_v(static_cast<size_t>(half)), sin_v(static_cast<size_t>(half));
+  // Reused per thread: rope runs once per layer per step and must not allocate.
+  thread_local std::vector<float> cos_v, sin_v;
+  cos_v.resize(static_cast<size_t>(half));
+  sin_v.resize(static_cast<size_t>(half));
   auto rotate = [&](float* x) {
     for (int64_t j = 0; j < half; ++j) {
       const float a = x[j], b = x[j + half];
@@ -282,7 +285,7 @@ void paged_attention_impl(const PagedAttentionArgs& a) {
   const int64_t group = a.num_q_heads / a.num_kv_heads;
   const int64_t kv_row = a.num_kv_heads * a.head_dim;
   const int64_t hd = a.head_dim;
-  std::vector<float> scores;
+  thread_local std::vector<float> scores;  // reused: attention runs once per layer per step
   for (int64_t s = 0; s < a.num_seqs; ++s) {
     const int64_t q_begin = a.query_start[s];
     const int64_t query_len = a.query_start[s + 1] - q_begin;

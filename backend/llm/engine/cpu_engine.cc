@@ -112,31 +112,32 @@ Status CpuEngine::validate(const ForwardBatch& b, const KvCacheStorage& cache) c
   int64_t next = 0;
   for (size_t s = 0; s < b.sequences.size(); ++s) {
     const SequenceInput& q = b.sequences[s];
-    const std::string where = "batch: sequence " + std::to_string(s) + ": ";
+    // Built only on an error path: a valid batch allocates nothing here.
+    auto where = [s] { return "batch: sequence " + std::to_string(s) + ": "; };
     if (q.query_start != next || q.query_len < 1 || q.query_start + q.query_len > num_tokens) {
-      return Status::InvalidArgument(where + "query tokens must be a non-empty run right after the previous sequence's");
+      return Status::InvalidArgument(where() + "query tokens must be a non-empty run right after the previous sequence's");
     }
     if (q.context_len < q.query_len || q.context_len > config_.max_position_embeddings) {
-      return Status::InvalidArgument(where + "context_len " + std::to_string(q.context_len) +
+      return Status::InvalidArgument(where() + "context_len " + std::to_string(q.context_len) +
                                      " must be in [query_len, max_position_embeddings]");
     }
     if (static_cast<int64_t>(q.block_table.size()) * cs.block_size < q.context_len) {
-      return Status::InvalidArgument(where + "block table too short for context_len " + std::to_string(q.context_len));
+      return Status::InvalidArgument(where() + "block table too short for context_len " + std::to_string(q.context_len));
     }
     const int64_t used_blocks = (q.context_len + cs.block_size - 1) / cs.block_size;
     for (int64_t i = 0; i < used_blocks; ++i) {
       if (q.block_table[i] < 0 || q.block_table[i] >= cs.num_blocks) {
-        return Status::InvalidArgument(where + "block " + std::to_string(q.block_table[i]) + " is outside the cache");
+        return Status::InvalidArgument(where() + "block " + std::to_string(q.block_table[i]) + " is outside the cache");
       }
     }
     for (int32_t i = 0; i < q.query_len; ++i) {
       const int64_t t = q.query_start + i;
       if (b.positions[t] != q.context_len - q.query_len + i) {
-        return Status::InvalidArgument(where + "position of token " + std::to_string(t) +
+        return Status::InvalidArgument(where() + "position of token " + std::to_string(t) +
                                        " must be context_len - query_len + its index");
       }
       if (b.token_ids[t] < 0 || b.token_ids[t] >= config_.vocab_size) {
-        return Status::InvalidArgument(where + "token id " + std::to_string(b.token_ids[t]) + " out of range");
+        return Status::InvalidArgument(where() + "token id " + std::to_string(b.token_ids[t]) + " out of range");
       }
     }
     next += q.query_len;
@@ -171,7 +172,7 @@ void CpuEngine::prepare_metadata(const ForwardBatch& b, const KvCacheStorage& ca
 }
 
 // h_ holds the normed input; leaves the o_proj output in delta_.
-void CpuEngine::attention_block(int64_t layer, int64_t num_tokens, KvCacheStorage& cache) {
+void CpuEngine::attention_block(int64_t layer, const int32_t* positions, int64_t num_tokens, KvCacheStorage& cache) {
   const ModelConfig& c = config_;
   const LayerParams& p = layers_[layer];
   const int64_t qkv_width = c.q_size() + 2 * c.kv_size();
@@ -183,8 +184,8 @@ void CpuEngine::attention_block(int64_t layer, int64_t num_tokens, KvCacheStorag
     k::head_rms_norm(ctx_, q, p.q_norm, num_tokens, qkv_width, c.num_heads, c.head_dim, c.rms_norm_eps);
     k::head_rms_norm(ctx_, kk, p.k_norm, num_tokens, qkv_width, c.num_kv_heads, c.head_dim, c.rms_norm_eps);
   }
-  // positions were checked to equal the slots' positions; rope reads them from the batch copy.
-  k::rope(ctx_, q, kk, positions_.data(), inv_freq_.data(), num_tokens, qkv_width, qkv_width, c.num_heads,
+  // positions come from the batch, checked by validate() to equal the slots' positions.
+  k::rope(ctx_, q, kk, positions, inv_freq_.data(), num_tokens, qkv_width, qkv_width, c.num_heads,
           c.num_kv_heads, c.head_dim);
   k::PagedAttentionArgs a;
   a.kv_dtype = cache.dtype();
@@ -238,7 +239,6 @@ Status CpuEngine::forward(const ForwardBatch& batch, KvCacheStorage& cache, Forw
   const int64_t n = static_cast<int64_t>(batch.token_ids.size());
   const int64_t hidden = c.hidden_size;
   prepare_metadata(batch, cache);
-  positions_.assign(batch.positions.begin(), batch.positions.end());
   auto grow = [](std::vector<float>& buf, int64_t size) {
     if (static_cast<int64_t>(buf.size()) < size) buf.resize(static_cast<size_t>(size));
   };
@@ -253,7 +253,7 @@ Status CpuEngine::forward(const ForwardBatch& batch, KvCacheStorage& cache, Forw
   k::embedding(ctx_, x_.data(), embed_, k::DType::kF32, c.vocab_size, hidden, batch.token_ids.data(), n);
   k::rms_norm(ctx_, h_.data(), x_.data(), layers_[0].input_norm, n, hidden, c.rms_norm_eps);
   for (int64_t l = 0; l < c.num_layers; ++l) {
-    attention_block(l, n, cache);
+    attention_block(l, batch.positions.data(), n, cache);
     k::add_rms_norm(ctx_, h_.data(), x_.data(), delta_.data(), layers_[l].post_norm, n, hidden, c.rms_norm_eps);
     mlp_block(l, n);
     const float* next_norm = l + 1 < c.num_layers ? layers_[l + 1].input_norm : final_norm_;

@@ -65,7 +65,7 @@ class CpuEngine {
   Result<const float*> load_fused(const ModelWeights& w, const std::vector<std::string>& names);
   Status validate(const ForwardBatch& batch, const KvCacheStorage& cache) const;
   void prepare_metadata(const ForwardBatch& batch, const KvCacheStorage& cache);
-  void attention_block(int64_t layer, int64_t num_tokens, KvCacheStorage& cache);
+  void attention_block(int64_t layer, const int32_t* positions, int64_t num_tokens, KvCacheStorage& cache);
   void mlp_block(int64_t layer, int64_t num_tokens);
 
   ModelConfig config_;
@@ -85,7 +85,6 @@ class CpuEngine {
   int64_t max_blocks_ = 0;
   std::vector<int64_t> slots_;         // [num_tokens]
   std::vector<int32_t> logit_rows_;    // [num_rows]
-  std::vector<int32_t> positions_;     // [num_tokens]
 
   // Activations (grown, never shrunk).
   std::vector<float> x_;        // [num_tokens, hidden]: the residual stream

@@ -462,6 +462,8 @@ void check_batched_equals_unbatched(kernels::KvCacheDType dtype, float tol) {
     const int sc = solo.new_sequence();
     ForwardOutput oc = solo.step({{sc, c}});
     EXPECT_LE(max_abs_diff(mixed.row(1), oc.row(0), vocab), tol);
+    ForwardOutput oa3 = alone.step({{sa, {7}}});
+    EXPECT_LE(max_abs_diff(mixed.row(0), oa3.row(0), vocab), tol);  // the decode half of the mixed step
   }
 }
 
@@ -525,18 +527,33 @@ TEST(CpuEngineBatchTest, InvalidBatchesAreRejected) {
   ForwardOutput out;
   EXPECT_TRUE(engine->forward({ids, pos, seqs}, cache.value(), &out).ok());
 
+  // Each bad batch is InvalidArgument and leaves the cache exactly as it was.
+  const KvCacheShape& shape = cache.value().shape();
+  const size_t layer_floats = static_cast<size_t>(shape.num_blocks * shape.elements_per_block());
+  const std::vector<float> k_before(cache.value().k(0), cache.value().k(0) + layer_floats);
+  auto rejected = [&](const ForwardBatch& batch, KvCacheStorage& c) {
+    Status s = engine->forward(batch, c, &out);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
+    EXPECT_TRUE(std::equal(k_before.begin(), k_before.end(), cache.value().k(0))) << "the cache was touched";
+  };
   std::vector<int32_t> bad_ids = {3, 50};
-  EXPECT_FALSE(engine->forward({bad_ids, pos, seqs}, cache.value(), &out).ok());
+  rejected({bad_ids, pos, seqs}, cache.value());
   std::vector<int32_t> bad_table = {4};
   std::vector<SequenceInput> bad_block = {{0, 2, 2, bad_table}};
-  EXPECT_FALSE(engine->forward({ids, pos, bad_block}, cache.value(), &out).ok());
+  rejected({ids, pos, bad_block}, cache.value());
   std::vector<SequenceInput> too_long = {{0, 2, 17, table}};  // one block cannot hold 17 tokens
   std::vector<int32_t> pos_long = {15, 16};
-  EXPECT_FALSE(engine->forward({ids, pos_long, too_long}, cache.value(), &out).ok());
+  rejected({ids, pos_long, too_long}, cache.value());
   std::vector<int32_t> bad_pos = {0, 5};
-  EXPECT_FALSE(engine->forward({ids, bad_pos, seqs}, cache.value(), &out).ok());
+  rejected({ids, bad_pos, seqs}, cache.value());
   std::vector<SequenceInput> gap = {{0, 1, 1, table}};  // token 1 belongs to no sequence
-  EXPECT_FALSE(engine->forward({ids, pos, gap}, cache.value(), &out).ok());
+  rejected({ids, pos, gap}, cache.value());
+  // A cache whose head_dim is not the model's.
+  KvCacheShape other = shape;
+  other.head_dim += 1;
+  auto wrong = KvCacheStorage::create(other);
+  ASSERT_TRUE(wrong.ok());
+  rejected({ids, pos, seqs}, wrong.value());
 }
 
 }  // namespace
