@@ -118,6 +118,21 @@ TEST(Sampler, TopKKeepsOnlyKLargest) {
   EXPECT_EQ(d.counts.size(), 5u);  // all five are reachable
 }
 
+TEST(Sampler, LargeTopKKeepsOnlyKLargest) {
+  // k > 4096 takes the nth_element path instead of the heap.
+  const int32_t vocab = 8000, k = 5000;
+  std::vector<float> logits = random_logits(vocab, 12, 0.2f);  // nearly flat: many tokens get drawn
+  std::vector<int32_t> ids(vocab);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return logits[static_cast<size_t>(a)] > logits[static_cast<size_t>(b)]; });
+  std::set<int32_t> top(ids.begin(), ids.begin() + k);
+  SamplingParams p;
+  p.top_k = k;
+  Draws d = draw_many(logits, p, 20000);
+  for (const auto& [t, c] : d.counts) EXPECT_TRUE(top.count(t)) << "token " << t << " outside the top " << k;
+  EXPECT_GT(d.counts.size(), 3000u) << "the draws spread over the kept tokens";
+}
+
 TEST(Sampler, TopPExcludesLowMassTokensAndRenormalizes) {
   std::vector<double> probs = {0.5, 0.3, 0.15, 0.05};
   SamplingParams p;
