@@ -49,10 +49,7 @@ Result<ChoiceDelta> decode_response(const ResponseData& r) {
   const Json::Value& j = p.value();
   if (!j.isObject()) return d;
   if (j["logprobs"].isArray()) d.logprobs = j["logprobs"];
-  if (j["prompt_text"].isString()) {
-    d.prompt_text = j["prompt_text"].asString();
-    d.has_prompt_text = true;
-  }
+  if (j["prompt_text"].isString()) d.prompt_text = j["prompt_text"].asString();
   if (j["finish_reason"].isString()) d.finish_reason = j["finish_reason"].asString();
   if (j["usage"].isObject()) {
     d.prompt_tokens = j["usage"]["prompt_tokens"].asInt64();

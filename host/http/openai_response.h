@@ -26,7 +26,6 @@ struct ChoiceDelta {
   std::vector<int32_t> ids;
   Json::Value logprobs;     // the backend's list, or null
   std::string prompt_text;  // echo: the prompt's text (first response only)
-  bool has_prompt_text = false;
   std::string finish_reason;   // FINAL only: "stop" or "length"
   int64_t prompt_tokens = -1;  // FINAL only
   int64_t completion_tokens = -1;

@@ -555,7 +555,8 @@ TEST_F(OpenAiApi, BadRequestsGetClearErrorsAndTheServerKeepsServing) {
   EXPECT_EQ(ok["usage"]["completion_tokens"].asInt(), 20) << "the server keeps serving";
 }
 
-TEST_F(OpenAiApi, PriorityAndTimeoutReachTheScheduler) {
+// That they reach the scheduler is FullQueuesAnswer429AndExpiredRequests408InOpenAisErrorShape's job.
+TEST_F(OpenAiApi, PriorityAndTimeoutAreAcceptedAndTypeChecked) {
   NEED_STORIES();
   auto j = post_json("/v1/completions", completion(R"("priority":0,"timeout":30000000)"));
   EXPECT_EQ(j["choices"][0]["finish_reason"].asString(), "length");
