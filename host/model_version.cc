@@ -134,8 +134,14 @@ Status ModelVersion::load() {
     return s;
   }
   create_metrics();
+  {
+    std::unique_lock<std::shared_mutex> backend_lock(backend_mu_);
+    model_ = model;
+  }
+  // Metadata is constant while the model is loaded (ABI): parsed once, read without locks.
+  auto meta = parse_json(describe(FERRY_DESCRIBE_KIND_METADATA), "model metadata");
+  if (meta.ok() && meta->isObject()) metadata_ = std::move(meta.value());
   std::lock_guard<std::mutex> lock(mu_);
-  model_ = model;
   state_ = ModelState::kReady;
   reason_.clear();
   return Status::Ok();

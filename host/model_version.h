@@ -112,6 +112,9 @@ class ModelVersion : public std::enable_shared_from_this<ModelVersion> {
   size_t num_inflight() const;
 
   std::string describe(ferry_describe_kind kind) const;
+  // The backend's KServe metadata object (platform, inputs, outputs), read once at load; an empty
+  // object when the backend gave none. Constant while READY.
+  const Json::Value& metadata() const { return metadata_; }
   Json::Value statistics() const;  // Triton's model_stats entry
 
   // Used by InflightRequest. A request that ends gets record_end, then, once its FINAL is with the
@@ -135,6 +138,7 @@ class ModelVersion : public std::enable_shared_from_this<ModelVersion> {
   // and exclusively while it is destroyed.
   mutable std::shared_mutex backend_mu_;
   ferry_model* model_ = nullptr;  // set once by load(), cleared under backend_mu_ by unload()
+  Json::Value metadata_{Json::objectValue};  // set by load() before READY, then constant
 
   mutable std::mutex mu_;
   std::condition_variable idle_cv_;

@@ -315,15 +315,13 @@ Json::Value metadata_json(ModelRegistry& registry, const std::shared_ptr<ModelVe
       if (v->state() == ModelState::kReady) j["versions"].append(std::to_string(v->version()));
     }
   }
-  auto meta = parse_json(mv->describe(FERRY_DESCRIBE_KIND_METADATA), "model metadata");
+  const Json::Value& meta = mv->metadata();
   j["platform"] = mv->spec().backend;
   j["inputs"] = Json::Value(Json::arrayValue);
   j["outputs"] = Json::Value(Json::arrayValue);
-  if (meta.ok() && meta->isObject()) {
-    if ((*meta)["platform"].isString()) j["platform"] = (*meta)["platform"];
-    if ((*meta)["inputs"].isArray()) j["inputs"] = (*meta)["inputs"];
-    if ((*meta)["outputs"].isArray()) j["outputs"] = (*meta)["outputs"];
-  }
+  if (meta["platform"].isString()) j["platform"] = meta["platform"];
+  if (meta["inputs"].isArray()) j["inputs"] = meta["inputs"];
+  if (meta["outputs"].isArray()) j["outputs"] = meta["outputs"];
   return j;
 }
 
@@ -333,8 +331,7 @@ int handle_infer(ServerContext& ctx, mg_connection* conn, const std::shared_ptr<
   if (!body.ok()) return send_error(conn, body.status());
   Result<RequestSpec> spec = Status::Internal("unset");
   if (generate) {
-    auto meta = parse_json(mv->describe(FERRY_DESCRIBE_KIND_METADATA), "model metadata");
-    spec = generate_request_from_json(body.value(), meta.ok() ? (*meta)["inputs"] : Json::Value());
+    spec = generate_request_from_json(body.value(), mv->metadata()["inputs"]);
   } else {
     spec = infer_request_from_json(body.value());
   }

@@ -210,7 +210,9 @@ typedef struct ferry_model_desc {
 /* What ferry_model_describe reports. */
 typedef enum ferry_describe_kind {
   FERRY_DESCRIBE_KIND_METADATA = 0,  /* {"platform":"...","inputs":[{"name","datatype","shape"}],"outputs":[...]}
-                                      * as KServe v2 model metadata; shape -1 for variable dims */
+                                      * as KServe v2 model metadata; shape -1 for variable dims.
+                                      * Read once after ferry_model_create: it must not change
+                                      * while the model is loaded */
   FERRY_DESCRIBE_KIND_STATISTICS = 1 /* a JSON object of the backend's own counters, free form */
 } ferry_describe_kind;
 
