@@ -161,6 +161,7 @@ struct ChoiceState {
   int64_t completion_tokens = 0;
   bool started = false;     // a response of this choice was seen
   size_t token_cursor = 0;  // bytes of `text` that logprob tokens were aligned with (align_tokens)
+  int64_t char_cursor = 0;  // characters of `text` before token_cursor
 };
 
 // The echoed prompt of a completion choice: the text as sent, or the backend's text of a token prompt.
@@ -222,7 +223,7 @@ int answer_whole(mg_connection* conn, const OaiRequest& request, const std::stri
     ChoiceState& c = states[static_cast<size_t>(i)];
     Json::Value logprobs;
     if (request.num_logprobs >= 0) {
-      std::vector<int64_t> offsets = align_tokens(&c.logprobs, c.text, &c.token_cursor);
+      std::vector<int64_t> offsets = align_tokens(&c.logprobs, c.text, &c.token_cursor, &c.char_cursor);
       logprobs = chat ? chat_logprobs(c.logprobs) : completion_logprobs(c.logprobs, offsets);
     }
     choices.append(chat ? chat_choice(i, c.text, logprobs, c.finish_reason)
@@ -263,7 +264,7 @@ bool stream_response(EventWriter& out, const OaiRequest& request, const OaiHeade
   Json::Value logprobs;
   if (request.num_logprobs >= 0) {
     Json::Value list = d.logprobs.isArray() ? d.logprobs : Json::Value(Json::arrayValue);
-    std::vector<int64_t> offsets = align_tokens(&list, c.text, &c.token_cursor);
+    std::vector<int64_t> offsets = align_tokens(&list, c.text, &c.token_cursor, &c.char_cursor);
     logprobs = chat ? chat_logprobs(list) : completion_logprobs(list, offsets);
   }
   if (!chat) {

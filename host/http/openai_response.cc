@@ -78,35 +78,40 @@ Json::Value usage_json(int64_t prompt_tokens, int64_t completion_tokens) {
   return u;
 }
 
-int64_t count_chars(const std::string& s) {
+int64_t count_chars(std::string_view s) {
   int64_t n = 0;
   for (unsigned char c : s) n += (c & 0xC0) != 0x80;
   return n;
 }
 
-std::vector<int64_t> align_tokens(Json::Value* logprobs, const std::string& text, size_t* cursor) {
+std::vector<int64_t> align_tokens(Json::Value* logprobs, const std::string& text, size_t* cursor, int64_t* chars) {
   std::vector<int64_t> offsets;
   if (!logprobs->isArray()) return offsets;
   *cursor = std::min(*cursor, text.size());
-  int64_t chars = count_chars(text.substr(0, *cursor));  // characters before *cursor
+  const std::string_view all(text);
   for (auto& lp : *logprobs) {
-    offsets.push_back(chars);
+    offsets.push_back(*chars);
     const std::string token = lp["token"].asString();
     if (token.empty() || *cursor >= text.size()) continue;
-    size_t at = text.find(token, *cursor);
-    if (at == std::string::npos) continue;
-    bool only_space = true;
-    for (size_t i = *cursor; i < at && only_space; ++i)
-      only_space = text[i] == ' ' || text[i] == '\n' || text[i] == '\t';
-    if (!only_space) continue;
+    // The token starts at the cursor or after whitespace only: try each start in that run, so the
+    // work per token is bounded by the whitespace run, not by the rest of the text.
+    size_t at = std::string_view::npos;
+    for (size_t p = *cursor; p < text.size(); ++p) {
+      if (all.compare(p, token.size(), token) == 0) {
+        at = p;
+        break;
+      }
+      if (text[p] != ' ' && text[p] != '\n' && text[p] != '\t') break;
+    }
+    if (at == std::string_view::npos) continue;
     if (at > *cursor) {
-      const std::string whole = text.substr(*cursor, at + token.size() - *cursor);
+      const std::string whole(all.substr(*cursor, at + token.size() - *cursor));
       lp["token"] = whole;
       for (auto& alt : lp["top_logprobs"]) {
         if (alt["token_id"] == lp["token_id"]) alt["token"] = whole;
       }
     }
-    chars += count_chars(text.substr(*cursor, at + token.size() - *cursor));
+    *chars += count_chars(all.substr(*cursor, at + token.size() - *cursor));
     *cursor = at + token.size();
   }
   return offsets;

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -50,7 +51,9 @@ Json::Value usage_json(int64_t prompt_tokens, int64_t completion_tokens);
 // backend decodes each token alone, which drops the leading space of SentencePiece tokens
 // ("▁there" -> "there"), while the text has it. A token not found (text held back by a stop
 // string, a partial UTF-8 character) keeps its string and the current offset.
-std::vector<int64_t> align_tokens(Json::Value* logprobs, const std::string& text, size_t* cursor);
+// `*chars` is the number of characters before `*cursor`, kept by the caller so that a stream's
+// text is never recounted.
+std::vector<int64_t> align_tokens(Json::Value* logprobs, const std::string& text, size_t* cursor, int64_t* chars);
 
 // Completions' logprobs object {tokens, token_logprobs, top_logprobs: [{token: logprob}],
 // text_offset} for the backend's `logprobs` list and the tokens' offsets from align_tokens.
@@ -58,7 +61,7 @@ Json::Value completion_logprobs(const Json::Value& logprobs, const std::vector<i
 // Chat's logprobs object {content: [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}.
 Json::Value chat_logprobs(const Json::Value& logprobs);
 // The number of characters (UTF-8 code points) in `s`, as offsets in text_offset count them.
-int64_t count_chars(const std::string& s);
+int64_t count_chars(std::string_view s);
 
 // {"id","object":"text_completion","created","model","choices","usage"} and its chunk (one choice;
 // `finish_reason` "" gives null; `usage_null` adds "usage": null as OpenAI does on the chunks of
