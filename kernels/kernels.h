@@ -41,10 +41,15 @@ void convert_to_f32(float* dst, const void* src, DType dtype, size_t n);
 
 enum class Backend : int32_t { kReference = 0, kCpu = 1, kCuda = 2 };
 
-// Where and how an operator runs. `stream` is the cudaStream_t for kCuda, unused on CPU.
+class ThreadPool;  // kernels/cpu/thread_pool.h
+
+// Where and how an operator runs. `stream` is the cudaStream_t for kCuda, unused on CPU. `pool` is
+// the CPU thread pool the kCpu operators split their work over (nullptr: the process-wide default
+// pool, sized by cpu_set_num_threads); kReference always runs on the calling thread.
 struct Context {
   Backend backend = Backend::kCpu;
   void* stream = nullptr;
+  ThreadPool* pool = nullptr;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -215,6 +220,62 @@ void matmul(const Context& ctx,
             const float* bias,  // [n] or nullptr
             int64_t m, int64_t n, int64_t k);
 
+// ---------------------------------------------------------------------------------------------
+// Weight matrices of linear layers, in every storage format the engine keeps.
+//
+// A WeightMatrix is a view (never owns) of one [n, k] matrix in HF orientation (n output features,
+// k input features). Formats and their memory layout (the packing functions below produce the
+// quantized ones; nothing else should depend on their byte layout):
+//   kF32 / kF16 / kBF16: data = [n, k] elements of that type, row-major (e.g. straight from a
+//                        safetensors mapping, zero copy).
+//   kInt8: symmetric per output channel. data = int8 [n, k] in [-127, 127], scales = float [n];
+//          w[r][c] = data[r][c] * scales[r].
+//   kInt4: groups of `group_size` consecutive input features (32, 64 or 128; k a multiple of it),
+//          4-bit codes q in [0, 15], scales = float [n, k / group_size], zeros = float
+//          [n, k / group_size] or nullptr (symmetric: zero point 8); w[r][c] = (q - zero) * scale.
+//          data holds the codes as packed by pack_int4 (n * k / 2 bytes; layout private to kernels).
+enum class WeightFormat : int32_t { kF32 = 0, kF16 = 1, kBF16 = 2, kInt8 = 3, kInt4 = 4 };
+const char* weight_format_name(WeightFormat format);  // "fp32", "fp16", "bf16", "int8", "int4"
+
+struct WeightMatrix {
+  WeightFormat format = WeightFormat::kF32;
+  int64_t n = 0;  // rows: output features
+  int64_t k = 0;  // columns: input features
+  const void* data = nullptr;
+  const float* scales = nullptr;  // kInt8: [n]; kInt4: [n, k / group_size]
+  const float* zeros = nullptr;   // kInt4 only, optional: [n, k / group_size]
+  int64_t group_size = 0;         // kInt4 only
+};
+// Bytes of `data` for a matrix of this format and shape (scales and zeros not included).
+int64_t weight_data_bytes(WeightFormat format, int64_t n, int64_t k);
+
+// Host helpers that build quantized matrices from fp32 values w[n, k] (round to nearest, ties to
+// even; results are deterministic and the same on every backend). The caller owns the outputs:
+//   quantize_int8: q[n * k], scales[n]; scale = max_c |w[r][c]| / 127 (0 for an all-zero row).
+//   quantize_int4: packed[weight_data_bytes(kInt4, n, k)], scales and (when zeros != nullptr,
+//                  asymmetric: min/max per group) zeros [n, k / group_size]; symmetric otherwise
+//                  (scale = amax / 7, codes clamped to [0, 15] around zero point 8).
+//   pack_int4: packs codes already computed elsewhere (GPTQ/AWQ checkpoints): codes[n * k] each in
+//              [0, 15], row-major, into packed[weight_data_bytes(kInt4, n, k)].
+void quantize_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* scales);
+void quantize_int4(const float* w, int64_t n, int64_t k, int64_t group_size, uint8_t* packed, float* scales,
+                   float* zeros);
+void pack_int4(const uint8_t* codes, int64_t n, int64_t k, uint8_t* packed);
+// Reads a matrix back as fp32 into out[n, k] (tests, accuracy reports).
+void dequantize_weight(const WeightMatrix& w, float* out);
+
+// Linear layer: out[i, j] = sum_c x[i, c] * w[j][c] (+ bias[j]) for i < m, j < w.n, writing row i
+// of the result at out + i * out_stride (out_stride >= w.n; lets q, k and v land side by side in
+// one buffer). fp32 accumulation for float formats; int8/int4 may quantize x per row or per group
+// of 32 (documented by the implementation, bounded by the reference tests).
+void linear(const Context& ctx,
+            float* out,            // [m, out_stride]
+            int64_t out_stride,
+            const float* x,        // [m, w.k]
+            const WeightMatrix& w,
+            const float* bias,     // [w.n] or nullptr
+            int64_t m);
+
 // Copies selected rows: out[i, :] = in[rows[i], :].
 void gather_rows(const Context& ctx,
                  float* out,           // [num_rows, dim]
@@ -235,8 +296,10 @@ void log_softmax(const Context& ctx,
 
 // True when the kCpu matmul runs on OpenBLAS (for benchmarks and logs).
 bool cpu_matmul_uses_blas();
-// Threads the kCpu matmul may use (OpenBLAS's pool; process-wide; no effect without OpenBLAS).
-// Matmuls below ~2^18 multiply-adds always run single-threaded in ferry's own loops.
+// Threads of the process-wide default CPU pool (Context::pool == nullptr); 0 picks the cores this
+// process may run on. Pools of their own (ThreadPool) are sized when made.
 void cpu_set_num_threads(int num_threads);
+// The instruction-set path the kCpu operators picked at run time, e.g. "avx512-vnni", "avx2", "portable".
+const char* cpu_isa_name();
 
 }  // namespace ferry::kernels
