@@ -62,7 +62,7 @@ void LlmInstance::create_metrics() {
   m_running_ = make("ferry_llm_running_sequences", "Sequences in the running batch");
   m_waiting_ = make("ferry_llm_waiting_sequences", "Sequences waiting to be admitted (or preempted)");
   m_blocks_used_ = make("ferry_llm_kv_blocks_used", "KV cache blocks owned by sequences");
-  m_blocks_total_ = make("ferry_llm_kv_blocks_total", "KV cache blocks in the pool");
+  m_blocks_total_ = make("ferry_llm_kv_blocks_capacity", "KV cache blocks in the pool");
   ctx_.set(m_blocks_total_, static_cast<double>(ctx_.num_blocks));
 }
 
