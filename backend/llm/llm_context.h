@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <source_location>
 #include <string>
 #include <vector>
 
@@ -46,8 +47,10 @@ struct LlmModelContext {
   std::string anchor_text;
   LlmMetrics metrics;
 
-  void log(ferry_log_level level, const std::string& message) const {
-    host->log(host->host, level, nullptr, 0, message.c_str());
+  // The caller's file and line go with the message, so the host's log shows where it came from.
+  void log(ferry_log_level level, const std::string& message,
+           std::source_location where = std::source_location::current()) const {
+    host->log(host->host, level, where.file_name(), static_cast<int>(where.line()), message.c_str());
   }
   // Host metric calls that tolerate a metric that failed to register.
   void add(ferry_metric* m, double v) const {
