@@ -7,6 +7,7 @@
 
 #include "common/status.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/thread_pool.h"
 
 namespace ferry::kernels {
 
@@ -150,6 +151,7 @@ const char* kv_cache_dtype_name(KvCacheDType dtype) {
   switch (dtype) {
     case KvCacheDType::kF32: return "fp32";
     case KvCacheDType::kInt8: return "int8";
+    case KvCacheDType::kBF16: return "bf16";
   }
   return "?";
 }
@@ -158,6 +160,7 @@ int64_t kv_cache_bytes_per_head(KvCacheDType dtype, int64_t head_dim) {
   switch (dtype) {
     case KvCacheDType::kF32: return head_dim * static_cast<int64_t>(sizeof(float));
     case KvCacheDType::kInt8: return head_dim + static_cast<int64_t>(sizeof(float));  // values + scale
+    case KvCacheDType::kBF16: return head_dim * static_cast<int64_t>(sizeof(uint16_t));
   }
   FERRY_CHECK(false && "unknown KvCacheDType");
   return 0;
@@ -174,56 +177,84 @@ int64_t kv_cache_bytes_per_head(KvCacheDType dtype, int64_t head_dim) {
     FERRY_CHECK(false && "kernels: backend not built into ferry");  \
   } while (0)
 
+// The same for the operators whose kCpu version splits its work over a thread pool (passed first).
+#define FERRY_DISPATCH_POOLED(ctx, op, ...)                                                      \
+  do {                                                                                           \
+    switch ((ctx).backend) {                                                                     \
+      case Backend::kReference: ref::op(__VA_ARGS__); return;                                    \
+      case Backend::kCpu:                                                                        \
+        cpu::op((ctx).pool != nullptr ? *(ctx).pool : ThreadPool::default_pool(), __VA_ARGS__); \
+        return;                                                                                  \
+      case Backend::kCuda: break;                                                                \
+    }                                                                                            \
+    FERRY_CHECK(false && "kernels: backend not built into ferry");                               \
+  } while (0)
+
 void embedding(const Context& ctx, float* out, const void* table, DType table_dtype, int64_t vocab_size,
                int64_t hidden, const int32_t* token_ids, int64_t num_tokens) {
-  FERRY_DISPATCH(ctx, embedding(out, table, table_dtype, vocab_size, hidden, token_ids, num_tokens));
+  FERRY_DISPATCH_POOLED(ctx, embedding, out, table, table_dtype, vocab_size, hidden, token_ids, num_tokens);
 }
 
 void rms_norm(const Context& ctx, float* out, const float* in, const float* weight, int64_t num_rows,
               int64_t dim, float eps) {
-  FERRY_DISPATCH(ctx, rms_norm(out, in, weight, num_rows, dim, eps));
+  FERRY_DISPATCH_POOLED(ctx, rms_norm, out, in, weight, num_rows, dim, eps);
 }
 
 void add_rms_norm(const Context& ctx, float* out, float* residual, const float* delta,
                   const float* weight, int64_t num_rows, int64_t dim, float eps) {
-  FERRY_DISPATCH(ctx, add_rms_norm(out, residual, delta, weight, num_rows, dim, eps));
+  FERRY_DISPATCH_POOLED(ctx, add_rms_norm, out, residual, delta, weight, num_rows, dim, eps);
 }
 
 void head_rms_norm(const Context& ctx, float* x, const float* weight, int64_t num_tokens,
                    int64_t token_stride, int64_t num_heads, int64_t head_dim, float eps) {
-  FERRY_DISPATCH(ctx, head_rms_norm(x, weight, num_tokens, token_stride, num_heads, head_dim, eps));
+  FERRY_DISPATCH_POOLED(ctx, head_rms_norm, x, weight, num_tokens, token_stride, num_heads, head_dim, eps);
 }
 
 void rope(const Context& ctx, float* q, float* k, const int32_t* positions, const float* inv_freq,
           int64_t num_tokens, int64_t q_stride, int64_t k_stride, int64_t num_q_heads,
           int64_t num_kv_heads, int64_t head_dim) {
-  FERRY_DISPATCH(ctx, rope(q, k, positions, inv_freq, num_tokens, q_stride, k_stride, num_q_heads,
-                           num_kv_heads, head_dim));
+  FERRY_DISPATCH_POOLED(ctx, rope, q, k, positions, inv_freq, num_tokens, q_stride, k_stride, num_q_heads,
+                        num_kv_heads, head_dim);
 }
 
 void kv_cache_write(const Context& ctx, float* k_cache, float* v_cache, const float* k, const float* v,
                     const int64_t* slot_mapping, int64_t num_tokens, int64_t k_stride, int64_t v_stride,
                     int64_t num_kv_heads, int64_t head_dim) {
-  FERRY_DISPATCH(ctx, kv_cache_write(k_cache, v_cache, k, v, slot_mapping, num_tokens, k_stride,
-                                     v_stride, num_kv_heads, head_dim));
+  FERRY_DISPATCH_POOLED(ctx, kv_cache_write, k_cache, v_cache, k, v, slot_mapping, num_tokens, k_stride,
+                        v_stride, num_kv_heads, head_dim);
+}
+
+void kv_cache_write_bf16(const Context& ctx, uint16_t* k_cache, uint16_t* v_cache, const float* k, const float* v,
+                         const int64_t* slot_mapping, int64_t num_tokens, int64_t k_stride, int64_t v_stride,
+                         int64_t num_kv_heads, int64_t head_dim) {
+  FERRY_CHECK(ctx.backend != Backend::kCuda && "kv_cache_write_bf16: no CUDA kernel yet");
+  FERRY_DISPATCH_POOLED(ctx, kv_cache_write_bf16, k_cache, v_cache, k, v, slot_mapping, num_tokens, k_stride,
+                        v_stride, num_kv_heads, head_dim);
 }
 
 void kv_cache_write_int8(const Context& ctx, int8_t* k_cache, int8_t* v_cache, float* k_scales, float* v_scales,
                          const float* k, const float* v, const int64_t* slot_mapping, int64_t num_tokens,
                          int64_t k_stride, int64_t v_stride, int64_t num_kv_heads, int64_t head_dim) {
-  FERRY_DISPATCH(ctx, kv_cache_write_int8(k_cache, v_cache, k_scales, v_scales, k, v, slot_mapping, num_tokens,
-                                          k_stride, v_stride, num_kv_heads, head_dim));
+  FERRY_DISPATCH_POOLED(ctx, kv_cache_write_int8, k_cache, v_cache, k_scales, v_scales, k, v, slot_mapping, num_tokens,
+                        k_stride, v_stride, num_kv_heads, head_dim);
 }
 
 void paged_attention(const Context& ctx, const PagedAttentionArgs& args) {
   FERRY_CHECK(args.num_kv_heads > 0 && args.num_q_heads % args.num_kv_heads == 0);
   FERRY_CHECK(args.block_size > 0 && args.head_dim > 0);
-  FERRY_CHECK(args.kv_dtype == KvCacheDType::kF32 || (args.k_scales != nullptr && args.v_scales != nullptr));
-  FERRY_DISPATCH(ctx, paged_attention(args));
+  FERRY_CHECK(args.kv_dtype != KvCacheDType::kInt8 || (args.k_scales != nullptr && args.v_scales != nullptr));
+  FERRY_CHECK(!(ctx.backend == Backend::kCuda && args.kv_dtype == KvCacheDType::kBF16) &&
+              "paged_attention: no CUDA kernel reads a bf16 KV cache yet");
+  FERRY_DISPATCH_POOLED(ctx, paged_attention, args);
 }
 
 void silu_and_mul(const Context& ctx, float* out, const float* gate_up, int64_t num_rows, int64_t inter) {
-  FERRY_DISPATCH(ctx, silu_and_mul(out, gate_up, num_rows, inter));
+  FERRY_DISPATCH_POOLED(ctx, silu_and_mul, out, gate_up, num_rows, inter);
+}
+
+void gelu_tanh_and_mul(const Context& ctx, float* out, const float* gate_up, int64_t num_rows, int64_t inter) {
+  FERRY_CHECK(ctx.backend != Backend::kCuda && "gelu_tanh_and_mul: no CUDA kernel yet");
+  FERRY_DISPATCH_POOLED(ctx, gelu_tanh_and_mul, out, gate_up, num_rows, inter);
 }
 
 void matmul(const Context& ctx, float* out, const float* x, const void* w, DType w_dtype,
@@ -233,17 +264,18 @@ void matmul(const Context& ctx, float* out, const float* x, const void* w, DType
 
 void gather_rows(const Context& ctx, float* out, const float* in, const int32_t* rows, int64_t num_rows,
                  int64_t dim) {
-  FERRY_DISPATCH(ctx, gather_rows(out, in, rows, num_rows, dim));
+  FERRY_DISPATCH_POOLED(ctx, gather_rows, out, in, rows, num_rows, dim);
 }
 
 void argmax(const Context& ctx, int32_t* out, const float* logits, int64_t num_rows, int64_t vocab) {
-  FERRY_DISPATCH(ctx, argmax(out, logits, num_rows, vocab));
+  FERRY_DISPATCH_POOLED(ctx, argmax, out, logits, num_rows, vocab);
 }
 
 void log_softmax(const Context& ctx, float* x, int64_t num_rows, int64_t vocab) {
-  FERRY_DISPATCH(ctx, log_softmax(x, num_rows, vocab));
+  FERRY_DISPATCH_POOLED(ctx, log_softmax, x, num_rows, vocab);
 }
 
 #undef FERRY_DISPATCH
+#undef FERRY_DISPATCH_POOLED
 
 }  // namespace ferry::kernels

@@ -10,8 +10,8 @@
 //
 // Conventions:
 // - Activations, norms weights and outputs are fp32. Tables and weight matrices may be fp32, fp16
-//   or bf16 (DType); they are read, never written. The paged KV cache is fp32 or int8 with scales
-//   (KvCacheDType); attention always computes in fp32.
+//   or bf16 (DType); they are read, never written. The paged KV cache is fp32, bf16, or int8 with
+//   scales (KvCacheDType); attention always computes in fp32.
 // - Shapes are written [outer, ..., inner] beside each pointer; everything is contiguous unless a
 //   `*_stride` argument (in elements) says how far apart consecutive tokens are.
 // - Inputs are validated by the caller (the engine checks token ids, slots and block tables at its
@@ -119,6 +119,9 @@ void rope_inv_freq(const RopeParams& params, int64_t head_dim, float* inv_freq);
 //
 // Storage per layer (one tensor for K, one for V), by KvCacheDType:
 //   kF32:  float  k_cache[num_blocks, block_size, num_kv_heads, head_dim]
+//   kBF16: uint16_t k_cache[num_blocks, block_size, num_kv_heads, head_dim], bf16 bit patterns
+//          (f32_to_bf16: round to nearest even; no scales). Half the bytes of fp32; a value keeps 8
+//          significant bits (relative error <= 2^-9), far below int8's per-row step at typical K/V.
 //   kInt8: int8_t k_cache[num_blocks, block_size, num_kv_heads, head_dim]
 //          float  k_scales[num_blocks, block_size, num_kv_heads]
 // A physical block holds block_size consecutive token positions of one sequence. A sequence's
@@ -138,9 +141,9 @@ void rope_inv_freq(const RopeParams& params, int64_t head_dim, float* inv_freq);
 // of 8 * head_dim (3.76x fewer bytes at head_dim 64, 3.88x at 128, 2.67x at stories260K's 8).
 // Accuracy is measured in tests/kernels (attention vs fp32) and tests/llm/engine (stories260K: about
 // 4.5x the logit error of a cache rounded to bf16).
-enum class KvCacheDType : int32_t { kF32 = 0, kInt8 = 1 };
+enum class KvCacheDType : int32_t { kF32 = 0, kInt8 = 1, kBF16 = 2 };
 
-const char* kv_cache_dtype_name(KvCacheDType dtype);  // "fp32", "int8"
+const char* kv_cache_dtype_name(KvCacheDType dtype);  // "fp32", "int8", "bf16"
 // Bytes one token position takes in one layer's K (or V) cache for one KV head, scale included.
 int64_t kv_cache_bytes_per_head(KvCacheDType dtype, int64_t head_dim);
 
@@ -155,6 +158,17 @@ void kv_cache_write(const Context& ctx,
                     const int64_t* slot_mapping,  // [num_tokens]
                     int64_t num_tokens, int64_t k_stride, int64_t v_stride, int64_t num_kv_heads,
                     int64_t head_dim);
+
+// KV cache write (bf16 cache): as kv_cache_write, each value rounded to bf16 (f32_to_bf16).
+// kCpu and kReference only for now (a kCuda context asserts).
+void kv_cache_write_bf16(const Context& ctx,
+                         uint16_t* k_cache,            // [num_blocks, block_size, num_kv_heads, head_dim]
+                         uint16_t* v_cache,            // same
+                         const float* k,               // [num_tokens, k_stride], [.., num_kv_heads*head_dim]
+                         const float* v,               // [num_tokens, v_stride], same
+                         const int64_t* slot_mapping,  // [num_tokens]
+                         int64_t num_tokens, int64_t k_stride, int64_t v_stride, int64_t num_kv_heads,
+                         int64_t head_dim);
 
 // KV cache write (int8 cache): as kv_cache_write, but each (token, kv head) row of k and of v is
 // quantized as described above into the slot's int8 values and its scale.
@@ -178,7 +192,10 @@ void kv_cache_write_int8(const Context& ctx,
 // attends causally to cached positions 0..that position. Head h of q uses KV head
 // h / (num_q_heads / num_kv_heads) (GQA; num_q_heads must be a multiple of num_kv_heads).
 // out = softmax(q . k^T * scale) . v, the softmax in fp32 with max subtraction. An int8 cache is
-// dequantized on the fly (k = q_k * k_scale, v = q_v * v_scale), never materialised in fp32.
+// dequantized on the fly (k = q_k * k_scale, v = q_v * v_scale), never materialised in fp32; a bf16
+// cache is widened on the fly. A kBF16 cache is kCpu / kReference only for now (kCuda asserts).
+// kCpu splits the work over the pool by (sequence, kv head, tile of query tokens), so the q heads
+// that share a KV head read it from memory once.
 struct PagedAttentionArgs {
   float* out;                       // [num_tokens, num_q_heads * head_dim]
   const float* q;                   // [num_tokens, q_stride], heads at [.., num_q_heads*head_dim]
@@ -209,6 +226,14 @@ void silu_and_mul(const Context& ctx,
                   float* out,            // [num_rows, inter]
                   const float* gate_up,  // [num_rows, 2 * inter]: gate half, then up half
                   int64_t num_rows, int64_t inter);
+
+// GeGLU (Gemma's MLP, HF's gelu_pytorch_tanh): out[r, j] = gelu_tanh(gate_up[r, j]) * gate_up[r,
+// inter + j], gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). Same layout as
+// silu_and_mul. kCpu and kReference only for now (a kCuda context asserts).
+void gelu_tanh_and_mul(const Context& ctx,
+                       float* out,            // [num_rows, inter]
+                       const float* gate_up,  // [num_rows, 2 * inter]: gate half, then up half
+                       int64_t num_rows, int64_t inter);
 
 // Linear layer in HF layout: out[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]).
 // The kCpu path is fastest with fp32 weights (sgemm); fp16/bf16 weights are converted per panel.

@@ -58,12 +58,18 @@ void quantize_row_int8(int8_t* q, float* scale, const float* x, int64_t n) {
   *scale = amax / 127.0f;
 }
 
-// Element d of head `kvh` at `slot` of a K or V cache of either dtype, as fp32.
+// Element d of head `kvh` at `slot` of a K or V cache of any dtype, as a real number.
 double cache_value(const void* cache, const float* scales, KvCacheDType dtype, int64_t slot, int64_t kvh,
                    int64_t num_kv_heads, int64_t head_dim, int64_t d) {
   const int64_t i = (slot * num_kv_heads + kvh) * head_dim + d;
-  if (dtype == KvCacheDType::kF32) return static_cast<const float*>(cache)[i];
-  return static_cast<double>(static_cast<const int8_t*>(cache)[i]) * scales[slot * num_kv_heads + kvh];
+  switch (dtype) {
+    case KvCacheDType::kF32: return static_cast<const float*>(cache)[i];
+    case KvCacheDType::kBF16: return bf16_to_f32(static_cast<const uint16_t*>(cache)[i]);
+    case KvCacheDType::kInt8:
+      return static_cast<double>(static_cast<const int8_t*>(cache)[i]) * scales[slot * num_kv_heads + kvh];
+  }
+  FERRY_CHECK(false && "unknown KvCacheDType");
+  return 0.0;
 }
 
 }  // namespace
@@ -114,6 +120,20 @@ void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float*
     for (int64_t j = 0; j < row; ++j) {
       k_cache[slot * row + j] = k[t * k_stride + j];
       v_cache[slot * row + j] = v[t * v_stride + j];
+    }
+  }
+}
+
+void kv_cache_write_bf16(uint16_t* k_cache, uint16_t* v_cache, const float* k, const float* v,
+                         const int64_t* slot_mapping, int64_t num_tokens, int64_t k_stride, int64_t v_stride,
+                         int64_t num_kv_heads, int64_t head_dim) {
+  const int64_t row = num_kv_heads * head_dim;
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    const int64_t slot = slot_mapping[t];
+    if (slot < 0) continue;
+    for (int64_t j = 0; j < row; ++j) {
+      k_cache[slot * row + j] = f32_to_bf16(k[t * k_stride + j]);
+      v_cache[slot * row + j] = f32_to_bf16(v[t * v_stride + j]);
     }
   }
 }
@@ -182,6 +202,18 @@ void silu_and_mul(float* out, const float* gate_up, int64_t num_rows, int64_t in
       const double g = gate_up[r * 2 * inter + j];
       const double u = gate_up[r * 2 * inter + inter + j];
       out[r * inter + j] = static_cast<float>(g / (1.0 + std::exp(-g)) * u);
+    }
+  }
+}
+
+void gelu_tanh_and_mul(float* out, const float* gate_up, int64_t num_rows, int64_t inter) {
+  const double kSqrt2OverPi = 0.79788456080286535588;  // sqrt(2 / pi)
+  for (int64_t r = 0; r < num_rows; ++r) {
+    for (int64_t j = 0; j < inter; ++j) {
+      const double g = gate_up[r * 2 * inter + j];
+      const double u = gate_up[r * 2 * inter + inter + j];
+      const double gelu = 0.5 * g * (1.0 + std::tanh(kSqrt2OverPi * (g + 0.044715 * g * g * g)));
+      out[r * inter + j] = static_cast<float>(gelu * u);
     }
   }
 }

@@ -1,0 +1,312 @@
+// kCpu paged attention (kernels.h, paged_attention) for fp32, bf16 and int8 caches: the driver that
+// splits the batch over the thread pool, plus the portable inner loops and the ISA choice. The AVX2
+// inner loops live in attention_avx2.cc.
+//
+// Work item = (sequence, KV head, tile of query tokens). Its R rows are the q heads sharing that KV
+// head (the GQA group) for each query token of the tile, so each K/V chunk is read from memory once
+// per item and reused from L1 by all R rows. Per item, two passes over the cache with a scores
+// buffer between them (thread-local scratch, grown once, never freed):
+//   1. scores[r, p] = (q_r * scale) . k_p            (int8: times k_scale[p], once per key and row)
+//   2. softmax per row over its causal keys; weights past a row's last key are zeroed
+//   3. acc[r, :] += p[r, p] * v_p                     (int8: p times v_scale[p] first)
+// then out = acc / sum. Decode reads K and V once: the loop is bandwidth-bound when the inner
+// kernels keep up (see perf/kernels/attention_bench.cc and perf/RESULTS.md).
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "common/status.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace ferry::kernels::cpu {
+
+namespace {
+
+// ---- portable inner loops ---------------------------------------------------------------------
+// 8 independent accumulators so the compiler vectorises without -ffast-math.
+
+float dot8(const float* a, const float* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
+  float s = 0.0f;
+  for (; i < n; ++i) s += a[i] * b[i];
+  for (int l = 0; l < 8; ++l) s += acc[l];
+  return s;
+}
+
+void qk_portable(float* scores, int64_t s_ld, const float* q, int64_t num_rows, const float* k, int64_t k_ld,
+                 int64_t n, int64_t hd) {
+  for (int64_t r = 0; r < num_rows; ++r)
+    for (int64_t j = 0; j < n; ++j) scores[r * s_ld + j] = dot8(q + r * hd, k + j * k_ld, hd);
+}
+
+void pv_portable(float* acc, const float* p, int64_t p_ld, int64_t num_rows, const float* v, int64_t v_ld,
+                 int64_t n, int64_t hd) {
+  for (int64_t r = 0; r < num_rows; ++r) {
+    float* out = acc + r * hd;
+    for (int64_t j = 0; j < n; ++j) {
+      const float w = p[r * p_ld + j];
+      const float* vj = v + j * v_ld;
+      for (int64_t d = 0; d < hd; ++d) out[d] += w * vj[d];
+    }
+  }
+}
+
+void widen_bf16_portable(float* dst, const uint16_t* src, int64_t src_ld, int64_t n, int64_t hd) {
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t d = 0; d < hd; ++d) dst[j * hd + d] = bf16_to_f32(src[j * src_ld + d]);
+}
+
+void widen_int8_portable(float* dst, const int8_t* src, int64_t src_ld, int64_t n, int64_t hd) {
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t d = 0; d < hd; ++d) dst[j * hd + d] = static_cast<float>(src[j * src_ld + d]);
+}
+
+float exp_sum_portable(float* x, int64_t n, float max) {
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  return sum;
+}
+
+// ---- ISA choice ---------------------------------------------------------------------------------
+
+bool cpu_has_avx2_fma() {
+#if defined(__x86_64__) || defined(__i386__)
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+AttentionIsa best_isa() {
+  return attention_isa_supported(AttentionIsa::kAvx2) ? AttentionIsa::kAvx2 : AttentionIsa::kPortable;
+}
+
+// Relaxed: a test or benchmark sets it between calls; every call reads it once.
+std::atomic<AttentionIsa> g_isa{best_isa()};
+
+const AttentionKernels& kernels_for(AttentionIsa isa) {
+  if (isa == AttentionIsa::kAvx2) return *attention_kernels_avx2();
+  return attention_kernels_portable();
+}
+
+// ---- driver -------------------------------------------------------------------------------------
+
+// Rows per work item: enough to amortise one read of a K/V chunk over ~16 dot products, few enough
+// that a decode step (one query token) keeps one item per (sequence, KV head).
+constexpr int64_t kTileRows = 16;
+// Below this many multiply-adds (q.k plus p.v over the whole batch) a call runs on the caller:
+// handing work to the pool costs a few microseconds, which a tiny model's decode step cannot repay.
+constexpr int64_t kMinParallelMacs = 1 << 15;
+
+// Thread-local scratch of one work item, grown to the largest item seen and then reused.
+struct Scratch {
+  std::vector<float> q;       // [R, head_dim]: q rows times the softmax scale
+  std::vector<float> scores;  // [R, s_ld]: scores, then softmax weights
+  std::vector<float> acc;     // [R, head_dim]
+  std::vector<float> kv;      // [kAttentionChunkKeys, head_dim]: a widened K or V chunk
+  std::vector<float> inv_sum;  // [R]
+};
+
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+template <typename T>
+void grow(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+}
+
+// The geometry of one call, shared by its work items.
+struct Plan {
+  const PagedAttentionArgs* a;
+  const AttentionKernels* kern;
+  int64_t group;     // q heads per KV head
+  int64_t tile_tokens;  // query tokens per work item
+  int64_t kv_row;    // num_kv_heads * head_dim: distance between consecutive slots, in elements
+};
+
+// Points `*rows` at n keys (or values) of KV head g starting at slot0, widening bf16/int8 into
+// `buf`; returns the row stride.
+int64_t chunk_rows(const Plan& pl, const void* cache, int64_t slot0, int64_t g, int64_t n, float* buf,
+                   const float** rows) {
+  const PagedAttentionArgs& a = *pl.a;
+  const int64_t offset = (slot0 * a.num_kv_heads + g) * a.head_dim;
+  switch (a.kv_dtype) {
+    case KvCacheDType::kF32:
+      *rows = static_cast<const float*>(cache) + offset;
+      return pl.kv_row;
+    case KvCacheDType::kBF16:
+      pl.kern->widen_bf16(buf, static_cast<const uint16_t*>(cache) + offset, pl.kv_row, n, a.head_dim);
+      break;
+    case KvCacheDType::kInt8:
+      pl.kern->widen_int8(buf, static_cast<const int8_t*>(cache) + offset, pl.kv_row, n, a.head_dim);
+      break;
+  }
+  *rows = buf;
+  return a.head_dim;
+}
+
+// One work item: sequence s, KV head g, query tokens [i0, i1) of that sequence.
+void attend_item(const Plan& pl, int64_t s, int64_t g, int64_t i0, int64_t i1) {
+  const PagedAttentionArgs& a = *pl.a;
+  const AttentionKernels& kern = *pl.kern;
+  const int64_t hd = a.head_dim;
+  const int64_t q_begin = a.query_start[s];
+  const int64_t query_len = a.query_start[s + 1] - q_begin;
+  const int64_t context_len = a.context_lens[s];
+  const int32_t* table = a.block_tables + s * a.max_blocks_per_seq;
+  const bool int8 = a.kv_dtype == KvCacheDType::kInt8;
+  const int64_t num_rows = (i1 - i0) * pl.group;   // row r = (token i0 + r / group, head g*group + r % group)
+  const int64_t max_keys = context_len - query_len + i1;  // the tile's last token sees the most keys
+  const int64_t s_ld = (max_keys + 7) & ~int64_t{7};
+
+  Scratch& sc = scratch();
+  grow(sc.q, num_rows * hd);
+  grow(sc.scores, num_rows * s_ld);
+  grow(sc.acc, num_rows * hd);
+  grow(sc.kv, kAttentionChunkKeys * hd);
+  grow(sc.inv_sum, num_rows);
+  float* q = sc.q.data();
+  float* scores = sc.scores.data();
+  float* acc = sc.acc.data();
+  for (int64_t r = 0; r < num_rows; ++r) {
+    const float* src = a.q + (q_begin + i0 + r / pl.group) * a.q_stride + (g * pl.group + r % pl.group) * hd;
+    for (int64_t d = 0; d < hd; ++d) q[r * hd + d] = src[d] * a.scale;
+  }
+
+  // Chunks of keys contiguous in one block: [p0, p0 + n) at slots slot0 .. slot0 + n - 1.
+  auto for_each_chunk = [&](auto&& body) {
+    for (int64_t p0 = 0; p0 < max_keys;) {
+      const int64_t block = table[p0 / a.block_size];
+      FERRY_CHECK(block >= 0 && block < a.num_blocks);
+      const int64_t offset = p0 % a.block_size;
+      const int64_t n = std::min({kAttentionChunkKeys, a.block_size - offset, max_keys - p0});
+      body(p0, block * a.block_size + offset, n);
+      p0 += n;
+    }
+  };
+
+  // Pass 1: scores.
+  for_each_chunk([&](int64_t p0, int64_t slot0, int64_t n) {
+    const float* k = nullptr;
+    const int64_t k_ld = chunk_rows(pl, a.k_cache, slot0, g, n, sc.kv.data(), &k);
+    kern.qk(scores + p0, s_ld, q, num_rows, k, k_ld, n, hd);
+    if (int8) {
+      const float* ks = a.k_scales + slot0 * a.num_kv_heads + g;
+      for (int64_t r = 0; r < num_rows; ++r)
+        for (int64_t j = 0; j < n; ++j) scores[r * s_ld + p0 + j] *= ks[j * a.num_kv_heads];
+    }
+  });
+
+  // Pass 2: softmax per row over its causal keys; zero weights for the keys it must not see.
+  for (int64_t r = 0; r < num_rows; ++r) {
+    float* row = scores + r * s_ld;
+    const int64_t num_keys = context_len - query_len + i0 + r / pl.group + 1;
+    float max = -std::numeric_limits<float>::infinity();
+    for (int64_t p = 0; p < num_keys; ++p) max = std::max(max, row[p]);
+    sc.inv_sum[static_cast<size_t>(r)] = 1.0f / kern.exp_sum(row, num_keys, max);
+    std::fill(row + num_keys, row + max_keys, 0.0f);
+  }
+
+  // Pass 3: weighted sum of V.
+  std::fill(acc, acc + num_rows * hd, 0.0f);
+  for_each_chunk([&](int64_t p0, int64_t slot0, int64_t n) {
+    if (int8) {
+      const float* vs = a.v_scales + slot0 * a.num_kv_heads + g;
+      for (int64_t r = 0; r < num_rows; ++r)
+        for (int64_t j = 0; j < n; ++j) scores[r * s_ld + p0 + j] *= vs[j * a.num_kv_heads];
+    }
+    const float* v = nullptr;
+    const int64_t v_ld = chunk_rows(pl, a.v_cache, slot0, g, n, sc.kv.data(), &v);
+    kern.pv(acc, scores + p0, s_ld, num_rows, v, v_ld, n, hd);
+  });
+
+  for (int64_t r = 0; r < num_rows; ++r) {
+    float* out = a.out + (q_begin + i0 + r / pl.group) * a.num_q_heads * hd + (g * pl.group + r % pl.group) * hd;
+    const float inv = sc.inv_sum[static_cast<size_t>(r)];
+    for (int64_t d = 0; d < hd; ++d) out[d] = acc[r * hd + d] * inv;
+  }
+}
+
+}  // namespace
+
+const AttentionKernels& attention_kernels_portable() {
+  static const AttentionKernels k{qk_portable, pv_portable, widen_bf16_portable, widen_int8_portable,
+                                  exp_sum_portable};
+  return k;
+}
+
+const char* attention_isa_name(AttentionIsa isa) {
+  switch (isa) {
+    case AttentionIsa::kPortable: return "portable";
+    case AttentionIsa::kAvx2: return "avx2";
+  }
+  return "?";
+}
+
+bool attention_isa_supported(AttentionIsa isa) {
+  switch (isa) {
+    case AttentionIsa::kPortable: return true;
+    case AttentionIsa::kAvx2: return attention_kernels_avx2() != nullptr && cpu_has_avx2_fma();
+  }
+  return false;
+}
+
+AttentionIsa attention_isa() { return g_isa.load(std::memory_order_relaxed); }
+
+void set_attention_isa(AttentionIsa isa) {
+  FERRY_CHECK(attention_isa_supported(isa));
+  g_isa.store(isa, std::memory_order_relaxed);
+}
+
+void paged_attention(ThreadPool& pool, const PagedAttentionArgs& a) {
+  Plan pl;
+  pl.a = &a;
+  pl.kern = &kernels_for(attention_isa());
+  pl.group = a.num_q_heads / a.num_kv_heads;
+  pl.tile_tokens = std::max<int64_t>(1, kTileRows / pl.group);
+  pl.kv_row = a.num_kv_heads * a.head_dim;
+
+  // Items are numbered sequence by sequence: item_start[s] is the first item of sequence s, whose
+  // items run KV head by KV head, tile by tile. Also estimates the work, to decide on threads.
+  thread_local std::vector<int64_t> item_start;
+  item_start.resize(static_cast<size_t>(a.num_seqs + 1));
+  item_start[0] = 0;
+  int64_t macs = 0;
+  for (int64_t s = 0; s < a.num_seqs; ++s) {
+    const int64_t query_len = a.query_start[s + 1] - a.query_start[s];
+    FERRY_CHECK(query_len >= 0 && a.context_lens[s] >= query_len);
+    const int64_t tiles = (query_len + pl.tile_tokens - 1) / pl.tile_tokens;
+    item_start[static_cast<size_t>(s + 1)] = item_start[static_cast<size_t>(s)] + tiles * a.num_kv_heads;
+    macs += 2 * query_len * a.num_q_heads * a.context_lens[s] * a.head_dim;
+  }
+  const int64_t num_items = item_start[static_cast<size_t>(a.num_seqs)];
+  const int64_t* starts = item_start.data();
+
+  auto run = [&](int64_t begin, int64_t end) {
+    int64_t s = std::upper_bound(starts, starts + a.num_seqs + 1, begin) - starts - 1;
+    for (int64_t item = begin; item < end; ++item) {
+      while (item >= starts[s + 1]) ++s;
+      const int64_t query_len = a.query_start[s + 1] - a.query_start[s];
+      const int64_t tiles = (query_len + pl.tile_tokens - 1) / pl.tile_tokens;
+      const int64_t local = item - starts[s];
+      const int64_t g = local / tiles;
+      const int64_t i0 = (local % tiles) * pl.tile_tokens;
+      attend_item(pl, s, g, i0, std::min(query_len, i0 + pl.tile_tokens));
+    }
+  };
+  pool.parallel_for(num_items, run, macs < kMinParallelMacs ? std::max<int64_t>(num_items, 1) : 1);
+}
+
+}  // namespace ferry::kernels::cpu

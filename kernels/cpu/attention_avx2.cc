@@ -1,0 +1,279 @@
+// AVX2 + FMA inner loops of the kCpu paged attention (interface in attention.h). This file alone is
+// compiled with -mavx2 -mfma (kernels/CMakeLists.txt); attention.cc calls it only after
+// __builtin_cpu_supports said the CPU has both. Builds without those flags (non-x86) get nullptr.
+#include "kernels/cpu/attention.h"
+
+#if defined(__AVX2__) && defined(__FMA__)
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+namespace ferry::kernels::cpu {
+
+namespace {
+
+// Sum of the 4 lanes of each of a, b, c, d: returns {sum(a), sum(b), sum(c), sum(d)}.
+inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
+  const __m256 ab = _mm256_hadd_ps(a, b);  // per 128-bit lane: a01 a23 b01 b23
+  const __m256 cd = _mm256_hadd_ps(c, d);
+  const __m256 abcd = _mm256_hadd_ps(ab, cd);  // per lane: a b c d (partial)
+  return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+inline float hsum(__m256 a) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Scores of two q rows against four keys per step: 6 loads feed 8 FMAs, so the loop runs at the FMA
+// rate rather than the load rate. head_dim tails (head_dim % 8) are added in scalar.
+void qk_avx2(float* scores, int64_t s_ld, const float* q, int64_t num_rows, const float* k, int64_t k_ld,
+             int64_t n, int64_t hd) {
+  const int64_t hd8 = hd & ~int64_t{7};
+  int64_t r = 0;
+  for (; r + 2 <= num_rows; r += 2) {
+    const float* q0 = q + r * hd;
+    const float* q1 = q0 + hd;
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+      const float* k0 = k + j * k_ld;
+      const float* k1 = k0 + k_ld;
+      const float* k2 = k1 + k_ld;
+      const float* k3 = k2 + k_ld;
+      __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
+      __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+      for (int64_t d = 0; d < hd8; d += 8) {
+        const __m256 x0 = _mm256_loadu_ps(q0 + d), x1 = _mm256_loadu_ps(q1 + d);
+        __m256 kv = _mm256_loadu_ps(k0 + d);
+        a00 = _mm256_fmadd_ps(x0, kv, a00);
+        a10 = _mm256_fmadd_ps(x1, kv, a10);
+        kv = _mm256_loadu_ps(k1 + d);
+        a01 = _mm256_fmadd_ps(x0, kv, a01);
+        a11 = _mm256_fmadd_ps(x1, kv, a11);
+        kv = _mm256_loadu_ps(k2 + d);
+        a02 = _mm256_fmadd_ps(x0, kv, a02);
+        a12 = _mm256_fmadd_ps(x1, kv, a12);
+        kv = _mm256_loadu_ps(k3 + d);
+        a03 = _mm256_fmadd_ps(x0, kv, a03);
+        a13 = _mm256_fmadd_ps(x1, kv, a13);
+      }
+      __m128 s0 = hsum4(a00, a01, a02, a03), s1 = hsum4(a10, a11, a12, a13);
+      if (hd8 < hd) {
+        float t0[4] = {0, 0, 0, 0}, t1[4] = {0, 0, 0, 0};
+        for (int u = 0; u < 4; ++u)
+          for (int64_t d = hd8; d < hd; ++d) {
+            t0[u] += q0[d] * k[(j + u) * k_ld + d];
+            t1[u] += q1[d] * k[(j + u) * k_ld + d];
+          }
+        s0 = _mm_add_ps(s0, _mm_loadu_ps(t0));
+        s1 = _mm_add_ps(s1, _mm_loadu_ps(t1));
+      }
+      _mm_storeu_ps(scores + r * s_ld + j, s0);
+      _mm_storeu_ps(scores + (r + 1) * s_ld + j, s1);
+    }
+    for (; j < n; ++j) {
+      const float* kj = k + j * k_ld;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+      for (int64_t d = 0; d < hd8; d += 8) {
+        const __m256 kv = _mm256_loadu_ps(kj + d);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + d), kv, a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + d), kv, a1);
+      }
+      float s0 = hsum(a0), s1 = hsum(a1);
+      for (int64_t d = hd8; d < hd; ++d) {
+        s0 += q0[d] * kj[d];
+        s1 += q1[d] * kj[d];
+      }
+      scores[r * s_ld + j] = s0;
+      scores[(r + 1) * s_ld + j] = s1;
+    }
+  }
+  for (; r < num_rows; ++r) {  // an odd last row
+    const float* q0 = q + r * hd;
+    for (int64_t j = 0; j < n; ++j) {
+      const float* kj = k + j * k_ld;
+      __m256 a0 = _mm256_setzero_ps();
+      for (int64_t d = 0; d < hd8; d += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + d), _mm256_loadu_ps(kj + d), a0);
+      float s0 = hsum(a0);
+      for (int64_t d = hd8; d < hd; ++d) s0 += q0[d] * kj[d];
+      scores[r * s_ld + j] = s0;
+    }
+  }
+}
+
+// acc rows += p . V, two rows at a time over 32 columns (8 accumulators), so each V load feeds two
+// FMAs; then 8-column and scalar tails.
+void pv_avx2(float* acc, const float* p, int64_t p_ld, int64_t num_rows, const float* v, int64_t v_ld, int64_t n,
+             int64_t hd) {
+  int64_t r = 0;
+  for (; r + 2 <= num_rows; r += 2) {
+    float* o0 = acc + r * hd;
+    float* o1 = o0 + hd;
+    const float* p0 = p + r * p_ld;
+    const float* p1 = p0 + p_ld;
+    int64_t d = 0;
+    for (; d + 32 <= hd; d += 32) {
+      __m256 b00 = _mm256_loadu_ps(o0 + d), b01 = _mm256_loadu_ps(o0 + d + 8);
+      __m256 b02 = _mm256_loadu_ps(o0 + d + 16), b03 = _mm256_loadu_ps(o0 + d + 24);
+      __m256 b10 = _mm256_loadu_ps(o1 + d), b11 = _mm256_loadu_ps(o1 + d + 8);
+      __m256 b12 = _mm256_loadu_ps(o1 + d + 16), b13 = _mm256_loadu_ps(o1 + d + 24);
+      for (int64_t j = 0; j < n; ++j) {
+        const float* vj = v + j * v_ld + d;
+        const __m256 w0 = _mm256_broadcast_ss(p0 + j), w1 = _mm256_broadcast_ss(p1 + j);
+        __m256 x = _mm256_loadu_ps(vj);
+        b00 = _mm256_fmadd_ps(w0, x, b00);
+        b10 = _mm256_fmadd_ps(w1, x, b10);
+        x = _mm256_loadu_ps(vj + 8);
+        b01 = _mm256_fmadd_ps(w0, x, b01);
+        b11 = _mm256_fmadd_ps(w1, x, b11);
+        x = _mm256_loadu_ps(vj + 16);
+        b02 = _mm256_fmadd_ps(w0, x, b02);
+        b12 = _mm256_fmadd_ps(w1, x, b12);
+        x = _mm256_loadu_ps(vj + 24);
+        b03 = _mm256_fmadd_ps(w0, x, b03);
+        b13 = _mm256_fmadd_ps(w1, x, b13);
+      }
+      _mm256_storeu_ps(o0 + d, b00);
+      _mm256_storeu_ps(o0 + d + 8, b01);
+      _mm256_storeu_ps(o0 + d + 16, b02);
+      _mm256_storeu_ps(o0 + d + 24, b03);
+      _mm256_storeu_ps(o1 + d, b10);
+      _mm256_storeu_ps(o1 + d + 8, b11);
+      _mm256_storeu_ps(o1 + d + 16, b12);
+      _mm256_storeu_ps(o1 + d + 24, b13);
+    }
+    for (; d + 8 <= hd; d += 8) {
+      __m256 b0 = _mm256_loadu_ps(o0 + d), b1 = _mm256_loadu_ps(o1 + d);
+      for (int64_t j = 0; j < n; ++j) {
+        const __m256 x = _mm256_loadu_ps(v + j * v_ld + d);
+        b0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p0 + j), x, b0);
+        b1 = _mm256_fmadd_ps(_mm256_broadcast_ss(p1 + j), x, b1);
+      }
+      _mm256_storeu_ps(o0 + d, b0);
+      _mm256_storeu_ps(o1 + d, b1);
+    }
+    for (; d < hd; ++d) {
+      float s0 = o0[d], s1 = o1[d];
+      for (int64_t j = 0; j < n; ++j) {
+        s0 += p0[j] * v[j * v_ld + d];
+        s1 += p1[j] * v[j * v_ld + d];
+      }
+      o0[d] = s0;
+      o1[d] = s1;
+    }
+  }
+  for (; r < num_rows; ++r) {  // an odd last row
+    float* o0 = acc + r * hd;
+    const float* p0 = p + r * p_ld;
+    int64_t d = 0;
+    for (; d + 8 <= hd; d += 8) {
+      __m256 b0 = _mm256_loadu_ps(o0 + d);
+      for (int64_t j = 0; j < n; ++j)
+        b0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p0 + j), _mm256_loadu_ps(v + j * v_ld + d), b0);
+      _mm256_storeu_ps(o0 + d, b0);
+    }
+    for (; d < hd; ++d) {
+      float s0 = o0[d];
+      for (int64_t j = 0; j < n; ++j) s0 += p0[j] * v[j * v_ld + d];
+      o0[d] = s0;
+    }
+  }
+}
+
+void widen_bf16_avx2(float* dst, const uint16_t* src, int64_t src_ld, int64_t n, int64_t hd) {
+  for (int64_t j = 0; j < n; ++j) {
+    const uint16_t* s = src + j * src_ld;
+    float* o = dst + j * hd;
+    int64_t d = 0;
+    for (; d + 8 <= hd; d += 8) {
+      const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + d)));
+      _mm256_storeu_ps(o + d, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
+    }
+    for (; d < hd; ++d) {
+      const uint32_t bits = static_cast<uint32_t>(s[d]) << 16;
+      std::memcpy(o + d, &bits, sizeof(float));
+    }
+  }
+}
+
+void widen_int8_avx2(float* dst, const int8_t* src, int64_t src_ld, int64_t n, int64_t hd) {
+  for (int64_t j = 0; j < n; ++j) {
+    const int8_t* s = src + j * src_ld;
+    float* o = dst + j * hd;
+    int64_t d = 0;
+    for (; d + 8 <= hd; d += 8) {
+      const __m256i w = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + d)));
+      _mm256_storeu_ps(o + d, _mm256_cvtepi32_ps(w));
+    }
+    for (; d < hd; ++d) o[d] = static_cast<float>(s[d]);
+  }
+}
+
+// exp(x) for x <= 0 (scores minus their max), 8 lanes: x = m ln2 + t with |t| <= ln2/2, exp(t) by
+// its Taylor polynomial to degree 7 (truncation error t^8/8! < 6e-9 relative, below fp32's 6e-8
+// ulp), 2^m built in the exponent bits. Below -87.3 the result would be subnormal: returned as 0.
+inline __m256 exp_neg_avx2(__m256 x) {
+  const __m256 kLog2e = _mm256_set1_ps(1.44269504088896341f);
+  const __m256 kLn2Hi = _mm256_set1_ps(0.693359375f);  // ln 2 split so m * kLn2Hi is exact
+  const __m256 kLn2Lo = _mm256_set1_ps(-2.12194440e-4f);
+  const __m256 kMin = _mm256_set1_ps(-87.3f);
+  const __m256 too_small = _mm256_cmp_ps(x, kMin, _CMP_LT_OQ);
+  x = _mm256_max_ps(x, kMin);
+  const __m256 m = _mm256_round_ps(_mm256_mul_ps(x, kLog2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 t = _mm256_fnmadd_ps(m, kLn2Hi, x);
+  t = _mm256_fnmadd_ps(m, kLn2Lo, t);
+  __m256 p = _mm256_set1_ps(1.0f / 5040);
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f / 720));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(m), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(too_small, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+float exp_sum_avx2(float* x, int64_t n, float max) {
+  const __m256 vmax = _mm256_set1_ps(max);
+  __m256 sum = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp_neg_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+    _mm256_storeu_ps(x + i, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  float s = hsum(sum);
+  if (i < n) {  // the tail through the same polynomial, so every weight rounds the same way
+    float tail[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const int64_t rest = n - i;
+    for (int64_t u = 0; u < 8; ++u) tail[u] = u < rest ? x[i + u] - max : -100.0f;
+    _mm256_storeu_ps(tail, exp_neg_avx2(_mm256_loadu_ps(tail)));
+    for (int64_t u = 0; u < rest; ++u) {
+      x[i + u] = tail[u];
+      s += tail[u];
+    }
+  }
+  return s;
+}
+
+}  // namespace
+
+const AttentionKernels* attention_kernels_avx2() {
+  static const AttentionKernels k{qk_avx2, pv_avx2, widen_bf16_avx2, widen_int8_avx2, exp_sum_avx2};
+  return &k;
+}
+
+}  // namespace ferry::kernels::cpu
+
+#else  // no AVX2/FMA flags for this file: the path does not exist in this build
+
+namespace ferry::kernels::cpu {
+const AttentionKernels* attention_kernels_avx2() { return nullptr; }
+}  // namespace ferry::kernels::cpu
+
+#endif
