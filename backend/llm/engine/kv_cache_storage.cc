@@ -17,14 +17,21 @@ Result<KvCacheStorage> KvCacheStorage::create(const KvCacheShape& shape) {
   try {
     s.layers_.resize(static_cast<size_t>(shape.num_layers));
     for (Layer& l : s.layers_) {
-      if (shape.dtype == kernels::KvCacheDType::kF32) {
-        l.k.assign(n, 0.0f);
-        l.v.assign(n, 0.0f);
-      } else {
-        l.k8.assign(n, 0);
-        l.v8.assign(n, 0);
-        l.k_scales.assign(num_scales, 0.0f);
-        l.v_scales.assign(num_scales, 0.0f);
+      switch (shape.dtype) {
+        case kernels::KvCacheDType::kF32:
+          l.k.assign(n, 0.0f);
+          l.v.assign(n, 0.0f);
+          break;
+        case kernels::KvCacheDType::kBF16:  // bf16 0x0000 is +0.0
+          l.k16.assign(n, 0);
+          l.v16.assign(n, 0);
+          break;
+        case kernels::KvCacheDType::kInt8:
+          l.k8.assign(n, 0);
+          l.v8.assign(n, 0);
+          l.k_scales.assign(num_scales, 0.0f);
+          l.v_scales.assign(num_scales, 0.0f);
+          break;
       }
     }
   } catch (const std::bad_alloc&) {
@@ -42,6 +49,8 @@ KvCacheStorage::Layer& KvCacheStorage::layer(int64_t l, kernels::KvCacheDType wa
 
 float* KvCacheStorage::k(int64_t l) { return layer(l, kernels::KvCacheDType::kF32).k.data(); }
 float* KvCacheStorage::v(int64_t l) { return layer(l, kernels::KvCacheDType::kF32).v.data(); }
+uint16_t* KvCacheStorage::k_bf16(int64_t l) { return layer(l, kernels::KvCacheDType::kBF16).k16.data(); }
+uint16_t* KvCacheStorage::v_bf16(int64_t l) { return layer(l, kernels::KvCacheDType::kBF16).v16.data(); }
 int8_t* KvCacheStorage::k_int8(int64_t l) { return layer(l, kernels::KvCacheDType::kInt8).k8.data(); }
 int8_t* KvCacheStorage::v_int8(int64_t l) { return layer(l, kernels::KvCacheDType::kInt8).v8.data(); }
 float* KvCacheStorage::k_scales(int64_t l) { return layer(l, kernels::KvCacheDType::kInt8).k_scales.data(); }

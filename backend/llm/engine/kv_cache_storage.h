@@ -4,6 +4,7 @@
 //
 // Layout per layer, by dtype (kernels.h, "Paged KV cache", has the quantization recipe):
 //   kF32:  float  k[num_blocks, block_size, num_kv_heads, head_dim], v the same
+//   kBF16: uint16_t k[num_blocks, block_size, num_kv_heads, head_dim] (bf16 bits), v the same
 //   kInt8: int8_t k[num_blocks, block_size, num_kv_heads, head_dim], v the same, plus
 //          float  k_scales[num_blocks, block_size, num_kv_heads], v_scales the same
 // int8 keeps one symmetric scale per (slot, kv head): 4 bytes beside every head_dim int8 values, so
@@ -47,6 +48,9 @@ class KvCacheStorage {
   // kF32 only (asserted): [num_blocks, block_size, num_kv_heads, head_dim].
   float* k(int64_t layer);
   float* v(int64_t layer);
+  // kBF16 only (asserted): bf16 bit patterns [num_blocks, block_size, num_kv_heads, head_dim].
+  uint16_t* k_bf16(int64_t layer);
+  uint16_t* v_bf16(int64_t layer);
   // kInt8 only (asserted): values [num_blocks, block_size, num_kv_heads, head_dim] and scales
   // [num_blocks, block_size, num_kv_heads].
   int8_t* k_int8(int64_t layer);
@@ -57,6 +61,7 @@ class KvCacheStorage {
  private:
   struct Layer {
     std::vector<float> k, v;                // kF32
+    std::vector<uint16_t> k16, v16;         // kBF16
     std::vector<int8_t> k8, v8;             // kInt8
     std::vector<float> k_scales, v_scales;  // kInt8
   };
