@@ -4,24 +4,14 @@
 #include <memory>
 #include <sstream>
 
+#include "common/json_parse.h"
+
 namespace ferry::host {
 namespace {
 
 // jsoncpp keeps a builder's settings in a Json::Value and reads them back each time it makes a
-// reader or writer; making one per call cost more than parsing or writing a whole small request.
-// Readers and writers are not thread-safe, so each thread makes its own once and reuses it.
-
-Json::CharReader& strict_reader() {
-  thread_local const std::unique_ptr<Json::CharReader> reader = [] {
-    Json::CharReaderBuilder builder;
-    builder["failIfExtra"] = true;
-    builder["rejectDupKeys"] = true;
-    builder["allowSpecialFloats"] = false;
-    builder["stackLimit"] = 200;
-    return std::unique_ptr<Json::CharReader>(builder.newCharReader());
-  }();
-  return *reader;
-}
+// writer; making one per call cost more than writing a whole small request. Writers are not
+// thread-safe, so each thread makes its own once and reuses it.
 
 Json::StreamWriter& compact_writer() {
   thread_local const std::unique_ptr<Json::StreamWriter> writer = [] {
@@ -36,19 +26,8 @@ Json::StreamWriter& compact_writer() {
 }  // namespace
 
 Result<Json::Value> parse_json(std::string_view text, const std::string& what) {
-  Json::Value value;
-  std::string errors;
-  bool ok = false;
-  try {
-    ok = strict_reader().parse(text.data(), text.data() + text.size(), &value, &errors);
-  } catch (const Json::Exception& e) {
-    // jsoncpp throws instead of failing when nesting exceeds stackLimit.
-    errors = e.what();
-  }
-  if (!ok) {
-    while (!errors.empty() && (errors.back() == '\n' || errors.back() == ' ')) errors.pop_back();
-    return Status::InvalidArgument(what + ": malformed JSON: " + errors);
-  }
+  auto value = parse_json_text(text);
+  if (!value.ok()) return Status::InvalidArgument(what + ": malformed JSON: " + value.status().message());
   return value;
 }
 

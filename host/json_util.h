@@ -10,7 +10,9 @@
 
 namespace ferry::host {
 
-// Parses a whole JSON text; trailing garbage is an error. `what` names the source in messages.
+// Parses a whole JSON text strictly (trailing text and duplicate keys are errors) through the
+// depth-limited common/json_parse.h: nesting over kMaxJsonDepth is InvalidArgument, checked before
+// jsoncpp recurses. `what` names the source in messages.
 Result<Json::Value> parse_json(std::string_view text, const std::string& what);
 // Compact single-line JSON.
 std::string to_json(const Json::Value& value);

@@ -1,0 +1,112 @@
+// common/json_parse.h: the nesting pre-scan, the depth limit at its boundary, and that a text at
+// the limit can be parsed, copied, written and destroyed on a stack the size of a civetweb
+// worker's (100 KiB in Debian's civetweb 1.15), which is where HTTP bodies are parsed.
+#include "common/json_parse.h"
+
+#include <gtest/gtest.h>
+#include <pthread.h>
+
+#include <functional>
+#include <string>
+
+#include "host/json_util.h"
+
+namespace ferry {
+namespace {
+
+std::string arrays(int depth) { return std::string(static_cast<size_t>(depth), '[') + std::string(static_cast<size_t>(depth), ']'); }
+
+std::string objects(int depth) {
+  std::string s;
+  for (int i = 0; i < depth; ++i) s += "{\"k\":";
+  s += "1";
+  s.append(static_cast<size_t>(depth), '}');
+  return s;
+}
+
+TEST(JsonNestingDepth, CountsBracketsOutsideStringsAndComments) {
+  EXPECT_EQ(json_nesting_depth("1", true, 100), 0);
+  EXPECT_EQ(json_nesting_depth("[]", true, 100), 1);
+  EXPECT_EQ(json_nesting_depth("[[],{\"a\":[[]]}]", true, 100), 4);
+  EXPECT_EQ(json_nesting_depth(R"({"a":"[[[[{{{{"})", true, 100), 1);
+  EXPECT_EQ(json_nesting_depth(R"({"a\"[[[":"\\",  "b":[1]})", true, 100), 2);
+  EXPECT_EQ(json_nesting_depth("// [[[[\n[ /* {{{{ */ ]", true, 100), 1);
+  EXPECT_EQ(json_nesting_depth("// [[[[\n[]", false, 100), 5);
+  EXPECT_EQ(json_nesting_depth(arrays(100000), true, 100000), 100000);
+  // Stops as soon as the depth passes `stop_above`.
+  EXPECT_EQ(json_nesting_depth(arrays(100000), true, 10), 11);
+  // Malformed text still gets a number (unbalanced closers do not go negative).
+  EXPECT_EQ(json_nesting_depth("]]]][[", true, 100), 2);
+  EXPECT_EQ(json_nesting_depth("[\"unterminated [[[", true, 100), 1);
+}
+
+TEST(ParseJsonText, RefusesNestingOverTheLimitBeforeParsing) {
+  for (const auto& make : {std::function<std::string(int)>(arrays), std::function<std::string(int)>(objects)}) {
+    EXPECT_TRUE(parse_json_text(make(kMaxJsonDepth)).ok());
+    for (int depth : {kMaxJsonDepth + 1, 198, 1000, 100000}) {
+      auto r = parse_json_text(make(depth));
+      ASSERT_FALSE(r.ok()) << depth;
+      EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+      EXPECT_NE(r.status().message().find("deeper than " + std::to_string(kMaxJsonDepth)), std::string::npos)
+          << r.status().message();
+    }
+  }
+  JsonParseOptions shallow;
+  shallow.max_depth = 2;
+  EXPECT_TRUE(parse_json_text("[[1]]", shallow).ok());
+  EXPECT_FALSE(parse_json_text("[[[1]]]", shallow).ok());
+  // max_depth never goes above kMaxJsonDepth.
+  JsonParseOptions deep;
+  deep.max_depth = 1000;
+  EXPECT_FALSE(parse_json_text(arrays(kMaxJsonDepth + 1), deep).ok());
+}
+
+TEST(ParseJsonText, OptionsKeepEachReadersDialect) {
+  EXPECT_FALSE(parse_json_text("{} x").ok());
+  EXPECT_TRUE(parse_json_text("{} x", kJsonFileOptions).ok());
+  EXPECT_FALSE(parse_json_text(R"({"a":1,"a":2})").ok());
+  auto last = parse_json_text(R"({"a":1,"a":2})", kJsonFileOptions);
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ((*last)["a"].asInt(), 2);
+  EXPECT_TRUE(parse_json_text("// hand-written\n{\"a\": 1}").ok());
+  auto bad = parse_json_text("{\"a\": }");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_FALSE(bad.status().message().empty());
+}
+
+// Runs `fn` on a thread with a `stack_bytes` stack (a stack overflow there kills the test binary).
+void run_on_stack(size_t stack_bytes, const std::function<void()>& fn) {
+  pthread_attr_t attr;
+  ASSERT_EQ(pthread_attr_init(&attr), 0);
+  ASSERT_EQ(pthread_attr_setstacksize(&attr, stack_bytes), 0);
+  auto trampoline = [](void* arg) -> void* {
+    (*static_cast<const std::function<void()>*>(arg))();
+    return nullptr;
+  };
+  pthread_t thread;
+  ASSERT_EQ(pthread_create(&thread, &attr, trampoline, const_cast<std::function<void()>*>(&fn)), 0);
+  pthread_join(thread, nullptr);
+  pthread_attr_destroy(&attr);
+}
+
+// civetweb 1.15 (Debian) starts its workers with pthread_attr_setstacksize(..., 0x19000).
+constexpr size_t kCivetwebWorkerStackBytes = 0x19000;
+
+TEST(ParseJsonText, TheDeepestAcceptedTextFitsACivetwebWorkerStack) {
+  bool parsed_arrays = false, parsed_objects = false, refused = false;
+  run_on_stack(kCivetwebWorkerStackBytes, [&] {
+    // What a handler does with a body: parse (host::parse_json, as read_json_body), copy, write
+    // it back out, destroy (all recursive in jsoncpp).
+    auto a = host::parse_json(arrays(kMaxJsonDepth), "body");
+    auto o = host::parse_json(objects(kMaxJsonDepth), "body");
+    parsed_arrays = a.ok() && host::to_json(Json::Value(a.value())) == arrays(kMaxJsonDepth);
+    parsed_objects = o.ok() && !host::to_json(Json::Value(o.value())).empty();
+    refused = !host::parse_json(arrays(100000), "body").ok();
+  });
+  EXPECT_TRUE(parsed_arrays);
+  EXPECT_TRUE(parsed_objects);
+  EXPECT_TRUE(refused);
+}
+
+}  // namespace
+}  // namespace ferry
