@@ -101,3 +101,12 @@ class [[nodiscard]] Result {
     ::ferry::Status ferry_status_ = (expr);  \
     if (!ferry_status_.ok()) return ferry_status_; \
   } while (0)
+
+// Evaluates expr (a Result<T>); on error returns its Status, else assigns the value to lhs (an
+// existing variable or member). One statement: usable after `if (...)` without braces.
+#define FERRY_ASSIGN_OR_RETURN(lhs, expr) \
+  do {                                    \
+    auto ferry_result_ = (expr);          \
+    if (!ferry_result_.ok()) return ferry_result_.status(); \
+    lhs = std::move(ferry_result_).value(); \
+  } while (0)

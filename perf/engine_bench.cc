@@ -6,8 +6,11 @@
 //                                       folder whose config.json gives the shape (e.g. the demo model)
 //   options: --prompt N (prefill length, default 128) --decode N (decode steps, default 64)
 //            --batch B (sequences decoded together, default 1) --reference (plain-loop kernels)
-//            --threads T (OpenBLAS threads for large matmuls; default: OpenBLAS's own choice)
-//            --kv-dtype fp32|int8 (KV cache element type, default fp32)
+//            --threads T (the engine's own pool of T threads; default: the process-wide pool, all cores)
+//            --kv-dtype fp32|bf16|int8 (KV cache element type, default fp32)
+//            --weight-dtype auto|fp32|bf16|fp16|int8|int4 (weight format, default auto = checkpoint's)
+//            --group G (int4 group size, default 32)
+//   "--dummy 1b" is TinyLlama-1.1B's shape (22 layers, hidden 2048, 32 heads / 4 KV heads, bf16).
 // Prefill: B sequences of N tokens, each in one forward pass (one pass per sequence).
 // Decode: B sequences step together, one token each per forward pass; tokens/s counts all B.
 #include <chrono>
@@ -16,6 +19,8 @@
 #include <cstring>
 #include <string>
 #include <vector>
+
+#include <fstream>
 
 #include "backend/llm/engine/cpu_engine.h"
 
@@ -27,12 +32,24 @@ namespace {
 const char* kDummy100M = R"({"architectures":["LlamaForCausalLM"],"hidden_size":768,"intermediate_size":2048,
   "num_hidden_layers":12,"num_attention_heads":12,"num_key_value_heads":4,"vocab_size":32000,
   "max_position_embeddings":4096,"rms_norm_eps":1e-5,"rope_theta":10000.0,"tie_word_embeddings":true})";
+const char* kDummy1B = R"({"architectures":["LlamaForCausalLM"],"hidden_size":2048,"intermediate_size":5632,
+  "num_hidden_layers":22,"num_attention_heads":32,"num_key_value_heads":4,"vocab_size":32000,
+  "max_position_embeddings":2048,"rms_norm_eps":1e-5,"rope_theta":10000.0,"torch_dtype":"bfloat16"})";
 const char* kDummyTiny = R"({"architectures":["LlamaForCausalLM"],"hidden_size":64,"intermediate_size":172,
   "num_hidden_layers":5,"num_attention_heads":8,"num_key_value_heads":4,"vocab_size":512,
   "max_position_embeddings":512,"tie_word_embeddings":true})";
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Resident set of this process, from /proc/self/status (MiB; 0 where unavailable).
+double rss_mib() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
+  return 0;
 }
 
 int fail(const Status& s) {
@@ -47,6 +64,8 @@ int main(int argc, char** argv) {
   int prompt_len = 128, decode_steps = 64, batch = 1;
   kernels::Backend backend = kernels::Backend::kCpu;
   kernels::KvCacheDType kv_dtype = kernels::KvCacheDType::kF32;
+  WeightLoadOptions load;
+  int threads = 0;
   bool bad_arg = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -57,16 +76,22 @@ int main(int argc, char** argv) {
     else if (a == "--decode") decode_steps = std::atoi(next());
     else if (a == "--batch") batch = std::atoi(next());
     else if (a == "--reference") backend = kernels::Backend::kReference;
-    else if (a == "--threads") kernels::cpu_set_num_threads(std::atoi(next()));
-    else if (a == "--kv-dtype") {
+    else if (a == "--threads") threads = std::atoi(next());
+    else if (a == "--group") load.group_size = std::atoi(next());
+    else if (a == "--weight-dtype") {
+      auto d = parse_weight_dtype(next());
+      if (d.ok()) load.dtype = d.value();
+      else bad_arg = true;
+    } else if (a == "--kv-dtype") {
       const std::string d = next();
       if (d == "fp32") kv_dtype = kernels::KvCacheDType::kF32;
+      else if (d == "bf16") kv_dtype = kernels::KvCacheDType::kBF16;
       else if (d == "int8") kv_dtype = kernels::KvCacheDType::kInt8;
       else bad_arg = true;
     } else bad_arg = true;
     if (bad_arg) {
       std::fprintf(stderr, "usage: engine_bench (--model DIR | --dummy 100m|tiny) [--prompt N] [--decode N] "
-                           "[--batch B] [--reference] [--threads T] [--kv-dtype fp32|int8]\n");
+                           "[--batch B] [--reference] [--threads T] [--kv-dtype fp32|bf16|int8] [--weight-dtype D] [--group G]\n");
       return 2;
     }
   }
@@ -76,6 +101,7 @@ int main(int argc, char** argv) {
   if (!model_dir.empty()) config = load_model_config(model_dir);
   else if (dummy == "100m") config = parse_model_config(kDummy100M);
   else if (dummy == "tiny") config = parse_model_config(kDummyTiny);
+  else if (dummy == "1b") config = parse_model_config(kDummy1B);
   else if (!dummy.empty()) config = load_model_config(dummy);
   if (!config.ok()) return fail(config.status());
   Result<ModelWeights> weights = model_dir.empty() ? Result<ModelWeights>(ModelWeights::dummy(config.value(), 1))
@@ -85,14 +111,21 @@ int main(int argc, char** argv) {
     return fail(Status::InvalidArgument("prompt + decode exceeds max_position_embeddings"));
   }
   const double t_load = now_s();
-  auto engine = CpuEngine::create(config.value(), weights.value(), {backend});
+  CpuEngineOptions options;
+  options.backend = backend;
+  options.num_threads = threads;
+  auto engine = CpuEngine::create(config.value(), weights.value(), options, load);
   if (!engine.ok()) return fail(engine.status());
   const double load_s = now_s() - t_load;
 
   const int64_t block_size = 16;
   const int64_t blocks_per_seq = (prompt_len + decode_steps + block_size - 1) / block_size;
-  auto cache = KvCacheStorage::create((*engine)->kv_cache_shape(blocks_per_seq * batch, block_size, kv_dtype));
-  if (!cache.ok()) return fail(cache.status());
+  KvCacheOptions kv;
+  kv.num_blocks = blocks_per_seq * batch;
+  kv.block_size = block_size;
+  kv.dtype = kv_dtype;
+  auto blocks = (*engine)->allocate_kv_cache(kv);
+  if (!blocks.ok()) return fail(blocks.status());
   std::vector<std::vector<int32_t>> tables(batch);
   for (int b = 0; b < batch; ++b)
     for (int64_t i = 0; i < blocks_per_seq; ++i) tables[b].push_back(static_cast<int32_t>(b * blocks_per_seq + i));
@@ -110,7 +143,7 @@ int main(int argc, char** argv) {
     }
     std::vector<SequenceInput> seqs = {{0, prompt_len, prompt_len, tables[b]}};
     const double t0 = now_s();
-    Status st = (*engine)->forward({ids, pos, seqs}, cache.value(), &out);
+    Status st = (*engine)->forward({ids, pos, seqs}, &out);
     prefill_s += now_s() - t0;
     if (!st.ok()) return fail(st);
     kernels::argmax({}, &last[b], out.row(0), 1, vocab);
@@ -122,19 +155,21 @@ int main(int argc, char** argv) {
     std::vector<int32_t> ids(last), pos(batch, ctx - 1);
     std::vector<SequenceInput> seqs;
     for (int b = 0; b < batch; ++b) seqs.push_back({b, 1, ctx, tables[b]});
-    Status st = (*engine)->forward({ids, pos, seqs}, cache.value(), &out);
+    Status st = (*engine)->forward({ids, pos, seqs}, &out);
     if (!st.ok()) return fail(st);
     kernels::argmax({}, last.data(), out.logits.data(), batch, vocab);
   }
   const double decode_s = now_s() - t1;
 
   double params = static_cast<double>(weights->num_parameters());
-  std::printf("model: %s (%.1fM params, %s)  kernels: %s  matmul: %s\n",
+  std::printf("model: %s (%.1fM params, %s)  kernels: %s (%s)  weights: %s, %.1f MiB\n",
               model_dir.empty() ? ("dummy " + dummy).c_str() : model_dir.c_str(), params / 1e6,
               config->architecture_name.c_str(), backend == kernels::Backend::kCpu ? "cpu" : "reference",
-              kernels::cpu_matmul_uses_blas() ? "OpenBLAS" : "blocked loops");
-  std::printf("weights to fp32: %.2f s  kv cache: %s, %.1f MiB\n", load_s, kernels::kv_cache_dtype_name(kv_dtype),
-              static_cast<double>(cache->shape().bytes_per_block() * cache->shape().num_blocks) / (1 << 20));
+              kernels::cpu_isa_name(), weight_dtype_name(load.dtype),
+              static_cast<double>((*engine)->model().weight_bytes()) / (1 << 20));
+  std::printf("load: %.2f s  kv cache: %s, %.1f MiB  rss: %.0f MiB\n", load_s, kernels::kv_cache_dtype_name(kv_dtype),
+              static_cast<double>((*engine)->kv_block_bytes(block_size, kv_dtype) * blocks.value()) / (1 << 20),
+              rss_mib());
   std::printf("prefill: %d seq x %d tokens in %.3f s = %.1f tokens/s\n", batch, prompt_len, prefill_s,
               batch * prompt_len / prefill_s);
   if (decode_steps > 0) {

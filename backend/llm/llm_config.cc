@@ -112,8 +112,22 @@ Result<LlmConfig> LlmConfig::parse(const std::string& json) {
     } else if (key == "kv_cache_dtype") {
       const std::string d = v.isString() ? v.asString() : "";
       if (d == "auto") c.kv_cache_dtype = kernels::KvCacheDType::kF32;
+      else if (d == "fp32") c.kv_cache_dtype = kernels::KvCacheDType::kF32;
+      else if (d == "bf16") c.kv_cache_dtype = kernels::KvCacheDType::kBF16;
       else if (d == "int8") c.kv_cache_dtype = kernels::KvCacheDType::kInt8;
-      else return Status::InvalidArgument("key 'kv_cache_dtype' must be \"auto\" or \"int8\"");
+      else return Status::InvalidArgument("key 'kv_cache_dtype' must be \"auto\", \"fp32\", \"bf16\" or \"int8\"");
+    } else if (key == "weight_dtype") {
+      auto d = parse_weight_dtype(v.isString() ? v.asString() : "");
+      if (!d.ok()) return d.status().with_prefix("key 'weight_dtype'");
+      c.weights.dtype = d.value();
+    } else if (key == "weight_group_size") {
+      if (!v.isInt() || (v.asInt() != 32 && v.asInt() != 64 && v.asInt() != 128)) {
+        return Status::InvalidArgument("key 'weight_group_size' must be 32, 64 or 128");
+      }
+      c.weights.group_size = v.asInt();
+    } else if (key == "weight_zero_points") {
+      if (!v.isBool()) return Status::InvalidArgument("key 'weight_zero_points' must be true or false");
+      c.weights.int4_zero_points = v.asBool();
     } else if (key == "num_threads") {
       FERRY_RETURN_IF_ERROR(int_in(v, key, 0, 1024, &x));
       c.num_threads = static_cast<int32_t>(x);

@@ -10,9 +10,15 @@
 //   "kv_cache_block_size"   tokens per KV block                                 default 16
 //   "kv_cache_num_blocks"   KV blocks in the pool (0: sized from kv_cache_memory_bytes)   default 0
 //   "kv_cache_memory_bytes" KV pool budget on CPU                               default 268435456
-//   "kv_cache_dtype"    "auto" (the model dtype: fp32 on CPU) | "int8" (symmetric, one scale per
-//                       token and KV head; ~3.8x the blocks at head_dim 64-128)   default "auto"
-//   "num_threads"       CPU threads for the matmuls (0: all cores)              default 0
+//   "kv_cache_dtype"    "auto" (fp32 on CPU) | "fp32" | "bf16" (2x the blocks) | "int8" (symmetric,
+//                       one scale per token and KV head; ~3.8x the blocks at head_dim 64-128)
+//                                                                               default "auto"
+//   "weight_dtype"      "auto" (the checkpoint's) | "fp32" | "bf16" | "fp16" | "int8" (per output
+//                       channel) | "int4" (groups, see weight_group_size)       default "auto"
+//   "weight_group_size" int4 group: 32, 64 or 128 input features                default 32
+//   "weight_zero_points" int4 groups with zero points (min/max) instead of symmetric   default false
+//   "num_threads"       CPU threads of each instance's own pool (0: the process-wide pool, all
+//                       cores)                                                  default 0
 //   "instance_group"    [{"count": N, "kind": "cpu"|"gpu", "gpus": [ids]}]     default one cpu instance
 //   "idle_unload_seconds"   an instance idle this long frees its engine and KV cache (0: never) default 0
 //   "enable_prefix_caching" reuse cached KV blocks of equal prompt prefixes     default true
@@ -31,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/llm/model/weight_loader.h"
 #include "backend/llm/scheduler/scheduler_config.h"
 #include "common/status.h"
 #include "kernels/kernels.h"
@@ -46,6 +53,7 @@ struct LlmConfig {
   int64_t kv_cache_num_blocks = 0;
   int64_t kv_cache_memory_bytes = int64_t{256} << 20;
   kernels::KvCacheDType kv_cache_dtype = kernels::KvCacheDType::kF32;  // "auto" on CPU
+  WeightLoadOptions weights;
   int32_t num_threads = 0;
   int32_t num_instances = 1;
   bool gpu = false;                // instance_group kind gpu

@@ -10,6 +10,7 @@
 
 #include "backend/llm/chat_template/chat_template.h"
 #include "backend/llm/llm_config.h"
+#include "backend/llm/model/architecture.h"
 #include "backend/llm/model/model_config.h"
 #include "backend/llm/model/model_weights.h"
 #include "backend/llm/tokenizer/tokenizer.h"
@@ -39,7 +40,8 @@ struct LlmModelContext {
   ModelConfig model_config;
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<ChatTemplate> chat_template;  // null when the model has none (or it is unusable)
-  ModelWeights weights;
+  ModelWeights weights;                    // the checkpoint (mappings) or dummy generator
+  std::shared_ptr<const CausalLM> model;  // the loaded weights, shared by every instance
   std::vector<int32_t> eos_ids;
   int64_t max_model_len = 0;
   int64_t num_blocks = 0;  // KV blocks per instance

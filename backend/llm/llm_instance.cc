@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "backend/llm/engine/cpu_engine.h"
 #include "backend/llm/json_text.h"
 #include "common/abi/abi_util.h"
 
@@ -37,14 +38,17 @@ Result<std::unique_ptr<Scheduler>> LlmInstance::make_scheduler() const {
 }
 
 Status LlmInstance::load_engine() {
-  auto engine = CpuEngine::create(ctx_.model_config, ctx_.weights);
+  CpuEngineOptions options;
+  options.num_threads = ctx_.config.num_threads;
+  auto engine = CpuEngine::create(ctx_.model, options);
   if (!engine.ok()) return engine.status();
-  auto cache = KvCacheStorage::create(
-      engine.value()->kv_cache_shape(ctx_.num_blocks, ctx_.config.kv_cache_block_size, ctx_.config.kv_cache_dtype));
-  if (!cache.ok()) return cache.status();
-  engine_ = std::move(engine.value());
-  cache_ = std::make_unique<KvCacheStorage>(std::move(cache.value()));
-  if (!sampler_) sampler_ = std::make_unique<Sampler>(static_cast<int32_t>(ctx_.model_config.vocab_size));
+  KvCacheOptions kv;
+  kv.num_blocks = ctx_.num_blocks;
+  kv.block_size = ctx_.config.kv_cache_block_size;
+  kv.dtype = ctx_.config.kv_cache_dtype;
+  auto blocks = engine.value()->allocate_kv_cache(kv);
+  if (!blocks.ok()) return blocks.status();
+  engine_ = std::move(engine).value();
   engine_loaded_ = true;
   return Status::Ok();
 }
@@ -223,10 +227,8 @@ void LlmInstance::end_sequence(uint64_t id, const char* finish_reason, const Sta
   send(*seq, true, finish_reason, status);
 }
 
-void LlmInstance::sample_and_check(const ScheduledSequence& s, Sequence& seq, int64_t row, SequenceResult* result) {
-  SamplingSequence ss{&seq.params, s.request->prompt(), s.request->output(), &seq.rng};
-  sampler_->sample(std::span<const float>(logits_.row(row), static_cast<size_t>(logits_.vocab)), ss, sample_);
-  const int32_t token = sample_.token;
+void LlmInstance::check_sampled(Sequence& seq, const SampleResult& sample, SequenceResult* result) {
+  const int32_t token = sample.token;
   const Clock::time_point now = Clock::now();
   if (seq.num_generated == 0) ctx_.observe(ctx_.metrics.ttft, seconds(now - seq.submitted));
   else ctx_.observe(ctx_.metrics.itl, seconds(now - seq.last_token));
@@ -235,7 +237,7 @@ void LlmInstance::sample_and_check(const ScheduledSequence& s, Sequence& seq, in
   StopUpdate u = seq.stop->append(token, seq.detokenizer->add(token));
   seq.pending_text += u.text;
   seq.pending_ids.push_back(token);
-  if (seq.params.num_logprobs >= 0) seq.pending_logprobs.push_back(sample_);
+  if (seq.params.num_logprobs >= 0) seq.pending_logprobs.push_back(sample);
   result->token = token;
   if (u.finish == FinishReason::kStop) result->finish = RequestFinishReason::kStop;
   else if (u.finish == FinishReason::kLength) result->finish = RequestFinishReason::kLength;
@@ -246,6 +248,7 @@ void LlmInstance::run_step(const SchedulerOutput& out, std::unique_lock<std::mut
   token_ids_.clear();
   positions_.clear();
   inputs_.clear();
+  sampling_.clear();
   step_seqs_.clear();
   for (const ScheduledSequence& s : out.scheduled) {
     // Requests end only on this thread, so these pointers stay valid until end_sequence below.
@@ -261,19 +264,22 @@ void LlmInstance::run_step(const SchedulerOutput& out, std::unique_lock<std::mut
     in.context_len = s.num_computed_tokens + s.num_new_tokens;
     in.block_table = s.block_table;
     inputs_.push_back(in);
+    SamplingSequence ss;
+    if (s.samples) ss = {&seq->params, s.request->prompt(), s.request->output(), &seq->rng};
+    sampling_.push_back(ss);
   }
   lock.unlock();
 
   ctx_.observe(ctx_.metrics.batch_size, static_cast<double>(out.scheduled.size()));
   ForwardBatch fb{token_ids_, positions_, inputs_, false};
-  Status status = engine_->forward(fb, *cache_, &logits_);
+  Status status = engine_->step(fb, sampling_, false, &step_out_);
   results_.assign(out.scheduled.size(), SequenceResult{});
   uint64_t generated = 0;
   for (size_t i = 0; i < out.scheduled.size(); ++i) {
     if (!status.ok()) {
       results_[i].finish = RequestFinishReason::kError;
     } else if (out.scheduled[i].samples) {
-      sample_and_check(out.scheduled[i], *step_seqs_[i], static_cast<int64_t>(i), &results_[i]);
+      check_sampled(*step_seqs_[i], step_out_.samples[i], &results_[i]);
       ++generated;
     }
   }
@@ -374,7 +380,6 @@ void LlmInstance::run() {
         engine_loaded_ = false;
         lock.unlock();
         engine_.reset();
-        cache_.reset();
         lock.lock();
         ctx_.log(FERRY_LOG_LEVEL_INFO, "model '" + ctx_.name + "' instance " + std::to_string(index_) + ": idle for " +
                                            std::to_string(idle_s) + " s, engine and KV cache freed");

@@ -29,8 +29,7 @@
 
 #include <json/json.h>
 
-#include "backend/llm/engine/cpu_engine.h"
-#include "backend/llm/engine/kv_cache_storage.h"
+#include "backend/llm/engine/engine.h"
 #include "backend/llm/llm_context.h"
 #include "backend/llm/llm_request.h"
 #include "backend/llm/sampling/sampler.h"
@@ -93,7 +92,7 @@ class LlmInstance {
   void run();
   // Runs one planned step (mu_ held on entry and on return, released around the forward pass).
   void run_step(const SchedulerOutput& out, std::unique_lock<std::mutex>& lock);
-  void sample_and_check(const ScheduledSequence& s, Sequence& seq, int64_t row, SequenceResult* result);
+  void check_sampled(Sequence& seq, const SampleResult& sample, SequenceResult* result);
   void end_sequence(uint64_t id, const char* finish_reason, const Status& status);
   void send(Sequence& seq, bool final, const char* finish_reason, const Status& error);
   Json::Value logprob_json(const SampleResult& r) const;
@@ -104,15 +103,13 @@ class LlmInstance {
   const int index_;
 
   // Loop thread only.
-  std::unique_ptr<CpuEngine> engine_;
-  std::unique_ptr<KvCacheStorage> cache_;
-  std::unique_ptr<Sampler> sampler_;
+  std::unique_ptr<Engine> engine_;  // owns the KV cache memory; shares the model's weights
   std::vector<int32_t> token_ids_, positions_;
   std::vector<SequenceInput> inputs_;
+  std::vector<SamplingSequence> sampling_;  // parallel to inputs_; params null: no token this step
   std::vector<SequenceResult> results_;
   std::vector<Sequence*> step_seqs_;  // parallel to the step's scheduled sequences
-  ForwardOutput logits_;
-  SampleResult sample_;
+  StepOutput step_out_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

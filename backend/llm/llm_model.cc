@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "backend/llm/engine/kv_cache_storage.h"
 #include "backend/llm/json_text.h"
 #include "common/abi/abi_util.h"
 #include "kernels/kernels.h"
@@ -54,11 +55,14 @@ Status LlmModel::load(const ferry_host_api* host, const ferry_model_desc& desc) 
                                             tmpl.status().message());
     }
   }
-  if (ctx_.config.num_threads > 0) kernels::cpu_set_num_threads(ctx_.config.num_threads);
   auto weights = ctx_.config.dummy_weights ? Result<ModelWeights>(ModelWeights::dummy(ctx_.model_config, ctx_.config.seed))
                                            : ModelWeights::load_safetensors(ctx_.model_config, dir);
   if (!weights.ok()) return weights.status();
   ctx_.weights = std::move(weights.value());
+  // The weights in their serving format, once for every instance.
+  auto model = load_causal_lm(ctx_.model_config, ctx_.weights, ctx_.config.weights);
+  if (!model.ok()) return model.status();
+  ctx_.model = std::move(model).value();
 
   // Context limit and KV pool size (per instance).
   const LlmConfig& c = ctx_.config;
@@ -220,7 +224,7 @@ Status LlmModel::submit(const ferry_request& request, ferry_responder* responder
   Result<LlmRequest> parsed = Status::Internal("request not parsed");
   preprocess_->run([&] {
     parsed = parse_llm_request(request, *ctx_.tokenizer, ctx_.chat_template.get(),
-                               static_cast<int32_t>(ctx_.model_config.vocab_size));
+                               static_cast<int32_t>(ctx_.model_config.vocab_size), ctx_.max_model_len);
   });
   if (!parsed.ok()) return parsed.status();
   LlmRequest& r = parsed.value();
@@ -231,8 +235,9 @@ Status LlmModel::submit(const ferry_request& request, ferry_responder* responder
   const int64_t prompt = static_cast<int64_t>(r.prompt_ids.size());
   const int64_t total = prompt + r.sampling.max_tokens;
   if (total > ctx_.max_model_len) {
-    return Status::InvalidArgument("the prompt has " + std::to_string(prompt) + " tokens and max_tokens is " +
-                                   std::to_string(r.sampling.max_tokens) + ": " + std::to_string(total) +
+    // Tokenization stops once the prompt cannot fit, so its length is a lower bound here.
+    return Status::InvalidArgument("the prompt has at least " + std::to_string(prompt) + " tokens and max_tokens is " +
+                                   std::to_string(r.sampling.max_tokens) + ": at least " + std::to_string(total) +
                                    " tokens exceed the context window of " + std::to_string(ctx_.max_model_len));
   }
   LlmInstance* target = instances_.front().get();

@@ -1,100 +1,77 @@
-// CpuEngine: the forward pass of a Llama-family decoder (Llama, Mistral, Qwen2, Qwen3) over a
-// batch of sequences on the CPU, through the operators of kernels/kernels.h.
+// CpuEngine: the Engine of a CPU instance. Runs a loaded CausalLM (any registered architecture,
+// weights in any format of kernels.h, shared with the model's other instances) over a batch of
+// sequences through the kCpu operators of kernels/kernels.h, on its own thread pool (or the
+// process-wide one), with its own paged KV cache in host memory (fp32, bf16 or int8) and its own
+// sampler.
 //
-// One forward() computes, for every sequence of the batch, its query tokens against the paged KV
-// cache (writing their K/V into it first), and returns logits. Prefill, chunked prefill and decode
-// are the same call with different query lengths; sequences of a batch are independent.
+// One step computes, for every sequence of the batch, its query tokens against the paged KV cache
+// (writing their K/V into it first), then the logits of each sequence's last token (or of every
+// token with all_logits), then samples. Prefill, chunked prefill and decode are the same call with
+// different query lengths; sequences of a batch are independent.
 //
-// Weights: at create() every matrix is made fp32 (bf16/fp16 converted, dummy values generated);
-// q/k/v and gate/up are fused into one matrix each so a layer runs 4 matmuls. An fp32 safetensors
-// tensor that needs no fusion is used in place from the mmap (zero copy); the engine keeps a copy
-// of the ModelWeights handle, which shares ownership of the mappings.
-//
-// Thread-safety: forward() is not reentrant (scratch buffers are members); one step at a time.
+// Thread-safety: one step at a time (scratch buffers are members).
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <vector>
 
-#include "backend/llm/engine/forward_batch.h"
+#include "backend/llm/engine/engine.h"
 #include "backend/llm/engine/kv_cache_storage.h"
-#include "backend/llm/model/model_config.h"
+#include "backend/llm/model/architecture.h"
 #include "backend/llm/model/model_weights.h"
 #include "common/status.h"
+#include "kernels/cpu/thread_pool.h"
 #include "kernels/kernels.h"
 
 namespace ferry::llm {
 
 struct CpuEngineOptions {
   kernels::Backend backend = kernels::Backend::kCpu;  // kReference runs the plain-loop oracle
+  int num_threads = 0;  // > 0: a pool of this many threads for this engine; 0: the process-wide pool
 };
 
-class CpuEngine {
+class CpuEngine final : public Engine {
  public:
+  // An engine over an already loaded model (the serving path: one model, many instances).
+  static Result<std::unique_ptr<CpuEngine>> create(std::shared_ptr<const CausalLM> model, CpuEngineOptions options = {});
+  // Loads the model from `weights` in `load` format and builds an engine over it (tests, benches).
   static Result<std::unique_ptr<CpuEngine>> create(const ModelConfig& config, const ModelWeights& weights,
-                                                   CpuEngineOptions options = {});
+                                                   CpuEngineOptions options = {}, const WeightLoadOptions& load = {});
 
-  const ModelConfig& config() const { return config_; }
-  // The cache shape this model needs for `num_blocks` blocks of `block_size` tokens of `dtype`
-  // (forward() reads and writes either dtype).
-  KvCacheShape kv_cache_shape(int64_t num_blocks, int64_t block_size,
-                              kernels::KvCacheDType dtype = kernels::KvCacheDType::kF32) const;
+  const ModelConfig& config() const override { return model_->config(); }
+  const CausalLM& model() const { return *model_; }
+  int64_t kv_block_bytes(int64_t block_size, kernels::KvCacheDType dtype) const override;
+  Result<int64_t> allocate_kv_cache(const KvCacheOptions& options) override;
+  int64_t num_kv_blocks() const override { return cache_ ? cache_->shape().num_blocks : 0; }
+  const KvCacheStorage* kv_cache() const { return cache_.get(); }
 
-  // Runs one step. InvalidArgument (nothing computed, cache untouched) when the batch is
-  // inconsistent: token id out of range, position beyond max_position_embeddings or not matching
-  // context_len, block table too short or naming a block outside the cache, a cache of another shape.
-  Status forward(const ForwardBatch& batch, KvCacheStorage& cache, ForwardOutput* out);
+  Status step(const ForwardBatch& batch, std::span<const SamplingSequence> sampling, bool return_logits,
+              StepOutput* out) override;
 
  private:
-  struct LayerParams {
-    const float* input_norm;  // [hidden]
-    const float* qkv;         // [q_size + 2*kv_size, hidden]: q rows, then k, then v
-    const float* qkv_bias;    // [q_size + 2*kv_size] or nullptr
-    const float* o;           // [hidden, q_size]
-    const float* o_bias;      // [hidden] or nullptr
-    const float* q_norm;      // [head_dim] or nullptr (Qwen3)
-    const float* k_norm;      // [head_dim] or nullptr
-    const float* post_norm;   // [hidden]
-    const float* gate_up;     // [2*intermediate, hidden]: gate rows, then up
-    const float* down;        // [hidden, intermediate]
-  };
+  CpuEngine(std::shared_ptr<const CausalLM> model, CpuEngineOptions options);
+  Status validate(const ForwardBatch& batch) const;
+  void prepare_metadata(const ForwardBatch& batch);
 
-  CpuEngine(const ModelConfig& config, CpuEngineOptions options) : config_(config), ctx_{options.backend} {}
-  Result<const float*> load(const ModelWeights& w, const std::string& name);
-  Result<const float*> load_fused(const ModelWeights& w, const std::vector<std::string>& names);
-  Status validate(const ForwardBatch& batch, const KvCacheStorage& cache) const;
-  void prepare_metadata(const ForwardBatch& batch, const KvCacheStorage& cache);
-  void attention_block(int64_t layer, const int32_t* positions, int64_t num_tokens, KvCacheStorage& cache);
-  void mlp_block(int64_t layer, int64_t num_tokens);
-
-  ModelConfig config_;
+  std::shared_ptr<const CausalLM> model_;
+  std::unique_ptr<kernels::ThreadPool> pool_;  // null: the process-wide pool
   kernels::Context ctx_;
-  ModelWeights weights_;                         // keeps mmapped tensors alive
-  std::vector<std::unique_ptr<float[]>> owned_;  // converted/fused weights
-  const float* embed_ = nullptr;                 // [vocab, hidden]
-  const float* final_norm_ = nullptr;            // [hidden]
-  const float* lm_head_ = nullptr;               // [vocab, hidden] (embed_ when tied)
-  std::vector<LayerParams> layers_;
-  std::vector<float> inv_freq_;                  // [head_dim/2]
+  std::unique_ptr<KvCacheStorage> cache_;
+  std::vector<LayerKv> kv_layers_;  // [num_layers] views of cache_
+  KvCacheView kv_;
+  Workspace ws_;
+  std::unique_ptr<Sampler> sampler_;
 
-  // Per-step metadata (rebuilt by prepare_metadata).
+  // Per-step metadata (rebuilt by prepare_metadata; capacity kept).
   std::vector<int32_t> query_start_;   // [num_seqs + 1]
   std::vector<int32_t> context_lens_;  // [num_seqs]
   std::vector<int32_t> block_tables_;  // [num_seqs, max_blocks_]
   int64_t max_blocks_ = 0;
   std::vector<int64_t> slots_;         // [num_tokens]
   std::vector<int32_t> logit_rows_;    // [num_rows]
-
-  // Activations (grown, never shrunk).
-  std::vector<float> x_;        // [num_tokens, hidden]: the residual stream
-  std::vector<float> h_;        // [num_tokens, hidden]: normed input of a sub-layer
-  std::vector<float> qkv_;      // [num_tokens, q_size + 2*kv_size]
-  std::vector<float> attn_;     // [num_tokens, q_size]
-  std::vector<float> delta_;    // [num_tokens, hidden]: sub-layer output before the residual add
-  std::vector<float> gate_up_;  // [num_tokens, 2*intermediate]
-  std::vector<float> act_;      // [num_tokens, intermediate]
-  std::vector<float> last_;     // [num_rows, hidden]
+  std::vector<float> last_;            // [num_rows, hidden]
+  std::vector<float> logits_;          // [num_rows, vocab] when the caller does not want them
 };
 
 }  // namespace ferry::llm

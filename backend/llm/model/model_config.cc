@@ -1,5 +1,7 @@
 #include "backend/llm/model/model_config.h"
 
+#include "backend/llm/model/architecture.h"
+
 #include <json/json.h>
 
 #include <fstream>
@@ -107,12 +109,6 @@ Status parse_rope_scaling(const Json::Value& root, ModelConfig* c) {
   return Status::Ok();
 }
 
-#define FERRY_ASSIGN_OR_RETURN(lhs, expr) \
-  do {                                    \
-    auto r_ = (expr);                     \
-    if (!r_.ok()) return r_.status();     \
-    lhs = std::move(r_).value();          \
-  } while (0)
 
 }  // namespace
 
@@ -126,20 +122,11 @@ Result<ModelConfig> parse_model_config(std::string_view json_text) {
     return Status::InvalidArgument("config.json: key 'architectures' must be a non-empty list of names");
   }
   c.architecture_name = root["architectures"][0].asString();
-  if (c.architecture_name == "LlamaForCausalLM") {
-    c.architecture = Architecture::kLlama;
-  } else if (c.architecture_name == "MistralForCausalLM") {
-    c.architecture = Architecture::kMistral;
-  } else if (c.architecture_name == "Qwen2ForCausalLM") {
-    c.architecture = Architecture::kQwen2;
-  } else if (c.architecture_name == "Qwen3ForCausalLM") {
-    c.architecture = Architecture::kQwen3;
-  } else {
+  const ArchitectureInfo* arch = find_architecture(c.architecture_name);
+  if (arch == nullptr) {
     return Status::Unimplemented("config.json: architectures[0] '" + c.architecture_name +
-                                 "' is not supported (supported: LlamaForCausalLM, MistralForCausalLM, "
-                                 "Qwen2ForCausalLM, Qwen3ForCausalLM)");
+                                 "' is not supported (supported: " + supported_architectures() + ")");
   }
-
   FERRY_ASSIGN_OR_RETURN(c.hidden_size, get_int(root, "hidden_size"));
   FERRY_ASSIGN_OR_RETURN(c.intermediate_size, get_int(root, "intermediate_size"));
   FERRY_ASSIGN_OR_RETURN(c.num_layers, get_int(root, "num_hidden_layers"));
@@ -169,31 +156,10 @@ Result<ModelConfig> parse_model_config(std::string_view json_text) {
   c.rope.theta = static_cast<float>(theta);
   FERRY_RETURN_IF_ERROR(parse_rope_scaling(root, &c));
 
-  const Json::Value& act_value = root.get("hidden_act", "silu");
+  const Json::Value& act_value = root.get("hidden_act", root.get("hidden_activation", "silu"));
   if (!act_value.isString()) return Status::InvalidArgument("config.json: key 'hidden_act' must be a string");
-  const std::string act = act_value.asString();
-  if (act != "silu") return Status::Unimplemented("config.json: hidden_act '" + act + "' is not supported (only silu)");
+  c.hidden_act = act_value.asString();
   FERRY_ASSIGN_OR_RETURN(c.tie_word_embeddings, get_bool(root, "tie_word_embeddings", false));
-  bool attention_bias = false, mlp_bias = false;
-  FERRY_ASSIGN_OR_RETURN(attention_bias, get_bool(root, "attention_bias", false));
-  FERRY_ASSIGN_OR_RETURN(mlp_bias, get_bool(root, "mlp_bias", false));
-  if (mlp_bias) return Status::Unimplemented("config.json: mlp_bias true is not supported");
-  switch (c.architecture) {
-    case Architecture::kQwen2:
-      c.qkv_bias = true;  // Qwen2's q/k/v projections always carry a bias; o_proj never does.
-      break;
-    case Architecture::kQwen3:
-      c.qk_norm = true;
-      c.qkv_bias = attention_bias;
-      c.o_bias = false;
-      break;
-    case Architecture::kLlama:
-    case Architecture::kMistral:
-      c.qkv_bias = attention_bias;
-      c.o_bias = attention_bias;
-      break;
-  }
-
   const Json::Value& dtype = present(root, "torch_dtype") ? root["torch_dtype"] : root["dtype"];
   const std::string dtype_name = dtype.isString() ? dtype.asString() : "float32";
   if (dtype_name == "float32") {
@@ -217,6 +183,8 @@ Result<ModelConfig> parse_model_config(std::string_view json_text) {
   if (present(root, "eos_token_id")) {
     FERRY_ASSIGN_OR_RETURN(c.eos_token_ids, get_token_ids(root["eos_token_id"], "config.json: key 'eos_token_id'"));
   }
+  // The architecture's own keys (biases, norms, activation, soft-caps, windows).
+  FERRY_RETURN_IF_ERROR(arch->configure(root, &c));
   return c;
 }
 

@@ -1,11 +1,9 @@
 // ModelConfig: what ferry needs from a HuggingFace model folder's config.json (and its optional
-// generation_config.json) to build and run a Llama-family decoder.
+// generation_config.json) to build and run a decoder.
 //
-// Supported `architectures[0]`: LlamaForCausalLM (incl. Llama 3.x rope_scaling type "llama3"),
-// MistralForCausalLM, Qwen2ForCausalLM (q/k/v biases), Qwen3ForCausalLM (per-head q_norm/k_norm).
-// Every failure is a Status whose message names the file and the key. Not applied (recorded only):
-// Mistral/Qwen sliding windows; a model whose prompts exceed the window is still computed with full
-// attention.
+// `architectures[0]` must name an architecture of the registry (model/architecture.h); the common
+// keys are parsed here, the architecture's own ones by its configure(). Every failure is a Status
+// whose message names the file and the key.
 #pragma once
 
 #include <cstdint>
@@ -20,11 +18,10 @@
 
 namespace ferry::llm {
 
-enum class Architecture { kLlama, kMistral, kQwen2, kQwen3 };
 
 struct ModelConfig {
-  Architecture architecture = Architecture::kLlama;
-  std::string architecture_name;  // e.g. "LlamaForCausalLM"
+  std::string architecture_name;  // e.g. "LlamaForCausalLM": the key into the architecture registry
+  std::string hidden_act;         // hidden_act (or hidden_activation); the architecture checks it
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
   int64_t num_layers = 0;         // num_hidden_layers
@@ -36,6 +33,7 @@ struct ModelConfig {
   float rms_norm_eps = 1e-6f;
   kernels::RopeParams rope;       // rope_theta and rope_scaling
   bool tie_word_embeddings = false;
+  // Set by the architecture's configure() (model/architecture.h):
   bool qkv_bias = false;          // Qwen2 always; Llama/Mistral/Qwen3 when attention_bias is true
   bool o_bias = false;            // Llama attention_bias also biases o_proj
   bool qk_norm = false;           // Qwen3

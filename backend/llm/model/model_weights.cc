@@ -1,5 +1,7 @@
 #include "backend/llm/model/model_weights.h"
 
+#include "backend/llm/model/architecture.h"
+
 #include <cmath>
 
 namespace ferry::llm {
@@ -15,36 +17,9 @@ std::string layer_tensor_name(int64_t layer, const std::string& suffix) {
 }
 
 std::vector<WeightSpec> plan_weights(const ModelConfig& c) {
-  const int64_t h = c.hidden_size;
-  std::vector<WeightSpec> specs;
-  specs.push_back({"model.embed_tokens.weight", {c.vocab_size, h}});
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    auto add = [&](const std::string& suffix, std::vector<int64_t> shape) {
-      specs.push_back({layer_tensor_name(l, suffix), std::move(shape)});
-    };
-    add("input_layernorm.weight", {h});
-    add("self_attn.q_proj.weight", {c.q_size(), h});
-    add("self_attn.k_proj.weight", {c.kv_size(), h});
-    add("self_attn.v_proj.weight", {c.kv_size(), h});
-    add("self_attn.o_proj.weight", {h, c.q_size()});
-    if (c.qkv_bias) {
-      add("self_attn.q_proj.bias", {c.q_size()});
-      add("self_attn.k_proj.bias", {c.kv_size()});
-      add("self_attn.v_proj.bias", {c.kv_size()});
-    }
-    if (c.o_bias) add("self_attn.o_proj.bias", {h});
-    if (c.qk_norm) {
-      add("self_attn.q_norm.weight", {c.head_dim});
-      add("self_attn.k_norm.weight", {c.head_dim});
-    }
-    add("post_attention_layernorm.weight", {h});
-    add("mlp.gate_proj.weight", {c.intermediate_size, h});
-    add("mlp.up_proj.weight", {c.intermediate_size, h});
-    add("mlp.down_proj.weight", {h, c.intermediate_size});
-  }
-  specs.push_back({"model.norm.weight", {h}});
-  if (!c.tie_word_embeddings) specs.push_back({"lm_head.weight", {c.vocab_size, h}});
-  return specs;
+  const ArchitectureInfo* arch = find_architecture(c.architecture_name);
+  FERRY_CHECK(arch != nullptr);  // parse_model_config admits registered architectures only
+  return arch->plan(c);
 }
 
 Result<ModelWeights> ModelWeights::load_safetensors(const ModelConfig& config, const std::filesystem::path& model_dir) {
@@ -77,6 +52,7 @@ ModelWeights ModelWeights::dummy(const ModelConfig& config, uint64_t seed) {
   ModelWeights w;
   w.format_ = LoadFormat::kDummy;
   w.seed_ = seed;
+  w.dummy_dtype_ = config.dtype;
   w.specs_ = plan_weights(config);
   return w;
 }

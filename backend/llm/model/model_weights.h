@@ -48,6 +48,8 @@ class ModelWeights {
   static ModelWeights dummy(const ModelConfig& config, uint64_t seed);
 
   LoadFormat format() const { return format_; }
+  // The dtype dummy weights stand for (the HF config's torch_dtype); kF32 for safetensors.
+  kernels::DType dummy_dtype() const { return dummy_dtype_; }
   const std::vector<WeightSpec>& specs() const { return specs_; }
   const WeightSpec* spec(const std::string& name) const;
   int64_t num_parameters() const;
@@ -62,6 +64,7 @@ class ModelWeights {
  private:
   LoadFormat format_ = LoadFormat::kDummy;
   uint64_t seed_ = 0;
+  kernels::DType dummy_dtype_ = kernels::DType::kF32;
   std::vector<WeightSpec> specs_;
   std::shared_ptr<const TensorStore> store_;  // safetensors only
 };

@@ -33,10 +33,12 @@ class Runner {
  public:
   Runner(std::unique_ptr<CpuEngine> engine, int64_t num_blocks = 256, int64_t block_size = 16,
          kernels::KvCacheDType dtype = kernels::KvCacheDType::kF32)
-      : engine_(std::move(engine)), alloc_(num_blocks) {
-    auto cache = KvCacheStorage::create(engine_->kv_cache_shape(num_blocks, block_size, dtype));
-    FERRY_CHECK(cache.ok());
-    cache_ = std::make_unique<KvCacheStorage>(std::move(cache).value());
+      : engine_(std::move(engine)), alloc_(num_blocks), block_size_(block_size) {
+    KvCacheOptions kv;
+    kv.num_blocks = num_blocks;
+    kv.block_size = block_size;
+    kv.dtype = dtype;
+    FERRY_CHECK(engine_->allocate_kv_cache(kv).ok());
   }
 
   int new_sequence() {
@@ -54,7 +56,7 @@ class Runner {
       in.query_start = static_cast<int32_t>(ids.size());
       in.query_len = static_cast<int32_t>(toks.size());
       in.context_len = lens_[s] + in.query_len;
-      FERRY_CHECK(alloc_.ensure_capacity(&tables_[s], in.context_len, cache_->shape().block_size));
+      FERRY_CHECK(alloc_.ensure_capacity(&tables_[s], in.context_len, block_size_));
       for (int32_t i = 0; i < in.query_len; ++i) {
         ids.push_back(toks[i]);
         pos.push_back(lens_[s] + i);
@@ -64,19 +66,19 @@ class Runner {
     for (size_t i = 0; i < work.size(); ++i) seqs[i].block_table = tables_[work[i].first];
     ForwardBatch batch{ids, pos, seqs, all_logits};
     ForwardOutput out;
-    Status st = engine_->forward(batch, *cache_, &out);
+    Status st = engine_->forward(batch, &out);
     EXPECT_TRUE(st.ok()) << st.to_string();
     for (const auto& [s, toks] : work) lens_[s] += static_cast<int32_t>(toks.size());
     return out;
   }
 
   CpuEngine& engine() { return *engine_; }
-  KvCacheStorage& cache() { return *cache_; }
+  const KvCacheStorage& cache() { return *engine_->kv_cache(); }
 
  private:
   std::unique_ptr<CpuEngine> engine_;
   SimpleBlockAllocator alloc_;
-  std::unique_ptr<KvCacheStorage> cache_;
+  int64_t block_size_;
   std::vector<std::vector<int32_t>> tables_;
   std::vector<int32_t> lens_;
 };
@@ -519,41 +521,39 @@ TEST(CpuEngineBatchTest, InvalidBatchesAreRejected) {
   LoadedModel m = dummy_model(R"({"architectures":["LlamaForCausalLM"],"hidden_size":16,"intermediate_size":24,
     "num_hidden_layers":1,"num_attention_heads":2,"vocab_size":50,"max_position_embeddings":64})");
   auto engine = make_engine(m);
-  auto cache = KvCacheStorage::create(engine->kv_cache_shape(4, 16));
-  ASSERT_TRUE(cache.ok());
+  ForwardOutput out;
   std::vector<int32_t> table = {2};
   std::vector<int32_t> ids = {3, 4}, pos = {0, 1};
   std::vector<SequenceInput> seqs = {{0, 2, 2, table}};
-  ForwardOutput out;
-  EXPECT_TRUE(engine->forward({ids, pos, seqs}, cache.value(), &out).ok());
+  EXPECT_EQ(engine->forward({ids, pos, seqs}, &out).code(), StatusCode::kInvalidArgument) << "no KV cache yet";
+  KvCacheOptions kv;
+  kv.num_blocks = 4;
+  ASSERT_TRUE(engine->allocate_kv_cache(kv).ok());
+  EXPECT_TRUE(engine->forward({ids, pos, seqs}, &out).ok());
 
   // Each bad batch is InvalidArgument and leaves the cache exactly as it was.
-  const KvCacheShape& shape = cache.value().shape();
+  const KvCacheStorage& cache = *engine->kv_cache();
+  const KvCacheShape& shape = cache.shape();
   const size_t layer_floats = static_cast<size_t>(shape.num_blocks * shape.elements_per_block());
-  const std::vector<float> k_before(cache.value().k(0), cache.value().k(0) + layer_floats);
-  auto rejected = [&](const ForwardBatch& batch, KvCacheStorage& c) {
-    Status s = engine->forward(batch, c, &out);
+  const float* k0 = const_cast<KvCacheStorage&>(cache).k(0);
+  const std::vector<float> k_before(k0, k0 + layer_floats);
+  auto rejected = [&](const ForwardBatch& batch) {
+    Status s = engine->forward(batch, &out);
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
-    EXPECT_TRUE(std::equal(k_before.begin(), k_before.end(), cache.value().k(0))) << "the cache was touched";
+    EXPECT_TRUE(std::equal(k_before.begin(), k_before.end(), k0)) << "the cache was touched";
   };
   std::vector<int32_t> bad_ids = {3, 50};
-  rejected({bad_ids, pos, seqs}, cache.value());
+  rejected({bad_ids, pos, seqs});
   std::vector<int32_t> bad_table = {4};
   std::vector<SequenceInput> bad_block = {{0, 2, 2, bad_table}};
-  rejected({ids, pos, bad_block}, cache.value());
+  rejected({ids, pos, bad_block});
   std::vector<SequenceInput> too_long = {{0, 2, 17, table}};  // one block cannot hold 17 tokens
   std::vector<int32_t> pos_long = {15, 16};
-  rejected({ids, pos_long, too_long}, cache.value());
+  rejected({ids, pos_long, too_long});
   std::vector<int32_t> bad_pos = {0, 5};
-  rejected({ids, bad_pos, seqs}, cache.value());
+  rejected({ids, bad_pos, seqs});
   std::vector<SequenceInput> gap = {{0, 1, 1, table}};  // token 1 belongs to no sequence
-  rejected({ids, pos, gap}, cache.value());
-  // A cache whose head_dim is not the model's.
-  KvCacheShape other = shape;
-  other.head_dim += 1;
-  auto wrong = KvCacheStorage::create(other);
-  ASSERT_TRUE(wrong.ok());
-  rejected({ids, pos, seqs}, wrong.value());
+  rejected({ids, pos, gap});
 }
 
 }  // namespace

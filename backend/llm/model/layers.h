@@ -1,0 +1,69 @@
+// Building blocks the architectures' forward passes share (vLLM's model_executor/layers, in
+// small): the step's attention metadata, a view of the paged KV cache, the scratch workspace, and
+// the attention sub-layer (write this step's K/V into the cache, then paged attention).
+//
+// Everything here is device-neutral: pointers are whatever memory the kernels::Context's backend
+// computes on, and every computation goes through kernels.h.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace ferry::llm {
+
+// One step's token layout, built by the engine from a validated ForwardBatch.
+struct StepMetadata {
+  int64_t num_tokens = 0;
+  int64_t num_seqs = 0;
+  const int32_t* token_ids = nullptr;     // [num_tokens]
+  const int32_t* positions = nullptr;     // [num_tokens]
+  const int64_t* slots = nullptr;         // [num_tokens]: cache slot of each token's K/V
+  const int32_t* query_start = nullptr;   // [num_seqs + 1]
+  const int32_t* context_lens = nullptr;  // [num_seqs]
+  const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq]
+  int64_t max_blocks_per_seq = 0;
+};
+
+// The paged KV cache as the kernels see it: per layer, K and V (and int8 scales).
+struct LayerKv {
+  void* k = nullptr;  // [num_blocks, block_size, num_kv_heads, head_dim] of `dtype`
+  void* v = nullptr;
+  float* k_scales = nullptr;  // kInt8 only: [num_blocks, block_size, num_kv_heads]
+  float* v_scales = nullptr;
+};
+struct KvCacheView {
+  kernels::KvCacheDType dtype = kernels::KvCacheDType::kF32;
+  int64_t block_size = 0;
+  int64_t num_blocks = 0;
+  const LayerKv* layers = nullptr;  // [num_layers]
+};
+
+// Scratch activations of one step, grown on demand and never shrunk (no allocation once the
+// largest step has run). One Workspace per engine instance; a forward pass owns it for its call.
+class Workspace {
+ public:
+  enum Buffer { kResidual, kHidden, kQkv, kAttn, kDelta, kGateUp, kAct, kExtra, kNumBuffers };
+  // At least `floats` fp32 values; contents are kept between calls with the same buffer.
+  float* get(Buffer b, int64_t floats);
+  float* hidden() { return buffers_[kHidden].data(); }
+
+ private:
+  std::vector<float> buffers_[kNumBuffers];
+};
+
+// The attention sub-layer after the projections: writes the step's K/V into layer `layer` of the
+// cache, then computes paged attention of q into out. q, k, v are token-major with row stride
+// `qkv_stride` (they may be three column ranges of one fused buffer).
+struct AttentionParams {
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  float scale = 1.0f;
+};
+void attention(const kernels::Context& ctx, const StepMetadata& meta, const KvCacheView& kv, int64_t layer,
+               const AttentionParams& p, float* q, float* k, float* v, int64_t qkv_stride,
+               float* out /* [num_tokens, num_heads * head_dim] */);
+
+}  // namespace ferry::llm

@@ -1,0 +1,216 @@
+#include "backend/llm/model/weight_loader.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace ferry::llm {
+
+namespace k = ferry::kernels;
+
+Result<WeightDType> parse_weight_dtype(const std::string& name) {
+  if (name == "auto") return WeightDType::kAuto;
+  if (name == "fp32" || name == "float32") return WeightDType::kF32;
+  if (name == "fp16" || name == "float16") return WeightDType::kF16;
+  if (name == "bf16" || name == "bfloat16") return WeightDType::kBF16;
+  if (name == "int8") return WeightDType::kInt8;
+  if (name == "int4") return WeightDType::kInt4;
+  return Status::InvalidArgument("'" + name + "' is not a weight dtype (auto, fp32, bf16, fp16, int8, int4)");
+}
+
+const char* weight_dtype_name(WeightDType dtype) {
+  switch (dtype) {
+    case WeightDType::kAuto: return "auto";
+    case WeightDType::kF32: return "fp32";
+    case WeightDType::kF16: return "fp16";
+    case WeightDType::kBF16: return "bf16";
+    case WeightDType::kInt8: return "int8";
+    case WeightDType::kInt4: return "int4";
+  }
+  return "?";
+}
+
+void WeightArena::Free::operator()(void* p) const { std::free(p); }
+
+void* WeightArena::allocate(int64_t bytes) {
+  // 64-byte alignment: whole cache lines for the SIMD kernels. aligned_alloc wants a multiple.
+  const size_t size = (static_cast<size_t>(bytes) + 63) & ~size_t{63};
+  void* p = std::aligned_alloc(64, size == 0 ? 64 : size);
+  if (p == nullptr) throw std::bad_alloc();
+  buffers_.emplace_back(p);
+  owned_bytes_ += bytes;
+  return p;
+}
+
+namespace {
+
+k::WeightFormat resolve(WeightDType want, k::DType checkpoint) {
+  switch (want) {
+    case WeightDType::kF32: return k::WeightFormat::kF32;
+    case WeightDType::kF16: return k::WeightFormat::kF16;
+    case WeightDType::kBF16: return k::WeightFormat::kBF16;
+    case WeightDType::kInt8: return k::WeightFormat::kInt8;
+    case WeightDType::kInt4: return k::WeightFormat::kInt4;
+    case WeightDType::kAuto: break;
+  }
+  switch (checkpoint) {
+    case k::DType::kF16: return k::WeightFormat::kF16;
+    case k::DType::kBF16: return k::WeightFormat::kBF16;
+    case k::DType::kF32: break;
+  }
+  return k::WeightFormat::kF32;
+}
+
+// The float format a WeightFormat stores, if it is one.
+bool float_dtype(k::WeightFormat f, k::DType* out) {
+  switch (f) {
+    case k::WeightFormat::kF32: *out = k::DType::kF32; return true;
+    case k::WeightFormat::kF16: *out = k::DType::kF16; return true;
+    case k::WeightFormat::kBF16: *out = k::DType::kBF16; return true;
+    default: return false;
+  }
+}
+
+}  // namespace
+
+WeightLoader::WeightLoader(const ModelWeights& checkpoint, const WeightLoadOptions& options)
+    : options_(options), arena_(std::make_shared<WeightArena>(checkpoint)) {
+  // The checkpoint's dtype: what its (first) matrices are stored in; dummy weights follow the HF
+  // config's torch_dtype.
+  k::DType ckpt = k::DType::kF32;
+  for (const WeightSpec& s : checkpoint.specs()) {
+    if (const TensorView* v = checkpoint.view(s.name)) {
+      ckpt = v->dtype;
+      break;
+    }
+  }
+  if (checkpoint.format() == LoadFormat::kDummy) ckpt = checkpoint.dummy_dtype();
+  format_ = resolve(options.dtype, ckpt);
+}
+
+Result<std::vector<float>> WeightLoader::read_f32(const std::string& name, int64_t* rows, int64_t* cols) {
+  const WeightSpec* spec = arena_->checkpoint().spec(name);
+  if (spec == nullptr) return Status::NotFound("tensor '" + name + "' is not part of this model");
+  *rows = spec->shape.empty() ? 1 : spec->shape[0];
+  *cols = spec->shape.size() < 2 ? 1 : spec->numel() / *rows;
+  std::vector<float> values(static_cast<size_t>(spec->numel()));
+  FERRY_RETURN_IF_ERROR(arena_->checkpoint().read_f32(name, values.data()));
+  return values;
+}
+
+Result<k::WeightMatrix> WeightLoader::convert(const float* w, int64_t n, int64_t kk) {
+  k::WeightMatrix m;
+  m.format = format_;
+  m.n = n;
+  m.k = kk;
+  const size_t count = static_cast<size_t>(n * kk);
+  switch (format_) {
+    case k::WeightFormat::kF32: {
+      auto* dst = static_cast<float*>(arena_->allocate(n * kk * 4));
+      std::memcpy(dst, w, count * sizeof(float));
+      m.data = dst;
+      break;
+    }
+    case k::WeightFormat::kF16:
+    case k::WeightFormat::kBF16: {
+      auto* dst = static_cast<uint16_t*>(arena_->allocate(n * kk * 2));
+      const bool bf = format_ == k::WeightFormat::kBF16;
+      for (size_t i = 0; i < count; ++i) dst[i] = bf ? k::f32_to_bf16(w[i]) : k::f32_to_f16(w[i]);
+      m.data = dst;
+      break;
+    }
+    case k::WeightFormat::kInt8: {
+      auto* q = static_cast<int8_t*>(arena_->allocate(n * kk));
+      auto* scales = static_cast<float*>(arena_->allocate(n * 4));
+      k::quantize_int8(w, n, kk, q, scales);
+      m.data = q;
+      m.scales = scales;
+      break;
+    }
+    case k::WeightFormat::kInt4: {
+      const int64_t g = options_.group_size;
+      if (kk % g != 0) {
+        return Status::InvalidArgument("int4 weights: " + std::to_string(kk) +
+                                       " input features are not a multiple of the group size " + std::to_string(g));
+      }
+      auto* packed = static_cast<uint8_t*>(arena_->allocate(k::weight_data_bytes(format_, n, kk)));
+      auto* scales = static_cast<float*>(arena_->allocate(n * (kk / g) * 4));
+      float* zeros = options_.int4_zero_points ? static_cast<float*>(arena_->allocate(n * (kk / g) * 4)) : nullptr;
+      k::quantize_int4(w, n, kk, g, packed, scales, zeros);
+      m.data = packed;
+      m.scales = scales;
+      m.zeros = zeros;
+      m.group_size = g;
+      break;
+    }
+  }
+  return m;
+}
+
+Result<k::WeightMatrix> WeightLoader::matrix(const std::string& name) {
+  const WeightSpec* spec = arena_->checkpoint().spec(name);
+  if (spec == nullptr) return Status::NotFound("tensor '" + name + "' is not part of this model");
+  if (spec->shape.size() != 2) return Status::InvalidArgument("tensor '" + name + "' is not a matrix");
+  return matrix_rows(name, 0, spec->shape[0]);
+}
+
+Result<k::WeightMatrix> WeightLoader::matrix_rows(const std::string& name, int64_t row_begin, int64_t row_end) {
+  const WeightSpec* spec = arena_->checkpoint().spec(name);
+  if (spec == nullptr) return Status::NotFound("tensor '" + name + "' is not part of this model");
+  if (spec->shape.size() != 2 || row_begin < 0 || row_end > spec->shape[0] || row_begin >= row_end) {
+    return Status::InvalidArgument("tensor '" + name + "': bad row range");
+  }
+  const int64_t cols = spec->shape[1], n = row_end - row_begin;
+  // In place from the mapping when the checkpoint already holds the wanted float format.
+  k::DType want;
+  const TensorView* view = arena_->checkpoint().view(name);
+  if (view != nullptr && float_dtype(format_, &want) && view->dtype == want &&
+      reinterpret_cast<uintptr_t>(view->data) % k::dtype_size(want) == 0) {
+    k::WeightMatrix m;
+    m.format = format_;
+    m.n = n;
+    m.k = cols;
+    m.data = static_cast<const char*>(view->data) + row_begin * cols * static_cast<int64_t>(k::dtype_size(want));
+    arena_->add_mapped(n * cols * static_cast<int64_t>(k::dtype_size(want)));
+    return m;
+  }
+  int64_t rows = 0, c = 0;
+  auto values = read_f32(name, &rows, &c);
+  if (!values.ok()) return values.status();
+  return convert(values.value().data() + row_begin * cols, n, cols);
+}
+
+Result<const float*> WeightLoader::vector(const std::string& name, float add) {
+  int64_t rows = 0, cols = 0;
+  auto values = read_f32(name, &rows, &cols);
+  if (!values.ok()) return values.status();
+  const int64_t n = rows * cols;
+  auto* dst = static_cast<float*>(arena_->allocate(n * 4));
+  for (int64_t i = 0; i < n; ++i) dst[i] = values.value()[static_cast<size_t>(i)] + add;
+  return static_cast<const float*>(dst);
+}
+
+Result<WeightLoader::Table> WeightLoader::table(const std::string& name) {
+  const TensorView* view = arena_->checkpoint().view(name);
+  if (view != nullptr && reinterpret_cast<uintptr_t>(view->data) % k::dtype_size(view->dtype) == 0) {
+    arena_->add_mapped(static_cast<int64_t>(view->num_bytes));
+    return Table{view->data, view->dtype};
+  }
+  int64_t rows = 0, cols = 0;
+  auto values = read_f32(name, &rows, &cols);
+  if (!values.ok()) return values.status();
+  // Dummy (or misaligned) tables: kept as the loader's float format, fp32 for quantized ones.
+  k::DType dtype = k::DType::kF32;
+  if (!float_dtype(format_, &dtype)) dtype = k::DType::kF32;
+  const int64_t n = rows * cols;
+  void* dst = arena_->allocate(n * static_cast<int64_t>(k::dtype_size(dtype)));
+  const float* src = values.value().data();
+  for (int64_t i = 0; i < n; ++i) {
+    if (dtype == k::DType::kF32) static_cast<float*>(dst)[i] = src[i];
+    else if (dtype == k::DType::kBF16) static_cast<uint16_t*>(dst)[i] = k::f32_to_bf16(src[i]);
+    else static_cast<uint16_t*>(dst)[i] = k::f32_to_f16(src[i]);
+  }
+  return Table{dst, dtype};
+}
+
+}  // namespace ferry::llm

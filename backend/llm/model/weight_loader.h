@@ -1,0 +1,96 @@
+// WeightLoader: turns a checkpoint's tensors (ModelWeights: safetensors mappings or dummy values)
+// into the form the engine computes with, once per model.
+//
+// Matrices of linear layers come out as kernels::WeightMatrix views in the configured format:
+//   "auto"        the checkpoint's own dtype (bf16 stays bf16, fp16 stays fp16, fp32 stays fp32);
+//   "fp32"/"bf16"/"fp16"  converted when the checkpoint differs;
+//   "int8"        weight-only, symmetric, one scale per output channel, quantized at load;
+//   "int4"        weight-only, groups of `group_size` input features with a scale (and, with
+//                 int4_zero_points, a zero point) each, quantized at load.
+// A matrix already in the wanted float format is used in place from the mmap (zero copy); every
+// other one is converted into a buffer the loader's WeightArena owns. Vectors (norm weights,
+// biases) are fp32; embedding tables stay in the checkpoint's float dtype (read in place).
+//
+// Memory: conversion reads one tensor at a time as fp32 (a transient buffer of that tensor's size),
+// so peak memory is the result plus the largest tensor, never a second copy of the model.
+//
+// Ownership: the arena (and through it the mappings) must outlive every view handed out; a
+// CausalLM keeps the arena. Thread-safety: a loader is used by one thread; the arena is immutable
+// once loading ends and may be read from any thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/llm/model/model_weights.h"
+#include "common/status.h"
+#include "kernels/kernels.h"
+
+namespace ferry::llm {
+
+enum class WeightDType { kAuto, kF32, kF16, kBF16, kInt8, kInt4 };
+
+struct WeightLoadOptions {
+  WeightDType dtype = WeightDType::kAuto;
+  int64_t group_size = 32;        // int4 only: 32, 64 or 128
+  bool int4_zero_points = false;  // int4 only: asymmetric groups (min/max) instead of symmetric
+};
+
+// Parses "auto", "fp32", "bf16", "fp16", "int8", "int4" (also "float32", "bfloat16", "float16").
+Result<WeightDType> parse_weight_dtype(const std::string& name);
+const char* weight_dtype_name(WeightDType dtype);
+
+// Owns converted weight buffers (64-byte aligned) and keeps the checkpoint mappings alive.
+class WeightArena {
+ public:
+  explicit WeightArena(ModelWeights checkpoint) : checkpoint_(std::move(checkpoint)) {}
+  void* allocate(int64_t bytes);  // aligned, not zero-filled; bad_alloc on failure
+  int64_t owned_bytes() const { return owned_bytes_; }
+  int64_t mapped_bytes() const { return mapped_bytes_; }
+  void add_mapped(int64_t bytes) { mapped_bytes_ += bytes; }
+  const ModelWeights& checkpoint() const { return checkpoint_; }
+
+ private:
+  struct Free {
+    void operator()(void* p) const;
+  };
+  ModelWeights checkpoint_;
+  std::vector<std::unique_ptr<void, Free>> buffers_;
+  int64_t owned_bytes_ = 0;
+  int64_t mapped_bytes_ = 0;
+};
+
+class WeightLoader {
+ public:
+  WeightLoader(const ModelWeights& checkpoint, const WeightLoadOptions& options);
+
+  // A linear layer's [n, k] matrix in the configured format.
+  Result<kernels::WeightMatrix> matrix(const std::string& name);
+  // The same, for rows [row_begin, row_end) of a fused checkpoint tensor (e.g. Phi-3's qkv_proj
+  // split into q, k, v): a view of those rows.
+  Result<kernels::WeightMatrix> matrix_rows(const std::string& name, int64_t row_begin, int64_t row_end);
+  // A vector (norm weight, bias) as fp32; `add` is added to every element (Gemma's (1 + w) norms).
+  Result<const float*> vector(const std::string& name, float add = 0.0f);
+  // An embedding table [vocab, hidden] in a float dtype the embedding operator reads.
+  struct Table {
+    const void* data = nullptr;
+    kernels::DType dtype = kernels::DType::kF32;
+  };
+  Result<Table> table(const std::string& name);
+
+  // The format matrices come out in (kAuto resolved against the checkpoint).
+  kernels::WeightFormat format() const { return format_; }
+  std::shared_ptr<WeightArena> arena() const { return arena_; }
+
+ private:
+  Result<std::vector<float>> read_f32(const std::string& name, int64_t* rows, int64_t* cols);
+  Result<kernels::WeightMatrix> convert(const float* w, int64_t n, int64_t k);
+
+  WeightLoadOptions options_;
+  kernels::WeightFormat format_ = kernels::WeightFormat::kF32;
+  std::shared_ptr<WeightArena> arena_;
+};
+
+}  // namespace ferry::llm
