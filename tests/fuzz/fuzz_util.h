@@ -3,12 +3,14 @@
 // Test code only.
 #pragma once
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -45,6 +47,30 @@ inline void write_file(const std::filesystem::path& path, std::string_view bytes
     std::fprintf(stderr, "fuzz: cannot write %s\n", path.c_str());
     std::abort();
   }
+}
+
+// The stack a civetweb worker runs HTTP handlers on: Debian's civetweb 1.15 starts its workers with
+// pthread_attr_setstacksize(..., 0x19000). Targets whose code runs on such a thread in the server
+// (request parsing) run each input on one, so a recursion that fits libFuzzer's 8 MiB main stack
+// but not a worker's is found (a body nesting 198 deep crashed the server this way).
+inline constexpr size_t kWorkerStackBytes = 0x19000;
+
+// Runs `fn` on a new thread with a `stack_bytes` stack and waits for it.
+inline void run_on_stack(size_t stack_bytes, const std::function<void()>& fn) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, stack_bytes);
+  pthread_t thread;
+  auto trampoline = [](void* arg) -> void* {
+    (*static_cast<const std::function<void()>*>(arg))();
+    return nullptr;
+  };
+  if (pthread_create(&thread, &attr, trampoline, const_cast<std::function<void()>*>(&fn)) != 0) {
+    std::fprintf(stderr, "fuzz: pthread_create failed\n");
+    std::abort();
+  }
+  pthread_join(thread, nullptr);
+  pthread_attr_destroy(&attr);
 }
 
 }  // namespace ferry::fuzz

@@ -1,7 +1,8 @@
 // Fuzzes the KServe v2 HTTP request bodies: bytes -> parse_json -> infer_request_from_json (and
 // through it tensor_from_json) and generate_request_from_json, as HttpServer does for
 // POST /v2/models/{m}/infer and /generate. Any crash, sanitizer report or uncaught exception is a
-// finding; a parse error is the expected answer to bad input.
+// finding; a parse error is the expected answer to bad input. Each input runs on a thread with a
+// civetweb worker's stack (100 KiB), as in the server.
 //
 // Invariant checked: a tensor that was accepted survives tensor_to_json -> tensor_from_json with the
 // same name, dtype and shape, and the same bytes for the exact dtypes (BOOL, INT32, INT64, BYTES).
@@ -56,12 +57,10 @@ void check_round_trip(const ferry::abi::OwnedTensor& t) {
   if (exact) FUZZ_CHECK(back->data == t.data, "round trip changed the data of '%s'", t.name.c_str());
 }
 
-}  // namespace
-
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  std::string_view text(reinterpret_cast<const char*>(data), size);
+// One input, as an HTTP handler processes a body.
+void process(std::string_view text) {
   auto body = parse_json(text, "request body");
-  if (!body.ok()) return 0;
+  if (!body.ok()) return;
   const Json::Value& b = body.value();
 
   auto infer = ferry::host::infer_request_from_json(b);
@@ -79,5 +78,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     ferry::host::RequestSpec spec;
     (void)ferry::host::apply_request_controls(b, &spec);
   }
+}
+
+}  // namespace
+
+// On a thread with a civetweb worker's stack, where the server parses request bodies.
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::string_view text(reinterpret_cast<const char*>(data), size);
+  ferry::fuzz::run_on_stack(ferry::fuzz::kWorkerStackBytes, [&] { process(text); });
   return 0;
 }
