@@ -6,7 +6,8 @@
 
 namespace ferry::llm {
 
-void Tokenizer::encode_text(std::string_view text, bool at_input_start, std::vector<TokenId>& out) const {
+void Tokenizer::encode_text(std::string_view text, bool at_input_start, size_t max_tokens,
+                            std::vector<TokenId>& out) const {
   // Normalize this run, then pull out tokens that match in normalized form.
   std::string normalized(text);
   normalizer_.normalize(normalized);
@@ -18,6 +19,7 @@ void Tokenizer::encode_text(std::string_view text, bool at_input_start, std::vec
   }
   std::vector<Piece> pieces;
   for (const Span& s : local) {
+    if (out.size() > max_tokens) return;
     if (s.id >= 0) {
       out.push_back(s.id);
       continue;
@@ -25,24 +27,32 @@ void Tokenizer::encode_text(std::string_view text, bool at_input_start, std::vec
     pieces.clear();
     pieces.push_back(Piece{normalized.substr(s.begin, s.end - s.begin), at_input_start && s.begin == 0});
     pre_tokenizer_.run(pieces);
-    for (const Piece& p : pieces) model_.encode_word(p.text, out);
+    // The BPE merges are the expensive part: checked per word, a text far over the limit stops
+    // after about max_tokens ids' worth of it.
+    for (const Piece& p : pieces) {
+      if (out.size() > max_tokens) return;
+      model_.encode_word(p.text, out);
+    }
   }
 }
 
-Result<std::vector<TokenId>> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {
+Result<std::vector<TokenId>> Tokenizer::encode(std::string_view text, bool add_special_tokens,
+                                               size_t max_tokens) const {
   if (!utf8::is_valid(text)) return Status::InvalidArgument("text is not valid UTF-8");
   std::vector<TokenId> ids;
-  ids.reserve(text.size() / 3 + 4);
+  ids.reserve(std::min(text.size() / 3, max_tokens) + 4);
   if (add_special_tokens) ids.insert(ids.end(), prefix_ids_.begin(), prefix_ids_.end());
   std::vector<Span> spans;
   added_.find(text, /*normalized_set=*/false, spans);
   for (const Span& s : spans) {
+    if (ids.size() > max_tokens) return ids;
     if (s.id >= 0) {
       ids.push_back(s.id);
     } else {
-      encode_text(text.substr(s.begin, s.end - s.begin), s.begin == 0, ids);
+      encode_text(text.substr(s.begin, s.end - s.begin), s.begin == 0, max_tokens, ids);
     }
   }
+  if (ids.size() > max_tokens) return ids;
   if (add_special_tokens) ids.insert(ids.end(), suffix_ids_.begin(), suffix_ids_.end());
   return ids;
 }

@@ -20,6 +20,7 @@
 // lives in IncrementalDetokenizer (incremental_detokenizer.h), not here.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -53,7 +54,14 @@ class Tokenizer {
 
   // Text -> ids. add_special_tokens applies the post-processor (BOS/EOS, see above).
   // InvalidArgument when text is not valid UTF-8.
-  Result<std::vector<TokenId>> encode(std::string_view text, bool add_special_tokens) const;
+  // max_tokens: the caller cannot use more ids than this (a prompt and its context window). Encoding
+  // stops as soon as more are produced (checked per pre-tokenized word), so a huge text costs about
+  // what max_tokens ids of it cost; the result then holds more than max_tokens ids, a prefix of the
+  // full encoding (without the post-processor's suffix), and only its being too long is meaningful.
+  // A pipeline without a pre-tokenizer split (SentencePiece-style) has one word per run of text
+  // between added tokens: bound such texts' bytes before calling (parse_llm_request does).
+  Result<std::vector<TokenId>> encode(std::string_view text, bool add_special_tokens,
+                                      size_t max_tokens = SIZE_MAX) const;
 
   // Ids -> text, as HF's Tokenizer.decode (no clean_up_tokenization_spaces). Ids that are not in
   // the vocabulary are skipped, as HF does; validate with is_valid_id() first where that matters.
@@ -97,7 +105,9 @@ class Tokenizer {
   // Appends the decoder bytes of id as the index-th decoded token; false when it is not decoded
   // (unknown id, or special and skipped).
   bool append_token_bytes(TokenId id, bool skip_special_tokens, size_t index, std::string& bytes) const;
-  void encode_text(std::string_view text, bool at_input_start, std::vector<TokenId>& out) const;
+  // Appends the ids of one run of text without added tokens; stops once out holds more than
+  // max_tokens ids.
+  void encode_text(std::string_view text, bool at_input_start, size_t max_tokens, std::vector<TokenId>& out) const;
 
   BpeModel model_;
   AddedVocabulary added_;

@@ -1,7 +1,8 @@
 // Whole-pipeline properties on the real tokenizer folders: NFC normalization, very long inputs,
-// and concurrent use of one const Tokenizer.
+// concurrent use of one const Tokenizer, and encoding that stops past a token limit.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "test_util.h"
@@ -67,6 +68,35 @@ TEST(Pipeline, ConcurrentEncodeDecodeAgreeWithSerial) {
     }
     for (auto& th : threads) th.join();
     for (int m : mismatches) EXPECT_EQ(m, 0) << folder;
+  }
+}
+
+// encode(text, add_special, max_tokens) stops once it has more than max_tokens ids: what it
+// returns is a prefix of the full encoding just past the limit, and a text that fits is unchanged.
+TEST(Pipeline, EncodeStopsOnceOverMaxTokens) {
+  for (const char* folder : {"hf-tokenizer-llama3", "hf-tokenizer-llama2"}) {
+    SCOPED_TRACE(folder);
+    FERRY_LOAD_TOKENIZER_OR_SKIP(tok, folder);
+    std::string text;
+    for (int i = 0; i < 400; ++i) text += "The ferry crosses the water number " + std::to_string(i) + ", again. ";
+    auto full = tok->encode(text, true);
+    ASSERT_TRUE(full.ok());
+    ASSERT_GT(full->size(), 1000u);
+    for (size_t max : {size_t{0}, size_t{1}, size_t{100}, size_t{999}}) {
+      auto cut = tok->encode(text, true, max);
+      ASSERT_TRUE(cut.ok());
+      EXPECT_GT(cut->size(), max);
+      // Past the limit by at most one word's ids: the check runs per pre-tokenized word. (Llama 2's
+      // SentencePiece-style pipeline has no pre-tokenizer split, so its text is one word.)
+      if (std::string(folder) == "hf-tokenizer-llama3") EXPECT_LE(cut->size(), max + 8);
+      EXPECT_TRUE(std::equal(cut->begin(), cut->end(), full->begin())) << "a prefix of the full encoding";
+    }
+    auto fits = tok->encode(text, true, full->size());
+    ASSERT_TRUE(fits.ok());
+    EXPECT_EQ(fits.value(), full.value()) << "BOS/EOS included when the whole text fits";
+    auto one_short = tok->encode(text, true, full->size() - 1);
+    ASSERT_TRUE(one_short.ok());
+    EXPECT_GT(one_short->size(), full->size() - 1);
   }
 }
 
