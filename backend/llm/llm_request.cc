@@ -2,10 +2,13 @@
 
 #include <json/json.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 
 #include "common/abi/abi_util.h"
+#include "common/chat_request.h"
 
 namespace ferry::llm {
 namespace {
@@ -68,9 +71,9 @@ Status parse_sampling(const Json::Value& p, SamplingParams* s) {
   FERRY_RETURN_IF_ERROR(read_float(p, "presence_penalty", -2.0f, 2.0f, &s->presence_penalty));
   FERRY_RETURN_IF_ERROR(read_float(p, "frequency_penalty", -2.0f, 2.0f, &s->frequency_penalty));
   for (const char* key : {"seed", "random_seed"}) {
-    if (!p.isMember(key) || p[key].isNull()) continue;
-    if (!p[key].isInt64() && !p[key].isUInt64()) return bad(key, "must be an integer");
-    s->seed = p[key].isUInt64() ? p[key].asUInt64() : static_cast<uint64_t>(p[key].asInt64());
+    auto seed = parse_seed(p, key);  // the same rule as /v1's
+    if (!seed.ok()) return seed.status();
+    if (seed.value()) s->seed = *seed.value();
   }
   if (p.isMember("stop") && !p["stop"].isNull()) {
     const Json::Value& v = p["stop"];
@@ -122,7 +125,8 @@ Result<std::vector<int32_t>> ids_from_tensor(const ferry_tensor& t) {
 }  // namespace
 
 Result<LlmRequest> parse_llm_request(const ferry_request& request, const Tokenizer& tokenizer,
-                                     const ChatTemplate* chat_template, int32_t vocab_size) {
+                                     const ChatTemplate* chat_template, int32_t vocab_size,
+                                     int64_t max_model_len) {
   LlmRequest out;
   Json::CharReaderBuilder b;
   std::unique_ptr<Json::CharReader> reader(b.newCharReader());
@@ -145,6 +149,19 @@ Result<LlmRequest> parse_llm_request(const ferry_request& request, const Tokeniz
   bool add_special_tokens = true;
   FERRY_RETURN_IF_ERROR(read_bool(p, "add_special_tokens", &add_special_tokens));
 
+  // Only a prompt of a generate request has to fit the window; tokenize answers the exact count.
+  const bool bounded = max_model_len > 0 && out.task == LlmTask::kGenerate;
+  const size_t max_prompt_tokens =
+      bounded ? static_cast<size_t>(std::max<int64_t>(0, max_model_len - out.sampling.max_tokens)) : SIZE_MAX;
+  auto check_prompt_bytes = [&](std::string_view prompt, const char* what) {
+    if (!bounded || static_cast<int64_t>(prompt.size()) <= max_model_len * kMaxPromptBytesPerToken) return Status::Ok();
+    return Status::InvalidArgument(std::string(what) + " has " + std::to_string(prompt.size()) +
+                                   " bytes, more than any prompt that fits the context window of " +
+                                   std::to_string(max_model_len) + " tokens (at most " +
+                                   std::to_string(max_model_len * kMaxPromptBytesPerToken) + " bytes, " +
+                                   std::to_string(kMaxPromptBytesPerToken) + " per token)");
+  };
+
   const ferry_tensor* text_input = nullptr;
   const ferry_tensor* input_ids = nullptr;
   for (uint32_t i = 0; i < request.num_inputs; ++i) {
@@ -158,14 +175,13 @@ Result<LlmRequest> parse_llm_request(const ferry_request& request, const Tokeniz
     return Status::InvalidArgument("give exactly one of the inputs text_input or input_ids, or the parameter messages");
   }
   if (has_messages) {
-    if (!p["messages"].isArray() || p["messages"].empty()) return bad("messages", "must be a non-empty list");
-    for (const auto& m : p["messages"]) {
-      if (!m.isObject() || !m["role"].isString()) return bad("messages", "entries need a string 'role'");
-    }
+    // The same checks and flattening as /v1/chat/completions, for generate, infer and ZeroMQ.
+    auto chat = normalize_chat_messages(p["messages"]);
+    if (!chat.ok()) return chat.status();
     if (chat_template == nullptr) return bad("messages", "cannot be used: the model has no chat template");
     Json::StreamWriterBuilder w;
     w["indentation"] = "";
-    auto messages = value_from_json(Json::writeString(w, p["messages"]));
+    auto messages = value_from_json(Json::writeString(w, chat.value()));
     if (!messages.ok()) return messages.status().with_prefix("parameter 'messages'");
     ChatTemplateInputs in;
     in.messages = messages.value();
@@ -174,8 +190,9 @@ Result<LlmRequest> parse_llm_request(const ferry_request& request, const Tokeniz
     if (!tokenizer.eos_token().empty()) in.eos_token = tokenizer.eos_token();
     auto rendered = chat_template->render(in);
     if (!rendered.ok()) return rendered.status().with_prefix("chat template");
+    FERRY_RETURN_IF_ERROR(check_prompt_bytes(rendered.value(), "the rendered chat"));
     // The template writes BOS itself where the model wants it.
-    auto ids = tokenizer.encode(rendered.value(), false);
+    auto ids = tokenizer.encode(rendered.value(), false, max_prompt_tokens);
     if (!ids.ok()) return ids.status();
     out.prompt_ids = std::move(ids.value());
   } else if (text_input != nullptr) {
@@ -183,7 +200,8 @@ Result<LlmRequest> parse_llm_request(const ferry_request& request, const Tokeniz
     auto parts = abi::split_bytes(static_cast<const uint8_t*>(text_input->data), text_input->data_bytes);
     if (!parts.ok()) return parts.status();
     if (parts->size() != 1) return Status::InvalidArgument("input 'text_input' must hold exactly one string");
-    auto ids = tokenizer.encode(parts.value()[0], add_special_tokens);
+    FERRY_RETURN_IF_ERROR(check_prompt_bytes(parts.value()[0], "the prompt"));
+    auto ids = tokenizer.encode(parts.value()[0], add_special_tokens, max_prompt_tokens);
     if (!ids.ok()) return ids.status().with_prefix("input 'text_input'");
     out.prompt_ids = std::move(ids.value());
   } else {

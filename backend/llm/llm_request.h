@@ -36,8 +36,19 @@ struct LlmRequest {
   bool echo = false;
 };
 
+// A prompt's text may hold at most this many bytes per token of the context window. Real text
+// averages 3-5 bytes per token and a vocabulary's longest pieces are rarely over 32 bytes, so no
+// prompt that fits the window is refused; a text far larger than any prompt that fits is refused
+// before it costs tokenization time.
+inline constexpr int64_t kMaxPromptBytesPerToken = 64;
+
 // `chat_template` may be null (the model has none: "messages" is then an error).
+// max_model_len (0: no limit) bounds a generate request's prompt: its text (or rendered chat) over
+// max_model_len * kMaxPromptBytesPerToken bytes is refused, naming the context window, and its
+// tokenization stops once the prompt leaves no room for max_tokens (prompt_ids is then a prefix
+// longer than max_model_len - max_tokens; the caller's context check refuses it).
 Result<LlmRequest> parse_llm_request(const ferry_request& request, const Tokenizer& tokenizer,
-                                     const ChatTemplate* chat_template, int32_t vocab_size);
+                                     const ChatTemplate* chat_template, int32_t vocab_size,
+                                     int64_t max_model_len = 0);
 
 }  // namespace ferry::llm

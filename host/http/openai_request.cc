@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "common/abi/abi_util.h"
+#include "common/chat_request.h"
 #include "host/http/kserve_json.h"
 #include "host/json_util.h"
 
@@ -68,11 +69,9 @@ Status parse_common(const Json::Value& body, OaiRequest* r) {
     if (!r->stream) return bad("stream_options", "is only allowed when 'stream' is true");
     FERRY_RETURN_IF_ERROR(read_bool(o, "include_usage", &r->include_usage));
   }
-  if (given(body, "seed")) {
-    if (!is_integer(body["seed"])) return bad("seed", "must be an integer");
-    const Json::Value& s = body["seed"];
-    r->seed = s.isUInt64() ? s.asUInt64() : static_cast<uint64_t>(s.asInt64());
-  }
+  auto seed = parse_seed(body, "seed");  // as the backend reads it for every other endpoint
+  if (!seed.ok()) return seed.status();
+  r->seed = seed.value();
   if (given(body, "user") && !body["user"].isString()) return bad("user", "must be a string");
 
   if (given(body, "logit_bias") && !(body["logit_bias"].isObject() && body["logit_bias"].empty())) {
@@ -140,50 +139,6 @@ Status parse_prompt(const Json::Value& body, OaiRequest* r) {
   return Status::Ok();
 }
 
-// Checks a chat and flattens each message's content (a string, or a list of text parts) to a
-// string, which every chat template understands.
-Result<Json::Value> normalize_messages(const Json::Value& messages) {
-  if (!messages.isArray() || messages.empty()) return bad("messages", "must be a non-empty list");
-  Json::Value out(Json::arrayValue);
-  for (Json::ArrayIndex i = 0; i < messages.size(); ++i) {
-    const Json::Value& m = messages[i];
-    const std::string at = "entry " + std::to_string(i);
-    if (!m.isObject()) return bad("messages", at + " must be an object");
-    if (!m["role"].isString()) return bad("messages", at + " needs a string 'role'");
-    std::string role = m["role"].asString();
-    if (role == "developer") role = "system";  // OpenAI's newer name for the system role
-    if (role != "system" && role != "user" && role != "assistant" && role != "tool") {
-      return bad("messages", at + " has role '" + role + "' (expected system, developer, user, assistant or tool)");
-    }
-    if (given(m, "tool_calls")) return unsupported("messages", at + " has tool_calls: tools are not implemented");
-    const Json::Value& content = m["content"];
-    std::string text;
-    if (content.isString()) {
-      text = content.asString();
-    } else if (content.isArray()) {
-      for (const auto& part : content) {
-        if (!part.isObject() || !part["type"].isString()) return bad("messages", at + ": content parts need a 'type'");
-        if (part["type"].asString() != "text") {
-          return unsupported("messages", at + " has a content part of type '" + part["type"].asString() +
-                                             "': only text parts are served");
-        }
-        if (!part["text"].isString()) return bad("messages", at + ": a text part needs a string 'text'");
-        if (!text.empty()) text += "\n";
-        text += part["text"].asString();
-      }
-    } else if (content.isNull() && role == "assistant") {
-      text = "";
-    } else {
-      return bad("messages", at + " needs 'content': a string or a list of text parts");
-    }
-    Json::Value e;
-    e["role"] = role;
-    e["content"] = text;
-    out.append(e);
-  }
-  return out;
-}
-
 }  // namespace
 
 Result<OaiRequest> parse_completion_request(const Json::Value& body) {
@@ -220,7 +175,7 @@ Result<OaiRequest> parse_chat_request(const Json::Value& body) {
   }
   FERRY_RETURN_IF_ERROR(parse_common(b, &r));
   if (!given(b, "messages")) return bad("messages", "is required");
-  auto messages = normalize_messages(b["messages"]);
+  auto messages = normalize_chat_messages(b["messages"]);
   if (!messages.ok()) return messages.status();
   r.messages = std::move(messages.value());
 
@@ -316,7 +271,7 @@ Result<RequestSpec> parse_tokenize_request(const Json::Value& body, std::string*
       params["add_special_tokens"] = body["add_special_tokens"];
     }
   } else {
-    auto messages = normalize_messages(body["messages"]);
+    auto messages = normalize_chat_messages(body["messages"]);
     if (!messages.ok()) return messages.status();
     params["messages"] = messages.value();
     bool add_generation_prompt = true;
