@@ -1,7 +1,11 @@
 // ferry-server: serves the models of a repository over HTTP and ZeroMQ. See --help.
+#include <pthread.h>
+
+#include <atomic>
 #include <csignal>
 #include <cstdio>
-#include <pthread.h>
+#include <ctime>
+#include <thread>
 
 #include "host/log.h"
 #include "host/options.h"
@@ -40,6 +44,27 @@ int main(int argc, char** argv) {
   int sig = 0;
   sigwait(&signals, &sig);
   FERRY_LOG(Info) << "received " << (sig == SIGINT ? "SIGINT" : "SIGTERM");
-  server.shutdown();
+  // The drain runs on its own thread so that this one keeps taking signals: a second SIGINT or
+  // SIGTERM ends the drain at once (in-flight requests are cancelled), as in Triton and vLLM.
+  std::atomic<bool> done{false};
+  std::thread stopper([&] {
+    server.shutdown();
+    done = true;
+  });
+  bool ended_early = false;
+  const timespec poll_interval{0, 100 * 1000 * 1000};
+  while (!done) {
+    siginfo_t info{};
+    if (sigtimedwait(&signals, &info, &poll_interval) < 0) continue;  // timeout or EINTR
+    const char* name = info.si_signo == SIGINT ? "SIGINT" : "SIGTERM";
+    if (ended_early) {
+      FERRY_LOG(Warning) << "received " << name << " again: the drain has already ended, shutdown is finishing";
+      continue;
+    }
+    FERRY_LOG(Warning) << "received a second " << name << " while draining: ending the drain now, cancelling in-flight requests";
+    ended_early = true;
+    server.end_drain();
+  }
+  stopper.join();
   return 0;
 }

@@ -77,6 +77,9 @@ void ModelRegistry::poll_once() {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [name, entry] : models_) known.push_back(name);
   }
+  for (auto it = settling_.begin(); it != settling_.end();) {
+    it = present.count(it->first) ? std::next(it) : settling_.erase(it);
+  }
   for (const auto& name : known) {
     if (!present.count(name)) {
       FERRY_LOG(Info) << "poll: model '" << name << "' was removed from the repository";
@@ -91,10 +94,22 @@ void ModelRegistry::poll_once() {
       auto it = models_.find(name);
       if (it != models_.end() &&
           (it->second.fingerprint == fingerprint || it->second.failed_fingerprint == fingerprint)) {
+        settling_.erase(name);
         continue;  // unchanged, or the same broken state as last time
       }
     }
-    FERRY_LOG(Info) << "poll: model '" << name << "' was added or changed";
+    // A folder still being copied in (a weight file half written) must not be loaded: act only
+    // once its files looked the same on two polls in a row.
+    auto settling = settling_.find(name);
+    if (settling == settling_.end() || settling->second != fingerprint) {
+      if (settling == settling_.end()) {
+        FERRY_LOG(Info) << "poll: model '" << name << "' was added or changed; loading once its files stop changing";
+      }
+      settling_[name] = fingerprint;
+      continue;
+    }
+    settling_.erase(settling);
+    FERRY_LOG(Info) << "poll: model '" << name << "' was added or changed and its files are stable";
     Status s = apply(name, spec);
     if (!s.ok()) FERRY_LOG(Error) << "model '" << name << "': " << s.message();
   }
@@ -309,6 +324,10 @@ void ModelRegistry::shutdown(std::chrono::milliseconds drain) {
       all.insert(all.end(), entry.versions.begin(), entry.versions.end());
     }
     models_.clear();
+    draining_ = all;
+    if (drain_ended_) {
+      for (auto& v : all) v->end_drain();
+    }
   }
   // All versions drain at the same time, each bounded by `drain`.
   std::vector<std::thread> threads;
@@ -316,6 +335,15 @@ void ModelRegistry::shutdown(std::chrono::milliseconds drain) {
   for (auto& t : threads) t.join();
   std::unique_lock<std::mutex> lock(mu_);
   unloaders_cv_.wait(lock, [&] { return num_unloaders_ == 0; });
+  draining_.clear();
+}
+
+void ModelRegistry::end_drain() {
+  std::lock_guard<std::mutex> lock(mu_);
+  drain_ended_ = true;
+  // Background unloads (removed or replaced versions) drain too; they end as early.
+  for (auto& v : draining_) v->end_drain();
+  for (auto& v : unloading_) v->end_drain();
 }
 
 }  // namespace ferry::host

@@ -44,7 +44,10 @@ class ModelRegistry {
   void start(const std::vector<std::string>& models);
   // Starts the poll thread (poll mode), rescanning every `interval`.
   void start_polling(std::chrono::milliseconds interval);
-  // One rescan: loads added models, unloads removed ones, reloads changed ones.
+  // One rescan: unloads removed models; loads added ones and reloads changed ones (any file of a
+  // served version, or the serving config) once their files are the same as at the previous rescan,
+  // so a folder still being copied is not loaded half written. A model that failed to load is
+  // retried when any of its files change.
   void poll_once();
 
   // Repository API. load: (re)reads the model's folder and loads it; NotFound when there is no such
@@ -66,6 +69,9 @@ class ModelRegistry {
   // Refuses new requests, waits up to `drain` for in-flight requests, cancels the rest, unloads
   // everything. Idempotent.
   void shutdown(std::chrono::milliseconds drain);
+  // Cuts a shutdown()'s drain (running or still to come) short: in-flight requests are cancelled
+  // now. Thread-safe; meant for a second SIGTERM.
+  void end_drain();
 
  private:
   struct ModelEntry {
@@ -87,11 +93,16 @@ class ModelRegistry {
   const std::chrono::milliseconds unload_cancel_after_;
 
   std::mutex control_mu_;  // serializes load/unload/poll/shutdown
+  // Poll mode: the fingerprint each added or changed model had at the last poll, while it waits for
+  // its files to stop changing. Guarded by control_mu_.
+  std::map<std::string, std::string> settling_;
   mutable std::mutex mu_;  // guards the fields below
   std::map<std::string, ModelEntry> models_;
   bool started_ = false;
   bool shutting_down_ = false;
   std::vector<std::shared_ptr<ModelVersion>> unloading_;
+  std::vector<std::shared_ptr<ModelVersion>> draining_;  // what shutdown() is unloading
+  bool drain_ended_ = false;
   int num_unloaders_ = 0;  // detached background unload threads still running
   std::condition_variable unloaders_cv_;
 

@@ -161,13 +161,15 @@ void ModelVersion::unload(std::chrono::milliseconds cancel_after) {
     return;
   }
   state_ = ModelState::kUnloading;
-  if (!idle_cv_.wait_for(lock, cancel_after, [&] { return inflight_.empty(); })) {
+  if (!idle_cv_.wait_for(lock, cancel_after, [&] { return inflight_.empty() || drain_ended_; }) || !inflight_.empty()) {
     std::vector<std::shared_ptr<InflightRequest>> left;
     for (auto& [id, weak] : inflight_) {
       if (auto r = weak.lock()) left.push_back(std::move(r));
     }
     FERRY_LOG(Warning) << "model " << name() << " version " << version() << ": cancelling " << left.size()
-                       << " request(s) still running after " << cancel_after.count() << " ms";
+                       << " request(s) still running "
+                       << (drain_ended_ ? std::string("(drain ended early)")
+                                        : "after " + std::to_string(cancel_after.count()) + " ms");
     lock.unlock();
     for (auto& r : left) r->cancel();
     left.clear();
@@ -185,6 +187,14 @@ void ModelVersion::unload(std::chrono::milliseconds cancel_after) {
   lock.lock();
   state_ = ModelState::kUnavailable;
   reason_ = "unloaded";
+}
+
+void ModelVersion::end_drain() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    drain_ended_ = true;
+  }
+  idle_cv_.notify_all();
 }
 
 void ModelVersion::cancel_request(uint64_t id) {

@@ -98,6 +98,9 @@ class ModelVersion : public std::enable_shared_from_this<ModelVersion> {
   // Stops taking requests (UNLOADING), waits for in-flight requests to end (cancelling what is left
   // after `cancel_after`), then destroys the backend model. Blocks; call from a control thread.
   void unload(std::chrono::milliseconds cancel_after);
+  // Ends the wait of an unload() in progress (or the next one) at once: what is still in flight is
+  // cancelled now instead of after `cancel_after` (a second SIGTERM while the server drains).
+  void end_drain();
   // Marks the version UNAVAILABLE with a reason (no backend model).
   void set_unavailable(const std::string& reason);
 
@@ -144,6 +147,7 @@ class ModelVersion : public std::enable_shared_from_this<ModelVersion> {
   std::condition_variable idle_cv_;
   ModelState state_ = ModelState::kLoading;                                 // guarded by mu_
   std::string reason_;                                                      // guarded by mu_
+  bool drain_ended_ = false;                                                // guarded by mu_
   std::unordered_map<uint64_t, std::weak_ptr<InflightRequest>> inflight_;   // guarded by mu_
 
   // Statistics (ns totals and counts), as Triton's statistics extension reports them.

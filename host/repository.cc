@@ -65,6 +65,30 @@ Status apply_version_policy(const Json::Value& config, const std::string& file, 
   return Status::Ok();
 }
 
+// One line per regular file under `dir` (path relative to it, size, mtime in ns), sorted. Two equal
+// strings taken a poll apart mean nothing in the folder was written in between. Bounded so that a
+// folder with an absurd number of files cannot make a poll slow; past the bound the state is cut
+// short (its files beyond it are then not watched).
+std::string files_state(const fs::path& dir) {
+  constexpr size_t kMaxFiles = 4096;
+  std::vector<std::string> lines;
+  std::error_code ec;
+  fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec);
+  for (; !ec && it != fs::recursive_directory_iterator() && lines.size() < kMaxFiles; it.increment(ec)) {
+    std::error_code stat_ec;
+    if (!it->is_regular_file(stat_ec)) continue;
+    const auto size = it->file_size(stat_ec);
+    const auto mtime = it->last_write_time(stat_ec);
+    if (stat_ec) continue;  // removed while listed: the next poll sees the folder without it
+    lines.push_back(fs::relative(it->path(), dir, stat_ec).string() + " " + std::to_string(size) + " " +
+                    std::to_string(mtime.time_since_epoch().count()));
+  }
+  std::sort(lines.begin(), lines.end());
+  std::string out;
+  for (const auto& l : lines) out += l + "\n";
+  return out;
+}
+
 }  // namespace
 
 bool valid_model_name(const std::string& name) {
@@ -120,7 +144,7 @@ Result<ModelSpec> read_model(const std::string& repo, const std::string& name) {
     spec.versions.push_back({1, spec.path});
     spec.config = Json::Value(Json::objectValue);
     spec.config["backend"] = "llm";
-    spec.fingerprint = "snapshot:" + text;
+    spec.fingerprint = "snapshot:" + text + "|" + files_state(dir);
     return spec;
   }
 
@@ -155,7 +179,7 @@ Result<ModelSpec> read_model(const std::string& repo, const std::string& name) {
   }
   FERRY_RETURN_IF_ERROR(apply_version_policy(spec.config, where, &spec.versions));
   spec.fingerprint = text;
-  for (const auto& v : spec.versions) spec.fingerprint += "|" + std::to_string(v.version);
+  for (const auto& v : spec.versions) spec.fingerprint += "|" + std::to_string(v.version) + ":" + files_state(v.path);
   return spec;
 }
 

@@ -37,7 +37,9 @@ struct ModelSpec {
   Json::Value config;           // the whole serving config as read (for GET .../config)
   std::string backend_config;   // JSON object: config minus the host's keys
   std::vector<ModelVersionPath> versions;  // to serve, by the version policy, ascending
-  std::string fingerprint;      // equal fingerprints mean nothing to reload
+  // Equal fingerprints mean nothing to reload: the serving config's text, the versions served and
+  // the name, size and mtime of every file in their folders (so a rewritten weight file counts).
+  std::string fingerprint;
 };
 
 // True for names a client may use to address a model folder: [A-Za-z0-9_.-]+, not starting with

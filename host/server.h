@@ -26,6 +26,9 @@ class Server {
   // Refuses new requests, lets in-flight ones finish (up to the shutdown timeout, then cancels
   // them), closes the frontends and unloads everything.
   void shutdown();
+  // Ends a shutdown()'s drain at once: in-flight requests are cancelled instead of being waited
+  // for. Thread-safe (called from the signal thread while shutdown() runs on another).
+  void end_drain() { registry_->end_drain(); }
 
   int http_port() const { return http_ ? http_->port() : 0; }
   std::string zmq_endpoint() const { return zmq_ ? zmq_->endpoint() : ""; }
