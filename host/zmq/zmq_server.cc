@@ -137,6 +137,7 @@ Status ZmqServer::start(const std::string& endpoint, const std::string& curve_se
   zmq_getsockopt(socket_, ZMQ_LAST_ENDPOINT, last, &len);
   bound_endpoint_ = last;
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  for (int i = 0; i < kNumSubmitThreads; ++i) submitters_.emplace_back([this] { submit_loop(); });
   thread_ = std::thread([this] { run(); });
   return Status::Ok();
 }
@@ -144,6 +145,15 @@ Status ZmqServer::start(const std::string& endpoint, const std::string& curve_se
 void ZmqServer::stop() {
   if (!thread_.joinable()) return;
   stopping_ = true;
+  // Submits still queued run to the end (the registry refuses them quickly once it is shutting
+  // down) and post their answers before the socket thread's last flush.
+  {
+    std::lock_guard<std::mutex> lock(submit_mu_);
+    submit_stop_ = true;
+  }
+  submit_cv_.notify_all();
+  for (auto& t : submitters_) t.join();
+  submitters_.clear();
   uint64_t one = 1;
   (void)!::write(wake_fd_, &one, sizeof(one));
   thread_.join();
@@ -161,6 +171,32 @@ void ZmqServer::post(std::vector<std::string> frames) {
   }
   uint64_t one = 1;
   (void)!::write(wake_fd_, &one, sizeof(one));
+}
+
+void ZmqServer::enqueue_submit(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(submit_mu_);
+    submit_queue_.push_back(std::move(task));
+  }
+  submit_cv_.notify_one();
+}
+
+void ZmqServer::submit_loop() {
+  for (;;) {
+    std::function<void()> task;
+    {
+      std::unique_lock<std::mutex> lock(submit_mu_);
+      submit_cv_.wait(lock, [&] { return submit_stop_ || !submit_queue_.empty(); });
+      if (submit_queue_.empty()) return;  // stopping, and nothing left
+      task = std::move(submit_queue_.front());
+      submit_queue_.pop_front();
+    }
+    try {
+      task();
+    } catch (const std::exception& e) {
+      FERRY_LOG(Error) << "ZeroMQ submit failed: " << e.what();
+    }
+  }
 }
 
 void ZmqServer::forget(const std::string& key) {
@@ -281,13 +317,18 @@ void ZmqServer::handle_message(std::vector<std::string>&& frames) {
 
   if (type == "cancel") {
     std::shared_ptr<InflightRequest> request;
+    bool pending = false;
     {
       std::lock_guard<std::mutex> lock(inflight_mu_);
       auto it = inflight_.find(key);
-      if (it != inflight_.end()) request = it->second;
+      if (it != inflight_.end()) {
+        request = it->second.request;
+        // Still being submitted: the submit thread cancels it as soon as it has a request.
+        if (!request) it->second.cancel_requested = pending = true;
+      }
     }
     if (request) request->cancel();  // its FINAL (CANCELLED) answers the cancel
-    else FERRY_LOG(Verbose) << "ZeroMQ cancel for unknown or finished request '" << id << "'";
+    else if (!pending) FERRY_LOG(Verbose) << "ZeroMQ cancel for unknown or finished request '" << id << "'";
     return;
   }
   if (type != "infer") return reply_error(route, id, Status::InvalidArgument("unknown message type '" + type + "'"));
@@ -313,28 +354,45 @@ void ZmqServer::handle_message(std::vector<std::string>&& frames) {
     if (!m["timeout_us"].isUInt64()) return reply_error(route, id, Status::InvalidArgument("'timeout_us' must be an integer >= 0"));
     spec->timeout_us = m["timeout_us"].asUInt64();
   }
-  auto mv = ctx_->registry->find(m["model"].asString(), version);
-  if (!mv.ok()) return reply_error(route, id, mv.status());
-
-  auto sink = std::make_shared<ZmqSink>(this, route, id, key);
-  sink->set_model(mv.value()->name(), mv.value()->version());
   {
     std::lock_guard<std::mutex> lock(inflight_mu_);
     if (inflight_.count(key)) return reply_error(route, id, Status::InvalidArgument("request id '" + id + "' is already in flight"));
-    inflight_[key] = nullptr;  // reserve the id; a FINAL during submit erases it
+    inflight_[key] = Inflight{};  // reserve the id; a FINAL during submit erases it
   }
-  auto request = mv.value()->submit(std::move(spec.value()), sink);
-  std::lock_guard<std::mutex> lock(inflight_mu_);
+  enqueue_submit([this, route = std::move(route), id, key, model = m["model"].asString(), version = std::move(version),
+                  spec = std::make_shared<RequestSpec>(std::move(spec.value()))]() mutable {
+    submit_request(std::move(route), std::move(id), std::move(key), std::move(model), std::move(version),
+                   std::move(*spec));
+  });
+}
+
+void ZmqServer::submit_request(std::vector<std::string> route, std::string id, std::string key, std::string model,
+                               std::string version, RequestSpec spec) {
+  auto mv = ctx_->registry->find(model, version);
+  if (!mv.ok()) {
+    forget(key);
+    return reply_error(route, id, mv.status());
+  }
+  auto sink = std::make_shared<ZmqSink>(this, route, id, key);
+  sink->set_model(mv.value()->name(), mv.value()->version());
+  auto request = mv.value()->submit(std::move(spec), sink);
+  std::unique_lock<std::mutex> lock(inflight_mu_);
   if (!request.ok()) {
     inflight_.erase(key);
+    lock.unlock();
     reply_error(route, id, request.status());
     return;
   }
   auto it = inflight_.find(key);
-  if (it != inflight_.end()) {
-    if (request.value()->finished()) inflight_.erase(it);
-    else it->second = request.value();
+  if (it == inflight_.end()) return;  // already finished (its FINAL erased the entry)
+  if (request.value()->finished()) {
+    inflight_.erase(it);
+    return;
   }
+  it->second.request = request.value();
+  const bool cancel = it->second.cancel_requested;
+  lock.unlock();
+  if (cancel) request.value()->cancel();
 }
 
 }  // namespace ferry::host

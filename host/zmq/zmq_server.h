@@ -5,11 +5,16 @@
 //
 // One thread owns the socket. Responses come from backend threads as encoded messages through a
 // mutex-protected outbox and an eventfd that wakes the socket thread, so no backend thread ever
-// touches the socket. Thread-safety: start/stop from one thread.
+// touches the socket. The socket thread only reads, checks and routes messages: an infer message
+// is handed to a few submit threads, because a backend's submit may take long (a long prompt's chat
+// template and tokenization) and must not stall other clients or their cancels.
+// Thread-safety: start/stop from one thread.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -19,6 +24,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "host/model_version.h"
 #include "host/server_context.h"
 
 namespace ferry::host {
@@ -52,6 +58,13 @@ class ZmqServer {
   void reply_refusal(const std::vector<std::string>& route, const std::string& id, const char* code, int http_status,
                      const std::string& message);
   void flush_outbox();
+  // Runs `task` on a submit thread (FIFO).
+  void enqueue_submit(std::function<void()> task);
+  void submit_loop();
+  // The submit-thread half of an infer message: finds the model and submits. `key` is reserved in
+  // inflight_.
+  void submit_request(std::vector<std::string> route, std::string id, std::string key, std::string model,
+                      std::string version, RequestSpec spec);
 
   ServerContext* ctx_;
   void* zmq_ctx_ = nullptr;
@@ -64,9 +77,22 @@ class ZmqServer {
   std::mutex out_mu_;
   std::deque<std::vector<std::string>> outbox_;  // guarded by out_mu_
 
+  // Submit threads: enough that one long prompt does not hold back the next client's request; the
+  // backend bounds the real concurrency of prompt processing.
+  static constexpr int kNumSubmitThreads = 4;
+  std::vector<std::thread> submitters_;
+  std::mutex submit_mu_;
+  std::condition_variable submit_cv_;
+  std::deque<std::function<void()>> submit_queue_;  // guarded by submit_mu_
+  bool submit_stop_ = false;                        // guarded by submit_mu_
+
+  struct Inflight {
+    std::shared_ptr<InflightRequest> request;  // null while its submit is queued or running
+    bool cancel_requested = false;             // a cancel came before the submit returned
+  };
   std::mutex inflight_mu_;
   // Requests in flight by "<routing id>\n<client request id>", for cancel and duplicate checks.
-  std::map<std::string, std::shared_ptr<InflightRequest>> inflight_;  // guarded by inflight_mu_
+  std::map<std::string, Inflight> inflight_;  // guarded by inflight_mu_
 };
 
 }  // namespace ferry::host
