@@ -31,10 +31,28 @@ int send_oai_error(mg_connection* conn, const Status& status) {
   return send_json(conn, error_http_status(status), error_json(status));
 }
 
+// The KServe platform of models that speak ferry's LLM protocol (text or token prompts, chat
+// messages, sampling parameters, tokenize tasks) and so can serve /v1; the echo backend does not.
+constexpr const char* kLlmPlatform = "ferry_llm";
+
+bool speaks_llm(const ModelVersion& mv) {
+  const Json::Value& platform = mv.metadata()["platform"];
+  return platform.isString() && platform.asString() == kLlmPlatform;
+}
+
+// The model a /v1 request names. NotFound for unknown models; InvalidArgument, naming the way to
+// reach it, for a model whose backend does not speak the LLM protocol (it would answer /v1 with
+// empty text).
 Result<std::shared_ptr<ModelVersion>> find_model(ServerContext& ctx, const std::string& name) {
   auto mv = ctx.registry->find(name, "");
   if (!mv.ok() && mv.status().code() == StatusCode::kNotFound) {
     return Status::NotFound("The model `" + name + "` does not exist.");
+  }
+  if (mv.ok() && !speaks_llm(*mv.value())) {
+    const Json::Value& platform = mv.value()->metadata()["platform"];
+    return Status::InvalidArgument("The model `" + name + "` is not a language model (platform '" +
+                                   (platform.isString() ? platform.asString() : std::string("none")) +
+                                   "'): the /v1 endpoints serve LLM models only; use /v2/models/" + name + "/infer");
   }
   return mv;
 }
@@ -366,6 +384,10 @@ Json::Value model_json(const std::shared_ptr<ModelVersion>& mv) {
 int handle_models(ServerContext& ctx, mg_connection* conn, const std::vector<std::string_view>& parts) {
   if (parts.size() == 3) {
     auto mv = find_model(ctx, std::string(parts[2]));
+    // Not in the list, so not found here either, with the reason.
+    if (!mv.ok() && mv.status().code() == StatusCode::kInvalidArgument) {
+      return send_oai_error(conn, Status::NotFound(mv.status().message()));
+    }
     if (!mv.ok()) return send_oai_error(conn, mv.status());
     return send_json(conn, 200, model_json(mv.value()));
   }
@@ -377,7 +399,7 @@ int handle_models(ServerContext& ctx, mg_connection* conn, const std::vector<std
     if (e.name == last) continue;  // one entry per model, whatever its versions
     last = e.name;
     auto mv = ctx.registry->find(e.name, "");
-    if (mv.ok()) list["data"].append(model_json(mv.value()));
+    if (mv.ok() && speaks_llm(*mv.value())) list["data"].append(model_json(mv.value()));
   }
   return send_json(conn, 200, list);
 }

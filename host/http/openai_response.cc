@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstring>
 #include <random>
+#include <set>
 
 #include "common/abi/abi_util.h"
 #include "host/json_util.h"
@@ -128,13 +129,23 @@ Json::Value completion_logprobs(const Json::Value& logprobs, const std::vector<i
     const std::string token = lp["token"].asString();
     out["tokens"].append(token);
     out["token_logprobs"].append(lp["logprob"]);
-    // As vLLM does: the alternatives, plus the chosen token when it is not among them.
+    // As vLLM does: the alternatives, plus the chosen token when it is not among them. The legacy
+    // format is a dict keyed by text, but two tokens can decode to the same text (each half of a
+    // UTF-8 character reads "\ufffd"): such a token is keyed by its id instead, so all N
+    // alternatives stay distinct.
     Json::Value top(Json::objectValue);
-    for (const auto& t : lp["top_logprobs"]) {
-      const std::string key = t["token"].asString();
+    std::set<int64_t> ids;
+    auto add = [&](const Json::Value& t) {
+      const Json::Value& id = t["token_id"];
+      if (id.isIntegral() && !ids.insert(id.asInt64()).second) return;  // the same token again
+      std::string key = t["token"].asString();
+      if (id.isIntegral() && (top.isMember(key) || key.find("\xEF\xBF\xBD") != std::string::npos)) {
+        key = "token_id:" + std::to_string(id.asInt64());
+      }
       if (!top.isMember(key)) top[key] = t["logprob"];
-    }
-    if (!top.isMember(token)) top[token] = lp["logprob"];
+    };
+    for (const auto& t : lp["top_logprobs"]) add(t);
+    add(lp);
     out["top_logprobs"].append(top);
     out["text_offset"].append(static_cast<Json::Int64>(i < offsets.size() ? offsets[i] : 0));
     ++i;
