@@ -245,6 +245,9 @@ void paged_attention(const Context& ctx, const PagedAttentionArgs& args) {
   FERRY_CHECK(args.kv_dtype != KvCacheDType::kInt8 || (args.k_scales != nullptr && args.v_scales != nullptr));
   FERRY_CHECK(!(ctx.backend == Backend::kCuda && args.kv_dtype == KvCacheDType::kBF16) &&
               "paged_attention: no CUDA kernel reads a bf16 KV cache yet");
+  FERRY_CHECK(args.sliding_window >= 0 && args.logit_softcap >= 0.0f);
+  FERRY_CHECK(!(ctx.backend == Backend::kCuda && (args.sliding_window != 0 || args.logit_softcap != 0.0f)) &&
+              "paged_attention: the CUDA kernels have no sliding window or logit soft-cap yet");
   FERRY_DISPATCH_POOLED(ctx, paged_attention, args);
 }
 

@@ -196,6 +196,12 @@ void kv_cache_write_int8(const Context& ctx,
 // cache is widened on the fly. A kBF16 cache is kCpu / kReference only for now (kCuda asserts).
 // kCpu splits the work over the pool by (sequence, kv head, tile of query tokens), so the q heads
 // that share a KV head read it from memory once.
+// Two optional variations (kCpu and kReference only for now: a kCuda context asserts both unset):
+//   sliding_window w > 0: the query at position p attends only to positions (p - w, p], i.e. its
+//     last w keys itself included (Mistral, Gemma's local layers, Phi-3; HF's sliding-window mask).
+//     The blocks before the window are still read from the block table's range, never freed here.
+//   logit_softcap c > 0: each score s = q . k * scale becomes c * tanh(s / c) before the softmax
+//     (Gemma 2's attn_logit_softcapping).
 struct PagedAttentionArgs {
   float* out;                       // [num_tokens, num_q_heads * head_dim]
   const float* q;                   // [num_tokens, q_stride], heads at [.., num_q_heads*head_dim]
@@ -217,6 +223,8 @@ struct PagedAttentionArgs {
   int64_t block_size = 0;
   int64_t num_blocks = 0;           // only for bounds assertions
   float scale = 1.0f;               // usually 1/sqrt(head_dim)
+  int64_t sliding_window = 0;       // 0: every earlier key; else keys at (p - sliding_window, p]
+  float logit_softcap = 0.0f;       // 0: none; else scores become c * tanh(score / c)
 };
 void paged_attention(const Context& ctx, const PagedAttentionArgs& args);
 

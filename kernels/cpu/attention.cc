@@ -7,7 +7,8 @@
 // per item and reused from L1 by all R rows. Per item, two passes over the cache with a scores
 // buffer between them (thread-local scratch, grown once, never freed):
 //   1. scores[r, p] = (q_r * scale) . k_p            (int8: times k_scale[p], once per key and row)
-//   2. softmax per row over its causal keys; weights past a row's last key are zeroed
+//   2. softmax per row over its causal keys (soft-capped first when asked); weights outside a row's
+//      keys (past its position, or before its sliding window) are zeroed
 //   3. acc[r, :] += p[r, p] * v_p                     (int8: p times v_scale[p] first)
 // then out = acc / sum. Decode reads K and V once: the loop is bandwidth-bound when the inner
 // kernels keep up (see perf/kernels/attention_bench.cc and perf/RESULTS.md).
@@ -157,6 +158,12 @@ int64_t chunk_rows(const Plan& pl, const void* cache, int64_t slot0, int64_t g, 
   return a.head_dim;
 }
 
+// The first key position a query at `position` attends to: 0, or the start of its sliding window
+// (position - window, position].
+int64_t first_key(const PagedAttentionArgs& a, int64_t position) {
+  return a.sliding_window > 0 ? std::max<int64_t>(0, position - a.sliding_window + 1) : 0;
+}
+
 // One work item: sequence s, KV head g, query tokens [i0, i1) of that sequence.
 void attend_item(const Plan& pl, int64_t s, int64_t g, int64_t i0, int64_t i1) {
   const PagedAttentionArgs& a = *pl.a;
@@ -169,7 +176,10 @@ void attend_item(const Plan& pl, int64_t s, int64_t g, int64_t i0, int64_t i1) {
   const bool int8 = a.kv_dtype == KvCacheDType::kInt8;
   const int64_t num_rows = (i1 - i0) * pl.group;   // row r = (token i0 + r / group, head g*group + r % group)
   const int64_t max_keys = context_len - query_len + i1;  // the tile's last token sees the most keys
-  const int64_t s_ld = (max_keys + 7) & ~int64_t{7};
+  // With a sliding window the tile's first token has the earliest first key; keys before it are
+  // never read. Score column j holds key key_lo + j.
+  const int64_t key_lo = first_key(a, context_len - query_len + i0);
+  const int64_t s_ld = (max_keys - key_lo + 7) & ~int64_t{7};
 
   Scratch& sc = scratch();
   grow(sc.q, num_rows * hd);
@@ -187,7 +197,7 @@ void attend_item(const Plan& pl, int64_t s, int64_t g, int64_t i0, int64_t i1) {
 
   // Chunks of keys contiguous in one block: [p0, p0 + n) at slots slot0 .. slot0 + n - 1.
   auto for_each_chunk = [&](auto&& body) {
-    for (int64_t p0 = 0; p0 < max_keys;) {
+    for (int64_t p0 = key_lo; p0 < max_keys;) {
       const int64_t block = table[p0 / a.block_size];
       FERRY_CHECK(block >= 0 && block < a.num_blocks);
       const int64_t offset = p0 % a.block_size;
@@ -201,22 +211,28 @@ void attend_item(const Plan& pl, int64_t s, int64_t g, int64_t i0, int64_t i1) {
   for_each_chunk([&](int64_t p0, int64_t slot0, int64_t n) {
     const float* k = nullptr;
     const int64_t k_ld = chunk_rows(pl, a.k_cache, slot0, g, n, sc.kv.data(), &k);
-    kern.qk(scores + p0, s_ld, q, num_rows, k, k_ld, n, hd);
+    kern.qk(scores + (p0 - key_lo), s_ld, q, num_rows, k, k_ld, n, hd);
     if (int8) {
       const float* ks = a.k_scales + slot0 * a.num_kv_heads + g;
       for (int64_t r = 0; r < num_rows; ++r)
-        for (int64_t j = 0; j < n; ++j) scores[r * s_ld + p0 + j] *= ks[j * a.num_kv_heads];
+        for (int64_t j = 0; j < n; ++j) scores[r * s_ld + (p0 - key_lo) + j] *= ks[j * a.num_kv_heads];
     }
   });
 
-  // Pass 2: softmax per row over its causal keys; zero weights for the keys it must not see.
+  // Pass 2: softmax per row over its keys [lo, hi) (causal, and inside its window); zero weights
+  // for the keys it must not see.
+  const float cap = a.logit_softcap;
   for (int64_t r = 0; r < num_rows; ++r) {
     float* row = scores + r * s_ld;
-    const int64_t num_keys = context_len - query_len + i0 + r / pl.group + 1;
+    const int64_t position = context_len - query_len + i0 + r / pl.group;
+    const int64_t lo = first_key(a, position) - key_lo, hi = position + 1 - key_lo;
+    if (cap > 0.0f)
+      for (int64_t p = lo; p < hi; ++p) row[p] = cap * std::tanh(row[p] / cap);
     float max = -std::numeric_limits<float>::infinity();
-    for (int64_t p = 0; p < num_keys; ++p) max = std::max(max, row[p]);
-    sc.inv_sum[static_cast<size_t>(r)] = 1.0f / kern.exp_sum(row, num_keys, max);
-    std::fill(row + num_keys, row + max_keys, 0.0f);
+    for (int64_t p = lo; p < hi; ++p) max = std::max(max, row[p]);
+    sc.inv_sum[static_cast<size_t>(r)] = 1.0f / kern.exp_sum(row + lo, hi - lo, max);
+    std::fill(row, row + lo, 0.0f);
+    std::fill(row + hi, row + (max_keys - key_lo), 0.0f);
   }
 
   // Pass 3: weighted sum of V.
@@ -225,11 +241,11 @@ void attend_item(const Plan& pl, int64_t s, int64_t g, int64_t i0, int64_t i1) {
     if (int8) {
       const float* vs = a.v_scales + slot0 * a.num_kv_heads + g;
       for (int64_t r = 0; r < num_rows; ++r)
-        for (int64_t j = 0; j < n; ++j) scores[r * s_ld + p0 + j] *= vs[j * a.num_kv_heads];
+        for (int64_t j = 0; j < n; ++j) scores[r * s_ld + (p0 - key_lo) + j] *= vs[j * a.num_kv_heads];
     }
     const float* v = nullptr;
     const int64_t v_ld = chunk_rows(pl, a.v_cache, slot0, g, n, sc.kv.data(), &v);
-    kern.pv(acc, scores + p0, s_ld, num_rows, v, v_ld, n, hd);
+    kern.pv(acc, scores + (p0 - key_lo), s_ld, num_rows, v, v_ld, n, hd);
   });
 
   for (int64_t r = 0; r < num_rows; ++r) {

@@ -162,12 +162,14 @@ void paged_attention(const PagedAttentionArgs& a) {
     const int32_t* table = a.block_tables + s * a.max_blocks_per_seq;
     for (int64_t i = 0; i < query_len; ++i) {
       const int64_t position = context_len - query_len + i;
+      // The first key this query sees: 0, or the start of its window (position - window, position].
+      const int64_t first = a.sliding_window > 0 ? std::max<int64_t>(0, position - a.sliding_window + 1) : 0;
       for (int64_t h = 0; h < a.num_q_heads; ++h) {
         const float* q = a.q + (q_begin + i) * a.q_stride + h * a.head_dim;
         const int64_t kvh = h / group;
         std::vector<double> scores(position + 1);
         double max_score = -std::numeric_limits<double>::infinity();
-        for (int64_t p = 0; p <= position; ++p) {
+        for (int64_t p = first; p <= position; ++p) {
           const int64_t block = table[p / a.block_size];
           FERRY_CHECK(block >= 0 && block < a.num_blocks);
           const int64_t slot = block * a.block_size + p % a.block_size;
@@ -175,17 +177,18 @@ void paged_attention(const PagedAttentionArgs& a) {
           for (int64_t d = 0; d < a.head_dim; ++d)
             dot += q[d] * cache_value(a.k_cache, a.k_scales, a.kv_dtype, slot, kvh, a.num_kv_heads, a.head_dim, d);
           scores[p] = dot * a.scale;
+          if (a.logit_softcap > 0.0f) scores[p] = a.logit_softcap * std::tanh(scores[p] / a.logit_softcap);
           if (scores[p] > max_score) max_score = scores[p];
         }
         double denom = 0.0;
-        for (int64_t p = 0; p <= position; ++p) {
+        for (int64_t p = first; p <= position; ++p) {
           scores[p] = std::exp(scores[p] - max_score);
           denom += scores[p];
         }
         float* out = a.out + (q_begin + i) * a.num_q_heads * a.head_dim + h * a.head_dim;
         for (int64_t d = 0; d < a.head_dim; ++d) {
           double acc = 0.0;
-          for (int64_t p = 0; p <= position; ++p) {
+          for (int64_t p = first; p <= position; ++p) {
             const int64_t slot = table[p / a.block_size] * a.block_size + p % a.block_size;
             acc += scores[p] * cache_value(a.v_cache, a.v_scales, a.kv_dtype, slot, kvh, a.num_kv_heads, a.head_dim, d);
           }
