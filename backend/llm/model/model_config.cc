@@ -70,6 +70,36 @@ Result<std::vector<int32_t>> get_token_ids(const Json::Value& v, const std::stri
   return ids;
 }
 
+// rope_scaling {"type": "longrope" or "su", "short_factor": [..], "long_factor": [..]} (Phi-3): each
+// list has one divisor per rotated frequency. original_max_position_embeddings is read from
+// rope_scaling first (newer HF configs), then from the top level (Phi-3's configs).
+Status parse_longrope(const Json::Value& root, const Json::Value& rs, ModelConfig* c) {
+  ModelConfig::LongRope lr;
+  for (auto [key, out] : {std::pair<const char*, std::vector<float>*>{"short_factor", &lr.short_factor},
+                          {"long_factor", &lr.long_factor}}) {
+    const Json::Value& list = rs[key];
+    if (!list.isArray() || static_cast<int64_t>(list.size()) != c->rotary_dim / 2) {
+      return Status::InvalidArgument(std::string("config.json: rope_scaling.") + key + " must be a list of " +
+                                     std::to_string(c->rotary_dim / 2) + " numbers (rotary dimension / 2)");
+    }
+    for (const auto& x : list) {
+      if (!x.isNumeric() || x.asDouble() <= 0) {
+        return Status::InvalidArgument(std::string("config.json: rope_scaling.") + key + " must hold numbers > 0");
+      }
+      out->push_back(static_cast<float>(x.asDouble()));
+    }
+  }
+  const Json::Value& orig = present(rs, "original_max_position_embeddings") ? rs : root;
+  FERRY_ASSIGN_OR_RETURN(lr.original_max_position_embeddings,
+                         get_int(orig, "original_max_position_embeddings", c->max_position_embeddings));
+  double attention_factor = 0;
+  FERRY_ASSIGN_OR_RETURN(attention_factor, get_number(rs, "attention_factor", 0.0, "config.json rope_scaling"));
+  if (attention_factor < 0) return Status::InvalidArgument("config.json: rope_scaling.attention_factor must be > 0");
+  lr.attention_factor = static_cast<float>(attention_factor);
+  c->longrope = std::move(lr);
+  return Status::Ok();
+}
+
 Status parse_rope_scaling(const Json::Value& root, ModelConfig* c) {
   if (!present(root, "rope_scaling")) return Status::Ok();
   const Json::Value& rs = root["rope_scaling"];
@@ -81,9 +111,10 @@ Status parse_rope_scaling(const Json::Value& root, ModelConfig* c) {
     return get_number(rs, key, fallback, "config.json rope_scaling");
   };
   if (type == "default") return Status::Ok();
+  if (type == "longrope" || type == "su") return parse_longrope(root, rs, c);
   if (type != "llama3" && type != "linear") {
     return Status::Unimplemented("config.json: rope_scaling.rope_type '" + type +
-                                 "' is not supported (supported: default, linear, llama3)");
+                                 "' is not supported (supported: default, linear, llama3, longrope)");
   }
   auto factor = number("factor", 1.0);
   if (!factor.ok()) return factor.status();
@@ -109,6 +140,45 @@ Status parse_rope_scaling(const Json::Value& root, ModelConfig* c) {
   return Status::Ok();
 }
 
+
+// quantization_config of GPTQ and AWQ checkpoints (AutoGPTQ / AutoAWQ as saved by transformers).
+Status parse_quantization(const Json::Value& root, QuantizationConfig* q) {
+  if (!present(root, "quantization_config")) return Status::Ok();
+  const Json::Value& qc = root["quantization_config"];
+  const std::string where = "config.json: quantization_config";
+  if (!qc.isObject()) return Status::InvalidArgument(where + " must be an object");
+  const Json::Value& method = qc.get("quant_method", "");
+  const std::string m = method.isString() ? method.asString() : "";
+  if (m == "gptq") q->method = QuantizationConfig::Method::kGptq;
+  else if (m == "awq") q->method = QuantizationConfig::Method::kAwq;
+  else return Status::Unimplemented(where + ".quant_method '" + m + "' is not supported (supported: gptq, awq)");
+  const Json::Value& bits = qc.get("bits", qc.get("w_bit", 4));
+  if (!bits.isInt() || (bits.asInt() != 4 && bits.asInt() != 8) ||
+      (q->method == QuantizationConfig::Method::kAwq && bits.asInt() != 4)) {
+    return Status::Unimplemented(where + ".bits must be 4 or 8 for GPTQ, 4 for AWQ");
+  }
+  q->bits = bits.asInt();
+  const Json::Value& group = qc.get("group_size", qc.get("q_group_size", 128));
+  if (!group.isInt() || (group.asInt() != -1 && group.asInt() < 1)) {
+    return Status::InvalidArgument(where + ".group_size must be -1 or a positive integer");
+  }
+  q->group_size = group.asInt() == -1 ? 0 : group.asInt();
+  const Json::Value& sym = qc.get("sym", true);
+  const Json::Value& desc = qc.get("desc_act", false);
+  if (!sym.isBool() || !desc.isBool()) return Status::InvalidArgument(where + ": sym and desc_act must be booleans");
+  q->sym = sym.asBool();
+  q->desc_act = desc.asBool();
+  const Json::Value& format = qc.get("checkpoint_format", "gptq");
+  q->gptq_v2 = format.isString() && format.asString() == "gptq_v2";
+  if (q->method == QuantizationConfig::Method::kAwq) {
+    const Json::Value& version = qc.get("version", "gemm");
+    const std::string v = version.isString() ? version.asString() : "";
+    if (v != "gemm" && v != "GEMM") {
+      return Status::Unimplemented(where + ".version '" + v + "' is not supported (supported: gemm)");
+    }
+  }
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -154,6 +224,14 @@ Result<ModelConfig> parse_model_config(std::string_view json_text) {
   if (theta <= 0) return Status::InvalidArgument("config.json: key 'rope_theta' must be > 0");
   c.rms_norm_eps = static_cast<float>(eps);
   c.rope.theta = static_cast<float>(theta);
+  double rotary_fraction = 1;
+  FERRY_ASSIGN_OR_RETURN(rotary_fraction, get_number(root, "partial_rotary_factor", 1.0, "config.json"));
+  // HF: int(head_dim * partial_rotary_factor) dimensions rotate.
+  c.rotary_dim = static_cast<int64_t>(static_cast<double>(c.head_dim) * rotary_fraction);
+  if (rotary_fraction <= 0 || rotary_fraction > 1 || c.rotary_dim < 2 || c.rotary_dim % 2 != 0) {
+    return Status::InvalidArgument("config.json: key 'partial_rotary_factor' must be in (0, 1] and leave an even "
+                                   "number of rotated dimensions");
+  }
   FERRY_RETURN_IF_ERROR(parse_rope_scaling(root, &c));
 
   const Json::Value& act_value = root.get("hidden_act", root.get("hidden_activation", "silu"));
@@ -176,6 +254,7 @@ Result<ModelConfig> parse_model_config(std::string_view json_text) {
       (!use_sliding_window.isBool() || use_sliding_window.asBool())) {
     c.sliding_window = root["sliding_window"].asInt64();
   }
+  FERRY_RETURN_IF_ERROR(parse_quantization(root, &c.quantization));
   if (present(root, "bos_token_id")) {
     if (!root["bos_token_id"].isInt()) return Status::InvalidArgument("config.json: key 'bos_token_id' must be an integer");
     c.bos_token_id = root["bos_token_id"].asInt();

@@ -3,6 +3,7 @@
 #include "backend/llm/model/architecture.h"
 
 #include <cmath>
+#include <vector>
 
 namespace ferry::llm {
 
@@ -31,8 +32,17 @@ Result<ModelWeights> ModelWeights::load_safetensors(const ModelConfig& config, c
 Result<ModelWeights> ModelWeights::from_store(const ModelConfig& config, std::shared_ptr<const TensorStore> store) {
   ModelWeights w;
   w.format_ = LoadFormat::kSafetensors;
+  w.quantization_ = config.quantization;
   w.specs_ = plan_weights(config);
   for (const WeightSpec& spec : w.specs_) {
+    if (spec.shape.size() == 2) {
+      auto q = find_quantized(*store, config.quantization, spec.name, spec.shape[0], spec.shape[1]);
+      if (!q.ok()) return q.status();
+      if (q.value()) {
+        w.quantized_.emplace(spec.name, *q.value());
+        continue;
+      }
+    }
     const TensorView* v = store->find(spec.name);
     if (v == nullptr) return Status::InvalidArgument("missing tensor '" + spec.name + "'");
     if (!v->dtype_supported) {
@@ -72,6 +82,11 @@ int64_t ModelWeights::num_parameters() const {
 const TensorView* ModelWeights::view(const std::string& name) const {
   if (format_ != LoadFormat::kSafetensors || spec(name) == nullptr) return nullptr;
   return store_->find(name);
+}
+
+const QuantizedTensor* ModelWeights::quantized(const std::string& name) const {
+  auto it = quantized_.find(name);
+  return it == quantized_.end() ? nullptr : &it->second;
 }
 
 namespace {
@@ -121,6 +136,19 @@ Status ModelWeights::read_f32(const std::string& name, float* dst) const {
   if (s == nullptr) return Status::NotFound("tensor '" + name + "' is not part of this model");
   if (format_ == LoadFormat::kDummy) {
     fill_dummy(*s, seed_, dst);
+    return Status::Ok();
+  }
+  if (const QuantizedTensor* q = quantized(name)) {
+    const int64_t groups = q->num_groups();
+    std::vector<uint8_t> codes(static_cast<size_t>(q->n * q->k));
+    std::vector<float> scales(static_cast<size_t>(q->n * groups)), zeros(scales.size());
+    unpack_quantized(*q, codes.data(), scales.data(), zeros.data());
+    for (int64_t j = 0; j < q->n; ++j) {
+      for (int64_t c = 0; c < q->k; ++c) {
+        const size_t g = static_cast<size_t>(j * groups + c / q->group_size);
+        dst[j * q->k + c] = (static_cast<float>(codes[static_cast<size_t>(j * q->k + c)]) - zeros[g]) * scales[g];
+      }
+    }
     return Status::Ok();
   }
   const TensorView* v = store_->find(name);

@@ -14,11 +14,13 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "backend/llm/model/model_config.h"
+#include "backend/llm/model/quantized_checkpoint.h"
 #include "backend/llm/model/safetensors.h"
 
 namespace ferry::llm {
@@ -50,23 +52,30 @@ class ModelWeights {
   LoadFormat format() const { return format_; }
   // The dtype dummy weights stand for (the HF config's torch_dtype); kF32 for safetensors.
   kernels::DType dummy_dtype() const { return dummy_dtype_; }
+  // The checkpoint's quantization_config (method kNone for float checkpoints).
+  const QuantizationConfig& quantization() const { return quantization_; }
   const std::vector<WeightSpec>& specs() const { return specs_; }
   const WeightSpec* spec(const std::string& name) const;
   int64_t num_parameters() const;
 
-  // The mapped tensor (safetensors format only; nullptr for dummy or unknown names).
+  // The mapped tensor (safetensors format only; nullptr for dummy or unknown names, and for
+  // matrices a GPTQ/AWQ checkpoint stores quantized).
   const TensorView* view(const std::string& name) const;
+  // The quantized form of a planned matrix in a GPTQ/AWQ checkpoint; nullptr when stored in float.
+  const QuantizedTensor* quantized(const std::string& name) const;
 
-  // Writes the tensor's values as fp32 into dst[numel] (converting bf16/fp16, or generating dummy
-  // values). NotFound for a name that is not in the plan.
+  // Writes the tensor's values as fp32 into dst[numel] (converting bf16/fp16, dequantizing GPTQ/AWQ,
+  // or generating dummy values). NotFound for a name that is not in the plan.
   Status read_f32(const std::string& name, float* dst) const;
 
  private:
   LoadFormat format_ = LoadFormat::kDummy;
   uint64_t seed_ = 0;
   kernels::DType dummy_dtype_ = kernels::DType::kF32;
+  QuantizationConfig quantization_;
   std::vector<WeightSpec> specs_;
   std::shared_ptr<const TensorStore> store_;  // safetensors only
+  std::map<std::string, QuantizedTensor> quantized_;  // GPTQ/AWQ matrices by planned name
 };
 
 }  // namespace ferry::llm

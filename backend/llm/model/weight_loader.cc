@@ -1,5 +1,9 @@
 #include "backend/llm/model/weight_loader.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -40,6 +44,20 @@ void* WeightArena::allocate(int64_t bytes) {
   buffers_.emplace_back(p);
   owned_bytes_ += bytes;
   return p;
+}
+
+void WeightArena::release_converted() {
+  const long page = sysconf(_SC_PAGESIZE);
+  for (const std::string& name : converted_) {
+    if (std::find(in_place_.begin(), in_place_.end(), name) != in_place_.end()) continue;
+    const TensorView* v = checkpoint_.view(name);
+    if (v == nullptr) continue;
+    // Only whole pages inside the tensor: a neighbour read in place may share the edge pages.
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(v->data) + page - 1) / page * page;
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(v->data) + v->num_bytes) / page * page;
+    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+  }
+  converted_.clear();
 }
 
 namespace {
@@ -86,6 +104,12 @@ WeightLoader::WeightLoader(const ModelWeights& checkpoint, const WeightLoadOptio
   }
   if (checkpoint.format() == LoadFormat::kDummy) ckpt = checkpoint.dummy_dtype();
   format_ = resolve(options.dtype, ckpt);
+  // A GPTQ/AWQ checkpoint is served in its own precision unless told otherwise: 4-bit codes as
+  // they are (no re-quantization), 8-bit GPTQ as per-channel int8 (re-quantized from its groups).
+  const QuantizationConfig& q = checkpoint.quantization();
+  if (options.dtype == WeightDType::kAuto && q.method != QuantizationConfig::Method::kNone) {
+    format_ = q.bits == 4 ? k::WeightFormat::kInt4 : k::WeightFormat::kInt8;
+  }
 }
 
 Result<std::vector<float>> WeightLoader::read_f32(const std::string& name, int64_t* rows, int64_t* cols) {
@@ -172,12 +196,55 @@ Result<k::WeightMatrix> WeightLoader::matrix_rows(const std::string& name, int64
     m.k = cols;
     m.data = static_cast<const char*>(view->data) + row_begin * cols * static_cast<int64_t>(k::dtype_size(want));
     arena_->add_mapped(n * cols * static_cast<int64_t>(k::dtype_size(want)));
+    arena_->note_in_place(name);
     return m;
+  }
+  if (const QuantizedTensor* q = arena_->checkpoint().quantized(name);
+      q != nullptr && q->config.bits == 4 && format_ == k::WeightFormat::kInt4) {
+    return import_int4(*q, row_begin, row_end);
   }
   int64_t rows = 0, c = 0;
   auto values = read_f32(name, &rows, &c);
   if (!values.ok()) return values.status();
+  arena_->note_converted(name);
   return convert(values.value().data() + row_begin * cols, n, cols);
+}
+
+Result<k::WeightMatrix> WeightLoader::import_int4(const QuantizedTensor& q, int64_t row_begin, int64_t row_end) {
+  // The kernels take groups of 32, 64 or 128; a larger checkpoint group that is a multiple of 128
+  // (or one group per row) becomes groups of 128 sharing its scale and zero: exact, not re-quantized.
+  int64_t g = q.group_size;
+  if (g != 32 && g != 64 && g != 128) {
+    if (g % 128 != 0) {
+      return Status::Unimplemented("int4 checkpoint group size " + std::to_string(g) +
+                                   " (supported: 32, 64, 128 or a multiple of 128)");
+    }
+    g = 128;
+  }
+  const int64_t n = row_end - row_begin, kk = q.k, src_groups = q.num_groups(), groups = kk / g;
+  std::vector<uint8_t> codes(static_cast<size_t>(q.n * kk));
+  std::vector<float> scales(static_cast<size_t>(q.n * src_groups)), zeros(scales.size());
+  unpack_quantized(q, codes.data(), scales.data(), zeros.data());
+  k::WeightMatrix m;
+  m.format = k::WeightFormat::kInt4;
+  m.n = n;
+  m.k = kk;
+  m.group_size = g;
+  auto* packed = static_cast<uint8_t*>(arena_->allocate(k::weight_data_bytes(m.format, n, kk)));
+  k::pack_int4(codes.data() + row_begin * kk, n, kk, packed);
+  auto* s = static_cast<float*>(arena_->allocate(n * groups * 4));
+  auto* z = static_cast<float*>(arena_->allocate(n * groups * 4));
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t gi = 0; gi < groups; ++gi) {
+      const size_t src = static_cast<size_t>((row_begin + j) * src_groups + gi * g / q.group_size);
+      s[j * groups + gi] = scales[src];
+      z[j * groups + gi] = zeros[src];
+    }
+  }
+  m.data = packed;
+  m.scales = s;
+  m.zeros = z;
+  return m;
 }
 
 Result<const float*> WeightLoader::vector(const std::string& name, float add) {
@@ -187,6 +254,7 @@ Result<const float*> WeightLoader::vector(const std::string& name, float add) {
   const int64_t n = rows * cols;
   auto* dst = static_cast<float*>(arena_->allocate(n * 4));
   for (int64_t i = 0; i < n; ++i) dst[i] = values.value()[static_cast<size_t>(i)] + add;
+  arena_->note_converted(name);
   return static_cast<const float*>(dst);
 }
 
@@ -194,6 +262,7 @@ Result<WeightLoader::Table> WeightLoader::table(const std::string& name) {
   const TensorView* view = arena_->checkpoint().view(name);
   if (view != nullptr && reinterpret_cast<uintptr_t>(view->data) % k::dtype_size(view->dtype) == 0) {
     arena_->add_mapped(static_cast<int64_t>(view->num_bytes));
+    arena_->note_in_place(name);
     return Table{view->data, view->dtype};
   }
   int64_t rows = 0, cols = 0;

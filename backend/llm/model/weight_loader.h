@@ -10,6 +10,8 @@
 // A matrix already in the wanted float format is used in place from the mmap (zero copy); every
 // other one is converted into a buffer the loader's WeightArena owns. Vectors (norm weights,
 // biases) are fp32; embedding tables stay in the checkpoint's float dtype (read in place).
+// GPTQ/AWQ checkpoints ("auto"): 4-bit layers keep their codes, scales and zero points (int4, no
+// re-quantization); 8-bit GPTQ layers are dequantized and re-quantized per output channel (int8).
 //
 // Memory: conversion reads one tensor at a time as fp32 (a transient buffer of that tensor's size),
 // so peak memory is the result plus the largest tensor, never a second copy of the model.
@@ -51,6 +53,14 @@ class WeightArena {
   int64_t mapped_bytes() const { return mapped_bytes_; }
   void add_mapped(int64_t bytes) { mapped_bytes_ += bytes; }
   const ModelWeights& checkpoint() const { return checkpoint_; }
+  // Bookkeeping for release_converted(): tensors read in place, and tensors converted from a mapping.
+  void note_in_place(const std::string& name) { in_place_.push_back(name); }
+  void note_converted(const std::string& name) { converted_.push_back(name); }
+  // Drops from this process's resident set the mapped pages of tensors that were converted and are
+  // not also read in place (MADV_DONTNEED on a read-only file mapping: the file stays in the page
+  // cache, the process no longer holds it), so RSS is the weights in their serving format. Call
+  // once loading is done.
+  void release_converted();
 
  private:
   struct Free {
@@ -58,6 +68,7 @@ class WeightArena {
   };
   ModelWeights checkpoint_;
   std::vector<std::unique_ptr<void, Free>> buffers_;
+  std::vector<std::string> in_place_, converted_;
   int64_t owned_bytes_ = 0;
   int64_t mapped_bytes_ = 0;
 };
@@ -87,6 +98,8 @@ class WeightLoader {
  private:
   Result<std::vector<float>> read_f32(const std::string& name, int64_t* rows, int64_t* cols);
   Result<kernels::WeightMatrix> convert(const float* w, int64_t n, int64_t k);
+  // Rows [row_begin, row_end) of a 4-bit GPTQ/AWQ matrix as an int4 WeightMatrix, codes as stored.
+  Result<kernels::WeightMatrix> import_int4(const QuantizedTensor& q, int64_t row_begin, int64_t row_end);
 
   WeightLoadOptions options_;
   kernels::WeightFormat format_ = kernels::WeightFormat::kF32;

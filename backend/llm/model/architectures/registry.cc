@@ -38,6 +38,7 @@ Result<std::shared_ptr<const CausalLM>> load_causal_lm(const ModelConfig& config
     WeightLoader loader(weights, options);
     auto model = arch->create(config, loader);
     if (!model.ok()) return model.status();
+    loader.arena()->release_converted();
     return std::shared_ptr<const CausalLM>(std::move(model).value());
   } catch (const std::bad_alloc&) {
     return Status::ResourceExhausted("not enough memory for the weights of " + config.architecture_name);
