@@ -9,7 +9,11 @@
 //
 // Thread-safety: parallel_for may be called from any thread; calls from different threads on the
 // same pool are serialized (one job at a time; a caller waits for the previous job). Calling
-// parallel_for from inside fn runs the inner loop inline (no deadlock, no oversubscription).
+// parallel_for from inside fn runs the inner loop inline (no deadlock, no oversubscription), on any
+// pool. fn must not throw (an exception escaping a worker terminates the process).
+//
+// Cost: workers spin ~200 us after a job before sleeping on a futex, so back-to-back calls (a
+// decode step) start in about a microsecond, and an idle pool uses no CPU.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +30,9 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int num_threads() const;
+  // Joins the workers and starts num_threads - 1 new ones (0 = the cores this process may use).
+  // Waits for a running job; must not be called from inside parallel_for (asserts).
+  void resize(int num_threads);
   // Splits [0, n) into at most num_threads() contiguous chunks of at least `min_chunk` items
   // (rounded to multiples of `align`, e.g. 8 rows for SIMD-friendly tiles), in order.
   // fn is called as fn(int64_t begin, int64_t end); it is referenced, never copied (no allocation).
