@@ -37,10 +37,16 @@ const char* weight_dtype_name(WeightDType dtype) {
 void WeightArena::Free::operator()(void* p) const { std::free(p); }
 
 void* WeightArena::allocate(int64_t bytes) {
-  // 64-byte alignment: whole cache lines for the SIMD kernels. aligned_alloc wants a multiple.
-  const size_t size = (static_cast<size_t>(bytes) + 63) & ~size_t{63};
-  void* p = std::aligned_alloc(64, size == 0 ? 64 : size);
+  // 64-byte alignment: whole cache lines for the SIMD kernels. Buffers of several MiB (the
+  // matrices) are 2 MiB-aligned and asked to be backed by transparent huge pages: a decode step
+  // streams every weight once, and 4 KiB pages would cost a TLB miss every 4 KiB of it.
+  constexpr size_t kHuge = size_t{2} << 20;
+  const bool huge = static_cast<size_t>(bytes) >= 2 * kHuge;
+  const size_t align = huge ? kHuge : 64;
+  const size_t size = (static_cast<size_t>(bytes) + align - 1) & ~(align - 1);
+  void* p = std::aligned_alloc(align, size == 0 ? align : size);
   if (p == nullptr) throw std::bad_alloc();
+  if (huge) madvise(p, size, MADV_HUGEPAGE);  // advisory: ignored where THP is off
   buffers_.emplace_back(p);
   owned_bytes_ += bytes;
   return p;
