@@ -1,5 +1,10 @@
 #include "backend/llm/model/layers.h"
 
+#include <cmath>
+
+#include "common/status.h"
+#include "kernels/cpu/thread_pool.h"
+
 namespace ferry::llm {
 
 namespace k = ferry::kernels;
@@ -8,6 +13,36 @@ float* Workspace::get(Buffer b, int64_t floats) {
   std::vector<float>& buf = buffers_[b];
   if (static_cast<int64_t>(buf.size()) < floats) buf.resize(static_cast<size_t>(floats));
   return buf.data();
+}
+
+void softcap(const k::Context& ctx, float* x, int64_t n, float cap) {
+  FERRY_CHECK(ctx.backend != k::Backend::kCuda && "softcap: no CUDA operator yet");
+  auto run = [=](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) x[i] = cap * std::tanh(x[i] / cap);
+  };
+  if (ctx.backend == k::Backend::kReference) {
+    run(0, n);
+    return;
+  }
+  // A decode step of a 256k vocabulary is ~5 ms of tanh on one core: split it.
+  k::ThreadPool& pool = ctx.pool != nullptr ? *ctx.pool : k::ThreadPool::default_pool();
+  pool.parallel_for(n, run, /*min_chunk=*/16384);
+}
+
+void rope_partial(const k::Context& ctx, float* q, float* kk, const int32_t* positions, const float* inv_freq,
+                  int64_t num_tokens, int64_t qkv_stride, int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
+                  int64_t rotary_dim) {
+  if (rotary_dim == head_dim) {
+    k::rope(ctx, q, kk, positions, inv_freq, num_tokens, qkv_stride, qkv_stride, num_heads, num_kv_heads, head_dim);
+    return;
+  }
+  // One call per head: the kernel's heads are head_dim apart, here only their first rotary_dim
+  // values turn, so each call sees one "head" of rotary_dim values at that head's offset.
+  for (int64_t h = 0; h < num_heads; ++h) {
+    const bool with_k = h < num_kv_heads;
+    k::rope(ctx, q + h * head_dim, with_k ? kk + h * head_dim : kk, positions, inv_freq, num_tokens, qkv_stride,
+            qkv_stride, 1, with_k ? 1 : 0, rotary_dim);
+  }
 }
 
 void attention(const k::Context& ctx, const StepMetadata& meta, const KvCacheView& kv, int64_t layer,
@@ -48,6 +83,8 @@ void attention(const k::Context& ctx, const StepMetadata& meta, const KvCacheVie
   a.block_size = kv.block_size;
   a.num_blocks = kv.num_blocks;
   a.scale = p.scale;
+  a.sliding_window = p.sliding_window;
+  a.logit_softcap = p.logit_softcap;
   k::paged_attention(ctx, a);
 }
 

@@ -53,6 +53,18 @@ class Workspace {
   std::vector<float> buffers_[kNumBuffers];
 };
 
+// RoPE over the first rotary_dim values of every q and k head (pairs (i, i + rotary_dim / 2); the
+// rest of each head is left as is: partial_rotary_factor). rotary_dim == head_dim is the plain
+// kernels::rope; inv_freq is [rotary_dim / 2].
+void rope_partial(const kernels::Context& ctx, float* q, float* k, const int32_t* positions, const float* inv_freq,
+                  int64_t num_tokens, int64_t qkv_stride, int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
+                  int64_t rotary_dim);
+
+// Soft-capping in place: x[i] = cap * tanh(x[i] / cap) for i < n (Gemma 2's final_logit_softcapping
+// on the logits). kernels.h has no operator for it yet, so this runs on the CPU (kCpu split over the
+// context's pool, kReference on the caller) and a kCuda context asserts.
+void softcap(const kernels::Context& ctx, float* x, int64_t n, float cap);
+
 // The attention sub-layer after the projections: writes the step's K/V into layer `layer` of the
 // cache, then computes paged attention of q into out. q, k, v are token-major with row stride
 // `qkv_stride` (they may be three column ranges of one fused buffer).
@@ -61,6 +73,8 @@ struct AttentionParams {
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
   float scale = 1.0f;
+  int64_t sliding_window = 0;  // 0: every earlier key; else the last sliding_window keys (kernels.h)
+  float logit_softcap = 0.0f;  // 0: none; else scores become c * tanh(score / c)
 };
 void attention(const kernels::Context& ctx, const StepMetadata& meta, const KvCacheView& kv, int64_t layer,
                const AttentionParams& p, float* q, float* k, float* v, int64_t qkv_stride,

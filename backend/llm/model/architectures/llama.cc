@@ -5,8 +5,13 @@
 //                        h = rmsnorm(x);  x += down(silu(gate(h)) * up(h)).
 // q, k and v are three matrices whose outputs land side by side in one [tokens, q+2kv] buffer
 // (no fused copy of the weights: bf16 checkpoints are read in place from the mapping).
-// Sliding windows (Mistral, Qwen2 `sliding_window`) are recorded in ModelConfig and not applied:
-// prompts longer than the window get full attention (documented in docs/engine.md).
+// Sliding windows, as HF applies them (a query at p sees keys (p - w, p]):
+//   Mistral        `sliding_window` on every layer when set (Mistral 7B v0.1: 4096; later ones null);
+//   Qwen2, Qwen3   only with `use_sliding_window: true` (HF's default is false), and then only on
+//                  layers l >= `max_window_layers` (default 28; the lower layers stay full), unless
+//                  a `layer_types` list names each layer's kind;
+//   Llama          never (HF's Llama ignores the key).
+// The KV blocks that fell out of a window stay allocated (freeing them is a scheduler feature).
 #include <cmath>
 
 #include "backend/llm/model/architecture.h"
@@ -16,6 +21,47 @@ namespace ferry::llm {
 namespace {
 
 namespace k = ferry::kernels;
+
+// `layer_types` (newer HF configs): "sliding_attention" / "full_attention" per layer. nullopt when
+// absent.
+Result<std::optional<std::vector<bool>>> layer_types(const Json::Value& root, int64_t num_layers) {
+  if (!root.isMember("layer_types") || root["layer_types"].isNull()) return std::optional<std::vector<bool>>();
+  const Json::Value& list = root["layer_types"];
+  if (!list.isArray() || static_cast<int64_t>(list.size()) != num_layers) {
+    return Status::InvalidArgument("config.json: key 'layer_types' must list one type per layer");
+  }
+  std::vector<bool> sliding;
+  for (const auto& t : list) {
+    if (!t.isString() || (t.asString() != "sliding_attention" && t.asString() != "full_attention")) {
+      return Status::InvalidArgument("config.json: layer_types entries must be 'sliding_attention' or 'full_attention'");
+    }
+    sliding.push_back(t.asString() == "sliding_attention");
+  }
+  return std::optional<std::vector<bool>>(std::move(sliding));
+}
+
+Status configure_windows(const Json::Value& root, ModelConfig* c) {
+  const std::string& name = c->architecture_name;
+  if (name == "LlamaForCausalLM" || !c->sliding_window || *c->sliding_window <= 0) return Status::Ok();
+  std::vector<bool> sliding(static_cast<size_t>(c->num_layers), true);  // Mistral: every layer
+  if (name == "Qwen2ForCausalLM" || name == "Qwen3ForCausalLM") {
+    const Json::Value& use = root.get("use_sliding_window", false);
+    if (!use.isBool()) return Status::InvalidArgument("config.json: key 'use_sliding_window' must be a boolean");
+    if (!use.asBool()) return Status::Ok();
+    const Json::Value& mwl = root.get("max_window_layers", 28);
+    if (!mwl.isInt64() || mwl.asInt64() < 0) {
+      return Status::InvalidArgument("config.json: key 'max_window_layers' must be a non-negative integer");
+    }
+    for (int64_t l = 0; l < c->num_layers; ++l) sliding[static_cast<size_t>(l)] = l >= mwl.asInt64();
+  }
+  std::optional<std::vector<bool>> types;
+  FERRY_ASSIGN_OR_RETURN(types, layer_types(root, c->num_layers));
+  if (types) sliding = *types;
+  c->layer_windows.assign(static_cast<size_t>(c->num_layers), 0);
+  for (int64_t l = 0; l < c->num_layers; ++l)
+    if (sliding[static_cast<size_t>(l)]) c->layer_windows[static_cast<size_t>(l)] = *c->sliding_window;
+  return Status::Ok();
+}
 
 Status configure(const Json::Value& root, ModelConfig* c) {
   const std::string act = c->hidden_act.empty() ? "silu" : c->hidden_act;
@@ -36,7 +82,11 @@ Status configure(const Json::Value& root, ModelConfig* c) {
     c->qkv_bias = attention_bias;
     c->o_bias = attention_bias;
   }
-  return Status::Ok();
+  if (c->longrope) return Status::Unimplemented("config.json: rope_scaling longrope is not supported for " + name);
+  if (c->rotary_dim != c->head_dim) {
+    return Status::Unimplemented("config.json: partial_rotary_factor is not supported for " + name);
+  }
+  return configure_windows(root, c);
 }
 
 std::vector<WeightSpec> plan(const ModelConfig& c) {
@@ -124,7 +174,7 @@ class LlamaModel final : public CausalLM {
     float* q = qkv;
     float* kk = q + c.q_size();
     float* v = kk + c.kv_size();
-    const AttentionParams ap{c.num_heads, c.num_kv_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim))};
+    AttentionParams ap{c.num_heads, c.num_kv_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim))};
 
     k::embedding(ctx, x, embed_.data, embed_.dtype, c.vocab_size, hidden, m.token_ids, n);
     k::rms_norm(ctx, h, x, layers_[0].input_norm, n, hidden, c.rms_norm_eps);
@@ -140,6 +190,7 @@ class LlamaModel final : public CausalLM {
       }
       k::rope(ctx, q, kk, m.positions, inv_freq_.data(), n, qkv_width, qkv_width, c.num_heads, c.num_kv_heads,
               c.head_dim);
+      ap.sliding_window = c.layer_windows.empty() ? 0 : c.layer_windows[static_cast<size_t>(l)];
       attention(ctx, m, kv, l, ap, q, kk, v, qkv_width, attn);
       k::linear(ctx, delta, hidden, attn, p.o, p.o_bias, n);
       k::add_rms_norm(ctx, h, x, delta, p.post_norm, n, hidden, c.rms_norm_eps);

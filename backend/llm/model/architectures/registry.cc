@@ -8,6 +8,8 @@ namespace {
 
 constexpr std::span<const ArchitectureInfo> kTables[] = {
     kLlamaArchitectures,
+    kPhi3Architectures,
+    kGemmaArchitectures,
 };
 
 }  // namespace
