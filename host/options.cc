@@ -34,7 +34,18 @@ std::string usage_text() {
   --model-repository DIR        model repository to serve (default: model_repository)
   --http-address ADDR           HTTP bind address (default: 127.0.0.1)
   --http-port PORT              HTTP port; 0 picks a free one and logs it (default: 8000)
-  --http-thread-count N         HTTP worker threads, one per open request (default: 128)
+  --http-thread-count N         HTTP worker threads, one per open connection; a stream holds one
+                                for its life (default: 256)
+  --http-request-timeout-ms N   a request's line and headers must arrive within N ms, its body
+                                within N ms + 1 s per 64 KiB; slower clients are disconnected
+                                (default: 10000)
+  --http-keep-alive-timeout-ms N
+                                an idle kept-alive HTTP connection is closed after N ms
+                                (default: 5000)
+  --metrics-port PORT           a second HTTP listener, with workers of its own, for /metrics,
+                                /v2/health/* and model ready checks (they answer there while the
+                                main port's workers are all busy); 0 picks a free port and logs
+                                it; -1 turns it off (default: 8002)
   --http-max-body-bytes N       larger request bodies and ZeroMQ messages get 413 (default: 67108864)
   --http-max-header-bytes N     larger request lines + headers get 431 (default: 16384)
   --zmq-endpoint ENDPOINT       ZeroMQ ROUTER endpoint; port 0 picks a free one; "" disables
@@ -100,6 +111,18 @@ Result<ServerOptions> parse_options(int argc, char** argv, bool* help, std::stri
       auto v = parse_int(flag, value, 2, 4096);
       if (!v.ok()) return v.status();
       o.http_thread_count = static_cast<int>(v.value());
+    } else if (flag == "--http-request-timeout-ms") {
+      auto v = parse_int(flag, value, 100, 3600 * 1000);
+      if (!v.ok()) return v.status();
+      o.http_request_timeout_ms = static_cast<int>(v.value());
+    } else if (flag == "--http-keep-alive-timeout-ms") {
+      auto v = parse_int(flag, value, 0, 3600 * 1000);
+      if (!v.ok()) return v.status();
+      o.http_keep_alive_timeout_ms = static_cast<int>(v.value());
+    } else if (flag == "--metrics-port") {
+      auto v = parse_int(flag, value, -1, 65535);
+      if (!v.ok()) return v.status();
+      o.metrics_port = static_cast<int>(v.value());
     } else if (flag == "--http-max-body-bytes") {
       auto v = parse_int(flag, value, 1024, int64_t{1} << 40);
       if (!v.ok()) return v.status();

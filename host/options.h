@@ -15,7 +15,12 @@ struct ServerOptions {
   std::string model_repository = "model_repository";
   std::string http_address = "127.0.0.1";
   int http_port = 8000;                          // 0: pick a free port (logged)
-  int http_thread_count = 128;                   // civetweb worker threads (one per open request)
+  // civetweb worker threads, one per open connection: a stream holds one for its life, so this
+  // bounds concurrent streams (vLLM's default max_num_seqs is 256). 100 KiB of stack each.
+  int http_thread_count = 256;
+  int http_request_timeout_ms = 10000;           // a request's head (and its body, + 1 s per 64 KiB) must arrive within this
+  int http_keep_alive_timeout_ms = 5000;         // an idle kept-alive connection is closed after this
+  int metrics_port = 8002;                       // /metrics + health on a listener of their own; 0: free port; -1: off
   uint64_t http_max_body_bytes = 64ull << 20;    // larger bodies (and ZeroMQ messages) get 413
   int http_max_header_bytes = 16384;             // request line + headers; larger get 431 (civetweb's default)
   std::string zmq_endpoint = "tcp://127.0.0.1:5555";  // port 0 or '*': pick a free port; "" disables

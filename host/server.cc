@@ -51,14 +51,32 @@ Status Server::start() {
   if (options_.model_control_mode == ModelControlMode::kPoll) {
     registry_->start_polling(std::chrono::seconds(options_.repository_poll_secs));
   }
+  HttpServerOptions http;
+  http.address = options_.http_address;
+  http.port = options_.http_port;
+  http.num_threads = options_.http_thread_count;
+  http.max_header_bytes = options_.http_max_header_bytes;
+  http.request_timeout_ms = options_.http_request_timeout_ms;
+  http.keep_alive_timeout_ms = options_.http_keep_alive_timeout_ms;
   http_ = std::make_unique<HttpServer>(&ctx_);
-  FERRY_RETURN_IF_ERROR(http_->start(options_.http_address, options_.http_port, options_.http_thread_count,
-                                     options_.http_max_header_bytes));
+  FERRY_RETURN_IF_ERROR(http_->start(http));
   FERRY_LOG(Info) << "HTTP server listening on http://" << options_.http_address << ":" << http_->port();
   if (!options_.zmq_endpoint.empty()) {
     zmq_ = std::make_unique<ZmqServer>(&ctx_);
     FERRY_RETURN_IF_ERROR(zmq_->start(options_.zmq_endpoint, options_.zmq_curve_secret_key_file));
     FERRY_LOG(Info) << "ZeroMQ server bound to " << zmq_->endpoint();
+  }
+  if (options_.metrics_port >= 0) {
+    // Health checks and scrapes are short, so a few workers serve them; they are separate from the
+    // main port's so that streams or slow clients holding all of those do not fail health checks.
+    HttpServerOptions metrics = http;
+    metrics.port = options_.metrics_port;
+    metrics.num_threads = kMetricsThreadCount;
+    metrics.health_and_metrics_only = true;
+    metrics_http_ = std::make_unique<HttpServer>(&ctx_);
+    FERRY_RETURN_IF_ERROR(metrics_http_->start(metrics));
+    FERRY_LOG(Info) << "metrics and health listening on http://" << options_.http_address << ":"
+                    << metrics_http_->port();
   }
   return Status::Ok();
 }
@@ -71,6 +89,7 @@ void Server::shutdown() {
   // refused by the registry from here on.
   registry_->shutdown(std::chrono::seconds(options_.shutdown_timeout_secs));
   if (http_) http_->stop();
+  if (metrics_http_) metrics_http_->stop();
   if (zmq_) zmq_->stop();
   backends_->clear();
   FERRY_LOG(Info) << "shutdown complete";

@@ -16,6 +16,9 @@
 
 namespace ferry::host {
 
+// Workers of the --metrics-port listener (health checks and scrapes are short).
+constexpr int kMetricsThreadCount = 8;
+
 class Server {
  public:
   explicit Server(ServerOptions options);
@@ -31,6 +34,7 @@ class Server {
   void end_drain() { registry_->end_drain(); }
 
   int http_port() const { return http_ ? http_->port() : 0; }
+  int metrics_port() const { return metrics_http_ ? metrics_http_->port() : 0; }
   std::string zmq_endpoint() const { return zmq_ ? zmq_->endpoint() : ""; }
 
  private:
@@ -41,6 +45,7 @@ class Server {
   std::unique_ptr<ModelRegistry> registry_;
   ServerContext ctx_;
   std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<HttpServer> metrics_http_;  // --metrics-port: /metrics and health only
   std::unique_ptr<ZmqServer> zmq_;
   bool shut_down_ = false;
 };

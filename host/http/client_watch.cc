@@ -32,10 +32,9 @@ bool address_of(const sockaddr_storage& sa, std::string* addr, int* port) {
   return true;
 }
 
-}  // namespace
-
-int ClientWatch::find_socket() const {
-  const mg_request_info* ri = mg_get_request_info(conn_);
+// Finds the socket of `conn` among the process's descriptors by its addresses.
+int find_socket(const mg_connection* conn) {
+  const mg_request_info* ri = mg_get_request_info(conn);
   DIR* dir = opendir("/proc/self/fd");
   if (dir == nullptr) return -1;
   int found = -1;
@@ -59,12 +58,36 @@ int ClientWatch::find_socket() const {
   return found;
 }
 
+}  // namespace
+
+ConnectionState* connection_state(const mg_connection* conn) {
+  return static_cast<ConnectionState*>(mg_get_user_connection_data(conn));
+}
+
+int connection_socket(const mg_connection* conn) {
+  ConnectionState* state = connection_state(conn);
+  if (state == nullptr) return find_socket(conn);
+  if (state->fd == -2) state->fd = find_socket(conn);
+  return state->fd;
+}
+
 bool ClientWatch::gone() {
-  if (fd_ == -2) fd_ = find_socket();
-  if (fd_ < 0) return false;
-  pollfd p{fd_, POLLRDHUP, 0};
+  const int fd = connection_socket(conn_);
+  if (fd < 0) return false;
+  pollfd p{fd, POLLRDHUP, 0};
   if (poll(&p, 1, 0) <= 0) return false;
-  return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+  if ((p.revents & (POLLHUP | POLLERR)) != 0) return true;
+  if ((p.revents & POLLRDHUP) != 0 && !probed_) {
+    // The client sent FIN: half-closed (still reading) or closed. Only HTTP/1.1 allows an
+    // unrequested 1xx; an HTTP/1.0 client that half-closes is simply waited for.
+    probed_ = true;
+    const char* version = mg_get_request_info(conn_)->http_version;
+    if (version != nullptr && std::strcmp(version, "1.1") == 0) {
+      static constexpr char kProbe[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      if (mg_write(conn_, kProbe, sizeof(kProbe) - 1) <= 0) return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace ferry::host

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <civetweb.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 
 #include "host/http/client_watch.h"
 #include "host/http/kserve_json.h"
+#include "host/http/openai_response.h"
 #include "host/http/openai_transport.h"
 #include "host/json_util.h"
 #include "host/log.h"
@@ -36,10 +38,22 @@ bool equals_ignore_case(std::string_view a, std::string_view b) {
          });
 }
 
+// Makes this the connection's last request: the answer says "Connection: close", and the socket's
+// reading side is shut so that civetweb, which reads and discards whatever body the handler left
+// unread before it serves the next request, stops at once instead of reading a 1e20-byte body (or
+// a client that trickles one) for as long as it lasts; a body left unread also keeps civetweb from
+// keeping the connection alive. Used when the body is refused or could not be read whole.
+void mark_connection_close(mg_connection* conn) {
+  if (ConnectionState* state = connection_state(conn)) state->close = true;
+  int fd = connection_socket(conn);
+  if (fd >= 0) ::shutdown(fd, SHUT_RD);
+}
+
 // Whether civetweb keeps the connection open after this request, as its should_keep_alive decides
 // for a server started with enable_keep_alive: the client's Connection header when it sent one,
-// else the HTTP version's default.
+// else the HTTP version's default; never after mark_connection_close.
 bool keeps_alive(const mg_connection* conn) {
+  if (const ConnectionState* state = connection_state(conn); state != nullptr && state->close) return false;
   if (const char* header = mg_get_header(conn, "Connection")) {
     std::string_view options(header);
     while (!options.empty()) {
@@ -124,22 +138,81 @@ int send_error(mg_connection* conn, const Status& status) {
 
 // ---- request plumbing -----------------------------------------------------------------------------
 
+// The slowest average rate a body may arrive at once --http-request-timeout-ms has passed: a body
+// gets the timeout plus one second per 64 KiB received, so a large upload on a slow link goes on
+// while a client that trickles a few bytes is cut (Apache's mod_reqtimeout works the same way).
+constexpr uint64_t kMinBodyBytesPerSecond = 64 * 1024;
+
+bool expects_continue(const mg_connection* conn) {
+  const char* expect = mg_get_header(conn, "Expect");
+  const char* version = mg_get_request_info(conn)->http_version;
+  return expect != nullptr && equals_ignore_case(expect, "100-continue") && version != nullptr &&
+         std::strcmp(version, "1.1") == 0;
+}
+
 Result<std::string> read_body(mg_connection* conn, uint64_t max_bytes) {
   const mg_request_info* ri = mg_get_request_info(conn);
   if (ri->content_length > 0 && static_cast<uint64_t>(ri->content_length) > max_bytes) {
+    // Refused before a byte of it is read (a client that sent "Expect: 100-continue" never sends it).
+    mark_connection_close(conn);
     return Status::TooLarge("request body of " + std::to_string(ri->content_length) + " bytes is over the limit of " +
                             std::to_string(max_bytes));
   }
+  // civetweb answers "Expect: 100-continue" only for its own file and CGI handlers; without the
+  // interim answer a client such as curl waits a second before sending the body.
+  const bool has_body = ri->content_length > 0 || mg_get_header(conn, "Transfer-Encoding") != nullptr;
+  if (has_body && expects_continue(conn)) {
+    static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    mg_write(conn, kContinue, sizeof(kContinue) - 1);
+  }
+  const auto* server = static_cast<const HttpServer*>(mg_get_user_data(mg_get_context(conn)));
+  const int64_t timeout_ms = server->options().request_timeout_ms;
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed_ms = [&] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+  };
   std::string body;
   if (ri->content_length > 0) body.reserve(static_cast<size_t>(ri->content_length));
   char buf[16384];
+  const int fd = connection_socket(conn);
   for (;;) {
-    int n = mg_read(conn, buf, sizeof(buf));
-    if (n <= 0) break;
+    // civetweb's mg_read returns only once it has all it was asked for (or nothing came for a whole
+    // request_timeout_ms), so asking for 16 KiB from a client that trickles a byte at a time would
+    // never come back to the deadline check below. Ask for what the socket holds (at least one
+    // byte: civetweb may have buffered part of the body with the head); a read of one byte waits at
+    // most request_timeout_ms.
+    int available = 0;
+    size_t want = sizeof(buf);
+    if (fd >= 0 && ::ioctl(fd, FIONREAD, &available) == 0) {
+      want = std::clamp<size_t>(static_cast<size_t>(std::max(available, 0)), 1, sizeof(buf));
+    }
+    int n = mg_read(conn, buf, want);
+    if (n < 0) {
+      mark_connection_close(conn);
+      return Status::InvalidArgument("the request body could not be read (malformed chunked encoding?)");
+    }
+    if (n == 0) break;
     body.append(buf, static_cast<size_t>(n));
     if (body.size() > max_bytes) {
+      mark_connection_close(conn);
       return Status::TooLarge("request body is over the limit of " + std::to_string(max_bytes) + " bytes");
     }
+    if (elapsed_ms() > timeout_ms + static_cast<int64_t>(body.size() * 1000 / kMinBodyBytesPerSecond)) {
+      mark_connection_close(conn);
+      return Status::DeadlineExceeded("request body arrives too slowly: " + std::to_string(body.size()) +
+                                      " bytes in " + std::to_string(elapsed_ms()) + " ms (--http-request-timeout-ms " +
+                                      std::to_string(timeout_ms) + ", then at least 64 KiB/s)");
+    }
+  }
+  if (ri->content_length > 0 && body.size() < static_cast<uint64_t>(ri->content_length)) {
+    mark_connection_close(conn);
+    std::string got = std::to_string(body.size()) + " of the " + std::to_string(ri->content_length) +
+                      " bytes of Content-Length";
+    if (elapsed_ms() >= timeout_ms) {
+      return Status::DeadlineExceeded("request body not received within --http-request-timeout-ms " +
+                                      std::to_string(timeout_ms) + " ms: " + got);
+    }
+    return Status::InvalidArgument("request body ended early: " + got);
   }
   return body;
 }
@@ -483,18 +556,93 @@ size_t request_head_bytes(const mg_request_info* ri) {
   return n + 2;
 }
 
-int route_request(ServerContext& ctx, mg_connection* conn, size_t max_header_bytes) {
+// Whether a Content-Length value is a plain decimal integer, as RFC 9110 has it. civetweb reads it
+// with strtoll and keeps whatever digits lead ("1e20" is 1, "12abc" 12) and answers 411 for "-5"
+// or "abc".
+bool valid_content_length(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// An error about the request itself (its head), in the error shape of the route it was for:
+// OpenAI's error object on OpenAI's routes, KServe's {"error": "..."} elsewhere. The connection is
+// closed after it: whatever body follows is not read.
+int send_request_error(mg_connection* conn, const std::vector<std::string_view>& parts, int http_status,
+                       const std::string& message) {
+  mark_connection_close(conn);
+  Json::Value body;
+  if (is_openai_path(parts)) {
+    body = error_json(Status::InvalidArgument(message));
+  } else {
+    body["error"] = message;
+  }
+  return send_json(conn, http_status, body);
+}
+
+// The errors that a request's head alone decides: too big (431), too many header lines (431: civetweb
+// keeps the first MG_MAX_HEADERS and drops the rest unseen, Content-Length included), a
+// Content-Length that is not a number (400). Returns the status sent, or 0 when the head is fine.
+int check_request_head(mg_connection* conn, const std::vector<std::string_view>& parts, size_t max_header_bytes) {
   const mg_request_info* ri = mg_get_request_info(conn);
   if (request_head_bytes(ri) > max_header_bytes) {
-    Json::Value body;
-    body["error"] = "request line and headers of " + std::to_string(request_head_bytes(ri)) +
-                    " bytes are over the limit of " + std::to_string(max_header_bytes) + " (--http-max-header-bytes)";
-    return send_json(conn, 431, body);
+    return send_request_error(conn, parts, 431,
+                              "request line and headers of " + std::to_string(request_head_bytes(ri)) +
+                                  " bytes are over the limit of " + std::to_string(max_header_bytes) +
+                                  " (--http-max-header-bytes)");
   }
+  if (ri->num_headers >= MG_MAX_HEADERS) {
+    return send_request_error(conn, parts, 431,
+                              "too many header lines: at most " + std::to_string(MG_MAX_HEADERS - 1) + " are accepted");
+  }
+  if (const char* length = mg_get_header(conn, "Content-Length"); length != nullptr && !valid_content_length(length)) {
+    return send_request_error(conn, parts, 400, "Content-Length must be a decimal number of bytes, got '" +
+                                                    std::string(length).substr(0, 64) + "'");
+  }
+  return 0;
+}
+
+// The routes of the --metrics-port listener: Prometheus metrics and the health checks, which keep
+// answering there when every worker of the main port is taken (by streams, or by slow clients
+// until their timeouts cut them).
+int route_health_and_metrics(ServerContext& ctx, mg_connection* conn, const std::string& method,
+                             const std::vector<std::string_view>& parts) {
+  const bool get = method == "GET" || method == "HEAD";
+  if (!is_health_or_metrics(parts) || (parts.size() == 3 && parts[1] == "health" && parts[2] != "live" &&
+                                       parts[2] != "ready")) {
+    return send_error(conn, Status::NotFound("no such endpoint on the metrics port: it serves /metrics, "
+                                             "/v2/health/live, /v2/health/ready and model ready checks"));
+  }
+  if (!get) {
+    Json::Value body;
+    body["error"] = "method " + method + " is not allowed on this endpoint";
+    return send_json(conn, 405, body);
+  }
+  if (parts.size() == 1) {
+    send_body(conn, 200, "text/plain; version=0.0.4; charset=utf-8", ctx.metrics->render());
+    return 200;
+  }
+  if (parts.size() == 3) {
+    if (parts[2] == "live") return send_json(conn, 200, Json::Value(Json::objectValue));
+    if (ctx.registry->ready()) return send_json(conn, 200, Json::Value(Json::objectValue));
+    return send_error(conn, Status::Unavailable("server is not ready"));
+  }
+  auto route = parse_model_route(parts);
+  auto mv = ctx.registry->find(route->model, route->version);
+  if (!mv.ok()) return send_error(conn, mv.status());
+  Status ready = mv.value()->readiness();
+  if (!ready.ok()) return send_error(conn, ready);
+  return send_json(conn, 200, Json::Value(Json::objectValue));
+}
+
+int route_request(ServerContext& ctx, mg_connection* conn, size_t max_header_bytes, bool health_and_metrics_only) {
+  const mg_request_info* ri = mg_get_request_info(conn);
   const std::string method = ri->request_method ? ri->request_method : "";
   auto parts = split_path(ri->local_uri ? ri->local_uri : "/");
+  if (int sent = check_request_head(conn, parts, max_header_bytes); sent != 0) return sent;
   const bool get = method == "GET" || method == "HEAD";
   if (!authorize(ctx, conn, parts)) return 401;
+  if (health_and_metrics_only) return route_health_and_metrics(ctx, conn, method, parts);
 
   if (parts.size() == 1 && parts[0] == "metrics" && get) {
     send_body(conn, 200, "text/plain; version=0.0.4; charset=utf-8", ctx.metrics->render());
@@ -548,24 +696,67 @@ Result<int> pick_free_port(const std::string& address) {
   return static_cast<int>(ntohs(sa.sin_port));
 }
 
-// civetweb's own error answers (a request line or headers over max_request_size: 431, a request
-// it cannot parse: 400, ...), sent before any handler runs: a JSON error like ours instead of
-// civetweb's HTML page. The connection is closed after it, as civetweb does.
-int send_civetweb_error(mg_connection* conn, int status, const char* message) {
-  Json::Value body;
-  std::string text = message != nullptr && message[0] != '\0' ? message : mg_get_response_code_text(conn, status);
-  if (status == 400) {
-    // civetweb says "Malformed message" both for a request it cannot parse and for one whose head
-    // does not fit its buffer (twice --http-max-header-bytes; smaller excesses get our 431).
-    const auto* server = static_cast<const HttpServer*>(mg_get_user_data(mg_get_context(conn)));
-    text += ": not an HTTP request, or its request line and headers are far over the limit of " +
-            std::to_string(server->max_header_bytes()) + " bytes (--http-max-header-bytes)";
+// Whether `s` is an HTTP method token of capital letters (what civetweb parsed as the method of a
+// request whose method it does not know).
+bool is_method_token(const char* s) {
+  if (s == nullptr || *s == '\0') return false;
+  for (; *s != '\0'; ++s) {
+    if (*s < 'A' || *s > 'Z') return false;
   }
+  return true;
+}
+
+// civetweb's own error answers, sent before any handler runs (the connection is closed after
+// them): a JSON error like ours instead of civetweb's HTML page, and the status RFC 9110 asks for
+// where civetweb's differs.
+int send_civetweb_error(mg_connection* conn, int status, const char* message) {
+  const auto* server = static_cast<const HttpServer*>(mg_get_user_data(mg_get_context(conn)));
+  const mg_request_info* ri = mg_get_request_info(conn);
+  std::string text = message != nullptr && message[0] != '\0' ? message : mg_get_response_code_text(conn, status);
+  std::string extra_headers;
+  const bool head_incomplete = status == 400 && message != nullptr && std::strcmp(message, "Malformed message") == 0;
+  if (status == 400 && !head_incomplete && ri->http_version != nullptr && std::strncmp(ri->http_version, "1.", 2) == 0 &&
+      is_method_token(ri->request_method)) {
+    // The request line parsed but civetweb does not know the method (TRACE, BREW, ...): civetweb
+    // stops there and says 400.
+    status = 405;
+    text = std::string("method ") + ri->request_method + " is not allowed";
+    extra_headers = "Allow: GET, HEAD, POST\r\n";
+  } else if (head_incomplete) {
+    // civetweb's "Malformed message": the head did not end, either because it filled civetweb's
+    // buffer (twice --http-max-header-bytes; smaller excesses get our 431) or because it was not
+    // received within request_timeout_ms (or the client stopped sending). Bytes still waiting on the
+    // socket tell the first apart.
+    int pending = 0;
+    int fd = connection_socket(conn);
+    if (fd >= 0 && ::ioctl(fd, FIONREAD, &pending) == 0 && pending > 0) {
+      status = 431;
+      text = "request line and headers are far over the limit of " +
+             std::to_string(server->options().max_header_bytes) + " bytes (--http-max-header-bytes)";
+    } else {
+      status = 408;
+      text = "request line and headers not received within " + std::to_string(server->options().request_timeout_ms) +
+             " ms (--http-request-timeout-ms)";
+    }
+  } else if (status == 400) {
+    text += ": not an HTTP request";
+  } else if (status == 411) {
+    // civetweb's answer to a negative or non-numeric Content-Length: the request is malformed (400),
+    // not missing a length (411).
+    status = 400;
+    text = "Content-Length must be a decimal number of bytes";
+  } else if (status == 413) {
+    // The request head filled civetweb's whole buffer without ending.
+    status = 431;
+    text = "request line and headers are over the limit of " + std::to_string(server->options().max_header_bytes) +
+           " bytes (--http-max-header-bytes)";
+  }
+  Json::Value body;
   body["error"] = text;
   std::string json = to_json(body);
   std::string out = "HTTP/1.1 " + std::to_string(status) + " " + mg_get_response_code_text(conn, status) +
                     "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(json.size()) +
-                    "\r\nConnection: close\r\n\r\n" + json;
+                    "\r\n" + extra_headers + "Connection: close\r\n\r\n" + json;
   mg_write(conn, out.data(), out.size());
   return 0;  // handled: civetweb sends nothing more
 }
@@ -595,44 +786,60 @@ int HttpServer::handle(mg_connection* conn, void* self) {
     explicit Running(std::atomic<int>& c) : count(c) { ++count; }
     ~Running() { --count; }
   } running(server->num_running_);
+  if (ConnectionState* state = connection_state(conn)) state->close = false;
   try {
-    return route_request(*server->ctx_, conn, static_cast<size_t>(server->max_header_bytes_));
+    return route_request(*server->ctx_, conn, static_cast<size_t>(server->options_.max_header_bytes),
+                         server->options_.health_and_metrics_only);
   } catch (const std::exception& e) {
     FERRY_LOG(Error) << "HTTP handler failed: " << e.what();
     return send_error(conn, Status::Internal(e.what()));
   }
 }
 
-Status HttpServer::start(const std::string& address, int port, int num_threads, int max_header_bytes) {
+Status HttpServer::start(const HttpServerOptions& options) {
+  options_ = options;
   mg_init_library(0);
   for (int attempt = 0; attempt < 5; ++attempt) {
-    int p = port;
-    if (port == 0) {
-      auto free_port = pick_free_port(address);
+    int p = options.port;
+    if (options.port == 0) {
+      auto free_port = pick_free_port(options.address);
       if (!free_port.ok()) return free_port.status();
       p = free_port.value();
     }
-    std::string listen = address + ":" + std::to_string(p);
-    std::string threads = std::to_string(num_threads);
+    std::string listen = options.address + ":" + std::to_string(p);
+    std::string threads = std::to_string(options.num_threads);
     // civetweb's buffer for the request head (per connection) is twice the limit: a head over the
     // limit that fits gets a 431 from route_request, a bigger one civetweb's 400.
-    max_header_bytes_ = max_header_bytes;
-    std::string max_request = std::to_string(2 * max_header_bytes);
-    const char* options[] = {"listening_ports", listen.c_str(), "num_threads", threads.c_str(),
-                             "enable_keep_alive", "yes", "keep_alive_timeout_ms", "30000",
-                             "request_timeout_ms", "60000", "tcp_nodelay", "1",
-                             "max_request_size", max_request.c_str(), nullptr};
+    std::string max_request = std::to_string(2 * options.max_header_bytes);
+    // request_timeout_ms: civetweb's deadline for a whole request head from its first byte (so a
+    // client sending one header line every few seconds is cut), and for each mg_read of a body
+    // (read_body adds a deadline for the whole body). keep_alive_timeout_ms: the same deadline for
+    // the next request on a kept-alive connection, i.e. how long an idle client holds a worker.
+    std::string request_timeout = std::to_string(options.request_timeout_ms);
+    std::string keep_alive_timeout = std::to_string(options.keep_alive_timeout_ms);
+    // Connections accepted while every worker is busy wait in civetweb's queue, then in the
+    // kernel's backlog; both are sized so that a burst of clients waits instead of being refused.
+    const char* civetweb_options[] = {"listening_ports", listen.c_str(), "num_threads", threads.c_str(),
+                                      "enable_keep_alive", "yes", "keep_alive_timeout_ms", keep_alive_timeout.c_str(),
+                                      "request_timeout_ms", request_timeout.c_str(), "tcp_nodelay", "1",
+                                      "max_request_size", max_request.c_str(), "connection_queue", "256",
+                                      "listen_backlog", "1024", nullptr};
     mg_callbacks callbacks{};
     callbacks.http_error = &send_civetweb_error;
-    mg_ = mg_start(&callbacks, this, options);
+    callbacks.init_connection = [](const mg_connection*, void** data) -> int {
+      *data = new ConnectionState();
+      return 0;
+    };
+    callbacks.connection_closed = [](const mg_connection* conn) { delete connection_state(conn); };
+    mg_ = mg_start(&callbacks, this, civetweb_options);
     if (mg_ != nullptr) {
       port_ = p;
       mg_set_request_handler(mg_, "/", &HttpServer::handle, this);
       return Status::Ok();
     }
-    if (port != 0) break;  // a fixed port that is taken: no point retrying
+    if (options.port != 0) break;  // a fixed port that is taken: no point retrying
   }
-  return Status::Unavailable("cannot start the HTTP server on " + address + ":" + std::to_string(port));
+  return Status::Unavailable("cannot start the HTTP server on " + options.address + ":" + std::to_string(options.port));
 }
 
 void HttpServer::stop() {

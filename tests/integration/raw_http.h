@@ -96,9 +96,15 @@ inline std::string raw_read_until(int fd, const std::string& needle, std::chrono
   return in;
 }
 
-// Splits a whole answer (one response) into status, head and body.
-inline RawResponse raw_parse(const std::string& in) {
+// Splits a whole answer (one final response) into status, head and body; interim 1xx responses
+// before it (100 Continue) are skipped and counted in *num_interim.
+inline RawResponse raw_parse(std::string in, int* num_interim = nullptr) {
   RawResponse r;
+  if (num_interim != nullptr) *num_interim = 0;
+  while (in.rfind("HTTP/1.1 1", 0) == 0 && in.find("\r\n\r\n") != std::string::npos) {
+    in.erase(0, in.find("\r\n\r\n") + 4);
+    if (num_interim != nullptr) ++*num_interim;
+  }
   size_t split = in.find("\r\n\r\n");
   if (in.rfind("HTTP/1.", 0) != 0 || split == std::string::npos) return r;
   r.status = std::atoi(in.c_str() + 9);

@@ -43,9 +43,15 @@ std::unique_ptr<ServerProcess> ServerProcess::start(const std::string& repositor
                                                     std::chrono::seconds timeout) {
   std::unique_ptr<ServerProcess> p(new ServerProcess());
   std::vector<std::string> argv = {build_dir() + "/host/ferry-server", "--model-repository", repository,
-                                   "--http-port", "0", "--zmq-endpoint", "tcp://127.0.0.1:0"};
+                                   "--http-port", "0", "--zmq-endpoint", "tcp://127.0.0.1:0", "--metrics-port", "0"};
   bool has_backend_dir = false;
-  for (const auto& a : args) has_backend_dir |= a.rfind("--backend-directory", 0) == 0;
+  bool metrics_off = false;  // --metrics-port -1: no metrics listener to wait for
+  for (size_t i = 0; i < args.size(); ++i) {
+    has_backend_dir |= args[i].rfind("--backend-directory", 0) == 0;
+    if (args[i] == "--metrics-port=-1" || (args[i] == "--metrics-port" && i + 1 < args.size())) {
+      metrics_off = args[i] == "--metrics-port=-1" || args[i + 1] == "-1";
+    }
+  }
   if (!has_backend_dir) {
     argv.push_back("--backend-directory");
     argv.push_back(build_dir() + "/backends");
@@ -74,11 +80,14 @@ std::unique_ptr<ServerProcess> ServerProcess::start(const std::string& repositor
   std::unique_lock<std::mutex> lock(p->mu_);
   static const std::regex kHttp("HTTP server listening on http://[0-9.]+:([0-9]+)");
   static const std::regex kZmq("ZeroMQ server bound to (tcp://[0-9.]+:[0-9]+)");
+  static const std::regex kMetrics("metrics and health listening on http://[0-9.]+:([0-9]+)");
   bool ok = p->cv_.wait_for(lock, timeout, [&] {
     std::smatch m;
     if (p->http_port_ == 0 && std::regex_search(p->log_, m, kHttp)) p->http_port_ = std::stoi(m[1]);
     if (p->zmq_endpoint_.empty() && std::regex_search(p->log_, m, kZmq)) p->zmq_endpoint_ = m[1];
-    return (p->http_port_ != 0 && !p->zmq_endpoint_.empty()) || p->exited_;
+    if (p->metrics_port_ == 0 && std::regex_search(p->log_, m, kMetrics)) p->metrics_port_ = std::stoi(m[1]);
+    return (p->http_port_ != 0 && !p->zmq_endpoint_.empty() && (metrics_off || p->metrics_port_ != 0)) ||
+           p->exited_;
   });
   if (!ok || p->exited_) {
     std::fprintf(stderr, "ferry-server did not start:\n%s\n", p->log_.c_str());

@@ -18,8 +18,8 @@ namespace ferry::testing {
 
 class ServerProcess {
  public:
-  // Starts build/host/ferry-server on `repository` with port 0 for HTTP and ZeroMQ plus `args`,
-  // and waits until both addresses are logged. Returns null (with the log on stderr) on failure.
+  // Starts build/host/ferry-server on `repository` with port 0 for HTTP, ZeroMQ and the metrics
+  // listener plus `args`, and waits until their addresses are logged. Returns null (with the log on stderr) on failure.
   static std::unique_ptr<ServerProcess> start(const std::string& repository, std::vector<std::string> args = {},
                                               std::chrono::seconds timeout = std::chrono::seconds(30));
   ~ServerProcess();
@@ -27,6 +27,8 @@ class ServerProcess {
   int http_port() const { return http_port_; }
   std::string http_url() const { return "http://127.0.0.1:" + std::to_string(http_port_); }
   const std::string& zmq_endpoint() const { return zmq_endpoint_; }
+  // The --metrics-port listener (health and /metrics); 0 when started with --metrics-port -1.
+  int metrics_port() const { return metrics_port_; }
   pid_t pid() const { return pid_; }
 
   // Waits until the log contains `needle` (counting only text after `from`, a log() size).
@@ -42,6 +44,7 @@ class ServerProcess {
 
   pid_t pid_ = -1;
   int http_port_ = 0;
+  int metrics_port_ = 0;
   std::string zmq_endpoint_;
   std::thread reader_;
   mutable std::mutex mu_;
