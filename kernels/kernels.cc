@@ -7,6 +7,7 @@
 
 #include "common/status.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/linear.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace ferry::kernels {
@@ -260,10 +261,67 @@ void gelu_tanh_and_mul(const Context& ctx, float* out, const float* gate_up, int
   FERRY_DISPATCH_POOLED(ctx, gelu_tanh_and_mul, out, gate_up, num_rows, inter);
 }
 
+namespace {
+ThreadPool& pool_of(const Context& ctx) { return ctx.pool != nullptr ? *ctx.pool : ThreadPool::default_pool(); }
+}  // namespace
+
 void matmul(const Context& ctx, float* out, const float* x, const void* w, DType w_dtype,
             const float* bias, int64_t m, int64_t n, int64_t k) {
+  if (ctx.backend == Backend::kCpu) {
+    // The float formats of linear() are exactly matmul's dtypes (fp32 accumulation, any k).
+    const WeightFormat format = w_dtype == DType::kF32   ? WeightFormat::kF32
+                                : w_dtype == DType::kF16 ? WeightFormat::kF16
+                                                         : WeightFormat::kBF16;
+    WeightMatrix wm;
+    wm.format = format;
+    wm.n = n;
+    wm.k = k;
+    wm.data = w;
+    cpu::linear(pool_of(ctx), out, n, x, wm, bias, m);
+    return;
+  }
   FERRY_DISPATCH(ctx, matmul(out, x, w, w_dtype, bias, m, n, k));
 }
+
+const char* weight_format_name(WeightFormat format) {
+  switch (format) {
+    case WeightFormat::kF32: return "fp32";
+    case WeightFormat::kF16: return "fp16";
+    case WeightFormat::kBF16: return "bf16";
+    case WeightFormat::kInt8: return "int8";
+    case WeightFormat::kInt4: return "int4";
+  }
+  return "?";
+}
+
+int64_t weight_data_bytes(WeightFormat format, int64_t n, int64_t k) {
+  switch (format) {
+    case WeightFormat::kF32: return n * k * 4;
+    case WeightFormat::kF16:
+    case WeightFormat::kBF16: return n * k * 2;
+    case WeightFormat::kInt8: return n * k;
+    case WeightFormat::kInt4: return n * k / 2;  // k is a multiple of the group size (>= 32)
+  }
+  FERRY_CHECK(false && "unknown WeightFormat");
+  return 0;
+}
+
+void linear(const Context& ctx, float* out, int64_t out_stride, const float* x, const WeightMatrix& w,
+            const float* bias, int64_t m) {
+  switch (ctx.backend) {
+    case Backend::kReference: cpu::linear_reference(out, out_stride, x, w, bias, m); return;
+    case Backend::kCpu: cpu::linear(pool_of(ctx), out, out_stride, x, w, bias, m); return;
+    case Backend::kCuda: break;
+  }
+  FERRY_CHECK(false && "kernels: backend not built into ferry");
+}
+
+// The kCpu matmul is linear() on our own pool since OpenBLAS was dropped (its threads fought ours).
+bool cpu_matmul_uses_blas() { return false; }
+
+void cpu_set_num_threads(int num_threads) { ThreadPool::default_pool().resize(num_threads); }
+
+const char* cpu_isa_name() { return cpu::linear_isa_name(cpu::linear_isa()); }
 
 void gather_rows(const Context& ctx, float* out, const float* in, const int32_t* rows, int64_t num_rows,
                  int64_t dim) {

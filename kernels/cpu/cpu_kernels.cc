@@ -1,6 +1,5 @@
-// Fast CPU implementations of kernels.h (fp32 compute). Matmul goes to OpenBLAS sgemm/sgemv when
-// the build found it (FERRY_HAVE_OPENBLAS), otherwise to register-blocked loops; paged attention is
-// in attention.cc. The other ops are loops laid out so the compiler vectorises the inner dimension,
+// Fast CPU implementations of kernels.h (fp32 compute). Matmul is the linear layer of linear.cc
+// (float formats, on the pool); paged attention is in attention.cc. The other ops are loops laid out so the compiler vectorises the inner dimension,
 // split over the thread pool by rows (tokens) once a call holds enough work to repay the hand-off.
 #include <algorithm>
 #include <cmath>
@@ -11,29 +10,10 @@
 
 #include "common/status.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/linear.h"
 #include "kernels/cpu/thread_pool.h"
 
-#if defined(FERRY_HAVE_OPENBLAS)
-#include <cblas.h>
-#endif
-
 namespace ferry::kernels {
-
-bool cpu_matmul_uses_blas() {
-#if defined(FERRY_HAVE_OPENBLAS)
-  return true;
-#else
-  return false;
-#endif
-}
-
-void cpu_set_num_threads(int num_threads) {
-#if defined(FERRY_HAVE_OPENBLAS)
-  openblas_set_num_threads(num_threads);
-#else
-  (void)num_threads;
-#endif
-}
 
 namespace cpu {
 
@@ -135,38 +115,6 @@ void matmul_f32_blocked(float* out, const float* x, const float* w, int64_t m, i
   }
 }
 
-namespace {
-
-// Below this many multiply-adds a call is cheaper in our single-threaded loops than in OpenBLAS,
-// whose thread hand-off costs tens of microseconds (and far more on a loaded machine): measured on
-// stories260K (64x64 .. 512x64 matrices), decode went from 262 to ~2500 tokens/s.
-constexpr int64_t kBlasMinMacs = int64_t{1} << 18;
-
-// out[m, n] (row stride ldo) = x[m, k] . w[n, k]^T, fp32.
-void matmul_f32(float* out, int64_t ldo, const float* x, const float* w, int64_t m, int64_t n, int64_t k) {
-#if defined(FERRY_HAVE_OPENBLAS)
-  if (m * n * k < kBlasMinMacs) {
-    for (int64_t i = 0; i < m; ++i) matmul_f32_blocked(out + i * ldo, x + i * k, w, 1, n, k);
-  } else if (m == 1) {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(n), static_cast<int>(k), 1.0f, w,
-                static_cast<int>(k), x, 1, 0.0f, out, 1);
-  } else {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
-                static_cast<int>(k), 1.0f, x, static_cast<int>(k), w, static_cast<int>(k), 0.0f, out,
-                static_cast<int>(ldo));
-  }
-#else
-  if (ldo == n) {
-    matmul_f32_blocked(out, x, w, m, n, k);
-  } else {
-    std::vector<float> tmp(static_cast<size_t>(m * n));
-    matmul_f32_blocked(tmp.data(), x, w, m, n, k);
-    for (int64_t i = 0; i < m; ++i) std::memcpy(out + i * ldo, tmp.data() + i * n, n * sizeof(float));
-  }
-#endif
-}
-
-}  // namespace
 
 namespace {
 
@@ -356,30 +304,15 @@ void gelu_tanh_and_mul(ThreadPool& pool, float* out, const float* gate_up, int64
   });
 }
 
+// Direct callers (tests) get the default pool; kernels.h's matmul passes Context::pool to linear.
 void matmul(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t m, int64_t n,
             int64_t k) {
-  if (w_dtype == DType::kF32) {
-    matmul_f32(out, n, x, static_cast<const float*>(w), m, n, k);
-  } else {
-    // Narrow weights: convert a panel of rows at a time to fp32, then the fp32 path on the panel.
-    constexpr int64_t kPanelRows = 256;
-    thread_local std::vector<float> panel;
-    panel.resize(static_cast<size_t>(std::min(n, kPanelRows) * k));
-    const size_t elem = dtype_size(w_dtype);
-    for (int64_t j0 = 0; j0 < n; j0 += kPanelRows) {
-      const int64_t rows = std::min(kPanelRows, n - j0);
-      convert_to_f32(panel.data(), static_cast<const char*>(w) + static_cast<size_t>(j0 * k) * elem, w_dtype,
-                     static_cast<size_t>(rows * k));
-      if (m == 1) {
-        matmul_f32(out + j0, rows, x, panel.data(), 1, rows, k);
-      } else {
-        matmul_f32(out + j0, n, x, panel.data(), m, rows, k);
-      }
-    }
-  }
-  if (bias != nullptr)
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) out[i * n + j] += bias[j];
+  WeightMatrix wm;
+  wm.format = w_dtype == DType::kF32 ? WeightFormat::kF32 : w_dtype == DType::kF16 ? WeightFormat::kF16 : WeightFormat::kBF16;
+  wm.n = n;
+  wm.k = k;
+  wm.data = w;
+  linear(ThreadPool::default_pool(), out, n, x, wm, bias, m);
 }
 
 void gather_rows(ThreadPool& pool, float* out, const float* in, const int32_t* rows, int64_t num_rows, int64_t dim) {

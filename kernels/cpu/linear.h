@@ -1,0 +1,87 @@
+// kCpu linear layer (kernels.h `linear`) for every WeightFormat: the driver (linear.cc), the
+// portable inner loops (linear.cc) and the AVX2+FMA+F16C ones (linear_avx2.cc). Internal to kernels/.
+//
+// Two regimes, chosen by m (rows of x):
+//   decode  (m <= kDecodeMaxRows): each weight row is streamed once from memory for all m rows of x
+//           (memory bound). Float formats widen 8 weights at a time and FMA them into m fp32
+//           accumulators. On the AVX2 path int8/int4 weights meet x quantized to int8 per block of
+//           32 values (symmetric, scale = amax / 127) in integer dot products (maddubs + madd), then
+//           scaled: the result is the exact dot of the stored weights with that quantized x
+//           (x error <= scale / 2 per element), the tail k % 32 of an int8 row in fp32.
+//   prefill (larger m): a blocked GEMM. Each thread owns a range of output columns; it widens a
+//           panel of kPanelCols weight rows x kPanelK inputs to fp32 once (layout [kPanelK][16] per
+//           16 columns) and runs a 6 x 16 register-blocked micro-kernel over all m rows on it.
+// Work is split over output rows (columns of out) on the pool.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/kernels.h"
+
+namespace ferry::kernels::cpu {
+
+constexpr int64_t kDecodeMaxRows = 8;
+constexpr int64_t kQuantBlock = 32;  // x values per int8 scale (int8/int4 decode on AVX2)
+constexpr int64_t kPanelK = 256;     // inputs per packed panel (a 16-column slab is 16 KiB of fp32)
+constexpr int64_t kPanelCols = 64;   // output columns per packed panel (64 KiB: L2 resident)
+constexpr int64_t kMicroRows = 6;    // micro-kernel tile: 6 rows of x ...
+constexpr int64_t kMicroCols = 16;   // ... by 16 output columns (12 ymm accumulators)
+
+// Everything an inner loop needs. x_q/x_scales/x_sums are filled by the driver (AVX2 int formats).
+struct LinearArgs {
+  float* out;          // [m, out_stride]
+  int64_t out_stride;
+  const float* x;      // [m, k]
+  const WeightMatrix* w;
+  int64_t m;
+  const int8_t* x_q;       // [m, k_blocks * 32]: x quantized per block of 32 (k_blocks = k / 32)
+  const float* x_scales;   // [m, k_blocks]
+  const float* x_sums;     // [m, k_blocks]: scale * sum of the block's codes (int4 zero points)
+};
+
+// Decode: out[i, j] = x[i, :] . w[j, :] for i < m (<= kDecodeMaxRows), j in [j0, j1). No bias.
+using DecodeFn = void (*)(const LinearArgs& a, int64_t j0, int64_t j1);
+// Micro-kernel on a packed panel: c[r, 0..16) (+)= sum_kk x[r * ldx + kk] * wp[kk * 16 + (0..16)]
+// for r < rows (1..kMicroRows), kk < kb; `accumulate` false overwrites c.
+using MicroFn = void (*)(const float* x, int64_t ldx, const float* wp, int64_t kb, float* c, int64_t ldc,
+                         int64_t rows, bool accumulate);
+
+struct LinearKernels {
+  DecodeFn decode[5];  // indexed by WeightFormat
+  MicroFn micro;
+  bool quantize_x;     // decode of int8/int4 wants x_q/x_scales/x_sums
+};
+
+enum class LinearIsa : int32_t { kPortable = 0, kAvx2 = 1 };
+const char* linear_isa_name(LinearIsa isa);  // "portable", "avx2"
+bool linear_isa_supported(LinearIsa isa);
+LinearIsa linear_isa();
+// Forces a path (tests, benchmarks); asserts it is supported. Must not race a running linear().
+void set_linear_isa(LinearIsa isa);
+
+void linear(ThreadPool& pool, float* out, int64_t out_stride, const float* x, const WeightMatrix& w,
+            const float* bias, int64_t m);
+
+// Widens w[row, c0 .. c0 + len) to fp32 (any format; for int4, c0 and len multiples of 32).
+void dequantize_segment(const WeightMatrix& w, int64_t row, int64_t c0, int64_t len, float* out);
+
+// Quantizes x[0, len) (len a multiple of 32) per block of 32: q, scales[len / 32], sums[len / 32].
+void quantize_x_blocks(const float* x, int64_t len, int8_t* q, float* scales, float* sums);
+
+// int4 code c (0..15) of element `col` of a packed row: 16 bytes per 32 codes, element i of a block
+// in the low nibble of byte i (i < 16) or the high nibble of byte i - 16.
+inline uint8_t int4_code(const uint8_t* packed_row, int64_t col) {
+  const uint8_t b = packed_row[(col >> 5) * 16 + (col & 15)];
+  return (col & 16) ? static_cast<uint8_t>(b >> 4) : static_cast<uint8_t>(b & 15);
+}
+
+// Backend::kReference linear: each weight row widened to fp32 (dequantize_segment), then a plain
+// fp64 dot with each row of x, rounded to fp32, plus bias. The oracle of the tests.
+void linear_reference(float* out, int64_t out_stride, const float* x, const WeightMatrix& w, const float* bias,
+                      int64_t m);
+
+// The AVX2 kernels, or nullptr when this build has no AVX2 code (non-x86).
+const LinearKernels* linear_kernels_avx2();
+
+}  // namespace ferry::kernels::cpu
