@@ -3,8 +3,6 @@
 #include <algorithm>
 
 #include "backend/llm/engine/cpu_engine.h"
-#include "backend/llm/json_text.h"
-#include "common/abi/abi_util.h"
 
 namespace ferry::llm {
 namespace {
@@ -21,6 +19,17 @@ Status LlmInstance::start() {
   scheduler_ = std::move(scheduler.value());
   FERRY_RETURN_IF_ERROR(load_engine());
   create_metrics();
+  OutputProcessorConfig oc;
+  oc.host = ctx_.host;
+  oc.tokenizer = ctx_.tokenizer.get();
+  oc.anchor_token = ctx_.anchor_token;
+  oc.anchor_text = ctx_.anchor_text;
+  oc.model_name = ctx_.name;
+  oc.ttft = ctx_.metrics.ttft;
+  oc.itl = ctx_.metrics.itl;
+  oc.e2e = ctx_.metrics.e2e;
+  oc.request_stop = [this](uint64_t id) { request_stop(id); };
+  output_ = std::make_unique<OutputProcessor>(std::move(oc));
   last_active_ = Clock::now();
   worker_ = std::thread([this] { run(); });
   return Status::Ok();
@@ -76,35 +85,33 @@ LlmInstance::~LlmInstance() {
     stopping_ = true;
   }
   cv_.notify_all();
-  if (worker_.joinable()) worker_.join();
+  if (worker_.joinable()) worker_.join();  // the loop hands every request's final event over
+  output_.reset();                         // sends them, then stops
   for (ferry_metric* m : {m_running_, m_waiting_, m_blocks_used_, m_blocks_total_}) {
     if (m != nullptr) ctx_.host->metric_destroy(ctx_.host->host, m);
   }
 }
 
 Status LlmInstance::submit(const SubmitInfo& info, LlmRequest&& request) {
-  auto seq = std::make_unique<Sequence>();
-  seq->info = info;
-  seq->params = std::move(request.sampling);
-  seq->rng = SamplingRng::from_seed(seq->params.seed);
-  seq->detokenizer = std::make_unique<IncrementalDetokenizer>(*ctx_.tokenizer, request.skip_special_tokens);
-  seq->stop = std::make_unique<StopChecker>(seq->params, ctx_.eos_ids);
-  if (request.echo) seq->prompt_for_echo = request.prompt_ids;
-  seq->submitted = Clock::now();
-  seq->load = static_cast<int64_t>(request.prompt_ids.size()) + seq->params.max_tokens;
+  const auto num_prompt = static_cast<int64_t>(request.prompt_ids.size());
+  auto seq = std::make_unique<Sequence>(request.sampling, ctx_.eos_ids);
+  seq->output = std::make_unique<OutputRequest>(
+      info.id, info.responder, info.stream, *ctx_.tokenizer, request.skip_special_tokens, request.sampling,
+      ctx_.eos_ids, num_prompt, request.echo ? request.prompt_ids : std::vector<int32_t>{});
+  seq->load = num_prompt + request.sampling.max_tokens;
   NewRequest nr;
   nr.id = info.id;
   nr.prompt = std::move(request.prompt_ids);
-  nr.max_tokens = seq->params.max_tokens;
+  nr.max_tokens = request.sampling.max_tokens;
   nr.priority = info.priority;
   nr.timeout_us = info.timeout_us;
-  nr.arrival_time = seq->submitted;
+  nr.arrival_time = seq->output->submitted;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return Status::Unavailable("model is unloading");
     FERRY_RETURN_IF_ERROR(scheduler_->add_request(std::move(nr)));
     load_tokens_ += seq->load;
-    ctx_.add(ctx_.metrics.prompt_tokens, static_cast<double>(seq->load - seq->params.max_tokens));
+    ctx_.add(ctx_.metrics.prompt_tokens, static_cast<double>(num_prompt));
     seqs_.emplace(info.id, std::move(seq));
     last_active_ = Clock::now();
   }
@@ -122,189 +129,64 @@ bool LlmInstance::cancel(uint64_t id) {
   return found;
 }
 
-Json::Value LlmInstance::logprob_json(const SampleResult& r) const {
-  // A token's text as it reads inside a sequence: decoded after a plain anchor token and with the
-  // anchor's text cut off, so SentencePiece's leading space (stripped from a sequence's first
-  // token) is kept.
-  auto piece = [&](int32_t id) {
-    if (ctx_.anchor_token < 0) {
-      int32_t one[] = {id};
-      return ctx_.tokenizer->decode(one, false);
-    }
-    int32_t two[] = {ctx_.anchor_token, id};
-    std::string text = ctx_.tokenizer->decode(two, false);
-    return text.size() >= ctx_.anchor_text.size() ? text.substr(ctx_.anchor_text.size()) : text;
-  };
-  Json::Value j;
-  j["token_id"] = r.token;
-  j["token"] = piece(r.token);
-  j["logprob"] = r.logprob;
-  j["rank"] = r.rank;
-  j["top_logprobs"] = Json::Value(Json::arrayValue);
-  for (const auto& t : r.top_logprobs) {
-    Json::Value e;
-    e["token_id"] = t.token;
-    e["token"] = piece(t.token);
-    e["logprob"] = t.logprob;
-    j["top_logprobs"].append(e);
-  }
-  return j;
+void LlmInstance::request_stop(uint64_t id) {
+  // Like a client's cancel; the output processor turns the CANCELLED final event into "stop".
+  cancel(id);
 }
 
-void LlmInstance::send(Sequence& seq, bool final, const char* finish_reason, const Status& error) {
-  if (seq.info.responder == nullptr) return;  // internal request (KV warm-up)
-  ferry_response r{};
-  r.struct_size = sizeof(r);
-  r.queue_ns = -1;
-  abi::OwnedTensor outputs[2];
-  ferry_tensor views[2];
-  std::string params;
-  if (!error.ok()) {
-    r.error_code = static_cast<ferry_error_code>(error.code());
-    r.error_message = error.message().c_str();
-  } else {
-    outputs[0].name = "text_output";
-    outputs[0].dtype = FERRY_DTYPE_BYTES;
-    outputs[0].shape = {1};
-    outputs[0].data = abi::join_bytes({seq.pending_text});
-    outputs[1].name = "output_ids";
-    outputs[1].dtype = FERRY_DTYPE_INT32;
-    outputs[1].shape = {static_cast<int64_t>(seq.pending_ids.size())};
-    const auto* ids = reinterpret_cast<const uint8_t*>(seq.pending_ids.data());
-    outputs[1].data.assign(ids, ids + seq.pending_ids.size() * sizeof(int32_t));
-    views[0] = outputs[0].view();
-    views[1] = outputs[1].view();
-    r.outputs = views;
-    r.num_outputs = 2;
-    Json::Value p(Json::objectValue);
-    if (!seq.prompt_for_echo.empty()) {
-      p["prompt_text"] = ctx_.tokenizer->decode(seq.prompt_for_echo, true);
-      p["prompt_ids"] = Json::Value(Json::arrayValue);
-      for (int32_t id : seq.prompt_for_echo) p["prompt_ids"].append(id);
-      seq.prompt_for_echo.clear();  // the first response only
-    }
-    if (final) {
-      p["finish_reason"] = finish_reason;
-      p["usage"]["prompt_tokens"] = static_cast<Json::Int64>(seq.load - seq.params.max_tokens);
-      p["usage"]["completion_tokens"] = seq.num_generated;
-    }
-    if (seq.params.num_logprobs >= 0) {
-      p["logprobs"] = Json::Value(Json::arrayValue);
-      for (const auto& lp : seq.pending_logprobs) p["logprobs"].append(logprob_json(lp));
-    }
-    params = compact_json(p);
-    r.parameters_json = params.c_str();
-  }
-  if (final) {
-    r.flags = FERRY_RESPONSE_FLAG_FINAL;
-    if (seq.started != Clock::time_point{}) {
-      r.queue_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(seq.started - seq.submitted).count();
-    }
-  }
-  ctx_.host->respond(seq.info.responder, &r);
-  seq.pending_text.clear();
-  seq.pending_ids.clear();
-  seq.pending_logprobs.clear();
+void LlmInstance::end_locked(uint64_t id, RequestFinishReason reason, Status status) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return;
+  Sequence& seq = *it->second;
+  batch_.add_final(id, reason, std::move(status), seq.started, &seq.output);
+  load_tokens_ -= seq.load;
+  seqs_.erase(it);
+  if (seqs_.empty()) idle_cv_.notify_all();
 }
 
-// Ends a request that left the scheduler (its blocks are already free): final response, metrics,
-// bookkeeping. Loop thread; mu_ not held.
-void LlmInstance::end_sequence(uint64_t id, const char* finish_reason, const Status& status) {
-  std::unique_ptr<Sequence> seq;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = seqs_.find(id);
-    if (it == seqs_.end()) return;
-    seq = std::move(it->second);
-    seqs_.erase(it);
-    load_tokens_ -= seq->load;
-    if (seqs_.empty()) idle_cv_.notify_all();
-  }
-  if (status.ok()) {
-    if (std::string_view(finish_reason) == "length") seq->pending_text += seq->detokenizer->finish();
-    ctx_.observe(ctx_.metrics.e2e, seconds(Clock::now() - seq->submitted));
-  }
-  send(*seq, true, finish_reason, status);
-}
-
-void LlmInstance::check_sampled(Sequence& seq, const SampleResult& sample, SequenceResult* result) {
-  const int32_t token = sample.token;
-  const Clock::time_point now = Clock::now();
-  if (seq.num_generated == 0) ctx_.observe(ctx_.metrics.ttft, seconds(now - seq.submitted));
-  else ctx_.observe(ctx_.metrics.itl, seconds(now - seq.last_token));
-  seq.last_token = now;
-  ++seq.num_generated;
-  StopUpdate u = seq.stop->append(token, seq.detokenizer->add(token));
-  seq.pending_text += u.text;
-  seq.pending_ids.push_back(token);
-  if (seq.params.num_logprobs >= 0) seq.pending_logprobs.push_back(sample);
-  result->token = token;
-  if (u.finish == FinishReason::kStop) result->finish = RequestFinishReason::kStop;
-  else if (u.finish == FinishReason::kLength) result->finish = RequestFinishReason::kLength;
-}
+void LlmInstance::flush_outputs() { output_->push(batch_); }
 
 void LlmInstance::run_step(const SchedulerOutput& out, std::unique_lock<std::mutex>& lock) {
-  // Build the batch (under the lock: the scheduler's spans are stable until update_from_output).
-  token_ids_.clear();
-  positions_.clear();
-  inputs_.clear();
-  sampling_.clear();
+  // Build the batch under the lock: the scheduler's spans are stable until update_from_output.
+  step_requests_.clear();
   step_seqs_.clear();
+  const Clock::time_point step_start = Clock::now();
   for (const ScheduledSequence& s : out.scheduled) {
-    // Requests end only on this thread, so these pointers stay valid until end_sequence below.
+    // Requests end only on this thread, so these pointers stay valid until end_locked below.
     Sequence* seq = seqs_.at(s.request_id).get();
-    if (seq->started == Clock::time_point{}) seq->started = Clock::now();
+    if (seq->started == Clock::time_point{}) seq->started = step_start;
     step_seqs_.push_back(seq);
-    SequenceInput in;
-    in.query_start = static_cast<int32_t>(token_ids_.size());
-    auto tokens = s.new_tokens();
-    token_ids_.insert(token_ids_.end(), tokens.begin(), tokens.end());
-    for (int32_t j = 0; j < s.num_new_tokens; ++j) positions_.push_back(s.num_computed_tokens + j);
-    in.query_len = s.num_new_tokens;
-    in.context_len = s.num_computed_tokens + s.num_new_tokens;
-    in.block_table = s.block_table;
-    inputs_.push_back(in);
-    SamplingSequence ss;
-    if (s.samples) ss = {&seq->params, s.request->prompt(), s.request->output(), &seq->rng};
-    sampling_.push_back(ss);
+    step_requests_.push_back(&seq->runner);
   }
+  runner_.prepare(out, step_requests_);
+  const size_t num_seqs = out.scheduled.size();
   lock.unlock();
 
-  ctx_.observe(ctx_.metrics.batch_size, static_cast<double>(out.scheduled.size()));
-  ForwardBatch fb{token_ids_, positions_, inputs_, false};
-  Status status = engine_->step(fb, sampling_, false, &step_out_);
-  results_.assign(out.scheduled.size(), SequenceResult{});
-  uint64_t generated = 0;
-  for (size_t i = 0; i < out.scheduled.size(); ++i) {
-    if (!status.ok()) {
-      results_[i].finish = RequestFinishReason::kError;
-    } else if (out.scheduled[i].samples) {
-      check_sampled(*step_seqs_[i], step_out_.samples[i], &results_[i]);
-      ++generated;
-    }
-  }
+  ctx_.observe(ctx_.metrics.batch_size, static_cast<double>(num_seqs));
+  Status status = runner_.execute(*engine_);
   if (!status.ok()) ctx_.log(FERRY_LOG_LEVEL_ERROR, "model '" + ctx_.name + "': forward pass failed: " + status.message());
-  ctx_.add(ctx_.metrics.generated_tokens, static_cast<double>(generated));
+  ctx_.add(ctx_.metrics.generated_tokens, static_cast<double>(runner_.num_sampled()));
+  // The step's tokens, in batch order, before any final event of this step.
+  const Clock::time_point sampled_at = Clock::now();
+  std::span<const SequenceResult> results = runner_.results();
+  for (size_t i = 0; i < num_seqs; ++i) {
+    if (results[i].token == SequenceResult::kNoToken) continue;
+    Sequence* seq = step_seqs_[i];
+    batch_.add_token(out.scheduled[i].request_id, runner_.sample(i), seq->runner.params.num_logprobs >= 0,
+                     sampled_at, &seq->output);
+  }
 
   lock.lock();
-  std::vector<FinishedRequest> done = scheduler_->update_from_output(results_);
-  lock.unlock();
-  // Stream the new text of those still running, then end the finished ones (whose blocks the
-  // scheduler has already freed, so a client that sees its FINAL never sees its blocks in use).
-  auto finished = [&](uint64_t id) {
-    return std::any_of(done.begin(), done.end(), [&](const FinishedRequest& f) { return f.request_id == id; });
-  };
   // (out belongs to the scheduler and is not read after update_from_output.)
-  for (size_t i = 0; i < step_seqs_.size(); ++i) {
-    const bool sampled = results_[i].token != SequenceResult::kNoToken;
-    if (!sampled || !step_seqs_[i]->info.stream || finished(step_seqs_[i]->info.id)) continue;
-    send(*step_seqs_[i], false, nullptr, Status::Ok());
-  }
+  const std::vector<FinishedRequest>& done = scheduler_->update_from_output(results);
+  // Their blocks are free already, so a client that sees its FINAL never sees its blocks in use.
   for (const FinishedRequest& f : done) {
     Status s = f.status;
     if (f.reason == RequestFinishReason::kError) s = Status::Internal("forward pass failed: " + status.message());
-    end_sequence(f.request_id, std::string(request_finish_reason_name(f.reason)).c_str(), s);
+    end_locked(f.request_id, f.reason, std::move(s));
   }
+  lock.unlock();
+  flush_outputs();
   lock.lock();
 }
 
@@ -323,40 +205,75 @@ void LlmInstance::update_gauges() {
   reported_hit_tokens_ = st.kv.num_hit_tokens;
 }
 
+void LlmInstance::check_consistency_locked() {
+  Status s = scheduler_->check_consistency();
+  if (!s.ok() && consistent_.exchange(false)) {
+    ctx_.log(FERRY_LOG_LEVEL_ERROR, "model '" + ctx_.name + "' instance " + std::to_string(index_) +
+                                        ": KV cache inconsistent: " + s.message());
+  }
+}
+
+bool LlmInstance::reload_engine(std::unique_lock<std::mutex>& lock) {
+  lock.unlock();
+  auto t0 = Clock::now();
+  Status s = load_engine();  // cold start after an idle unload
+  lock.lock();
+  if (!s.ok()) {
+    ctx_.log(FERRY_LOG_LEVEL_ERROR, "model '" + ctx_.name + "': reload failed: " + s.message());
+    cv_.wait_for(lock, std::chrono::seconds(1));
+    return false;
+  }
+  ctx_.add(ctx_.metrics.cold_starts, 1);
+  ctx_.log(FERRY_LOG_LEVEL_INFO, "model '" + ctx_.name + "' instance " + std::to_string(index_) + ": cold start in " +
+                                     std::to_string(seconds(Clock::now() - t0)) + " s");
+  return true;
+}
+
+bool LlmInstance::unload_if_idle(std::unique_lock<std::mutex>& lock) {
+  const int64_t idle_s = ctx_.config.idle_unload_seconds;
+  if (idle_s <= 0 || Clock::now() < last_active_ + std::chrono::seconds(idle_s)) return false;
+  // Idle (checked under mu_, so no request slips in): the cache contents go with the engine, so
+  // the scheduler's prefix cache must go too; a fresh one takes the next requests.
+  auto fresh = make_scheduler();
+  if (!fresh.ok()) {
+    last_active_ = Clock::now();
+    return true;
+  }
+  scheduler_ = std::move(fresh.value());
+  engine_loaded_ = false;
+  lock.unlock();
+  engine_.reset();
+  lock.lock();
+  ctx_.log(FERRY_LOG_LEVEL_INFO, "model '" + ctx_.name + "' instance " + std::to_string(index_) + ": idle for " +
+                                     std::to_string(idle_s) + " s, engine and KV cache freed");
+  return true;
+}
+
 void LlmInstance::run() {
   std::unique_lock<std::mutex> lock(mu_);
-  for (;;) {
-    if (stopping_) break;
-    if (!engine_loaded_ && scheduler_->has_unfinished()) {
-      lock.unlock();
-      auto t0 = Clock::now();
-      Status s = load_engine();  // cold start after an idle unload
-      lock.lock();
-      if (!s.ok()) {
-        ctx_.log(FERRY_LOG_LEVEL_ERROR, "model '" + ctx_.name + "': reload failed: " + s.message());
-        cv_.wait_for(lock, std::chrono::seconds(1));
-        continue;
-      }
-      ctx_.add(ctx_.metrics.cold_starts, 1);
-      ctx_.log(FERRY_LOG_LEVEL_INFO, "model '" + ctx_.name + "' instance " + std::to_string(index_) +
-                                         ": cold start in " + std::to_string(seconds(Clock::now() - t0)) + " s");
-    }
+  auto has_work = [&] { return stopping_ || scheduler_->has_unfinished(); };
+  while (!stopping_) {
     if (!engine_loaded_) {
-      cv_.wait(lock, [&] { return stopping_ || scheduler_->has_unfinished(); });
+      if (scheduler_->has_unfinished()) reload_engine(lock);
+      else cv_.wait(lock, has_work);
       continue;
     }
     const SchedulerOutput& out = scheduler_->schedule(Clock::now());
-    std::vector<FinishedRequest> ended(out.finished.begin(), out.finished.end());
-    if (!ended.empty()) {
-      lock.unlock();
-      for (const FinishedRequest& f : ended) end_sequence(f.request_id, nullptr, f.status);
-      lock.lock();
-    }
+    for (const FinishedRequest& f : out.finished) end_locked(f.request_id, f.reason, f.status);
     if (!out.scheduled.empty()) {
-      run_step(out, lock);
+      run_step(out, lock);  // hands this step's events (and the ends above) to the output processor
       last_active_ = Clock::now();
+      checked_since_busy_ = false;
+#ifndef NDEBUG
+      check_consistency_locked();
+#endif
       update_gauges();
       continue;
+    }
+    if (!batch_.empty()) {
+      lock.unlock();
+      flush_outputs();
+      lock.lock();
     }
     update_gauges();
     if (scheduler_->has_unfinished()) {
@@ -365,41 +282,31 @@ void LlmInstance::run() {
       else cv_.wait_for(lock, std::chrono::milliseconds(50));
       continue;
     }
-    const int64_t idle_s = ctx_.config.idle_unload_seconds;
-    if (idle_s > 0) {
-      auto unload_at = last_active_ + std::chrono::seconds(idle_s);
-      if (Clock::now() >= unload_at) {
-        // Idle (checked under mu_, so no request slips in): the cache contents go with the engine,
-        // so the scheduler's prefix cache must go too; a fresh one takes the next requests.
-        auto fresh = make_scheduler();
-        if (!fresh.ok()) {
-          last_active_ = Clock::now();
-          continue;
-        }
-        scheduler_ = std::move(fresh.value());
-        engine_loaded_ = false;
-        lock.unlock();
-        engine_.reset();
-        lock.lock();
-        ctx_.log(FERRY_LOG_LEVEL_INFO, "model '" + ctx_.name + "' instance " + std::to_string(index_) + ": idle for " +
-                                           std::to_string(idle_s) + " s, engine and KV cache freed");
-        continue;
-      }
-      cv_.wait_until(lock, unload_at, [&] { return stopping_ || scheduler_->has_unfinished(); });
-    } else {
-      cv_.wait(lock, [&] { return stopping_ || scheduler_->has_unfinished(); });
+    if (!checked_since_busy_) {
+      check_consistency_locked();
+      checked_since_busy_ = true;
     }
+    if (unload_if_idle(lock)) continue;
+    const int64_t idle_s = ctx_.config.idle_unload_seconds;
+    if (idle_s > 0) cv_.wait_until(lock, last_active_ + std::chrono::seconds(idle_s), has_work);
+    else cv_.wait(lock, has_work);
   }
   // Stopping: every request still here ends with a FINAL.
   std::vector<uint64_t> left;
   for (const auto& [id, seq] : seqs_) left.push_back(id);
+  for (uint64_t id : left) end_locked(id, RequestFinishReason::kCancelled, Status::Cancelled("model unloaded"));
   lock.unlock();
-  for (uint64_t id : left) end_sequence(id, nullptr, Status::Cancelled("model unloaded"));
+  flush_outputs();
 }
 
 bool LlmInstance::wait_idle(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  return idle_cv_.wait_for(lock, timeout, [&] { return seqs_.empty(); });
+  const auto deadline = Clock::now() + timeout;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!idle_cv_.wait_until(lock, deadline, [&] { return seqs_.empty(); })) return false;
+  }
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  return output_->wait_drained(std::max(left, std::chrono::milliseconds(0)));
 }
 
 Json::Value LlmInstance::stats() const {
@@ -423,7 +330,7 @@ Json::Value LlmInstance::stats() const {
   s["prefix_query_tokens"] = static_cast<Json::Int64>(st.kv.num_query_tokens);
   s["prefix_hit_tokens"] = static_cast<Json::Int64>(st.kv.num_hit_tokens);
   s["kv_evictions"] = static_cast<Json::Int64>(st.kv.num_evictions);
-  s["consistent"] = scheduler_->check_consistency().ok();
+  s["consistent"] = consistent_.load();  // as of the loop's last check (see the header)
   return s;
 }
 

@@ -1,18 +1,31 @@
-// LlmInstance: one serving instance of an LLM model -- its own CPU engine, paged KV cache and
-// scheduler -- and the loop thread that runs its steps.
+// LlmInstance: one serving instance of an LLM model -- its own engine, paged KV cache and
+// scheduler -- in three parts, as vLLM v1 splits them:
+//   - the loop (this class, its thread): submit / cancel / stats, the scheduler under mu_, the
+//     engine's lifecycle (idle unload, cold start) and the step loop;
+//   - the ModelRunner (model_runner.h), called by the loop: scheduler output -> ForwardBatch and
+//     sampling inputs -> Engine::step -> per-sequence tokens, with the stop-token and max_tokens
+//     checks the scheduler needs at once to free blocks;
+//   - the OutputProcessor (output_processor.h), its own thread: detokenizing, stop strings,
+//     logprob texts, response encoding and the host's respond call.
 //
 // Each step: the scheduler plans which requests compute how many tokens (decodes, prefill chunks,
-// admissions by policy, preemption by recompute when blocks run out); the engine runs them in one
-// forward pass; sequences that reached their last token sample, detokenize, check stops and stream
-// their new text; the scheduler takes the results back. Cancelled and timed-out requests end at the
-// next step with their blocks freed.
+// admissions by policy, preemption by recompute when blocks run out); the runner runs them in one
+// engine step; the scheduler takes the results back and frees the blocks of requests that ended;
+// the step's new tokens and ended requests go to the output processor as one batch. Cancelled and
+// timed-out requests end at the next step with their blocks freed. A stop string found by the
+// output processor ends its request the same way (request_stop -> the scheduler's cancel; the
+// request then counts as cancelled in stats, and its FINAL says "stop").
 //
-// With idle_unload_seconds, an instance idle that long frees its engine (fp32 weights) and KV
-// cache; the next request reloads them (a cold start, logged and counted).
+// With idle_unload_seconds, an instance idle that long frees its engine and KV cache; the next
+// request reloads them (a cold start, logged and counted).
 //
-// Thread-safety: submit, cancel, load_tokens and stats are safe from any thread. The scheduler is
-// used under mu_ (its calls are serialized); the loop thread alone runs the engine and sends
-// responses. The spans a step reads (tokens, block tables of scheduled requests) are changed only by
+// KV consistency: the scheduler's full check (O(blocks + requests)) runs on the loop thread each
+// time the instance becomes idle, and after every step in builds without NDEBUG; stats() reports
+// the last result ("consistent") without running it.
+//
+// Thread-safety: submit, cancel, load_tokens, stats and wait_idle are safe from any thread. The
+// scheduler is used under mu_ (its calls are serialized); the loop thread alone runs the engine.
+// The spans a step reads (tokens, block tables of scheduled requests) are changed only by
 // schedule() and update_from_output(), both on the loop thread, so the forward pass runs unlocked.
 #pragma once
 
@@ -32,11 +45,9 @@
 #include "backend/llm/engine/engine.h"
 #include "backend/llm/llm_context.h"
 #include "backend/llm/llm_request.h"
-#include "backend/llm/sampling/sampler.h"
-#include "backend/llm/sampling/sampling_rng.h"
-#include "backend/llm/sampling/stop_checker.h"
+#include "backend/llm/model_runner.h"
+#include "backend/llm/output_processor.h"
 #include "backend/llm/scheduler/scheduler.h"
-#include "backend/llm/tokenizer/incremental_detokenizer.h"
 #include "common/status.h"
 
 namespace ferry::llm {
@@ -56,7 +67,7 @@ class LlmInstance {
   LlmInstance(const LlmInstance&) = delete;
   LlmInstance& operator=(const LlmInstance&) = delete;
 
-  // Loads the engine and the KV cache and starts the loop thread.
+  // Loads the engine and the KV cache and starts the loop and output threads.
   Status start();
   // Queues a request. InvalidArgument (too long for the context or the pool), ResourceExhausted
   // (its priority level's queue is full), Unavailable (stopping). On OK its FINAL will come.
@@ -64,39 +75,41 @@ class LlmInstance {
   bool cancel(uint64_t id);
   // Queued plus running tokens, for least-loaded routing.
   int64_t load_tokens() const { return load_tokens_.load(std::memory_order_relaxed); }
+  // Counters and gauges under mu_; O(1) (no consistency check, see above).
   Json::Value stats() const;
-  // Waits until no request is left (e.g. the KV warm-up prompts); false on timeout.
+  // Waits until no request is left and their responses are sent (e.g. the KV warm-up prompts);
+  // false on timeout.
   bool wait_idle(std::chrono::milliseconds timeout);
 
  private:
   using Clock = std::chrono::steady_clock;
 
-  // Per-request state beside the scheduler's (which holds the tokens).
+  // The loop's state of one request beside the scheduler's (which holds the tokens).
   struct Sequence {
-    SubmitInfo info;
-    SamplingParams params;
-    SamplingRng rng{0};
-    std::unique_ptr<IncrementalDetokenizer> detokenizer;
-    std::unique_ptr<StopChecker> stop;
-    std::string pending_text;          // text not yet sent
-    std::vector<int32_t> pending_ids;  // ids not yet sent
-    std::vector<SampleResult> pending_logprobs;
-    std::vector<int32_t> prompt_for_echo;  // set when the first response must carry the prompt
-    int64_t load = 0;                  // prompt + max_tokens, counted in load_tokens_
-    Clock::time_point submitted, started, last_token;  // started: first scheduled
-    int32_t num_generated = 0;
+    Sequence(SamplingParams params, std::span<const int32_t> eos_ids) : runner(std::move(params), eos_ids) {}
+    RunnerRequest runner;
+    std::unique_ptr<OutputRequest> output;  // until the request's first event hands it over
+    int64_t load = 0;                       // prompt + max_tokens, counted in load_tokens_
+    Clock::time_point started{};            // first scheduled
   };
 
   Result<std::unique_ptr<Scheduler>> make_scheduler() const;
   Status load_engine();  // the engine and the KV cache memory (loop thread, or start())
   void run();
-  // Runs one planned step (mu_ held on entry and on return, released around the forward pass).
+  bool reload_engine(std::unique_lock<std::mutex>& lock);   // cold start; false: retry later
+  bool unload_if_idle(std::unique_lock<std::mutex>& lock);  // true: unloaded (or retrying)
+  // Runs one planned step. REQUIRES: mu_ held on entry and on return (released around the
+  // engine step).
   void run_step(const SchedulerOutput& out, std::unique_lock<std::mutex>& lock);
-  void check_sampled(Sequence& seq, const SampleResult& sample, SequenceResult* result);
-  void end_sequence(uint64_t id, const char* finish_reason, const Status& status);
-  void send(Sequence& seq, bool final, const char* finish_reason, const Status& error);
-  Json::Value logprob_json(const SampleResult& r) const;
-  void update_gauges();
+  // Queues the request's final event and forgets it. REQUIRES: mu_ held; loop thread.
+  void end_locked(uint64_t id, RequestFinishReason reason, Status status);
+  // Hands batch_ to the output processor. Loop thread; mu_ NOT held.
+  void flush_outputs();
+  // Asked by the output processor (its thread) when a stop string ends request `id`.
+  void request_stop(uint64_t id);
+  // REQUIRES: mu_ held.
+  void check_consistency_locked();
+  void update_gauges();  // REQUIRES: mu_ held
   void create_metrics();
 
   const LlmModelContext& ctx_;
@@ -104,12 +117,13 @@ class LlmInstance {
 
   // Loop thread only.
   std::unique_ptr<Engine> engine_;  // owns the KV cache memory; shares the model's weights
-  std::vector<int32_t> token_ids_, positions_;
-  std::vector<SequenceInput> inputs_;
-  std::vector<SamplingSequence> sampling_;  // parallel to inputs_; params null: no token this step
-  std::vector<SequenceResult> results_;
-  std::vector<Sequence*> step_seqs_;  // parallel to the step's scheduled sequences
-  StepOutput step_out_;
+  ModelRunner runner_;
+  std::vector<RunnerRequest*> step_requests_;  // parallel to the step's scheduled sequences
+  std::vector<Sequence*> step_seqs_;           // parallel to the step's scheduled sequences
+  OutputBatch batch_;                          // this step's events for the output processor
+  int64_t reported_preemptions_ = 0, reported_evictions_ = 0;    // REQUIRES: mu_ held
+  int64_t reported_query_tokens_ = 0, reported_hit_tokens_ = 0;  // REQUIRES: mu_ held
+  bool checked_since_busy_ = false;  // the idle consistency check ran since the last step
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -120,13 +134,15 @@ class LlmInstance {
   Clock::time_point last_active_;                                  // guarded by mu_
   std::atomic<int64_t> load_tokens_{0};
   std::atomic<bool> engine_loaded_{false};
-  int64_t reported_preemptions_ = 0, reported_evictions_ = 0;      // loop thread
-  int64_t reported_query_tokens_ = 0, reported_hit_tokens_ = 0;    // loop thread
+  std::atomic<bool> consistent_{true};  // the last consistency check's result
 
   ferry_metric* m_running_ = nullptr;
   ferry_metric* m_waiting_ = nullptr;
   ferry_metric* m_blocks_used_ = nullptr;
   ferry_metric* m_blocks_total_ = nullptr;
+  // Declared after what request_stop() uses, started in start(), stopped in the destructor after
+  // the loop (which sends it every request's final event).
+  std::unique_ptr<OutputProcessor> output_;
   std::thread worker_;
 };
 

@@ -1,0 +1,87 @@
+// ModelRunner: turns one scheduler step into one engine step, and the engine's samples into the
+// per-sequence results the scheduler takes back.
+//
+//   prepare(out, requests)  scheduler output -> ForwardBatch (token ids, positions, one
+//                           SequenceInput with its block table per sequence) and one
+//                           SamplingSequence per sequence (params null for a prefill chunk that
+//                           does not reach the prompt's end: it samples nothing);
+//   execute(engine)         Engine::step, then each sampled token is checked against what the
+//                           scheduler must know at once to free the blocks: the request's stop
+//                           token ids (EOS included unless ignore_eos) and max_tokens.
+// Stop STRINGS are not checked here: they need the detokenized text, which the OutputProcessor
+// builds off this thread; it asks the instance to end a request when it finds one.
+//
+// Not for: scheduling, detokenizing, responding. Owns no request state: the per-request
+// RunnerRequest lives with the instance, which hands pointers to prepare().
+//
+// Allocation: the batch vectors and the engine's StepOutput are members, reused every step, so a
+// warm runner allocates nothing per step (SampleResult::top_logprobs keep their capacity too).
+//
+// Thread-safety: none; one runner per instance, used by its loop thread. prepare() reads the
+// scheduler's token and block-table spans, so call it while they are stable (the loop holds the
+// instance lock); execute() only reads what prepare() recorded and may run unlocked, as long as
+// nothing but the loop thread changes the scheduler (schedule / update_from_output).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "backend/llm/engine/engine.h"
+#include "backend/llm/sampling/sampler.h"
+#include "backend/llm/sampling/sampling_params.h"
+#include "backend/llm/sampling/sampling_rng.h"
+#include "backend/llm/scheduler/scheduler.h"
+#include "common/status.h"
+
+namespace ferry::llm {
+
+// What the step thread keeps per request to sample it and to decide the stops it must see at once.
+struct RunnerRequest {
+  RunnerRequest(SamplingParams sampling_params, std::span<const int32_t> eos_token_ids);
+
+  SamplingParams params;
+  SamplingRng rng;                      // the request's own stream (seeded from params.seed)
+  std::vector<int32_t> stop_token_ids;  // params.stop_token_ids, then the EOS ids unless ignore_eos
+};
+
+class ModelRunner {
+ public:
+  // Builds the batch of out.scheduled; requests[i] is the state of out.scheduled[i] and must stay
+  // valid until execute() returns.
+  void prepare(const SchedulerOutput& out, std::span<RunnerRequest* const> requests);
+
+  // Runs the prepared batch. On OK, results()[i] holds the sampled token of every sequence that
+  // sampled (kNoToken otherwise) and finish kStop (a stop token) or kLength (max_tokens) when that
+  // token ends the request. On error every result is kError and nothing was sampled; the status
+  // is the engine's.
+  Status execute(Engine& engine);
+
+  // The prepared batch (views of the runner's buffers, valid until the next prepare()).
+  ForwardBatch batch() const { return ForwardBatch{token_ids_, positions_, inputs_, false}; }
+  std::span<const SamplingSequence> sampling() const { return sampling_; }
+
+  // One per scheduled sequence of the last prepare(), in order; valid until the next prepare().
+  std::span<const SequenceResult> results() const { return results_; }
+  // The sample (token, logprobs) of sequence i; meaningful when results()[i].token != kNoToken.
+  const SampleResult& sample(size_t i) const { return step_out_.samples[i]; }
+  // Sequences that sampled a token in the last execute().
+  int64_t num_sampled() const { return num_sampled_; }
+
+ private:
+  RequestFinishReason check_stop(size_t i, int32_t token) const;
+
+  // Batch, parallel arrays (ForwardBatch views them).
+  std::vector<int32_t> token_ids_;       // [num_tokens]
+  std::vector<int32_t> positions_;       // [num_tokens]
+  std::vector<SequenceInput> inputs_;    // [num_seqs]
+  std::vector<SamplingSequence> sampling_;  // [num_seqs]; params null: no token this step
+  // Per sequence, for the stop checks after the step.
+  std::vector<const RunnerRequest*> requests_;  // [num_seqs]
+  std::vector<int32_t> num_outputs_;            // [num_seqs] generated tokens before this step
+  std::vector<SequenceResult> results_;         // [num_seqs]
+  StepOutput step_out_;
+  int64_t num_sampled_ = 0;
+};
+
+}  // namespace ferry::llm

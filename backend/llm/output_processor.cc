@@ -1,0 +1,317 @@
+#include "backend/llm/output_processor.h"
+
+#include <json/json.h>
+
+#include <utility>
+
+#include "backend/llm/json_text.h"
+#include "common/abi/abi_util.h"
+
+namespace ferry::llm {
+namespace {
+
+double seconds(OutputClock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+}  // namespace
+
+OutputRequest::OutputRequest(uint64_t request_id, ferry_responder* request_responder, bool streaming,
+                             const Tokenizer& tokenizer, bool skip_special_tokens, const SamplingParams& params,
+                             std::span<const int32_t> eos_token_ids, int64_t prompt_tokens,
+                             std::vector<int32_t> echo_prompt)
+    : id(request_id),
+      responder(request_responder),
+      stream(streaming),
+      num_logprobs(params.num_logprobs),
+      num_prompt_tokens(prompt_tokens),
+      detokenizer(tokenizer, skip_special_tokens),
+      stop(params, eos_token_ids),
+      prompt_for_echo(std::move(echo_prompt)) {}
+
+// ---- OutputBatch --------------------------------------------------------------------------------
+
+OutputEvent& OutputBatch::next_event(uint64_t id, std::unique_ptr<OutputRequest>* start) {
+  if (num_events_ == events_.size()) events_.emplace_back();
+  OutputEvent& e = events_[num_events_++];
+  e.request_id = id;
+  if (start != nullptr && *start) e.start = std::move(*start);
+  else e.start.reset();
+  e.token = -1;
+  e.logprobs_index = -1;
+  e.time = {};
+  e.final = false;
+  e.reason = RequestFinishReason::kNone;
+  e.status = Status::Ok();
+  return e;
+}
+
+void OutputBatch::add_token(uint64_t id, const SampleResult& sample, bool with_logprobs, OutputClock::time_point time,
+                            std::unique_ptr<OutputRequest>* start) {
+  OutputEvent& e = next_event(id, start);
+  e.token = sample.token;
+  e.time = time;
+  if (with_logprobs) {
+    if (num_logprobs_ == logprobs_.size()) logprobs_.emplace_back();
+    logprobs_[num_logprobs_] = sample;  // copy-assignment keeps the slot's top_logprobs capacity
+    e.logprobs_index = static_cast<int32_t>(num_logprobs_++);
+  }
+}
+
+void OutputBatch::add_final(uint64_t id, RequestFinishReason reason, Status status, OutputClock::time_point started,
+                            std::unique_ptr<OutputRequest>* start) {
+  OutputEvent& e = next_event(id, start);
+  e.final = true;
+  e.reason = reason;
+  e.status = std::move(status);
+  e.time = started;
+}
+
+void OutputBatch::append(OutputBatch& other) {
+  const auto base = static_cast<int32_t>(num_logprobs_);
+  for (size_t j = 0; j < other.num_logprobs_; ++j) {
+    if (num_logprobs_ == logprobs_.size()) logprobs_.emplace_back();
+    std::swap(logprobs_[num_logprobs_++], other.logprobs_[j]);  // both slots keep storage
+  }
+  for (size_t j = 0; j < other.num_events_; ++j) {
+    if (num_events_ == events_.size()) events_.emplace_back();
+    OutputEvent& e = events_[num_events_++];
+    e = std::move(other.events_[j]);
+    if (e.logprobs_index >= 0) e.logprobs_index += base;
+  }
+  other.clear();
+}
+
+void OutputBatch::clear() {
+  for (size_t i = 0; i < num_events_; ++i) events_[i].start.reset();
+  num_events_ = 0;
+  num_logprobs_ = 0;
+}
+
+// ---- OutputProcessor ----------------------------------------------------------------------------
+
+OutputProcessor::OutputProcessor(OutputProcessorConfig config) : config_(std::move(config)) {
+  thread_ = std::thread([this] { run(); });
+}
+
+OutputProcessor::~OutputProcessor() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void OutputProcessor::push(OutputBatch& batch) {
+  if (batch.empty()) return;
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // The thread took the last batch: hand this one over whole; else it is behind, and this step's
+    // events join the waiting ones (processed together, coalesced per request).
+    if (incoming_.empty()) std::swap(incoming_, batch);
+    else incoming_.append(batch);
+    ++num_pushed_;
+    wake = !busy_;
+    busy_ = true;  // one wake-up until the thread goes idle again
+  }
+  batch.clear();
+  if (wake) cv_.notify_one();
+}
+
+bool OutputProcessor::wait_drained(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const uint64_t target = num_pushed_;
+  return drained_cv_.wait_for(lock, timeout, [&] { return num_processed_ >= target; });
+}
+
+void OutputProcessor::run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    if (incoming_.empty()) {
+      if (stopping_) break;
+      busy_ = false;
+      cv_.wait(lock, [&] { return stopping_ || !incoming_.empty(); });
+      continue;
+    }
+    busy_ = true;
+    std::swap(incoming_, working_);
+    const uint64_t batches = num_pushed_;  // every batch pushed so far is in working_
+    lock.unlock();
+    process(working_);
+    working_.clear();
+    lock.lock();
+    num_processed_ = batches;
+    drained_cv_.notify_all();
+  }
+  lock.unlock();
+  // The instance's loop ends every request before the processor stops; one left here is a bug,
+  // but its client still gets its one FINAL.
+  for (auto& [id, r] : requests_) send(*r, true, nullptr, Status::Cancelled("model unloaded"));
+  requests_.clear();
+}
+
+void OutputProcessor::process(OutputBatch& batch) {
+  for (size_t i = 0; i < batch.size(); ++i) {
+    OutputEvent& e = batch.event(i);
+    OutputRequest* r = nullptr;
+    if (e.start) {
+      r = e.start.get();
+      // Ids are unique among a scheduler's unfinished requests, and a request's final event comes
+      // before any event of a later request with the same id.
+      FERRY_CHECK(requests_.try_emplace(e.request_id, std::move(e.start)).second);
+    } else {
+      auto it = requests_.find(e.request_id);
+      FERRY_CHECK(it != requests_.end());  // every request's first event carries its state
+      r = it->second.get();
+    }
+    if (e.final) {
+      r->final = true;
+      r->final_reason = e.reason;
+      r->final_status = std::move(e.status);
+      r->started = e.time;
+    } else {
+      take_token(*r, e, batch);
+    }
+    if (!r->touched) {
+      r->touched = true;
+      touched_.push_back(r);
+    }
+  }
+  for (OutputRequest* r : touched_) {
+    r->touched = false;
+    answer(*r);  // may erase *r
+  }
+  touched_.clear();
+}
+
+void OutputProcessor::take_token(OutputRequest& r, const OutputEvent& e, const OutputBatch& batch) {
+  if (r.text_finish != FinishReason::kNone) return;  // produced after a stop string: never sent
+  if (r.num_generated == 0) {
+    if (config_.ttft != nullptr) config_.host->metric_observe(config_.ttft, seconds(e.time - r.submitted));
+  } else if (config_.itl != nullptr) {
+    config_.host->metric_observe(config_.itl, seconds(e.time - r.last_token));
+  }
+  r.last_token = e.time;
+  ++r.num_generated;
+  StopUpdate u = r.stop.append(e.token, r.detokenizer.add(e.token));
+  r.pending_text += u.text;
+  r.pending_ids.push_back(e.token);
+  if (r.num_logprobs >= 0 && e.logprobs_index >= 0) r.pending_logprobs.push_back(batch.logprobs(e.logprobs_index));
+  r.text_finish = u.finish;
+  if (u.finish == FinishReason::kLength) r.pending_text += r.detokenizer.finish();
+  // A stop token or the length ended it on the step thread already; a stop string only we can see.
+  if (!u.stop_string.empty() && config_.request_stop) config_.request_stop(r.id);
+}
+
+void OutputProcessor::answer(OutputRequest& r) {
+  if (!r.final) {
+    if (r.stream && (!r.pending_ids.empty() || !r.pending_text.empty())) send(r, false, nullptr, Status::Ok());
+    return;
+  }
+  Status status = std::move(r.final_status);
+  std::string reason;
+  if (r.text_finish != FinishReason::kNone) {
+    // The text ended at a stop (or the length) whatever ended the request after it: the cancel
+    // this processor asked for, or a client's cancel or an error racing it. The client has its
+    // whole answer.
+    reason = finish_reason_name(r.text_finish);
+    status = Status::Ok();
+  } else if (status.ok()) {
+    // Ended by the scheduler (max_model_len): text held back for a possible stop string, and
+    // bytes of an unfinished character, go out now.
+    reason = std::string(request_finish_reason_name(r.final_reason));
+    r.pending_text += r.stop.held_back();
+    r.pending_text += r.detokenizer.finish();
+  }
+  if (status.ok() && config_.e2e != nullptr) {
+    config_.host->metric_observe(config_.e2e, seconds(OutputClock::now() - r.submitted));
+  }
+  send(r, true, reason.c_str(), status);
+  requests_.erase(r.id);
+}
+
+std::string OutputProcessor::logprob_piece(int32_t token) const {
+  // A token's text as it reads inside a sequence: decoded after a plain anchor token and with the
+  // anchor's text cut off, so SentencePiece's leading space (stripped from a sequence's first
+  // token) is kept.
+  if (config_.anchor_token < 0) {
+    int32_t one[] = {token};
+    return config_.tokenizer->decode(one, false);
+  }
+  int32_t two[] = {config_.anchor_token, token};
+  std::string text = config_.tokenizer->decode(two, false);
+  return text.size() >= config_.anchor_text.size() ? text.substr(config_.anchor_text.size()) : text;
+}
+
+void OutputProcessor::send(OutputRequest& r, bool final, const char* finish_reason, const Status& error) {
+  if (r.responder == nullptr) return;  // internal request (KV warm-up)
+  ferry_response resp{};
+  resp.struct_size = sizeof(resp);
+  resp.queue_ns = -1;
+  abi::OwnedTensor outputs[2];
+  ferry_tensor views[2];
+  std::string params;
+  if (!error.ok()) {
+    resp.error_code = static_cast<ferry_error_code>(error.code());
+    resp.error_message = error.message().c_str();
+  } else {
+    outputs[0].name = "text_output";
+    outputs[0].dtype = FERRY_DTYPE_BYTES;
+    outputs[0].shape = {1};
+    outputs[0].data = abi::join_bytes({r.pending_text});
+    outputs[1].name = "output_ids";
+    outputs[1].dtype = FERRY_DTYPE_INT32;
+    outputs[1].shape = {static_cast<int64_t>(r.pending_ids.size())};
+    const auto* ids = reinterpret_cast<const uint8_t*>(r.pending_ids.data());
+    outputs[1].data.assign(ids, ids + r.pending_ids.size() * sizeof(int32_t));
+    views[0] = outputs[0].view();
+    views[1] = outputs[1].view();
+    resp.outputs = views;
+    resp.num_outputs = 2;
+    Json::Value p(Json::objectValue);
+    if (!r.prompt_for_echo.empty()) {
+      p["prompt_text"] = config_.tokenizer->decode(r.prompt_for_echo, true);
+      p["prompt_ids"] = Json::Value(Json::arrayValue);
+      for (int32_t id : r.prompt_for_echo) p["prompt_ids"].append(id);
+      r.prompt_for_echo.clear();  // the first response only
+    }
+    if (final) {
+      p["finish_reason"] = finish_reason;
+      p["usage"]["prompt_tokens"] = static_cast<Json::Int64>(r.num_prompt_tokens);
+      p["usage"]["completion_tokens"] = r.num_generated;
+    }
+    if (r.num_logprobs >= 0) {
+      p["logprobs"] = Json::Value(Json::arrayValue);
+      for (const SampleResult& lp : r.pending_logprobs) {
+        Json::Value j;
+        j["token_id"] = lp.token;
+        j["token"] = logprob_piece(lp.token);
+        j["logprob"] = lp.logprob;
+        j["rank"] = lp.rank;
+        j["top_logprobs"] = Json::Value(Json::arrayValue);
+        for (const TokenLogprob& t : lp.top_logprobs) {
+          Json::Value e;
+          e["token_id"] = t.token;
+          e["token"] = logprob_piece(t.token);
+          e["logprob"] = t.logprob;
+          j["top_logprobs"].append(e);
+        }
+        p["logprobs"].append(j);
+      }
+    }
+    params = compact_json(p);
+    resp.parameters_json = params.c_str();
+  }
+  if (final) {
+    resp.flags = FERRY_RESPONSE_FLAG_FINAL;
+    if (r.started != OutputClock::time_point{}) {
+      resp.queue_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(r.started - r.submitted).count();
+    }
+  }
+  config_.host->respond(r.responder, &resp);
+  r.pending_text.clear();
+  r.pending_ids.clear();
+  r.pending_logprobs.clear();
+}
+
+}  // namespace ferry::llm
