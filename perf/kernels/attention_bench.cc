@@ -1,0 +1,158 @@
+// attention_bench: kCpu paged attention for one decode step (one sequence, one query token) at long
+// context, per KV cache dtype, ISA path and thread count, reported as GB/s of KV cache read -- the
+// figure to hold against the machine's memory read bandwidth (perf/bandwidth), since decode
+// attention reads every cached K and V byte once and does ~2 flops per fp32 element read.
+//
+//   build-dir/perf/attention_bench [--benchmark_filter=...] [--benchmark_repetitions=5]
+//
+// Args: context (cached tokens), head_dim, dtype (0 fp32, 1 bf16, 2 int8), isa (0 portable, 1 avx2),
+// threads. head_dim 64 is TinyLlama (32 q heads, 4 KV heads); head_dim 128 is Llama-3-8B-like (32 q
+// heads, 8 KV heads). Block size 16, physical blocks shuffled.
+//
+// Each iteration reads a different "layer" of a set of caches of >= 128 MiB in total (4x the 32 MiB
+// L3 of the machine this was written on), as a real decode step does between its weight reads, so
+// the KV comes from DRAM rather than from the last-level cache. Counters: kv_read = KV bytes read per
+// second (K + V values, int8 scales included; G = 1e9); the time column is one call.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/kernels.h"
+
+namespace ferry::kernels {
+namespace {
+
+constexpr int64_t kBlockSize = 16;
+constexpr int64_t kMinTotalBytes = int64_t{128} << 20;
+constexpr int64_t kMaxLayers = 64;
+
+struct Layer {
+  std::vector<float> k32, v32;
+  std::vector<uint16_t> k16, v16;
+  std::vector<int8_t> k8, v8;
+  std::vector<float> k_scales, v_scales;
+};
+
+void BM_DecodeAttention(benchmark::State& state) {
+  const int64_t context = state.range(0);
+  const int64_t hd = state.range(1);
+  const auto dtype = static_cast<KvCacheDType>(state.range(2) == 0 ? 0 : state.range(2) == 1 ? 2 : 1);
+  const auto isa = static_cast<cpu::AttentionIsa>(state.range(3));
+  const int threads = static_cast<int>(state.range(4));
+  if (!cpu::attention_isa_supported(isa)) {
+    state.SkipWithError("ISA path not supported on this CPU");
+    return;
+  }
+  const int64_t num_q = 32, num_kv = hd == 64 ? 4 : 8;
+  const int64_t num_blocks = (context + kBlockSize - 1) / kBlockSize;
+  const int64_t elems = num_blocks * kBlockSize * num_kv * hd;
+  const int64_t rows = num_blocks * kBlockSize * num_kv;
+  // KV bytes one call reads: context positions x KV heads x (K + V), scales included.
+  const int64_t bytes_read = 2 * context * num_kv * kv_cache_bytes_per_head(dtype, hd);
+  const int64_t layer_bytes = 2 * num_blocks * kBlockSize * num_kv * kv_cache_bytes_per_head(dtype, hd);
+  const int64_t num_layers = std::clamp<int64_t>((kMinTotalBytes + layer_bytes - 1) / layer_bytes, 1, kMaxLayers);
+
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<Layer> layers(static_cast<size_t>(num_layers));
+  for (Layer& l : layers) {
+    switch (dtype) {
+      case KvCacheDType::kF32:
+        l.k32.resize(elems);
+        l.v32.resize(elems);
+        for (int64_t i = 0; i < elems; ++i) l.k32[i] = dist(rng), l.v32[i] = dist(rng);
+        break;
+      case KvCacheDType::kBF16:
+        l.k16.resize(elems);
+        l.v16.resize(elems);
+        for (int64_t i = 0; i < elems; ++i) l.k16[i] = f32_to_bf16(dist(rng)), l.v16[i] = f32_to_bf16(dist(rng));
+        break;
+      case KvCacheDType::kInt8:
+        l.k8.resize(elems);
+        l.v8.resize(elems);
+        for (int64_t i = 0; i < elems; ++i)
+          l.k8[i] = static_cast<int8_t>(dist(rng) * 127), l.v8[i] = static_cast<int8_t>(dist(rng) * 127);
+        l.k_scales.assign(rows, 0.01f);
+        l.v_scales.assign(rows, 0.01f);
+        break;
+    }
+  }
+  std::vector<int32_t> table(num_blocks);
+  std::iota(table.begin(), table.end(), 0);
+  std::shuffle(table.begin(), table.end(), rng);
+  std::vector<float> q(num_q * hd), out(num_q * hd);
+  for (float& x : q) x = dist(rng);
+  const int32_t query_start[2] = {0, 1};
+  const int32_t context_lens[1] = {static_cast<int32_t>(context)};
+
+  PagedAttentionArgs a;
+  a.out = out.data();
+  a.q = q.data();
+  a.kv_dtype = dtype;
+  a.query_start = query_start;
+  a.context_lens = context_lens;
+  a.block_tables = table.data();
+  a.num_seqs = 1;
+  a.num_tokens = 1;
+  a.max_blocks_per_seq = num_blocks;
+  a.q_stride = num_q * hd;
+  a.num_q_heads = num_q;
+  a.num_kv_heads = num_kv;
+  a.head_dim = hd;
+  a.block_size = kBlockSize;
+  a.num_blocks = num_blocks;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+
+  ThreadPool pool(threads);
+  const Context ctx{Backend::kCpu, nullptr, &pool};
+  const cpu::AttentionIsa saved = cpu::attention_isa();
+  cpu::set_attention_isa(isa);
+  size_t next = 0;
+  for (auto _ : state) {
+    const Layer& l = layers[next];
+    next = next + 1 == layers.size() ? 0 : next + 1;
+    a.k_cache = dtype == KvCacheDType::kF32 ? static_cast<const void*>(l.k32.data())
+                : dtype == KvCacheDType::kBF16 ? static_cast<const void*>(l.k16.data())
+                                                : static_cast<const void*>(l.k8.data());
+    a.v_cache = dtype == KvCacheDType::kF32 ? static_cast<const void*>(l.v32.data())
+                : dtype == KvCacheDType::kBF16 ? static_cast<const void*>(l.v16.data())
+                                                : static_cast<const void*>(l.v8.data());
+    a.k_scales = l.k_scales.empty() ? nullptr : l.k_scales.data();
+    a.v_scales = l.v_scales.empty() ? nullptr : l.v_scales.data();
+    paged_attention(ctx, a);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  cpu::set_attention_isa(saved);
+  state.counters["kv_read"] = benchmark::Counter(static_cast<double>(bytes_read), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(kv_cache_dtype_name(dtype)) + " " + cpu::attention_isa_name(isa) + " " +
+                 std::to_string(threads) + "t layers=" + std::to_string(num_layers));
+}
+
+void decode_args(benchmark::internal::Benchmark* b) {
+  for (int64_t hd : {64, 128})
+    for (int64_t ctx : {512, 2048, 4096})
+      for (int64_t dt : {0, 1, 2})
+        for (int64_t isa : {1, 0})
+          for (int64_t threads : {1, 2}) {
+            if (isa == 0 && (hd != 64 || ctx != 4096)) continue;  // portable: one comparison point
+            b->Args({ctx, hd, dt, isa, threads});
+          }
+  b->ArgNames({"ctx", "hd", "dtype", "isa", "threads"});
+  b->Unit(benchmark::kMicrosecond);
+  b->UseRealTime();  // the work runs on the pool's threads too: CPU time of the caller alone would lie
+}
+
+BENCHMARK(BM_DecodeAttention)->Apply(decode_args);
+
+}  // namespace
+}  // namespace ferry::kernels
+
+BENCHMARK_MAIN();
