@@ -24,7 +24,7 @@ namespace ferry::host {
 // reached through civetweb's connection user data.
 struct ConnectionState {
   int fd = -2;         // the socket, looked up on first use (-2: not yet; -1: not found)
-  bool close = false;  // the current request's answer is the connection's last (reset per request)
+  bool close = false;  // an answer said "Connection: close": nothing more is served on it
 };
 
 // The state of `conn`, or null when the connection was made without the callbacks.

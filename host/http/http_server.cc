@@ -710,6 +710,11 @@ bool is_method_token(const char* s) {
 // them): a JSON error like ours instead of civetweb's HTML page, and the status RFC 9110 asks for
 // where civetweb's differs.
 int send_civetweb_error(mg_connection* conn, int status, const char* message) {
+  if (const ConnectionState* state = connection_state(conn); state != nullptr && state->close) {
+    // What followed an answer that closed the connection (say a body whose Content-Length civetweb
+    // never saw, read as the next request): nothing more is sent.
+    return 0;
+  }
   const auto* server = static_cast<const HttpServer*>(mg_get_user_data(mg_get_context(conn)));
   const mg_request_info* ri = mg_get_request_info(conn);
   std::string text = message != nullptr && message[0] != '\0' ? message : mg_get_response_code_text(conn, status);
@@ -786,7 +791,11 @@ int HttpServer::handle(mg_connection* conn, void* self) {
     explicit Running(std::atomic<int>& c) : count(c) { ++count; }
     ~Running() { --count; }
   } running(server->num_running_);
-  if (ConnectionState* state = connection_state(conn)) state->close = false;
+  if (const ConnectionState* state = connection_state(conn); state != nullptr && state->close) {
+    // A request that came after one whose answer closed the connection (pipelined in the same
+    // packets, so civetweb had it buffered): it gets nothing, and civetweb then closes.
+    return 400;
+  }
   try {
     return route_request(*server->ctx_, conn, static_cast<size_t>(server->options_.max_header_bytes),
                          server->options_.health_and_metrics_only);
