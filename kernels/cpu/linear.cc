@@ -58,7 +58,8 @@ void micro_portable(const float* x, int64_t ldx, const float* wp, int64_t kb, fl
 const LinearKernels kPortableKernels = {
     {decode_portable, decode_portable, decode_portable, decode_portable, decode_portable},
     micro_portable,
-    false,
+    dequantize_segment,
+    nullptr,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -97,14 +98,14 @@ void run_decode(ThreadPool& pool, const LinearKernels& kern, LinearArgs& a, cons
   const WeightMatrix& w = *a.w;
   const bool int_format = w.format == WeightFormat::kInt8 || w.format == WeightFormat::kInt4;
   const int64_t k_blocks = w.k / kQuantBlock;
-  if (kern.quantize_x && int_format && k_blocks > 0) {
+  if (kern.quantize_x != nullptr && int_format && k_blocks > 0) {
     thread_local XQuant xq;
     const int64_t kq = k_blocks * kQuantBlock;
     xq.q.resize(static_cast<size_t>(a.m * kq));
     xq.scales.resize(static_cast<size_t>(a.m * k_blocks));
     xq.sums.resize(static_cast<size_t>(a.m * k_blocks));
     for (int64_t i = 0; i < a.m; ++i)
-      quantize_x_blocks(a.x + i * w.k, kq, xq.q.data() + i * kq, xq.scales.data() + i * k_blocks,
+      kern.quantize_x(a.x + i * w.k, kq, xq.q.data() + i * kq, xq.scales.data() + i * k_blocks,
                         xq.sums.data() + i * k_blocks);
     a.x_q = xq.q.data();
     a.x_scales = xq.scales.data();
@@ -126,7 +127,8 @@ void run_decode(ThreadPool& pool, const LinearKernels& kern, LinearArgs& a, cons
 }
 
 // Widens columns [j0, j0 + cols) x inputs [k0, k0 + kb) of w into panel[p][kk][16] (zero padded).
-void pack_panel(const WeightMatrix& w, int64_t j0, int64_t cols, int64_t k0, int64_t kb, float* panel) {
+void pack_panel(WidenFn widen, const WeightMatrix& w, int64_t j0, int64_t cols, int64_t k0, int64_t kb,
+                float* panel) {
   thread_local std::vector<float> seg;
   seg.resize(static_cast<size_t>(kPanelK));
   const int64_t num_slabs = (cols + kMicroCols - 1) / kMicroCols;
@@ -135,7 +137,7 @@ void pack_panel(const WeightMatrix& w, int64_t j0, int64_t cols, int64_t k0, int
     for (int64_t c = 0; c < kMicroCols; ++c) {
       const int64_t col = p * kMicroCols + c;
       if (col < cols) {
-        dequantize_segment(w, j0 + col, k0, kb, seg.data());
+        widen(w, j0 + col, k0, kb, seg.data());
         for (int64_t kk = 0; kk < kb; ++kk) slab[kk * kMicroCols + c] = seg[kk];
       } else {
         for (int64_t kk = 0; kk < kb; ++kk) slab[kk * kMicroCols + c] = 0.0f;
@@ -145,7 +147,7 @@ void pack_panel(const WeightMatrix& w, int64_t j0, int64_t cols, int64_t k0, int
 }
 
 // out[:, j0 .. j1) for all m rows, j1 - j0 <= kPanelCols.
-void gemm_columns(const LinearArgs& a, MicroFn micro, int64_t j0, int64_t j1) {
+void gemm_columns(const LinearArgs& a, const LinearKernels& kern, int64_t j0, int64_t j1) {
   const WeightMatrix& w = *a.w;
   thread_local std::vector<float> panel;
   panel.resize(static_cast<size_t>(kPanelK * kPanelCols));
@@ -153,7 +155,7 @@ void gemm_columns(const LinearArgs& a, MicroFn micro, int64_t j0, int64_t j1) {
   const int64_t num_slabs = (cols + kMicroCols - 1) / kMicroCols;
   for (int64_t k0 = 0; k0 < w.k; k0 += kPanelK) {
     const int64_t kb = std::min(kPanelK, w.k - k0);
-    pack_panel(w, j0, cols, k0, kb, panel.data());
+    pack_panel(kern.widen, w, j0, cols, k0, kb, panel.data());
     for (int64_t i0 = 0; i0 < a.m; i0 += kMicroRows) {
       const int64_t rows = std::min(kMicroRows, a.m - i0);
       const float* xt = a.x + i0 * w.k + k0;
@@ -162,14 +164,14 @@ void gemm_columns(const LinearArgs& a, MicroFn micro, int64_t j0, int64_t j1) {
         float* c = a.out + i0 * a.out_stride + j0 + p * kMicroCols;
         const int64_t ncols = std::min(kMicroCols, cols - p * kMicroCols);
         if (ncols == kMicroCols) {
-          micro(xt, w.k, slab, kb, c, a.out_stride, rows, k0 > 0);
+          kern.micro(xt, w.k, slab, kb, c, a.out_stride, rows, k0 > 0);
           continue;
         }
         // Last, narrow slab: run on a full-width tile, copy the live columns.
         float tile[kMicroRows * kMicroCols] = {};
         if (k0 > 0)
           for (int64_t r = 0; r < rows; ++r) std::memcpy(tile + r * kMicroCols, c + r * a.out_stride, ncols * 4);
-        micro(xt, w.k, slab, kb, tile, kMicroCols, rows, k0 > 0);
+        kern.micro(xt, w.k, slab, kb, tile, kMicroCols, rows, k0 > 0);
         for (int64_t r = 0; r < rows; ++r) std::memcpy(c + r * a.out_stride, tile + r * kMicroCols, ncols * 4);
       }
     }
@@ -182,7 +184,7 @@ void run_gemm(ThreadPool& pool, const LinearKernels& kern, const LinearArgs& a, 
   pool.parallel_for(num_units, [&](int64_t u0, int64_t u1) {
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t j0 = u * kPanelCols, j1 = std::min(n, j0 + kPanelCols);
-      gemm_columns(a, kern.micro, j0, j1);
+      gemm_columns(a, kern, j0, j1);
       if (bias != nullptr)
         for (int64_t i = 0; i < a.m; ++i)
           for (int64_t j = j0; j < j1; ++j) a.out[i * a.out_stride + j] += bias[j];

@@ -47,10 +47,16 @@ using DecodeFn = void (*)(const LinearArgs& a, int64_t j0, int64_t j1);
 using MicroFn = void (*)(const float* x, int64_t ldx, const float* wp, int64_t kb, float* c, int64_t ldc,
                          int64_t rows, bool accumulate);
 
+// Widens w[row, c0 .. c0 + len) to fp32 (as dequantize_segment, which is the portable one).
+using WidenFn = void (*)(const WeightMatrix& w, int64_t row, int64_t c0, int64_t len, float* out);
+// As quantize_x_blocks, bit for bit.
+using QuantizeXFn = void (*)(const float* x, int64_t len, int8_t* q, float* scales, float* sums);
+
 struct LinearKernels {
-  DecodeFn decode[5];  // indexed by WeightFormat
+  DecodeFn decode[5];       // indexed by WeightFormat
   MicroFn micro;
-  bool quantize_x;     // decode of int8/int4 wants x_q/x_scales/x_sums
+  WidenFn widen;            // panel packing
+  QuantizeXFn quantize_x;   // nullptr: decode of int8/int4 reads x in fp32 (x_q etc. unset)
 };
 
 enum class LinearIsa : int32_t { kPortable = 0, kAvx2 = 1 };
@@ -67,6 +73,8 @@ void linear(ThreadPool& pool, float* out, int64_t out_stride, const float* x, co
 void dequantize_segment(const WeightMatrix& w, int64_t row, int64_t c0, int64_t len, float* out);
 
 // Quantizes x[0, len) (len a multiple of 32) per block of 32: q, scales[len / 32], sums[len / 32].
+// Per block: amax = max |x|, inv = 127 / amax (0 when amax is 0), q = round_half_even(x * inv) in
+// fp32, scale = amax / 127, sum = scale * (sum of q).
 void quantize_x_blocks(const float* x, int64_t len, int8_t* q, float* scales, float* sums);
 
 // int4 code c (0..15) of element `col` of a packed row: 16 bytes per 32 codes, element i of a block

@@ -7,6 +7,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace ferry::kernels::cpu {
@@ -46,10 +47,11 @@ inline float load1(const unsigned char* row, int64_t c) {
   }
 }
 
-// R weight rows j .. j+R-1 against M rows of x: R*M accumulators, each weight vector loaded once
-// and used M times, each x vector (L1 resident) loaded once per step and used R times.
+// R weight rows j .. j+R-1 against M rows of x (x and out already offset to the first of them):
+// R*M accumulators, each weight vector loaded once and used M times, each x vector loaded once per
+// step and used R times (R + M loads per R * M FMAs).
 template <WeightFormat F, int M, int R>
-void float_rows(const LinearArgs& a, int64_t j) {
+void float_rows(const LinearArgs& a, const float* x, float* out, int64_t j) {
   const int64_t k = a.w->k, k8 = k & ~int64_t{7};
   const int64_t row_bytes = k * (F == WeightFormat::kF32 ? 4 : 2);
   const auto* base = static_cast<const unsigned char*>(a.w->data) + j * row_bytes;
@@ -60,91 +62,222 @@ void float_rows(const LinearArgs& a, int64_t j) {
     __m256 wv[R];
     for (int r = 0; r < R; ++r) wv[r] = load8<F>(base + r * row_bytes, c);
     for (int i = 0; i < M; ++i) {
-      const __m256 xv = _mm256_loadu_ps(a.x + i * k + c);
+      const __m256 xv = _mm256_loadu_ps(x + i * k + c);
       for (int r = 0; r < R; ++r) acc[r][i] = _mm256_fmadd_ps(wv[r], xv, acc[r][i]);
     }
   }
   for (int r = 0; r < R; ++r) {
     for (int i = 0; i < M; ++i) {
       float s = hsum(acc[r][i]);
-      for (int64_t c = k8; c < k; ++c) s += a.x[i * k + c] * load1<F>(base + r * row_bytes, c);
-      a.out[i * a.out_stride + j + r] = s;
+      for (int64_t c = k8; c < k; ++c) s += x[i * k + c] * load1<F>(base + r * row_bytes, c);
+      out[i * a.out_stride + j + r] = s;
     }
   }
 }
 
+// Rows of x per pass (<= 4) with the weight rows per pass that fit 16 ymm registers.
+template <WeightFormat F, int M>
+void float_pass(const LinearArgs& a, const float* x, float* out, int64_t j0, int64_t j1) {
+  constexpr int R = M <= 2 ? 4 : 3;
+  int64_t j = j0;
+  for (; j + R <= j1; j += R) float_rows<F, M, R>(a, x, out, j);
+  for (; j < j1; ++j) float_rows<F, M, 1>(a, x, out, j);
+}
+
+// m = 1..8 rows of x in passes of at most 4 over a block of weight rows: the block (<= 48 rows,
+// ~100 KiB at k = 2048 in bf16) is read from DRAM by the first pass and from cache by the others,
+// so the weights still stream once while each pass keeps its accumulators in registers.
 template <WeightFormat F, int M>
 void float_decode_m(const LinearArgs& a, int64_t j0, int64_t j1) {
-  // Rows per pass: enough independent accumulator chains to hide FMA latency, within 16 ymm.
-  constexpr int R = M <= 2 ? 4 : (M <= 4 ? 2 : 1);
-  int64_t j = j0;
-  for (; j + R <= j1; j += R) float_rows<F, M, R>(a, j);
-  for (; j < j1; ++j) float_rows<F, M, 1>(a, j);
+  constexpr int64_t kBlockRows = 48;
+  for (int64_t jb = j0; jb < j1; jb += kBlockRows) {
+    const int64_t je = std::min(j1, jb + kBlockRows);
+    if constexpr (M <= 4) {
+      float_pass<F, M>(a, a.x, a.out, jb, je);
+    } else {
+      float_pass<F, 4>(a, a.x, a.out, jb, je);
+      float_pass<F, M - 4>(a, a.x + 4 * a.w->k, a.out + 4 * a.out_stride, jb, je);
+    }
+  }
 }
 
 // int8 weights (per-row scale) against x quantized per 32-block: per block, |w| (unsigned) times x
 // with w's sign (maddubs: pairs summed into int16, at most 2 * 127 * 127 < 32767), pairs summed
-// into int32 (madd), widened and scaled by the x block's scale. k % 32 tail in fp32.
-template <int M>
-void int8_decode_m(const LinearArgs& a, int64_t j0, int64_t j1) {
+// into int32 (madd), widened and scaled by the x block's scale. R rows per pass give R * M
+// independent accumulator chains (one chain is FMA-latency bound). k % 32 tail in fp32.
+template <int M, int R>
+void int8_rows(const LinearArgs& a, int64_t j) {
   const int64_t k = a.w->k, kb = k / kQuantBlock, kq = kb * kQuantBlock;
   const __m256i ones = _mm256_set1_epi16(1);
-  for (int64_t j = j0; j < j1; ++j) {
-    const int8_t* wr = static_cast<const int8_t*>(a.w->data) + j * k;
-    __m256 acc[M];
-    for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < kb; ++b) {
-      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + b * kQuantBlock));
-      const __m256i aw = _mm256_sign_epi8(wv, wv);
-      for (int i = 0; i < M; ++i) {
-        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x_q + i * kq + b * kQuantBlock));
-        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv)), ones);
-        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(a.x_scales[i * kb + b]), acc[i]);
+  const int8_t* w0 = static_cast<const int8_t*>(a.w->data) + j * k;
+  __m256 acc[R][M];
+  for (int r = 0; r < R; ++r)
+    for (int i = 0; i < M; ++i) acc[r][i] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < kb; ++b) {
+    __m256i wv[R], aw[R];
+    for (int r = 0; r < R; ++r) {
+      wv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + r * k + b * kQuantBlock));
+      aw[r] = _mm256_sign_epi8(wv[r], wv[r]);
+    }
+    for (int i = 0; i < M; ++i) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x_q + i * kq + b * kQuantBlock));
+      const __m256 xs = _mm256_set1_ps(a.x_scales[i * kb + b]);
+      for (int r = 0; r < R; ++r) {
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[r], _mm256_sign_epi8(xv, wv[r])), ones);
+        acc[r][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), xs, acc[r][i]);
       }
     }
-    const float scale = a.w->scales[j];
+  }
+  for (int r = 0; r < R; ++r) {
+    const float scale = a.w->scales[j + r];
     for (int i = 0; i < M; ++i) {
-      float s = hsum(acc[i]);
-      for (int64_t c = kq; c < k; ++c) s += a.x[i * k + c] * static_cast<float>(wr[c]);
-      a.out[i * a.out_stride + j] = s * scale;
+      float s = hsum(acc[r][i]);
+      for (int64_t c = kq; c < k; ++c) s += a.x[i * k + c] * static_cast<float>(w0[r * k + c]);
+      a.out[i * a.out_stride + j + r] = s * scale;
     }
   }
+}
+
+template <int M>
+void int8_decode_m(const LinearArgs& a, int64_t j0, int64_t j1) {
+  constexpr int R = M == 1 ? 4 : (M == 2 ? 2 : 1);
+  int64_t j = j0;
+  for (; j + R <= j1; j += R) int8_rows<M, R>(a, j);
+  for (; j < j1; ++j) int8_rows<M, 1>(a, j);
 }
 
 // int4 codes (unsigned 0..15, layout in linear.h) against x quantized per 32-block:
 //   sum_c (q_c - z) * s * x_c = s * (sum_b xs_b * sum_{c in b} q_c * xq_c  -  z * sum_b x_sums_b)
 // the first term in integers per block (maddubs: 2 * 15 * 127 fits int16), the zero-point term
 // from the per-block sums of the quantized x, so the result is exact for the quantized x.
-template <int M>
-void int4_decode_m(const LinearArgs& a, int64_t j0, int64_t j1) {
+template <int M, int R>
+void int4_rows(const LinearArgs& a, int64_t j) {
   const WeightMatrix& w = *a.w;
   const int64_t k = w.k, kb = k / kQuantBlock, groups = k / w.group_size;
   const int64_t blocks_per_group = w.group_size / kQuantBlock;
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i low4 = _mm256_set1_epi8(0x0f);
-  for (int64_t j = j0; j < j1; ++j) {
-    const uint8_t* packed = static_cast<const uint8_t*>(w.data) + j * (k / 2);
-    __m256 acc[M];
-    float zero_term[M];
+  const uint8_t* packed = static_cast<const uint8_t*>(w.data) + j * (k / 2);
+  __m256 acc[R][M];
+  float zero_term[R][M];
+  for (int r = 0; r < R; ++r)
     for (int i = 0; i < M; ++i) {
-      acc[i] = _mm256_setzero_ps();
-      zero_term[i] = 0.0f;
+      acc[r][i] = _mm256_setzero_ps();
+      zero_term[r][i] = 0.0f;
     }
-    for (int64_t g = 0; g < groups; ++g) {
-      const float sg = w.scales[j * groups + g];
-      const float zg = w.zeros != nullptr ? w.zeros[j * groups + g] : 8.0f;
-      for (int64_t b = g * blocks_per_group; b < (g + 1) * blocks_per_group; ++b) {
-        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + b * 16));
-        const __m256i codes = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low4);
-        for (int i = 0; i < M; ++i) {
-          const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x_q + i * k + b * kQuantBlock));
-          const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(codes, xv), ones);
-          acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(a.x_scales[i * kb + b] * sg), acc[i]);
-          zero_term[i] += sg * zg * a.x_sums[i * kb + b];
+  for (int64_t g = 0; g < groups; ++g) {
+    float sg[R], szg[R];
+    for (int r = 0; r < R; ++r) {
+      sg[r] = w.scales[(j + r) * groups + g];
+      szg[r] = sg[r] * (w.zeros != nullptr ? w.zeros[(j + r) * groups + g] : 8.0f);
+    }
+    for (int64_t b = g * blocks_per_group; b < (g + 1) * blocks_per_group; ++b) {
+      __m256i codes[R];
+      for (int r = 0; r < R; ++r) {
+        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + r * (k / 2) + b * 16));
+        codes[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low4);
+      }
+      for (int i = 0; i < M; ++i) {
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x_q + i * k + b * kQuantBlock));
+        const float xs = a.x_scales[i * kb + b], xsum = a.x_sums[i * kb + b];
+        for (int r = 0; r < R; ++r) {
+          const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(codes[r], xv), ones);
+          acc[r][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(xs * sg[r]), acc[r][i]);
+          zero_term[r][i] += szg[r] * xsum;
         }
       }
     }
-    for (int i = 0; i < M; ++i) a.out[i * a.out_stride + j] = hsum(acc[i]) - zero_term[i];
+  }
+  for (int r = 0; r < R; ++r)
+    for (int i = 0; i < M; ++i) a.out[i * a.out_stride + j + r] = hsum(acc[r][i]) - zero_term[r][i];
+}
+
+template <int M>
+void int4_decode_m(const LinearArgs& a, int64_t j0, int64_t j1) {
+  constexpr int R = M == 1 ? 4 : (M == 2 ? 2 : 1);
+  int64_t j = j0;
+  for (; j + R <= j1; j += R) int4_rows<M, R>(a, j);
+  for (; j < j1; ++j) int4_rows<M, 1>(a, j);
+}
+
+// Panel packing: one weight row segment widened to fp32, 8 at a time.
+void widen_avx2(const WeightMatrix& w, int64_t row, int64_t c0, int64_t len, float* out) {
+  const auto* bytes = static_cast<const unsigned char*>(w.data);
+  const int64_t len8 = len & ~int64_t{7};
+  switch (w.format) {
+    case WeightFormat::kF32:
+      std::memcpy(out, bytes + (row * w.k + c0) * 4, static_cast<size_t>(len) * 4);
+      return;
+    case WeightFormat::kF16:
+    case WeightFormat::kBF16: {
+      const unsigned char* base = bytes + row * w.k * 2;
+      const bool f16 = w.format == WeightFormat::kF16;
+      for (int64_t c = 0; c < len8; c += 8)
+        _mm256_storeu_ps(out + c, f16 ? load8<WeightFormat::kF16>(base, c0 + c) : load8<WeightFormat::kBF16>(base, c0 + c));
+      for (int64_t c = len8; c < len; ++c)
+        out[c] = f16 ? load1<WeightFormat::kF16>(base, c0 + c) : load1<WeightFormat::kBF16>(base, c0 + c);
+      return;
+    }
+    case WeightFormat::kInt8: {
+      const int8_t* q = reinterpret_cast<const int8_t*>(bytes) + row * w.k + c0;
+      const __m256 s = _mm256_set1_ps(w.scales[row]);
+      for (int64_t c = 0; c < len8; c += 8) {
+        const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + c)));
+        _mm256_storeu_ps(out + c, _mm256_mul_ps(_mm256_cvtepi32_ps(v), s));
+      }
+      for (int64_t c = len8; c < len; ++c) out[c] = static_cast<float>(q[c]) * w.scales[row];
+      return;
+    }
+    case WeightFormat::kInt4: {
+      // c0 and len are multiples of 32 (linear.h): one group per 32-block.
+      const uint8_t* packed = bytes + row * (w.k / 2);
+      const int64_t groups = w.k / w.group_size;
+      const __m256i low4 = _mm256_set1_epi8(0x0f);
+      for (int64_t c = 0; c < len; c += kQuantBlock) {
+        const int64_t col = c0 + c, g = row * groups + col / w.group_size;
+        const __m256 s = _mm256_set1_ps(w.scales[g]);
+        const __m256 z = _mm256_set1_ps(w.zeros != nullptr ? w.zeros[g] : 8.0f);
+        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + (col / kQuantBlock) * 16));
+        const __m256i codes = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low4);
+        alignas(32) uint8_t cb[32];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(cb), codes);
+        for (int u = 0; u < 4; ++u) {
+          const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(cb + 8 * u)));
+          _mm256_storeu_ps(out + c + 8 * u, _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(v), z), s));
+        }
+      }
+      return;
+    }
+  }
+}
+
+// quantize_x_blocks, vectorised; same fp32 operations in the same order, so the same bits
+// (cvtps rounds to nearest even under the default MXCSR, like nearbyint).
+void quantize_x_avx2(const float* x, int64_t len, int8_t* q, float* scales, float* sums) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t b = 0; b < len / kQuantBlock; ++b) {
+    __m256 v[4];
+    for (int u = 0; u < 4; ++u) v[u] = _mm256_loadu_ps(x + b * kQuantBlock + 8 * u);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v[0], abs_mask), _mm256_and_ps(v[1], abs_mask)),
+                             _mm256_max_ps(_mm256_and_ps(v[2], abs_mask), _mm256_and_ps(v[3], abs_mask)));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const __m256 inv = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+    __m256i iv[4];
+    for (int u = 0; u < 4; ++u) iv[u] = _mm256_cvtps_epi32(_mm256_mul_ps(v[u], inv));
+    const __m256i s4 = _mm256_add_epi32(_mm256_add_epi32(iv[0], iv[1]), _mm256_add_epi32(iv[2], iv[3]));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s4), _mm256_extracti128_si256(s4, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    // packs work within 128-bit lanes: the permute restores element order.
+    const __m256i p16a = _mm256_packs_epi32(iv[0], iv[1]), p16b = _mm256_packs_epi32(iv[2], iv[3]);
+    const __m256i p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b), order);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * kQuantBlock), p8);
+    scales[b] = amax / 127.0f;
+    sums[b] = scales[b] * static_cast<float>(_mm_cvtsi128_si32(s));
   }
 }
 
@@ -191,6 +324,59 @@ void micro_rows(const float* x, int64_t ldx, const float* wp, int64_t kb, float*
   }
 }
 
+// The full 6 x 16 tile with its 12 accumulators as named locals: GCC keeps arrays of __m256 in a
+// loop on the stack (measured: 25 GFLOP/s with the array form, the FMAs waiting on reloads).
+void micro_6x16(const float* x, int64_t ldx, const float* wp, int64_t kb, float* c, int64_t ldc, bool accumulate) {
+#define FERRY_LOAD_ROW(r, a, b)                                              \
+  __m256 a = accumulate ? _mm256_loadu_ps(c + (r) * ldc) : _mm256_setzero_ps(); \
+  __m256 b = accumulate ? _mm256_loadu_ps(c + (r) * ldc + 8) : _mm256_setzero_ps();
+  FERRY_LOAD_ROW(0, a0, b0)
+  FERRY_LOAD_ROW(1, a1, b1)
+  FERRY_LOAD_ROW(2, a2, b2)
+  FERRY_LOAD_ROW(3, a3, b3)
+  FERRY_LOAD_ROW(4, a4, b4)
+  FERRY_LOAD_ROW(5, a5, b5)
+#undef FERRY_LOAD_ROW
+  const float* x0 = x;
+  const float* x1 = x + ldx;
+  const float* x2 = x + 2 * ldx;
+  const float* x3 = x + 3 * ldx;
+  const float* x4 = x + 4 * ldx;
+  const float* x5 = x + 5 * ldx;
+  for (int64_t kk = 0; kk < kb; ++kk) {
+    const __m256 w0 = _mm256_loadu_ps(wp + kk * kMicroCols);
+    const __m256 w1 = _mm256_loadu_ps(wp + kk * kMicroCols + 8);
+    __m256 xb = _mm256_broadcast_ss(x0 + kk);
+    a0 = _mm256_fmadd_ps(xb, w0, a0);
+    b0 = _mm256_fmadd_ps(xb, w1, b0);
+    xb = _mm256_broadcast_ss(x1 + kk);
+    a1 = _mm256_fmadd_ps(xb, w0, a1);
+    b1 = _mm256_fmadd_ps(xb, w1, b1);
+    xb = _mm256_broadcast_ss(x2 + kk);
+    a2 = _mm256_fmadd_ps(xb, w0, a2);
+    b2 = _mm256_fmadd_ps(xb, w1, b2);
+    xb = _mm256_broadcast_ss(x3 + kk);
+    a3 = _mm256_fmadd_ps(xb, w0, a3);
+    b3 = _mm256_fmadd_ps(xb, w1, b3);
+    xb = _mm256_broadcast_ss(x4 + kk);
+    a4 = _mm256_fmadd_ps(xb, w0, a4);
+    b4 = _mm256_fmadd_ps(xb, w1, b4);
+    xb = _mm256_broadcast_ss(x5 + kk);
+    a5 = _mm256_fmadd_ps(xb, w0, a5);
+    b5 = _mm256_fmadd_ps(xb, w1, b5);
+  }
+#define FERRY_STORE_ROW(r, a, b)              \
+  _mm256_storeu_ps(c + (r) * ldc, a);         \
+  _mm256_storeu_ps(c + (r) * ldc + 8, b);
+  FERRY_STORE_ROW(0, a0, b0)
+  FERRY_STORE_ROW(1, a1, b1)
+  FERRY_STORE_ROW(2, a2, b2)
+  FERRY_STORE_ROW(3, a3, b3)
+  FERRY_STORE_ROW(4, a4, b4)
+  FERRY_STORE_ROW(5, a5, b5)
+#undef FERRY_STORE_ROW
+}
+
 void micro_avx2(const float* x, int64_t ldx, const float* wp, int64_t kb, float* c, int64_t ldc, int64_t rows,
                 bool accumulate) {
   switch (rows) {
@@ -199,7 +385,7 @@ void micro_avx2(const float* x, int64_t ldx, const float* wp, int64_t kb, float*
     case 3: return micro_rows<3>(x, ldx, wp, kb, c, ldc, accumulate);
     case 4: return micro_rows<4>(x, ldx, wp, kb, c, ldc, accumulate);
     case 5: return micro_rows<5>(x, ldx, wp, kb, c, ldc, accumulate);
-    default: return micro_rows<6>(x, ldx, wp, kb, c, ldc, accumulate);
+    default: return micro_6x16(x, ldx, wp, kb, c, ldc, accumulate);
   }
 }
 
@@ -208,7 +394,8 @@ static_assert(kMicroRows == 6 && kMicroCols == 16 && kQuantBlock == 32, "loops a
 const LinearKernels kAvx2Kernels = {
     {by_m<F32K>, by_m<F16K>, by_m<BF16K>, by_m<I8K>, by_m<I4K>},
     micro_avx2,
-    true,
+    widen_avx2,
+    quantize_x_avx2,
 };
 
 }  // namespace

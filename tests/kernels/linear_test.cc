@@ -231,6 +231,27 @@ TEST(LinearTest, IsaNameIsAPathThisMachineHas) {
   EXPECT_EQ(cpu::linear_isa_supported(LinearIsa::kAvx2), name == "avx2");
 }
 
+TEST(QuantizeTest, VectorisedXQuantizationMatchesScalarBitForBit) {
+  const cpu::LinearKernels* avx2 = cpu::linear_kernels_avx2();
+  if (avx2 == nullptr || !cpu::linear_isa_supported(LinearIsa::kAvx2))
+    GTEST_SKIP() << "avx2 path absent on this CPU/build";
+  const int64_t len = 32 * 37;
+  auto x = random_vec(static_cast<size_t>(len), 30, -4.0f, 4.0f);
+  for (int64_t c = 64; c < 96; ++c) x[static_cast<size_t>(c)] = 0.0f;  // an all-zero block
+  x[5] = 3.5f / 127.0f * 2.5f;  // lands on a .5 tie only if rounding is exact; harmless otherwise
+  std::vector<int8_t> q0(static_cast<size_t>(len)), q1(q0.size());
+  std::vector<float> s0(static_cast<size_t>(len / 32)), s1(s0.size()), u0(s0.size()), u1(s0.size());
+  cpu::quantize_x_blocks(x.data(), len, q0.data(), s0.data(), u0.data());
+  avx2->quantize_x(x.data(), len, q1.data(), s1.data(), u1.data());
+  EXPECT_EQ(q0, q1);
+  EXPECT_EQ(s0, s1);
+  EXPECT_EQ(u0, u1);
+  EXPECT_EQ(s0[2], 0.0f);
+  for (size_t b = 0; b < s0.size(); ++b)
+    for (size_t c = 0; c < 32; ++c)
+      ASSERT_LE(std::fabs(q0[b * 32 + c] * s0[b] - x[b * 32 + c]), s0[b] * 0.5f * (1 + 1e-5f));
+}
+
 TEST(QuantizeTest, Int8RoundTripWithinHalfAStep) {
   const int64_t n = 9, k = 77;
   auto w = random_vec(static_cast<size_t>(n * k), 20, -3.0f, 3.0f);
