@@ -29,6 +29,14 @@ void softcap(const k::Context& ctx, float* x, int64_t n, float cap) {
   pool.parallel_for(n, run, /*min_chunk=*/16384);
 }
 
+void scale_head_prefix(const k::Context& ctx, float* x, int64_t num_tokens, int64_t stride, int64_t num_heads,
+                       int64_t head_dim, int64_t dims, float factor) {
+  FERRY_CHECK(ctx.backend != k::Backend::kCuda && "scale_head_prefix: no CUDA operator yet");
+  for (int64_t t = 0; t < num_tokens; ++t)
+    for (int64_t h = 0; h < num_heads; ++h)
+      for (int64_t d = 0; d < dims; ++d) x[t * stride + h * head_dim + d] *= factor;
+}
+
 void rope_partial(const k::Context& ctx, float* q, float* kk, const int32_t* positions, const float* inv_freq,
                   int64_t num_tokens, int64_t qkv_stride, int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
                   int64_t rotary_dim) {

@@ -65,6 +65,12 @@ void rope_partial(const kernels::Context& ctx, float* q, float* k, const int32_t
 // context's pool, kReference on the caller) and a kCuda context asserts.
 void softcap(const kernels::Context& ctx, float* x, int64_t n, float cap);
 
+// x[t * stride + h * head_dim + d] *= factor for every token t < num_tokens, head h < num_heads and
+// d < dims: scales the first `dims` values of each head (Phi-3's longrope attention factor on the
+// rotated part only, with partial rotary). CPU only like softcap (a kCuda context asserts).
+void scale_head_prefix(const kernels::Context& ctx, float* x, int64_t num_tokens, int64_t stride, int64_t num_heads,
+                       int64_t head_dim, int64_t dims, float factor);
+
 // The attention sub-layer after the projections: writes the step's K/V into layer `layer` of the
 // cache, then computes paged attention of q into out. q, k, v are token-major with row stride
 // `qkv_stride` (they may be three column ranges of one fused buffer).

@@ -12,8 +12,11 @@
 //                              list, and cos/sin multiplied by an attention factor
 //                              a = sqrt(1 + ln(s) / ln(original_max)), s = max_position_embeddings /
 //                              original_max_position_embeddings (or rope_scaling.attention_factor).
-//                              Scaling cos and sin by a scales both q and k by a, so q.k by a^2: the
-//                              attention scale carries a^2 instead of touching the rope kernel.
+//                              Scaling cos and sin by a scales the rotated part of both q and k by
+//                              a, so that part of q.k by a^2. With full rotary the attention scale
+//                              carries a^2 (no extra pass); with partial rotary (Phi-4-mini) only the
+//                              rotated dims may scale, so q's rotated dims are multiplied by a^2
+//                              after RoPE (scale_head_prefix, a CPU loop until kernels.h has one).
 //
 // Short or long factors: HF switches per forward call (the long list once the sequence exceeds
 // original_max_position_embeddings, re-rotating only the new tokens, so a sequence that crosses the
@@ -131,8 +134,9 @@ class Phi3Model final : public CausalLM {
     float* q = qkv;
     float* kk = q + c.q_size();
     float* v = kk + c.kv_size();
-    AttentionParams ap{c.num_heads, c.num_kv_heads, c.head_dim,
-                       qk_factor_ / std::sqrt(static_cast<float>(c.head_dim))};
+    const bool partial = c.rotary_dim < c.head_dim;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    AttentionParams ap{c.num_heads, c.num_kv_heads, c.head_dim, partial ? scale : qk_factor_ * scale};
 
     k::embedding(ctx, x, embed_.data, embed_.dtype, c.vocab_size, hidden, m.token_ids, n);
     k::rms_norm(ctx, h, x, layers_[0].input_norm, n, hidden, c.rms_norm_eps);
@@ -141,6 +145,9 @@ class Phi3Model final : public CausalLM {
       k::linear(ctx, qkv, qkv_width, h, p.qkv, nullptr, n);
       rope_partial(ctx, q, kk, m.positions, inv_freq_.data(), n, qkv_width, c.num_heads, c.num_kv_heads, c.head_dim,
                    c.rotary_dim);
+      if (partial && qk_factor_ != 1.0f) {
+        scale_head_prefix(ctx, q, n, qkv_width, c.num_heads, c.head_dim, c.rotary_dim, qk_factor_);
+      }
       ap.sliding_window = c.layer_windows.empty() ? 0 : c.layer_windows[static_cast<size_t>(l)];
       attention(ctx, m, kv, l, ap, q, kk, v, qkv_width, attn);
       k::linear(ctx, delta, hidden, attn, p.o, nullptr, n);
