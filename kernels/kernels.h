@@ -2,8 +2,8 @@
 //
 // Each operator is declared here once. The first argument, a Context, says which implementation runs:
 //   kReference  plain loops (kernels/cpu/reference.cc): slow, obviously correct, the oracle in tests;
-//   kCpu        the fast CPU implementation (kernels/cpu/cpu_kernels.cc; matmul through OpenBLAS sgemm
-//               when the build found it, blocked loops otherwise);
+//   kCpu        the fast CPU implementation (kernels/cpu/cpu_kernels.cc, attention.cc, linear.cc; linear
+//               and matmul on our own kernels, split over a ThreadPool);
 //   kCuda       reserved for kernels/cuda/ (not built yet: selecting it is a bug and aborts).
 // Signatures take raw pointers, sizes and documented row-major layouts (no STL containers), so a CUDA
 // implementation can take device pointers through the very same declarations.
@@ -17,7 +17,8 @@
 // - Inputs are validated by the caller (the engine checks token ids, slots and block tables at its
 //   boundary); the kernels only assert with FERRY_CHECK on broken invariants.
 // - Thread-safety: every operator is a pure function of its arguments; concurrent calls on disjoint
-//   outputs are safe. The kCpu matmul may use OpenBLAS's own thread pool.
+//   outputs are safe. The kCpu operators run on Context::pool (or the default pool),
+//   whose concurrent callers are serialized.
 #pragma once
 
 #include <cstddef>
@@ -244,7 +245,7 @@ void gelu_tanh_and_mul(const Context& ctx,
                        int64_t num_rows, int64_t inter);
 
 // Linear layer in HF layout: out[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]).
-// The kCpu path is fastest with fp32 weights (sgemm); fp16/bf16 weights are converted per panel.
+// kCpu: linear() with the matching float WeightFormat (see there).
 void matmul(const Context& ctx,
             float* out,         // [m, n]
             const float* x,     // [m, k]
@@ -299,8 +300,10 @@ void dequantize_weight(const WeightMatrix& w, float* out);
 
 // Linear layer: out[i, j] = sum_c x[i, c] * w[j][c] (+ bias[j]) for i < m, j < w.n, writing row i
 // of the result at out + i * out_stride (out_stride >= w.n; lets q, k and v land side by side in
-// one buffer). fp32 accumulation for float formats; int8/int4 may quantize x per row or per group
-// of 32 (documented by the implementation, bounded by the reference tests).
+// one buffer). fp32 accumulation for float formats. kCpu on AVX2, m <= 8 (decode): int8/int4 weights
+// meet x quantized to int8 per block of 32 inputs (scale = amax / 127, so each x value is off by at
+// most scale / 2; kernels/cpu/linear.h); the result is the exact dot with that x up to fp32 rounding.
+// Larger m, and the portable path, widen the weights to fp32 instead. Bounds: tests/kernels/linear_test.
 void linear(const Context& ctx,
             float* out,            // [m, out_stride]
             int64_t out_stride,
@@ -327,7 +330,8 @@ void log_softmax(const Context& ctx,
                  float* x,  // [num_rows, vocab]
                  int64_t num_rows, int64_t vocab);
 
-// True when the kCpu matmul runs on OpenBLAS (for benchmarks and logs).
+// Always false now: the kCpu matmul is linear() on our own pool (OpenBLAS was dropped). Kept for the
+// benchmarks and logs that print it.
 bool cpu_matmul_uses_blas();
 // Threads of the process-wide default CPU pool (Context::pool == nullptr); 0 picks the cores this
 // process may run on. Pools of their own (ThreadPool) are sized when made.
