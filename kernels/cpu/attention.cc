@@ -16,7 +16,6 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <vector>
 
 #include "common/status.h"
@@ -78,6 +77,19 @@ float exp_sum_portable(float* x, int64_t n, float max) {
   return sum;
 }
 
+// max of x[0..n), n >= 1, with 8 independent lanes: a single running max is one maxss per key
+// behind the previous one (latency-bound; it was ~13% of a decode call).
+float max_of(const float* x, int64_t n) {
+  float m[8];
+  for (int l = 0; l < 8; ++l) m[l] = x[0];
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) m[l] = x[i + l] > m[l] ? x[i + l] : m[l];
+  for (; i < n; ++i) m[0] = x[i] > m[0] ? x[i] : m[0];
+  for (int l = 1; l < 8; ++l) m[0] = m[l] > m[0] ? m[l] : m[0];
+  return m[0];
+}
+
 // ---- ISA choice ---------------------------------------------------------------------------------
 
 bool cpu_has_avx2_fma() {
@@ -108,6 +120,10 @@ constexpr int64_t kTileRows = 16;
 // Below this many multiply-adds (q.k plus p.v over the whole batch) a call runs on the caller:
 // handing work to the pool costs a few microseconds, which a tiny model's decode step cannot repay.
 constexpr int64_t kMinParallelMacs = 1 << 15;
+// How far ahead of the chunk being processed the driver prefetches K/V rows, in keys: 64 keys are
+// 4-32 KiB of one KV head (int8 head_dim 64 .. fp32 head_dim 128), about what DRAM latency times
+// one core's bandwidth needs in flight.
+constexpr int64_t kPrefetchKeys = 64;
 
 // Thread-local scratch of one work item, grown to the largest item seen and then reused.
 struct Scratch {
@@ -195,20 +211,30 @@ void attend_item(const Plan& pl, int64_t s, int64_t g, int64_t i0, int64_t i1) {
     for (int64_t d = 0; d < hd; ++d) q[r * hd + d] = src[d] * a.scale;
   }
 
-  // Chunks of keys contiguous in one block: [p0, p0 + n) at slots slot0 .. slot0 + n - 1.
-  auto for_each_chunk = [&](auto&& body) {
+  // Chunks of keys contiguous in one block: [p0, p0 + n) at slots slot0 .. slot0 + n - 1. While a
+  // chunk is processed, the rows kPrefetchKeys further on are prefetched: physical blocks are
+  // scattered and one KV head's rows are strided, so the hardware prefetcher alone leaves a
+  // single-threaded decode waiting on DRAM latency rather than bandwidth.
+  const int64_t row_bytes = a.head_dim * (a.kv_dtype == KvCacheDType::kF32 ? 4 : a.kv_dtype == KvCacheDType::kBF16 ? 2 : 1);
+  const int64_t slot_bytes = row_bytes * a.num_kv_heads;
+  auto for_each_chunk = [&](const void* cache, auto&& body) {
+    const char* head0 = static_cast<const char*>(cache) + g * row_bytes;
     for (int64_t p0 = key_lo; p0 < max_keys;) {
       const int64_t block = table[p0 / a.block_size];
       FERRY_CHECK(block >= 0 && block < a.num_blocks);
       const int64_t offset = p0 % a.block_size;
       const int64_t n = std::min({kAttentionChunkKeys, a.block_size - offset, max_keys - p0});
+      for (int64_t p = p0 + kPrefetchKeys; p < std::min(p0 + kPrefetchKeys + n, max_keys); ++p) {
+        const char* row = head0 + (table[p / a.block_size] * a.block_size + p % a.block_size) * slot_bytes;
+        for (int64_t byte = 0; byte < row_bytes; byte += 64) __builtin_prefetch(row + byte);
+      }
       body(p0, block * a.block_size + offset, n);
       p0 += n;
     }
   };
 
   // Pass 1: scores.
-  for_each_chunk([&](int64_t p0, int64_t slot0, int64_t n) {
+  for_each_chunk(a.k_cache, [&](int64_t p0, int64_t slot0, int64_t n) {
     const float* k = nullptr;
     const int64_t k_ld = chunk_rows(pl, a.k_cache, slot0, g, n, sc.kv.data(), &k);
     kern.qk(scores + (p0 - key_lo), s_ld, q, num_rows, k, k_ld, n, hd);
@@ -228,16 +254,14 @@ void attend_item(const Plan& pl, int64_t s, int64_t g, int64_t i0, int64_t i1) {
     const int64_t lo = first_key(a, position) - key_lo, hi = position + 1 - key_lo;
     if (cap > 0.0f)
       for (int64_t p = lo; p < hi; ++p) row[p] = cap * std::tanh(row[p] / cap);
-    float max = -std::numeric_limits<float>::infinity();
-    for (int64_t p = lo; p < hi; ++p) max = std::max(max, row[p]);
-    sc.inv_sum[static_cast<size_t>(r)] = 1.0f / kern.exp_sum(row + lo, hi - lo, max);
+    sc.inv_sum[static_cast<size_t>(r)] = 1.0f / kern.exp_sum(row + lo, hi - lo, max_of(row + lo, hi - lo));
     std::fill(row, row + lo, 0.0f);
     std::fill(row + hi, row + (max_keys - key_lo), 0.0f);
   }
 
   // Pass 3: weighted sum of V.
   std::fill(acc, acc + num_rows * hd, 0.0f);
-  for_each_chunk([&](int64_t p0, int64_t slot0, int64_t n) {
+  for_each_chunk(a.v_cache, [&](int64_t p0, int64_t slot0, int64_t n) {
     if (int8) {
       const float* vs = a.v_scales + slot0 * a.num_kv_heads + g;
       for (int64_t r = 0; r < num_rows; ++r)

@@ -6,10 +6,11 @@
 //   build-dir/perf/attention_bench [--benchmark_filter=...] [--benchmark_repetitions=5]
 //
 // Args: context (cached tokens), head_dim, dtype (0 fp32, 1 bf16, 2 int8), isa (0 portable, 1 avx2),
-// threads. head_dim 64 is TinyLlama (32 q heads, 4 KV heads); head_dim 128 is Llama-3-8B-like (32 q
+// threads, dram (1: caches rotated as below; 0: one layer of 128 keys read again and again, so it
+// stays in L2 -- the kernel's compute ceiling, not a decode figure). head_dim 64 is TinyLlama (32 q heads, 4 KV heads); head_dim 128 is Llama-3-8B-like (32 q
 // heads, 8 KV heads). Block size 16, physical blocks shuffled.
 //
-// Each iteration reads a different "layer" of a set of caches of >= 128 MiB in total (4x the 32 MiB
+// With dram=1 each iteration reads a different "layer" of a set of caches of >= 128 MiB in total (4x the 32 MiB
 // L3 of the machine this was written on), as a real decode step does between its weight reads, so
 // the KV comes from DRAM rather than from the last-level cache. Counters: kv_read = KV bytes read per
 // second (K + V values, int8 scales included; G = 1e9); the time column is one call.
@@ -46,6 +47,7 @@ void BM_DecodeAttention(benchmark::State& state) {
   const auto dtype = static_cast<KvCacheDType>(state.range(2) == 0 ? 0 : state.range(2) == 1 ? 2 : 1);
   const auto isa = static_cast<cpu::AttentionIsa>(state.range(3));
   const int threads = static_cast<int>(state.range(4));
+  const bool dram = state.range(5) != 0;
   if (!cpu::attention_isa_supported(isa)) {
     state.SkipWithError("ISA path not supported on this CPU");
     return;
@@ -57,10 +59,16 @@ void BM_DecodeAttention(benchmark::State& state) {
   // KV bytes one call reads: context positions x KV heads x (K + V), scales included.
   const int64_t bytes_read = 2 * context * num_kv * kv_cache_bytes_per_head(dtype, hd);
   const int64_t layer_bytes = 2 * num_blocks * kBlockSize * num_kv * kv_cache_bytes_per_head(dtype, hd);
-  const int64_t num_layers = std::clamp<int64_t>((kMinTotalBytes + layer_bytes - 1) / layer_bytes, 1, kMaxLayers);
+  const int64_t num_layers =
+      dram ? std::clamp<int64_t>((kMinTotalBytes + layer_bytes - 1) / layer_bytes, 1, kMaxLayers) : 1;
 
+  // Values in [-1, 1) from a 32-bit LCG: mt19937 took most of the set-up time for 128 MiB.
+  uint32_t lcg = 1;
+  auto dist = [&lcg](auto&) {
+    lcg = lcg * 1664525u + 1013904223u;
+    return static_cast<float>(static_cast<int32_t>(lcg)) * (1.0f / 2147483648.0f);
+  };
   std::mt19937 rng(1);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   std::vector<Layer> layers(static_cast<size_t>(num_layers));
   for (Layer& l : layers) {
     switch (dtype) {
@@ -133,7 +141,8 @@ void BM_DecodeAttention(benchmark::State& state) {
   cpu::set_attention_isa(saved);
   state.counters["kv_read"] = benchmark::Counter(static_cast<double>(bytes_read), benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(std::string(kv_cache_dtype_name(dtype)) + " " + cpu::attention_isa_name(isa) + " " +
-                 std::to_string(threads) + "t layers=" + std::to_string(num_layers));
+                 std::to_string(threads) + "t " + (dram ? "dram" : "cached") + " layers=" +
+                 std::to_string(num_layers));
 }
 
 void decode_args(benchmark::internal::Benchmark* b) {
@@ -143,9 +152,11 @@ void decode_args(benchmark::internal::Benchmark* b) {
         for (int64_t isa : {1, 0})
           for (int64_t threads : {1, 2}) {
             if (isa == 0 && (hd != 64 || ctx != 4096)) continue;  // portable: one comparison point
-            b->Args({ctx, hd, dt, isa, threads});
+            b->Args({ctx, hd, dt, isa, threads, 1});
+            // Compute ceiling: 128 keys of fp32 K+V are 256 KiB, inside one core's L2.
+            if (ctx == 512 && hd == 64) b->Args({128, hd, dt, isa, threads, 0});
           }
-  b->ArgNames({"ctx", "hd", "dtype", "isa", "threads"});
+  b->ArgNames({"ctx", "hd", "dtype", "isa", "threads", "dram"});
   b->Unit(benchmark::kMicrosecond);
   b->UseRealTime();  // the work runs on the pool's threads too: CPU time of the caller alone would lie
 }
