@@ -1,5 +1,6 @@
 // Fast CPU implementations of kernels.h (fp32 compute). Matmul is the linear layer of linear.cc
-// (float formats, on the pool); paged attention is in attention.cc. The other ops are loops laid out so the compiler vectorises the inner dimension,
+// (float formats, on the pool); paged attention is in attention.cc. The other ops are loops laid
+// out so the compiler vectorises the inner dimension,
 // split over the thread pool by rows (tokens) once a call holds enough work to repay the hand-off.
 #include <algorithm>
 #include <cmath>
