@@ -163,6 +163,53 @@ void decode_args(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_DecodeAttention)->Apply(decode_args);
 
+// The small operators of one decode step of a TinyLlama-1.1B-shaped model (hidden 2048, 32 q / 4 KV
+// heads of 64, intermediate 5632, vocab 32000), one token: each must stay on the caller (or split
+// cheaply), since a step calls ~200 of them. Arg: threads of the pool. Time = one call.
+enum class SmallOp { kRmsNorm, kAddRmsNorm, kRope, kSiluAndMul, kKvWriteF32, kKvWriteInt8, kArgmax, kEmbedding };
+void BM_DecodeSmallOp(benchmark::State& state, SmallOp op) {
+  constexpr int64_t kHidden = 2048, kQHeads = 32, kKvHeads = 4, kHeadDim = 64, kInter = 5632, kVocab = 32000;
+  ThreadPool pool(static_cast<int>(state.range(0)));
+  const Context ctx{Backend::kCpu, nullptr, &pool};
+  std::vector<float> x(kVocab * 2, 0.5f), res(kHidden, 0.25f), w(kHidden, 1.0f), out(kVocab * 2);
+  std::vector<float> inv(kHeadDim / 2, 0.01f), kc(64 * kKvHeads * kHeadDim), vc(kc.size()), scales(64 * kKvHeads);
+  std::vector<int8_t> kc8(kc.size()), vc8(kc.size());
+  std::vector<uint16_t> table(1000 * kHidden, 0x3f80);
+  const int32_t pos = 1000, token = 7;
+  const int64_t slot = 5;
+  int32_t idx = 0;
+  for (auto _ : state) {
+    switch (op) {
+      case SmallOp::kRmsNorm: rms_norm(ctx, out.data(), x.data(), w.data(), 1, kHidden, 1e-5f); break;
+      case SmallOp::kAddRmsNorm: add_rms_norm(ctx, out.data(), res.data(), x.data(), w.data(), 1, kHidden, 1e-5f); break;
+      case SmallOp::kRope:
+        rope(ctx, x.data(), x.data() + kQHeads * kHeadDim, &pos, inv.data(), 1, kHidden + 2 * kKvHeads * kHeadDim,
+             kHidden + 2 * kKvHeads * kHeadDim, kQHeads, kKvHeads, kHeadDim);
+        break;
+      case SmallOp::kSiluAndMul: silu_and_mul(ctx, out.data(), x.data(), 1, kInter); break;
+      case SmallOp::kKvWriteF32:
+        kv_cache_write(ctx, kc.data(), vc.data(), x.data(), x.data(), &slot, 1, kHidden, kHidden, kKvHeads, kHeadDim);
+        break;
+      case SmallOp::kKvWriteInt8:
+        kv_cache_write_int8(ctx, kc8.data(), vc8.data(), scales.data(), scales.data(), x.data(), x.data(), &slot, 1,
+                            kHidden, kHidden, kKvHeads, kHeadDim);
+        break;
+      case SmallOp::kArgmax: argmax(ctx, &idx, x.data(), 1, kVocab); break;
+      case SmallOp::kEmbedding: embedding(ctx, out.data(), table.data(), DType::kBF16, 1000, kHidden, &token, 1); break;
+    }
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+}
+BENCHMARK_CAPTURE(BM_DecodeSmallOp, rms_norm_1x2048, SmallOp::kRmsNorm)->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(BM_DecodeSmallOp, add_rms_norm_1x2048, SmallOp::kAddRmsNorm)->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(BM_DecodeSmallOp, rope_1tok_32q4kv64, SmallOp::kRope)->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(BM_DecodeSmallOp, silu_and_mul_1x5632, SmallOp::kSiluAndMul)->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(BM_DecodeSmallOp, kv_cache_write_f32_1tok, SmallOp::kKvWriteF32)->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(BM_DecodeSmallOp, kv_cache_write_int8_1tok, SmallOp::kKvWriteInt8)->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(BM_DecodeSmallOp, argmax_1x32000, SmallOp::kArgmax)->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(BM_DecodeSmallOp, embedding_bf16_1x2048, SmallOp::kEmbedding)->Arg(1)->Arg(2)->UseRealTime();
+
 }  // namespace
 }  // namespace ferry::kernels
 
