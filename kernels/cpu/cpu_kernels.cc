@@ -324,12 +324,30 @@ void gather_rows(ThreadPool& pool, float* out, const float* in, const int32_t* r
   pool.parallel_for(num_rows, copy, min_rows(dim));
 }
 
+namespace {
+
+// Index of the first maximum of row[0..n), n >= 1: the maximum over 8 independent lanes (the
+// compiler vectorises the select), then the first index holding it -- 2 cheap passes instead of
+// std::max_element's one compare-and-branch chain (~30 us for a 32000-entry vocab). NaNs never win
+// (every comparison with them is false), unless row[0] is NaN: then 0, as in the reference.
+int64_t argmax_row(const float* row, int64_t n) {
+  float m[8];
+  for (int l = 0; l < 8; ++l) m[l] = row[0];
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) m[l] = row[i + l] > m[l] ? row[i + l] : m[l];
+  for (; i < n; ++i) m[0] = row[i] > m[0] ? row[i] : m[0];
+  for (int l = 1; l < 8; ++l) m[0] = m[l] > m[0] ? m[l] : m[0];
+  for (int64_t j = 0; j < n; ++j)
+    if (row[j] == m[0]) return j;
+  return 0;
+}
+
+}  // namespace
+
 void argmax(ThreadPool& pool, int32_t* out, const float* logits, int64_t num_rows, int64_t vocab) {
   auto rows = [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const float* row = logits + r * vocab;
-      out[r] = static_cast<int32_t>(std::max_element(row, row + vocab) - row);  // first maximum wins
-    }
+    for (int64_t r = begin; r < end; ++r) out[r] = static_cast<int32_t>(argmax_row(logits + r * vocab, vocab));
   };
   pool.parallel_for(num_rows, rows, min_rows(vocab));
 }

@@ -192,6 +192,7 @@ void add_vocab_cases(std::vector<OpCase>& t) {
                  [=](const Context& ctx) {
                    auto x = random_floats(rows * vocab, 12, -5.0f, 5.0f);
                    if (vocab > 20) x[vocab - 1] = x[vocab - 2] = 9.0f;  // a tie in row 0: the lower index wins
+                   if (rows > 1 && vocab > 20) x[vocab + 5] = std::nanf("");  // row 1: a NaN never wins
                    std::vector<int32_t> out(rows);
                    argmax(ctx, out.data(), x.data(), rows, vocab);
                    return Outputs{{"index", widen(out)}};
