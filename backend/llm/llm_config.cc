@@ -4,6 +4,8 @@
 
 #include <memory>
 
+#include "common/json_parse.h"
+
 namespace ferry::llm {
 namespace {
 
@@ -77,14 +79,13 @@ Status parse_levels(const Json::Value& v, SchedulerConfig* s) {
 }  // namespace
 
 Result<LlmConfig> LlmConfig::parse(const std::string& json) {
-  Json::CharReaderBuilder b;
-  b["failIfExtra"] = true;
-  std::unique_ptr<Json::CharReader> reader(b.newCharReader());
-  Json::Value root;
-  std::string errors;
-  if (!reader->parse(json.data(), json.data() + json.size(), &root, &errors) || !root.isObject()) {
+  JsonParseOptions options = kJsonFileOptions;
+  options.fail_if_extra = true;
+  auto parsed = parse_json_text(json, options);
+  if (!parsed.ok() || !parsed->isObject()) {
     return Status::InvalidArgument("llm config must be a JSON object");
   }
+  const Json::Value& root = parsed.value();
   LlmConfig c;
   for (const auto& key : root.getMemberNames()) {
     const Json::Value& v = root[key];

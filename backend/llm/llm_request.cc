@@ -9,6 +9,7 @@
 
 #include "common/abi/abi_util.h"
 #include "common/chat_request.h"
+#include "common/json_parse.h"
 
 namespace ferry::llm {
 namespace {
@@ -128,14 +129,12 @@ Result<LlmRequest> parse_llm_request(const ferry_request& request, const Tokeniz
                                      const ChatTemplate* chat_template, int32_t vocab_size,
                                      int64_t max_model_len) {
   LlmRequest out;
-  Json::CharReaderBuilder b;
-  std::unique_ptr<Json::CharReader> reader(b.newCharReader());
-  Json::Value p;
-  std::string errors;
   const char* text = request.parameters_json ? request.parameters_json : "{}";
-  if (!reader->parse(text, text + std::strlen(text), &p, &errors) || !p.isObject()) {
+  auto parsed = parse_json_text(text, kJsonFileOptions);
+  if (!parsed.ok() || !parsed->isObject()) {
     return Status::InvalidArgument("parameters must be a JSON object");
   }
+  const Json::Value& p = parsed.value();
   if (p.isMember("task")) {
     const std::string task = p["task"].isString() ? p["task"].asString() : "";
     if (task == "generate") out.task = LlmTask::kGenerate;

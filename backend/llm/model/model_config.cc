@@ -8,20 +8,16 @@
 #include <memory>
 #include <sstream>
 
+#include "common/json_parse.h"
+
 namespace ferry::llm {
 
 namespace {
 
 Result<Json::Value> parse_json(std::string_view text, const std::string& what) {
-  Json::CharReaderBuilder builder;
-  builder["collectComments"] = false;
-  std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
-  Json::Value root;
-  std::string errors;
-  if (!reader->parse(text.data(), text.data() + text.size(), &root, &errors)) {
-    return Status::InvalidArgument(what + ": not valid JSON: " + errors);
-  }
-  if (!root.isObject()) return Status::InvalidArgument(what + ": top level is not an object");
+  auto root = parse_json_text(text, kJsonFileOptions);
+  if (!root.ok()) return Status::InvalidArgument(what + ": not valid JSON: " + root.status().message());
+  if (!root->isObject()) return Status::InvalidArgument(what + ": top level is not an object");
   return root;
 }
 

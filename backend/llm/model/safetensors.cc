@@ -12,6 +12,7 @@
 #include <set>
 
 #include "backend/llm/model/model_config.h"
+#include "common/json_parse.h"
 
 namespace ferry::llm {
 
@@ -93,13 +94,11 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::filesystem::path& path)
                          std::to_string(size) + " (truncated or not a safetensors file)");
   }
   const char* header = reinterpret_cast<const char*>(base + 8);
-  Json::CharReaderBuilder builder;
-  std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
-  Json::Value root;
-  std::string errors;
-  if (!reader->parse(header, header + header_len, &root, &errors) || !root.isObject()) {
-    return bad(path, "header is not a JSON object: " + errors);
+  auto parsed = parse_json_text(std::string_view(header, header_len), kJsonFileOptions);
+  if (!parsed.ok() || !parsed->isObject()) {
+    return bad(path, "header is not a JSON object: " + (parsed.ok() ? std::string() : parsed.status().message()));
   }
+  const Json::Value& root = parsed.value();
   const uint8_t* data = base + 8 + header_len;
   const uint64_t data_size = size - 8 - header_len;
   for (const std::string& name : root.getMemberNames()) {
@@ -183,15 +182,11 @@ Result<TensorStore> TensorStore::open_dir(const std::filesystem::path& dir) {
   if (std::filesystem::exists(index_path)) {
     auto text = read_text_file(index_path);
     if (!text.ok()) return text.status();
-    Json::CharReaderBuilder builder;
-    std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
-    Json::Value root;
-    std::string errors;
-    const std::string& t = text.value();
-    if (!reader->parse(t.data(), t.data() + t.size(), &root, &errors) || !root.isObject() ||
-        !root["weight_map"].isObject()) {
+    auto parsed = parse_json_text(text.value(), kJsonFileOptions);
+    if (!parsed.ok() || !parsed->isObject() || !(*parsed)["weight_map"].isObject()) {
       return Status::InvalidArgument(index_path.string() + ": needs an object 'weight_map' {tensor: file}");
     }
+    const Json::Value& root = parsed.value();
     std::set<std::string> shard_names;
     const Json::Value& map = root["weight_map"];
     for (const std::string& name : map.getMemberNames()) {

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "backend/llm/tokenizer/tokenizer.h"
+#include "common/json_parse.h"
 
 namespace ferry::llm {
 namespace {
@@ -15,16 +16,10 @@ constexpr const char* kQwen2Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 Result<Json::Value> parse_json(std::string_view text, const std::string& file) {
-  Json::Value root;
-  if (text.empty()) return root;
-  Json::CharReaderBuilder builder;
-  builder["collectComments"] = false;
-  std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
-  std::string errors;
-  if (!reader->parse(text.data(), text.data() + text.size(), &root, &errors)) {
-    return Status::InvalidArgument(file + ": not valid JSON: " + errors);
-  }
-  if (!root.isObject()) return Status::InvalidArgument(file + ": the top level must be an object");
+  if (text.empty()) return Json::Value();
+  auto root = parse_json_text(text, kJsonFileOptions);
+  if (!root.ok()) return Status::InvalidArgument(file + ": not valid JSON: " + root.status().message());
+  if (!root->isObject()) return Status::InvalidArgument(file + ": the top level must be an object");
   return root;
 }
 
