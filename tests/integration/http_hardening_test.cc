@@ -133,7 +133,8 @@ TEST_F(JsonDepth, ADeepConfigFileFailsItsModelOnly) {
       EXPECT_EQ(m["state"].asString(), "UNAVAILABLE") << dump(m);
       EXPECT_NE(m["reason"].asString().find("deeper than"), std::string::npos) << dump(m);
     }
-    if (m["name"].asString() == "echo") {
+    // The other models load, so the endpoints above reached them when the depth was fine.
+    if (m["name"].asString() == "echo" || m["name"].asString() == "tiny-llama") {
       EXPECT_EQ(m["state"].asString(), "READY") << dump(m);
     }
   }
