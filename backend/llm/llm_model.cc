@@ -63,6 +63,7 @@ Status LlmModel::load(const ferry_host_api* host, const ferry_model_desc& desc) 
   auto model = load_causal_lm(ctx_.model_config, ctx_.weights, ctx_.config.weights);
   if (!model.ok()) return model.status();
   ctx_.model = std::move(model).value();
+  if (!ctx_.model->load_note().empty()) ctx_.log(FERRY_LOG_LEVEL_INFO, "model '" + ctx_.name + "': " + ctx_.model->load_note());
 
   // Context limit and KV pool size (per instance).
   const LlmConfig& c = ctx_.config;
@@ -116,7 +117,9 @@ Status LlmModel::load(const ferry_host_api* host, const ferry_model_desc& desc) 
            "model '" + ctx_.name + "': " + ctx_.model_config.architecture_name + ", " +
                std::to_string(ctx_.model_config.num_layers) + " layers, vocab " + std::to_string(ctx_.model_config.vocab_size) +
                ", context " + std::to_string(ctx_.max_model_len) + ", " + std::to_string(c.num_instances) +
-               " instance(s), KV pool " + std::to_string(ctx_.num_blocks) + " x " + std::to_string(bs) + " tokens each" +
+               " instance(s), weights " + kernels::weight_format_name(ctx_.model->weight_format()) + " (" +
+               std::to_string(ctx_.model->weight_bytes() >> 20) + " MiB), KV pool " + std::to_string(ctx_.num_blocks) +
+               " x " + std::to_string(bs) + " tokens each" +
                (c.dummy_weights ? ", dummy weights" : ""));
   return Status::Ok();
 }

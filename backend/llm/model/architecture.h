@@ -46,10 +46,18 @@ class CausalLM {
 
   // Weight bytes this model holds in its own buffers plus the mapped ones it reads in place.
   virtual int64_t weight_bytes() const = 0;
+  // The format its linear layers were loaded in (WeightLoader::format()).
+  kernels::WeightFormat weight_format() const { return weight_format_; }
+  void set_weight_format(kernels::WeightFormat f) { weight_format_ = f; }
+  // What the load log should say about the format (e.g. matrices that fell back to int8).
+  const std::string& load_note() const { return load_note_; }
+  void set_load_note(std::string note) { load_note_ = std::move(note); }
 
  protected:
   explicit CausalLM(const ModelConfig& config) : config_(config) {}
   ModelConfig config_;
+  kernels::WeightFormat weight_format_ = kernels::WeightFormat::kF32;
+  std::string load_note_;
 };
 
 struct ArchitectureInfo {

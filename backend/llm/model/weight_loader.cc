@@ -158,10 +158,18 @@ Result<k::WeightMatrix> WeightLoader::convert(const float* w, int64_t n, int64_t
       break;
     }
     case k::WeightFormat::kInt4: {
-      const int64_t g = options_.group_size;
+      int64_t g = options_.group_size;
+      if (kk % g != 0 && kk % 32 == 0) g = 32;  // the largest group that divides this matrix's rows
       if (kk % g != 0) {
-        return Status::InvalidArgument("int4 weights: " + std::to_string(kk) +
-                                       " input features are not a multiple of the group size " + std::to_string(g));
+        // No int4 group fits (e.g. 172 input features): this matrix is kept in int8 instead.
+        arena_->note_fallback(m.n, kk);
+        m.format = k::WeightFormat::kInt8;
+        auto* q = static_cast<int8_t*>(arena_->allocate(n * kk));
+        auto* scales = static_cast<float*>(arena_->allocate(n * 4));
+        k::quantize_int8(w, n, kk, q, scales);
+        m.data = q;
+        m.scales = scales;
+        break;
       }
       auto* packed = static_cast<uint8_t*>(arena_->allocate(k::weight_data_bytes(format_, n, kk)));
       auto* scales = static_cast<float*>(arena_->allocate(n * (kk / g) * 4));

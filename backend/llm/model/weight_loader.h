@@ -6,7 +6,9 @@
 //   "fp32"/"bf16"/"fp16"  converted when the checkpoint differs;
 //   "int8"        weight-only, symmetric, one scale per output channel, quantized at load;
 //   "int4"        weight-only, groups of `group_size` input features with a scale (and, with
-//                 int4_zero_points, a zero point) each, quantized at load.
+//                 int4_zero_points, a zero point) each, quantized at load. A matrix whose input
+//                 features are not a multiple of the group size uses groups of 32 if they divide
+//                 it, and is kept in int8 otherwise (WeightArena::fallbacks() lists them).
 // A matrix already in the wanted float format is used in place from the mmap (zero copy); every
 // other one is converted into a buffer the loader's WeightArena owns. Vectors (norm weights,
 // biases) are fp32; embedding tables stay in the checkpoint's float dtype (read in place).
@@ -56,6 +58,12 @@ class WeightArena {
   // Bookkeeping for release_converted(): tensors read in place, and tensors converted from a mapping.
   void note_in_place(const std::string& name) { in_place_.push_back(name); }
   void note_converted(const std::string& name) { converted_.push_back(name); }
+  // int4 requested, but the matrix's input features fit no group size: kept in int8.
+  void note_fallback(int64_t n, int64_t k) {
+    fallbacks_ += (fallbacks_.empty() ? "" : ", ") + std::to_string(n) + "x" + std::to_string(k);
+  }
+  // "" or the shapes of the matrices that fell back to int8, for the load log.
+  const std::string& fallbacks() const { return fallbacks_; }
   // Drops from this process's resident set the mapped pages of tensors that were converted and are
   // not also read in place (MADV_DONTNEED on a read-only file mapping: the file stays in the page
   // cache, the process no longer holds it), so RSS is the weights in their serving format. Call
@@ -69,6 +77,7 @@ class WeightArena {
   ModelWeights checkpoint_;
   std::vector<std::unique_ptr<void, Free>> buffers_;
   std::vector<std::string> in_place_, converted_;
+  std::string fallbacks_;
   int64_t owned_bytes_ = 0;
   int64_t mapped_bytes_ = 0;
 };

@@ -101,12 +101,17 @@ TEST(WeightFormats, Stories260KAccuracyPerFormat) {
     ASSERT_TRUE(Json::parseFromStream(b, in, &golden, &errs));
   }
   // Bounds: measured (printed below) with a margin; see perf/RESULTS.md "Weight formats".
+  // Measured 2026-12-02 (max |dlogit|, worst argmax agreement, worst ppl ratio, fewest leading
+  // greedy tokens over the three cases): bf16 0.114, 0.992, 1.001, 60/60 (185 on the long cases);
+  // fp16 0.012, 1.0, 1.000, all; int8 0.32, 0.984, 1.004, 57 (61); int4 g32 5.3, 0.89, 1.12, 16;
+  // int4 g32 with zero points 4.1, 0.90, 1.05, 34. stories260K is 260K parameters with rows of 64:
+  // quantization error per weight reaches the logits nearly undamped, unlike a 1B model.
   const Format formats[] = {
-      {"bf16", opts(WeightDType::kBF16), 0.5f, 0.97, 1.02, 60},
-      {"fp16", opts(WeightDType::kF16), 0.1f, 0.99, 1.01, 60},
-      {"int8", opts(WeightDType::kInt8), 1.5f, 0.90, 1.10, 20},
-      {"int4 g32", opts(WeightDType::kInt4, 32), 6.0f, 0.60, 2.00, 3},
-      {"int4 g32 zero points", opts(WeightDType::kInt4, 32, true), 6.0f, 0.60, 2.00, 3},
+      {"bf16", opts(WeightDType::kBF16), 0.25f, 0.98, 1.01, 150},
+      {"fp16", opts(WeightDType::kF16), 0.03f, 0.99, 1.002, 200},
+      {"int8", opts(WeightDType::kInt8), 0.6f, 0.95, 1.02, 40},
+      {"int4 g32", opts(WeightDType::kInt4, 32), 8.0f, 0.80, 1.20, 8},
+      {"int4 g32 zero points", opts(WeightDType::kInt4, 32, true), 7.0f, 0.80, 1.15, 20},
   };
   auto base = CpuEngine::create(config.value(), weights.value(), {}, opts(WeightDType::kF32));
   ASSERT_TRUE(base.ok());

@@ -24,7 +24,7 @@ const char* kLlama31_8B = R"({
 TEST(ModelConfigTest, Llama31With8BShapeAndLlama3Rope) {
   auto c = parse_model_config(kLlama31_8B);
   ASSERT_TRUE(c.ok()) << c.status().to_string();
-  EXPECT_EQ(c->architecture, Architecture::kLlama);
+  EXPECT_EQ(c->architecture_name, "LlamaForCausalLM");
   EXPECT_EQ(c->hidden_size, 4096);
   EXPECT_EQ(c->num_layers, 32);
   EXPECT_EQ(c->num_heads, 32);
@@ -74,7 +74,7 @@ TEST(ModelConfigTest, Qwen2BiasQwen3NormAndExplicitHeadDim) {
     "vocab_size":32000,"max_position_embeddings":32768,"rms_norm_eps":1e-05,"rope_theta":10000.0,
     "sliding_window":4096,"torch_dtype":"bfloat16","bos_token_id":1,"eos_token_id":2})");
   ASSERT_TRUE(mistral.ok()) << mistral.status().to_string();
-  EXPECT_EQ(mistral->architecture, Architecture::kMistral);
+  EXPECT_EQ(mistral->architecture_name, "MistralForCausalLM");
   EXPECT_EQ(mistral->sliding_window, 4096);
 }
 

@@ -67,13 +67,15 @@ struct Layer {
   }
 };
 
+// Zero points are drawn from 1..15: GPTQ's v1 format stores zero - 1 in four bits, so a zero point
+// of 0 cannot be stored (AutoGPTQ's -1 overflows into the neighbouring nibbles).
 Layer random_layer(int64_t n, int64_t kk, int64_t group, std::mt19937& rng) {
   Layer l{n, kk, group, {}, {}, {}};
-  std::uniform_int_distribution<int> code(0, 15);
+  std::uniform_int_distribution<int> code(0, 15), zero(1, 15);
   std::uniform_real_distribution<float> scale(0.01f, 0.1f);
   for (int64_t i = 0; i < n * kk; ++i) l.codes.push_back(static_cast<uint8_t>(code(rng)));
   for (int64_t i = 0; i < n * (kk / group); ++i) {
-    l.zeros.push_back(static_cast<uint8_t>(code(rng)));
+    l.zeros.push_back(static_cast<uint8_t>(zero(rng)));
     l.scales_f16.push_back(k::f32_to_f16(scale(rng)));
   }
   return l;
@@ -92,7 +94,7 @@ void add_packed(std::map<std::string, RawTensor>* out, const std::string& base, 
       for (int64_t j = 0; j < l.n; ++j) qw[(c / 8) * l.n + j] |= uint32_t{l.codes[j * l.k + c]} << (4 * (c % 8));
     for (int64_t g = 0; g < groups; ++g)
       for (int64_t j = 0; j < l.n; ++j) {
-        const uint32_t stored = (l.zeros[j * groups + g] - 1u) & 0xF;  // v1: zero - 1 (wraps for 0, as AutoGPTQ)
+        const uint32_t stored = l.zeros[j * groups + g] - 1u;  // v1: zero - 1
         qz[g * (l.n / 8) + j / 8] |= stored << (4 * (j % 8));
       }
     (*out)[base + ".qweight"] = {"I32", {l.k / 8, l.n}, as_bytes(qw)};
@@ -119,7 +121,7 @@ struct Checkpoint {
   std::map<std::string, Layer> layers;  // by planned name "<base>.weight"
 };
 
-// A one-layer Llama (hidden 64, intermediate 128, 4 heads / 2 KV heads of 16, vocab 96) whose
+// A one-layer Llama (hidden 64, intermediate 128, 4 heads / 2 KV heads of hidden / 4, vocab 96) whose
 // seven linear layers are quantized; embeddings, norms and lm_head stay fp32.
 Checkpoint make_checkpoint(Method m, int group_cfg, int64_t hidden = 64, int64_t inter = 128) {
   const int64_t group = group_cfg == -1 ? 0 : group_cfg;
@@ -149,8 +151,8 @@ Checkpoint make_checkpoint(Method m, int group_cfg, int64_t hidden = 64, int64_t
   floats("model.layers.0.input_layernorm.weight", {hidden});
   floats("model.layers.0.post_attention_layernorm.weight", {hidden});
   const std::pair<const char*, std::pair<int64_t, int64_t>> mats[] = {
-      {"self_attn.q_proj", {64, hidden}}, {"self_attn.k_proj", {32, hidden}}, {"self_attn.v_proj", {32, hidden}},
-      {"self_attn.o_proj", {hidden, 64}}, {"mlp.gate_proj", {inter, hidden}}, {"mlp.up_proj", {inter, hidden}},
+      {"self_attn.q_proj", {hidden, hidden}}, {"self_attn.k_proj", {hidden / 2, hidden}},
+      {"self_attn.v_proj", {hidden / 2, hidden}}, {"self_attn.o_proj", {hidden, hidden}}, {"mlp.gate_proj", {inter, hidden}}, {"mlp.up_proj", {inter, hidden}},
       {"mlp.down_proj", {hidden, inter}}};
   for (const auto& [suffix, nk] : mats) {
     const std::string base = std::string("model.layers.0.") + suffix;

@@ -41,6 +41,11 @@ Result<std::shared_ptr<const CausalLM>> load_causal_lm(const ModelConfig& config
     auto model = arch->create(config, loader);
     if (!model.ok()) return model.status();
     loader.arena()->release_converted();
+    model.value()->set_weight_format(loader.format());
+    if (!loader.arena()->fallbacks().empty()) {
+      model.value()->set_load_note("int4 matrices kept in int8 (input features not a multiple of 32): " +
+                                   loader.arena()->fallbacks());
+    }
     return std::shared_ptr<const CausalLM>(std::move(model).value());
   } catch (const std::bad_alloc&) {
     return Status::ResourceExhausted("not enough memory for the weights of " + config.architecture_name);
