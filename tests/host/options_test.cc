@@ -35,6 +35,33 @@ TEST(Options, DefaultsAreSafe) {
   EXPECT_EQ(o->api_key, "");
   EXPECT_FALSE(o->auth_health_metrics);
   EXPECT_EQ(o->zmq_curve_secret_key_file, "");
+  // Slow or idle clients lose their connection within seconds; health has a listener of its own.
+  EXPECT_EQ(o->http_request_timeout_ms, 10000);
+  EXPECT_EQ(o->http_keep_alive_timeout_ms, 5000);
+  EXPECT_EQ(o->http_thread_count, 256);
+  EXPECT_EQ(o->metrics_port, 8002);
+}
+
+TEST(Options, ConnectionFlags) {
+  auto o = parse({"--http-request-timeout-ms", "500", "--http-keep-alive-timeout-ms=0", "--metrics-port", "0",
+                  "--http-thread-count", "16"});
+  ASSERT_TRUE(o.ok()) << o.status().to_string();
+  EXPECT_EQ(o->http_request_timeout_ms, 500);
+  EXPECT_EQ(o->http_keep_alive_timeout_ms, 0);
+  EXPECT_EQ(o->metrics_port, 0);
+  EXPECT_EQ(o->http_thread_count, 16);
+  o = parse({"--metrics-port", "-1"});
+  ASSERT_TRUE(o.ok()) << o.status().to_string();
+  EXPECT_EQ(o->metrics_port, -1);
+  for (auto args : std::vector<std::vector<std::string>>{{"--http-request-timeout-ms", "0"},
+                                                         {"--http-request-timeout-ms", "x"},
+                                                         {"--http-keep-alive-timeout-ms", "-1"},
+                                                         {"--metrics-port", "-2"},
+                                                         {"--metrics-port", "65536"}}) {
+    auto bad = parse(args);
+    ASSERT_FALSE(bad.ok()) << args[0] << " " << args[1];
+    EXPECT_NE(bad.status().message().find(args[0]), std::string::npos) << bad.status().message();
+  }
 }
 
 TEST(Options, SecurityFlags) {
