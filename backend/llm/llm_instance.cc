@@ -164,7 +164,9 @@ void LlmInstance::run_step(const SchedulerOutput& out, std::unique_lock<std::mut
 
   ctx_.observe(ctx_.metrics.batch_size, static_cast<double>(num_seqs));
   Status status = runner_.execute(*engine_);
-  if (!status.ok()) ctx_.log(FERRY_LOG_LEVEL_ERROR, "model '" + ctx_.name + "': forward pass failed: " + status.message());
+  if (!status.ok()) {
+    ctx_.log(FERRY_LOG_LEVEL_ERROR, "model '" + ctx_.name + "': forward pass failed: " + status.message());
+  }
   ctx_.add(ctx_.metrics.generated_tokens, static_cast<double>(runner_.num_sampled()));
   // The step's tokens, in batch order, before any final event of this step.
   const Clock::time_point sampled_at = Clock::now();

@@ -65,7 +65,20 @@ void OutputBatch::add_final(uint64_t id, RequestFinishReason reason, Status stat
   e.time = started;
 }
 
+void OutputBatch::end_step() {
+  if (num_events_ == 0 || (num_steps_ > 0 && step_ends_[num_steps_ - 1] == num_events_)) return;
+  if (num_steps_ == step_ends_.size()) step_ends_.push_back(0);
+  step_ends_[num_steps_++] = num_events_;
+}
+
 void OutputBatch::append(OutputBatch& other) {
+  other.end_step();
+  end_step();
+  const size_t event_base = num_events_;
+  for (size_t j = 0; j < other.num_steps_; ++j) {
+    if (num_steps_ == step_ends_.size()) step_ends_.push_back(0);
+    step_ends_[num_steps_++] = event_base + other.step_ends_[j];
+  }
   const auto base = static_cast<int32_t>(num_logprobs_);
   for (size_t j = 0; j < other.num_logprobs_; ++j) {
     if (num_logprobs_ == logprobs_.size()) logprobs_.emplace_back();
@@ -84,6 +97,7 @@ void OutputBatch::clear() {
   for (size_t i = 0; i < num_events_; ++i) events_[i].start.reset();
   num_events_ = 0;
   num_logprobs_ = 0;
+  num_steps_ = 0;
 }
 
 // ---- OutputProcessor ----------------------------------------------------------------------------
@@ -104,10 +118,11 @@ OutputProcessor::~OutputProcessor() {
 void OutputProcessor::push(OutputBatch& batch) {
   if (batch.empty()) return;
   bool wake = false;
+  batch.end_step();
   {
     std::lock_guard<std::mutex> lock(mu_);
     // The thread took the last batch: hand this one over whole; else it is behind, and this step's
-    // events join the waiting ones (processed together, coalesced per request).
+    // events join the waiting ones (taken together; answered per step unless far behind).
     if (incoming_.empty()) std::swap(incoming_, batch);
     else incoming_.append(batch);
     ++num_pushed_;
@@ -151,6 +166,9 @@ void OutputProcessor::run() {
 }
 
 void OutputProcessor::process(OutputBatch& batch) {
+  // One response per step and stream, unless far behind (see coalesce_after_steps).
+  const bool per_step = batch.num_steps() <= config_.coalesce_after_steps;
+  size_t step = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
     OutputEvent& e = batch.event(i);
     OutputRequest* r = nullptr;
@@ -176,7 +194,15 @@ void OutputProcessor::process(OutputBatch& batch) {
       r->touched = true;
       touched_.push_back(r);
     }
+    if (per_step && step < batch.num_steps() && i + 1 == batch.step_end(step)) {
+      answer_touched();
+      ++step;
+    }
   }
+  answer_touched();
+}
+
+void OutputProcessor::answer_touched() {
   for (OutputRequest* r : touched_) {
     r->touched = false;
     answer(*r);  // may erase *r

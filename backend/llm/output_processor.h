@@ -10,9 +10,11 @@
 //
 // Feeding: the instance's loop fills one OutputBatch per step with that step's events, in order
 // (per request: its tokens, then at most one final event after its last token) and hands it over
-// with push(): one lock and at most one wake-up per step. When this thread falls behind, the
-// batches pushed meanwhile are processed as one: a streaming request then gets one response with
-// the text of several steps (in order), never one per token.
+// with push(): one lock and at most one wake-up per step. When this thread falls behind, it takes
+// every batch pushed meanwhile in one go, still answering once per step, so a stream's client sees
+// one event per step; only when more than config.coalesce_after_steps steps are waiting does a
+// streaming request get one response with the text of all of them (in order), so a processor that
+// fell far behind catches up instead of answering every token.
 //
 // Stop strings: when one is found, the request's text ends before it (StopChecker rules), tokens
 // that arrive after it are dropped, and config.request_stop(id) asks the instance to end the
@@ -105,11 +107,16 @@ class OutputBatch {
                  std::unique_ptr<OutputRequest>* start);
   void add_final(uint64_t id, RequestFinishReason reason, Status status, OutputClock::time_point started,
                  std::unique_ptr<OutputRequest>* start);
-  // Moves other's events after this batch's (other is left empty).
+  // Ends the current step: the events added since the last end_step() are one step's.
+  void end_step();
+  // Moves other's events (and step ends) after this batch's; other is left empty.
   void append(OutputBatch& other);
 
   bool empty() const { return num_events_ == 0; }
   size_t size() const { return num_events_; }
+  size_t num_steps() const { return num_steps_; }
+  // One past the last event of step i.
+  size_t step_end(size_t i) const { return step_ends_[i]; }
   void clear();
 
   OutputEvent& event(size_t i) { return events_[i]; }
@@ -122,6 +129,8 @@ class OutputBatch {
   size_t num_events_ = 0;
   std::vector<SampleResult> logprobs_;  // [0, num_logprobs_) in use
   size_t num_logprobs_ = 0;
+  std::vector<size_t> step_ends_;  // [0, num_steps_) in use, increasing
+  size_t num_steps_ = 0;
 };
 
 struct OutputProcessorConfig {
@@ -136,6 +145,9 @@ struct OutputProcessorConfig {
   // Called on the processor's thread when a stop string ends request `id`; must not block on the
   // processor (the instance cancels the request in its scheduler).
   std::function<void(uint64_t id)> request_stop;
+  // Steps waiting at once above which streaming responses are coalesced (see above). 64: a stream
+  // keeps one event per token unless the processor is far behind (~64 engine steps).
+  size_t coalesce_after_steps = 64;
 };
 
 class OutputProcessor {
@@ -146,8 +158,8 @@ class OutputProcessor {
   OutputProcessor(const OutputProcessor&) = delete;
   OutputProcessor& operator=(const OutputProcessor&) = delete;
 
-  // Hands the batch over (it is left empty, with spare storage). One lock; wakes the thread only
-  // when it is idle. Thread-safe.
+  // Hands the batch over as one step (it is left empty, with spare storage). One lock; wakes the
+  // thread only when it is idle. Thread-safe.
   void push(OutputBatch& batch);
   // Waits until every batch pushed before the call is processed (responses sent); false on timeout.
   bool wait_drained(std::chrono::milliseconds timeout);
@@ -156,6 +168,7 @@ class OutputProcessor {
   void run();
   void process(OutputBatch& batch);
   void take_token(OutputRequest& r, const OutputEvent& e, const OutputBatch& batch);
+  void answer_touched();
   void answer(OutputRequest& r);
   void send(OutputRequest& r, bool final, const char* finish_reason, const Status& error);
   std::string logprob_piece(int32_t token) const;

@@ -54,7 +54,9 @@ class FakeEngine : public Engine {
       s.token_ids.assign(batch.token_ids.begin(), batch.token_ids.end());
       s.positions.assign(batch.positions.begin(), batch.positions.end());
       s.seqs.assign(batch.sequences.begin(), batch.sequences.end());
-      for (const SequenceInput& in : batch.sequences) s.block_tables.emplace_back(in.block_table.begin(), in.block_table.end());
+      for (const SequenceInput& in : batch.sequences) {
+        s.block_tables.emplace_back(in.block_table.begin(), in.block_table.end());
+      }
       for (const SamplingSequence& ss : sampling) {
         s.samples.push_back(ss.params != nullptr);
         s.num_outputs.push_back(ss.output_ids.size());

@@ -7,6 +7,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
+#include <functional>
+#include <thread>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -141,7 +143,12 @@ class OutputProcessorTest : public ::testing::Test {
     // The vocabulary decodes as intended (else every test below would test nothing).
     ASSERT_EQ(tokenizer_->decode(std::vector<TokenId>{kHe, kLlo, kSpaceSt, kOp, kE1, kE2}, true), "Hello STOPé");
     host_ = make_host();
+    start(OutputProcessorConfig{}.coalesce_after_steps);
+  }
+  void start(size_t coalesce_after_steps) {
+    processor_.reset();
     OutputProcessorConfig c;
+    c.coalesce_after_steps = coalesce_after_steps;
     c.host = &host_;
     c.tokenizer = tokenizer_.get();
     c.model_name = "test";
@@ -317,35 +324,59 @@ TEST_F(OutputProcessorTest, RequestLeftWithoutFinalGetsCancelledFinalAtShutdown)
   EXPECT_EQ(rs[1].error, FERRY_ERROR_CODE_CANCELLED);
 }
 
-TEST_F(OutputProcessorTest, StreamingCoalescesStepsWhenBehindAndKeepsOrder) {
+// Pushes `steps` one-token steps of request 2 while the processor is stuck answering request 1.
+// Returns request 2's responses once everything is processed.
+std::vector<Response> run_behind(OutputProcessor& processor, OutputBatch& batch,
+                                 const std::function<std::unique_ptr<OutputRequest>(uint64_t, Client&)>& make,
+                                 const std::vector<int32_t>& steps) {
   Client slow, fast;
   slow.block = true;
-  SamplingParams p;
-  p.max_tokens = 100;
-  auto s = request(1, slow, true, p);
-  auto f = request(2, fast, true, p);
-  token(1, kHe, &s);
-  processor_->push(batch_);
-  // Wait until the processor thread is stuck inside the slow client's respond.
+  auto s = make(1, slow);
+  auto f = make(2, fast);
+  SampleResult t;
+  t.token = kHe;
+  batch.add_token(1, t, false, OutputClock::now(), &s);
+  processor.push(batch);
   for (int i = 0; i < 500 && !slow.blocked_now; ++i) std::this_thread::sleep_for(10ms);
-  ASSERT_TRUE(slow.blocked_now);
-  // Three steps of the other request arrive meanwhile, one push each.
-  for (int32_t t : {kHe, kLlo, kBang}) {
-    token(2, t, &f);
-    processor_->push(batch_);
+  EXPECT_TRUE(slow.blocked_now);
+  for (int32_t tok : steps) {
+    t.token = tok;
+    batch.add_token(2, t, false, OutputClock::now(), &f);
+    processor.push(batch);
   }
   EXPECT_TRUE(fast.snapshot().empty());
   slow.release_now();
-  ASSERT_TRUE(processor_->wait_drained(5s));
+  EXPECT_TRUE(processor.wait_drained(5s));
+  for (uint64_t id : {1, 2}) batch.add_final(id, RequestFinishReason::kCancelled, Status::Cancelled("x"), {}, nullptr);
+  processor.push(batch);
+  EXPECT_TRUE(processor.wait_drained(5s));
+  EXPECT_EQ(fast.num_finals(), 1);
+  EXPECT_EQ(slow.num_finals(), 1);
   auto rs = fast.snapshot();
+  rs.pop_back();  // the FINAL
+  return rs;
+}
+
+TEST_F(OutputProcessorTest, BehindButUnderTheLimitStillAnswersOncePerStep) {
+  SamplingParams p;
+  p.max_tokens = 100;
+  auto make = [&](uint64_t id, Client& c) { return request(id, c, true, p); };
+  auto rs = run_behind(*processor_, batch_, make, {kHe, kLlo, kBang});
+  ASSERT_EQ(rs.size(), 3u);  // three steps taken in one go, still three events
+  EXPECT_EQ(rs[0].text, "He");
+  EXPECT_EQ(rs[1].text, "llo");
+  EXPECT_EQ(rs[2].text, "!");
+}
+
+TEST_F(OutputProcessorTest, StreamingCoalescesStepsWhenFarBehindAndKeepsOrder) {
+  start(2);  // more than 2 steps waiting: coalesce
+  SamplingParams p;
+  p.max_tokens = 100;
+  auto make = [&](uint64_t id, Client& c) { return request(id, c, true, p); };
+  auto rs = run_behind(*processor_, batch_, make, {kHe, kLlo, kBang});
   ASSERT_EQ(rs.size(), 1u);  // the three steps went out as one response, in order
   EXPECT_EQ(rs[0].text, "Hello!");
   EXPECT_EQ(rs[0].ids, (std::vector<int32_t>{kHe, kLlo, kBang}));
-  final(1, RequestFinishReason::kCancelled, Status::Cancelled("x"));
-  final(2, RequestFinishReason::kCancelled, Status::Cancelled("x"));
-  push_and_drain();
-  EXPECT_EQ(fast.num_finals(), 1);
-  EXPECT_EQ(slow.num_finals(), 1);
 }
 
 TEST_F(OutputProcessorTest, LogprobsAreCarriedWithTokenTexts) {
@@ -421,6 +452,10 @@ TEST(OutputBatch, AppendKeepsOrderAndRebasesLogprobs) {
   EXPECT_EQ(a.event(1).token, 4);
   EXPECT_FLOAT_EQ(a.logprobs(a.event(1).logprobs_index).logprob, -2.0f);
   EXPECT_TRUE(a.event(2).final);
+  // Each side's events were one step: the step ends survive the append.
+  ASSERT_EQ(a.num_steps(), 2u);
+  EXPECT_EQ(a.step_end(0), 1u);
+  EXPECT_EQ(a.step_end(1), 3u);
 }
 
 }  // namespace
