@@ -12,6 +12,9 @@
 //   included) read per second; flops = 2 * m * n * k per second. Each iteration uses the next of
 //   several copies of the matrix (>= 256 MiB in all, 8x the 32 MiB L3 of the machine this was written
 //   on), as a decode step does across layers, so the weights come from DRAM.
+// BM_PoolHandoff/threads: cost of one parallel_for whose chunks all run (see the function).
+// BM_DecodeRoofline/format/m/threads: decode GB/s as a fraction of the read bandwidth, best of 12
+//   interleaved rounds (see the function).
 // BM_TinyLlamaPrefill/format/threads: the 7 linear layers of one TinyLlama layer (q, k, v, o, gate,
 //   up, down) at m = 512; counter tok_s = 512 / (22 x layer time): the whole model's prefill rate in
 //   its linear layers alone (attention, norms and lm_head excluded).
@@ -23,10 +26,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/linear.h"
@@ -206,7 +211,74 @@ void BM_TinyLlamaPrefill(benchmark::State& state) {
   state.SetLabel(std::string(weight_format_name(mats[0]->w.format)) + " " + cpu::linear_isa_name(cpu::linear_isa()));
 }
 
+// Decode roofline on a shared, noisy machine: each iteration times one streaming read of the
+// 1 GiB buffer and one decode pass (m = 1) over every copy of the 5632x2048 matrix back to back on
+// the same pool, and the best of each over all iterations is kept (the least disturbed run of
+// each). Counters: read_best, weights_best (GB/s) and frac = weights_best / read_best.
+void BM_DecodeRoofline(benchmark::State& state) {
+  const int format_id = static_cast<int>(state.range(0));
+  const int64_t m = state.range(1);
+  const int threads = static_cast<int>(state.range(2));
+  ThreadPool& pool = pool_for(threads);
+  const int64_t n = (int64_t{1} << 30) / 4;
+  static std::vector<float> buf(static_cast<size_t>(n), 1.0f);
+  auto& mats = copies(format_id, 1);
+  const Shape sh = kShapes[1];
+  std::vector<float> x(static_cast<size_t>(m * sh.k), 0.01f), out(static_cast<size_t>(m * sh.n));
+  Context ctx{Backend::kCpu};
+  ctx.pool = &pool;
+  std::vector<double> partial(static_cast<size_t>(threads) * 8);
+  double best_read = 0, best_weights = 0;
+  for (auto _ : state) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::atomic<int> slot{0};
+    pool.parallel_for(
+        n,
+        [&](int64_t b, int64_t e) { partial[static_cast<size_t>(slot.fetch_add(1)) * 8] = stream_sum(buf.data() + b, e - b); },
+        1, 1024);
+    benchmark::DoNotOptimize(partial.data());
+    auto t1 = std::chrono::steady_clock::now();
+    for (auto& mat : mats) linear(ctx, out.data(), sh.n, x.data(), mat->w, nullptr, m);
+    benchmark::DoNotOptimize(out.data());
+    auto t2 = std::chrono::steady_clock::now();
+    best_read = std::max(best_read, static_cast<double>(n) * 4 / std::chrono::duration<double>(t1 - t0).count());
+    best_weights = std::max(best_weights, static_cast<double>(mats[0]->bytes * static_cast<int64_t>(mats.size())) /
+                                              std::chrono::duration<double>(t2 - t1).count());
+  }
+  state.counters["read_best"] = best_read;
+  state.counters["weights_best"] = best_weights;
+  state.counters["frac"] = best_weights / best_read;
+  state.SetLabel(std::string(weight_format_name(mats[0]->w.format)) + " m=" + std::to_string(m));
+}
+
+// ThreadPool hand-off: parallel_for over `threads` chunks that each spin for 5 us (so every thread
+// must take part), back to back as in a decode step. Counter overhead_best_us = least (call time
+// - 5 us) seen; the mean is in the time column.
+void BM_PoolHandoff(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  ThreadPool& pool = pool_for(threads);
+  constexpr auto kWork = std::chrono::microseconds(5);
+  double best_us = 1e9;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    pool.parallel_for(threads, [&](int64_t, int64_t) {
+      const auto until = std::chrono::steady_clock::now() + kWork;
+      while (std::chrono::steady_clock::now() < until) {
+      }
+    });
+    const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    best_us = std::min(best_us, us - 5.0);
+  }
+  state.counters["overhead_best_us"] = best_us;
+}
+
+BENCHMARK(BM_PoolHandoff)->Arg(2)->Arg(3)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_DecodeRoofline)
+    ->ArgsProduct({{0, 1, 2, 3, 4, 5}, {1, 8}, {1, 2}})
+    ->Iterations(12)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 void linear_args(benchmark::internal::Benchmark* b) {
   // Shape outside m: one matrix set is built per (format, shape).
