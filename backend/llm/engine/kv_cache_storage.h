@@ -1,6 +1,7 @@
 // KvCacheStorage: the memory of the paged KV cache, one K and one V tensor per layer, and nothing
-// else. Which blocks belong to which sequence is bookkeeping kept elsewhere (SimpleBlockAllocator
-// here; the kv_cache/ manager with prefix caching later); the engine only reads block tables.
+// else. Which blocks belong to which sequence is bookkeeping kept elsewhere (the scheduler's
+// kv_cache/ manager with prefix caching when serving; SimpleBlockAllocator below in tests and
+// benchmarks); the engine only reads block tables. CpuEngine owns one, sized by allocate_kv_cache.
 //
 // Layout per layer, by dtype (kernels.h, "Paged KV cache", has the quantization recipe):
 //   kF32:  float  k[num_blocks, block_size, num_kv_heads, head_dim], v the same
