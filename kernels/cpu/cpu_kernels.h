@@ -11,33 +11,33 @@
 namespace ferry::kernels {
 
 // The arguments are empty for `ref` and `ThreadPool& pool,` for `cpu` (a leading parameter).
-#define FERRY_CPU_KERNEL_DECLS(...)                                                                      \
+#define FERRY_CPU_KERNEL_DECLS(...)                                                                             \
   void embedding(__VA_ARGS__ float* out, const void* table, DType table_dtype, int64_t vocab_size, int64_t hidden, \
-                 const int32_t* token_ids, int64_t num_tokens);                                          \
-  void rms_norm(__VA_ARGS__ float* out, const float* in, const float* weight, int64_t num_rows, int64_t dim,       \
-                float eps);                                                                              \
-  void add_rms_norm(__VA_ARGS__ float* out, float* residual, const float* delta, const float* weight,              \
-                    int64_t num_rows, int64_t dim, float eps);                                           \
-  void head_rms_norm(__VA_ARGS__ float* x, const float* weight, int64_t num_tokens, int64_t token_stride,          \
-                     int64_t num_heads, int64_t head_dim, float eps);                                    \
-  void rope(__VA_ARGS__ float* q, float* k, const int32_t* positions, const float* inv_freq, int64_t num_tokens,   \
-            int64_t q_stride, int64_t k_stride, int64_t num_q_heads, int64_t num_kv_heads,               \
-            int64_t head_dim);                                                                           \
-  void kv_cache_write(__VA_ARGS__ float* k_cache, float* v_cache, const float* k, const float* v,                  \
-                      const int64_t* slot_mapping, int64_t num_tokens, int64_t k_stride,                 \
-                      int64_t v_stride, int64_t num_kv_heads, int64_t head_dim);                         \
-  void kv_cache_write_bf16(__VA_ARGS__ uint16_t* k_cache, uint16_t* v_cache, const float* k, const float* v,       \
-                           const int64_t* slot_mapping, int64_t num_tokens, int64_t k_stride,            \
-                           int64_t v_stride, int64_t num_kv_heads, int64_t head_dim);                    \
-  void kv_cache_write_int8(__VA_ARGS__ int8_t* k_cache, int8_t* v_cache, float* k_scales, float* v_scales,         \
-                           const float* k, const float* v, const int64_t* slot_mapping,                  \
-                           int64_t num_tokens, int64_t k_stride, int64_t v_stride, int64_t num_kv_heads, \
-                           int64_t head_dim);                                                            \
-  void paged_attention(__VA_ARGS__ const PagedAttentionArgs& args);                                                \
-  void silu_and_mul(__VA_ARGS__ float* out, const float* gate_up, int64_t num_rows, int64_t inter);                \
-  void gelu_tanh_and_mul(__VA_ARGS__ float* out, const float* gate_up, int64_t num_rows, int64_t inter);           \
-  void gather_rows(__VA_ARGS__ float* out, const float* in, const int32_t* rows, int64_t num_rows, int64_t dim);   \
-  void argmax(__VA_ARGS__ int32_t* out, const float* logits, int64_t num_rows, int64_t vocab);                     \
+                 const int32_t* token_ids, int64_t num_tokens);                                                 \
+  void rms_norm(__VA_ARGS__ float* out, const float* in, const float* weight, int64_t num_rows, int64_t dim,    \
+                float eps);                                                                                     \
+  void add_rms_norm(__VA_ARGS__ float* out, float* residual, const float* delta, const float* weight,           \
+                    int64_t num_rows, int64_t dim, float eps);                                                  \
+  void head_rms_norm(__VA_ARGS__ float* x, const float* weight, int64_t num_tokens, int64_t token_stride,       \
+                     int64_t num_heads, int64_t head_dim, float eps);                                           \
+  void rope(__VA_ARGS__ float* q, float* k, const int32_t* positions, const float* inv_freq, int64_t num_tokens, \
+            int64_t q_stride, int64_t k_stride, int64_t num_q_heads, int64_t num_kv_heads,                      \
+            int64_t head_dim);                                                                                  \
+  void kv_cache_write(__VA_ARGS__ float* k_cache, float* v_cache, const float* k, const float* v,               \
+                      const int64_t* slot_mapping, int64_t num_tokens, int64_t k_stride,                        \
+                      int64_t v_stride, int64_t num_kv_heads, int64_t head_dim);                                \
+  void kv_cache_write_bf16(__VA_ARGS__ uint16_t* k_cache, uint16_t* v_cache, const float* k, const float* v,    \
+                           const int64_t* slot_mapping, int64_t num_tokens, int64_t k_stride,                   \
+                           int64_t v_stride, int64_t num_kv_heads, int64_t head_dim);                           \
+  void kv_cache_write_int8(__VA_ARGS__ int8_t* k_cache, int8_t* v_cache, float* k_scales, float* v_scales,      \
+                           const float* k, const float* v, const int64_t* slot_mapping,                         \
+                           int64_t num_tokens, int64_t k_stride, int64_t v_stride, int64_t num_kv_heads,        \
+                           int64_t head_dim);                                                                   \
+  void paged_attention(__VA_ARGS__ const PagedAttentionArgs& args);                                             \
+  void silu_and_mul(__VA_ARGS__ float* out, const float* gate_up, int64_t num_rows, int64_t inter);             \
+  void gelu_tanh_and_mul(__VA_ARGS__ float* out, const float* gate_up, int64_t num_rows, int64_t inter);        \
+  void gather_rows(__VA_ARGS__ float* out, const float* in, const int32_t* rows, int64_t num_rows, int64_t dim); \
+  void argmax(__VA_ARGS__ int32_t* out, const float* logits, int64_t num_rows, int64_t vocab);                  \
   void log_softmax(__VA_ARGS__ float* x, int64_t num_rows, int64_t vocab);
 
 // Plain loops: one element at a time, double accumulators, no tricks, no threads.
