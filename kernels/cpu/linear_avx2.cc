@@ -148,15 +148,20 @@ void int8_decode_m(const LinearArgs& a, int64_t j0, int64_t j1) {
 
 // int4 codes (unsigned 0..15, layout in linear.h) against x quantized per 32-block:
 //   sum_c (q_c - z) * s * x_c = s * (sum_b xs_b * sum_{c in b} q_c * xq_c  -  z * sum_b x_sums_b)
-// the first term in integers per block (maddubs: 2 * 15 * 127 fits int16), the zero-point term
-// from the per-block sums of the quantized x, so the result is exact for the quantized x.
+// the first term in integers per block (maddubs: 2 * 15 * 127 fits int16), accumulated per group
+// without the weight scale (one x-scale broadcast per block serves all R rows), then scaled once
+// per group; the zero-point term from the group's sums of the quantized x. So the result is the
+// exact dot of the stored weights with the quantized x, up to fp32 rounding.
+// Unpacking: the block's 16 bytes broadcast to both 128-bit lanes, shifted by 0 (low lane: elements
+// 0..15) or 4 (high lane: 16..31) bits, masked to 4 bits.
 template <int M, int R>
-void int4_rows(const LinearArgs& a, int64_t j) {
+void int4_rows(const LinearArgs& a, const int8_t* xq, const float* xs, const float* xsum, float* out, int64_t j) {
   const WeightMatrix& w = *a.w;
   const int64_t k = w.k, kb = k / kQuantBlock, groups = k / w.group_size;
   const int64_t blocks_per_group = w.group_size / kQuantBlock;
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i low4 = _mm256_set1_epi8(0x0f);
+  const __m256i lane_shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
   const uint8_t* packed = static_cast<const uint8_t*>(w.data) + j * (k / 2);
   __m256 acc[R][M];
   float zero_term[R][M];
@@ -166,38 +171,69 @@ void int4_rows(const LinearArgs& a, int64_t j) {
       zero_term[r][i] = 0.0f;
     }
   for (int64_t g = 0; g < groups; ++g) {
-    float sg[R], szg[R];
-    for (int r = 0; r < R; ++r) {
-      sg[r] = w.scales[(j + r) * groups + g];
-      szg[r] = sg[r] * (w.zeros != nullptr ? w.zeros[(j + r) * groups + g] : 8.0f);
-    }
+    __m256 gacc[R][M];
+    for (int r = 0; r < R; ++r)
+      for (int i = 0; i < M; ++i) gacc[r][i] = _mm256_setzero_ps();
+    float gsum[M];
+    for (int i = 0; i < M; ++i) gsum[i] = 0.0f;
     for (int64_t b = g * blocks_per_group; b < (g + 1) * blocks_per_group; ++b) {
       __m256i codes[R];
       for (int r = 0; r < R; ++r) {
-        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + r * (k / 2) + b * 16));
-        codes[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low4);
+        const __m256i raw =
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + r * (k / 2) + b * 16)));
+        codes[r] = _mm256_and_si256(_mm256_srlv_epi32(raw, lane_shift), low4);
       }
       for (int i = 0; i < M; ++i) {
-        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x_q + i * k + b * kQuantBlock));
-        const float xs = a.x_scales[i * kb + b], xsum = a.x_sums[i * kb + b];
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + i * k + b * kQuantBlock));
+        const __m256 xsb = _mm256_broadcast_ss(xs + i * kb + b);
+        gsum[i] += xsum[i * kb + b];
         for (int r = 0; r < R; ++r) {
           const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(codes[r], xv), ones);
-          acc[r][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(xs * sg[r]), acc[r][i]);
-          zero_term[r][i] += szg[r] * xsum;
+          gacc[r][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), xsb, gacc[r][i]);
         }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const float sg = w.scales[(j + r) * groups + g];
+      const float szg = sg * (w.zeros != nullptr ? w.zeros[(j + r) * groups + g] : 8.0f);
+      const __m256 sgv = _mm256_set1_ps(sg);
+      for (int i = 0; i < M; ++i) {
+        acc[r][i] = _mm256_fmadd_ps(gacc[r][i], sgv, acc[r][i]);
+        zero_term[r][i] += szg * gsum[i];
       }
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int i = 0; i < M; ++i) a.out[i * a.out_stride + j + r] = hsum(acc[r][i]) - zero_term[r][i];
+    for (int i = 0; i < M; ++i) out[i * a.out_stride + j + r] = hsum(acc[r][i]) - zero_term[r][i];
 }
 
 template <int M>
-void int4_decode_m(const LinearArgs& a, int64_t j0, int64_t j1) {
+void int4_pass(const LinearArgs& a, int64_t i0, int64_t j0, int64_t j1) {
   constexpr int R = M == 1 ? 4 : (M == 2 ? 2 : 1);
+  const int64_t k = a.w->k, kb = k / kQuantBlock;
+  const int8_t* xq = a.x_q + i0 * k;
+  const float* xs = a.x_scales + i0 * kb;
+  const float* xsum = a.x_sums + i0 * kb;
+  float* out = a.out + i0 * a.out_stride;
   int64_t j = j0;
-  for (; j + R <= j1; j += R) int4_rows<M, R>(a, j);
-  for (; j < j1; ++j) int4_rows<M, 1>(a, j);
+  for (; j + R <= j1; j += R) int4_rows<M, R>(a, xq, xs, xsum, out, j);
+  for (; j < j1; ++j) int4_rows<M, 1>(a, xq, xs, xsum, out, j);
+}
+
+// As float_decode_m: passes of at most 4 x rows (2 * R * M accumulators must stay in registers)
+// over 48-row blocks, so the weights still come from DRAM once.
+template <int M>
+void int4_decode_m(const LinearArgs& a, int64_t j0, int64_t j1) {
+  constexpr int64_t kBlockRows = 48;
+  for (int64_t jb = j0; jb < j1; jb += kBlockRows) {
+    const int64_t je = std::min(j1, jb + kBlockRows);
+    if constexpr (M <= 4) {
+      int4_pass<M>(a, 0, jb, je);
+    } else {
+      int4_pass<4>(a, 0, jb, je);
+      int4_pass<M - 4>(a, 4, jb, je);
+    }
+  }
 }
 
 // Panel packing: one weight row segment widened to fp32, 8 at a time.
@@ -295,11 +331,21 @@ void by_m(const LinearArgs& a, int64_t j0, int64_t j1) {
     default: return K<8>::run(a, j0, j1);
   }
 }
-template <int M> struct F32K { static void run(const LinearArgs& a, int64_t b, int64_t e) { float_decode_m<WeightFormat::kF32, M>(a, b, e); } };
-template <int M> struct F16K { static void run(const LinearArgs& a, int64_t b, int64_t e) { float_decode_m<WeightFormat::kF16, M>(a, b, e); } };
-template <int M> struct BF16K { static void run(const LinearArgs& a, int64_t b, int64_t e) { float_decode_m<WeightFormat::kBF16, M>(a, b, e); } };
-template <int M> struct I8K { static void run(const LinearArgs& a, int64_t b, int64_t e) { int8_decode_m<M>(a, b, e); } };
-template <int M> struct I4K { static void run(const LinearArgs& a, int64_t b, int64_t e) { int4_decode_m<M>(a, b, e); } };
+template <WeightFormat F>
+struct FloatK {
+  template <int M>
+  struct K {
+    static void run(const LinearArgs& a, int64_t b, int64_t e) { float_decode_m<F, M>(a, b, e); }
+  };
+};
+template <int M>
+struct I8K {
+  static void run(const LinearArgs& a, int64_t b, int64_t e) { int8_decode_m<M>(a, b, e); }
+};
+template <int M>
+struct I4K {
+  static void run(const LinearArgs& a, int64_t b, int64_t e) { int4_decode_m<M>(a, b, e); }
+};
 
 // rows x 16 tile: per kk, two weight vectors and `rows` broadcasts of x feed 2 * rows FMAs.
 template <int R>
@@ -392,7 +438,8 @@ void micro_avx2(const float* x, int64_t ldx, const float* wp, int64_t kb, float*
 static_assert(kMicroRows == 6 && kMicroCols == 16 && kQuantBlock == 32, "loops above are written for these");
 
 const LinearKernels kAvx2Kernels = {
-    {by_m<F32K>, by_m<F16K>, by_m<BF16K>, by_m<I8K>, by_m<I4K>},
+    {by_m<FloatK<WeightFormat::kF32>::K>, by_m<FloatK<WeightFormat::kF16>::K>,
+     by_m<FloatK<WeightFormat::kBF16>::K>, by_m<I8K>, by_m<I4K>},
     micro_avx2,
     widen_avx2,
     quantize_x_avx2,
