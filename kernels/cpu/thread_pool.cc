@@ -84,7 +84,9 @@ bool spin_until(Pred pred) {
 }  // namespace
 
 struct ThreadPool::Impl {
-  int num_threads = 1;
+  // Atomic because run() reads it before taking job_mu (resize writes it under job_mu). A stale
+  // value is harmless: chunks are claimed, so any number of them completes with any worker count.
+  std::atomic<int> num_threads{1};
   std::vector<std::thread> workers;
 
   std::mutex job_mu;  // held by the caller for a whole job: concurrent callers are serialized
@@ -157,11 +159,12 @@ struct ThreadPool::Impl {
   }
 
   void start(int threads) {
-    num_threads = std::min(threads <= 0 ? cores_available() : threads, 0xffff);
+    const int count = std::min(threads <= 0 ? cores_available() : threads, 0xffff);
+    num_threads.store(count, std::memory_order_relaxed);
     stop.store(false);
-    workers.reserve(static_cast<size_t>(num_threads - 1));
+    workers.reserve(static_cast<size_t>(count - 1));
     const uint32_t seen = wake.load();
-    for (int i = 1; i < num_threads; ++i) workers.emplace_back([this, seen] { worker_loop(seen); });
+    for (int i = 1; i < count; ++i) workers.emplace_back([this, seen] { worker_loop(seen); });
   }
 
   void shutdown() {
@@ -180,13 +183,13 @@ ThreadPool::~ThreadPool() {
   delete impl_;
 }
 
-int ThreadPool::num_threads() const { return impl_->num_threads; }
+int ThreadPool::num_threads() const { return impl_->num_threads.load(std::memory_order_relaxed); }
 
 void ThreadPool::resize(int num_threads) {
   FERRY_CHECK(!t_inside_job && "ThreadPool::resize from inside a parallel_for");
   std::lock_guard<std::mutex> lock(impl_->job_mu);
   const int want = num_threads <= 0 ? cores_available() : num_threads;
-  if (want == impl_->num_threads) return;
+  if (want == impl_->num_threads.load(std::memory_order_relaxed)) return;
   impl_->shutdown();
   impl_->start(want);
 }
@@ -201,12 +204,13 @@ void ThreadPool::run(int64_t n, int64_t min_chunk, int64_t align, Body body, voi
   Impl& p = *impl_;
   min_chunk = std::max<int64_t>(1, min_chunk);
   align = std::max<int64_t>(1, align);
-  if (t_inside_job || p.num_threads == 1 || n < 2 * min_chunk) {
+  const int threads = p.num_threads.load(std::memory_order_relaxed);
+  if (t_inside_job || threads == 1 || n < 2 * min_chunk) {
     body(fn, 0, n);
     return;
   }
   // Chunk size: an even share per thread, at least min_chunk, rounded up to `align`.
-  const int64_t max_chunks = std::min<int64_t>(p.num_threads, n / min_chunk);
+  const int64_t max_chunks = std::min<int64_t>(threads, n / min_chunk);
   int64_t chunk = std::max(min_chunk, (n + max_chunks - 1) / max_chunks);
   chunk = (chunk + align - 1) / align * align;
   const int64_t num_chunks = (n + chunk - 1) / chunk;  // <= num_threads, so < 2^16 (claim word)

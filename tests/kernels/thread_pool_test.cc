@@ -121,6 +121,28 @@ TEST(ThreadPoolTest, ResizeAndDefaultPool) {
   check_cover(ThreadPool::default_pool(), 777, 3, 8);
 }
 
+TEST(ThreadPoolTest, ResizeWhileOtherThreadsSubmit) {
+  ThreadPool pool(2);
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> bad{0};
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 2; ++c)
+    callers.emplace_back([&] {
+      while (!stop.load()) {
+        std::vector<std::atomic<int>> hits(97);
+        pool.parallel_for(97, [&](int64_t b, int64_t e) {
+          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+        });
+        for (auto& h : hits) bad += h.load() != 1;
+      }
+    });
+  for (int r = 0; r < 40; ++r) pool.resize(1 + r % 4);
+  stop = true;
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(pool.num_threads(), 4);
+}
+
 // Not a pass/fail bound (the machine is shared): prints the cost of back-to-back calls so a
 // regression is visible in the test log. Checks only that a long run of calls completes.
 TEST(ThreadPoolTest, BackToBackCallOverhead) {
