@@ -12,6 +12,11 @@
 //           panel of kPanelCols weight rows x kPanelK inputs to fp32 once (layout [kPanelK][16] per
 //           16 columns) and runs a 6 x 16 register-blocked micro-kernel over all m rows on it.
 // Work is split over output rows (columns of out) on the pool.
+//
+// Thread-safety: linear() may be called from any thread (scratch is thread-local: the caller's
+// quantized x, each worker's panel); calls on one pool are serialized by the pool. The ISA choice
+// is a process-wide setting read once per call (set_linear_isa is for tests and benchmarks).
+// Shapes: any m, n, k >= 0; for int4, k a multiple of group_size (32, 64 or 128, asserted).
 #pragma once
 
 #include <cstdint>
