@@ -65,6 +65,7 @@ std::string usage_text() {
                                 (default: false; needs an API key)
   --zmq-curve-secret-key FILE   ZeroMQ CURVE: encrypt with this Z85 secret key (40 characters);
                                 clients need the server's public key, which is logged at startup
+  --no-web-ui                   do not serve the chat page at / (and /ui/*); the APIs are unchanged
   --help                        this text
   --version                     the server and ABI versions
 )";
@@ -88,6 +89,10 @@ Result<ServerOptions> parse_options(int argc, char** argv, bool* help, std::stri
       return o;
     }
     if (arg.rfind("--", 0) != 0) return Status::InvalidArgument("unexpected argument '" + arg + "' (see --help)");
+    if (arg == "--no-web-ui") {
+      o.web_ui = false;
+      continue;
+    }
     std::string flag = arg, value;
     auto eq = arg.find('=');
     if (eq != std::string::npos) {

@@ -36,6 +36,7 @@ struct ServerOptions {
   std::string api_key;                           // --api-key, else the environment's FERRY_API_KEY
   bool auth_health_metrics = false;
   std::string zmq_curve_secret_key_file;         // Z85 secret key: ZeroMQ CURVE encryption; "" = off
+  bool web_ui = true;                            // the chat page at "/" (--no-web-ui turns it off)
 };
 
 // Parses argv. Returns the options, or InvalidArgument naming the flag. Sets *help when --help or

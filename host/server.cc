@@ -18,6 +18,7 @@ Server::Server(ServerOptions options) : options_(std::move(options)), host_api_(
   ctx_.server_version = FERRY_VERSION;
   ctx_.api_key = options_.api_key;
   ctx_.auth_health_metrics = options_.auth_health_metrics;
+  ctx_.web_ui = options_.web_ui;
 }
 
 bool api_key_matches(std::string_view presented, std::string_view expected) {

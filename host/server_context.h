@@ -19,6 +19,7 @@ struct ServerContext {
   std::string server_version;
   std::string api_key;               // "" = no authentication
   bool auth_health_metrics = false;  // health endpoints and /metrics need the key too
+  bool web_ui = true;                // serve the chat page at "/" (host/http/web_ui.h)
 };
 
 // The HTTP status for a StatusCode (400, 404, 503, 429, 408, 499, 500, 501, 413).

@@ -24,6 +24,7 @@
 #include "host/http/kserve_json.h"
 #include "host/http/openai_response.h"
 #include "host/http/openai_transport.h"
+#include "host/http/web_ui.h"
 #include "host/json_util.h"
 #include "host/log.h"
 
@@ -641,6 +642,13 @@ int route_request(ServerContext& ctx, mg_connection* conn, size_t max_header_byt
   auto parts = split_path(ri->local_uri ? ri->local_uri : "/");
   if (int sent = check_request_head(conn, parts, max_header_bytes); sent != 0) return sent;
   const bool get = method == "GET" || method == "HEAD";
+  // The chat page needs no key: it holds none, and it asks the user for one on a 401.
+  if (ctx.web_ui && get && !health_and_metrics_only) {
+    if (auto asset = find_web_asset(ri->local_uri ? ri->local_uri : "/")) {
+      send_body_with_headers(conn, 200, asset->content_type, std::string(asset->body), kWebAssetHeaders);
+      return 200;
+    }
+  }
   if (!authorize(ctx, conn, parts)) return 401;
   if (health_and_metrics_only) return route_health_and_metrics(ctx, conn, method, parts);
 
