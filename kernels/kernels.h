@@ -300,7 +300,7 @@ void dequantize_weight(const WeightMatrix& w, float* out);
 
 // Linear layer: out[i, j] = sum_c x[i, c] * w[j][c] (+ bias[j]) for i < m, j < w.n, writing row i
 // of the result at out + i * out_stride (out_stride >= w.n; lets q, k and v land side by side in
-// one buffer). fp32 accumulation for float formats. kCpu on AVX2, m <= 8 (decode): int8/int4 weights
+// one buffer). fp32 accumulation for float formats. kCpu on AVX2, m < 64 (decode): int8/int4 weights
 // meet x quantized to int8 per block of 32 inputs (scale = amax / 127, so each x value is off by at
 // most scale / 2; kernels/cpu/linear.h); the result is the exact dot with that x up to fp32 rounding.
 // Larger m, and the portable path, widen the weights to fp32 instead. Bounds: tests/kernels/linear_test.

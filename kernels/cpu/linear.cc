@@ -281,10 +281,17 @@ void linear(ThreadPool& pool, float* out, int64_t out_stride, const float* x, co
   }
   const LinearKernels& kern = kernels_for(linear_isa());
   LinearArgs a{out, out_stride, x, &w, m, nullptr, nullptr, nullptr};
-  if (m <= kDecodeMaxRows) {
-    run_decode(pool, kern, a, bias);
-  } else {
+  if (m >= kGemmMinRows) {
     run_gemm(pool, kern, a, bias);
+    return;
+  }
+  // Up to kGemmMinRows rows: the decode kernels on 8 rows at a time (the weights stream once per 8).
+  for (int64_t i0 = 0; i0 < m; i0 += kDecodeMaxRows) {
+    LinearArgs sub = a;
+    sub.out = out + i0 * out_stride;
+    sub.x = x + i0 * w.k;
+    sub.m = std::min(kDecodeMaxRows, m - i0);
+    run_decode(pool, kern, sub, bias);
   }
 }
 

@@ -2,7 +2,8 @@
 // portable inner loops (linear.cc) and the AVX2+FMA+F16C ones (linear_avx2.cc). Internal to kernels/.
 //
 // Two regimes, chosen by m (rows of x):
-//   decode  (m <= kDecodeMaxRows): each weight row is streamed once from memory for all m rows of x
+//   decode  (m < kGemmMinRows, in passes of kDecodeMaxRows rows): each weight row is streamed once
+//           from memory for all the rows of x of a pass
 //           (memory bound). Float formats widen 8 weights at a time and FMA them into m fp32
 //           accumulators. On the AVX2 path int8/int4 weights meet x quantized to int8 per block of
 //           32 values (symmetric, scale = amax / 127) in integer dot products (maddubs + madd), then
@@ -27,6 +28,11 @@
 namespace ferry::kernels::cpu {
 
 constexpr int64_t kDecodeMaxRows = 8;
+// Below this m the decode kernels run on 8 rows at a time (weights streamed m / 8 times) rather than
+// the GEMM, whose fp32 panel packing does not pay off over few rows. Measured on one Zen 3 core
+// (loaded machine, +-30 %), 512x2048: m = 9 through the GEMM 1.67 ms vs 2 x 0.41 ms as two decode
+// passes; decode passes ~50 GFLOP/s at m = 40, the GEMM ~35 at m = 64 and ~47 at m = 96..128.
+constexpr int64_t kGemmMinRows = 64;
 constexpr int64_t kQuantBlock = 32;  // x values per int8 scale (int8/int4 decode on AVX2)
 constexpr int64_t kPanelK = 256;     // inputs per packed panel (a 16-column slab is 16 KiB of fp32)
 constexpr int64_t kPanelCols = 64;   // output columns per packed panel (64 KiB: L2 resident)
