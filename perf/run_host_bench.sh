@@ -45,7 +45,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$server_bin" --model-repository "$root/model_repository" --model-control-mode explicit --load-model echo \
-  --http-port 0 --zmq-endpoint tcp://127.0.0.1:0 --log-level info > "$work/server.log" 2>&1 &
+  --http-port 0 --metrics-port 0 --zmq-endpoint tcp://127.0.0.1:0 --log-level info > "$work/server.log" 2>&1 &
 server_pid=$!
 
 http_url="" zmq_endpoint=""

@@ -19,7 +19,7 @@ trap cleanup EXIT
 
 echo "machine: nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- host backend || echo ' + uncommitted changes in host/ or backend/')"
-"$build/host/ferry-server" --model-repository "$repo" --http-port 0 --zmq-endpoint tcp://127.0.0.1:0 \
+"$build/host/ferry-server" --model-repository "$repo" --http-port 0 --metrics-port 0 --zmq-endpoint tcp://127.0.0.1:0 \
   --log-level info >"$out/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 100); do grep -q 'HTTP server listening' "$out/server.log" && break; sleep 0.1; done

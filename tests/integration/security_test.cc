@@ -295,7 +295,7 @@ TEST(ZmqCurve, ABadKeyFileStopsTheServerWithAClearError) {
   write_file(dir.path() + "/short.key", "not a z85 key\n");
   for (const std::string& file : {dir.path() + "/short.key", dir.path() + "/missing.key"}) {
     std::string cmd = build_dir() + "/host/ferry-server --model-repository " + dir.path() +
-                      " --http-port 0 --zmq-endpoint tcp://127.0.0.1:0 --zmq-curve-secret-key " + file + " 2>&1";
+                      " --http-port 0 --metrics-port 0 --zmq-endpoint tcp://127.0.0.1:0 --zmq-curve-secret-key " + file + " 2>&1";
     FILE* p = ::popen(cmd.c_str(), "r");
     ASSERT_NE(p, nullptr);
     std::string out;
