@@ -6,6 +6,7 @@
 #include <climits>
 
 #include "kernels/cuda/cuda_check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/device_utils.cuh"
 
 namespace ferry::kernels::cuda {
@@ -42,9 +43,11 @@ Status add_rms_norm(float* out, float* residual, const float* delta, const float
   const dim3 grid(static_cast<unsigned>(num_rows));
   const unsigned threads = dim >= 2048 ? 512 : dim >= 512 ? 256 : 128;
   if (delta) {
-    add_rms_norm_kernel<true><<<grid, threads, 0, stream>>>(out, residual, delta, weight, dim, eps);
+    detail::launch_kernel(add_rms_norm_kernel<true>, grid, threads, 0, stream, out, residual, delta, weight, dim,
+                          eps);
   } else {
-    add_rms_norm_kernel<false><<<grid, threads, 0, stream>>>(out, residual, nullptr, weight, dim, eps);
+    detail::launch_kernel(add_rms_norm_kernel<false>, grid, threads, 0, stream, out, residual, nullptr, weight,
+                          dim, eps);
   }
   FERRY_CUDA_CHECK_LAUNCH("add_rms_norm_kernel");
   return Status::Ok();

@@ -5,6 +5,7 @@
 #include <climits>
 
 #include "kernels/cuda/cuda_check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/device_utils.cuh"
 
 namespace ferry::kernels::cuda {
@@ -48,7 +49,7 @@ Status argmax(int32_t* out, const float* logits, int64_t num_rows, int64_t vocab
   FERRY_CUDA_REQUIRE(vocab > 0 && vocab < INT_MAX, "cuda::argmax");
   if (num_rows == 0) return Status::Ok();
   FERRY_CUDA_REQUIRE(out && logits, "cuda::argmax");
-  argmax_kernel<<<static_cast<unsigned>(num_rows), kThreads, 0, stream>>>(out, logits, vocab);
+  detail::launch_kernel(argmax_kernel, static_cast<unsigned>(num_rows), kThreads, 0, stream, out, logits, vocab);
   FERRY_CUDA_CHECK_LAUNCH("argmax_kernel");
   return Status::Ok();
 }

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "kernels/cuda/cuda_check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/device_utils.cuh"
 
 namespace ferry::kernels::cuda {
@@ -24,8 +25,8 @@ template <typename Dst, typename Src>
 Status launch(void* dst, const void* src, int64_t n, cudaStream_t stream) {
   constexpr int kThreads = 256;
   const int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads, 65536);
-  cast_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(static_cast<Dst*>(dst),
-                                                                      static_cast<const Src*>(src), n);
+  detail::launch_kernel(cast_kernel<Dst, Src>, static_cast<unsigned>(blocks), kThreads, 0, stream,
+                        static_cast<Dst*>(dst), static_cast<const Src*>(src), n);
   FERRY_CUDA_CHECK_LAUNCH("cast_kernel");
   return Status::Ok();
 }

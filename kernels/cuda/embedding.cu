@@ -4,6 +4,7 @@
 #include <climits>
 
 #include "kernels/cuda/cuda_check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/device_utils.cuh"
 
 namespace ferry::kernels::cuda {
@@ -35,16 +36,16 @@ Status embedding(float* out, const void* table, DType table_dtype, int64_t vocab
   const unsigned threads = hidden >= 256 ? 256 : 128;
   switch (table_dtype) {
     case DType::kF32:
-      embedding_kernel<<<grid, threads, 0, stream>>>(out, static_cast<const float*>(table), vocab_size, hidden,
-                                                     token_ids);
+      detail::launch_kernel(embedding_kernel<float>, grid, threads, 0, stream, out, static_cast<const float*>(table),
+                            vocab_size, hidden, token_ids);
       break;
     case DType::kF16:
-      embedding_kernel<<<grid, threads, 0, stream>>>(out, static_cast<const __half*>(table), vocab_size, hidden,
-                                                     token_ids);
+      detail::launch_kernel(embedding_kernel<__half>, grid, threads, 0, stream, out, static_cast<const __half*>(table),
+                            vocab_size, hidden, token_ids);
       break;
     case DType::kBF16:
-      embedding_kernel<<<grid, threads, 0, stream>>>(out, static_cast<const __nv_bfloat16*>(table), vocab_size,
-                                                     hidden, token_ids);
+      detail::launch_kernel(embedding_kernel<__nv_bfloat16>, grid, threads, 0, stream, out,
+                            static_cast<const __nv_bfloat16*>(table), vocab_size, hidden, token_ids);
       break;
     default: return Status::InvalidArgument("cuda::embedding: unknown table dtype");
   }

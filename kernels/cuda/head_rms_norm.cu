@@ -4,6 +4,7 @@
 #include <climits>
 
 #include "kernels/cuda/cuda_check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/device_utils.cuh"
 
 namespace ferry::kernels::cuda {
@@ -36,8 +37,8 @@ Status head_rms_norm(float* x, const float* weight, int64_t num_tokens, int64_t 
   const int64_t num_vectors = num_tokens * num_heads;
   const int64_t num_blocks = (num_vectors + kWarpsPerBlock - 1) / kWarpsPerBlock;
   FERRY_CUDA_REQUIRE(num_blocks <= INT_MAX, op);
-  head_rms_norm_kernel<<<static_cast<unsigned>(num_blocks), kWarpsPerBlock * 32, 0, stream>>>(
-      x, weight, num_vectors, token_stride, num_heads, head_dim, eps);
+  detail::launch_kernel(head_rms_norm_kernel, static_cast<unsigned>(num_blocks), kWarpsPerBlock * 32, 0, stream,
+                        x, weight, num_vectors, token_stride, num_heads, head_dim, eps);
   FERRY_CUDA_CHECK_LAUNCH("head_rms_norm_kernel");
   return Status::Ok();
 }

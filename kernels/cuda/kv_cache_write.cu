@@ -6,6 +6,7 @@
 #include <climits>
 
 #include "kernels/cuda/cuda_check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/device_utils.cuh"
 
 namespace ferry::kernels::cuda {
@@ -79,8 +80,8 @@ Status kv_cache_write(float* k_cache, float* v_cache, const float* k, const floa
   FERRY_CUDA_REQUIRE(k_cache && v_cache && k && v && slot_mapping, op);
   const int64_t row = num_kv_heads * head_dim;
   const unsigned threads = row >= 512 ? 256 : 128;
-  kv_cache_write_kernel<<<static_cast<unsigned>(num_tokens), threads, 0, stream>>>(
-      k_cache, v_cache, k, v, slot_mapping, num_slots, k_stride, v_stride, row);
+  detail::launch_kernel(kv_cache_write_kernel, static_cast<unsigned>(num_tokens), threads, 0, stream,
+                        k_cache, v_cache, k, v, slot_mapping, num_slots, k_stride, v_stride, row);
   FERRY_CUDA_CHECK_LAUNCH("kv_cache_write_kernel");
   return Status::Ok();
 }
@@ -97,9 +98,9 @@ Status kv_cache_write_int8(int8_t* k_cache, int8_t* v_cache, float* k_scales, fl
   const int64_t num_rows = num_tokens * num_kv_heads;
   const int64_t blocks = (num_rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
   FERRY_CUDA_REQUIRE(blocks <= INT_MAX, op);
-  kv_cache_write_int8_kernel<<<static_cast<unsigned>(blocks), kWarpsPerBlock * 32, 0, stream>>>(
-      k_cache, v_cache, k_scales, v_scales, k, v, slot_mapping, num_rows, num_slots, k_stride, v_stride,
-      num_kv_heads, head_dim);
+  detail::launch_kernel(kv_cache_write_int8_kernel, static_cast<unsigned>(blocks), kWarpsPerBlock * 32, 0, stream,
+                        k_cache, v_cache, k_scales, v_scales, k, v, slot_mapping, num_rows, num_slots, k_stride,
+                        v_stride, num_kv_heads, head_dim);
   FERRY_CUDA_CHECK_LAUNCH("kv_cache_write_int8_kernel");
   return Status::Ok();
 }

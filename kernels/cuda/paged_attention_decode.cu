@@ -12,6 +12,7 @@
 #include "kernels/cuda/paged_attention_decode.cuh"
 
 #include "kernels/cuda/cuda_check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/device_utils.cuh"
 #include "kernels/cuda/paged_kv.cuh"
 
@@ -125,7 +126,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(PagedAttentionArgs a, 
 
 __global__ void __launch_bounds__(kReduceThreads)
     decode_reduce_kernel(PagedAttentionArgs a, Workspace ws, int64_t num_splits) {
-  extern __shared__ float weight[];  // [num_splits]
+  FERRY_DYNAMIC_SHARED(float, weight);  // [num_splits]
   __shared__ float scratch[32];
   const int64_t D = a.head_dim;
   const int64_t s = blockIdx.y, h = blockIdx.x;
@@ -159,11 +160,12 @@ Status launch(const PagedAttentionArgs& a, int64_t num_splits, Workspace ws, cud
   const float q_scale = a.scale * detail::kLog2e;
   const dim3 grid(static_cast<unsigned>(num_splits), static_cast<unsigned>(a.num_q_heads),
                   static_cast<unsigned>(a.num_seqs));
-  decode_kernel<kInt8><<<grid, kThreads, 0, stream>>>(a, q_scale, ws);
+  detail::launch_kernel(decode_kernel<kInt8>, grid, kThreads, 0, stream, a, q_scale, ws);
   FERRY_CUDA_CHECK_LAUNCH("paged_attention decode_kernel");
   if (num_splits == 1) return Status::Ok();
   const dim3 reduce_grid(static_cast<unsigned>(a.num_q_heads), static_cast<unsigned>(a.num_seqs));
-  decode_reduce_kernel<<<reduce_grid, kReduceThreads, sizeof(float) * num_splits, stream>>>(a, ws, num_splits);
+  detail::launch_kernel(decode_reduce_kernel, reduce_grid, kReduceThreads, sizeof(float) * num_splits, stream, a, ws,
+                        num_splits);
   FERRY_CUDA_CHECK_LAUNCH("paged_attention decode_reduce_kernel");
   return Status::Ok();
 }

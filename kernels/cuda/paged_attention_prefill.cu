@@ -14,6 +14,7 @@
 #include <climits>
 
 #include "kernels/cuda/cuda_check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/device_utils.cuh"
 #include "kernels/cuda/paged_kv.cuh"
 
@@ -32,7 +33,7 @@ size_t shared_bytes(int64_t head_dim) {
 
 template <bool kInt8>
 __global__ void __launch_bounds__(kThreads) prefill_kernel(PagedAttentionArgs a, float q_scale) {
-  extern __shared__ float smem[];
+  FERRY_DYNAMIC_SHARED(float, smem);
   const int64_t D = a.head_dim;
   float* q_s = smem;                     // [kTileQ, D], pre-scaled by scale * log2(e)
   float* k_s = q_s + kTileQ * D;         // [kTileK, D + 1]
@@ -156,7 +157,7 @@ Status launch(const PagedAttentionArgs& a, int64_t num_q_tiles, cudaStream_t str
   }
   const dim3 grid(static_cast<unsigned>(num_q_tiles), static_cast<unsigned>(a.num_q_heads),
                   static_cast<unsigned>(a.num_seqs));
-  prefill_kernel<kInt8><<<grid, kThreads, smem, stream>>>(a, a.scale * detail::kLog2e);
+  detail::launch_kernel(prefill_kernel<kInt8>, grid, kThreads, smem, stream, a, a.scale * detail::kLog2e);
   FERRY_CUDA_CHECK_LAUNCH("paged_attention prefill_kernel");
   return Status::Ok();
 }

@@ -5,6 +5,7 @@
 #include <climits>
 
 #include "kernels/cuda/cuda_check.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace ferry::kernels::cuda {
 namespace {
@@ -45,9 +46,8 @@ Status rope(float* q, float* k, const int32_t* positions, const float* inv_freq,
   FERRY_CUDA_REQUIRE((q || num_q_heads == 0) && (k || num_kv_heads == 0) && positions && inv_freq, op);
   const int64_t half = head_dim / 2;
   const unsigned threads = half <= 32 ? 32 : half <= 64 ? 64 : 128;
-  rope_kernel<<<static_cast<unsigned>(num_tokens), threads, 0, stream>>>(q, k, positions, inv_freq, q_stride,
-                                                                          k_stride, num_q_heads, num_kv_heads,
-                                                                          head_dim);
+  detail::launch_kernel(rope_kernel, static_cast<unsigned>(num_tokens), threads, 0, stream, q, k, positions, inv_freq,
+                        q_stride, k_stride, num_q_heads, num_kv_heads, head_dim);
   FERRY_CUDA_CHECK_LAUNCH("rope_kernel");
   return Status::Ok();
 }

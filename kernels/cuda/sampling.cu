@@ -9,6 +9,7 @@
 #include <climits>
 
 #include "kernels/cuda/cuda_check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/device_utils.cuh"
 
 namespace ferry::kernels::cuda {
@@ -190,7 +191,8 @@ Status sample(int32_t* out, const float* logits, const SamplingRowParams* params
   FERRY_CUDA_REQUIRE(vocab > 0 && vocab < (int64_t{1} << 24), "cuda::sample");
   if (num_rows == 0) return Status::Ok();
   FERRY_CUDA_REQUIRE(out && logits && params, "cuda::sample");
-  sample_kernel<<<static_cast<unsigned>(num_rows), kThreads, 0, stream>>>(out, logits, params, vocab);
+  detail::launch_kernel(sample_kernel, static_cast<unsigned>(num_rows), kThreads, 0, stream, out, logits, params,
+                        vocab);
   FERRY_CUDA_CHECK_LAUNCH("sample_kernel");
   return Status::Ok();
 }

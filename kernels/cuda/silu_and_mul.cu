@@ -4,6 +4,7 @@
 #include <climits>
 
 #include "kernels/cuda/cuda_check.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace ferry::kernels::cuda {
 namespace {
@@ -25,7 +26,7 @@ Status silu_and_mul(float* out, const float* gate_up, int64_t num_rows, int64_t 
   if (num_rows == 0) return Status::Ok();
   FERRY_CUDA_REQUIRE(out && gate_up, "cuda::silu_and_mul");
   const unsigned threads = inter >= 1024 ? 512 : 128;
-  silu_and_mul_kernel<<<static_cast<unsigned>(num_rows), threads, 0, stream>>>(out, gate_up, inter);
+  detail::launch_kernel(silu_and_mul_kernel, static_cast<unsigned>(num_rows), threads, 0, stream, out, gate_up, inter);
   FERRY_CUDA_CHECK_LAUNCH("silu_and_mul_kernel");
   return Status::Ok();
 }
