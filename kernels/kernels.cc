@@ -9,6 +9,9 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/thread_pool.h"
+#if defined(FERRY_KERNELS_CUDA_DISPATCH)
+#include "kernels/cuda/dispatch.h"
+#endif
 
 namespace ferry::kernels {
 
@@ -167,13 +170,27 @@ int64_t kv_cache_bytes_per_head(KvCacheDType dtype, int64_t head_dim) {
   return 0;
 }
 
-// Every operator dispatches the same way: reference loops, fast CPU, or (not built) CUDA.
+// kCuda: kernels/cuda/dispatch.h where the build wires it in (FERRY_KERNELS_CUDA_DISPATCH: today the
+// CUDA emulation build only), else not built.
+#if defined(FERRY_KERNELS_CUDA_DISPATCH)
+#define FERRY_CUDA_CASE(call) \
+  case Backend::kCuda: cuda_ops::call; return;
+#define FERRY_CUDA_CASE_POOLED(ctx, op, ...) \
+  case Backend::kCuda: cuda_ops::op((ctx).stream, __VA_ARGS__); return;
+#else
+#define FERRY_CUDA_CASE(call) \
+  case Backend::kCuda: break;
+#define FERRY_CUDA_CASE_POOLED(ctx, op, ...) \
+  case Backend::kCuda: break;
+#endif
+
+// Every operator dispatches the same way: reference loops, fast CPU, or CUDA (when built).
 #define FERRY_DISPATCH(ctx, call)                                   \
   do {                                                              \
     switch ((ctx).backend) {                                        \
       case Backend::kReference: ref::call; return;                  \
       case Backend::kCpu: cpu::call; return;                        \
-      case Backend::kCuda: break;                                   \
+      FERRY_CUDA_CASE(call)                                         \
     }                                                               \
     FERRY_CHECK(false && "kernels: backend not built into ferry");  \
   } while (0)
@@ -186,7 +203,7 @@ int64_t kv_cache_bytes_per_head(KvCacheDType dtype, int64_t head_dim) {
       case Backend::kCpu:                                                                        \
         cpu::op((ctx).pool != nullptr ? *(ctx).pool : ThreadPool::default_pool(), __VA_ARGS__); \
         return;                                                                                  \
-      case Backend::kCuda: break;                                                                \
+      FERRY_CUDA_CASE_POOLED(ctx, op, __VA_ARGS__)                                               \
     }                                                                                            \
     FERRY_CHECK(false && "kernels: backend not built into ferry");                               \
   } while (0)
@@ -338,5 +355,7 @@ void log_softmax(const Context& ctx, float* x, int64_t num_rows, int64_t vocab) 
 
 #undef FERRY_DISPATCH
 #undef FERRY_DISPATCH_POOLED
+#undef FERRY_CUDA_CASE
+#undef FERRY_CUDA_CASE_POOLED
 
 }  // namespace ferry::kernels

@@ -39,7 +39,9 @@ Status add_rms_norm(float* out, float* residual, const float* delta, const float
   FERRY_CUDA_REQUIRE(eps >= 0.0f, "cuda::add_rms_norm");
   if (num_rows == 0) return Status::Ok();
   FERRY_CUDA_REQUIRE(out && residual && weight, "cuda::add_rms_norm");
-  FERRY_CUDA_REQUIRE(out != residual, "cuda::add_rms_norm");
+  // Without a delta the residual is only read, and each thread writes out[j] after its own last read
+  // of residual[j]: out may alias it then (kernels::rms_norm allows out == in).
+  FERRY_CUDA_REQUIRE(out != residual || delta == nullptr, "cuda::add_rms_norm");
   const dim3 grid(static_cast<unsigned>(num_rows));
   const unsigned threads = dim >= 2048 ? 512 : dim >= 512 ? 256 : 128;
   if (delta) {

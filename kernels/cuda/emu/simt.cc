@@ -35,8 +35,16 @@ struct Thread {
   std::source_location barrier_site;
 };
 
+// A warp operation is a rendezvous of the lanes of its mask. Operations alternate between two slots
+// by the parity of the lane's operation count: a lane cannot be two operations ahead of another of
+// the same mask (the next operation needs it), so two slots suffice.
 struct Warp {
-  uint64_t values[2][32];  // by the parity of the operation: a lane cannot be two operations ahead
+  uint64_t values[2][32];
+  unsigned mask[2];
+  unsigned arrived[2];  // lanes that posted to the slot's pending operation (0: none pending)
+  uint64_t op[2];       // that operation's index in the lanes' counts
+  unsigned present;     // lanes that exist (a partial last warp has fewer than 32)
+  unsigned exited;
 };
 
 // Thread orders the scheduler uses, block by block, so that a read not ordered by a barrier after
@@ -115,6 +123,12 @@ bool BlockRunner::run(uint3 block_idx, uint64_t block_linear, BodyFn body, void*
   num_done_ = num_at_barrier_ = 0;
   failed_ = false;
   error_.clear();
+  for (unsigned w = 0; w < num_warps; ++w) {
+    const unsigned lanes = std::min(32u, num_threads_ - 32 * w);
+    warps_[w].arrived[0] = warps_[w].arrived[1] = 0;
+    warps_[w].exited = 0;
+    warps_[w].present = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1;
+  }
   for (unsigned i = 0; i < num_threads_; ++i) {
     Thread& t = threads_[i];
     t.id.idx = uint3{i % bd.x, (i / bd.x) % bd.y, i / (bd.x * bd.y)};
@@ -210,36 +224,35 @@ void BlockRunner::barrier(const std::source_location& site) {
 
 const uint64_t* BlockRunner::exchange(unsigned mask, uint64_t bits, const char* op) {
   Thread& t = *current_;
-  const unsigned lane = t.id.lane, warp_first = t.id.linear - lane;
-  if (((mask >> lane) & 1u) == 0) fail(std::string(op) + ": the calling lane is not in the mask");
-  const uint64_t k = t.warp_ops++;
+  const unsigned lane = t.id.lane, bit = 1u << lane;
   Warp& w = warps_[t.id.linear / 32];
-  w.values[k & 1][lane] = bits;
+  if ((mask & bit) == 0) fail(std::string(op) + ": the calling lane is not in the mask");
+  if ((mask & ~w.present) != 0) fail(std::string(op) + ": the mask names lanes beyond the end of the block");
+  if ((mask & w.exited) != 0) fail(std::string(op) + ": the mask names a lane that exited");
+  const uint64_t k = t.warp_ops++;
+  const unsigned p = k & 1;
+  if (w.arrived[p] == 0) {
+    w.mask[p] = mask;
+    w.op[p] = k;
+  } else if (w.mask[p] != mask) {
+    fail(std::string(op) + ": lanes pass different masks");
+  } else if (w.op[p] != k) {
+    fail(std::string(op) + ": lanes of the mask are at different warp operations (divergent code)");
+  }
+  w.values[p][lane] = bits;
+  w.arrived[p] |= bit;
   t.warp_mask = mask;
   t.warp_op = op;
-  bool complete = true;
-  for (unsigned j = 0; j < 32; ++j) {
-    if (j == lane || ((mask >> j) & 1u) == 0) continue;
-    if (warp_first + j >= num_threads_) fail(std::string(op) + ": the mask names lane " + std::to_string(j) +
-                                             ", beyond the end of the block");
-    const Thread& u = threads_[warp_first + j];
-    if (u.state == State::kDone) fail(std::string(op) + ": the mask names lane " + std::to_string(j) + ", which exited");
-    if (u.warp_ops == k + 1) {
-      if (u.warp_mask != mask) fail(std::string(op) + ": lanes pass different masks");
-    } else if (u.warp_ops > k + 1) {
-      fail(std::string(op) + ": lanes of the mask are at different warp operations (divergent code)");
-    } else {
-      complete = false;
-    }
-  }
-  if (complete) {
-    for (unsigned j = 0; j < 32; ++j)
-      if (j != lane && ((mask >> j) & 1u)) threads_[warp_first + j].state = State::kRunnable;
-    return w.values[k & 1];
+  if (w.arrived[p] == mask) {  // the last to arrive wakes the others
+    w.arrived[p] = 0;
+    const unsigned warp_first = t.id.linear - lane;
+    for (unsigned rest = mask & ~bit; rest != 0; rest &= rest - 1)
+      threads_[warp_first + static_cast<unsigned>(__builtin_ctz(rest))].state = State::kRunnable;
+    return w.values[p];
   }
   t.state = State::kAtWarpOp;
   yield_current();
-  return w.values[k & 1];
+  return w.values[p];
 }
 
 void BlockRunner::finish_current() {
@@ -248,12 +261,12 @@ void BlockRunner::finish_current() {
   ++num_done_;
   // A lane that exits while the rest of its warp waits for it in a warp operation: on the GPU the
   // result is undefined; here it is an error.
-  const unsigned warp_first = t.id.linear - t.id.lane;
-  for (unsigned j = 0; j < 32 && warp_first + j < num_threads_; ++j) {
-    const Thread& u = threads_[warp_first + j];
-    if (u.state == State::kAtWarpOp && ((u.warp_mask >> t.id.lane) & 1u))
-      fail(std::string(u.warp_op) + ": lane " + std::to_string(t.id.lane) + " exited while named in the mask");
-  }
+  Warp& w = warps_[t.id.linear / 32];
+  const unsigned bit = 1u << t.id.lane;
+  w.exited |= bit;
+  for (unsigned p = 0; p < 2; ++p)
+    if (w.arrived[p] != 0 && (w.mask[p] & bit) != 0)
+      fail("warp operation: lane " + std::to_string(t.id.lane) + " exited while named in the mask of a pending one");
   release_barrier_if_complete();
   fiber_switch(t.context, scheduler_);
   std::abort();  // a finished fiber is never resumed
