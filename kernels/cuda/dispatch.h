@@ -1,9 +1,10 @@
 // Backend::kCuda of kernels/kernels.h: the operators with kernels.h's signatures (the Context's
 // stream passed first, as a void*), each calling its launcher in kernels/cuda. kernels.cc
 // dispatches here when built with FERRY_KERNELS_CUDA_DISPATCH, which today is the CUDA emulation
-// build only (FERRY_CUDA_EMULATION without nvcc): there "device" pointers are host pointers, so
-// the table test (tests/kernels/ops_test) runs its kCuda rows on host buffers. The nvcc build does
-// not wire this in yet: the engine that would call it with device buffers does not exist (docs/cuda.md).
+// build only (FERRY_CUDA_EMULATION, this file compiled against the emulator): there "device"
+// pointers are host pointers, so the table test (tests/kernels/ops_test) runs its kCuda rows on
+// host buffers. The nvcc library is not wired in yet: the engine that would call it with device
+// buffers does not exist (docs/cuda.md).
 //
 // Contract, as kernels.h's: arguments are the caller's to validate; a launcher that refuses them
 // (or a CUDA error) is a broken invariant and aborts through FERRY_CHECK with the launcher's
