@@ -293,14 +293,16 @@ async function send(text) {
         if (first === null) first = performance.now();
         ++chunks;
         answer.content += delta;
-        if (!redraw) redraw = requestAnimationFrame(draw);
+        // Redrawn at most every 50 ms (a timer, not requestAnimationFrame, which a hidden tab
+        // never runs: the text would then appear only at the end).
+        if (!redraw) redraw = setTimeout(draw, 50);
       }
     });
   } catch (e) {
     if (e.name === 'AbortError') answer.stopped = true;
     else answer.error = 'The answer broke off: ' + e.message;
   } finally {
-    if (redraw) cancelAnimationFrame(redraw);
+    if (redraw) clearTimeout(redraw);
     const end = performance.now();
     if (state.messages.includes(answer)) {
       const tokens = usage?.completion_tokens ?? chunks;

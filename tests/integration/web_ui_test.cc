@@ -1,0 +1,134 @@
+// The chat page that ferry-server serves at "/" (host/http/web_ui.h): what the server sends (the
+// page, its script and style, the security headers), that --no-web-ui turns it off, that it needs
+// no API key while the API keeps needing one, and the page itself in headless Chromium
+// (tests/web/chat_page_test.mjs: streamed chat, stop, storage, model text shown as text, 401, 429,
+// context too long). The Chromium test skips, saying why, without node, chromium or puppeteer-core
+// (scripts/setup installs them).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "client/http_client.h"
+#include "tests/integration/fixtures.h"
+#include "tests/integration/raw_http.h"
+#include "tests/integration/server_process.h"
+
+namespace ferry::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using client::HttpClient;
+
+constexpr char kKey[] = "web-ui-test-key";
+
+// A repository with a copy of the default repository's tiny-llama.
+class TinyLlamaRepository {
+ public:
+  TinyLlamaRepository() {
+    fs::copy(fs::path(default_repository()) / "tiny-llama", dir_ / "tiny-llama", fs::copy_options::recursive);
+  }
+  const std::string& path() const { return dir_.path(); }
+
+ private:
+  TempDir dir_;
+};
+
+std::pair<std::string, int> run(const std::string& command) {
+  std::string out;
+  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
+  if (p == nullptr) return {"popen failed", -1};
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  int status = ::pclose(p);
+  return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+}
+
+TEST(WebUi, ServesThePageItsScriptAndStyleWithSecurityHeaders) {
+  TinyLlamaRepository repo;
+  auto server = ServerProcess::start(repo.path());
+  ASSERT_NE(server, nullptr);
+  for (const char* path : {"/", "/index.html"}) {
+    RawResponse page = raw_http(server->http_port(), "GET", path);
+    ASSERT_EQ(page.status, 200) << path << "\n" << page.head;
+    EXPECT_EQ(page.header("Content-Type"), "text/html; charset=utf-8");
+    EXPECT_NE(page.body.find("<script type=\"module\" src=\"/ui/app.js\"></script>"), std::string::npos) << page.body;
+    EXPECT_NE(page.body.find("/ui/style.css"), std::string::npos);
+    // Only the page's own script may run, and it may talk only to this server.
+    const std::string csp = page.header("Content-Security-Policy");
+    EXPECT_NE(csp.find("default-src 'none'"), std::string::npos) << csp;
+    EXPECT_NE(csp.find("script-src 'self'"), std::string::npos) << csp;
+    EXPECT_NE(csp.find("connect-src 'self'"), std::string::npos) << csp;
+    EXPECT_EQ(page.header("X-Content-Type-Options"), "nosniff");
+    EXPECT_EQ(std::stoul(page.header("Content-Length")), page.body.size());
+  }
+  RawResponse script = raw_http(server->http_port(), "GET", "/ui/app.js");
+  ASSERT_EQ(script.status, 200);
+  EXPECT_EQ(script.header("Content-Type"), "text/javascript; charset=utf-8");
+  EXPECT_NE(script.body.find("/v1/chat/completions"), std::string::npos);
+  // The page never writes model text as markup.
+  EXPECT_EQ(script.body.find("innerHTML"), std::string::npos);
+  EXPECT_EQ(raw_http(server->http_port(), "GET", "/ui/markdown.js").status, 200);
+  RawResponse style = raw_http(server->http_port(), "GET", "/ui/style.css");
+  ASSERT_EQ(style.status, 200);
+  EXPECT_EQ(style.header("Content-Type"), "text/css; charset=utf-8");
+  RawResponse head = raw_http(server->http_port(), "HEAD", "/");
+  EXPECT_EQ(head.status, 200);
+  EXPECT_TRUE(head.body.empty());
+  EXPECT_EQ(raw_http(server->http_port(), "GET", "/ui/nope.js").status, 404);
+  EXPECT_EQ(raw_http(server->http_port(), "GET", "/ui/sub/app.js").status, 404);
+  // The page is not on the metrics listener.
+  EXPECT_EQ(raw_http(server->metrics_port(), "GET", "/").status, 404);
+}
+
+TEST(WebUi, NoWebUiTurnsThePageOffAndLeavesTheApi) {
+  TinyLlamaRepository repo;
+  auto server = ServerProcess::start(repo.path(), {"--no-web-ui"});
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(raw_http(server->http_port(), "GET", "/").status, 404);
+  EXPECT_EQ(raw_http(server->http_port(), "GET", "/ui/app.js").status, 404);
+  HttpClient http(server->http_url());
+  EXPECT_EQ(http.get("/v1/models").status, 200);
+}
+
+TEST(WebUi, PageNeedsNoKeyButTheApiDoes) {
+  TinyLlamaRepository repo;
+  auto server = ServerProcess::start(repo.path(), {"--api-key", kKey});
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(raw_http(server->http_port(), "GET", "/").status, 200);
+  EXPECT_EQ(raw_http(server->http_port(), "GET", "/ui/app.js").status, 200);
+  EXPECT_EQ(raw_http(server->http_port(), "GET", "/v1/models").status, 401);
+  EXPECT_EQ(raw_http(server->http_port(), "GET", "/v1/models", std::string("Authorization: Bearer ") + kKey + "\r\n")
+                .status,
+            200);
+  // A POST to the page's path is no way around the key.
+  EXPECT_EQ(raw_http(server->http_port(), "POST", "/", "", "{}").status, 401);
+}
+
+TEST(WebUi, ChatPageInHeadlessChromium) {
+  const fs::path script = fs::path(source_dir()) / "tests" / "web" / "chat_page_test.mjs";
+  const fs::path modules = fs::path(source_dir()) / "tests" / "web" / "node_modules" / "puppeteer-core";
+  if (run("command -v node").second != 0) GTEST_SKIP() << "node not installed (scripts/setup installs nodejs)";
+  auto [chromium, found] = run("command -v chromium");
+  if (found != 0) GTEST_SKIP() << "chromium not installed (Debian package chromium; scripts/setup installs it)";
+  chromium.erase(chromium.find_last_not_of("\n") + 1);
+  if (!fs::exists(modules)) {
+    GTEST_SKIP() << "puppeteer-core not installed in tests/web (scripts/setup runs npm ci there)";
+  }
+  TinyLlamaRepository repo;
+  auto server = ServerProcess::start(repo.path());
+  ASSERT_NE(server, nullptr);
+  TinyLlamaRepository keyed_repo;
+  auto keyed = ServerProcess::start(keyed_repo.path(), {"--api-key", kKey});
+  ASSERT_NE(keyed, nullptr);
+  const std::string out = build_dir() + "/tests/web-screenshots";
+  auto [log, rc] = run("node '" + script.string() + "' --url " + server->http_url() + " --key-url " +
+                       keyed->http_url() + " --key " + kKey + " --chromium '" + chromium + "' --out '" + out + "'");
+  EXPECT_EQ(rc, 0) << log;
+  std::printf("%s(screenshots in %s)\n", log.c_str(), out.c_str());
+}
+
+}  // namespace
+}  // namespace ferry::testing
