@@ -18,7 +18,7 @@ FROM debian:bookworm-slim
 # checks this list against the built binaries), and curl for the health check.
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      libcivetweb1 libjsoncpp25 libzmq5 libicu72 libpcre2-8-0 libcurl4 libstdc++6 libgcc-s1 curl ca-certificates \
+      libcivetweb1 libjsoncpp25 libzmq5 libicu72 libpcre2-8-0 libstdc++6 libgcc-s1 curl ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/ferry /opt/ferry
 COPY model_repository /models
