@@ -3,7 +3,7 @@
 // no API key while the API keeps needing one, and the page itself in headless Chromium
 // (tests/web/chat_page_test.mjs: streamed chat, stop, storage, model text shown as text, 401, 429,
 // context too long). The Chromium test skips, saying why, without node, chromium or puppeteer-core
-// (scripts/setup installs them).
+// (scripts/setup installs them). Also scripts/chat, the terminal client.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -128,6 +128,23 @@ TEST(WebUi, ChatPageInHeadlessChromium) {
                        keyed->http_url() + " --key " + kKey + " --chromium '" + chromium + "' --out '" + out + "'");
   EXPECT_EQ(rc, 0) << log;
   std::printf("%s(screenshots in %s)\n", log.c_str(), out.c_str());
+}
+
+// scripts/chat, the terminal client: streams an answer with its stats, and says what a 401 means.
+TEST(TerminalChat, StreamsAnAnswerAndExplainsAMissingKey) {
+  if (run("command -v python3").second != 0) GTEST_SKIP() << "python3 not installed";
+  TinyLlamaRepository repo;
+  auto server = ServerProcess::start(repo.path(), {"--api-key", kKey});
+  ASSERT_NE(server, nullptr);
+  const std::string chat = source_dir() + "/scripts/chat --url " + server->http_url();
+  auto [out, rc] = run("echo Hello | FERRY_API_KEY=" + std::string(kKey) + " " + chat +
+                       " --model tiny-llama --max-tokens 8 --temperature 0");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("[8 tokens · "), std::string::npos) << out;
+  EXPECT_NE(out.find(" tokens/s · TTFT "), std::string::npos) << out;
+  auto [refused, refused_rc] = run("echo Hello | env -u FERRY_API_KEY " + chat);
+  EXPECT_NE(refused_rc, 0);
+  EXPECT_NE(refused.find("the server needs an API key"), std::string::npos) << refused;
 }
 
 }  // namespace
