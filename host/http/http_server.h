@@ -1,6 +1,7 @@
 // The HTTP frontend (civetweb): KServe v2 (health, metadata, infer, repository, statistics),
-// Triton's generate / generate_stream (SSE), and /metrics. With an API key in the context, every
-// route but health and /metrics (unless auth_health_metrics) answers 401 without
+// Triton's generate / generate_stream (SSE), /metrics, and the chat page at "/" (web_ui.h, unless
+// --no-web-ui). With an API key in the context, every route but health and /metrics (unless
+// auth_health_metrics) and the page's static files answers 401 without
 // "Authorization: Bearer <key>" (docs/security.md).
 //
 // Each connection is served by one civetweb worker thread, which blocks until its answer is
