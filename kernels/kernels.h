@@ -4,7 +4,10 @@
 //   kReference  plain loops (kernels/cpu/reference.cc): slow, obviously correct, the oracle in tests;
 //   kCpu        the fast CPU implementation (kernels/cpu/cpu_kernels.cc, attention.cc, linear.cc; linear
 //               and matmul on our own kernels, split over a ThreadPool);
-//   kCuda       reserved for kernels/cuda/ (not built yet: selecting it is a bug and aborts).
+//   kCuda       kernels/cuda/ (kernels/cuda/dispatch.{h,cc}): routed there in the CUDA emulation build
+//               (FERRY_CUDA_EMULATION, docs/cuda.md), where the .cu kernels run on the host; an nvcc
+//               build still asserts on kCuda (no engine holds device buffers yet). Operators without a
+//               CUDA kernel (gelu, log_softmax, gather_rows, bf16 KV, windows/soft-caps) assert too.
 // Signatures take raw pointers, sizes and documented row-major layouts (no STL containers), so a CUDA
 // implementation can take device pointers through the very same declarations.
 //
