@@ -13,20 +13,10 @@
 #include <unistd.h>
 
 #include "backend/llm/engine/cpu_engine.h"
+#include "tests/llm/engine/testdata.h"
 
 namespace ferry::llm {
 namespace {
-
-// FERRY_TESTDATA from the environment, else the directory CMake was configured with.
-std::filesystem::path testdata() {
-  const char* root = std::getenv("FERRY_TESTDATA");
-  if (root != nullptr && *root != '\0') return root;
-#ifdef FERRY_TESTDATA_DEFAULT_DIR
-  return FERRY_TESTDATA_DEFAULT_DIR;
-#else
-  return {};
-#endif
-}
 
 // Drives an engine with a private cache and per-sequence block tables.
 class Runner {

@@ -14,20 +14,11 @@
 #include <fstream>
 
 #include "backend/llm/engine/cpu_engine.h"
+#include "tests/llm/engine/testdata.h"
 #include "backend/llm/engine/kv_cache_storage.h"
 
 namespace ferry::llm {
 namespace {
-
-std::filesystem::path testdata() {
-  const char* root = std::getenv("FERRY_TESTDATA");
-  if (root != nullptr && *root != '\0') return root;
-#ifdef FERRY_TESTDATA_DEFAULT_DIR
-  return FERRY_TESTDATA_DEFAULT_DIR;
-#else
-  return {};
-#endif
-}
 
 struct Format {
   const char* name;
