@@ -137,7 +137,7 @@ Status ZmqServer::start(const std::string& endpoint, const std::string& curve_se
   zmq_getsockopt(socket_, ZMQ_LAST_ENDPOINT, last, &len);
   bound_endpoint_ = last;
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  for (int i = 0; i < kNumSubmitThreads; ++i) submitters_.emplace_back([this] { submit_loop(); });
+  for (size_t i = 0; i < kNumSubmitThreads; ++i) submitters_.emplace_back([this, i] { submit_loop(i); });
   thread_ = std::thread([this] { run(); });
   return Status::Ok();
 }
@@ -151,7 +151,7 @@ void ZmqServer::stop() {
     std::lock_guard<std::mutex> lock(submit_mu_);
     submit_stop_ = true;
   }
-  submit_cv_.notify_all();
+  for (auto& cv : submit_cv_) cv.notify_all();
   for (auto& t : submitters_) t.join();
   submitters_.clear();
   uint64_t one = 1;
@@ -173,23 +173,25 @@ void ZmqServer::post(std::vector<std::string> frames) {
   (void)!::write(wake_fd_, &one, sizeof(one));
 }
 
-void ZmqServer::enqueue_submit(std::function<void()> task) {
+void ZmqServer::enqueue_submit(size_t lane, std::function<void()> task) {
+  lane %= kNumSubmitThreads;
   {
     std::lock_guard<std::mutex> lock(submit_mu_);
-    submit_queue_.push_back(std::move(task));
+    submit_queue_[lane].push_back(std::move(task));
   }
-  submit_cv_.notify_one();
+  submit_cv_[lane].notify_one();
 }
 
-void ZmqServer::submit_loop() {
+void ZmqServer::submit_loop(size_t lane) {
+  std::deque<std::function<void()>>& queue = submit_queue_[lane];
   for (;;) {
     std::function<void()> task;
     {
       std::unique_lock<std::mutex> lock(submit_mu_);
-      submit_cv_.wait(lock, [&] { return submit_stop_ || !submit_queue_.empty(); });
-      if (submit_queue_.empty()) return;  // stopping, and nothing left
-      task = std::move(submit_queue_.front());
-      submit_queue_.pop_front();
+      submit_cv_[lane].wait(lock, [&] { return submit_stop_ || !queue.empty(); });
+      if (queue.empty()) return;  // stopping, and nothing left
+      task = std::move(queue.front());
+      queue.pop_front();
     }
     try {
       task();
@@ -359,7 +361,8 @@ void ZmqServer::handle_message(std::vector<std::string>&& frames) {
     if (inflight_.count(key)) return reply_error(route, id, Status::InvalidArgument("request id '" + id + "' is already in flight"));
     inflight_[key] = Inflight{};  // reserve the id; a FINAL during submit erases it
   }
-  enqueue_submit([this, route = std::move(route), id, key, model = m["model"].asString(), version = std::move(version),
+  const size_t lane = route.empty() ? 0 : std::hash<std::string>{}(route.front());
+  enqueue_submit(lane, [this, route = std::move(route), id, key, model = m["model"].asString(), version = std::move(version),
                   spec = std::make_shared<RequestSpec>(std::move(spec.value()))]() mutable {
     submit_request(std::move(route), std::move(id), std::move(key), std::move(model), std::move(version),
                    std::move(*spec));

@@ -58,9 +58,12 @@ class ZmqServer {
   void reply_refusal(const std::vector<std::string>& route, const std::string& id, const char* code, int http_status,
                      const std::string& message);
   void flush_outbox();
-  // Runs `task` on a submit thread (FIFO).
-  void enqueue_submit(std::function<void()> task);
-  void submit_loop();
+  // Runs `task` on submit thread `lane % kNumSubmitThreads`, after the tasks queued there before it.
+  // The socket thread uses the client's routing id as the lane, so one client's requests are
+  // submitted in the order they arrived (FCFS within a priority holds per client) while different
+  // clients' submits run in parallel.
+  void enqueue_submit(size_t lane, std::function<void()> task);
+  void submit_loop(size_t lane);
   // The submit-thread half of an infer message: finds the model and submits. `key` is reserved in
   // inflight_.
   void submit_request(std::vector<std::string> route, std::string id, std::string key, std::string model,
@@ -79,12 +82,12 @@ class ZmqServer {
 
   // Submit threads: enough that one long prompt does not hold back the next client's request; the
   // backend bounds the real concurrency of prompt processing.
-  static constexpr int kNumSubmitThreads = 4;
+  static constexpr size_t kNumSubmitThreads = 4;
   std::vector<std::thread> submitters_;
   std::mutex submit_mu_;
-  std::condition_variable submit_cv_;
-  std::deque<std::function<void()>> submit_queue_;  // guarded by submit_mu_
-  bool submit_stop_ = false;                        // guarded by submit_mu_
+  std::condition_variable submit_cv_[kNumSubmitThreads];
+  std::deque<std::function<void()>> submit_queue_[kNumSubmitThreads];  // guarded by submit_mu_
+  bool submit_stop_ = false;                                           // guarded by submit_mu_
 
   struct Inflight {
     std::shared_ptr<InflightRequest> request;  // null while its submit is queued or running
