@@ -20,30 +20,19 @@
 
 #include "common/status.h"
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/cpu_util.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace ferry::kernels::cpu {
 
 namespace {
 
-// ---- portable inner loops ---------------------------------------------------------------------
-// 8 independent accumulators so the compiler vectorises without -ffast-math.
-
-float dot8(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
-  float s = 0.0f;
-  for (; i < n; ++i) s += a[i] * b[i];
-  for (int l = 0; l < 8; ++l) s += acc[l];
-  return s;
-}
+// ---- portable inner loops (dot_f32: cpu_util.h) -----------------------------------------------
 
 void qk_portable(float* scores, int64_t s_ld, const float* q, int64_t num_rows, const float* k, int64_t k_ld,
                  int64_t n, int64_t hd) {
   for (int64_t r = 0; r < num_rows; ++r)
-    for (int64_t j = 0; j < n; ++j) scores[r * s_ld + j] = dot8(q + r * hd, k + j * k_ld, hd);
+    for (int64_t j = 0; j < n; ++j) scores[r * s_ld + j] = dot_f32(q + r * hd, k + j * k_ld, hd);
 }
 
 void pv_portable(float* acc, const float* p, int64_t p_ld, int64_t num_rows, const float* v, int64_t v_ld,
@@ -92,13 +81,6 @@ float max_of(const float* x, int64_t n) {
 
 // ---- ISA choice ---------------------------------------------------------------------------------
 
-bool cpu_has_avx2_fma() {
-#if defined(__x86_64__) || defined(__i386__)
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-  return false;
-#endif
-}
 
 AttentionIsa best_isa() {
   return attention_isa_supported(AttentionIsa::kAvx2) ? AttentionIsa::kAvx2 : AttentionIsa::kPortable;

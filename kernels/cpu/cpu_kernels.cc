@@ -12,6 +12,7 @@
 
 #include "common/status.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/cpu_util.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/thread_pool.h"
 
@@ -33,16 +34,6 @@ float sum_squares(const float* x, int64_t n) {
   return s;
 }
 
-float dot(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
-  float s = 0.0f;
-  for (; i < n; ++i) s += a[i] * b[i];
-  for (int l = 0; l < 8; ++l) s += acc[l];
-  return s;
-}
 
 // Same arithmetic as the reference's quantize_row_int8 (kernels.h), bit for bit: the max is exact
 // in any order, and adding then subtracting 1.5 * 2^23 rounds |r| < 2^22 to an integer half to even,
@@ -113,7 +104,7 @@ void matmul_f32_blocked(float* out, const float* x, const float* w, int64_t m, i
       out[i * n + j + 2] = s2;
       out[i * n + j + 3] = s3;
     }
-    for (; j < n; ++j) out[i * n + j] = dot(xr, w + j * k, k);
+    for (; j < n; ++j) out[i * n + j] = dot_f32(xr, w + j * k, k);
   }
 }
 

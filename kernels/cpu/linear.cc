@@ -1,10 +1,8 @@
 // kCpu linear: the driver (regime choice, x quantization, split over the pool, panel packing, bias)
 // and the portable inner loops. The AVX2 loops are in linear_avx2.cc; see linear.h for the design.
 #include "kernels/cpu/linear.h"
+#include "kernels/cpu/cpu_util.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
 
 #include <algorithm>
 #include <atomic>
@@ -69,17 +67,7 @@ const LinearKernels kPortableKernels = {
 // ---------------------------------------------------------------------------------------------
 // ISA choice.
 
-bool cpu_has_avx2_fma_f16c() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  // F16C from CPUID leaf 1, ECX bit 29: clang 14's __builtin_cpu_supports does not know "f16c".
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
-#else
-  return false;
-#endif
-}
+bool cpu_has_avx2_fma_f16c() { return cpu_has_avx2_fma() && cpu_has_f16c(); }
 
 LinearIsa best_isa() {
   return linear_isa_supported(LinearIsa::kAvx2) ? LinearIsa::kAvx2 : LinearIsa::kPortable;

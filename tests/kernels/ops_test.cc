@@ -453,7 +453,7 @@ const std::vector<BackendUnderTest>& backends() {
 // kernels/cuda in the CUDA emulation build (FERRY_TEST_CUDA_DISPATCH), where device pointers are
 // host pointers, so the table's host buffers serve as they are; there the operators without a CUDA
 // kernel are skipped. The nvcc build does not dispatch kCuda yet (CUDA kernels: kernels_cuda_test).
-std::string cuda_skip_reason(const std::string& case_name) {
+std::string cuda_skip_reason([[maybe_unused]] const std::string& case_name) {
 #if defined(FERRY_TEST_CUDA_DISPATCH)
   for (const char* op :
        {"gelu_tanh_and_mul", "log_softmax", "gather_rows", "kv_cache_write_bf16", "paged_attention_bf16"})
