@@ -9,6 +9,13 @@ namespace ferry::llm {
 
 namespace k = ferry::kernels;
 
+Status ModelEnds::load(WeightLoader& w, bool tie_word_embeddings, float norm_add) {
+  FERRY_ASSIGN_OR_RETURN(embed, w.table("model.embed_tokens.weight"));
+  FERRY_ASSIGN_OR_RETURN(final_norm, w.vector("model.norm.weight", norm_add));
+  FERRY_ASSIGN_OR_RETURN(lm_head, w.matrix(tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"));
+  return Status::Ok();
+}
+
 float* Workspace::get(Buffer b, int64_t floats) {
   std::vector<float>& buf = buffers_[b];
   if (static_cast<int64_t>(buf.size()) < floats) buf.resize(static_cast<size_t>(floats));

@@ -9,9 +9,22 @@
 #include <cstdint>
 #include <vector>
 
+#include "backend/llm/model/weight_loader.h"
+#include "common/status.h"
 #include "kernels/kernels.h"
 
 namespace ferry::llm {
+
+// The two ends every decoder shares: the token embedding table, the final norm and the lm_head
+// (the embedding table itself when tie_word_embeddings).
+struct ModelEnds {
+  WeightLoader::Table embed;          // [vocab, hidden], read in place
+  const float* final_norm = nullptr;  // [hidden]
+  kernels::WeightMatrix lm_head;      // [vocab, hidden]
+  // Loads model.embed_tokens.weight, model.norm.weight (+ norm_add per element: Gemma's 1 + w) and
+  // lm_head.weight (or the embedding when tied).
+  Status load(WeightLoader& w, bool tie_word_embeddings, float norm_add = 0.0f);
+};
 
 // One step's token layout, built by the engine from a validated ForwardBatch.
 struct StepMetadata {

@@ -179,9 +179,7 @@ class GemmaModel final : public CausalLM {
     arena_ = w.arena();
     const float s = embedding_scale(c);
     stream_eps_ = c.rms_norm_eps / (s * s);
-    FERRY_ASSIGN_OR_RETURN(embed_, w.table("model.embed_tokens.weight"));
-    FERRY_ASSIGN_OR_RETURN(final_norm_, w.vector("model.norm.weight", 1.0f));
-    FERRY_ASSIGN_OR_RETURN(lm_head_, w.matrix(c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"));
+    FERRY_RETURN_IF_ERROR(ends_.load(w, c.tie_word_embeddings, 1.0f));
     post_norms_.resize(static_cast<size_t>(c.num_layers * 2 * hidden));
     for (int64_t l = 0; l < c.num_layers; ++l) {
       auto n = [l](const char* suffix) { return layer_tensor_name(l, suffix); };
@@ -235,7 +233,7 @@ class GemmaModel final : public CausalLM {
     AttentionParams ap{c.num_heads, c.num_kv_heads, c.head_dim, c.attention_scale};
     ap.logit_softcap = c.attn_logit_softcap;
 
-    k::embedding(ctx, x, embed_.data, embed_.dtype, c.vocab_size, hidden, m.token_ids, n);
+    k::embedding(ctx, x, ends_.embed.data, ends_.embed.dtype, c.vocab_size, hidden, m.token_ids, n);
     k::rms_norm(ctx, h, x, layers_[0].input_norm, n, hidden, stream_eps_);
     for (int64_t l = 0; l < c.num_layers; ++l) {
       const Layer& p = layers_[static_cast<size_t>(l)];
@@ -259,13 +257,13 @@ class GemmaModel final : public CausalLM {
       k::gelu_tanh_and_mul(ctx, act, gate_up, n, inter);
       k::linear(ctx, delta, hidden, act, p.down, nullptr, n);
       k::rms_norm(ctx, delta, delta, p.post_ff_norm, n, hidden, eps);
-      const float* next_norm = l + 1 < c.num_layers ? layers_[static_cast<size_t>(l + 1)].input_norm : final_norm_;
+      const float* next_norm = l + 1 < c.num_layers ? layers_[static_cast<size_t>(l + 1)].input_norm : ends_.final_norm;
       k::add_rms_norm(ctx, h, x, delta, next_norm, n, hidden, stream_eps_);
     }
   }
 
   void logits(const k::Context& ctx, const float* hidden, int64_t rows, float* out) const override {
-    k::linear(ctx, out, config_.vocab_size, hidden, lm_head_, nullptr, rows);
+    k::linear(ctx, out, config_.vocab_size, hidden, ends_.lm_head, nullptr, rows);
     if (config_.final_logit_softcap > 0.0f) softcap(ctx, out, rows * config_.vocab_size, config_.final_logit_softcap);
   }
 
@@ -285,9 +283,7 @@ class GemmaModel final : public CausalLM {
     k::WeightMatrix gate, up, down;         // [inter, hidden] x2, [hidden, inter]
   };
   std::shared_ptr<WeightArena> arena_;
-  WeightLoader::Table embed_;              // [vocab, hidden]
-  const float* final_norm_ = nullptr;      // [hidden], 1 + w
-  k::WeightMatrix lm_head_;                // [vocab, hidden]
+  ModelEnds ends_;  // embedding [vocab, hidden], final norm [hidden] (1 + w), lm_head [vocab, hidden]
   std::vector<Layer> layers_;
   std::vector<float> post_norms_;          // [num_layers, 2, hidden]: the post norms' (1 + w) / s
   float stream_eps_ = 0.0f;                // rms_norm_eps / s^2 for the norms that read the stream

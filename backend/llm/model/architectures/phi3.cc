@@ -101,9 +101,7 @@ class Phi3Model final : public CausalLM {
   Status load(WeightLoader& w) {
     const ModelConfig& c = config_;
     arena_ = w.arena();
-    FERRY_ASSIGN_OR_RETURN(embed_, w.table("model.embed_tokens.weight"));
-    FERRY_ASSIGN_OR_RETURN(final_norm_, w.vector("model.norm.weight"));
-    FERRY_ASSIGN_OR_RETURN(lm_head_, w.matrix(c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"));
+    FERRY_RETURN_IF_ERROR(ends_.load(w, c.tie_word_embeddings));
     for (int64_t l = 0; l < c.num_layers; ++l) {
       auto n = [l](const char* suffix) { return layer_tensor_name(l, suffix); };
       Layer p;
@@ -138,7 +136,7 @@ class Phi3Model final : public CausalLM {
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
     AttentionParams ap{c.num_heads, c.num_kv_heads, c.head_dim, partial ? scale : qk_factor_ * scale};
 
-    k::embedding(ctx, x, embed_.data, embed_.dtype, c.vocab_size, hidden, m.token_ids, n);
+    k::embedding(ctx, x, ends_.embed.data, ends_.embed.dtype, c.vocab_size, hidden, m.token_ids, n);
     k::rms_norm(ctx, h, x, layers_[0].input_norm, n, hidden, c.rms_norm_eps);
     for (int64_t l = 0; l < c.num_layers; ++l) {
       const Layer& p = layers_[static_cast<size_t>(l)];
@@ -155,13 +153,13 @@ class Phi3Model final : public CausalLM {
       k::linear(ctx, gate_up, 2 * inter, h, p.gate_up, nullptr, n);
       k::silu_and_mul(ctx, act, gate_up, n, inter);
       k::linear(ctx, delta, hidden, act, p.down, nullptr, n);
-      const float* next_norm = l + 1 < c.num_layers ? layers_[static_cast<size_t>(l + 1)].input_norm : final_norm_;
+      const float* next_norm = l + 1 < c.num_layers ? layers_[static_cast<size_t>(l + 1)].input_norm : ends_.final_norm;
       k::add_rms_norm(ctx, h, x, delta, next_norm, n, hidden, c.rms_norm_eps);
     }
   }
 
   void logits(const k::Context& ctx, const float* hidden, int64_t rows, float* out) const override {
-    k::linear(ctx, out, config_.vocab_size, hidden, lm_head_, nullptr, rows);
+    k::linear(ctx, out, config_.vocab_size, hidden, ends_.lm_head, nullptr, rows);
   }
 
   int64_t weight_bytes() const override { return arena_->owned_bytes() + arena_->mapped_bytes(); }
@@ -176,9 +174,7 @@ class Phi3Model final : public CausalLM {
     k::WeightMatrix down;               // [hidden, inter]
   };
   std::shared_ptr<WeightArena> arena_;
-  WeightLoader::Table embed_;          // [vocab, hidden]
-  const float* final_norm_ = nullptr;  // [hidden]
-  k::WeightMatrix lm_head_;            // [vocab, hidden]
+  ModelEnds ends_;  // embedding [vocab, hidden], final norm [hidden], lm_head [vocab, hidden]
   std::vector<Layer> layers_;
   std::vector<float> inv_freq_;        // [rotary_dim / 2]
   float qk_factor_ = 1.0f;             // longrope's attention factor squared (see the top)
