@@ -333,8 +333,6 @@ void linear(const Context& ctx, float* out, int64_t out_stride, const float* x, 
   FERRY_CHECK(false && "kernels: backend not built into ferry");
 }
 
-// The kCpu matmul is linear() on our own pool since OpenBLAS was dropped (its threads fought ours).
-bool cpu_matmul_uses_blas() { return false; }
 
 void cpu_set_num_threads(int num_threads) { ThreadPool::default_pool().resize(num_threads); }
 

@@ -333,9 +333,6 @@ void log_softmax(const Context& ctx,
                  float* x,  // [num_rows, vocab]
                  int64_t num_rows, int64_t vocab);
 
-// Always false now: the kCpu matmul is linear() on our own pool (OpenBLAS was dropped). Kept for the
-// benchmarks and logs that print it.
-bool cpu_matmul_uses_blas();
 // Threads of the process-wide default CPU pool (Context::pool == nullptr); 0 picks the cores this
 // process may run on. Pools of their own (ThreadPool) are sized when made.
 void cpu_set_num_threads(int num_threads);
