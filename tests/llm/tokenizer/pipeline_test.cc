@@ -88,7 +88,9 @@ TEST(Pipeline, EncodeStopsOnceOverMaxTokens) {
       EXPECT_GT(cut->size(), max);
       // Past the limit by at most one word's ids: the check runs per pre-tokenized word. (Llama 2's
       // SentencePiece-style pipeline has no pre-tokenizer split, so its text is one word.)
-      if (std::string(folder) == "hf-tokenizer-llama3") EXPECT_LE(cut->size(), max + 8);
+      if (std::string(folder) == "hf-tokenizer-llama3") {
+        EXPECT_LE(cut->size(), max + 8);
+      }
       EXPECT_TRUE(std::equal(cut->begin(), cut->end(), full->begin())) << "a prefix of the full encoding";
     }
     auto fits = tok->encode(text, true, full->size());
