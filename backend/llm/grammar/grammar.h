@@ -98,6 +98,9 @@ class Matcher {
   // copy of the mask.
   void fill_mask(std::span<uint32_t> mask);
 
+  // The vocabulary's size: masks given to fill_mask hold bitmask_words(vocab_size()) words.
+  int32_t vocab_size() const;
+
   // The grammar's start rule is complete here (an end id would be accepted).
   bool can_end() const;
   // Nothing but ending is possible: the output is a complete value and no byte may follow (the

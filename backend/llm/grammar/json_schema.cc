@@ -1,0 +1,1 @@
+#include "backend/llm/grammar/grammar.h"
