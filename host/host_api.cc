@@ -71,6 +71,7 @@ HostApi::HostApi(MetricsRegistry* metrics) {
   api_.metric_set = api_metric_set;
   api_.metric_observe = api_metric_observe;
   api_.respond = host_respond;
+  api_.load_progress = host_load_progress;
 }
 
 }  // namespace ferry::host

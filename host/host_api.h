@@ -1,5 +1,6 @@
 // The function table the host hands to every backend (ferry_host_api): logging into the host's
-// log, metrics into the host's MetricsRegistry, and response delivery into InflightRequest.
+// log, metrics into the host's MetricsRegistry, response delivery into InflightRequest, and
+// loading progress into ModelVersion.
 #pragma once
 
 #include <memory>
@@ -21,5 +22,7 @@ class HostApi {
 
 // ferry_host_api::respond (defined with InflightRequest).
 ferry_error_code host_respond(ferry_responder* responder, const ferry_response* response);
+// ferry_host_api::load_progress (defined with ModelVersion).
+void host_load_progress(ferry_load_reporter* reporter, const ferry_load_progress* progress);
 
 }  // namespace ferry::host

@@ -183,7 +183,16 @@ Status ModelRegistry::apply(const std::string& name, const Result<ModelSpec>& sp
       mv->set_unavailable(failure.message());
     } else {
       FERRY_LOG(Info) << "loading model '" << name << "' version " << v.version << " (backend " << spec->backend << ")";
+      {
+        // In the index while it loads (with the backend's progress as its reason), not only after.
+        std::lock_guard<std::mutex> lock(mu_);
+        loading_.push_back(mv);
+      }
       Status s = mv->load();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        loading_.erase(std::remove(loading_.begin(), loading_.end(), mv), loading_.end());
+      }
       if (s.ok()) {
         FERRY_LOG(Info) << "model '" << name << "' version " << v.version << " is READY";
       } else {
@@ -282,7 +291,8 @@ Result<std::vector<std::shared_ptr<ModelVersion>>> ModelRegistry::versions(const
 std::vector<IndexEntry> ModelRegistry::index(bool ready_only) const {
   std::vector<IndexEntry> out;
   std::lock_guard<std::mutex> lock(mu_);
-  std::set<std::pair<std::string, int64_t>> shown;
+  std::set<std::pair<std::string, int64_t>> shown, loading;
+  for (const auto& v : loading_) loading.insert({v->name(), v->version()});
   for (const auto& [name, entry] : models_) {
     if (entry.versions.empty() && !ready_only) {
       out.push_back({name, "", "UNAVAILABLE", entry.error});
@@ -290,11 +300,19 @@ std::vector<IndexEntry> ModelRegistry::index(bool ready_only) const {
     for (const auto& v : entry.versions) {
       ModelState s = v->state();
       if (ready_only && s != ModelState::kReady) continue;
+      // A version that is not serving and is being loaded again is shown by its new load below.
+      if (s != ModelState::kReady && loading.count({name, v->version()})) continue;
       out.push_back({name, std::to_string(v->version()), model_state_name(s), v->reason()});
       shown.insert({name, v->version()});
     }
   }
   if (!ready_only) {
+    // A version being loaded appears as LOADING with the backend's progress as the reason, unless
+    // the same version is serving (a reload: the READY one is what clients get until the swap).
+    for (const auto& v : loading_) {
+      if (!shown.insert({v->name(), v->version()}).second) continue;
+      out.push_back({v->name(), std::to_string(v->version()), model_state_name(v->state()), v->reason()});
+    }
     for (const auto& v : unloading_) {
       if (shown.count({v->name(), v->version()})) continue;
       out.push_back({v->name(), std::to_string(v->version()), model_state_name(v->state()), v->reason()});

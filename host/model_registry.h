@@ -100,6 +100,7 @@ class ModelRegistry {
   std::map<std::string, ModelEntry> models_;
   bool started_ = false;
   bool shutting_down_ = false;
+  std::vector<std::shared_ptr<ModelVersion>> loading_;  // in ferry_model_create now: shown LOADING
   std::vector<std::shared_ptr<ModelVersion>> unloading_;
   std::vector<std::shared_ptr<ModelVersion>> draining_;  // what shutdown() is unloading
   bool drain_ended_ = false;

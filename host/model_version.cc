@@ -10,6 +10,11 @@ struct ferry_responder {
   std::shared_ptr<ferry::host::InflightRequest> request;
 };
 
+// The backend's handle for reporting the progress of one ferry_model_create (on load()'s stack).
+struct ferry_load_reporter {
+  ferry::host::ModelVersion* version;
+};
+
 namespace ferry::host {
 namespace {
 
@@ -122,6 +127,8 @@ Status ModelVersion::load() {
   desc.version_path = version_.path.c_str();
   desc.config_json = spec_.backend_config.c_str();
   desc.config_path = spec_.config_path.c_str();
+  ferry_load_reporter reporter{this};  // valid for the create call only, as the ABI says
+  desc.load_reporter = &reporter;
   ferry_error err{};
   err.struct_size = sizeof(err);
   ferry_model* model = nullptr;
@@ -145,6 +152,19 @@ Status ModelVersion::load() {
   state_ = ModelState::kReady;
   reason_.clear();
   return Status::Ok();
+}
+
+void ModelVersion::report_load_progress(const LoadProgress& progress) {
+  bool log_now = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_ != ModelState::kLoading) return;
+    reason_ = load_progress_reason(progress);
+    const auto now = std::chrono::steady_clock::now();
+    log_now = !last_progress_log_ || progress.complete() || now - *last_progress_log_ >= kProgressLogInterval;
+    if (log_now) last_progress_log_ = now;
+  }
+  if (log_now) FERRY_LOG(Info) << load_progress_log(name(), version(), progress);
 }
 
 void ModelVersion::set_unavailable(const std::string& reason) {
@@ -384,6 +404,12 @@ void ModelVersion::destroy_metrics() {
   }
   m_success_ = m_duration_ = m_queue_ = m_inflight_ = nullptr;
   m_failure_.clear();
+}
+
+// The host's load_progress function (ferry_host_api::load_progress, since 1.2).
+void host_load_progress(ferry_load_reporter* reporter, const ferry_load_progress* progress) {
+  if (reporter == nullptr || progress == nullptr) return;
+  if (auto copy = copy_load_progress(*progress)) reporter->version->report_load_progress(*copy);
 }
 
 // The host's respond function (ferry_host_api::respond).

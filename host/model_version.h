@@ -25,6 +25,7 @@
 #include "common/status.h"
 #include "ferry/ferry.h"
 #include "host/backend_library.h"
+#include "host/load_progress.h"
 #include "host/metrics.h"
 #include "host/repository.h"
 
@@ -93,8 +94,14 @@ class ModelVersion : public std::enable_shared_from_this<ModelVersion> {
   const ModelSpec& spec() const { return spec_; }
   BackendLibrary& library() { return *lib_; }
 
-  // Calls ferry_model_create; READY on success, UNAVAILABLE with the reason otherwise.
+  // Calls ferry_model_create; READY on success, UNAVAILABLE with the reason otherwise. While it
+  // runs, the backend's progress reports (ABI 1.2) become the LOADING reason and log lines.
   Status load();
+  // A progress report of the load in progress: the reason while LOADING ("loading weights: 27 %
+  // (...)"), ignored in any other state; logged at once, then at most every kProgressLogInterval and
+  // when complete, so a long load does not flood the log.
+  void report_load_progress(const LoadProgress& progress);
+  static constexpr std::chrono::seconds kProgressLogInterval{5};
   // Stops taking requests (UNLOADING), waits for in-flight requests to end (cancelling what is left
   // after `cancel_after`), then destroys the backend model. Blocks; call from a control thread.
   void unload(std::chrono::milliseconds cancel_after);
@@ -148,6 +155,7 @@ class ModelVersion : public std::enable_shared_from_this<ModelVersion> {
   ModelState state_ = ModelState::kLoading;                                 // guarded by mu_
   std::string reason_;                                                      // guarded by mu_
   bool drain_ended_ = false;                                                // guarded by mu_
+  std::optional<std::chrono::steady_clock::time_point> last_progress_log_;  // guarded by mu_
   std::unordered_map<uint64_t, std::weak_ptr<InflightRequest>> inflight_;   // guarded by mu_
 
   // Statistics (ns totals and counts), as Triton's statistics extension reports them.

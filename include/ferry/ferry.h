@@ -29,7 +29,7 @@ extern "C" {
 #endif
 
 #define FERRY_ABI_VERSION_MAJOR 1
-#define FERRY_ABI_VERSION_MINOR 1
+#define FERRY_ABI_VERSION_MINOR 2
 
 #if defined(__GNUC__)
 #define FERRY_EXPORT __attribute__((visibility("default")))
@@ -134,6 +134,7 @@ typedef struct ferry_response {
 typedef struct ferry_host ferry_host;           /* opaque: the host's context */
 typedef struct ferry_responder ferry_responder; /* opaque: where one request's responses go */
 typedef struct ferry_metric ferry_metric;       /* opaque: one labelled metric series */
+typedef struct ferry_load_reporter ferry_load_reporter; /* opaque: where one model load's progress goes */
 
 typedef enum ferry_log_level {
   FERRY_LOG_LEVEL_ERROR = 0,
@@ -152,6 +153,20 @@ typedef struct ferry_label {
   const char* key;   /* Prometheus label name: [a-zA-Z_][a-zA-Z0-9_]* */
   const char* value;
 } ferry_label;
+
+/* Since 1.2. How far a ferry_model_create has got, for the host's log and for the version's state
+ * reason in the repository index ("loading weights: 27 % (1.2 of 4.4 GB, 850 MB/s)"). Owned by the
+ * backend and valid only during the load_progress call: the host copies. */
+typedef struct ferry_load_progress {
+  uint32_t struct_size;
+  const char* stage;        /* what is being done now, e.g. "loading weights" or "loading weights,
+                             * converting to int8"; short, no trailing punctuation; never NULL */
+  uint64_t bytes_done;      /* bytes of the stage's input done so far, <= bytes_total */
+  uint64_t bytes_total;     /* 0 when unknown */
+  uint64_t tensors_done;    /* tensors done so far, <= tensors_total */
+  uint64_t tensors_total;   /* 0 when unknown */
+  double bytes_per_second;  /* bytes_done over the stage's time so far; 0 when unknown */
+} ferry_load_progress;
 
 /* The host's function table, handed to ferry_backend_create. The table and the host context stay
  * valid until ferry_backend_destroy returns. Every function is safe to call from any thread. */
@@ -188,6 +203,15 @@ typedef struct ferry_host_api {
    * response before returning. Returns OK, or INVALID_ARGUMENT on a malformed response (which is then
    * dropped; the backend must still send a FINAL). Never blocks on the network. */
   ferry_error_code (*respond)(ferry_responder* responder, const ferry_response* response);
+
+  /* Since 1.2 (present when struct_size covers it; always, in a host that loaded a 1.2 backend).
+   * Reports the progress of the ferry_model_create call whose desc->load_reporter is `reporter`:
+   * the host logs it and shows it as the version's LOADING reason until the call returns (then
+   * the version is READY without a reason, or UNAVAILABLE with the error). Call it only while
+   * that ferry_model_create runs, from any thread, never concurrently for one reporter; about once
+   * a second at most, and once more when the stage completes. Ignores a NULL reporter or
+   * progress. Never blocks on anything but the host's log. */
+  void (*load_progress)(ferry_load_reporter* reporter, const ferry_load_progress* progress);
 } ferry_host_api;
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -205,6 +229,8 @@ typedef struct ferry_model_desc {
   const char* version_path;/* absolute path of the version folder <repo>/<name>/<version> */
   const char* config_json; /* the backend's part of <repo>/<name>/config.json, a JSON object */
   const char* config_path; /* the file it came from, for error messages; "" for defaults */
+  ferry_load_reporter* load_reporter; /* since 1.2: for host_api->load_progress during this create;
+                                       * read only when struct_size covers it */
 } ferry_model_desc;
 
 /* What ferry_model_describe reports. */

@@ -98,7 +98,7 @@ bool float_dtype(k::WeightFormat f, k::DType* out) {
 }  // namespace
 
 WeightLoader::WeightLoader(const ModelWeights& checkpoint, const WeightLoadOptions& options)
-    : options_(options), arena_(std::make_shared<WeightArena>(checkpoint)) {
+    : options_(options), arena_(std::make_shared<WeightArena>(checkpoint)), progress_("", 0, 0, nullptr) {
   // The checkpoint's dtype: what its (first) matrices are stored in; dummy weights follow the HF
   // config's torch_dtype.
   k::DType ckpt = k::DType::kF32;
@@ -116,6 +116,51 @@ WeightLoader::WeightLoader(const ModelWeights& checkpoint, const WeightLoadOptio
   if (options.dtype == WeightDType::kAuto && q.method != QuantizationConfig::Method::kNone) {
     format_ = q.bits == 4 ? k::WeightFormat::kInt4 : k::WeightFormat::kInt8;
   }
+
+  // Converting: the matrices end up in another format than the checkpoint holds them in (GPTQ/AWQ
+  // kept in their own precision is not a conversion).
+  const bool dummy = checkpoint.format() == LoadFormat::kDummy;
+  const k::WeightFormat own = q.method == QuantizationConfig::Method::kNone
+                                  ? resolve(WeightDType::kAuto, ckpt)
+                                  : (q.bits == 4 ? k::WeightFormat::kInt4 : k::WeightFormat::kInt8);
+  stage_ = dummy ? "loading dummy weights" : "loading weights";
+  if (format_ != own) stage_ += std::string(", converting to ") + k::weight_format_name(format_);
+  if (options_.on_progress) {
+    int64_t total_bytes = 0;
+    for (const WeightSpec& s : checkpoint.specs()) total_bytes += checkpoint_bytes(s);
+    progress_ = LoadProgress(stage_, static_cast<int64_t>(checkpoint.specs().size()), total_bytes,
+                             std::move(options_.on_progress));
+    options_.on_progress = nullptr;
+    progress_.start();
+  }
+}
+
+int64_t WeightLoader::checkpoint_bytes(const WeightSpec& spec) const {
+  const ModelWeights& ckpt = arena_->checkpoint();
+  if (const TensorView* v = ckpt.view(spec.name)) return static_cast<int64_t>(v->num_bytes);
+  if (const QuantizedTensor* q = ckpt.quantized(spec.name)) {
+    int64_t bytes = 0;
+    for (const TensorView* part : {q->qweight, q->qzeros, q->scales, q->g_idx}) {
+      if (part != nullptr) bytes += static_cast<int64_t>(part->num_bytes);
+    }
+    return bytes;
+  }
+  // Dummy weights stand for the HF config's torch_dtype.
+  return spec.numel() * static_cast<int64_t>(k::dtype_size(ckpt.dummy_dtype()));
+}
+
+void WeightLoader::count_done(const std::string& name, int64_t rows) {
+  const WeightSpec* spec = arena_->checkpoint().spec(name);
+  if (spec == nullptr) return;
+  const int64_t total_rows = spec->shape.empty() ? 1 : spec->shape[0];
+  int64_t& done = rows_done_[name];
+  const int64_t before = done;
+  done = std::min(total_rows, done + rows);
+  if (done == before || total_rows <= 0) return;
+  // Bytes in proportion to the rows, computed from the running total so rounding never drifts.
+  const int64_t bytes = checkpoint_bytes(*spec);
+  auto share = [&](int64_t r) { return static_cast<int64_t>(static_cast<double>(bytes) * r / total_rows); };
+  progress_.add(done == total_rows ? 1 : 0, share(done) - share(before));
 }
 
 Result<std::vector<float>> WeightLoader::read_f32(const std::string& name, int64_t* rows, int64_t* cols) {
@@ -211,17 +256,22 @@ Result<k::WeightMatrix> WeightLoader::matrix_rows(const std::string& name, int64
     m.data = static_cast<const char*>(view->data) + row_begin * cols * static_cast<int64_t>(k::dtype_size(want));
     arena_->add_mapped(n * cols * static_cast<int64_t>(k::dtype_size(want)));
     arena_->note_in_place(name);
+    count_done(name, n);
     return m;
   }
+  Result<k::WeightMatrix> m = Status::Internal("unreachable");
   if (const QuantizedTensor* q = arena_->checkpoint().quantized(name);
       q != nullptr && q->config.bits == 4 && format_ == k::WeightFormat::kInt4) {
-    return import_int4(*q, row_begin, row_end);
+    m = import_int4(*q, row_begin, row_end);
+  } else {
+    int64_t rows = 0, c = 0;
+    auto values = read_f32(name, &rows, &c);
+    if (!values.ok()) return values.status();
+    arena_->note_converted(name);
+    m = convert(values.value().data() + row_begin * cols, n, cols);
   }
-  int64_t rows = 0, c = 0;
-  auto values = read_f32(name, &rows, &c);
-  if (!values.ok()) return values.status();
-  arena_->note_converted(name);
-  return convert(values.value().data() + row_begin * cols, n, cols);
+  if (m.ok()) count_done(name, n);
+  return m;
 }
 
 Result<k::WeightMatrix> WeightLoader::import_int4(const QuantizedTensor& q, int64_t row_begin, int64_t row_end) {
@@ -269,6 +319,7 @@ Result<const float*> WeightLoader::vector(const std::string& name, float add) {
   auto* dst = static_cast<float*>(arena_->allocate(n * 4));
   for (int64_t i = 0; i < n; ++i) dst[i] = values.value()[static_cast<size_t>(i)] + add;
   arena_->note_converted(name);
+  count_done(name, rows);
   return static_cast<const float*>(dst);
 }
 
@@ -277,6 +328,7 @@ Result<WeightLoader::Table> WeightLoader::table(const std::string& name) {
   if (view != nullptr && reinterpret_cast<uintptr_t>(view->data) % k::dtype_size(view->dtype) == 0) {
     arena_->add_mapped(static_cast<int64_t>(view->num_bytes));
     arena_->note_in_place(name);
+    if (const WeightSpec* spec = arena_->checkpoint().spec(name)) count_done(name, spec->shape.empty() ? 1 : spec->shape[0]);
     return Table{view->data, view->dtype};
   }
   int64_t rows = 0, cols = 0;
@@ -293,6 +345,7 @@ Result<WeightLoader::Table> WeightLoader::table(const std::string& name) {
     else if (dtype == k::DType::kBF16) static_cast<uint16_t*>(dst)[i] = k::f32_to_bf16(src[i]);
     else static_cast<uint16_t*>(dst)[i] = k::f32_to_f16(src[i]);
   }
+  count_done(name, rows);
   return Table{dst, dtype};
 }
 

@@ -18,16 +18,24 @@
 // Memory: conversion reads one tensor at a time as fp32 (a transient buffer of that tensor's size),
 // so peak memory is the result plus the largest tensor, never a second copy of the model.
 //
+// Progress: with WeightLoadOptions::on_progress set, the loader counts every planned tensor once as
+// it is handed out (rows of a fused tensor in proportion) against the checkpoint's total, and
+// reports through a LoadProgress (load_progress.h): a first report when the loader is made, one at
+// most every half second, and the final one when the last planned tensor is done. The stage says
+// whether the load converts ("loading weights, converting to int8"), which is the slow part.
+//
 // Ownership: the arena (and through it the mappings) must outlive every view handed out; a
 // CausalLM keeps the arena. Thread-safety: a loader is used by one thread; the arena is immutable
 // once loading ends and may be read from any thread.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "backend/llm/model/load_progress.h"
 #include "backend/llm/model/model_weights.h"
 #include "common/status.h"
 #include "kernels/kernels.h"
@@ -40,6 +48,7 @@ struct WeightLoadOptions {
   WeightDType dtype = WeightDType::kAuto;
   int64_t group_size = 32;        // int4 only: 32, 64 or 128
   bool int4_zero_points = false;  // int4 only: asymmetric groups (min/max) instead of symmetric
+  LoadProgressCallback on_progress;  // empty: no progress reports
 };
 
 // Parses "auto", "fp32", "bf16", "fp16", "int8", "int4" (also "float32", "bfloat16", "float16").
@@ -102,6 +111,11 @@ class WeightLoader {
 
   // The format matrices come out in (kAuto resolved against the checkpoint).
   kernels::WeightFormat format() const { return format_; }
+  // What the progress reports call this load: "loading weights", "loading dummy weights", and
+  // ", converting to <format>" when matrices are converted from the checkpoint's dtype.
+  const std::string& stage() const { return stage_; }
+  // The numbers as last reported (all zero without on_progress).
+  const LoadProgressSnapshot& progress() const { return progress_.last(); }
   std::shared_ptr<WeightArena> arena() const { return arena_; }
 
  private:
@@ -109,10 +123,18 @@ class WeightLoader {
   Result<kernels::WeightMatrix> convert(const float* w, int64_t n, int64_t k);
   // Rows [row_begin, row_end) of a 4-bit GPTQ/AWQ matrix as an int4 WeightMatrix, codes as stored.
   Result<kernels::WeightMatrix> import_int4(const QuantizedTensor& q, int64_t row_begin, int64_t row_end);
+  // Counts rows [0, rows) more of planned tensor `name` as done (a tensor counts once: rows past
+  // its own are ignored, so a tensor read twice, e.g. a tied embedding, is not counted twice).
+  void count_done(const std::string& name, int64_t rows);
+  // The tensor's size in the checkpoint (as stored: dtype bytes, or its quantized parts).
+  int64_t checkpoint_bytes(const WeightSpec& spec) const;
 
   WeightLoadOptions options_;
   kernels::WeightFormat format_ = kernels::WeightFormat::kF32;
   std::shared_ptr<WeightArena> arena_;
+  std::string stage_;
+  LoadProgress progress_;
+  std::map<std::string, int64_t> rows_done_;  // planned tensors counted so far, by name
 };
 
 }  // namespace ferry::llm
