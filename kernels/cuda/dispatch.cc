@@ -10,6 +10,7 @@
 #include "kernels/cuda/add_rms_norm.cuh"
 #include "kernels/cuda/argmax.cuh"
 #include "kernels/cuda/embedding.cuh"
+#include "kernels/cuda/gather_rows.cuh"
 #include "kernels/cuda/head_rms_norm.cuh"
 #include "kernels/cuda/kv_cache_write.cuh"
 #include "kernels/cuda/paged_attention_prefill.cuh"
@@ -108,7 +109,11 @@ void silu_and_mul(void* stream, float* out, const float* gate_up, int64_t num_ro
 
 void gelu_tanh_and_mul(void*, float*, const float*, int64_t, int64_t) { unsupported("gelu_tanh_and_mul"); }
 
-void gather_rows(void*, float*, const float*, const int32_t*, int64_t, int64_t) { unsupported("gather_rows"); }
+// kernels.h's gather_rows takes no input row count (rows are the caller's to keep in range): no bound.
+void gather_rows(void* stream, float* out, const float* in, const int32_t* rows, int64_t num_rows, int64_t dim) {
+  check(cuda::gather_rows(out, in, rows, num_rows, std::numeric_limits<int64_t>::max() / dim, dim, as_stream(stream)),
+        "gather_rows");
+}
 
 void argmax(void* stream, int32_t* out, const float* logits, int64_t num_rows, int64_t vocab) {
   check(cuda::argmax(out, logits, num_rows, vocab, as_stream(stream)), "argmax");

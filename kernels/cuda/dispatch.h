@@ -9,7 +9,7 @@
 // Contract, as kernels.h's: arguments are the caller's to validate; a launcher that refuses them
 // (or a CUDA error) is a broken invariant and aborts through FERRY_CHECK with the launcher's
 // message. Work is enqueued on the stream (the emulator runs it before returning). Operators
-// without a CUDA kernel (gelu_tanh_and_mul, gather_rows, log_softmax, the bf16 KV cache, the
+// without a CUDA kernel (gelu_tanh_and_mul, log_softmax, the bf16 KV cache, the
 // sliding window and soft-cap of paged_attention, matmul, linear) abort with a message saying so.
 // No CUDA types here, so kernels.cc needs no CUDA headers.
 #pragma once

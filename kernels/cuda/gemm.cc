@@ -98,7 +98,7 @@ Result<const CublasGemm::Plan*> CublasGemm::plan_for(const PlanKey& key) {
 Status CublasGemm::matmul(void* out, DType out_dtype, const void* x, const void* w, DType in_dtype,
                           const void* bias, int64_t m, int64_t n, int64_t k) {
   const char* op = "cuda::CublasGemm::matmul";
-  FERRY_CUDA_REQUIRE(in_dtype == DType::kBF16 || in_dtype == DType::kF16, op);
+  FERRY_CUDA_REQUIRE(in_dtype == DType::kBF16 || in_dtype == DType::kF16 || in_dtype == DType::kF32, op);
   FERRY_CUDA_REQUIRE(out_dtype == DType::kF32 || out_dtype == in_dtype, op);
   FERRY_CUDA_REQUIRE(m >= 0 && n > 0 && k > 0, op);
   if (m == 0) return Status::Ok();

@@ -1,5 +1,5 @@
-// GEMMs through cuBLASLt for the linear layers: bf16/fp16 inputs, fp32 accumulation, optional bias,
-// fp32 or 16-bit output. Not a kernel of ours: a small owner of the cuBLASLt handle, a workspace and
+// GEMMs through cuBLASLt for the linear layers: bf16/fp16 (or fp32) inputs, fp32 accumulation,
+// optional bias, fp32 or 16-bit output. Not a kernel of ours: a small owner of the cuBLASLt handle, a workspace and
 // the per-shape plans, bound to one stream. The reference is kernels::matmul (kernels/kernels.h).
 #pragma once
 
@@ -34,7 +34,8 @@ class CublasGemm {
   CublasGemm& operator=(const CublasGemm&) = delete;
 
   // HF linear layout: out[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]), fp32 accumulation.
-  // in_dtype: kBF16 or kF16, for both x and w. out_dtype: kF32 or in_dtype; bias (optional) has the
+  // in_dtype: kBF16, kF16 or kF32 (CUBLAS_COMPUTE_32F: plain fp32, no TF32), for both x and w.
+  // out_dtype: kF32 or in_dtype; bias (optional) has the
   // out dtype (cuBLASLt's default bias type). Device pointers, 16-byte aligned for the fast
   // kernels. Returns InvalidArgument for unsupported dtypes or sizes, Internal for a cuBLAS failure.
   Status matmul(void* out, DType out_dtype,  // [m, n]

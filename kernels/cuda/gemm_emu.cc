@@ -1,5 +1,5 @@
 // CublasGemm for the CUDA emulation build (FERRY_CUDA_EMULATION): the interface of gemm.h on plain
-// host loops instead of cuBLASLt, with cuBLASLt's types: bf16/fp16 inputs, fp32 accumulation
+// host loops instead of cuBLASLt, with cuBLASLt's types: bf16/fp16/fp32 inputs, fp32 accumulation
 // (CUBLAS_COMPUTE_32F) in k order, the bias added in fp32 before the one rounding to the output type.
 // It checks the arguments and the wrapper's contract (shapes, dtypes, bias type, the workspace) so
 // that callers can be tested without a GPU; it says nothing about cuBLASLt itself (its algorithms,
@@ -56,7 +56,7 @@ Result<const CublasGemm::Plan*> CublasGemm::plan_for(const PlanKey& key) {
 Status CublasGemm::matmul(void* out, DType out_dtype, const void* x, const void* w, DType in_dtype,
                           const void* bias, int64_t m, int64_t n, int64_t k) {
   const char* op = "cuda::CublasGemm::matmul";
-  FERRY_CUDA_REQUIRE(in_dtype == DType::kBF16 || in_dtype == DType::kF16, op);
+  FERRY_CUDA_REQUIRE(in_dtype == DType::kBF16 || in_dtype == DType::kF16 || in_dtype == DType::kF32, op);
   FERRY_CUDA_REQUIRE(out_dtype == DType::kF32 || out_dtype == in_dtype, op);
   FERRY_CUDA_REQUIRE(m >= 0 && n > 0 && k > 0, op);
   if (m == 0) return Status::Ok();

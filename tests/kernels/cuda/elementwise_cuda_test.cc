@@ -1,10 +1,11 @@
 // The row-wise and element-wise CUDA kernels against the plain-loop references (kernels/cpu), on
 // random never-zero inputs with odd sizes, outputs poisoned (NaN) before each run.
 // Tolerances (fp32 everywhere; the references accumulate in double):
-//   embedding, cast, argmax, residual of add_rms_norm: exact (same fp32 / rounding operations);
+//   embedding, gather_rows, cast, argmax, residual of add_rms_norm: exact (same fp32 / rounding operations);
 //   RMSNorm, head RMSNorm: 1e-6 + 2e-5 |want| (fp32 tree sum of <= 5125 squares, 3 roundings after);
 //   RoPE: 1e-6 + 1e-6 |want| (angle, sin/cos and rotation in double, one final rounding);
 //   SiLU-and-mul: 1e-6 + 1e-5 |want| (expf is within 2 ulp, then 3 roundings).
+#include <cmath>
 #include <cstring>
 
 #include "kernels/cpu/cpu_kernels.h"
@@ -12,6 +13,7 @@
 #include "kernels/cuda/argmax.cuh"
 #include "kernels/cuda/cast.cuh"
 #include "kernels/cuda/embedding.cuh"
+#include "kernels/cuda/gather_rows.cuh"
 #include "kernels/cuda/head_rms_norm.cuh"
 #include "kernels/cuda/rope.cuh"
 #include "kernels/cuda/silu_and_mul.cuh"
@@ -146,6 +148,39 @@ TEST_F(CudaSiluAndMul, OddSizes) {
     FERRY_ASSERT_OK(silu_and_mul(d_out.get(), d_in.get(), rows, inter, stream_));
     sync();
     expect_close(d_out.download(), want, 1e-6f, 1e-5f, "silu_and_mul");
+  }
+}
+
+using CudaGatherRows = CudaTest;
+TEST_F(CudaGatherRows, RepeatedAndOutOfOrderRowsExact) {
+  for (int64_t dim : {64, 769, 5125}) {
+    const int64_t in_rows = 11;
+    const std::vector<float> in = random_floats(in_rows * dim, 12);
+    const std::vector<int32_t> rows = {10, 0, 3, 3, 7, 1, 10};
+    const int64_t n = static_cast<int64_t>(rows.size());
+    std::vector<float> want(n * dim);
+    ref::gather_rows(want.data(), in.data(), rows.data(), n, dim);
+    DeviceBuffer<float> d_in(in), d_out(n * dim);
+    DeviceBuffer<int32_t> d_rows(rows);
+    FERRY_ASSERT_OK(gather_rows(d_out.get(), d_in.get(), d_rows.get(), n, in_rows, dim, stream_));
+    sync();
+    expect_close(d_out.download(), want, 0.0f, 0.0f, "gather_rows");
+  }
+}
+
+TEST_F(CudaGatherRows, RowOutsideTheInputGivesNaN) {
+  const int64_t dim = 33, in_rows = 2;
+  const std::vector<float> in = random_floats(in_rows * dim, 13);
+  const std::vector<int32_t> rows = {1, 2, -1};
+  DeviceBuffer<float> d_in(in), d_out(3 * dim);
+  DeviceBuffer<int32_t> d_rows(rows);
+  FERRY_ASSERT_OK(gather_rows(d_out.get(), d_in.get(), d_rows.get(), 3, in_rows, dim, stream_));
+  sync();
+  const std::vector<float> got = d_out.download();
+  for (int64_t j = 0; j < dim; ++j) {
+    EXPECT_EQ(got[j], in[dim + j]);
+    EXPECT_TRUE(std::isnan(got[dim + j]));
+    EXPECT_TRUE(std::isnan(got[2 * dim + j]));
   }
 }
 

@@ -3,6 +3,7 @@
 //   fp32 out: 1e-3 + 1e-3 |want| (fp32 accumulation in cuBLAS's order);
 //   fp16 out: 2e-2 + 2e-3 |want| (plus the output rounding, half an fp16 ulp = 2^-11 relative);
 //   bf16 out: 5e-2 + 1e-2 |want| (half a bf16 ulp = 2^-8 relative).
+// fp32 inputs (plain CUBLAS_COMPUTE_32F) with fp32 out: 1e-3 + 1e-3 |want|.
 #include <tuple>
 
 #include "kernels/cpu/cpu_kernels.h"
@@ -70,11 +71,29 @@ TEST_F(CudaGemm, Bf16AndFp16WithAndWithoutBias) {
   }
 }
 
+// fp32 in and out (CudaEngine's fp32 weights): the same tolerance as the 16-bit inputs' fp32 output.
+TEST_F(CudaGemm, Fp32WithAndWithoutBias) {
+  Result<std::unique_ptr<CublasGemm>> gemm = CublasGemm::create(stream_);
+  ASSERT_TRUE(gemm.ok()) << gemm.status().to_string();
+  for (bool with_bias : {false, true}) {
+    for (auto [m, n, k] : kShapes) {
+      const std::vector<float> x = random_floats(m * k, 40), w = random_floats(n * k, 41), b = random_floats(n, 42);
+      std::vector<float> want(m * n);
+      ref::matmul(want.data(), x.data(), w.data(), DType::kF32, with_bias ? b.data() : nullptr, m, n, k);
+      DeviceBuffer<float> d_x(x), d_w(w), d_b(b), d_out(m * n);
+      FERRY_ASSERT_OK(gemm.value()->matmul(d_out.get(), DType::kF32, d_x.get(), d_w.get(), DType::kF32,
+                                           with_bias ? d_b.get() : nullptr, m, n, k));
+      sync();
+      expect_close(d_out.download(), want, 1e-3f, 1e-3f, "fp32");
+    }
+  }
+}
+
 TEST_F(CudaGemm, RejectsUnsupportedDtypes) {
   Result<std::unique_ptr<CublasGemm>> gemm = CublasGemm::create(stream_, 0);
   ASSERT_TRUE(gemm.ok()) << gemm.status().to_string();
   DeviceBuffer<float> buf(64);
-  EXPECT_EQ(gemm.value()->matmul(buf.get(), DType::kF32, buf.get(), buf.get(), DType::kF32, nullptr, 2, 2, 2).code(),
+  EXPECT_EQ(gemm.value()->matmul(buf.get(), DType::kBF16, buf.get(), buf.get(), DType::kF32, nullptr, 2, 2, 2).code(),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(gemm.value()->matmul(buf.get(), DType::kF16, buf.get(), buf.get(), DType::kBF16, nullptr, 2, 2, 2).code(),
             StatusCode::kInvalidArgument);
