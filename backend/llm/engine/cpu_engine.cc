@@ -85,101 +85,31 @@ Result<int64_t> CpuEngine::allocate_kv_cache(const KvCacheOptions& o) {
   return blocks;
 }
 
-Status CpuEngine::validate(const ForwardBatch& b) const {
-  if (cache_ == nullptr) return Status::InvalidArgument("no KV cache allocated");
-  const KvCacheShape& cs = cache_->shape();
-  const ModelConfig& c = config();
-  const int64_t num_tokens = static_cast<int64_t>(b.token_ids.size());
-  if (static_cast<int64_t>(b.positions.size()) != num_tokens) {
-    return Status::InvalidArgument("batch: positions and token_ids differ in length");
-  }
-  if (b.sequences.empty()) return Status::InvalidArgument("batch: no sequences");
-  int64_t next = 0;
-  for (size_t s = 0; s < b.sequences.size(); ++s) {
-    const SequenceInput& q = b.sequences[s];
-    // Built only on an error path: a valid batch allocates nothing here.
-    auto where = [s] { return "batch: sequence " + std::to_string(s) + ": "; };
-    if (q.query_start != next || q.query_len < 1 || q.query_start + q.query_len > num_tokens) {
-      return Status::InvalidArgument(where() + "query tokens must be a non-empty run right after the previous sequence's");
-    }
-    if (q.context_len < q.query_len || q.context_len > c.max_position_embeddings) {
-      return Status::InvalidArgument(where() + "context_len " + std::to_string(q.context_len) +
-                                     " must be in [query_len, max_position_embeddings]");
-    }
-    if (static_cast<int64_t>(q.block_table.size()) * cs.block_size < q.context_len) {
-      return Status::InvalidArgument(where() + "block table too short for context_len " + std::to_string(q.context_len));
-    }
-    const int64_t used_blocks = (q.context_len + cs.block_size - 1) / cs.block_size;
-    for (int64_t i = 0; i < used_blocks; ++i) {
-      if (q.block_table[i] < 0 || q.block_table[i] >= cs.num_blocks) {
-        return Status::InvalidArgument(where() + "block " + std::to_string(q.block_table[i]) + " is outside the cache");
-      }
-    }
-    for (int32_t i = 0; i < q.query_len; ++i) {
-      const int64_t t = q.query_start + i;
-      if (b.positions[t] != q.context_len - q.query_len + i) {
-        return Status::InvalidArgument(where() + "position of token " + std::to_string(t) +
-                                       " must be context_len - query_len + its index");
-      }
-      if (b.token_ids[t] < 0 || b.token_ids[t] >= c.vocab_size) {
-        return Status::InvalidArgument(where() + "token id " + std::to_string(b.token_ids[t]) + " out of range");
-      }
-    }
-    next += q.query_len;
-  }
-  if (next != num_tokens) return Status::InvalidArgument("batch: tokens not covered by any sequence");
-  return Status::Ok();
-}
-
-void CpuEngine::prepare_metadata(const ForwardBatch& b) {
-  const int64_t block_size = cache_->shape().block_size;
-  const size_t num_seqs = b.sequences.size();
-  max_blocks_ = 0;
-  for (const auto& q : b.sequences) max_blocks_ = std::max<int64_t>(max_blocks_, (q.context_len + block_size - 1) / block_size);
-  query_start_.assign(1, 0);
-  context_lens_.clear();
-  block_tables_.assign(num_seqs * static_cast<size_t>(max_blocks_), 0);
-  slots_.clear();
-  logit_rows_.clear();
-  for (size_t s = 0; s < num_seqs; ++s) {
-    const SequenceInput& q = b.sequences[s];
-    query_start_.push_back(q.query_start + q.query_len);
-    context_lens_.push_back(q.context_len);
-    const int64_t used_blocks = (q.context_len + block_size - 1) / block_size;
-    std::copy(q.block_table.begin(), q.block_table.begin() + used_blocks, block_tables_.begin() + s * max_blocks_);
-    for (int32_t i = 0; i < q.query_len; ++i) {
-      const int64_t pos = q.context_len - q.query_len + i;
-      slots_.push_back(static_cast<int64_t>(q.block_table[pos / block_size]) * block_size + pos % block_size);
-      if (b.all_logits) logit_rows_.push_back(q.query_start + i);
-    }
-    if (!b.all_logits) logit_rows_.push_back(q.query_start + q.query_len - 1);
-  }
-}
-
 Status CpuEngine::step(const ForwardBatch& batch, std::span<const SamplingSequence> sampling, bool return_logits,
                        StepOutput* out) {
-  FERRY_RETURN_IF_ERROR(validate(batch));
+  if (cache_ == nullptr) return Status::InvalidArgument("no KV cache allocated");
+  FERRY_RETURN_IF_ERROR(validate_batch(batch, config(), cache_->shape().block_size, cache_->shape().num_blocks));
   if (!sampling.empty() && (sampling.size() != batch.sequences.size() || batch.all_logits)) {
     return Status::InvalidArgument("sampling: one entry per sequence, and only with last-token logits");
   }
   const ModelConfig& c = config();
-  prepare_metadata(batch);
+  layout_.build(batch, cache_->shape().block_size);
   StepMetadata m;
   m.num_tokens = static_cast<int64_t>(batch.token_ids.size());
   m.num_seqs = static_cast<int64_t>(batch.sequences.size());
   m.token_ids = batch.token_ids.data();
   m.positions = batch.positions.data();
-  m.slots = slots_.data();
-  m.query_start = query_start_.data();
-  m.context_lens = context_lens_.data();
-  m.block_tables = block_tables_.data();
-  m.max_blocks_per_seq = max_blocks_;
+  m.slots = layout_.slots.data();
+  m.query_start = layout_.query_start.data();
+  m.context_lens = layout_.context_lens.data();
+  m.block_tables = layout_.block_tables.data();
+  m.max_blocks_per_seq = layout_.max_blocks;
   model_->forward(ctx_, m, kv_, ws_);
 
   // Project only the rows whose logits are wanted.
-  const int64_t rows = static_cast<int64_t>(logit_rows_.size());
+  const int64_t rows = static_cast<int64_t>(layout_.logit_rows.size());
   if (static_cast<int64_t>(last_.size()) < rows * c.hidden_size) last_.resize(static_cast<size_t>(rows * c.hidden_size));
-  k::gather_rows(ctx_, last_.data(), ws_.hidden(), logit_rows_.data(), rows, c.hidden_size);
+  k::gather_rows(ctx_, last_.data(), ws_.hidden(), layout_.logit_rows.data(), rows, c.hidden_size);
   std::vector<float>& logits = return_logits ? out->logits.logits : logits_;
   logits.resize(static_cast<size_t>(rows * c.vocab_size));
   model_->logits(ctx_, last_.data(), rows, logits.data());

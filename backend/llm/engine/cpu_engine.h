@@ -18,6 +18,7 @@
 
 #include "backend/llm/engine/engine.h"
 #include "backend/llm/engine/kv_cache_storage.h"
+#include "backend/llm/engine/step_layout.h"
 #include "backend/llm/model/architecture.h"
 #include "backend/llm/model/model_weights.h"
 #include "common/status.h"
@@ -51,8 +52,6 @@ class CpuEngine final : public Engine {
 
  private:
   CpuEngine(std::shared_ptr<const CausalLM> model, CpuEngineOptions options);
-  Status validate(const ForwardBatch& batch) const;
-  void prepare_metadata(const ForwardBatch& batch);
 
   std::shared_ptr<const CausalLM> model_;
   std::unique_ptr<kernels::ThreadPool> pool_;  // null: the process-wide pool
@@ -63,13 +62,7 @@ class CpuEngine final : public Engine {
   Workspace ws_;
   std::unique_ptr<Sampler> sampler_;
 
-  // Per-step metadata (rebuilt by prepare_metadata; capacity kept).
-  std::vector<int32_t> query_start_;   // [num_seqs + 1]
-  std::vector<int32_t> context_lens_;  // [num_seqs]
-  std::vector<int32_t> block_tables_;  // [num_seqs, max_blocks_]
-  int64_t max_blocks_ = 0;
-  std::vector<int64_t> slots_;         // [num_tokens]
-  std::vector<int32_t> logit_rows_;    // [num_rows]
+  StepLayout layout_;                  // per-step metadata (rebuilt each step; capacity kept)
   std::vector<float> last_;            // [num_rows, hidden]
   std::vector<float> logits_;          // [num_rows, vocab] when the caller does not want them
 };

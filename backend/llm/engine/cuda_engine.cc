@@ -1,0 +1,640 @@
+#include "backend/llm/engine/cuda_engine.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "backend/llm/engine/step_layout.h"
+#include "kernels/cuda/add_rms_norm.cuh"
+#include "kernels/cuda/argmax.cuh"
+#include "kernels/cuda/cast.cuh"
+#include "kernels/cuda/cuda_check.cuh"
+#include "kernels/cuda/embedding.cuh"
+#include "kernels/cuda/gather_rows.cuh"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/head_rms_norm.cuh"
+#include "kernels/cuda/kv_cache_write.cuh"
+#include "kernels/cuda/paged_attention_decode.cuh"
+#include "kernels/cuda/paged_attention_prefill.cuh"
+#include "kernels/cuda/rope.cuh"
+#include "kernels/cuda/silu_and_mul.cuh"
+
+namespace ferry::llm {
+
+namespace k = ferry::kernels;
+namespace kc = ferry::kernels::cuda;
+
+namespace {
+
+// One cudaMalloc'd range, freed on destruction.
+class DeviceMemory {
+ public:
+  DeviceMemory() = default;
+  DeviceMemory(DeviceMemory&& o) noexcept : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+  DeviceMemory& operator=(DeviceMemory&& o) noexcept {
+    if (this != &o) {
+      reset();
+      ptr_ = std::exchange(o.ptr_, nullptr);
+      bytes_ = std::exchange(o.bytes_, 0);
+    }
+    return *this;
+  }
+  ~DeviceMemory() { reset(); }
+
+  static Result<DeviceMemory> allocate(size_t bytes) {
+    DeviceMemory m;
+    if (bytes == 0) return m;
+    const cudaError_t err = cudaMalloc(&m.ptr_, bytes);
+    if (err == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();  // not sticky: clear it
+      return Status::ResourceExhausted("cudaMalloc of " + std::to_string(bytes) + " bytes: out of device memory");
+    }
+    FERRY_CUDA_RETURN_IF_ERROR(err);
+    m.bytes_ = bytes;
+    return m;
+  }
+  void reset() {
+    if (ptr_ != nullptr) (void)cudaFree(ptr_);
+    ptr_ = nullptr;
+    bytes_ = 0;
+  }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+bool is_llama_family(const std::string& name) {
+  return name == "LlamaForCausalLM" || name == "MistralForCausalLM" || name == "Qwen2ForCausalLM" ||
+         name == "Qwen3ForCausalLM";
+}
+
+Result<k::DType> resolve_weight_dtype(const ModelConfig& c, WeightDType d) {
+  switch (d) {
+    case WeightDType::kAuto: return c.dtype;
+    case WeightDType::kF32: return k::DType::kF32;
+    case WeightDType::kBF16: return k::DType::kBF16;
+    case WeightDType::kF16: return k::DType::kF16;
+    case WeightDType::kInt8:
+    case WeightDType::kInt4: break;
+  }
+  return Status::Unimplemented(std::string("the CUDA engine has no ") + weight_dtype_name(d) +
+                               " weights yet (no quantized GEMM on the GPU); use weight_dtype auto, fp32, bf16 or fp16");
+}
+
+// A device-greedy row: plain arg max of the raw logits, nothing the CPU sampler would add.
+bool device_greedy(const SamplingSequence& s) {
+  const SamplingParams& p = *s.params;
+  return p.is_greedy() && p.logit_bias.empty() && p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f &&
+         p.frequency_penalty == 0.0f && p.num_logprobs < 0 && s.allowed_tokens.empty();
+}
+
+}  // namespace
+
+struct CudaEngine::State {
+  struct Layer {
+    const float* input_norm = nullptr;  // [hidden]
+    const void* qkv = nullptr;          // [q_size + 2 * kv_size, hidden], weight dtype
+    const float* qkv_bias = nullptr;    // [q_size + 2 * kv_size] or nullptr
+    const void* o = nullptr;            // [hidden, q_size]
+    const float* o_bias = nullptr;      // [hidden] or nullptr
+    const float* q_norm = nullptr;      // [head_dim] or nullptr (Qwen3)
+    const float* k_norm = nullptr;
+    const float* post_norm = nullptr;   // [hidden]
+    const void* gate_up = nullptr;      // [2 * inter, hidden]
+    const void* down = nullptr;         // [hidden, inter]
+  };
+  struct LayerCache {
+    void* k = nullptr;  // [num_blocks, block_size, num_kv_heads, head_dim] of the cache dtype
+    void* v = nullptr;
+    float* k_scales = nullptr;  // kInt8: [num_blocks, block_size, num_kv_heads]
+    float* v_scales = nullptr;
+  };
+
+  ModelConfig config;
+  CudaEngineOptions options;
+  k::DType wdt = k::DType::kF32;
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  std::unique_ptr<kc::CublasGemm> gemm;
+  std::vector<DeviceMemory> owned;  // everything but the KV cache and the block tables
+  int64_t owned_bytes = 0;
+
+  // Weights.
+  const void* embed = nullptr;    // [vocab, hidden], weight dtype
+  const void* lm_head = nullptr;  // [vocab, hidden] (embed when tied)
+  const float* final_norm = nullptr;
+  const float* inv_freq = nullptr;  // [head_dim / 2]
+  std::vector<Layer> layers;
+
+  // Activations, fp32 unless said: rows for max_num_tokens tokens.
+  float* x = nullptr;        // [T, hidden] residual stream
+  float* h = nullptr;        // [T, hidden] normed
+  float* delta = nullptr;    // [T, hidden] sub-layer output
+  float* qkv = nullptr;      // [T, q + 2kv]
+  float* attn = nullptr;     // [T, q]
+  float* gate_up = nullptr;  // [T, 2 * inter]
+  float* act = nullptr;      // [T, inter]
+  void* x16 = nullptr;       // [T, max(hidden, q, inter)] weight dtype; null for fp32 weights
+  float* last = nullptr;     // [max_num_seqs, hidden]: the rows whose logits are wanted
+  float* logits = nullptr;   // [max_num_seqs, vocab]
+  int32_t* tokens = nullptr;  // [max_num_seqs]: device argmax
+  void* decode_ws = nullptr;
+  size_t decode_ws_bytes = 0;
+
+  // Step metadata on the device.
+  int32_t* d_token_ids = nullptr;    // [T]
+  int32_t* d_positions = nullptr;    // [T]
+  int64_t* d_slots = nullptr;        // [T]
+  int32_t* d_logit_rows = nullptr;   // [T]
+  int32_t* d_query_start = nullptr;  // [S + 1]
+  int32_t* d_context_lens = nullptr;  // [S]
+  DeviceMemory block_tables;          // [S, max_blocks_per_seq], sized with the KV cache
+
+  // KV cache.
+  DeviceMemory cache;
+  std::vector<LayerCache> cache_layers;
+  k::KvCacheDType cache_dtype = k::KvCacheDType::kF32;
+  int64_t block_size = 0;
+  int64_t num_blocks = 0;
+  int64_t max_blocks_per_seq = 0;
+
+  // Host side of a step.
+  StepLayout layout;
+  std::vector<float> host_logits;  // [rows, vocab] when sampling on the host without return_logits
+  std::vector<int32_t> host_tokens;
+  std::unique_ptr<Sampler> sampler;
+  int64_t device_sampled = 0, host_sampled = 0;
+
+  ~State() {
+    cache.reset();
+    block_tables.reset();
+    owned.clear();
+    gemm.reset();
+    if (stream != nullptr) (void)cudaStreamDestroy(stream);
+  }
+
+  template <typename T>
+  Result<T*> alloc(int64_t count) {
+    auto m = DeviceMemory::allocate(static_cast<size_t>(count) * sizeof(T));
+    if (!m.ok()) return m.status();
+    T* p = m.value().template as<T>();
+    owned_bytes += static_cast<int64_t>(m.value().bytes());
+    owned.push_back(std::move(m).value());
+    return p;
+  }
+  Status upload(const void* dst, const void* src, size_t bytes) {
+    FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpy(const_cast<void*>(dst), src, bytes, cudaMemcpyHostToDevice));
+    return Status::Ok();
+  }
+
+  Status load_weights(const ModelWeights& w);
+  Result<const void*> upload_tensors(const ModelWeights& w, const std::vector<std::string>& names, k::DType dtype);
+  Status allocate_activations();
+
+  Status upload_metadata(const ForwardBatch& b);
+  Status linear(float* out, const float* in, const void* w, const float* bias, int64_t m, int64_t n, int64_t kdim);
+  Status forward(int64_t num_tokens);
+  Status attention_layer(int64_t l, int64_t num_tokens);
+  Status mlp_layer(int64_t l, int64_t num_tokens);
+  Status logits_rows(int64_t row_begin, int64_t num_rows, int64_t num_tokens);
+};
+
+// Reads tensors as fp32, one after the other (rows stacked: the fused q|k|v and gate|up), and
+// uploads them as one device array of `dtype`.
+Result<const void*> CudaEngine::State::upload_tensors(const ModelWeights& w, const std::vector<std::string>& names,
+                                                      k::DType dtype) {
+  int64_t total = 0;
+  for (const auto& n : names) {
+    const WeightSpec* spec = w.spec(n);
+    if (spec == nullptr) return Status::NotFound("the checkpoint plan has no tensor " + n);
+    total += spec->numel();
+  }
+  std::vector<float> f32(static_cast<size_t>(total));
+  int64_t at = 0;
+  for (const auto& n : names) {
+    FERRY_RETURN_IF_ERROR(w.read_f32(n, f32.data() + at));
+    at += w.spec(n)->numel();
+  }
+  const void* src = f32.data();
+  std::vector<uint16_t> half;
+  if (dtype != k::DType::kF32) {
+    half.resize(f32.size());
+    for (size_t i = 0; i < f32.size(); ++i) half[i] = dtype == k::DType::kBF16 ? k::f32_to_bf16(f32[i]) : k::f32_to_f16(f32[i]);
+    src = half.data();
+  }
+  void* dst = nullptr;
+  FERRY_ASSIGN_OR_RETURN(dst, alloc<uint8_t>(total * static_cast<int64_t>(k::dtype_size(dtype))));
+  FERRY_RETURN_IF_ERROR(upload(dst, src, static_cast<size_t>(total) * k::dtype_size(dtype)));
+  return static_cast<const void*>(dst);
+}
+
+Status CudaEngine::State::load_weights(const ModelWeights& w) {
+  const ModelConfig& c = config;
+  auto vec = [&](const std::string& name) -> Result<const float*> {
+    const void* p = nullptr;
+    FERRY_ASSIGN_OR_RETURN(p, upload_tensors(w, {name}, k::DType::kF32));
+    return static_cast<const float*>(p);
+  };
+  FERRY_ASSIGN_OR_RETURN(embed, upload_tensors(w, {"model.embed_tokens.weight"}, wdt));
+  if (c.tie_word_embeddings) {
+    lm_head = embed;
+  } else {
+    FERRY_ASSIGN_OR_RETURN(lm_head, upload_tensors(w, {"lm_head.weight"}, wdt));
+  }
+  FERRY_ASSIGN_OR_RETURN(final_norm, vec("model.norm.weight"));
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    auto n = [l](const char* suffix) { return layer_tensor_name(l, suffix); };
+    Layer p;
+    FERRY_ASSIGN_OR_RETURN(p.input_norm, vec(n("input_layernorm.weight")));
+    FERRY_ASSIGN_OR_RETURN(p.qkv, upload_tensors(w, {n("self_attn.q_proj.weight"), n("self_attn.k_proj.weight"),
+                                                     n("self_attn.v_proj.weight")}, wdt));
+    if (c.qkv_bias) {
+      const void* b = nullptr;
+      FERRY_ASSIGN_OR_RETURN(b, upload_tensors(w, {n("self_attn.q_proj.bias"), n("self_attn.k_proj.bias"),
+                                                   n("self_attn.v_proj.bias")}, k::DType::kF32));
+      p.qkv_bias = static_cast<const float*>(b);
+    }
+    FERRY_ASSIGN_OR_RETURN(p.o, upload_tensors(w, {n("self_attn.o_proj.weight")}, wdt));
+    if (c.o_bias) FERRY_ASSIGN_OR_RETURN(p.o_bias, vec(n("self_attn.o_proj.bias")));
+    if (c.qk_norm) {
+      FERRY_ASSIGN_OR_RETURN(p.q_norm, vec(n("self_attn.q_norm.weight")));
+      FERRY_ASSIGN_OR_RETURN(p.k_norm, vec(n("self_attn.k_norm.weight")));
+    }
+    FERRY_ASSIGN_OR_RETURN(p.post_norm, vec(n("post_attention_layernorm.weight")));
+    FERRY_ASSIGN_OR_RETURN(p.gate_up, upload_tensors(w, {n("mlp.gate_proj.weight"), n("mlp.up_proj.weight")}, wdt));
+    FERRY_ASSIGN_OR_RETURN(p.down, upload_tensors(w, {n("mlp.down_proj.weight")}, wdt));
+    layers.push_back(p);
+  }
+  std::vector<float> freq(static_cast<size_t>(c.head_dim / 2));
+  k::rope_inv_freq(c.rope, c.head_dim, freq.data());
+  float* d_freq = nullptr;
+  FERRY_ASSIGN_OR_RETURN(d_freq, alloc<float>(c.head_dim / 2));
+  FERRY_RETURN_IF_ERROR(upload(d_freq, freq.data(), freq.size() * sizeof(float)));
+  inv_freq = d_freq;
+  return Status::Ok();
+}
+
+Status CudaEngine::State::allocate_activations() {
+  const ModelConfig& c = config;
+  const int64_t t = options.max_num_tokens, s = options.max_num_seqs;
+  const int64_t qkv_width = c.q_size() + 2 * c.kv_size(), inter = c.intermediate_size, hidden = c.hidden_size;
+  FERRY_ASSIGN_OR_RETURN(x, alloc<float>(t * hidden));
+  FERRY_ASSIGN_OR_RETURN(h, alloc<float>(t * hidden));
+  FERRY_ASSIGN_OR_RETURN(delta, alloc<float>(t * hidden));
+  FERRY_ASSIGN_OR_RETURN(qkv, alloc<float>(t * qkv_width));
+  FERRY_ASSIGN_OR_RETURN(attn, alloc<float>(t * c.q_size()));
+  FERRY_ASSIGN_OR_RETURN(gate_up, alloc<float>(t * 2 * inter));
+  FERRY_ASSIGN_OR_RETURN(act, alloc<float>(t * inter));
+  if (wdt != k::DType::kF32) {
+    const int64_t widest = std::max({hidden, c.q_size(), inter});
+    FERRY_ASSIGN_OR_RETURN(x16, alloc<uint16_t>(t * widest));
+  }
+  FERRY_ASSIGN_OR_RETURN(last, alloc<float>(s * hidden));
+  FERRY_ASSIGN_OR_RETURN(logits, alloc<float>(s * c.vocab_size));
+  FERRY_ASSIGN_OR_RETURN(tokens, alloc<int32_t>(s));
+  FERRY_ASSIGN_OR_RETURN(d_token_ids, alloc<int32_t>(t));
+  FERRY_ASSIGN_OR_RETURN(d_positions, alloc<int32_t>(t));
+  FERRY_ASSIGN_OR_RETURN(d_slots, alloc<int64_t>(t));
+  FERRY_ASSIGN_OR_RETURN(d_logit_rows, alloc<int32_t>(t));
+  FERRY_ASSIGN_OR_RETURN(d_query_start, alloc<int32_t>(s + 1));
+  FERRY_ASSIGN_OR_RETURN(d_context_lens, alloc<int32_t>(s));
+  const int64_t decode_ctx = options.decode_context_tokens > 0
+                                 ? options.decode_context_tokens
+                                 : std::min<int64_t>(c.max_position_embeddings, 8192);
+  decode_ws_bytes = kc::paged_attention_decode_workspace_bytes(s, c.num_heads, c.head_dim, decode_ctx);
+  if (decode_ws_bytes > 0) FERRY_ASSIGN_OR_RETURN(decode_ws, alloc<uint8_t>(static_cast<int64_t>(decode_ws_bytes)));
+  return Status::Ok();
+}
+
+// out[m, n] = in[m, kdim] . w[n, kdim]^T (+ bias): fp32 in and out; a 16-bit copy of `in` first when
+// the weights are 16-bit.
+Status CudaEngine::State::linear(float* out, const float* in, const void* w, const float* bias, int64_t m, int64_t n,
+                                 int64_t kdim) {
+  const void* xin = in;
+  if (wdt != k::DType::kF32) {
+    FERRY_RETURN_IF_ERROR(kc::cast(x16, wdt, in, k::DType::kF32, m * kdim, stream));
+    xin = x16;
+  }
+  return gemm->matmul(out, k::DType::kF32, xin, w, wdt, bias, m, n, kdim);
+}
+
+Status CudaEngine::State::upload_metadata(const ForwardBatch& b) {
+  const StepLayout& sl = layout;
+  auto copy = [&](void* dst, const void* src, size_t bytes) -> Status {
+    FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
+    return Status::Ok();
+  };
+  FERRY_RETURN_IF_ERROR(copy(d_token_ids, b.token_ids.data(), b.token_ids.size_bytes()));
+  FERRY_RETURN_IF_ERROR(copy(d_positions, b.positions.data(), b.positions.size_bytes()));
+  FERRY_RETURN_IF_ERROR(copy(d_slots, sl.slots.data(), sl.slots.size() * sizeof(int64_t)));
+  FERRY_RETURN_IF_ERROR(copy(d_logit_rows, sl.logit_rows.data(), sl.logit_rows.size() * sizeof(int32_t)));
+  FERRY_RETURN_IF_ERROR(copy(d_query_start, sl.query_start.data(), sl.query_start.size() * sizeof(int32_t)));
+  FERRY_RETURN_IF_ERROR(copy(d_context_lens, sl.context_lens.data(), sl.context_lens.size() * sizeof(int32_t)));
+  return copy(block_tables.as<int32_t>(), sl.block_tables.data(), sl.block_tables.size() * sizeof(int32_t));
+}
+
+// h = rmsnorm(x) on entry; q|k|v, q/k norms, RoPE, cache write, paged attention, o; then
+// x += o(...), h = rmsnorm(x) with the post-attention norm.
+Status CudaEngine::State::attention_layer(int64_t l, int64_t n) {
+  const ModelConfig& c = config;
+  const Layer& p = layers[static_cast<size_t>(l)];
+  const LayerCache& kv = cache_layers[static_cast<size_t>(l)];
+  const int64_t qkv_width = c.q_size() + 2 * c.kv_size();
+  float* q = qkv;
+  float* kk = q + c.q_size();
+  float* v = kk + c.kv_size();
+  FERRY_RETURN_IF_ERROR(linear(qkv, h, p.qkv, p.qkv_bias, n, qkv_width, c.hidden_size));
+  if (c.qk_norm) {
+    FERRY_RETURN_IF_ERROR(kc::head_rms_norm(q, p.q_norm, n, qkv_width, c.num_heads, c.head_dim, c.rms_norm_eps, stream));
+    FERRY_RETURN_IF_ERROR(
+        kc::head_rms_norm(kk, p.k_norm, n, qkv_width, c.num_kv_heads, c.head_dim, c.rms_norm_eps, stream));
+  }
+  FERRY_RETURN_IF_ERROR(kc::rope(q, kk, d_positions, inv_freq, n, qkv_width, qkv_width, c.num_heads, c.num_kv_heads,
+                                 c.head_dim, stream));
+  const int64_t num_slots = num_blocks * block_size;
+  if (cache_dtype == k::KvCacheDType::kInt8) {
+    FERRY_RETURN_IF_ERROR(kc::kv_cache_write_int8(static_cast<int8_t*>(kv.k), static_cast<int8_t*>(kv.v), kv.k_scales,
+                                                  kv.v_scales, kk, v, d_slots, n, num_slots, qkv_width, qkv_width,
+                                                  c.num_kv_heads, c.head_dim, stream));
+  } else {
+    FERRY_RETURN_IF_ERROR(kc::kv_cache_write(static_cast<float*>(kv.k), static_cast<float*>(kv.v), kk, v, d_slots, n,
+                                             num_slots, qkv_width, qkv_width, c.num_kv_heads, c.head_dim, stream));
+  }
+  k::PagedAttentionArgs a{};
+  a.out = attn;
+  a.q = q;
+  a.k_cache = kv.k;
+  a.v_cache = kv.v;
+  a.k_scales = kv.k_scales;
+  a.v_scales = kv.v_scales;
+  a.kv_dtype = cache_dtype;
+  a.query_start = d_query_start;
+  a.context_lens = d_context_lens;
+  a.block_tables = block_tables.as<int32_t>();
+  a.num_seqs = static_cast<int64_t>(layout.context_lens.size());
+  a.num_tokens = n;
+  a.max_blocks_per_seq = layout.max_blocks;
+  a.q_stride = qkv_width;
+  a.num_q_heads = c.num_heads;
+  a.num_kv_heads = c.num_kv_heads;
+  a.head_dim = c.head_dim;
+  a.block_size = block_size;
+  a.num_blocks = num_blocks;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  const bool decode = layout.max_query_len == 1 &&
+                      kc::paged_attention_decode_workspace_bytes(a.num_seqs, c.num_heads, c.head_dim,
+                                                                 layout.max_context_len) <= decode_ws_bytes;
+  if (decode) {
+    FERRY_RETURN_IF_ERROR(kc::paged_attention_decode(a, layout.max_context_len, decode_ws, decode_ws_bytes, stream));
+  } else {
+    FERRY_RETURN_IF_ERROR(kc::paged_attention_prefill(a, layout.max_query_len, stream));
+  }
+  FERRY_RETURN_IF_ERROR(linear(delta, attn, p.o, p.o_bias, n, c.hidden_size, c.q_size()));
+  return kc::add_rms_norm(h, x, delta, p.post_norm, n, c.hidden_size, c.rms_norm_eps, stream);
+}
+
+// h = rmsnorm(x) with the post-attention norm on entry; x += down(silu(gate(h)) * up(h)), then
+// h = rmsnorm(x) with the next layer's input norm (the final norm after the last layer).
+Status CudaEngine::State::mlp_layer(int64_t l, int64_t n) {
+  const ModelConfig& c = config;
+  const Layer& p = layers[static_cast<size_t>(l)];
+  const int64_t inter = c.intermediate_size;
+  FERRY_RETURN_IF_ERROR(linear(gate_up, h, p.gate_up, nullptr, n, 2 * inter, c.hidden_size));
+  FERRY_RETURN_IF_ERROR(kc::silu_and_mul(act, gate_up, n, inter, stream));
+  FERRY_RETURN_IF_ERROR(linear(delta, act, p.down, nullptr, n, c.hidden_size, inter));
+  const float* next_norm = l + 1 < c.num_layers ? layers[static_cast<size_t>(l + 1)].input_norm : final_norm;
+  return kc::add_rms_norm(h, x, delta, next_norm, n, c.hidden_size, c.rms_norm_eps, stream);
+}
+
+// Every layer over the step's tokens; the final-normed hidden states end in h.
+Status CudaEngine::State::forward(int64_t n) {
+  const ModelConfig& c = config;
+  FERRY_RETURN_IF_ERROR(kc::embedding(x, embed, wdt, c.vocab_size, c.hidden_size, d_token_ids, n, stream));
+  FERRY_RETURN_IF_ERROR(
+      kc::add_rms_norm(h, x, nullptr, layers[0].input_norm, n, c.hidden_size, c.rms_norm_eps, stream));
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    FERRY_RETURN_IF_ERROR(attention_layer(l, n));
+    FERRY_RETURN_IF_ERROR(mlp_layer(l, n));
+  }
+  return Status::Ok();
+}
+
+// logits[0 .. num_rows) = lm_head(h[logit_rows[row_begin + i]]).
+Status CudaEngine::State::logits_rows(int64_t row_begin, int64_t num_rows, int64_t num_tokens) {
+  const ModelConfig& c = config;
+  FERRY_RETURN_IF_ERROR(kc::gather_rows(last, h, d_logit_rows + row_begin, num_rows, num_tokens, c.hidden_size, stream));
+  return linear(logits, last, lm_head, nullptr, num_rows, c.vocab_size, c.hidden_size);
+}
+
+Status CudaEngine::check_supported(const ModelConfig& c, const ModelWeights& weights, WeightDType weight_dtype) {
+  if (!is_llama_family(c.architecture_name)) {
+    return Status::Unimplemented("the CUDA engine runs LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM and "
+                                 "Qwen3ForCausalLM only, not " + c.architecture_name);
+  }
+  if (weights.quantization().method != QuantizationConfig::Method::kNone) {
+    return Status::Unimplemented("the CUDA engine has no GPTQ/AWQ (quantized checkpoint) support yet");
+  }
+  FERRY_RETURN_IF_ERROR(resolve_weight_dtype(c, weight_dtype).status());
+  for (int64_t w : c.layer_windows) {
+    if (w > 0) return Status::Unimplemented("the CUDA engine has no sliding-window attention yet (sliding_window)");
+  }
+  if (c.attn_logit_softcap != 0.0f || c.final_logit_softcap != 0.0f) {
+    return Status::Unimplemented("the CUDA engine has no attention / final logit soft-capping yet");
+  }
+  if (c.attention_scale != 0.0f) {
+    return Status::Unimplemented("the CUDA engine supports only the 1/sqrt(head_dim) attention scale");
+  }
+  if (c.rotary_dim != c.head_dim || c.longrope || c.local_rope) {
+    return Status::Unimplemented("the CUDA engine has no partial rotary, longrope or local RoPE yet");
+  }
+  if (c.head_dim > 256 || c.head_dim % 2 != 0) {
+    return Status::Unimplemented("the CUDA attention kernels take an even head_dim of at most 256, not " +
+                                 std::to_string(c.head_dim));
+  }
+  return Status::Ok();
+}
+
+CudaEngine::CudaEngine(std::unique_ptr<State> state) : s_(std::move(state)) {}
+CudaEngine::~CudaEngine() {
+  if (s_ && s_->stream != nullptr) (void)cudaStreamSynchronize(s_->stream);
+}
+
+Result<std::unique_ptr<CudaEngine>> CudaEngine::create(const ModelConfig& config, const ModelWeights& weights,
+                                                       const CudaEngineOptions& options) {
+  FERRY_RETURN_IF_ERROR(check_supported(config, weights, options.weight_dtype));
+  if (options.max_num_tokens < 1 || options.max_num_seqs < 1 || options.max_num_seqs > options.max_num_tokens) {
+    return Status::InvalidArgument("CudaEngine: need 1 <= max_num_seqs <= max_num_tokens");
+  }
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    (void)cudaGetLastError();
+    return Status::Unavailable("no CUDA device is present");
+  }
+  if (options.device < 0 || options.device >= count) {
+    return Status::InvalidArgument("CUDA device " + std::to_string(options.device) + " does not exist (" +
+                                   std::to_string(count) + " present)");
+  }
+  auto s = std::make_unique<State>();
+  s->config = config;
+  s->options = options;
+  s->device = options.device;
+  FERRY_ASSIGN_OR_RETURN(s->wdt, resolve_weight_dtype(config, options.weight_dtype));
+  FERRY_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
+  FERRY_CUDA_RETURN_IF_ERROR(cudaStreamCreate(&s->stream));
+  FERRY_ASSIGN_OR_RETURN(s->gemm, kc::CublasGemm::create(s->stream));
+  FERRY_RETURN_IF_ERROR(s->load_weights(weights));
+  FERRY_RETURN_IF_ERROR(s->allocate_activations());
+  s->sampler = std::make_unique<Sampler>(static_cast<int32_t>(config.vocab_size));
+  return std::unique_ptr<CudaEngine>(new CudaEngine(std::move(s)));
+}
+
+const ModelConfig& CudaEngine::config() const { return s_->config; }
+int64_t CudaEngine::num_kv_blocks() const { return s_->num_blocks; }
+k::DType CudaEngine::weight_dtype() const { return s_->wdt; }
+int64_t CudaEngine::device_bytes() const {
+  return s_->owned_bytes + static_cast<int64_t>(s_->cache.bytes() + s_->block_tables.bytes());
+}
+int64_t CudaEngine::device_sampled_steps() const { return s_->device_sampled; }
+int64_t CudaEngine::host_sampled_steps() const { return s_->host_sampled; }
+
+int64_t CudaEngine::kv_block_bytes(int64_t block_size, k::KvCacheDType dtype) const {
+  const ModelConfig& c = s_->config;
+  return 2 * c.num_layers * block_size * c.num_kv_heads * k::kv_cache_bytes_per_head(dtype, c.head_dim);
+}
+
+Result<int64_t> CudaEngine::allocate_kv_cache(const KvCacheOptions& o) {
+  State& s = *s_;
+  const ModelConfig& c = s.config;
+  if (o.block_size < 1) return Status::InvalidArgument("KV block size must be >= 1");
+  if (o.dtype == k::KvCacheDType::kBF16) {
+    return Status::Unimplemented("the CUDA engine has no bf16 KV cache yet (kv_cache dtype fp32 or int8)");
+  }
+  const int64_t per_block = kv_block_bytes(o.block_size, o.dtype);
+  const int64_t blocks = o.num_blocks > 0 ? o.num_blocks : o.budget_bytes / per_block;
+  if (blocks < 1) {
+    return Status::InvalidArgument("the KV cache budget (" + std::to_string(o.budget_bytes) +
+                                   " bytes) is too small for one block of " + std::to_string(per_block) + " bytes");
+  }
+  FERRY_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s.stream));  // no step may still read the old cache
+  s.cache.reset();
+  s.block_tables.reset();
+  s.cache_layers.clear();
+  s.num_blocks = 0;
+  const int64_t max_blocks = (c.max_position_embeddings + o.block_size - 1) / o.block_size;
+  FERRY_ASSIGN_OR_RETURN(s.block_tables, DeviceMemory::allocate(static_cast<size_t>(s.options.max_num_seqs * max_blocks) *
+                                                                sizeof(int32_t)));
+  FERRY_ASSIGN_OR_RETURN(s.cache, DeviceMemory::allocate(static_cast<size_t>(blocks * per_block)));
+  FERRY_CUDA_RETURN_IF_ERROR(cudaMemset(s.cache.as<void>(), 0, s.cache.bytes()));
+  // Per layer: K values, V values, then (int8) K scales, V scales.
+  const int64_t slots_heads = blocks * o.block_size * c.num_kv_heads;
+  const int64_t value_bytes = slots_heads * c.head_dim * (o.dtype == k::KvCacheDType::kInt8 ? 1 : 4);
+  const int64_t scale_bytes = o.dtype == k::KvCacheDType::kInt8 ? slots_heads * 4 : 0;
+  uint8_t* at = s.cache.as<uint8_t>();
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    State::LayerCache lc;
+    lc.k = at;
+    lc.v = at + value_bytes;
+    at += 2 * value_bytes;
+    if (scale_bytes > 0) {
+      lc.k_scales = reinterpret_cast<float*>(at);
+      lc.v_scales = reinterpret_cast<float*>(at + scale_bytes);
+      at += 2 * scale_bytes;
+    }
+    s.cache_layers.push_back(lc);
+  }
+  s.cache_dtype = o.dtype;
+  s.block_size = o.block_size;
+  s.num_blocks = blocks;
+  s.max_blocks_per_seq = max_blocks;
+  return blocks;
+}
+
+Status CudaEngine::step(const ForwardBatch& batch, std::span<const SamplingSequence> sampling, bool return_logits,
+                        StepOutput* out) {
+  State& s = *s_;
+  const ModelConfig& c = s.config;
+  if (s.num_blocks == 0) return Status::InvalidArgument("no KV cache allocated");
+  FERRY_RETURN_IF_ERROR(validate_batch(batch, c, s.block_size, s.num_blocks));
+  if (!sampling.empty() && (sampling.size() != batch.sequences.size() || batch.all_logits)) {
+    return Status::InvalidArgument("sampling: one entry per sequence, and only with last-token logits");
+  }
+  const int64_t num_tokens = static_cast<int64_t>(batch.token_ids.size());
+  const int64_t num_seqs = static_cast<int64_t>(batch.sequences.size());
+  if (num_tokens > s.options.max_num_tokens || num_seqs > s.options.max_num_seqs) {
+    return Status::InvalidArgument("batch: " + std::to_string(num_tokens) + " tokens / " + std::to_string(num_seqs) +
+                                   " sequences exceed the CUDA engine's max_num_tokens " +
+                                   std::to_string(s.options.max_num_tokens) + " / max_num_seqs " +
+                                   std::to_string(s.options.max_num_seqs));
+  }
+  s.layout.build(batch, s.block_size);
+  FERRY_RETURN_IF_ERROR(s.upload_metadata(batch));
+  FERRY_RETURN_IF_ERROR(s.forward(num_tokens));
+
+  // Logits, max_num_seqs rows per lm_head GEMM; rows go to the host only when asked for.
+  const int64_t rows = static_cast<int64_t>(s.layout.logit_rows.size());
+  const int64_t vocab = c.vocab_size;
+  if (return_logits) {
+    out->logits.logits.resize(static_cast<size_t>(rows * vocab));
+    out->logits.num_rows = rows;
+    out->logits.vocab = vocab;
+  }
+  bool any_sample = false, all_greedy = true;
+  for (const SamplingSequence& q : sampling) {
+    if (q.params == nullptr) continue;
+    any_sample = true;
+    all_greedy = all_greedy && device_greedy(q);
+  }
+  const bool host_sampling = any_sample && !all_greedy;
+  std::vector<float>& host = return_logits ? out->logits.logits : s.host_logits;
+  if (host_sampling && !return_logits) host.resize(static_cast<size_t>(rows * vocab));
+  for (int64_t r0 = 0; r0 < rows; r0 += s.options.max_num_seqs) {
+    const int64_t nr = std::min(s.options.max_num_seqs, rows - r0);
+    FERRY_RETURN_IF_ERROR(s.logits_rows(r0, nr, num_tokens));
+    if (return_logits || host_sampling) {
+      FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host.data() + r0 * vocab, s.logits,
+                                                 static_cast<size_t>(nr * vocab) * sizeof(float),
+                                                 cudaMemcpyDeviceToHost, s.stream));
+    }
+  }
+  // Sampling rows are the sequences' last tokens (not all_logits), so rows <= max_num_seqs: the
+  // last lm_head chunk above holds them all.
+  if (any_sample && all_greedy) {
+    FERRY_RETURN_IF_ERROR(kc::argmax(s.tokens, s.logits, rows, vocab, s.stream));
+    s.host_tokens.resize(static_cast<size_t>(rows));
+    FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.host_tokens.data(), s.tokens, static_cast<size_t>(rows) * sizeof(int32_t),
+                                               cudaMemcpyDeviceToHost, s.stream));
+  }
+  FERRY_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s.stream));
+
+  out->samples.resize(sampling.size());
+  for (size_t q = 0; q < sampling.size(); ++q) {
+    SampleResult& r = out->samples[q];
+    if (sampling[q].params == nullptr) {
+      r.token = -1;
+      continue;
+    }
+    if (all_greedy) {
+      r.token = s.host_tokens[q];
+      r.logprob = 0.0f;
+      r.rank = 0;
+      r.top_logprobs.clear();
+    } else {
+      s.sampler->sample(std::span<const float>(host.data() + q * vocab, static_cast<size_t>(vocab)), sampling[q], r);
+    }
+  }
+  if (any_sample) ++(all_greedy ? s.device_sampled : s.host_sampled);
+  return Status::Ok();
+}
+
+}  // namespace ferry::llm

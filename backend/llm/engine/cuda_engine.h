@@ -1,0 +1,99 @@
+// CudaEngine: the Engine of a GPU instance, for the Llama family (LlamaForCausalLM,
+// MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM) with fp32, bf16 or fp16 weights.
+//
+// Unlike CpuEngine it does not run the shared CausalLM: that forward pass reads host memory
+// through kernels.h, while this engine keeps everything on the device and calls the launchers of
+// kernels/cuda directly (the same operator order as architectures/llama.cc, with q|k|v and gate|up
+// fused into one GEMM each). What it holds, all allocated when it is created or when its KV cache
+// is allocated, so that a step allocates nothing:
+//   weights      uploaded once from the checkpoint (ModelWeights) in the weight dtype: per layer
+//                the fused [q+2kv, hidden] and [2*inter, hidden] matrices, o and down, fp32 norms
+//                and biases; the embedding table in the weight dtype (the lm_head when tied);
+//   activations  fp32 buffers for `max_num_tokens` tokens (plus a 16-bit copy of a GEMM's input
+//                when the weights are 16-bit: cuBLASLt multiplies two operands of one type);
+//   metadata     device copies of the step's token ids, positions, slots, query starts, context
+//                lengths, block tables and logit rows;
+//   workspaces   the split-K decode attention's (for max_num_seqs sequences of up to
+//                decode_context_tokens) and cuBLASLt's;
+//   KV cache     fp32 or int8 (+ scales) per layer, sized from KvCacheOptions.
+// Linear layers run on cuda::CublasGemm (fp32 accumulation). Attention uses the decode kernel when
+// every sequence has one query token and its workspace suffices, else the prefill kernel.
+//
+// Sampling: when every sequence that samples is plain greedy (temperature 0, no logit_bias, no
+// penalties, no allowed-token mask, no logprobs) the tokens come from the argmax kernel and only
+// the token ids are copied back. Any other sampling copies the sampled rows' logits to the host and
+// runs the CPU Sampler (sampler.h) on them, exactly as CpuEngine does. return_logits copies logits
+// to the host too.
+//
+// Refused at creation (Unimplemented, naming what is missing): other architectures, int8/int4
+// weights and GPTQ/AWQ checkpoints, sliding windows, attention or final soft-caps, an attention
+// scale other than 1/sqrt(head_dim), head_dim > 256. A bf16 KV cache is refused by
+// allocate_kv_cache.
+//
+// Which "device": the CUDA runtime this file is built against. In the emulation build
+// (FERRY_CUDA_EMULATION) that is the SIMT emulator on the host (docs/cuda.md); nothing of this
+// engine has run on a GPU yet.
+//
+// Thread-safety: one step at a time (the instance's loop thread). Each engine has its own stream.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "backend/llm/engine/engine.h"
+#include "backend/llm/model/model_weights.h"
+#include "backend/llm/model/weight_loader.h"
+#include "common/status.h"
+
+namespace ferry::llm {
+
+struct CudaEngineOptions {
+  int device = 0;
+  // kAuto: the checkpoint's torch_dtype (fp32, bf16 or fp16); kF32, kBF16, kF16 convert at upload.
+  // kInt8 / kInt4: Unimplemented.
+  WeightDType weight_dtype = WeightDType::kAuto;
+  int64_t max_num_tokens = 512;  // most tokens one step may carry (activation buffers' rows)
+  int64_t max_num_seqs = 64;     // most sequences one step may carry (also logits rows per GEMM)
+  // Contexts up to this length decode through the split-K decode kernel (its workspace is sized
+  // for it); a longer decode falls back to the prefill kernel. 0: min(max_position_embeddings, 8192).
+  int64_t decode_context_tokens = 0;
+};
+
+class CudaEngine final : public Engine {
+ public:
+  // Uploads the model in `weights` to device `options.device` and builds the engine.
+  // Unimplemented for what the engine does not run (see above); Internal / ResourceExhausted for a
+  // CUDA failure (no device, out of memory).
+  static Result<std::unique_ptr<CudaEngine>> create(const ModelConfig& config, const ModelWeights& weights,
+                                                    const CudaEngineOptions& options = {});
+  // Whether create() would accept this model (Ok, or the Unimplemented it would return). Touches
+  // no device.
+  static Status check_supported(const ModelConfig& config, const ModelWeights& weights, WeightDType weight_dtype);
+
+  ~CudaEngine() override;
+  CudaEngine(const CudaEngine&) = delete;
+  CudaEngine& operator=(const CudaEngine&) = delete;
+
+  const ModelConfig& config() const override;
+  int64_t kv_block_bytes(int64_t block_size, kernels::KvCacheDType dtype) const override;
+  Result<int64_t> allocate_kv_cache(const KvCacheOptions& options) override;
+  int64_t num_kv_blocks() const override;
+  // Fails with InvalidArgument (nothing computed) also for a batch of more than max_num_tokens
+  // tokens or max_num_seqs sequences.
+  Status step(const ForwardBatch& batch, std::span<const SamplingSequence> sampling, bool return_logits,
+              StepOutput* out) override;
+
+  kernels::DType weight_dtype() const;
+  // Device memory this engine holds: weights, activations, workspaces, KV cache.
+  int64_t device_bytes() const;
+  // Steps whose tokens came from the device argmax, and steps that sampled on the host.
+  int64_t device_sampled_steps() const;
+  int64_t host_sampled_steps() const;
+
+ private:
+  struct State;
+  explicit CudaEngine(std::unique_ptr<State> state);
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace ferry::llm
