@@ -386,6 +386,8 @@ void Matcher::fill_mask(std::span<uint32_t> mask) {
   std::memcpy(mask.data(), cached->data(), words * sizeof(uint32_t));
 }
 
+int32_t Matcher::vocab_size() const { return state_->vocab_ref->size(); }
+
 bool Matcher::can_end() const {
   const State::Step cur = state_->history.back();
   return !cur.ended && state_->sets[static_cast<size_t>(cur.set)].can_end;

@@ -66,10 +66,12 @@ inline bool reference_allows(const std::shared_ptr<const Grammar>& g, const Test
 
 // Random walk: at each step fill the mask, check it against the reference for every token when
 // `check_reference`, pick an allowed token at random (end ids with probability end_prob when
-// allowed), accept it. Returns the bytes generated; *ended says whether it stopped at an end id or
+// allowed; with probability 0.4 among the allowed tokens holding a byte of `prefer`, when given,
+// so that strings and containers close), accept it. Returns the bytes generated; *ended says whether it stopped at an end id or
 // a terminated matcher (false: ran out of steps or no token allowed).
 inline std::string random_walk(const std::shared_ptr<const Grammar>& g, const TestVocab& v, uint32_t seed,
-                               int max_steps, bool check_reference, bool* ended, double end_prob = 0.15) {
+                               int max_steps, bool check_reference, bool* ended, double end_prob = 0.15,
+                               const char* prefer = nullptr) {
   std::mt19937 rng(seed);
   Matcher m(g, v.vocab);
   std::string text;
@@ -102,7 +104,14 @@ inline std::string random_walk(const std::shared_ptr<const Grammar>& g, const Te
       *ended = true;
       break;
     }
-    const int32_t id = allowed[std::uniform_int_distribution<size_t>(0, allowed.size() - 1)(rng)];
+    std::vector<int32_t> preferred;
+    if (prefer != nullptr && coin(rng) < 0.4) {
+      for (int32_t id : allowed) {
+        if (v.tokens[static_cast<size_t>(id)].find_first_of(prefer) != std::string::npos) preferred.push_back(id);
+      }
+    }
+    const std::vector<int32_t>& pool = preferred.empty() ? allowed : preferred;
+    const int32_t id = pool[std::uniform_int_distribution<size_t>(0, pool.size() - 1)(rng)];
     EXPECT_TRUE(m.accept_token(id)) << "masked-in token " << id << " refused after '" << text << "'";
     text += v.tokens[static_cast<size_t>(id)];
   }

@@ -1,0 +1,345 @@
+// json_schema_to_gbnf / json_object_gbnf: for each schema, random walks on masks (a byte-level
+// vocabulary plus multi-byte pieces) generate documents that must parse as JSON and be valid under
+// the schema, checked by a small validator written here for the supported keywords. Schemas with
+// unsupported keywords give errors naming the keyword and where it is.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "backend/llm/grammar/grammar.h"
+#include "common/json_parse.h"
+#include "tests/llm/grammar/grammar_test_util.h"
+
+namespace ferry::llm::grammar {
+namespace {
+
+using testing::make_test_vocab;
+using testing::random_walk;
+
+Json::Value parse(const std::string& text) {
+  auto v = parse_json_text(text);
+  EXPECT_TRUE(v.ok()) << v.status().message() << ": " << text;
+  return v.ok() ? v.value() : Json::Value();
+}
+
+std::string compact(const Json::Value& v) {
+  Json::StreamWriterBuilder b;
+  b["indentation"] = "";
+  return Json::writeString(b, v);
+}
+
+size_t code_points(const std::string& s) {
+  size_t n = 0;
+  for (char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return n;
+}
+
+bool is_integer(const Json::Value& v) {
+  return v.isNumeric() && !v.isBool() && std::floor(v.asDouble()) == v.asDouble();
+}
+
+bool has_type(const Json::Value& v, const std::string& t) {
+  if (t == "null") return v.isNull();
+  if (t == "boolean") return v.isBool();
+  if (t == "string") return v.isString();
+  if (t == "object") return v.isObject();
+  if (t == "array") return v.isArray();
+  if (t == "number") return v.isNumeric() && !v.isBool();
+  if (t == "integer") return is_integer(v);
+  return false;
+}
+
+const Json::Value& resolve(const Json::Value& root, const std::string& ref) {
+  const Json::Value* t = &root;
+  size_t i = 1;
+  while (i < ref.size()) {
+    size_t j = ref.find('/', i + 1);
+    if (j == std::string::npos) j = ref.size();
+    t = &(*t)[ref.substr(i + 1, j - i - 1)];
+    i = j;
+  }
+  return *t;
+}
+
+// A validator for the keywords the converter supports. Returns "" when valid, else why not.
+std::string validate(const Json::Value& v, const Json::Value& s, const Json::Value& root) {
+  if (s.isBool()) return s.asBool() ? "" : "schema false";
+  if (s.isMember("$ref")) return validate(v, resolve(root, s["$ref"].asString()), root);
+  if (s.isMember("anyOf")) {
+    for (const Json::Value& a : s["anyOf"]) {
+      if (validate(v, a, root).empty()) return "";
+    }
+    return "no anyOf branch matches";
+  }
+  if (s.isMember("oneOf")) {
+    int n = 0;
+    for (const Json::Value& a : s["oneOf"]) n += validate(v, a, root).empty();
+    return n == 1 ? "" : "oneOf matched " + std::to_string(n) + " branches";
+  }
+  for (const Json::Value& a : s["allOf"]) {
+    std::string why = validate(v, a, root);
+    if (!why.empty()) return "allOf: " + why;
+  }
+  if (s.isMember("const") && compact(s["const"]) != compact(v)) return "not the const";
+  if (s.isMember("enum")) {
+    bool found = false;
+    for (const Json::Value& e : s["enum"]) found |= compact(e) == compact(v);
+    if (!found) return "not in enum";
+  }
+  if (s.isMember("type")) {
+    bool ok = false;
+    if (s["type"].isString()) ok = has_type(v, s["type"].asString());
+    for (const Json::Value& t : s["type"]) {
+      if (s["type"].isArray()) ok |= has_type(v, t.asString());
+    }
+    if (!ok) return "wrong type";
+  }
+  if (v.isString()) {
+    const std::string str = v.asString();
+    if (s.isMember("minLength") && code_points(str) < s["minLength"].asUInt()) return "too short";
+    if (s.isMember("maxLength") && code_points(str) > s["maxLength"].asUInt()) return "too long";
+    if (s.isMember("pattern") && !std::regex_search(str, std::regex(s["pattern"].asString()))) return "pattern";
+    if (s.isMember("format")) {
+      static const std::map<std::string, std::string> kFormats = {
+          {"date", R"(\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01]))"},
+          {"time", R"(([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d))"},
+          {"date-time", R"(\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d))"},
+          {"uuid", R"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"},
+          {"email", R"([A-Za-z0-9_+.-]+@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+)"},
+          {"ipv4", R"(((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d))"},
+      };
+      auto it = kFormats.find(s["format"].asString());
+      if (it != kFormats.end() && !std::regex_match(str, std::regex(it->second))) return "format " + it->first;
+    }
+  }
+  if (v.isNumeric() && !v.isBool()) {
+    const double x = v.asDouble();
+    if (s.isMember("minimum") && x < s["minimum"].asDouble()) return "below minimum";
+    if (s.isMember("maximum") && x > s["maximum"].asDouble()) return "above maximum";
+    if (s.isMember("exclusiveMinimum") && x <= s["exclusiveMinimum"].asDouble()) return "not above exclusiveMinimum";
+    if (s.isMember("exclusiveMaximum") && x >= s["exclusiveMaximum"].asDouble()) return "not below exclusiveMaximum";
+  }
+  if (v.isObject()) {
+    for (const Json::Value& r : s["required"]) {
+      if (!v.isMember(r.asString())) return "missing required " + r.asString();
+    }
+    for (const std::string& k : v.getMemberNames()) {
+      if (s["properties"].isMember(k)) {
+        std::string why = validate(v[k], s["properties"][k], root);
+        if (!why.empty()) return k + ": " + why;
+      } else if (s.isMember("additionalProperties")) {
+        std::string why = validate(v[k], s["additionalProperties"], root);
+        if (!why.empty()) return "additional " + k + ": " + why;
+      }
+    }
+  }
+  if (v.isArray()) {
+    if (s.isMember("minItems") && v.size() < s["minItems"].asUInt()) return "too few items";
+    if (s.isMember("maxItems") && v.size() > s["maxItems"].asUInt()) return "too many items";
+    const Json::Value& prefix = s["prefixItems"];
+    for (Json::ArrayIndex i = 0; i < v.size(); ++i) {
+      const bool in_prefix = prefix.isArray() && i < prefix.size();
+      if (!in_prefix && !s.isMember("items")) continue;
+      std::string why = validate(v[i], in_prefix ? prefix[i] : s["items"], root);
+      if (!why.empty()) return "item " + std::to_string(i) + ": " + why;
+    }
+  }
+  return "";
+}
+
+const char* const kSchemas[] = {
+    R"({"type": "string"})",
+    R"({"type": "integer"})",
+    R"({"type": "number"})",
+    R"({"type": "boolean"})",
+    R"({"type": "null"})",
+    R"({"type": ["string", "integer", "null"]})",
+    R"({})",
+    R"({"type": "object"})",
+    R"({"type": "array"})",
+    R"({"enum": ["red", "green", "blue \"dark\"", 42, null, {"a": [1, 2]}]})",
+    R"({"const": "exactly this\n"})",
+    R"({"type": "string", "enum": ["a", 1, "b"]})",
+    R"({"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}, "required": ["name", "age"]})",
+    R"({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}, "c": {"type": "integer"}}})",
+    R"({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "boolean"}, "c": {"type": "null"}}, "required": ["b"]})",
+    R"({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["b"], "additionalProperties": false})",
+    R"({"type": "object", "properties": {"a": {"type": "integer"}}, "additionalProperties": {"type": "boolean"}})",
+    R"({"type": "object", "properties": {"x": {"const": 1}}, "required": ["x"], "additionalProperties": true})",
+    R"({"type": "object", "additionalProperties": {"type": "integer"}})",
+    R"({"type": "object", "required": ["anything"]})",
+    R"({"type": "object", "properties": {"inner": {"type": "object", "properties": {"deep": {"type": "array", "items": {"type": "integer"}}}, "required": ["deep"]}}, "required": ["inner"]})",
+    R"({"type": "array", "items": {"type": "string"}})",
+    R"({"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 4})",
+    R"({"type": "array", "items": {"type": "boolean"}, "maxItems": 0})",
+    R"({"type": "array", "items": {"type": "null"}, "minItems": 1})",
+    R"({"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}], "items": false})",
+    R"({"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}], "items": {"type": "boolean"}, "minItems": 1, "maxItems": 5})",
+    R"({"type": "array", "prefixItems": [{"const": "x"}, {"const": "y"}, {"const": "z"}], "minItems": 2, "maxItems": 2})",
+    R"({"type": "string", "minLength": 2, "maxLength": 5})",
+    R"({"type": "string", "minLength": 3})",
+    R"({"type": "string", "maxLength": 1})",
+    R"({"type": "string", "pattern": "^[a-z]+-[0-9]{2,3}$"})",
+    R"({"type": "string", "pattern": "^(yes|no|\"quoted\"|back\\\\slash)$"})",
+    R"({"type": "string", "pattern": "ab"})",
+    R"({"type": "string", "format": "date"})",
+    R"({"type": "string", "format": "time"})",
+    R"({"type": "string", "format": "date-time"})",
+    R"({"type": "string", "format": "uuid"})",
+    R"({"type": "string", "format": "email"})",
+    R"({"type": "string", "format": "ipv4"})",
+    R"({"type": "string", "format": "not-a-known-format"})",
+    R"({"type": "integer", "minimum": 0})",
+    R"({"type": "integer", "exclusiveMinimum": 0})",
+    R"({"type": "integer", "minimum": 18, "maximum": 120})",
+    R"({"type": "integer", "minimum": -15, "maximum": 7})",
+    R"({"type": "integer", "maximum": -3})",
+    R"({"type": "integer", "minimum": 995, "exclusiveMaximum": 1234})",
+    R"({"type": "number", "minimum": 0})",
+    R"({"type": "number", "exclusiveMinimum": 0})",
+    R"({"anyOf": [{"type": "string", "maxLength": 3}, {"type": "integer", "minimum": 0}]})",
+    R"({"oneOf": [{"type": "boolean"}, {"type": "null"}, {"type": "array", "maxItems": 1}]})",
+    R"({"allOf": [{"type": "object", "properties": {"k": {"type": "string"}}, "required": ["k"]}]})",
+    R"({"$defs": {"pos": {"type": "integer", "minimum": 1}}, "type": "object", "properties": {"p": {"$ref": "#/$defs/pos"}, "q": {"$ref": "#/$defs/pos"}}, "required": ["p"]})",
+    R"({"definitions": {"color": {"enum": ["r", "g"]}}, "type": "array", "items": {"$ref": "#/definitions/color"}})",
+    R"({"$defs": {"node": {"type": "object", "properties": {"value": {"type": "integer"}, "children": {"type": "array", "items": {"$ref": "#/$defs/node"}, "maxItems": 2}}, "required": ["value"]}}, "$ref": "#/$defs/node"})",
+    R"({"type": "object", "properties": {"name": {"type": "string"}, "next": {"anyOf": [{"$ref": "#"}, {"type": "null"}]}}, "required": ["name", "next"]})",
+    R"({"title": "annotated", "description": "d", "examples": [1], "default": 2, "$comment": "c", "type": "integer"})",
+    R"({"properties": {"implied": {"type": "boolean"}}, "required": ["implied"]})",
+    R"({"type": "object", "properties": {"quote\"key": {"type": "string"}, "ünï": {"type": "integer"}}, "required": ["quote\"key", "ünï"]})",
+    R"({"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string", "enum": ["a", "b"]}, "minItems": 1}, "score": {"type": ["number", "null"]}}, "required": ["tags"]})",
+};
+
+class SchemaWalkTest : public ::testing::TestWithParam<int> {};
+
+// Documents generated along masks parse and are valid; the first walk of each schema also checks
+// every mask against the brute-force reference.
+TEST_P(SchemaWalkTest, GeneratedDocumentsAreValid) {
+  const std::string text = kSchemas[GetParam()];
+  const Json::Value schema = parse(text);
+  auto gbnf = json_schema_to_gbnf(schema);
+  ASSERT_TRUE(gbnf.ok()) << gbnf.status().message() << "\n" << text;
+  auto g = compile_gbnf(gbnf.value());
+  ASSERT_TRUE(g.ok()) << g.status().message() << "\n" << gbnf.value();
+  static const auto vocab = make_test_vocab();
+  int finished = 0;
+  for (uint32_t seed = 1; seed <= 10; ++seed) {
+    bool ended = false;
+    const std::string doc = random_walk(g.value(), vocab, seed * 7919, seed == 1 ? 60 : 600,
+                                        /*check_reference=*/seed == 1, &ended, 0.3, "\"]}0");
+    if (std::getenv("FERRY_GRAMMAR_PRINT") != nullptr) std::printf("%d %s: %s\n", GetParam(), ended ? "done" : "cut", doc.c_str());
+    if (!ended) continue;
+    ++finished;
+    auto v = parse_json_text(doc);
+    ASSERT_TRUE(v.ok()) << v.status().message() << "\nschema: " << text << "\ndoc: " << doc << "\n" << gbnf.value();
+    EXPECT_EQ(validate(v.value(), schema, schema), "") << "schema: " << text << "\ndoc: " << doc << "\n" << gbnf.value();
+  }
+  EXPECT_GE(finished, 3) << "too few walks finished a document for " << text;
+}
+
+INSTANTIATE_TEST_SUITE_P(Schemas, SchemaWalkTest,
+                         ::testing::Range(0, static_cast<int>(sizeof(kSchemas) / sizeof(kSchemas[0]))));
+
+bool matches(const std::string& gbnf, const std::string& text) {
+  auto g = compile_gbnf(gbnf);
+  EXPECT_TRUE(g.ok()) << g.status().message();
+  if (!g.ok()) return false;
+  Matcher m(g.value(), nullptr);
+  return m.accept_bytes(text) && m.can_end();
+}
+
+std::string schema_gbnf(const std::string& schema_text) {
+  auto gbnf = json_schema_to_gbnf(parse(schema_text));
+  EXPECT_TRUE(gbnf.ok()) << gbnf.status().message();
+  return gbnf.ok() ? gbnf.value() : "";
+}
+
+// The tricky part: optional properties and their commas. Exactly the valid combinations in order.
+TEST(JsonSchemaTest, OptionalPropertiesAndCommas) {
+  const std::string g = schema_gbnf(
+      R"({"type": "object", "properties": {"a": {"const": 1}, "b": {"const": 2}, "c": {"const": 3}}, "required": ["b"]})");
+  for (const char* ok : {R"({"b":2})", R"({"a":1,"b":2})", R"({"b":2,"c":3})", R"({"a":1,"b":2,"c":3})",
+                         R"({ "a": 1, "b": 2 })", "{\n  \"b\": 2\n}"}) {
+    EXPECT_TRUE(matches(g, ok)) << ok;
+  }
+  for (const char* bad : {"{}", R"({"a":1})", R"({"c":3})", R"({,"b":2})", R"({"b":2,})", R"({"a":1"b":2})",
+                          R"({"a":1,,"b":2})", R"({"b":2,"a":1})", R"({"a":1,"c":3})", R"({"b":2,"b":2})"}) {
+    EXPECT_FALSE(matches(g, bad)) << bad;
+  }
+  const std::string all_optional =
+      schema_gbnf(R"({"type": "object", "properties": {"a": {"const": 1}, "b": {"const": 2}}})");
+  for (const char* ok : {"{}", R"({"a":1})", R"({"b":2})", R"({"a":1,"b":2})", "{ }"}) {
+    EXPECT_TRUE(matches(all_optional, ok)) << ok;
+  }
+  for (const char* bad : {"{,}", R"({,"b":2})", R"({"a":1,})", R"({"b":2,"a":1})"}) {
+    EXPECT_FALSE(matches(all_optional, bad)) << bad;
+  }
+}
+
+TEST(JsonSchemaTest, AdditionalPropertiesAfterDeclaredOnes) {
+  const std::string g = schema_gbnf(
+      R"({"type": "object", "properties": {"a": {"const": 1}}, "additionalProperties": {"type": "integer"}})");
+  for (const char* ok : {"{}", R"({"a":1})", R"({"x":5})", R"({"a":1,"x":5,"y":6})", R"({"x":5,"y":6})"}) {
+    EXPECT_TRUE(matches(g, ok)) << ok;
+  }
+  for (const char* bad : {R"({"x":"s"})", R"({"a":1,})", R"({,"x":5})"}) EXPECT_FALSE(matches(g, bad)) << bad;
+}
+
+TEST(JsonSchemaTest, IntegerRangesAreExact) {
+  const std::string g = schema_gbnf(R"({"type": "integer", "minimum": -15, "maximum": 107})");
+  for (int i = -40; i <= 200; ++i) EXPECT_EQ(matches(g, std::to_string(i)), i >= -15 && i <= 107) << i;
+  EXPECT_FALSE(matches(g, "007"));
+  EXPECT_FALSE(matches(g, "-0"));
+  const std::string big = schema_gbnf(R"({"type": "integer", "minimum": 95})");
+  for (int i = 0; i <= 1200; ++i) EXPECT_EQ(matches(big, std::to_string(i)), i >= 95) << i;
+  EXPECT_TRUE(matches(big, "123456789012"));
+}
+
+TEST(JsonSchemaTest, JsonObjectGrammar) {
+  const std::string g = json_object_gbnf();
+  EXPECT_TRUE(matches(g, R"({"a": [1, 2.5e-3, "x\u00e9\n", {"b": null}], "c": true})"));
+  EXPECT_TRUE(matches(g, "{}"));
+  EXPECT_FALSE(matches(g, "[]"));
+  EXPECT_FALSE(matches(g, R"({"a": 01})"));
+  EXPECT_FALSE(matches(g, R"({"a": "\ud800"})"));  // half a surrogate pair
+  EXPECT_TRUE(matches(g, R"({"a": "\ud83d\ude00"})"));
+  EXPECT_FALSE(matches(g, "{" + std::string(30, ' ') + "}"));  // whitespace is bounded
+}
+
+std::string error_of(const std::string& schema_text) {
+  auto gbnf = json_schema_to_gbnf(parse(schema_text));
+  EXPECT_FALSE(gbnf.ok()) << schema_text;
+  return gbnf.ok() ? "" : gbnf.status().message();
+}
+
+TEST(JsonSchemaTest, UnsupportedKeywordsAreNamed) {
+  EXPECT_EQ(error_of(R"({"type": "object", "properties": {"a": {"not": {"type": "string"}}}})"),
+            "json_schema: unsupported keyword 'not' at /properties/a");
+  EXPECT_EQ(error_of(R"({"if": {}, "then": {}})"), "json_schema: unsupported keyword 'if' at the root");
+  EXPECT_EQ(error_of(R"({"type": "array", "items": {"type": "number", "multipleOf": 2}})"),
+            "json_schema: unsupported keyword 'multipleOf' at /items");
+  EXPECT_EQ(error_of(R"({"type": "object", "patternProperties": {"^x": {}}})"),
+            "json_schema: unsupported keyword 'patternProperties' at the root");
+  EXPECT_EQ(error_of(R"({"type": "array", "uniqueItems": true})"), "json_schema: unsupported keyword 'uniqueItems' at the root");
+  EXPECT_EQ(error_of(R"({"type": "array", "contains": {"const": 1}})"), "json_schema: unsupported keyword 'contains' at the root");
+  EXPECT_EQ(error_of(R"({"$defs": {"a": {"dependentSchemas": {}}}, "$ref": "#/$defs/a"})"),
+            "json_schema: unsupported keyword 'dependentSchemas' at /$defs/a");
+  EXPECT_EQ(error_of(R"({"anyOf": [{"type": "string"}, {"type": "object", "properties": {"x~/y": {"not": {}}}}]})"),
+            "json_schema: unsupported keyword 'not' at /anyOf/1/properties/x~0~1y");
+  EXPECT_EQ(error_of(R"({"allOf": [{"type": "string"}, {"maxLength": 3}]})"),
+            "json_schema: 'allOf' with other than one schema is not supported at the root");
+  EXPECT_EQ(error_of(R"({"type": "number", "maximum": 3.5})"),
+            "json_schema: 'maximum' on a number is not supported (only on an integer) at the root");
+  EXPECT_EQ(error_of(R"({"$ref": "https://example.com/s.json"})"),
+            "json_schema: only local references ('#/...') are supported, not 'https://example.com/s.json' at the root");
+  EXPECT_EQ(error_of(R"({"$ref": "#/$defs/missing"})"), "json_schema: '$ref' '#/$defs/missing' points at nothing at the root");
+  EXPECT_EQ(error_of(R"({"type": "strin"})"), "json_schema: unknown type 'strin' at the root");
+}
+
+}  // namespace
+}  // namespace ferry::llm::grammar
