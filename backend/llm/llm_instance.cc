@@ -95,6 +95,7 @@ LlmInstance::~LlmInstance() {
 Status LlmInstance::submit(const SubmitInfo& info, LlmRequest&& request) {
   const auto num_prompt = static_cast<int64_t>(request.prompt_ids.size());
   auto seq = std::make_unique<Sequence>(request.sampling, ctx_.eos_ids);
+  seq->runner.matcher = std::move(request.matcher);
   seq->output = std::make_unique<OutputRequest>(
       info.id, info.responder, info.stream, *ctx_.tokenizer, request.skip_special_tokens, request.sampling,
       ctx_.eos_ids, num_prompt, request.echo ? request.prompt_ids : std::vector<int32_t>{});

@@ -94,6 +94,8 @@ Status LlmModel::load(const ferry_host_api* host, const ferry_model_desc& desc) 
   for (int32_t id : ctx_.tokenizer->stop_token_ids()) {
     if (std::find(ctx_.eos_ids.begin(), ctx_.eos_ids.end(), id) == ctx_.eos_ids.end()) ctx_.eos_ids.push_back(id);
   }
+  guided_ = std::make_unique<GuidedDecoding>(*ctx_.tokenizer, static_cast<int32_t>(ctx_.model_config.vocab_size),
+                                             ctx_.eos_ids);
   for (const char* candidate : {"a", "\xE2\x96\x81" "a", "\xC4\xA0" "a", "x"}) {  // "a", "▁a", "Ġa", "x"
     auto id = ctx_.tokenizer->token_to_id(candidate);
     if (!id) continue;
@@ -228,6 +230,14 @@ Status LlmModel::submit(const ferry_request& request, ferry_responder* responder
   preprocess_->run([&] {
     parsed = parse_llm_request(request, *ctx_.tokenizer, ctx_.chat_template.get(),
                                static_cast<int32_t>(ctx_.model_config.vocab_size), ctx_.max_model_len);
+    if (!parsed.ok() || parsed->guided_gbnf.empty()) return;
+    // Compiled here, off the caller's stack and before queueing: a bad grammar is this request's 400.
+    auto compiled = guided_->compile(parsed->guided_gbnf);
+    if (!compiled.ok()) {
+      parsed = compiled.status();
+      return;
+    }
+    parsed->matcher = guided_->matcher(std::move(compiled.value()));
   });
   if (!parsed.ok()) return parsed.status();
   LlmRequest& r = parsed.value();

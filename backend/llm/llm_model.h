@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "backend/llm/big_stack_executor.h"
+#include "backend/llm/guided_decoding.h"
 #include "backend/llm/llm_context.h"
 #include "backend/llm/llm_instance.h"
 #include "common/status.h"
@@ -42,6 +43,7 @@ class LlmModel {
   std::vector<std::unique_ptr<LlmInstance>> instances_;
   // Request parsing (chat template, tokenizer) runs here, off the caller's small stack.
   std::unique_ptr<BigStackExecutor> preprocess_;
+  std::unique_ptr<GuidedDecoding> guided_;  // grammars and the token vocabulary for output formats
 };
 
 }  // namespace ferry::llm

@@ -10,15 +10,19 @@
 // (default true), messages ([{role, content}], applies the chat template), echo (the first
 // response's parameters carry the prompt as "prompt_text" and "prompt_ids"), task ("generate",
 // the default; "tokenize": answer at once with the prompt's ids, no generation; "detokenize":
-// answer at once with the text of input_ids). Unknown keys are ignored (the host adds its own,
+// answer at once with the text of input_ids); an output format (response_format, guided_json,
+// guided_regex, guided_choice, guided_grammar, structured_outputs, grammar, json_schema: see
+// guided_decoding.h) becomes guided_gbnf, which the model compiles. Unknown keys are ignored (the host adds its own,
 // e.g. priority); a known key with a bad value is an error naming it.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "backend/llm/chat_template/chat_template.h"
+#include "backend/llm/grammar/grammar.h"
 #include "backend/llm/sampling/sampling_params.h"
 #include "backend/llm/tokenizer/tokenizer.h"
 #include "common/status.h"
@@ -34,6 +38,9 @@ struct LlmRequest {
   SamplingParams sampling;
   bool skip_special_tokens = true;
   bool echo = false;
+  std::string guided_gbnf;  // the output format asked for, as GBNF; empty: unconstrained
+  // Its matcher, set by the model once guided_gbnf is compiled (LlmModel::submit); null without.
+  std::unique_ptr<grammar::Matcher> matcher;
 };
 
 // A prompt's text may hold at most this many bytes per token of the context window. Real text

@@ -20,6 +20,8 @@ void ModelRunner::prepare(const SchedulerOutput& out, std::span<RunnerRequest* c
   sampling_.clear();
   requests_.clear();
   num_outputs_.clear();
+  mask_offset_.clear();
+  size_t mask_words = 0;
   for (size_t i = 0; i < out.scheduled.size(); ++i) {
     const ScheduledSequence& s = out.scheduled[i];
     RunnerRequest* r = requests[i];
@@ -33,10 +35,29 @@ void ModelRunner::prepare(const SchedulerOutput& out, std::span<RunnerRequest* c
     for (int32_t j = 0; j < s.num_new_tokens; ++j) positions_.push_back(s.num_computed_tokens + j);
     inputs_.push_back(in);
     SamplingSequence ss;
-    if (s.samples) ss = {&r->params, s.request->prompt(), s.request->output(), &r->rng};
+    if (s.samples) ss = {&r->params, s.request->prompt(), s.request->output(), &r->rng, {}};
     sampling_.push_back(ss);
+    int64_t offset = -1;
+    if (s.samples && r->matcher != nullptr) {
+      offset = static_cast<int64_t>(mask_words);
+      mask_words += grammar::bitmask_words(r->matcher->vocab_size());
+    }
+    mask_offset_.push_back(offset);
     requests_.push_back(r);
     num_outputs_.push_back(s.request->num_output_tokens());
+  }
+  masks_.resize(mask_words);
+  dead_end_.assign(sampling_.size(), false);
+}
+
+void ModelRunner::fill_masks() {
+  for (size_t i = 0; i < sampling_.size(); ++i) {
+    if (mask_offset_[i] < 0) continue;
+    grammar::Matcher& m = *requests_[i]->matcher;
+    std::span<uint32_t> mask(masks_.data() + mask_offset_[i], grammar::bitmask_words(m.vocab_size()));
+    m.fill_mask(mask);
+    sampling_[i].allowed_tokens = mask;
+    dead_end_[i] = std::all_of(mask.begin(), mask.end(), [](uint32_t w) { return w == 0; });
   }
 }
 
@@ -49,8 +70,17 @@ RequestFinishReason ModelRunner::check_stop(size_t i, int32_t token) const {
   return RequestFinishReason::kNone;
 }
 
+RequestFinishReason ModelRunner::advance_grammar(size_t i, int32_t token) {
+  grammar::Matcher* m = requests_[i]->matcher.get();
+  if (m == nullptr) return RequestFinishReason::kNone;
+  // The token came from the matcher's own mask, so it is accepted; a complete value ends the output.
+  const bool accepted = m->accept_token(token);
+  return !accepted || m->is_terminated() ? RequestFinishReason::kStop : RequestFinishReason::kNone;
+}
+
 Status ModelRunner::execute(Engine& engine) {
   const size_t n = inputs_.size();
+  fill_masks();
   Status status = engine.step(batch(), sampling_, false, &step_out_);
   results_.assign(n, SequenceResult{});
   num_sampled_ = 0;
@@ -61,9 +91,14 @@ Status ModelRunner::execute(Engine& engine) {
   FERRY_CHECK(step_out_.samples.size() >= n);
   for (size_t i = 0; i < n; ++i) {
     if (sampling_[i].params == nullptr) continue;
+    if (dead_end_[i]) {  // the grammar allows no token of this vocabulary: the output ends here
+      results_[i].finish = RequestFinishReason::kStop;
+      continue;
+    }
     const int32_t token = step_out_.samples[i].token;
     results_[i].token = token;
     results_[i].finish = check_stop(i, token);
+    if (results_[i].finish == RequestFinishReason::kNone) results_[i].finish = advance_grammar(i, token);
     ++num_sampled_;
   }
   return status;

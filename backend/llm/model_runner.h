@@ -5,9 +5,11 @@
 //                           SequenceInput with its block table per sequence) and one
 //                           SamplingSequence per sequence (params null for a prefill chunk that
 //                           does not reach the prompt's end: it samples nothing);
-//   execute(engine)         Engine::step, then each sampled token is checked against what the
-//                           scheduler must know at once to free the blocks: the request's stop
-//                           token ids (EOS included unless ignore_eos) and max_tokens.
+//   execute(engine)         fills the token masks of constrained sequences (their grammar
+//                           matchers), runs Engine::step, then checks each sampled token against
+//                           what the scheduler must know at once to free the blocks: the
+//                           request's stop token ids (EOS included unless ignore_eos), max_tokens,
+//                           and a grammar that is complete (finish "stop").
 // Stop STRINGS are not checked here: they need the detokenized text, which the OutputProcessor
 // builds off this thread; it asks the instance to end a request when it finds one.
 //
@@ -24,10 +26,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "backend/llm/engine/engine.h"
+#include "backend/llm/grammar/grammar.h"
 #include "backend/llm/sampling/sampler.h"
 #include "backend/llm/sampling/sampling_params.h"
 #include "backend/llm/sampling/sampling_rng.h"
@@ -43,6 +47,9 @@ struct RunnerRequest {
   SamplingParams params;
   SamplingRng rng;                      // the request's own stream (seeded from params.seed)
   std::vector<int32_t> stop_token_ids;  // params.stop_token_ids, then the EOS ids unless ignore_eos
+  // Constrained decoding: the sequence's place in its grammar (null: unconstrained). Advanced by
+  // every sampled token; a preempted request keeps its output tokens and so its matcher state.
+  std::unique_ptr<grammar::Matcher> matcher;
 };
 
 class ModelRunner {
@@ -70,6 +77,9 @@ class ModelRunner {
 
  private:
   RequestFinishReason check_stop(size_t i, int32_t token) const;
+  // Advances sequence i's matcher (if any) by its sampled token: kStop once the value is complete.
+  RequestFinishReason advance_grammar(size_t i, int32_t token);
+  void fill_masks();  // the constrained sequences' masks, into sampling_
 
   // Batch, parallel arrays (ForwardBatch views them).
   std::vector<int32_t> token_ids_;       // [num_tokens]
@@ -80,6 +90,10 @@ class ModelRunner {
   std::vector<const RunnerRequest*> requests_;  // [num_seqs]
   std::vector<int32_t> num_outputs_;            // [num_seqs] generated tokens before this step
   std::vector<SequenceResult> results_;         // [num_seqs]
+  // Constrained sequences' token masks: mask_offset_[i] words into masks_ (-1: none).
+  std::vector<int64_t> mask_offset_;            // [num_seqs]
+  std::vector<uint32_t> masks_;                 // [sum of constrained sequences' mask words]
+  std::vector<bool> dead_end_;                  // [num_seqs] its mask allowed no token
   StepOutput step_out_;
   int64_t num_sampled_ = 0;
 };

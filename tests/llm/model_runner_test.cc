@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backend/llm/grammar/grammar.h"
 #include "backend/llm/model_runner.h"
 
 // Counts heap allocations while g_count_allocs is set (the warm-step test).
@@ -69,6 +70,15 @@ class FakeEngine : public Engine {
       const SequenceInput& in = batch.sequences[i];
       SampleResult& r = out->samples[i];
       r.token = sampling[i].params != nullptr ? (batch.token_ids[in.query_start + in.query_len - 1] + 1) % kVocab : -1;
+      // A constrained sequence gets the lowest id its mask allows (as a sampler that honours it).
+      std::span<const uint32_t> mask = sampling[i].allowed_tokens;
+      if (!mask.empty()) {
+        r.token = -1;
+        for (int32_t t = 0; t < kVocab && r.token < 0; ++t) {
+          if ((mask[static_cast<size_t>(t) / 32] >> (t % 32)) & 1u) r.token = t;
+        }
+        if (r.token < 0) r.token = 0;  // nothing allowed: a sampler picks something anyway
+      }
     }
     return Status::Ok();
   }
@@ -241,6 +251,85 @@ TEST_F(ModelRunnerTest, WarmStepsAllocateNothing) {
     scheduler_->update_from_output(runner_.results());
   }
   EXPECT_EQ(allocs, 0);
+}
+
+}  // namespace
+}  // namespace ferry::llm
+
+namespace ferry::llm {
+namespace {
+
+// Tokens 0..25 are "a".."z", 26 is "ab", 99 is the end id; the rest have no bytes.
+std::shared_ptr<const grammar::TokenVocabulary> letter_vocab() {
+  std::vector<std::string> bytes(kVocab);
+  for (int32_t i = 0; i < 26; ++i) bytes[static_cast<size_t>(i)] = std::string(1, static_cast<char>('a' + i));
+  bytes[26] = "ab";
+  return grammar::TokenVocabulary::build(std::move(bytes), {99});
+}
+
+std::unique_ptr<grammar::Matcher> matcher_for(const char* gbnf) {
+  auto g = grammar::compile_gbnf(gbnf);
+  EXPECT_TRUE(g.ok()) << g.status().to_string();
+  if (!g.ok()) return nullptr;
+  return std::make_unique<grammar::Matcher>(g.value(), letter_vocab());
+}
+
+TEST_F(ModelRunnerTest, GrammarMaskDecidesTheTokenAndACompleteValueStops) {
+  make_scheduler(64);
+  SamplingParams p;
+  p.max_tokens = 10;
+  add(1, {3, 4}, p, {99});
+  requests_.at(1)->matcher = matcher_for("root ::= \"abc\"");
+  add(2, {50}, p);  // unconstrained beside it: the fake's usual last token + 1
+  std::vector<int32_t> tokens;
+  RequestFinishReason finish = RequestFinishReason::kNone;
+  for (int i = 0; i < 5 && finish == RequestFinishReason::kNone; ++i) {
+    step();
+    ASSERT_TRUE(last_status_.ok());
+    ASSERT_EQ(scheduled_[0].request_id, 1u);
+    tokens.push_back(runner_.results()[0].token);
+    finish = runner_.results()[0].finish;
+    EXPECT_EQ(engine_.seen.back().samples.size(), 2u);
+    EXPECT_EQ(runner_.results()[1].token, 51 + i);  // the mask is per sequence
+  }
+  // The lowest allowed id each step: "a" (0, below "ab" 26), "b", "c"; then the value is complete.
+  EXPECT_EQ(tokens, (std::vector<int32_t>{0, 1, 2}));
+  EXPECT_EQ(finish, RequestFinishReason::kStop);
+}
+
+TEST_F(ModelRunnerTest, GrammarThatAllowsNoTokenEndsWithoutAToken) {
+  make_scheduler(64);
+  SamplingParams p;
+  p.max_tokens = 10;
+  add(1, {3, 4}, p, {99});
+  requests_.at(1)->matcher = matcher_for("root ::= \"0\"");  // no token has the byte '0'
+  auto done = step();
+  ASSERT_TRUE(last_status_.ok());
+  EXPECT_EQ(runner_.results()[0].token, SequenceResult::kNoToken);
+  EXPECT_EQ(runner_.results()[0].finish, RequestFinishReason::kStop);
+  EXPECT_EQ(runner_.num_sampled(), 0);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].reason, RequestFinishReason::kStop);
+}
+
+TEST_F(ModelRunnerTest, GrammarThatCanEndButGoOnRunsToMaxTokensWithLength) {
+  make_scheduler(64);
+  SamplingParams p;
+  p.max_tokens = 10;
+  p.ignore_eos = true;  // so the end id reaches the matcher instead of the stop-token check
+  add(1, {3, 4}, p, {99});
+  // One or more "a"s: after the first the value could end (id 99 allowed), but more "a" may follow,
+  // so the runner must not stop it; the fake takes the lowest id, "a" (0), until max_tokens.
+  requests_.at(1)->matcher = matcher_for("root ::= \"a\"+");
+  std::vector<int32_t> tokens;
+  RequestFinishReason finish = RequestFinishReason::kNone;
+  while (finish == RequestFinishReason::kNone && tokens.size() < 20) {
+    step();
+    tokens.push_back(runner_.results()[0].token);
+    finish = runner_.results()[0].finish;
+  }
+  EXPECT_EQ(tokens, std::vector<int32_t>(10, 0));
+  EXPECT_EQ(finish, RequestFinishReason::kLength);
 }
 
 }  // namespace

@@ -245,7 +245,22 @@ std::span<const float> Sampler::process_logits(std::span<const float> logits, co
     if (token >= 0 && token < vocab_size_) work_[static_cast<size_t>(token)] += bias;
   }
   apply_penalties(seq);
+  if (!seq.allowed_tokens.empty()) apply_mask(seq.allowed_tokens);
   return work_;
+}
+
+void Sampler::apply_mask(std::span<const uint32_t> allowed) {
+  FERRY_CHECK(allowed.size() * 32 >= work_.size());
+  constexpr float kMasked = -std::numeric_limits<float>::infinity();
+  const size_t n = work_.size();
+  for (size_t w = 0; w * 32 < n; ++w) {
+    const uint32_t bits = allowed[w];
+    if (bits == 0xffffffffu) continue;
+    const size_t end = std::min(n, w * 32 + 32);
+    for (size_t t = w * 32; t < end; ++t) {
+      if (((bits >> (t - w * 32)) & 1u) == 0) work_[t] = kMasked;
+    }
+  }
 }
 
 void Sampler::sample(std::span<const float> logits, const SamplingSequence& seq, SampleResult& out) {

@@ -4,6 +4,7 @@
 //   1. logit_bias added;
 //   2. repetition penalty over prompt + generated tokens (positive logits divided, negative
 //      multiplied), then frequency (x count) and presence penalties over generated tokens (OpenAI);
+//   2b. tokens outside the sequence's allowed_tokens mask (constrained decoding) set to -inf;
 //   3. greedy (temperature < 1e-5): the arg max of the penalized logits (lowest id on ties), no RNG
 //      draw. Otherwise: logits / temperature; min_p drops tokens with p < min_p * p_max; top_k keeps
 //      the k largest; top_p keeps the smallest high-to-low prefix whose mass (renormalized after
@@ -49,6 +50,9 @@ struct SamplingSequence {
   std::span<const int32_t> prompt_ids;
   std::span<const int32_t> output_ids;  // generated so far
   SamplingRng* rng = nullptr;           // the sequence's own stream; advanced by non-greedy draws
+  // Constrained decoding: empty, or a bitmask of the tokens that may be chosen (bit id % 32 of word
+  // id / 32; at least (vocab_size + 31) / 32 words). Masked-out tokens get -inf after penalties.
+  std::span<const uint32_t> allowed_tokens;
 };
 
 class Sampler {
@@ -61,7 +65,7 @@ class Sampler {
   // (FERRY_CHECK); params should have passed SamplingParams::validate.
   void sample(std::span<const float> logits, const SamplingSequence& seq, SampleResult& out);
 
-  // Steps 1-2 only (bias and penalties): the logits greedy decoding would take the arg max of.
+  // Steps 1-2b only (bias, penalties, mask): the logits greedy decoding would take the arg max of.
   // Returns a view of internal scratch, valid until the next call on this Sampler.
   std::span<const float> process_logits(std::span<const float> logits, const SamplingSequence& seq);
 
@@ -72,6 +76,7 @@ class Sampler {
 
  private:
   void apply_penalties(const SamplingSequence& seq);
+  void apply_mask(std::span<const uint32_t> allowed);
   int32_t argmax() const;
   int32_t draw(const SamplingParams& p, SamplingRng& rng);
   void select_top_k(size_t k);

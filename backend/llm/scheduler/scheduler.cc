@@ -295,10 +295,11 @@ const std::vector<FinishedRequest>& Scheduler::update_from_output(std::span<cons
     RequestFinishReason reason = res.finish;
     if (reason != RequestFinishReason::kError) {
       r->num_computed_tokens += s.num_new_tokens;
-      if (s.samples) {
-        FERRY_CHECK(res.token >= 0);
+      if (s.samples && res.token >= 0) {
         r->tokens.push_back(res.token);
         ++num_running_tokens_;
+      } else if (s.samples) {
+        FERRY_CHECK(reason != RequestFinishReason::kNone);  // ends without a token (a grammar with no way on)
       }
       // Finished requests' blocks are cached too: the next turn of a conversation reuses them.
       kv_.cache_full_blocks(r->id, r->tokens, r->num_computed_tokens);

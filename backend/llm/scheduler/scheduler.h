@@ -97,7 +97,8 @@ struct SequenceResult {
   static constexpr int32_t kNoToken = -1;
   int32_t token = kNoToken;  // the sampled token when samples; ignored otherwise
   // kNone, or kStop / kLength (the caller's stop checker; the token, if any, is appended first), or
-  // kError (the step failed for this request: nothing is appended).
+  // kError (the step failed for this request: nothing is appended). A sequence that samples has a
+  // token unless it finishes (kStop without a token: its grammar allowed none).
   RequestFinishReason finish = RequestFinishReason::kNone;
 };
 

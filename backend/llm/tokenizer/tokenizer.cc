@@ -94,6 +94,14 @@ bool Tokenizer::is_special(TokenId id) const {
   return t != nullptr && t->special;
 }
 
+std::vector<std::string> Tokenizer::token_bytes_table() const {
+  std::vector<std::string> table(vocab_size_);
+  for (size_t id = 0; id < vocab_size_; ++id) {
+    append_token_bytes(static_cast<TokenId>(id), /*skip_special_tokens=*/true, /*index=*/1, table[id]);
+  }
+  return table;
+}
+
 std::vector<TokenId> Tokenizer::stop_token_ids() const {
   std::vector<TokenId> ids;
   if (eos_id_) ids.push_back(*eos_id_);

@@ -75,6 +75,11 @@ class Tokenizer {
   const std::string* id_to_token(TokenId id) const;
   // True for added tokens marked special (skipped by skip_special_tokens).
   bool is_special(TokenId id) const;
+  // For every id in [0, vocab_size()): the bytes it adds to a decoded text when it is not the first
+  // token (the decoder's per-token steps: byte fallback, byte-level alphabet, Metaspace; a token's
+  // bytes need not be valid UTF-8 on their own). Empty for special tokens and unknown ids: what
+  // constrained decoding (grammar::TokenVocabulary) matches generated text against.
+  std::vector<std::string> token_bytes_table() const;
   const std::vector<AddedToken>& added_tokens() const { return added_.tokens(); }
 
   // From tokenizer_config.json (and generation_config.json); empty / nullopt when absent.

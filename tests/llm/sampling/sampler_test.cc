@@ -39,7 +39,7 @@ struct Draws {
 Draws draw_many(const std::vector<float>& logits, const SamplingParams& p, int n, uint64_t seed = 1) {
   Sampler sampler(static_cast<int32_t>(logits.size()));
   SamplingRng rng(seed);
-  SamplingSequence seq{&p, {}, {}, &rng};
+  SamplingSequence seq{&p, {}, {}, &rng, {}};
   SampleResult r;
   Draws d;
   for (int i = 0; i < n; ++i) {
@@ -200,7 +200,7 @@ TEST(Sampler, SameSeedSameTokensDifferentSeedDiffers) {
     p.seed = seed;
     Sampler sampler(32000);
     SamplingRng rng = SamplingRng::from_seed(p.seed);
-    SamplingSequence seq{&p, {}, {}, &rng};
+    SamplingSequence seq{&p, {}, {}, &rng, {}};
     SampleResult r;
     std::vector<int32_t> out;
     for (int i = 0; i < 50; ++i) {
@@ -308,7 +308,7 @@ TEST(Sampler, BatchEqualsPerSequenceCalls) {
   c.seed = 2;
   std::vector<int32_t> hist = {1, 2, 3};
   SamplingRng ra(0), rb(1), rc(2), rb2(1), rc2(2);
-  std::vector<SamplingSequence> seqs = {{&a, hist, {}, &ra}, {&b, {}, hist, &rb}, {&c, hist, hist, &rc}};
+  std::vector<SamplingSequence> seqs = {{&a, hist, {}, &ra, {}}, {&b, {}, hist, &rb, {}}, {&c, hist, hist, &rc, {}}};
   std::vector<SampleResult> batch(3);
   Sampler sampler(vocab);
   sampler.sample_batch(logits, seqs, batch);
@@ -334,6 +334,44 @@ TEST(SamplingParams, ValidateNamesTheField) {
   p = SamplingParams();
   p.max_tokens = 0;
   EXPECT_NE(p.validate(100).message().find("max_tokens"), std::string::npos);
+}
+
+
+// Constrained decoding: only tokens whose bit is set may be chosen, greedy or sampled, and the
+// logprobs stay those of the raw distribution.
+TEST(Sampler, AllowedTokensMaskRestrictsTheChoice) {
+  const int32_t vocab = 100;
+  std::vector<float> logits = random_logits(vocab, 21);
+  std::vector<uint32_t> mask((vocab + 31) / 32, 0u);
+  const std::vector<int32_t> allowed = {3, 31, 32, 64, 99};  // word edges included
+  for (int32_t t : allowed) mask[static_cast<size_t>(t / 32)] |= 1u << (t % 32);
+  int32_t best = allowed[0];
+  for (int32_t t : allowed) {
+    if (logits[static_cast<size_t>(t)] > logits[static_cast<size_t>(best)]) best = t;
+  }
+  Sampler sampler(vocab);
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  greedy.num_logprobs = 0;
+  SamplingRng rng(5);
+  SampleResult r;
+  sampler.sample(logits, SamplingSequence{&greedy, {}, {}, &rng, mask}, r);
+  EXPECT_EQ(r.token, best);
+  // Raw logprob of the chosen token: log_softmax over all 100 logits, mask or not.
+  double z = 0;
+  for (float l : logits) z += std::exp(static_cast<double>(l));
+  EXPECT_NEAR(r.logprob, logits[static_cast<size_t>(best)] - std::log(z), 1e-4);
+
+  SamplingParams sampled;
+  sampled.temperature = 1.5f;
+  sampled.top_p = 0.9f;
+  std::set<int32_t> seen;
+  for (int i = 0; i < 2000; ++i) {
+    sampler.sample(logits, SamplingSequence{&sampled, {}, {}, &rng, mask}, r);
+    seen.insert(r.token);
+  }
+  for (int32_t t : seen) EXPECT_TRUE(std::find(allowed.begin(), allowed.end(), t) != allowed.end()) << t;
+  EXPECT_GE(seen.size(), 2u);  // it samples among the allowed, not only the best
 }
 
 }  // namespace
