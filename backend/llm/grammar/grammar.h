@@ -42,8 +42,14 @@ class Grammar;  // opaque; compiled rules
 // what is valid and is not supported gives InvalidArgument naming it ("json_schema: unsupported
 // keyword 'not' at /properties/a"); annotations (title, description, examples, default, $schema,
 // $id, $comment) are ignored. Whitespace between JSON tokens: none or a single space/newline run
-// of bounded length, so a model cannot spin in whitespace forever.
+// of bounded length, so a model cannot spin in whitespace forever (docs/structured-outputs.md
+// lists every keyword and what is refused).
+// Object properties come in the order of `schema`'s members, which for a parsed Json::Value is
+// sorted by name (jsoncpp keeps no order); json_schema_text_to_gbnf keeps the schema text's order.
 Result<std::string> json_schema_to_gbnf(const Json::Value& schema);
+// The same from the schema's JSON text (parsed with ferry's depth-limited parser; InvalidArgument
+// when it is not JSON), with properties in the order the text writes them.
+Result<std::string> json_schema_text_to_gbnf(std::string_view schema_json);
 // Any JSON object (OpenAI's response_format {"type": "json_object"}).
 std::string json_object_gbnf();
 // A regular expression (ECMAScript-like subset: literals, escapes, ., classes [...] [^...] \d \w \s,
@@ -81,6 +87,8 @@ inline size_t bitmask_words(int32_t vocab_size) { return (static_cast<size_t>(vo
 
 class Matcher {
  public:
+  // grammar must not be null. vocab may be null for a matcher fed only with accept_bytes (tests,
+  // checks); accept_token, fill_mask and vocab_size then must not be called.
   Matcher(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenVocabulary> vocab);
   ~Matcher();
   Matcher(Matcher&&) noexcept;
@@ -92,10 +100,13 @@ class Matcher {
   // Advances by raw bytes (tests; forced text). false (state unchanged) when not allowed.
   bool accept_bytes(std::string_view bytes);
 
-  // Writes the allowed next tokens into mask (bitmask_words(vocab size) words; every word written).
-  // Once terminated, no token is allowed. Cost: a walk of the vocabulary trie pruned by the
-  // grammar, cached per matcher state, so repeated states (inside a string, between values) cost a
-  // copy of the mask.
+  // Writes the allowed next tokens into mask (at least bitmask_words(vocab size) words; every word
+  // written). End ids are allowed exactly where can_end(); where only ending is possible
+  // (is_terminated() without an end id) they are the only ones; after an end id was accepted no
+  // token is. Tokens with empty bytes are never allowed. Cost: a walk of the vocabulary trie pruned
+  // by the grammar, cached per matcher state in a cache shared by every Matcher of the same
+  // Grammar and vocabulary, so repeated states (inside a string, between values) cost a lookup
+  // and a copy of the mask. All zero when the grammar allows nothing at all here.
   void fill_mask(std::span<uint32_t> mask);
 
   // The vocabulary's size: masks given to fill_mask hold bitmask_words(vocab_size()) words.
@@ -107,7 +118,8 @@ class Matcher {
   // runner stops the sequence with finish reason "stop"), or an end id was accepted.
   bool is_terminated() const;
 
-  // Undoes the last n accepted tokens (speculative decoding). n <= tokens accepted so far.
+  // Undoes the last n accepted steps (speculative decoding): each successful accept_token or
+  // accept_bytes call is one step. 0 <= n <= steps accepted so far (checked; aborts otherwise).
   void rollback(int32_t n);
 
  private:

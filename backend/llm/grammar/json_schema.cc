@@ -16,7 +16,9 @@
 
 #include "backend/llm/grammar/codepoints.h"
 #include "backend/llm/grammar/front_ends.h"
+#include "backend/llm/grammar/json_key_order.h"
 #include "backend/llm/grammar/grammar.h"
+#include "common/json_parse.h"
 
 namespace ferry::llm::grammar {
 
@@ -75,20 +77,6 @@ bool is_annotation(const std::string& key) {
 }
 
 std::string where(const std::string& pointer) { return pointer.empty() ? "the root" : pointer; }
-
-std::string pointer_escape(const std::string& key) {
-  std::string out;
-  for (char c : key) {
-    if (c == '~') {
-      out += "~0";
-    } else if (c == '/') {
-      out += "~1";
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
 
 std::string compact_json(const Json::Value& v) {
   Json::StreamWriterBuilder b;
@@ -156,7 +144,8 @@ std::string nonneg_range(int64_t lo, int64_t hi) {
 
 class SchemaConverter {
  public:
-  explicit SchemaConverter(const Json::Value& root) : root_(root) {}
+  // key_order: the schema text's key order (null: jsoncpp's sorted order).
+  SchemaConverter(const Json::Value& root, const JsonKeyOrder* key_order) : root_(root), key_order_(key_order) {}
 
   Result<std::string> run() {
     std::string root_expr;
@@ -220,6 +209,7 @@ class SchemaConverter {
   Status only_annotations_beside(const Json::Value& s, const char* keyword, const std::string& ptr) const;
 
   const Json::Value& root_;
+  const JsonKeyOrder* key_order_;
   std::map<std::string, std::string> rules_;  // name -> body
   std::unordered_map<std::string, std::string> body_names_;
   std::unordered_map<std::string, std::string> ref_names_;
@@ -341,7 +331,7 @@ Result<std::string> SchemaConverter::visit_ref(const Json::Value& s, const std::
     } else {
       return fail("'$ref' '" + ref + "' points at nothing", ptr);
     }
-    target_ptr += "/" + pointer_escape(key);
+    target_ptr += "/" + json_pointer_escape(key);
     i = j;
   }
   // Named before its body is made, so recursive references find it.
@@ -492,9 +482,16 @@ Result<std::string> SchemaConverter::visit_object(const Json::Value& s, const st
     if (!r.isString()) return fail("'required' must hold strings", ptr);
     required.insert(r.asString());
   }
-  std::vector<std::string> names = props.isNull() ? std::vector<std::string>{} : props.getMemberNames();
-  // getMemberNames sorts; the schema's order is the order of the text, which jsoncpp does not
-  // keep. Sorted order is deterministic; documented.
+  // The schema text's order when known; jsoncpp's getMemberNames is sorted.
+  std::vector<std::string> names;
+  if (props.isObject()) {
+    names = props.getMemberNames();
+    if (key_order_ != nullptr) {
+      auto known = key_order_->find(ptr + "/properties");
+      // Same keys (duplicate keys in the text would differ in number): use the text's order.
+      if (known != key_order_->end() && known->second.size() == names.size()) names = known->second;
+    }
+  }
   for (const std::string& r : required) {
     if (std::find(names.begin(), names.end(), r) == names.end()) names.push_back(r);  // any value
   }
@@ -502,7 +499,7 @@ Result<std::string> SchemaConverter::visit_object(const Json::Value& s, const st
   for (const std::string& name : names) {
     std::string value;
     if (props.isObject() && props.isMember(name)) {
-      FERRY_ASSIGN_OR_RETURN(value, visit(props[name], ptr + "/properties/" + pointer_escape(name), depth + 1));
+      FERRY_ASSIGN_OR_RETURN(value, visit(props[name], ptr + "/properties/" + json_pointer_escape(name), depth + 1));
     } else {
       value = use("value");
     }
@@ -609,7 +606,15 @@ Result<std::string> SchemaConverter::visit_array(const Json::Value& s, const std
 }  // namespace
 
 Result<std::string> json_schema_to_gbnf(const Json::Value& schema) {
-  SchemaConverter converter(schema);
+  SchemaConverter converter(schema, nullptr);
+  return converter.run();
+}
+
+Result<std::string> json_schema_text_to_gbnf(std::string_view schema_json) {
+  auto schema = parse_json_text(schema_json);
+  if (!schema.ok()) return schema.status().with_prefix("json_schema: not valid JSON");
+  const JsonKeyOrder order = json_key_order(schema_json);
+  SchemaConverter converter(schema.value(), &order);
   return converter.run();
 }
 

@@ -386,8 +386,6 @@ void Matcher::fill_mask(std::span<uint32_t> mask) {
   std::memcpy(mask.data(), cached->data(), words * sizeof(uint32_t));
 }
 
-int32_t Matcher::vocab_size() const { return state_->vocab_ref->size(); }
-
 bool Matcher::can_end() const {
   const State::Step cur = state_->history.back();
   return !cur.ended && state_->sets[static_cast<size_t>(cur.set)].can_end;
@@ -397,6 +395,11 @@ bool Matcher::is_terminated() const {
   const State::Step cur = state_->history.back();
   const State::SetInfo& si = state_->sets[static_cast<size_t>(cur.set)];
   return cur.ended || (si.can_end && !si.allowed.any());
+}
+
+int32_t Matcher::vocab_size() const {
+  FERRY_CHECK(state_->vocab != nullptr);
+  return state_->vocab->size;
 }
 
 void Matcher::rollback(int32_t n) {

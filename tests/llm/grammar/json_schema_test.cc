@@ -222,7 +222,7 @@ class SchemaWalkTest : public ::testing::TestWithParam<int> {};
 TEST_P(SchemaWalkTest, GeneratedDocumentsAreValid) {
   const std::string text = kSchemas[GetParam()];
   const Json::Value schema = parse(text);
-  auto gbnf = json_schema_to_gbnf(schema);
+  auto gbnf = json_schema_text_to_gbnf(text);
   ASSERT_TRUE(gbnf.ok()) << gbnf.status().message() << "\n" << text;
   auto g = compile_gbnf(gbnf.value());
   ASSERT_TRUE(g.ok()) << g.status().message() << "\n" << gbnf.value();
@@ -279,6 +279,21 @@ TEST(JsonSchemaTest, OptionalPropertiesAndCommas) {
   for (const char* bad : {"{,}", R"({,"b":2})", R"({"a":1,})", R"({"b":2,"a":1})"}) {
     EXPECT_FALSE(matches(all_optional, bad)) << bad;
   }
+}
+
+TEST(JsonSchemaTest, PropertiesInTheSchemaTextsOrder) {
+  const std::string text =
+      R"({"type": "object", "properties": {"zeta": {"const": 1}, "alpha": {"type": "object", "properties": )"
+      R"({"y\u00e9": {"const": 2}, "b/c": {"const": 3}}, "required": ["b/c", "y\u00e9"]}}, "required": ["alpha", "zeta"]})";
+  auto from_text = json_schema_text_to_gbnf(text);
+  ASSERT_TRUE(from_text.ok()) << from_text.status().message();
+  EXPECT_TRUE(matches(from_text.value(), R"({"zeta":1,"alpha":{"yé":2,"b/c":3}})"));
+  EXPECT_FALSE(matches(from_text.value(), R"({"alpha":{"yé":2,"b/c":3},"zeta":1})"));
+  EXPECT_FALSE(matches(from_text.value(), R"({"zeta":1,"alpha":{"b/c":3,"yé":2}})"));
+  // A parsed Json::Value has no order: sorted by name.
+  const std::string sorted = schema_gbnf(text);
+  EXPECT_TRUE(matches(sorted, R"({"alpha":{"b/c":3,"yé":2},"zeta":1})"));
+  EXPECT_FALSE(json_schema_text_to_gbnf("{\"type\": ").ok());
 }
 
 TEST(JsonSchemaTest, AdditionalPropertiesAfterDeclaredOnes) {
