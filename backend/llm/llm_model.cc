@@ -1,6 +1,7 @@
 #include "backend/llm/llm_model.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <thread>
 
 #include "backend/llm/engine/kv_cache_storage.h"
@@ -15,6 +16,26 @@ constexpr const char* kMetadata =
     R"({"platform":"ferry_llm","inputs":[{"name":"text_input","datatype":"BYTES","shape":[1]},)"
     R"({"name":"input_ids","datatype":"INT32","shape":[-1]}],"outputs":[)"
     R"({"name":"text_output","datatype":"BYTES","shape":[1]},{"name":"output_ids","datatype":"INT32","shape":[-1]}]})";
+
+// The weight loader's progress, forwarded to the host (ABI 1.2: desc.load_reporter and
+// host_api->load_progress) for its log and the version's LOADING reason; empty when the host or the
+// desc has neither. Called only while ferry_model_create runs, as the ABI requires.
+LoadProgressCallback host_load_progress(const ferry_host_api* host, const ferry_model_desc& desc) {
+  const bool desc_has = desc.struct_size >= offsetof(ferry_model_desc, load_reporter) + sizeof(desc.load_reporter);
+  const bool host_has = host->struct_size >= offsetof(ferry_host_api, load_progress) + sizeof(host->load_progress);
+  if (!desc_has || !host_has || desc.load_reporter == nullptr || host->load_progress == nullptr) return nullptr;
+  return [report = host->load_progress, reporter = desc.load_reporter](const LoadProgressSnapshot& s) {
+    ferry_load_progress p{};
+    p.struct_size = sizeof(p);
+    p.stage = s.stage.c_str();
+    p.bytes_done = static_cast<uint64_t>(s.bytes_done);
+    p.bytes_total = static_cast<uint64_t>(s.bytes_total);
+    p.tensors_done = static_cast<uint64_t>(s.tensors_done);
+    p.tensors_total = static_cast<uint64_t>(s.tensors_total);
+    p.bytes_per_second = s.bytes_per_second;
+    report(reporter, &p);
+  };
+}
 
 }  // namespace
 
@@ -36,9 +57,6 @@ Status LlmModel::load(const ferry_host_api* host, const ferry_model_desc& desc) 
   auto config = LlmConfig::parse(desc.config_json ? desc.config_json : "{}");
   if (!config.ok()) return config.status();
   ctx_.config = config.value();
-  if (ctx_.config.gpu) {
-    return Status::Unimplemented("key 'instance_group.kind' is gpu, but this build has no CUDA engine yet; use kind cpu");
-  }
   const std::string dir = desc.version_path;
   auto model_config = load_model_config(dir);
   if (!model_config.ok()) return model_config.status();
@@ -59,8 +77,15 @@ Status LlmModel::load(const ferry_host_api* host, const ferry_model_desc& desc) 
                                            : ModelWeights::load_safetensors(ctx_.model_config, dir);
   if (!weights.ok()) return weights.status();
   ctx_.weights = std::move(weights.value());
+  // kind gpu: refused here, before the weights load, when this build, the devices or the CUDA engine
+  // cannot serve it (gpu_engine.h says which builds can).
+  for (int i = 0; ctx_.config.gpu && i < std::max<int>(1, static_cast<int>(ctx_.config.gpu_ids.size())); ++i) {
+    FERRY_RETURN_IF_ERROR(gpu_engine_supported(ctx_.model_config, ctx_.weights, gpu_engine_options(ctx_.config, i)));
+  }
   // The weights in their serving format, once for every instance.
-  auto model = load_causal_lm(ctx_.model_config, ctx_.weights, ctx_.config.weights);
+  WeightLoadOptions load_options = ctx_.config.weights;
+  load_options.on_progress = host_load_progress(host, desc);
+  auto model = load_causal_lm(ctx_.model_config, ctx_.weights, load_options);
   if (!model.ok()) return model.status();
   ctx_.model = std::move(model).value();
   if (!ctx_.model->load_note().empty()) ctx_.log(FERRY_LOG_LEVEL_INFO, "model '" + ctx_.name + "': " + ctx_.model->load_note());
