@@ -90,14 +90,15 @@ std::string load_progress_reason(const LoadProgress& p) {
 std::string load_progress_log(const std::string& model, int64_t version, const LoadProgress& p) {
   std::string out = "loading model '" + model + "' version " + std::to_string(version) + ": " + p.stage + ": ";
   std::vector<std::string> parts;
-  std::string bytes = amount(p.bytes_done, p.bytes_total, "/");
-  if (p.percent() >= 0) bytes += " (" + std::to_string(p.percent()) + " %)";
-  parts.push_back(bytes);
+  const std::string percent = p.percent() >= 0 ? " (" + std::to_string(p.percent()) + " %)" : "";
+  const bool bytes_known = p.bytes_total > 0 || p.bytes_done > 0;
+  if (bytes_known) parts.push_back(amount(p.bytes_done, p.bytes_total, "/") + percent);
   if (p.tensors_total > 0 || p.tensors_done > 0) {
     parts.push_back(std::to_string(p.tensors_done) + (p.tensors_total > 0 ? " of " + std::to_string(p.tensors_total) : "") +
-                    " tensors");
+                    " tensors" + (bytes_known ? "" : percent));
   }
   if (!rate(p.bytes_per_second).empty()) parts.push_back(rate(p.bytes_per_second));
+  if (parts.empty()) return out.substr(0, out.size() - 2);  // only a stage: no trailing ": "
   for (size_t i = 0; i < parts.size(); ++i) out += (i ? ", " : "") + parts[i];
   return out;
 }

@@ -6,7 +6,10 @@
  *   TEST_ABI_MAJOR / TEST_ABI_MINOR  the version the backend claims
  *   TEST_OMIT_SUBMIT                 leave out the required ferry_model_submit
  *   TEST_HEALTH_FAILS                export ferry_model_health that always reports UNAVAILABLE
+ * A backend that claims minor >= 2 reports loading progress from ferry_model_create (half the
+ * tensors, then all of them), through the host table's load_progress.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +43,17 @@ FERRY_EXPORT ferry_error_code ferry_model_create(ferry_backend* backend, const f
                                                  ferry_model** model, ferry_error* error) {
   (void)desc;
   (void)error;
+#if TEST_ABI_MAJOR == 1 && TEST_ABI_MINOR >= 2 && FERRY_ABI_VERSION_MINOR >= 2
+  if (desc->struct_size >= offsetof(ferry_model_desc, load_reporter) + sizeof(desc->load_reporter) &&
+      backend->host->struct_size >= offsetof(ferry_host_api, load_progress) + sizeof(backend->host->load_progress)) {
+    ferry_load_progress p;
+    memset(&p, 0, sizeof(p));
+    p.struct_size = sizeof(p);
+    p.stage = "test backend loading";
+    p.tensors_total = 2;
+    for (p.tensors_done = 1; p.tensors_done <= 2; ++p.tensors_done) backend->host->load_progress(desc->load_reporter, &p);
+  }
+#endif
   *model = malloc(sizeof(ferry_model));
   (*model)->host = backend->host;
   return FERRY_ERROR_CODE_OK;

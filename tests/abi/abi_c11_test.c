@@ -20,6 +20,11 @@ int main(void) {
   CHECK(offsetof(ferry_response, struct_size) == 0);
   CHECK(offsetof(ferry_host_api, struct_size) == 0);
   CHECK(offsetof(ferry_model_desc, struct_size) == 0);
+  CHECK(offsetof(ferry_load_progress, struct_size) == 0);
+  /* 1.2 additions sit at the end of the structs they extend, so 1.1 readers are unaffected. */
+  CHECK(offsetof(ferry_host_api, load_progress) > offsetof(ferry_host_api, respond));
+  CHECK(offsetof(ferry_model_desc, load_reporter) > offsetof(ferry_model_desc, config_path));
+  CHECK(FERRY_ABI_VERSION_MINOR >= 2);
   CHECK(FERRY_ABI_VERSION_MAJOR >= 1);
   CHECK(FERRY_ERROR_CODE_OK == 0);
   CHECK(sizeof(((ferry_error*)0)->message) == FERRY_ERROR_MESSAGE_CAPACITY);

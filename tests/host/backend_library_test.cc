@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstddef>
+
 #include "host/host_api.h"
 #include "tests/host/test_util.h"
 
@@ -33,6 +35,26 @@ TEST_F(Handshake, OlderMinorLoadsButItsNewerOptionalFunctionsAreNotUsed) {
   EXPECT_EQ(lib.value()->abi_minor(), 0u);
   // The library exports ferry_model_health, but a 1.0 backend cannot mean it: the host ignores it.
   EXPECT_EQ(lib.value()->model_health, nullptr);
+}
+
+TEST_F(Handshake, PreviousMinorLoadsWithItsHealthCheck) {
+  // Built against 1.1, before ABI 1.2 added loading progress to the host table: a 1.2 host loads it
+  // and still uses the health check that 1.1 introduced.
+  auto lib = BackendLibrary::load("minor_1", test_backend("minor_1"), api_.get());
+  ASSERT_TRUE(lib.ok()) << lib.status().to_string();
+  EXPECT_EQ(lib.value()->abi_minor(), 1u);
+  EXPECT_NE(lib.value()->model_health, nullptr);
+}
+
+TEST_F(Handshake, HostTableOffersLoadProgressSince1_2) {
+  const ferry_host_api* api = api_.get();
+  EXPECT_GE(api->abi_minor, 2u);
+  EXPECT_GE(api->struct_size, offsetof(ferry_host_api, load_progress) + sizeof(api->load_progress));
+  ASSERT_NE(api->load_progress, nullptr);
+  ferry_load_progress p{};
+  p.struct_size = sizeof(p);
+  p.stage = "x";
+  api->load_progress(nullptr, &p);  // a NULL reporter is ignored, not a crash
 }
 
 TEST_F(Handshake, NewerMinorIsRefusedNamingBothVersions) {

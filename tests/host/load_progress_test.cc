@@ -47,11 +47,13 @@ TEST(LoadProgressText, WithoutByteTotalsTensorsGiveThePercent) {
   auto p = copy_load_progress(report("loading weights", 0, 0, 3, 12, 0));
   ASSERT_TRUE(p.has_value());
   EXPECT_EQ(load_progress_reason(*p), "loading weights: 25 % (3 of 12 tensors)");
+  EXPECT_EQ(load_progress_log("m", 2, *p), "loading model 'm' version 2: loading weights: 3 of 12 tensors (25 %)");
   auto nothing = copy_load_progress(report("warming up", 0, 0, 0, 0, std::numeric_limits<double>::quiet_NaN()));
   EXPECT_EQ(nothing->percent(), -1);
   EXPECT_FALSE(nothing->complete());
   EXPECT_EQ(nothing->bytes_per_second, 0.0);  // NaN from a backend is not shown
   EXPECT_EQ(load_progress_reason(*nothing), "warming up");
+  EXPECT_EQ(load_progress_log("m", 1, *nothing), "loading model 'm' version 1: warming up");
 }
 
 TEST(LoadProgressText, ReadsOnlyFieldsInsideStructSizeAndRefusesAMissingStage) {

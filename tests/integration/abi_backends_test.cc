@@ -20,7 +20,7 @@ TEST(AbiBackends, IncompatibleBackendsAreRefusedAndHealthIsGatedByMinor) {
   ASSERT_NE(server, nullptr);
   client::HttpClient http(server->http_url());
 
-  // current (1.1) exports a failing ferry_model_health: loaded, but not ready, with the reason.
+  // current (1.2) exports a failing ferry_model_health: loaded, but not ready, with the reason.
   auto current = http.get("/v2/models/current/ready");
   EXPECT_EQ(current.status, 503);
   EXPECT_NE(parse(current.body)["error"].asString().find("unhealthy"), std::string::npos) << current.body;
@@ -38,6 +38,13 @@ TEST(AbiBackends, IncompatibleBackendsAreRefusedAndHealthIsGatedByMinor) {
   EXPECT_EQ(by_name["missing_submit"]["state"].asString(), "UNAVAILABLE");
   EXPECT_NE(by_name["missing_submit"]["reason"].asString().find("ferry_model_submit"), std::string::npos);
   EXPECT_EQ(http.get("/v2/health/live").status, 200);
+  // current (1.2) reported loading progress from ferry_model_create: the host logged it (the
+  // first report, and the complete one); once loaded the version has no progress reason.
+  EXPECT_TRUE(server->wait_for_log("loading model 'current' version 1: test backend loading: 1 of 2 tensors", std::chrono::seconds(1)))
+      << server->log();
+  EXPECT_TRUE(server->wait_for_log("loading model 'current' version 1: test backend loading: 2 of 2 tensors", std::chrono::seconds(1)))
+      << server->log();
+  EXPECT_EQ(server->log().find("loading model 'old_minor' version 1: "), std::string::npos);
 }
 
 }  // namespace
