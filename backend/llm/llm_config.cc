@@ -181,4 +181,13 @@ Result<LlmConfig> LlmConfig::parse(const std::string& json) {
   return c;
 }
 
+GpuEngineOptions gpu_engine_options(const LlmConfig& c, int instance) {
+  GpuEngineOptions o;
+  if (!c.gpu_ids.empty()) o.device = c.gpu_ids[static_cast<size_t>(instance) % c.gpu_ids.size()];
+  o.weight_dtype = c.weights.dtype;
+  o.max_num_tokens = c.scheduler.max_num_batched_tokens;
+  o.max_num_seqs = c.scheduler.max_num_seqs;
+  return o;
+}
+
 }  // namespace ferry::llm

@@ -37,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/llm/engine/gpu_engine.h"
 #include "backend/llm/model/weight_loader.h"
 #include "backend/llm/scheduler/scheduler_config.h"
 #include "common/status.h"
@@ -65,5 +66,9 @@ struct LlmConfig {
 
   static Result<LlmConfig> parse(const std::string& json);
 };
+
+// The engine options of instance `instance` of a kind gpu group: device gpus[instance % count]
+// (device 0 when gpus is empty), the weight dtype, and the scheduler's per-step limits.
+GpuEngineOptions gpu_engine_options(const LlmConfig& config, int instance);
 
 }  // namespace ferry::llm

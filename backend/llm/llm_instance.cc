@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "backend/llm/engine/cpu_engine.h"
+#include "backend/llm/engine/gpu_engine.h"
 
 namespace ferry::llm {
 namespace {
@@ -47,17 +48,24 @@ Result<std::unique_ptr<Scheduler>> LlmInstance::make_scheduler() const {
 }
 
 Status LlmInstance::load_engine() {
-  CpuEngineOptions options;
-  options.num_threads = ctx_.config.num_threads;
-  auto engine = CpuEngine::create(ctx_.model, options);
-  if (!engine.ok()) return engine.status();
+  std::unique_ptr<Engine> engine;
+  if (ctx_.config.gpu) {
+    FERRY_ASSIGN_OR_RETURN(engine,
+                           create_gpu_engine(ctx_.model_config, ctx_.weights, gpu_engine_options(ctx_.config, index_)));
+  } else {
+    CpuEngineOptions options;
+    options.num_threads = ctx_.config.num_threads;
+    auto cpu = CpuEngine::create(ctx_.model, options);
+    if (!cpu.ok()) return cpu.status();
+    engine = std::move(cpu).value();
+  }
   KvCacheOptions kv;
   kv.num_blocks = ctx_.num_blocks;
   kv.block_size = ctx_.config.kv_cache_block_size;
   kv.dtype = ctx_.config.kv_cache_dtype;
-  auto blocks = engine.value()->allocate_kv_cache(kv);
+  auto blocks = engine->allocate_kv_cache(kv);
   if (!blocks.ok()) return blocks.status();
-  engine_ = std::move(engine).value();
+  engine_ = std::move(engine);
   engine_loaded_ = true;
   return Status::Ok();
 }

@@ -57,9 +57,6 @@ Status LlmModel::load(const ferry_host_api* host, const ferry_model_desc& desc) 
   auto config = LlmConfig::parse(desc.config_json ? desc.config_json : "{}");
   if (!config.ok()) return config.status();
   ctx_.config = config.value();
-  if (ctx_.config.gpu) {
-    return Status::Unimplemented("key 'instance_group.kind' is gpu, but this build has no CUDA engine yet; use kind cpu");
-  }
   const std::string dir = desc.version_path;
   auto model_config = load_model_config(dir);
   if (!model_config.ok()) return model_config.status();
@@ -80,6 +77,11 @@ Status LlmModel::load(const ferry_host_api* host, const ferry_model_desc& desc) 
                                            : ModelWeights::load_safetensors(ctx_.model_config, dir);
   if (!weights.ok()) return weights.status();
   ctx_.weights = std::move(weights.value());
+  // kind gpu: refused here, before the weights are loaded for serving, when this build, the devices or the CUDA engine
+  // cannot serve it (gpu_engine.h says which builds can).
+  for (int i = 0; ctx_.config.gpu && i < std::max<int>(1, static_cast<int>(ctx_.config.gpu_ids.size())); ++i) {
+    FERRY_RETURN_IF_ERROR(gpu_engine_supported(ctx_.model_config, ctx_.weights, gpu_engine_options(ctx_.config, i)));
+  }
   // The weights in their serving format, once for every instance.
   WeightLoadOptions load_options = ctx_.config.weights;
   load_options.on_progress = host_load_progress(host, desc);
