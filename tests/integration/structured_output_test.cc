@@ -31,6 +31,11 @@ class StructuredOutput : public ::testing::Test {
     const fs::path stories = fs::path(testdata_dir()) / "stories260K-hf-format.derived";
     if (fs::exists(stories / "model.safetensors")) {
       fs::copy(stories, repo_->path() + "/stories", fs::copy_options::recursive);
+      // 24 blocks of 16 tokens: six ~150-token answers at once must preempt.
+      fs::create_directories(repo_->path() + "/small_pool");
+      fs::copy(stories, repo_->path() + "/small_pool/1", fs::copy_options::recursive);
+      write_file(repo_->path() + "/small_pool/config.json",
+                 R"({"backend":"llm","max_num_seqs":8,"kv_cache_num_blocks":24,"enable_prefix_caching":false})");
     } else {
       stories_missing_ = "reference data missing: " + stories.string();
     }
@@ -246,6 +251,44 @@ TEST_F(StructuredOutput, ConstrainedAndFreeRequestsBatchedTogether) {
   }
   EXPECT_TRUE(eventually([&] { return backend_stats("stories")["kv_blocks_used"].asInt64() == 0; }, 5s))
       << dump(backend_stats("stories"));
+}
+
+TEST_F(StructuredOutput, PreemptedConstrainedRequestsKeepTheirPlaceInTheGrammar) {
+  NEED_STORIES();
+  // The same seeded requests on a pool that must preempt and on one that need not: a preempted
+  // request is recomputed from its prompt and tokens, and its matcher (which follows the tokens)
+  // must carry on where it was, so the answers are identical and fit.
+  auto body = [](int i) {
+    Json::Value p;
+    p["max_tokens"] = 300;
+    p["temperature"] = 0.9;
+    p["seed"] = 40 + i;
+    p["guided_json"] = parse(kPersonSchema);
+    p["text_input"] = "Once";
+    return dump(p);
+  };
+  const int64_t before = backend_stats("small_pool")["preemptions"].asInt64();
+  std::vector<std::string> small(6), big(6);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 6; ++i) {
+    threads.emplace_back([&, i] {
+      HttpClient c(server_->http_url());
+      auto r = c.post("/v2/models/small_pool/generate", body(i));
+      small[static_cast<size_t>(i)] = r.status == 200 ? parse(r.body)["text_output"].asString() : r.body;
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 6; ++i) {
+    auto r = http_->post("/v2/models/stories/generate", body(i));
+    big[static_cast<size_t>(i)] = parse(r.body)["text_output"].asString();
+  }
+  EXPECT_GT(backend_stats("small_pool")["preemptions"].asInt64(), before) << dump(backend_stats("small_pool"));
+  for (int i = 0; i < 6; ++i) {
+    SCOPED_TRACE("request " + std::to_string(i));
+    expect_person(small[static_cast<size_t>(i)]);
+    EXPECT_EQ(small[static_cast<size_t>(i)], big[static_cast<size_t>(i)]);
+  }
+  EXPECT_TRUE(eventually([&] { return backend_stats("small_pool")["kv_blocks_used"].asInt64() == 0; }, 5s));
 }
 
 TEST_F(StructuredOutput, StreamedAndZeroMqAnswersFitToo) {
