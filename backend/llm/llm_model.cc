@@ -77,8 +77,8 @@ Status LlmModel::load(const ferry_host_api* host, const ferry_model_desc& desc) 
                                            : ModelWeights::load_safetensors(ctx_.model_config, dir);
   if (!weights.ok()) return weights.status();
   ctx_.weights = std::move(weights.value());
-  // kind gpu: refused here, before the weights are loaded for serving, when this build, the devices or the CUDA engine
-  // cannot serve it (gpu_engine.h says which builds can).
+  // kind gpu: refused here, before the weights are loaded for serving, when this build, the devices
+  // or the CUDA engine cannot serve it (gpu_engine.h says which builds can).
   for (int i = 0; ctx_.config.gpu && i < std::max<int>(1, static_cast<int>(ctx_.config.gpu_ids.size())); ++i) {
     FERRY_RETURN_IF_ERROR(gpu_engine_supported(ctx_.model_config, ctx_.weights, gpu_engine_options(ctx_.config, i)));
   }

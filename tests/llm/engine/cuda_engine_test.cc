@@ -265,6 +265,35 @@ TEST_F(CudaEngineTest, SeededSamplingRunsTheHostSampler) {
   EXPECT_EQ(p.gpu().device_sampled_steps(), 0);
 }
 
+// all_logits: every token's logits, through the lm_head max_num_seqs (4) rows at a time.
+TEST_F(CudaEngineTest, AllLogitsInChunksMatchCpuEngine) {
+  const Model m = gqa_llama();
+  auto cpu = CpuEngine::create(m.config, m.weights);
+  ASSERT_TRUE(cpu.ok());
+  CudaEngineOptions o;
+  o.max_num_tokens = 16;
+  o.max_num_seqs = 4;
+  auto gpu = CudaEngine::create(m.config, m.weights, o);
+  ASSERT_TRUE(gpu.ok()) << gpu.status().to_string();
+  KvCacheOptions kv;
+  kv.num_blocks = 4;
+  kv.block_size = 8;
+  ASSERT_TRUE(cpu.value()->allocate_kv_cache(kv).ok());
+  ASSERT_TRUE(gpu.value()->allocate_kv_cache(kv).ok());
+  std::vector<int32_t> ids = {5, 17, 3, 99, 42, 8, 8, 130, 0, 61, 7}, pos(ids.size()), table = {2, 0};
+  for (size_t i = 0; i < ids.size(); ++i) pos[i] = static_cast<int32_t>(i);
+  std::vector<SequenceInput> seqs(1);
+  seqs[0].query_len = seqs[0].context_len = static_cast<int32_t>(ids.size());
+  seqs[0].block_table = table;
+  const ForwardBatch batch{ids, pos, seqs, true};
+  Pair::Result r;
+  ASSERT_TRUE(cpu.value()->forward(batch, &r.cpu.logits).ok());
+  Status st = gpu.value()->forward(batch, &r.gpu.logits);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_EQ(r.gpu.logits.num_rows, 11);
+  EXPECT_LE(relative_error(r), 1e-4);
+}
+
 TEST_F(CudaEngineTest, RefusesWhatItDoesNotRunWithAClearMessage) {
   const Model m = gqa_llama();
   CudaEngineOptions o;
