@@ -116,6 +116,8 @@ struct Matcher::State {
     uint32_t begin = 0, len = 0;  // stack ids at items[begin, begin + len), sorted
     ByteSet allowed;              // bytes some stack's top accepts
     bool can_end = false;         // holds the empty stack
+    bool self_loop_done = false;
+    ByteSet self_loop;            // bytes that lead back to this very set (when self_loop_done)
     int32_t memo_row = -1;
     int32_t next_same_hash = -1;
     uint64_t hash = 0;
@@ -292,8 +294,38 @@ struct Matcher::State {
     return key;
   }
 
+  // The bytes b with advance(s, b) == s (inside a string: every plain character byte).
+  const ByteSet& self_loop(int32_t s) {
+    if (!sets[static_cast<size_t>(s)].self_loop_done) {
+      ByteSet loop;
+      const ByteSet allowed = sets[static_cast<size_t>(s)].allowed;
+      for (unsigned b = 0; b < 256; ++b) {
+        if (allowed.has(static_cast<uint8_t>(b)) && advance(s, static_cast<uint8_t>(b)) == s) loop.add(static_cast<uint8_t>(b));
+      }
+      sets[static_cast<size_t>(s)].self_loop = loop;
+      sets[static_cast<size_t>(s)].self_loop_done = true;
+    }
+    return sets[static_cast<size_t>(s)].self_loop;
+  }
+
+  static bool subset(const ByteSet& a, const ByteSet& b) {
+    for (int i = 0; i < 4; ++i) {
+      if ((a.bits[i] & ~b.bits[i]) != 0) return false;
+    }
+    return true;
+  }
+
+  static void mark(const TokenVocabulary::Impl& vocab, uint32_t begin, uint32_t end, uint32_t* mask) {
+    for (uint32_t t = begin; t < end; ++t) {
+      const auto id = static_cast<uint32_t>(vocab.node_tokens[t]);
+      mask[id >> 5] |= uint32_t{1} << (id & 31);
+    }
+  }
+
   // Sets the bits of every token the state s allows (end ids excluded): a depth-first walk of the
-  // vocabulary trie, entering a child only when its byte keeps some stack alive.
+  // vocabulary trie, entering a child only when its byte keeps some stack alive. When a child's
+  // byte leads back to the same state and every byte below the child does too (a run of plain
+  // characters inside a string), its whole subtree is allowed without walking it.
   void walk_trie(int32_t s, uint32_t* mask) {
     frames.clear();
     frames.push_back({0, s});
@@ -302,18 +334,22 @@ struct Matcher::State {
       frames.pop_back();
       const TrieNode& node = vocab->nodes[f.trie_node];
       const ByteSet allowed = sets[static_cast<size_t>(f.set)].allowed;
+      const uint8_t* edge = vocab->edge_bytes.data();
       for (uint32_t c = node.child_begin; c < node.child_end; ++c) {
+        if (!allowed.has(edge[c])) continue;
         const TrieNode& child = vocab->nodes[c];
-        if (!allowed.has(child.byte)) continue;
-        const int32_t next = advance(f.set, child.byte);
+        const int32_t next = advance(f.set, edge[c]);
         if (next == kDead) continue;
-        for (uint32_t t = child.tok_begin; t < child.tok_end; ++t) {
-          const auto id = static_cast<uint32_t>(vocab->node_tokens[t]);
-          mask[id >> 5] |= uint32_t{1} << (id & 31);
+        if (child.child_begin == child.child_end) {
+          mark(*vocab, child.tok_begin, child.tok_end, mask);
+          continue;
         }
-        if (child.child_begin != child.child_end && sets[static_cast<size_t>(next)].allowed.any()) {
-          frames.push_back({c, next});
+        if (next == f.set && subset(vocab->byte_sets[child.subtree_bytes], self_loop(next))) {
+          mark(*vocab, child.tok_begin, child.subtree_tok_end, mask);
+          continue;
         }
+        mark(*vocab, child.tok_begin, child.tok_end, mask);
+        if (sets[static_cast<size_t>(next)].allowed.any()) frames.push_back({c, next});
       }
     }
   }

@@ -39,21 +39,20 @@ std::shared_ptr<const TokenVocabulary> TokenVocabulary::build(std::vector<std::s
   auto byte_at = [&](size_t i, size_t depth) {
     return static_cast<uint8_t>(v.token_bytes[static_cast<size_t>(order[i])][depth]);
   };
-  // Breadth-first: each queued node covers order[lo, hi), all sharing their first `depth` bytes.
+  // Breadth-first: each queued node covers order[lo, hi), all sharing their first `depth` bytes;
+  // the tokens ending at node n are order[own[n].first, own[n].second).
   struct Pending {
     uint32_t node;
     size_t lo, hi, depth;
   };
   std::vector<Pending> queue{{0, 0, order.size(), 0}};
+  std::vector<std::pair<size_t, size_t>> own(1);
   v.nodes.emplace_back();
   for (size_t q = 0; q < queue.size(); ++q) {
     const Pending p = queue[q];
     size_t i = p.lo;
-    v.nodes[p.node].tok_begin = static_cast<uint32_t>(v.node_tokens.size());
-    while (i < p.hi && v.token_bytes[static_cast<size_t>(order[i])].size() == p.depth) {
-      v.node_tokens.push_back(order[i++]);
-    }
-    v.nodes[p.node].tok_end = static_cast<uint32_t>(v.node_tokens.size());
+    while (i < p.hi && v.token_bytes[static_cast<size_t>(order[i])].size() == p.depth) ++i;
+    own[p.node] = {p.lo, i};
     v.nodes[p.node].child_begin = static_cast<uint32_t>(v.nodes.size());
     while (i < p.hi) {
       const uint8_t b = byte_at(i, p.depth);
@@ -63,9 +62,43 @@ std::shared_ptr<const TokenVocabulary> TokenVocabulary::build(std::vector<std::s
       child.byte = b;
       queue.push_back({static_cast<uint32_t>(v.nodes.size()), i, j, p.depth + 1});
       v.nodes.push_back(child);
+      own.emplace_back();
       i = j;
     }
     v.nodes[p.node].child_end = static_cast<uint32_t>(v.nodes.size());
+  }
+  v.edge_bytes.reserve(v.nodes.size());
+  for (const TrieNode& n : v.nodes) v.edge_bytes.push_back(n.byte);
+  // Token ids in depth-first order (iterative: frame = node, next child to enter).
+  std::vector<std::pair<uint32_t, uint32_t>> stack{{0, v.nodes[0].child_begin}};
+  v.nodes[0].tok_begin = v.nodes[0].tok_end = 0;
+  while (!stack.empty()) {
+    auto& [n, next] = stack.back();
+    if (next == v.nodes[n].child_end) {
+      v.nodes[n].subtree_tok_end = static_cast<uint32_t>(v.node_tokens.size());
+      stack.pop_back();
+      continue;
+    }
+    const uint32_t c = next++;
+    v.nodes[c].tok_begin = static_cast<uint32_t>(v.node_tokens.size());
+    for (size_t k = own[c].first; k < own[c].second; ++k) v.node_tokens.push_back(order[k]);
+    v.nodes[c].tok_end = static_cast<uint32_t>(v.node_tokens.size());
+    stack.push_back({c, v.nodes[c].child_begin});
+  }
+  // Subtree byte sets, children before parents (breadth-first layout: children come later).
+  std::vector<ByteSet> below(v.nodes.size());
+  for (size_t n = v.nodes.size(); n-- > 0;) {
+    for (uint32_t c = v.nodes[n].child_begin; c < v.nodes[n].child_end; ++c) {
+      below[n].add(v.nodes[c].byte);
+      below[n].merge(below[c]);
+    }
+  }
+  std::unordered_map<std::string, uint32_t> set_ids;
+  for (size_t n = 0; n < v.nodes.size(); ++n) {
+    const std::string key(reinterpret_cast<const char*>(below[n].bits.data()), sizeof below[n].bits);
+    auto [it, inserted] = set_ids.emplace(key, static_cast<uint32_t>(v.byte_sets.size()));
+    if (inserted) v.byte_sets.push_back(below[n]);
+    v.nodes[n].subtree_bytes = it->second;
   }
   return vocab;
 }

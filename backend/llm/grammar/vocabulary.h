@@ -2,9 +2,12 @@
 // matcher.cc.
 //
 // The byte trie: node 0 is the root (the empty prefix); a node's children are contiguous, sorted
-// by byte, at nodes[child_begin, child_end); the ids of the tokens whose bytes end at a node are
-// node_tokens[tok_begin, tok_end). Built breadth-first from the tokens sorted by bytes. Tokens with
-// empty bytes and end ids are not in the trie.
+// by byte, at nodes[child_begin, child_end) (nodes laid out breadth-first). node_tokens is in
+// depth-first order: the ids of the tokens whose bytes end at a node are node_tokens[tok_begin,
+// tok_end), and those of its whole subtree node_tokens[tok_begin, subtree_tok_end).
+// subtree_bytes indexes byte_sets: every byte on an edge below the node (so a matcher state that
+// every one of those bytes maps to itself allows the whole subtree at once). Tokens with empty
+// bytes and end ids are not in the trie.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +19,7 @@
 #include <vector>
 
 #include "backend/llm/grammar/grammar.h"
+#include "backend/llm/grammar/grammar_internal.h"
 
 namespace ferry::llm::grammar {
 
@@ -24,6 +28,8 @@ struct TrieNode {
   uint32_t child_end = 0;
   uint32_t tok_begin = 0;
   uint32_t tok_end = 0;
+  uint32_t subtree_tok_end = 0;
+  uint32_t subtree_bytes = 0;
   uint8_t byte = 0;  // the edge from the parent
 };
 
@@ -33,7 +39,10 @@ struct TokenVocabulary::Impl {
   std::vector<uint8_t> is_end;           // [size]
   std::vector<int32_t> end_ids;
   std::vector<TrieNode> nodes;
+  std::vector<uint8_t> edge_bytes;  // [nodes.size()] nodes[n].byte, packed: siblings' bytes are
+                                    // scanned without loading their nodes
   std::vector<int32_t> node_tokens;
+  std::vector<ByteSet> byte_sets;  // distinct subtree byte sets
 };
 
 // Masks of one Grammar over one vocabulary, keyed by a canonical form of the matcher state (the
