@@ -177,6 +177,7 @@ struct CudaEngine::State {
   int64_t device_sampled = 0, host_sampled = 0;
 
   ~State() {
+    (void)cudaSetDevice(device);
     cache.reset();
     block_tables.reset();
     owned.clear();
@@ -467,7 +468,10 @@ Status CudaEngine::check_supported(const ModelConfig& c, const ModelWeights& wei
 
 CudaEngine::CudaEngine(std::unique_ptr<State> state) : s_(std::move(state)) {}
 CudaEngine::~CudaEngine() {
-  if (s_ && s_->stream != nullptr) (void)cudaStreamSynchronize(s_->stream);
+  if (s_ && s_->stream != nullptr) {
+    (void)cudaSetDevice(s_->device);
+    (void)cudaStreamSynchronize(s_->stream);
+  }
 }
 
 Result<std::unique_ptr<CudaEngine>> CudaEngine::create(const ModelConfig& config, const ModelWeights& weights,
@@ -517,6 +521,7 @@ Result<int64_t> CudaEngine::allocate_kv_cache(const KvCacheOptions& o) {
   State& s = *s_;
   const ModelConfig& c = s.config;
   if (o.block_size < 1) return Status::InvalidArgument("KV block size must be >= 1");
+  FERRY_CUDA_RETURN_IF_ERROR(cudaSetDevice(s.device));  // the current device is per host thread
   if (o.dtype == k::KvCacheDType::kBF16) {
     return Status::Unimplemented("the CUDA engine has no bf16 KV cache yet (kv_cache dtype fp32 or int8)");
   }
@@ -566,6 +571,9 @@ Status CudaEngine::step(const ForwardBatch& batch, std::span<const SamplingSeque
   const ModelConfig& c = s.config;
   if (s.num_blocks == 0) return Status::InvalidArgument("no KV cache allocated");
   FERRY_RETURN_IF_ERROR(validate_batch(batch, c, s.block_size, s.num_blocks));
+  // The current device is per host thread, and the instance's loop thread is not the one that
+  // created the engine.
+  FERRY_CUDA_RETURN_IF_ERROR(cudaSetDevice(s.device));
   if (!sampling.empty() && (sampling.size() != batch.sequences.size() || batch.all_logits)) {
     return Status::InvalidArgument("sampling: one entry per sequence, and only with last-token logits");
   }
