@@ -5,7 +5,8 @@
 // through kernels.h, while this engine keeps everything on the device and calls the launchers of
 // kernels/cuda directly (the same operator order as architectures/llama.cc, with q|k|v and gate|up
 // fused into one GEMM each). What it holds, all allocated when it is created or when its KV cache
-// is allocated, so that a step allocates nothing:
+// is allocated, so that a step allocates no device memory (on the host, only the first step of a
+// new token count builds a cuBLASLt plan, and host-side vectors grow to their largest step):
 //   weights      uploaded once from the checkpoint (ModelWeights) in the weight dtype: per layer
 //                the fused [q+2kv, hidden] and [2*inter, hidden] matrices, o and down, fp32 norms
 //                and biases; the embedding table in the weight dtype (the lm_head when tied);
