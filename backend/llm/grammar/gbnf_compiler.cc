@@ -9,7 +9,8 @@
 // one byte-set element for its ASCII part plus one alternative per UTF-8 byte-range sequence of
 // the rest (in a helper rule); groups and repetitions become helper rules, repetitions right-
 // recursive (x* -> R ::= x R | "") so the matcher's tail calls keep stacks flat. Then: undefined
-// rules, a missing root and left recursion (also through rules that can match nothing) are refused.
+// rules, a missing root and left recursion (also through rules that can match nothing) are refused
+// (a repetition of something that can be empty is not left recursion: see check_left_recursion).
 #include <algorithm>
 #include <string>
 #include <unordered_map>
@@ -463,8 +464,11 @@ Status GbnfParser::append_class(uint32_t owner, const CodepointSet& set, BuildAl
   return add_elements(n);
 }
 
-// Refuses a rule that can reach itself without consuming a byte: the matcher would expand it
-// forever. Edge r -> s when s occurs in an alternative of r after elements that can all be empty.
+// Refuses left recursion that would make the matcher's stacks grow without consuming a byte.
+// Edge r -> s when s occurs in an alternative of r after elements that can all be empty; the edge
+// is a tail edge when nothing follows s there (the matcher pushes no return position for it). A
+// cycle made of tail edges only is harmless (x* over an x that can be empty: the matcher's visited
+// set ends it); a cycle with any other edge is refused.
 Status GbnfParser::check_left_recursion() const {
   const size_t n = rules_.size();
   std::vector<char> nullable(n, 0);
@@ -483,46 +487,82 @@ Status GbnfParser::check_left_recursion() const {
       }
     }
   }
-  std::vector<std::vector<uint32_t>> edges(n);
+  struct Edge {
+    uint32_t to;
+    bool tail;
+  };
+  std::vector<std::vector<Edge>> edges(n);
   for (size_t r = 0; r < n; ++r) {
     for (const BuildAlt& alt : rules_[r].alts) {
-      for (const BuildElem& e : alt) {
-        if (e.kind != ElementKind::kRule) break;
-        edges[r].push_back(e.arg);
-        if (!nullable[e.arg]) break;
+      for (size_t i = 0; i < alt.size(); ++i) {
+        if (alt[i].kind != ElementKind::kRule) break;
+        edges[r].push_back({alt[i].arg, i + 1 == alt.size()});
+        if (!nullable[alt[i].arg]) break;
       }
     }
   }
-  // Iterative DFS; color 1 = on the current path.
-  std::vector<char> color(n, 0);
-  std::vector<std::pair<uint32_t, size_t>> path;
+  // Strongly connected components (iterative Tarjan).
+  std::vector<int32_t> index(n, -1), low(n, 0), comp(n, -1);
+  std::vector<char> on_stack(n, 0);
+  std::vector<uint32_t> stack;
+  std::vector<std::pair<uint32_t, size_t>> calls;
+  int32_t next_index = 0, num_comps = 0;
   for (uint32_t start = 0; start < n; ++start) {
-    if (color[start]) continue;
-    path.push_back({start, 0});
-    color[start] = 1;
-    while (!path.empty()) {
-      auto& [r, next] = path.back();
-      if (next == edges[r].size()) {
-        color[r] = 2;
-        path.pop_back();
+    if (index[start] >= 0) continue;
+    calls.push_back({start, 0});
+    while (!calls.empty()) {
+      auto& [r, next] = calls.back();
+      if (next == 0) {
+        index[r] = low[r] = next_index++;
+        stack.push_back(r);
+        on_stack[r] = 1;
+      }
+      if (next < edges[r].size()) {
+        const uint32_t s = edges[r][next++].to;
+        if (index[s] < 0) {
+          calls.push_back({s, 0});
+        } else if (on_stack[s]) {
+          low[r] = std::min(low[r], index[s]);
+        }
         continue;
       }
-      const uint32_t s = edges[r][next++];
-      if (color[s] == 1) {
-        std::string cycle = rules_[s].name;
-        bool on = false;
-        for (const auto& [p, unused] : path) {
-          if (p == s) on = true;
-          if (on && p != s) cycle += " -> " + rules_[p].name;
+      if (low[r] == index[r]) {
+        uint32_t w;
+        do {
+          w = stack.back();
+          stack.pop_back();
+          on_stack[w] = 0;
+          comp[w] = num_comps;
+        } while (w != r);
+        ++num_comps;
+      }
+      const uint32_t done = r;
+      calls.pop_back();
+      if (!calls.empty()) low[calls.back().first] = std::min(low[calls.back().first], low[done]);
+    }
+  }
+  for (uint32_t u = 0; u < n; ++u) {
+    for (const Edge& e : edges[u]) {
+      if (e.tail || comp[e.to] != comp[u]) continue;
+      // A growing cycle through u -> e.to: name it (a path e.to ... u inside the component).
+      std::vector<int64_t> from(n, -1);
+      std::vector<uint32_t> queue{e.to};
+      from[e.to] = e.to;
+      for (size_t q = 0; q < queue.size() && from[u] < 0; ++q) {
+        for (const Edge& f : edges[queue[q]]) {
+          if (comp[f.to] == comp[u] && from[f.to] < 0) {
+            from[f.to] = queue[q];
+            queue.push_back(f.to);
+          }
         }
-        cycle += " -> " + rules_[s].name;
-        return error(rules_[s].offset, "left recursion (a rule reaches itself without consuming input: " + cycle +
-                                           "); write it right-recursive or as a repetition");
       }
-      if (color[s] == 0) {
-        color[s] = 1;
-        path.push_back({s, 0});
-      }
+      std::vector<uint32_t> path{u};
+      while (path.back() != e.to) path.push_back(static_cast<uint32_t>(from[path.back()]));
+      std::string cycle;
+      for (size_t i = path.size(); i-- > 0;) cycle += rules_[path[i]].name + " -> ";
+      cycle += rules_[e.to].name;
+      return error(rules_[e.to].offset, "left recursion (a rule reaches itself without consuming input: " + cycle +
+                                            "); write it right-recursive or as a repetition");
     }
   }
   return Status::Ok();

@@ -145,6 +145,7 @@ INSTANTIATE_TEST_SUITE_P(
         WalkCase{"nullable", R"(root ::= a b a "!" a
 a ::= "" | "a" | "ab"
 b ::= a a "c"?)"},
+        WalkCase{"nullable_repetition", R"(root ::= ( "a"? | "bc" | "" )* "d" ( "e"* ( "f" | "" ) )*)"},
         WalkCase{"keywords", R"(root ::= ( "true" | "false" | "null" | "tr" "ue" "s" ) ( "," ws root )?
 ws ::= " "?)"},
         WalkCase{"nested", R"(root ::= "[" ( root ( "," root )* )? "]" | "\"" [a-c]{0,4} "\"" | [0-9]+)"}),
