@@ -13,11 +13,13 @@
 //                 through every layer); the CPU engine does not. Greedy tokens there are compared
 //                 only where the CPU's top-two margin exceeds twice the tolerance.
 #include <gtest/gtest.h>
+#include <json/json.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -230,6 +232,91 @@ TEST_F(CudaEngineTest, Stories260KFp32MatchesCpuEngine) {
   auto m = stories();
   if (!m) GTEST_SKIP() << "stories260K-hf-format.derived not found";
   run_mixed_steps(*m, WeightDType::kF32, 1e-4);
+}
+
+// Against an independent oracle too: llama2.c's golden logits (1e-4 absolute, as the CPU engine's
+// golden test) and its 64-token greedy continuation of "Once upon a time", the prompt prefilled in
+// one step and every token after it chosen by the device argmax.
+TEST_F(CudaEngineTest, Stories260KGoldenGreedyContinuation) {
+  auto m = stories();
+  if (!m) GTEST_SKIP() << "stories260K-hf-format.derived not found";
+  std::ifstream in(testdata() / "llama2c-stories260K" / "golden_outputs.derived.json");
+  if (!in) GTEST_SKIP() << "golden outputs not found";
+  Json::Value golden;
+  Json::CharReaderBuilder builder;
+  std::string errs;
+  ASSERT_TRUE(Json::parseFromStream(builder, in, &golden, &errs)) << errs;
+  const Json::Value* c = nullptr;
+  for (const auto& x : golden["cases"])
+    if (x["name"].asString() == "prompt_once_upon_a_time_greedy_64") c = &x;
+  ASSERT_NE(c, nullptr);
+  auto ids = [](const Json::Value& v) {
+    std::vector<int32_t> out;
+    for (const auto& x : v) out.push_back(x.asInt());
+    return out;
+  };
+  const std::vector<int32_t> prompt = ids((*c)["prompt_token_ids"]), expected = ids((*c)["generated_token_ids"]);
+  const int64_t vocab = m->config.vocab_size;
+
+  CudaEngineOptions o;
+  o.max_num_tokens = 32;
+  o.max_num_seqs = 1;
+  auto e = CudaEngine::create(m->config, m->weights, o);
+  ASSERT_TRUE(e.ok()) << e.status().to_string();
+  CudaEngine& g = *e.value();
+  KvCacheOptions kv;
+  kv.num_blocks = 8;
+  kv.block_size = 16;
+  ASSERT_TRUE(g.allocate_kv_cache(kv).ok());
+  const std::vector<int32_t> table = {5, 0, 7, 2, 6, 1};  // shuffled, covers 96 positions
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  std::vector<int32_t> generated, pos;
+  int checked = 0;
+  auto check_logits = [&](int64_t p, const float* row) {
+    for (const auto& entry : (*c)["logits_at_position"]) {
+      if (entry["pos"].asInt64() != p) continue;
+      float err = 0;
+      for (int64_t j = 0; j < vocab; ++j) {
+        err = std::max(err, std::fabs(row[j] - entry["logits"][static_cast<int>(j)].asFloat()));
+      }
+      EXPECT_LE(err, 1e-4f) << "position " << p;
+      ++checked;
+    }
+  };
+  // Every prompt position's logits first (all_logits; the step below writes the same K/V again).
+  {
+    for (size_t i = 0; i < prompt.size(); ++i) pos.push_back(static_cast<int32_t>(i));
+    std::vector<SequenceInput> seqs(1);
+    seqs[0].query_len = seqs[0].context_len = static_cast<int32_t>(prompt.size());
+    seqs[0].block_table = table;
+    ForwardOutput all;
+    Status st = g.forward(ForwardBatch{prompt, pos, seqs, true}, &all);
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    for (int64_t p = 0; p < all.num_rows; ++p) check_logits(p, all.row(p));
+  }
+  std::vector<int32_t> step_ids = prompt;
+  int32_t context = 0;
+  while (generated.size() < expected.size()) {
+    pos.clear();
+    for (size_t i = 0; i < step_ids.size(); ++i) pos.push_back(context + static_cast<int32_t>(i));
+    std::vector<SequenceInput> seqs(1);
+    seqs[0].query_len = static_cast<int32_t>(step_ids.size());
+    seqs[0].context_len = context + seqs[0].query_len;
+    seqs[0].block_table = table;
+    SamplingSequence sampling;
+    sampling.params = &greedy;
+    StepOutput out;
+    Status st = g.step(ForwardBatch{step_ids, pos, seqs, false}, std::span(&sampling, 1), true, &out);
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    check_logits(seqs[0].context_len - 1, out.logits.row(0));
+    generated.push_back(out.samples[0].token);
+    context = seqs[0].context_len;
+    step_ids = {generated.back()};
+  }
+  EXPECT_EQ(generated, expected);
+  EXPECT_EQ(checked, 9);  // positions 0..7, the last prompt position twice
+  EXPECT_EQ(g.device_sampled_steps(), static_cast<int64_t>(expected.size()));
 }
 
 TEST_F(CudaEngineTest, RandomGqaLlamaFp32MatchesCpuEngine) { run_mixed_steps(gqa_llama(), WeightDType::kF32, 1e-4); }
