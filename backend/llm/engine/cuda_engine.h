@@ -35,6 +35,8 @@
 // (FERRY_CUDA_EMULATION) that is the SIMT emulator on the host (docs/cuda.md); nothing of this
 // engine has run on a GPU yet.
 //
+// Each engine holds its own copy of the weights (instances on one device do not share them yet).
+//
 // Thread-safety: one step at a time (the instance's loop thread). Each engine has its own stream.
 #pragma once
 
