@@ -134,6 +134,14 @@ Status LlmModel::load(const ferry_host_api* host, const ferry_model_desc& desc) 
   const unsigned cores = std::max(2u, std::thread::hardware_concurrency());
   preprocess_ = std::make_unique<BigStackExecutor>(static_cast<int>(std::min(cores, 8u)), size_t{16} << 20);
   create_metrics();
+  // After the weights, the host's reason would stay at their 100 % while the instances allocate
+  // their KV pools (and prefill warm-up prompts): say what happens now instead.
+  if (load_options.on_progress) {
+    LoadProgressSnapshot stage;
+    stage.stage = "starting " + std::to_string(c.num_instances) + " instance(s)" +
+                  (c.kv_warmup_prompts.empty() ? "" : ", prefilling warm-up prompts");
+    load_options.on_progress(stage);
+  }
   for (int i = 0; i < c.num_instances; ++i) {
     auto instance = std::make_unique<LlmInstance>(ctx_, i);
     FERRY_RETURN_IF_ERROR(instance->start());

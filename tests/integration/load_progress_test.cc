@@ -74,9 +74,15 @@ TEST(LoadProgress, IndexShowsLoadingWithAGrowingPercentThenReadyWithoutReason) {
   // ones the rate. The percentage never goes down and does grow.
   const std::regex progress(R"(^loading dummy weights, converting to int8: (\d+) % \((\d+) of 538 MB(, \d+ MB/s)?\)$)");
   std::vector<int> percents;
-  bool rate_seen = false;
+  bool rate_seen = false, starting_seen = false;
   for (const auto& s : seen) {
     if (s.state != "LOADING" || s.reason.empty()) continue;  // before the first report
+    // After the weights: the instances start (KV pools); no weight progress comes after that.
+    if (s.reason == "starting 1 instance(s)") {
+      starting_seen = true;
+      continue;
+    }
+    ASSERT_FALSE(starting_seen) << s.reason << history;
     std::smatch m;
     ASSERT_TRUE(std::regex_match(s.reason, m, progress)) << s.reason << history;
     percents.push_back(std::stoi(m[1].str()));
