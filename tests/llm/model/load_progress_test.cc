@@ -143,6 +143,20 @@ TEST(WeightLoaderProgress, CountsEveryPlannedTensorOnceAndEndsFinalAt100PercentS
   }
 }
 
+TEST(WeightLoaderProgress, AFusedTensorReadInRowRangesCountsOnceAtItsFullSize) {
+  // Phi-3 stores q, k and v in one qkv_proj (and gate and up in one gate_up_proj) and reads each
+  // part as a row range: the tensor is done when its last rows are, and its bytes add up exactly.
+  auto c = parse_model_config(R"({"architectures":["Phi3ForCausalLM"],"hidden_size":64,"intermediate_size":96,
+    "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":50,
+    "torch_dtype":"bfloat16","tie_word_embeddings":false})");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  const auto reports = load_reports(c.value(), ModelWeights::dummy(c.value(), 3), WeightDType::kInt8);
+  ASSERT_FALSE(reports.empty());
+  EXPECT_TRUE(reports.back().final);
+  EXPECT_EQ(reports.back().tensors_done, static_cast<int64_t>(plan_weights(c.value()).size()));
+  EXPECT_EQ(reports.back().bytes_done, planned_bytes(c.value(), 2));
+}
+
 TEST(WeightLoaderProgress, Bf16SafetensorsReadInPlaceIsLoadingWithoutConverting) {
   const ModelConfig c = tiny_config(false);
   const auto dir = testing::make_temp_dir("load_progress");
