@@ -49,6 +49,7 @@ class LoadProgress {
   // says so: its final report is below 100 %).
   void finish();
 
+  // The counts so far, with the time and rate of the last report.
   const LoadProgressSnapshot& last() const { return snapshot_; }
 
  private:
@@ -59,7 +60,7 @@ class LoadProgress {
   Clock clock_;
   std::chrono::steady_clock::time_point start_{}, last_report_{};
   bool started_ = false;
-  LoadProgressSnapshot snapshot_;  // the numbers so far (as last reported once reported)
+  LoadProgressSnapshot snapshot_;  // counts so far; seconds and rate as of the last report
 };
 
 }  // namespace ferry::llm

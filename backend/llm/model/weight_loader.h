@@ -114,7 +114,7 @@ class WeightLoader {
   // What the progress reports call this load: "loading weights", "loading dummy weights", and
   // ", converting to <format>" when matrices are converted from the checkpoint's dtype.
   const std::string& stage() const { return stage_; }
-  // The numbers as last reported (all zero without on_progress).
+  // The counts so far, with the time and rate of the last report (all zero without on_progress).
   const LoadProgressSnapshot& progress() const { return progress_.last(); }
   std::shared_ptr<WeightArena> arena() const { return arena_; }
 

@@ -143,9 +143,8 @@ TEST(WeightLoaderProgress, CountsEveryPlannedTensorOnceAndEndsFinalAt100PercentS
   }
 }
 
-TEST(WeightLoaderProgress, AFusedTensorReadInRowRangesCountsOnceAtItsFullSize) {
-  // Phi-3 stores q, k and v in one qkv_proj (and gate and up in one gate_up_proj) and reads each
-  // part as a row range: the tensor is done when its last rows are, and its bytes add up exactly.
+TEST(WeightLoaderProgress, FusedTensorsOfPhi3CountOnceAtTheirFullSize) {
+  // Phi-3 stores q, k and v in one qkv_proj and gate and up in one gate_up_proj.
   auto c = parse_model_config(R"({"architectures":["Phi3ForCausalLM"],"hidden_size":64,"intermediate_size":96,
     "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":50,
     "torch_dtype":"bfloat16","tie_word_embeddings":false})");
@@ -155,6 +154,37 @@ TEST(WeightLoaderProgress, AFusedTensorReadInRowRangesCountsOnceAtItsFullSize) {
   EXPECT_TRUE(reports.back().final);
   EXPECT_EQ(reports.back().tensors_done, static_cast<int64_t>(plan_weights(c.value()).size()));
   EXPECT_EQ(reports.back().bytes_done, planned_bytes(c.value(), 2));
+}
+
+TEST(WeightLoaderProgress, RowRangesOfOneTensorAddUpToItOnceAndARereadIsNotCounted) {
+  const ModelConfig c = tiny_config(false);
+  const ModelWeights w = ModelWeights::dummy(c, 5);
+  const std::string q = "model.layers.0.self_attn.q_proj.weight";  // [64, 64]: 8 KiB as bf16
+  std::vector<LoadProgressSnapshot> seen;
+  WeightLoadOptions options;
+  options.dtype = WeightDType::kInt8;
+  options.on_progress = [&](const LoadProgressSnapshot& s) { seen.push_back(s); };
+  WeightLoader loader(w, options);
+  ASSERT_TRUE(loader.matrix_rows(q, 0, 21).ok());  // 21/64 of the rows: bytes in proportion
+  EXPECT_EQ(loader.progress().tensors_done, 0);
+  ASSERT_TRUE(loader.matrix_rows(q, 21, 43).ok());
+  ASSERT_TRUE(loader.matrix_rows(q, 43, 64).ok());
+  EXPECT_EQ(loader.progress().tensors_done, 1);
+  ASSERT_TRUE(loader.matrix(q).ok());  // read again: not counted twice
+  EXPECT_EQ(loader.progress().tensors_done, 1);
+  // Every other planned tensor: the final report has the checkpoint's bytes, exactly.
+  for (const auto& s : plan_weights(c)) {
+    if (s.name == q) continue;
+    if (s.shape.size() == 2 && s.name != "model.embed_tokens.weight") {
+      ASSERT_TRUE(loader.matrix(s.name).ok()) << s.name;
+    } else {
+      ASSERT_TRUE(loader.vector(s.name).ok()) << s.name;
+    }
+  }
+  ASSERT_FALSE(seen.empty());
+  EXPECT_TRUE(seen.back().final);
+  EXPECT_EQ(seen.back().bytes_done, planned_bytes(c, 2));
+  EXPECT_EQ(seen.back().tensors_done, seen.back().tensors_total);
 }
 
 TEST(WeightLoaderProgress, Bf16SafetensorsReadInPlaceIsLoadingWithoutConverting) {
