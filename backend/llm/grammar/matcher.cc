@@ -39,6 +39,9 @@ constexpr int32_t kUnknown = -2;
 constexpr size_t kMaxStacksPerSet = 4096;
 // Memoized transition rows (256 ids each, 1 KiB) per matcher; states past it are computed each time.
 constexpr size_t kMaxMemoRows = 4096;
+// fill_mask tries to allow a whole trie subtree at once only when it holds at least this many
+// tokens (the check may cost up to 256 transitions the first time a state is seen).
+constexpr uint32_t kMinShortcutTokens = 64;
 
 uint64_t mix(uint64_t x) {
   x ^= x >> 33;
@@ -116,8 +119,13 @@ struct Matcher::State {
     uint32_t begin = 0, len = 0;  // stack ids at items[begin, begin + len), sorted
     ByteSet allowed;              // bytes some stack's top accepts
     bool can_end = false;         // holds the empty stack
-    bool self_loop_done = false;
-    ByteSet self_loop;            // bytes that lead back to this very set (when self_loop_done)
+    // The largest group of bytes that all lead to one set (uniform -> uniform_next), and how many
+    // such bytes in a row are surely accepted (run; kRunForever when uniform_next is this set).
+    bool uniform_done = false;
+    bool run_done = false;
+    uint8_t run = 0;
+    int32_t uniform_next = kDead;
+    ByteSet uniform;
     int32_t memo_row = -1;
     int32_t next_same_hash = -1;
     uint64_t hash = 0;
@@ -151,6 +159,7 @@ struct Matcher::State {
   FlatMap visited;
   std::vector<int32_t> out;
   std::vector<Frame> frames;
+  std::vector<int32_t> run_chain;
 
   int32_t intern_node(uint32_t pos, int32_t parent) {
     bool inserted;
@@ -294,18 +303,68 @@ struct Matcher::State {
     return key;
   }
 
-  // The bytes b with advance(s, b) == s (inside a string: every plain character byte).
-  const ByteSet& self_loop(int32_t s) {
-    if (!sets[static_cast<size_t>(s)].self_loop_done) {
-      ByteSet loop;
-      const ByteSet allowed = sets[static_cast<size_t>(s)].allowed;
-      for (unsigned b = 0; b < 256; ++b) {
-        if (allowed.has(static_cast<uint8_t>(b)) && advance(s, static_cast<uint8_t>(b)) == s) loop.add(static_cast<uint8_t>(b));
-      }
-      sets[static_cast<size_t>(s)].self_loop = loop;
-      sets[static_cast<size_t>(s)].self_loop_done = true;
+  void compute_uniform(int32_t s) {
+    if (sets[static_cast<size_t>(s)].uniform_done) return;
+    const ByteSet allowed = sets[static_cast<size_t>(s)].allowed;
+    int32_t next[256];
+    for (unsigned b = 0; b < 256; ++b) next[b] = allowed.has(static_cast<uint8_t>(b)) ? advance(s, static_cast<uint8_t>(b)) : kDead;
+    int32_t best = kDead;
+    int best_count = 0;
+    for (unsigned b = 0; b < 256; ++b) {
+      if (next[b] == kDead || next[b] == best) continue;
+      int count = 0;
+      for (unsigned k = b; k < 256; ++k) count += next[k] == next[b];
+      if (count > best_count) best = next[b], best_count = count;
     }
-    return sets[static_cast<size_t>(s)].self_loop;
+    SetInfo& si = sets[static_cast<size_t>(s)];
+    for (unsigned b = 0; b < 256; ++b) {
+      if (best != kDead && next[b] == best) si.uniform.add(static_cast<uint8_t>(b));
+    }
+    si.uniform_next = best;
+    si.uniform_done = true;
+  }
+
+  // run(s): how many bytes of uniform(s) in a row s surely accepts. The chain s, next(s), ... is
+  // followed while each set's uniform bytes include the previous one's: run(s) = 1 + run(next),
+  // 255 (= unbounded) for a set that loops to itself, 0 with no uniform bytes; finite runs stop
+  // at 254, so a trie height of 255 (= 255 or more) passes only an unbounded run. A lower bound.
+  uint8_t run_of(int32_t s) {
+    std::vector<int32_t>& chain = run_chain;
+    chain.clear();
+    int last_run = 0;  // the run of the last set in `chain`
+    for (int32_t cur = s;;) {
+      compute_uniform(cur);
+      const SetInfo& ci = sets[static_cast<size_t>(cur)];
+      if (ci.run_done) {
+        if (chain.empty()) return ci.run;
+        last_run = ci.run == 255 ? 255 : std::min(254, ci.run + 1);  // chain.back() moved here
+        break;
+      }
+      chain.push_back(cur);
+      if (!ci.uniform.any()) {
+        last_run = 0;
+        break;
+      }
+      if (ci.uniform_next == cur) {
+        last_run = 255;
+        break;
+      }
+      const int32_t nx = ci.uniform_next;
+      compute_uniform(nx);
+      if (chain.size() >= 255 || !subset(sets[static_cast<size_t>(cur)].uniform, sets[static_cast<size_t>(nx)].uniform)) {
+        last_run = 1;
+        break;
+      }
+      cur = nx;
+    }
+    int r = last_run;
+    for (size_t i = chain.size(); i-- > 0;) {
+      SetInfo& ci = sets[static_cast<size_t>(chain[i])];
+      ci.run = static_cast<uint8_t>(r);
+      ci.run_done = true;
+      r = r == 255 ? 255 : std::min(254, r + 1);  // 255 only for unbounded runs
+    }
+    return sets[static_cast<size_t>(s)].run;
   }
 
   static bool subset(const ByteSet& a, const ByteSet& b) {
@@ -344,7 +403,10 @@ struct Matcher::State {
           mark(*vocab, child.tok_begin, child.tok_end, mask);
           continue;
         }
-        if (next == f.set && subset(vocab->byte_sets[child.subtree_bytes], self_loop(next))) {
+        // Tried where a byte loops back to the state (a run of plain characters in a string) and
+        // for subtrees big enough to repay computing a run (up to 256 transitions per new state).
+        if ((next == f.set || child.subtree_tok_end - child.tok_end >= kMinShortcutTokens) && child.height <= run_of(next) &&
+            subset(vocab->byte_sets[child.subtree_bytes], sets[static_cast<size_t>(next)].uniform)) {
           mark(*vocab, child.tok_begin, child.subtree_tok_end, mask);
           continue;
         }

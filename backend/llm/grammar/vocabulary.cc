@@ -91,6 +91,7 @@ std::shared_ptr<const TokenVocabulary> TokenVocabulary::build(std::vector<std::s
     for (uint32_t c = v.nodes[n].child_begin; c < v.nodes[n].child_end; ++c) {
       below[n].add(v.nodes[c].byte);
       below[n].merge(below[c]);
+      v.nodes[n].height = static_cast<uint8_t>(std::max<int>(v.nodes[n].height, std::min(255, v.nodes[c].height + 1)));
     }
   }
   std::unordered_map<std::string, uint32_t> set_ids;

@@ -30,7 +30,8 @@ struct TrieNode {
   uint32_t tok_end = 0;
   uint32_t subtree_tok_end = 0;
   uint32_t subtree_bytes = 0;
-  uint8_t byte = 0;  // the edge from the parent
+  uint8_t byte = 0;    // the edge from the parent
+  uint8_t height = 0;  // bytes on the longest path below (capped at 255)
 };
 
 struct TokenVocabulary::Impl {

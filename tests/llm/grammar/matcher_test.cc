@@ -2,6 +2,7 @@
 // reference (a fresh matcher fed the prefix and each token's bytes) on random walks.
 #include <gtest/gtest.h>
 
+#include <random>
 #include <string>
 #include <vector>
 
@@ -150,6 +151,35 @@ b ::= a a "c"?)"},
 ws ::= " "?)"},
         WalkCase{"nested", R"(root ::= "[" ( root ( "," root )* )? "]" | "\"" [a-c]{0,4} "\"" | [0-9]+)"}),
     [](const ::testing::TestParamInfo<WalkCase>& info) { return std::string(info.param.name); });
+
+// A vocabulary big enough that fill_mask allows whole trie subtrees at once (subtrees of 64+
+// tokens), on grammars with counted runs (a state per remaining count) and self-loops: masks
+// still equal the brute-force reference.
+TEST(MatcherTest, SubtreeShortcutsOnALargeVocabulary) {
+  std::mt19937 rng(7);
+  testing::TestVocab v;
+  for (int b = 0; b < 256; ++b) v.tokens.push_back(std::string(1, static_cast<char>(b)));
+  // Letter tokens and digit/quote tokens apart, so that subtrees under letters hold only letters.
+  const std::string letters = "abcdefghij ", others = "\"0123456789";
+  for (int i = 0; i < 6000; ++i) {
+    const std::string& alphabet = i % 5 == 0 ? others : letters;
+    std::string t;
+    const int len = 2 + static_cast<int>(rng() % 7);
+    for (int k = 0; k < len; ++k) t.push_back(alphabet[rng() % alphabet.size()]);
+    v.tokens.push_back(t);
+  }
+  v.end_ids = {static_cast<int32_t>(v.tokens.size())};
+  v.tokens.push_back("");
+  v.vocab = TokenVocabulary::build(v.tokens, v.end_ids);
+  for (const char* gbnf : {R"(root ::= "\"" [a-j ]{0,12} "\"" [0-9]{1,9})", R"(root ::= [a-j ]{2,7} "\"")",
+                           R"(root ::= "\"" [^"]* "\"" | [a-e]{3,20})"}) {
+    auto g = must_compile(gbnf);
+    for (uint32_t seed = 1; seed <= 3; ++seed) {
+      bool ended = false;
+      random_walk(g, v, seed, 12, /*check_reference=*/true, &ended, 0.2);
+    }
+  }
+}
 
 }  // namespace
 }  // namespace ferry::llm::grammar
