@@ -553,8 +553,7 @@ Result<std::string> SchemaConverter::visit_array(const Json::Value& s, const std
   }
   std::string item;  // empty: no items past the prefix
   if (&items == tuple) {
-    item = "";  // draft-07 tuple without additionalItems: refused above when present; none allowed? no: any
-    item = use("value");
+    item = use("value");  // draft-07 array-form items: any value after them ("additionalItems" is refused)
   } else if (items.isNull() || (items.isBool() && items.asBool())) {
     item = use("value");
   } else if (items.isBool()) {
