@@ -207,6 +207,7 @@ class SchemaConverter {
   Result<std::string> visit_array(const Json::Value& s, const std::string& ptr, int depth);
   Result<std::string> visit_literals(const Json::Value& values, const Json::Value& s, const std::string& ptr);
   Status only_annotations_beside(const Json::Value& s, const char* keyword, const std::string& ptr) const;
+  std::string other_key(const std::vector<std::string>& names);
 
   const Json::Value& root_;
   const JsonKeyOrder* key_order_;
@@ -512,9 +513,9 @@ Result<std::string> SchemaConverter::visit_object(const Json::Value& s, const st
   if (add.isObject()) {
     std::string value;
     FERRY_ASSIGN_OR_RETURN(value, visit(add, ptr + "/additionalProperties", depth + 1));
-    extra = use("string") + " ws \":\" ws " + value;
+    extra = other_key(names) + " ws \":\" ws " + value;
   } else if (add.isBool() && add.asBool()) {
-    extra = use("member");
+    extra = other_key(names) + " ws \":\" ws " + use("value");
   } else if (!add.isNull() && !add.isBool()) {
     return fail("'additionalProperties' must be a boolean or a schema", ptr);
   }
@@ -536,6 +537,58 @@ Result<std::string> SchemaConverter::visit_object(const Json::Value& s, const st
   if (first[0].empty()) return std::string(R"(( "{" ws "}" ))");
   if (!required.empty()) return add_rule("obj", "\"{\" ws " + first[0] + " ws \"}\"");
   return add_rule("obj", "\"{\" ws ( " + first[0] + " ws )? \"}\"");
+}
+
+// The name of an additional member: a JSON string that is none of the declared `names`, so that a
+// declared property never comes twice or under another schema. Written without escapes (no
+// \u0061 spelling of a declared name can slip through), as a trie over the names' code points:
+// at each node, the closing quote (unless a name ends there), a character that leaves every name
+// (then anything), or the next character of some name.
+std::string SchemaConverter::other_key(const std::vector<std::string>& names) {
+  struct Node {
+    std::map<uint32_t, size_t> kids;
+    bool end = false;
+  };
+  std::vector<Node> trie(1);
+  for (const std::string& name : names) {
+    std::vector<uint32_t> cps;
+    size_t pos = 0;
+    uint32_t cp;
+    while (pos < name.size() && decode_utf8(name, &pos, &cp)) cps.push_back(cp);
+    const bool plain = pos == name.size() && std::none_of(cps.begin(), cps.end(), [](uint32_t c) {
+                         return c == '"' || c == '\\' || c < 0x20;
+                       });
+    if (!plain) continue;  // a name that needs escapes cannot be written without them
+    size_t t = 0;
+    for (uint32_t c : cps) {
+      auto it = trie[t].kids.find(c);
+      if (it == trie[t].kids.end()) {
+        trie.emplace_back();
+        it = trie[t].kids.emplace(c, trie.size() - 1).first;
+      }
+      t = it->second;
+    }
+    trie[t].end = true;
+  }
+  CodepointSet special;
+  special.add(0, 0x1F);
+  special.add('"');
+  special.add('\\');
+  const std::string free = add_rule("key-free", gbnf_class(special.complement()) + "* \"\\\"\"");
+  std::vector<std::string> rule(trie.size());
+  for (size_t t = trie.size(); t-- > 0;) {  // children were made after their parents
+    CodepointSet leave = special;
+    for (const auto& [c, kid] : trie[t].kids) leave.add(c);
+    std::string body = trie[t].end ? "" : "\"\\\"\" | ";
+    body += gbnf_class(leave.complement()) + " " + free;
+    for (const auto& [c, kid] : trie[t].kids) {
+      std::string one;
+      append_utf8(&one, c);
+      body += " | " + gbnf_literal(one) + " " + rule[kid];
+    }
+    rule[t] = add_rule("key", body);
+  }
+  return add_rule("other-key", "\"\\\"\" " + rule[0]);
 }
 
 Result<std::string> SchemaConverter::visit_array(const Json::Value& s, const std::string& ptr, int depth) {
