@@ -4,7 +4,8 @@
 // bitmask of the vocabulary's tokens that may come next.
 //
 //   Grammar          immutable, shared by every sequence that uses it (one per request; a cache of
-//                    compiled grammars may share them across requests).
+//                    compiled grammars may share them across requests). Thread-safe: it also
+//                    holds the mask cache its Matchers share (one per vocabulary, behind a mutex).
 //   TokenVocabulary  the model's tokens as the bytes they add to the output, with a byte trie over
 //                    them, built once per model; shared by every Matcher of that model.
 //   Matcher          one sequence's position in the grammar. Not synchronized: one owner at a time
@@ -59,8 +60,10 @@ Result<std::string> regex_to_gbnf(std::string_view regex);
 Result<std::string> choice_to_gbnf(std::span<const std::string> choices);
 
 // --- the compiler ---
-// GBNF text -> Grammar. InvalidArgument with line:column for a syntax error, an undefined rule, a
-// missing `root`, left recursion, or a grammar over the size limits (rules, elements).
+// GBNF text -> Grammar. InvalidArgument ("gbnf: line L:C: ...") for a syntax error, an undefined
+// rule, a rule defined twice, left recursion (a repetition of something that can be empty is not),
+// or a grammar over the size limits (rules, elements, repetition counts); "gbnf: no 'root' rule"
+// without a position. docs/structured-outputs.md has the syntax.
 Result<std::shared_ptr<const Grammar>> compile_gbnf(std::string_view gbnf);
 
 // --- the vocabulary ---
