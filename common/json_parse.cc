@@ -29,7 +29,92 @@ Json::CharReader& reader_for(const JsonParseOptions& o) {
   return *r;
 }
 
+size_t skip_ws(std::string_view t, size_t i) {
+  while (i < t.size() && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r')) ++i;
+  return i;
+}
+
+// t[i] == '"': one past the closing quote, or npos.
+size_t skip_string(std::string_view t, size_t i) {
+  for (++i; i < t.size(); ++i) {
+    if (t[i] == '\\') ++i;
+    else if (t[i] == '"') return i + 1;
+  }
+  return std::string_view::npos;
+}
+
+// One past the value starting at t[i], or npos. Brackets are matched outside strings only; the
+// value's own well-formedness is the parser's business.
+size_t skip_value(std::string_view t, size_t i) {
+  if (i >= t.size()) return std::string_view::npos;
+  if (t[i] == '"') return skip_string(t, i);
+  if (t[i] == '{' || t[i] == '[') {
+    int depth = 0;
+    while (i < t.size()) {
+      const char c = t[i];
+      if (c == '"') {
+        i = skip_string(t, i);
+        if (i == std::string_view::npos) return i;
+        continue;
+      }
+      if (c == '/') return std::string_view::npos;  // a comment: not plain JSON
+      if (c == '{' || c == '[') ++depth;
+      else if ((c == '}' || c == ']') && --depth == 0) return i + 1;
+      ++i;
+    }
+    return std::string_view::npos;
+  }
+  const size_t start = i;
+  while (i < t.size() && std::string_view(",}] \t\r\n").find(t[i]) == std::string_view::npos) ++i;
+  return i == start ? std::string_view::npos : i;
+}
+
+// Whether the string literal `lit` (quotes included) spells `key`.
+bool key_equals(std::string_view lit, std::string_view key) {
+  size_t k = 0;
+  for (size_t i = 1; i + 1 < lit.size(); ++i) {
+    char c = lit[i];
+    if (c == '\\') {
+      c = lit[++i];
+      if (c != '"' && c != '\\' && c != '/') return false;
+    }
+    if (k >= key.size() || key[k++] != c) return false;
+  }
+  return k == key.size();
+}
+
 }  // namespace
+
+std::optional<std::string_view> raw_json_member(std::string_view text, std::initializer_list<std::string_view> path) {
+  size_t begin = skip_ws(text, 0);
+  size_t end = skip_value(text, begin);
+  if (end == std::string_view::npos) return std::nullopt;
+  for (std::string_view key : path) {
+    if (text[begin] != '{') return std::nullopt;
+    size_t i = skip_ws(text, begin + 1);
+    bool found = false;
+    while (i < end && text[i] == '"') {
+      const size_t key_end = skip_string(text, i);
+      if (key_end == std::string_view::npos) return std::nullopt;
+      const bool match = key_equals(text.substr(i, key_end - i), key);
+      i = skip_ws(text, key_end);
+      if (i >= end || text[i] != ':') return std::nullopt;
+      const size_t value = skip_ws(text, i + 1);
+      const size_t value_end = skip_value(text, value);
+      if (value_end == std::string_view::npos || value_end > end) return std::nullopt;
+      if (match) {
+        begin = value;
+        end = value_end;
+        found = true;
+        break;
+      }
+      i = skip_ws(text, value_end);
+      if (i < end && text[i] == ',') i = skip_ws(text, i + 1);
+    }
+    if (!found) return std::nullopt;
+  }
+  return text.substr(begin, end - begin);
+}
 
 int json_nesting_depth(std::string_view text, bool allow_comments, int stop_above) {
   int depth = 0;

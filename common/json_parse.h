@@ -13,6 +13,8 @@
 
 #include <json/json.h>
 
+#include <initializer_list>
+#include <optional>
 #include <string_view>
 
 #include "common/status.h"
@@ -48,5 +50,13 @@ int json_nesting_depth(std::string_view text, bool allow_comments, int stop_abov
 // or "nests deeper than N levels" when over options.max_depth (checked before parsing). The
 // message has no prefix: callers add what they parsed. Never throws.
 Result<Json::Value> parse_json_text(std::string_view text, const JsonParseOptions& options = {});
+
+// The text of the value at `path` (a chain of object keys) in the JSON text `text`, exactly as
+// written: for the places where the order of an object's keys matters (a JSON Schema's
+// properties) and jsoncpp's Json::Value, which sorts keys, would lose it. nullopt when a key is
+// absent, a step is not an object, or the text is not plain JSON (comments, malformed). Keys are
+// compared after decoding simple escapes (\" \\ \/); a key with \u escapes never matches. The
+// first of duplicate keys wins. No recursion, no allocation: O(size of text).
+std::optional<std::string_view> raw_json_member(std::string_view text, std::initializer_list<std::string_view> path);
 
 }  // namespace ferry

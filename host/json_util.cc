@@ -45,4 +45,18 @@ Result<std::string> read_file(const std::string& path) {
   return ss.str();
 }
 
+void keep_output_format_text(std::string_view source, std::initializer_list<std::string_view> source_path,
+                             std::string* params_json) {
+  auto object = raw_json_member(source, source_path);
+  if (!object) return;
+  for (std::string_view key : {"response_format", "guided_json", "structured_outputs", "json_schema"}) {
+    auto from = raw_json_member(*object, {key});
+    if (!from) continue;
+    auto to = raw_json_member(*params_json, {key});
+    if (!to) continue;
+    const size_t at = static_cast<size_t>(to->data() - params_json->data());
+    params_json->replace(at, to->size(), from->data(), from->size());
+  }
+}
+
 }  // namespace ferry::host

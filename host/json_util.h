@@ -3,6 +3,7 @@
 
 #include <json/json.h>
 
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -16,6 +17,14 @@ namespace ferry::host {
 Result<Json::Value> parse_json(std::string_view text, const std::string& what);
 // Compact single-line JSON.
 std::string to_json(const Json::Value& value);
+// jsoncpp sorts an object's keys, but a JSON Schema's property order matters to structured
+// outputs (the model writes properties in that order). For each key that carries a schema
+// (response_format, guided_json, structured_outputs, json_schema) found in the object at
+// `source_path` of the request text `source` and at the top level of *params_json (the parameters
+// the host built from it), puts the request's own text of the value back in place of jsoncpp's.
+// Leaves *params_json as it is when a text cannot be found (no error: order is a nicety).
+void keep_output_format_text(std::string_view source, std::initializer_list<std::string_view> source_path,
+                             std::string* params_json);
 // Reads a file into a string.
 Result<std::string> read_file(const std::string& path);
 

@@ -1,6 +1,8 @@
 #include "backend/llm/guided_decoding.h"
 
 #include <algorithm>
+#include <optional>
+#include <string_view>
 #include <utility>
 
 #include "common/json_parse.h"
@@ -12,18 +14,23 @@ Status bad(const std::string& field, const std::string& what) {
   return Status::InvalidArgument("parameter '" + field + "' " + what);
 }
 
-// A JSON Schema given as an object, or as a string that holds one (vLLM accepts both).
-Result<std::string> schema_gbnf(const std::string& field, const Json::Value& v) {
-  Json::Value schema;
+// A JSON Schema given as an object, or as a string that holds one (vLLM accepts both). `raw`: the
+// object's text as the request wrote it, when known, so that properties keep their order (a
+// parsed Json::Value sorts them; OpenAI generates them in the schema's order, and a "reasoning"
+// property written before "answer" should come first).
+Result<std::string> schema_gbnf(const std::string& field, const Json::Value& v, std::optional<std::string_view> raw) {
+  std::string text;
   if (v.isString()) {
-    auto parsed = parse_json_text(v.asString());
+    text = v.asString();
+    auto parsed = parse_json_text(text);
     if (!parsed.ok()) return bad(field, "is not valid JSON: " + parsed.status().message());
-    schema = std::move(parsed.value());
-  } else {
-    schema = v;
+    if (!parsed->isObject() && !parsed->isBool()) return bad(field, "must be a JSON Schema (an object)");
+  } else if (!v.isObject() && !v.isBool()) {
+    return bad(field, "must be a JSON Schema (an object)");
   }
-  if (!schema.isObject() && !schema.isBool()) return bad(field, "must be a JSON Schema (an object)");
-  auto gbnf = grammar::json_schema_to_gbnf(schema);
+  auto gbnf = !text.empty() ? grammar::json_schema_text_to_gbnf(text)
+              : raw          ? grammar::json_schema_text_to_gbnf(*raw)
+                             : grammar::json_schema_to_gbnf(v);
   if (!gbnf.ok()) return gbnf.status().with_prefix("parameter '" + field + "'");
   return gbnf;
 }
@@ -53,7 +60,7 @@ Result<std::string> choice_gbnf(const std::string& field, const Json::Value& v) 
   return gbnf;
 }
 
-Result<std::string> response_format_gbnf(const Json::Value& f) {
+Result<std::string> response_format_gbnf(const Json::Value& f, std::string_view text) {
   const std::string field = "response_format";
   if (!f.isObject() || !f["type"].isString()) return bad(field, "must be an object with a 'type'");
   const std::string type = f["type"].asString();
@@ -66,12 +73,13 @@ Result<std::string> response_format_gbnf(const Json::Value& f) {
     return bad(field + ".json_schema.strict", "must be true or false");
   }
   // OpenAI names the schema "schema"; a few clients send "json_schema" inside it again.
-  const Json::Value& schema = js.isMember("schema") ? js["schema"] : js["json_schema"];
+  const char* key = js.isMember("schema") ? "schema" : "json_schema";
+  const Json::Value& schema = js[key];
   if (schema.isNull()) return grammar::json_object_gbnf();
-  return schema_gbnf(field + ".json_schema.schema", schema);
+  return schema_gbnf(field + ".json_schema.schema", schema, raw_json_member(text, {field, "json_schema", key}));
 }
 
-Result<std::string> structured_outputs_gbnf(const Json::Value& s) {
+Result<std::string> structured_outputs_gbnf(const Json::Value& s, std::string_view text) {
   const std::string field = "structured_outputs";
   if (!s.isObject()) return bad(field, "must be an object");
   std::vector<std::string> keys;
@@ -82,7 +90,7 @@ Result<std::string> structured_outputs_gbnf(const Json::Value& s) {
   if (keys.empty()) return std::string();
   const std::string& k = keys[0];
   const std::string name = field + "." + k;
-  if (k == "json") return schema_gbnf(name, s[k]);
+  if (k == "json") return schema_gbnf(name, s[k], raw_json_member(text, {field, "json"}));
   if (k == "regex") return regex_gbnf(name, s[k]);
   if (k == "choice") return choice_gbnf(name, s[k]);
   if (k == "grammar") return string_field(name, s[k]);
@@ -92,7 +100,7 @@ Result<std::string> structured_outputs_gbnf(const Json::Value& s) {
 
 }  // namespace
 
-Result<std::string> guided_gbnf(const Json::Value& p) {
+Result<std::string> guided_gbnf(const Json::Value& p, std::string_view text) {
   if (!p.isObject()) return std::string();
   constexpr const char* kFields[] = {"response_format", "guided_json", "guided_regex", "guided_choice",
                                      "guided_grammar",  "structured_outputs", "grammar", "json_schema"};
@@ -117,11 +125,11 @@ Result<std::string> guided_gbnf(const Json::Value& p) {
   if (given == nullptr) return std::string();
   const std::string f = given;
   const Json::Value& v = p[f];
-  if (f == "response_format") return response_format_gbnf(v);
-  if (f == "guided_json" || f == "json_schema") return schema_gbnf(f, v);
+  if (f == "response_format") return response_format_gbnf(v, text);
+  if (f == "guided_json" || f == "json_schema") return schema_gbnf(f, v, raw_json_member(text, {f}));
   if (f == "guided_regex") return regex_gbnf(f, v);
   if (f == "guided_choice") return choice_gbnf(f, v);
-  if (f == "structured_outputs") return structured_outputs_gbnf(v);
+  if (f == "structured_outputs") return structured_outputs_gbnf(v, text);
   return string_field(f, v);  // guided_grammar, grammar: GBNF
 }
 

@@ -2,6 +2,7 @@
 // format, and the per-model state that serves them.
 //
 //   guided_gbnf(params)   the request's parameters JSON -> the GBNF text of the format it asks for
+//                         (JSON Schema properties in the order the text writes them)
 //                         ("" when it asks for none). Fields, at most one per request:
 //     response_format     OpenAI: {"type": "text"} (none), {"type": "json_object"},
 //                         {"type": "json_schema", "json_schema": {"name", "schema", "strict"}}
@@ -40,7 +41,9 @@
 
 namespace ferry::llm {
 
-Result<std::string> guided_gbnf(const Json::Value& params);
+// params_text: the text params was parsed from (where a schema's property order survives; empty:
+// properties in name order).
+Result<std::string> guided_gbnf(const Json::Value& params, std::string_view params_text = {});
 
 class GuidedDecoding {
  public:

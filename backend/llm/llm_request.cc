@@ -221,7 +221,7 @@ Result<LlmRequest> parse_llm_request(const ferry_request& request, const Tokeniz
   if (out.task != LlmTask::kGenerate) return out;  // sampling limits do not apply
   if (out.prompt_ids.empty()) return Status::InvalidArgument("the prompt is empty");
   FERRY_RETURN_IF_ERROR(out.sampling.validate(vocab_size));
-  auto gbnf = guided_gbnf(p);
+  auto gbnf = guided_gbnf(p, text);
   if (!gbnf.ok()) return gbnf.status();
   out.guided_gbnf = std::move(gbnf.value());
   return out;

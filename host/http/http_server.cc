@@ -220,9 +220,10 @@ Result<std::string> read_body(mg_connection* conn, uint64_t max_bytes) {
 
 }  // namespace
 
-Result<Json::Value> read_json_body(mg_connection* conn, uint64_t max_bytes, bool allow_empty) {
+Result<Json::Value> read_json_body(mg_connection* conn, uint64_t max_bytes, bool allow_empty, std::string* text) {
   auto body = read_body(conn, max_bytes);
   if (!body.ok()) return body.status();
+  if (text != nullptr) *text = body.value();
   if (body->empty()) {
     if (allow_empty) return Json::Value(Json::objectValue);
     return Status::InvalidArgument("request body is empty; a JSON object is expected");
@@ -401,7 +402,8 @@ Json::Value metadata_json(ModelRegistry& registry, const std::shared_ptr<ModelVe
 
 int handle_infer(ServerContext& ctx, mg_connection* conn, const std::shared_ptr<ModelVersion>& mv, bool generate,
                  bool stream) {
-  auto body = read_json_body(conn, ctx.max_body_bytes, false);
+  std::string text;
+  auto body = read_json_body(conn, ctx.max_body_bytes, false, &text);
   if (!body.ok()) return send_error(conn, body.status());
   Result<RequestSpec> spec = Status::Internal("unset");
   if (generate) {
@@ -410,6 +412,9 @@ int handle_infer(ServerContext& ctx, mg_connection* conn, const std::shared_ptr<
     spec = infer_request_from_json(body.value());
   }
   if (!spec.ok()) return send_error(conn, spec.status());
+  // generate takes parameters from the body's top level and from its "parameters" object.
+  if (generate) keep_output_format_text(text, {}, &spec->parameters_json);
+  keep_output_format_text(text, {"parameters"}, &spec->parameters_json);
   spec->stream = stream;
   std::string client_id = spec->client_id;
   auto sink = std::make_shared<QueueSink>();

@@ -26,7 +26,9 @@ void send_body(mg_connection* conn, int status, const char* content_type, const 
 int send_json(mg_connection* conn, int status, const Json::Value& body);
 // Reads the request body and parses it as a JSON object. TooLarge past `max_bytes`; an empty body
 // is an empty object when `allow_empty`, otherwise InvalidArgument, as is anything not an object.
-Result<Json::Value> read_json_body(mg_connection* conn, uint64_t max_bytes, bool allow_empty);
+// text: when given, receives the body as it came (for keep_output_format_text).
+Result<Json::Value> read_json_body(mg_connection* conn, uint64_t max_bytes, bool allow_empty,
+                                   std::string* text = nullptr);
 
 // Server-sent events: a 200 with Content-Type text/event-stream and chunked encoding, then one
 // "data: <data>\n\n" chunk per event, then the empty chunk that ends the body. send_event returns

@@ -54,10 +54,14 @@ class StructuredOutput : public ::testing::Test {
   bool stories() { return stories_missing_.empty(); }
 
   // generate on `model` with `params` (an object text) over the prompt; the reply's JSON.
+  // The body is written as text around `params` (an object text), so that the key order inside it
+  // reaches the server as written.
   HttpResult generate(const std::string& model, const std::string& params, const std::string& prompt = "Once") {
-    Json::Value b = parse(params);
-    b["text_input"] = prompt;
-    return http_->post("/v2/models/" + model + "/generate", dump(b));
+    const size_t open = params.find('{');
+    std::string body = "{\"text_input\":" + dump(Json::Value(prompt));
+    const std::string rest = params.substr(open + 1);
+    body += rest.find_first_not_of(" \t\r\n}") == std::string::npos ? "}" : "," + rest;
+    return http_->post("/v2/models/" + model + "/generate", body);
   }
   std::string generated_text(const std::string& model, const std::string& params, std::string* finish = nullptr) {
     auto r = generate(model, params);
@@ -184,13 +188,12 @@ TEST_F(StructuredOutput, EveryFieldNameAsksForTheSameFormat) {
       R"({"structured_outputs":{"json":)" + schema + "}}",
       R"({"response_format":{"type":"json_schema","json_schema":{"name":"person","strict":true,"schema":)" + schema + "}}}",
   };
+  // (Written as text: the schema's property order reaches the server as kPersonSchema has it.)
   std::string first;
   for (const std::string& extra : bodies) {
-    Json::Value p = parse(extra);
-    p["max_tokens"] = 200;
-    p["temperature"] = 0;
-    std::string text = generated_text("stories", dump(p));
+    std::string text = generated_text("stories", R"({"max_tokens":200,"temperature":0,)" + extra.substr(1));
     expect_person(text);
+    EXPECT_LT(text.find("\"name\""), text.find("\"age\"")) << text;  // the schema's order, not the alphabet's
     if (first.empty()) first = text;
     EXPECT_EQ(text, first) << extra;
   }
@@ -341,6 +344,56 @@ TEST_F(StructuredOutput, TinyLlamaChatFollowsTheSchemaToo) {
   Json::Value j = parse(r.body);
   EXPECT_EQ(j["finish_reason"].asString(), "stop") << r.body;
   expect_person(j["text_output"].asString());
+}
+
+TEST_F(StructuredOutput, PropertiesComeInTheSchemasOrderOverEveryFrontend) {
+  NEED_STORIES();
+  // "zeta" before "alpha" as the request writes them (a parsed Json::Value would sort them).
+  const std::string schema =
+      R"({"type":"object","properties":{"zeta":{"type":"integer","minimum":0,"maximum":9},"alpha":{"enum":["x","y"]}},)"
+      R"("required":["zeta","alpha"],"additionalProperties":false})";
+  auto in_order = [](const std::string& text) {
+    const size_t z = text.find("\"zeta\""), a = text.find("\"alpha\"");
+    return z != std::string::npos && a != std::string::npos && z < a;
+  };
+  const std::string params = R"("max_tokens":60,"temperature":0,"guided_json":)" + schema;
+  auto gen = http_->post("/v2/models/stories/generate", R"({"text_input":"Once",)" + params + "}");
+  ASSERT_EQ(gen.status, 200) << gen.body;
+  EXPECT_TRUE(in_order(parse(gen.body)["text_output"].asString())) << gen.body;
+  auto gen_nested = http_->post("/v2/models/stories/generate",
+                                R"({"text_input":"Once","parameters":{"response_format":{"type":"json_schema",)"
+                                R"("json_schema":{"name":"o","schema":)" + schema + R"(}}},"max_tokens":60,"temperature":0})");
+  ASSERT_EQ(gen_nested.status, 200) << gen_nested.body;
+  EXPECT_TRUE(in_order(parse(gen_nested.body)["text_output"].asString())) << gen_nested.body;
+
+  auto infer = http_->post("/v2/models/stories/infer",
+                           R"({"inputs":[{"name":"text_input","datatype":"BYTES","shape":[1],"data":["Once"]}],)"
+                           R"("parameters":{)" + params + "}}");
+  ASSERT_EQ(infer.status, 200) << infer.body;
+  std::string infer_text;
+  const Json::Value infer_json = parse(infer.body);
+  for (const auto& o : infer_json["outputs"]) {
+    if (o["name"] == "text_output") infer_text = o["data"][0].asString();
+  }
+  EXPECT_TRUE(in_order(infer_text)) << infer.body;
+
+  // ZeroMQ, as raw text so that the message's own order is what the server reads.
+  client::ZmqClient zmq;
+  ASSERT_TRUE(zmq.connect(server_->zmq_endpoint()).ok());
+  ASSERT_TRUE(zmq.send_raw(R"({"type":"infer","id":"o1","model":"stories","inputs":[{"name":"text_input",)"
+                       R"("datatype":"BYTES","shape":[1],"data":["Once"]}],"parameters":{)" + params + "}}")
+                  .ok());
+  std::string zmq_text;
+  for (;;) {
+    auto m = zmq.receive(20000ms);
+    ASSERT_TRUE(m.has_value());
+    ASSERT_FALSE(m->isMember("error")) << dump(*m);
+    for (const auto& o : (*m)["outputs"]) {
+      if (o["name"] == "text_output") zmq_text += o["data"][0].asString();
+    }
+    if ((*m)["final"].asBool()) break;
+  }
+  EXPECT_TRUE(in_order(zmq_text)) << zmq_text;
 }
 
 TEST_F(StructuredOutput, BadFormatsAre400sThatNameTheProblem) {
