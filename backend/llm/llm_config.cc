@@ -76,6 +76,55 @@ Status parse_levels(const Json::Value& v, SchedulerConfig* s) {
   return Status::Ok();
 }
 
+Status parse_speculative(const Json::Value& v, SpeculativeConfig* c) {
+  if (!v.isObject()) return Status::InvalidArgument("key 'speculative' must be an object with a 'method'");
+  const Json::Value& method = v["method"];
+  const std::string m = method.isString() ? method.asString() : "";
+  if (m == "draft") {
+    return Status::Unimplemented(
+        "key 'speculative.method' \"draft\" (a draft model) is not implemented yet; use \"ngram\"");
+  }
+  if (m != "ngram") return Status::InvalidArgument("key 'speculative.method' must be \"ngram\" or \"draft\"");
+  c->method = SpeculativeMethod::kNgram;
+  bool has_k = false;
+  for (const auto& k : v.getMemberNames()) {
+    const Json::Value& x = v[k];
+    const std::string name = "speculative." + k;
+    int64_t n = 0;
+    if (k == "method") {
+      continue;
+    } else if (k == "num_speculative_tokens") {
+      FERRY_RETURN_IF_ERROR(int_in(x, name, 1, 16, &n));
+      c->num_speculative_tokens = static_cast<int32_t>(n);
+      has_k = true;
+    } else if (k == "prompt_lookup_min") {
+      FERRY_RETURN_IF_ERROR(int_in(x, name, 1, 64, &n));
+      c->prompt_lookup_min = static_cast<int32_t>(n);
+    } else if (k == "prompt_lookup_max") {
+      FERRY_RETURN_IF_ERROR(int_in(x, name, 1, 64, &n));
+      c->prompt_lookup_max = static_cast<int32_t>(n);
+    } else if (k == "disable_by_batch_size") {
+      FERRY_RETURN_IF_ERROR(int_in(x, name, 1, 4096, &n));
+      c->disable_by_batch_size = static_cast<int32_t>(n);
+    } else if (k == "min_acceptance_rate") {
+      if (!x.isNumeric() || x.isBool() || x.asDouble() < 0.0 || x.asDouble() > 1.0) {
+        return Status::InvalidArgument("key '" + name + "' must be a number in [0, 1]");
+      }
+      c->min_acceptance_rate = x.asDouble();
+    } else {
+      return Status::InvalidArgument("unknown key '" + name + "'");
+    }
+  }
+  if (!has_k) return Status::InvalidArgument("key 'speculative.num_speculative_tokens' is required");
+  if (!v.isMember("prompt_lookup_max") && c->prompt_lookup_max < c->prompt_lookup_min) {
+    c->prompt_lookup_max = c->prompt_lookup_min;
+  }
+  if (c->prompt_lookup_max < c->prompt_lookup_min) {
+    return Status::InvalidArgument("key 'speculative.prompt_lookup_max' must be >= prompt_lookup_min");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<LlmConfig> LlmConfig::parse(const std::string& json) {
@@ -167,6 +216,8 @@ Result<LlmConfig> LlmConfig::parse(const std::string& json) {
       FERRY_RETURN_IF_ERROR(parse_levels(v, &c.scheduler));
     } else if (key == "max_queue_delay_ms") {
       FERRY_RETURN_IF_ERROR(int_in(v, key, 0, 60000, &c.scheduler.max_queue_delay_ms));
+    } else if (key == "speculative") {
+      FERRY_RETURN_IF_ERROR(parse_speculative(v, &c.speculative));
     } else {
       return Status::InvalidArgument("unknown key '" + key + "' for the llm backend");
     }

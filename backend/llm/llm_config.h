@@ -31,6 +31,9 @@
 //   "priority_level_config" [{"queue_timeout_ms", "timeout_action": "reject"|"keep_waiting",
 //                             "max_queue_size"}], one per level, highest first    default: none
 //   "max_queue_delay_ms" batching window applied only when the instance is idle  default 0
+//   "speculative"       {"method": "ngram", "num_speculative_tokens": k, "prompt_lookup_min": a,
+//                       "prompt_lookup_max": b, "disable_by_batch_size": n, "min_acceptance_rate": r}
+//                       speculative decoding; "draft" is refused (not implemented)   default: off
 #pragma once
 
 #include <cstdint>
@@ -40,6 +43,7 @@
 #include "backend/llm/engine/gpu_engine.h"
 #include "backend/llm/model/weight_loader.h"
 #include "backend/llm/scheduler/scheduler_config.h"
+#include "backend/llm/speculative/speculative_config.h"
 #include "common/status.h"
 #include "kernels/kernels.h"
 
@@ -63,6 +67,7 @@ struct LlmConfig {
   bool enable_prefix_caching = true;
   std::vector<std::string> kv_warmup_prompts;
   SchedulerConfig scheduler;       // max_num_seqs lives here too (scheduler.max_num_seqs)
+  SpeculativeConfig speculative;
 
   static Result<LlmConfig> parse(const std::string& json);
 };

@@ -30,6 +30,11 @@ struct LlmMetrics {
   ferry_metric* preemptions = nullptr;        // counter
   ferry_metric* evictions = nullptr;          // counter
   ferry_metric* cold_starts = nullptr;        // counter
+  // Speculative decoding, labelled with the method (see docs/metrics.md).
+  ferry_metric* spec_proposed_tokens = nullptr;  // counter
+  ferry_metric* spec_accepted_tokens = nullptr;  // counter
+  ferry_metric* spec_emitted_tokens = nullptr;   // counter
+  ferry_metric* spec_acceptance_length = nullptr;  // histogram: tokens emitted per verified step
 };
 
 struct LlmModelContext {

@@ -4,6 +4,7 @@
 
 #include "backend/llm/engine/cpu_engine.h"
 #include "backend/llm/engine/gpu_engine.h"
+#include "backend/llm/speculative/ngram_proposer.h"
 
 namespace ferry::llm {
 namespace {
@@ -104,6 +105,10 @@ Status LlmInstance::submit(const SubmitInfo& info, LlmRequest&& request) {
   const auto num_prompt = static_cast<int64_t>(request.prompt_ids.size());
   auto seq = std::make_unique<Sequence>(request.sampling, ctx_.eos_ids);
   seq->runner.matcher = std::move(request.matcher);
+  // Constrained requests do not speculate: their drafts would need the grammar's mask at every
+  // drafted position (not implemented).
+  seq->runner.speculate = request.speculative && ctx_.config.speculative.enabled() && seq->runner.matcher == nullptr;
+  seq->runner.spec_gate = SpeculationGate(ctx_.config.speculative.min_acceptance_rate);
   seq->output = std::make_unique<OutputRequest>(
       info.id, info.responder, info.stream, *ctx_.tokenizer, request.skip_special_tokens, request.sampling,
       ctx_.eos_ids, num_prompt, request.echo ? request.prompt_ids : std::vector<int32_t>{});
@@ -159,12 +164,14 @@ void LlmInstance::run_step(const SchedulerOutput& out, std::unique_lock<std::mut
   // Build the batch under the lock: the scheduler's spans are stable until update_from_output.
   step_requests_.clear();
   step_seqs_.clear();
+  step_ids_.clear();
   const Clock::time_point step_start = Clock::now();
   for (const ScheduledSequence& s : out.scheduled) {
     // Requests end only on this thread, so these pointers stay valid until end_locked below.
     Sequence* seq = seqs_.at(s.request_id).get();
     if (seq->started == Clock::time_point{}) seq->started = step_start;
     step_seqs_.push_back(seq);
+    step_ids_.push_back(s.request_id);
     step_requests_.push_back(&seq->runner);
   }
   runner_.prepare(out, step_requests_);
@@ -181,15 +188,18 @@ void LlmInstance::run_step(const SchedulerOutput& out, std::unique_lock<std::mut
   const Clock::time_point sampled_at = Clock::now();
   std::span<const SequenceResult> results = runner_.results();
   for (size_t i = 0; i < num_seqs; ++i) {
-    if (results[i].token == SequenceResult::kNoToken) continue;
     Sequence* seq = step_seqs_[i];
-    batch_.add_token(out.scheduled[i].request_id, runner_.sample(i), seq->runner.params.num_logprobs >= 0,
-                     sampled_at, &seq->output);
+    for (int32_t j = 0; j < runner_.num_emitted(i); ++j) {
+      batch_.add_token(out.scheduled[i].request_id, runner_.sample(i, static_cast<size_t>(j)),
+                       seq->runner.params.num_logprobs >= 0, sampled_at, &seq->output);
+    }
   }
+  record_speculation();
 
   lock.lock();
   // (out belongs to the scheduler and is not read after update_from_output.)
   const std::vector<FinishedRequest>& done = scheduler_->update_from_output(results);
+  propose_drafts_locked();
   // Their blocks are free already, so a client that sees its FINAL never sees its blocks in use.
   for (const FinishedRequest& f : done) {
     Status s = f.status;
@@ -199,6 +209,36 @@ void LlmInstance::run_step(const SchedulerOutput& out, std::unique_lock<std::mut
   lock.unlock();
   flush_outputs();
   lock.lock();
+}
+
+void LlmInstance::record_speculation() {
+  for (size_t i = 0; i < step_seqs_.size(); ++i) {
+    const int32_t proposed = runner_.num_drafts(i);
+    if (proposed == 0) continue;
+    const int32_t accepted = runner_.num_accepted(i);
+    step_seqs_[i]->runner.spec_gate.record(proposed, accepted);
+    ctx_.add(ctx_.metrics.spec_proposed_tokens, proposed);
+    ctx_.add(ctx_.metrics.spec_accepted_tokens, accepted);
+    ctx_.add(ctx_.metrics.spec_emitted_tokens, runner_.num_emitted(i));
+    ctx_.observe(ctx_.metrics.spec_acceptance_length, runner_.num_emitted(i));
+  }
+}
+
+// The adaptive rule's batch half: with more running sequences than disable_by_batch_size, the
+// step is compute-bound already and verifying drafts costs more than it saves (perf/RESULTS.md).
+void LlmInstance::propose_drafts_locked() {
+  const SpeculativeConfig& sc = ctx_.config.speculative;
+  if (!sc.enabled() || static_cast<int64_t>(scheduler_->num_running()) > sc.disable_by_batch_size) return;
+  for (size_t i = 0; i < step_seqs_.size(); ++i) {
+    const SchedulerRequest* r = scheduler_->find(step_ids_[i]);
+    if (r == nullptr || r->finished() || r->num_tokens() - r->num_computed_tokens != 1) continue;
+    RunnerRequest& runner = step_seqs_[i]->runner;  // not ended yet: end_locked runs after this
+    if (!runner.speculate || !runner.spec_gate.should_propose()) continue;
+    const int32_t k = std::min(sc.num_speculative_tokens, r->max_tokens - r->num_output_tokens() - 1);
+    if (k < 1) continue;
+    ngram_propose(r->tokens, sc.prompt_lookup_min, sc.prompt_lookup_max, k, &drafts_);
+    scheduler_->set_draft_tokens(r->id, drafts_);
+  }
 }
 
 void LlmInstance::update_gauges() {

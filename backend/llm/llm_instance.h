@@ -101,6 +101,11 @@ class LlmInstance {
   // Runs one planned step. REQUIRES: mu_ held on entry and on return (released around the
   // engine step).
   void run_step(const SchedulerOutput& out, std::unique_lock<std::mutex>& lock);
+  // Speculative decoding, after the step's results went back to the scheduler: records each
+  // verified run in the metrics and the sequences' gates, and proposes drafts for the next step.
+  // REQUIRES: mu_ held; before the step's finished requests are ended.
+  void record_speculation();
+  void propose_drafts_locked();
   // Queues the request's final event and forgets it. REQUIRES: mu_ held; loop thread.
   void end_locked(uint64_t id, RequestFinishReason reason, Status status);
   // Hands batch_ to the output processor. Loop thread; mu_ NOT held.
@@ -120,7 +125,9 @@ class LlmInstance {
   ModelRunner runner_;
   std::vector<RunnerRequest*> step_requests_;  // parallel to the step's scheduled sequences
   std::vector<Sequence*> step_seqs_;           // parallel to the step's scheduled sequences
+  std::vector<uint64_t> step_ids_;             // parallel to the step's scheduled sequences
   OutputBatch batch_;                          // this step's events for the output processor
+  std::vector<int32_t> drafts_;                // scratch of propose_drafts_locked
   int64_t reported_preemptions_ = 0, reported_evictions_ = 0;    // REQUIRES: mu_ held
   int64_t reported_query_tokens_ = 0, reported_hit_tokens_ = 0;  // REQUIRES: mu_ held
   bool checked_since_busy_ = false;  // the idle consistency check ran since the last step

@@ -185,12 +185,19 @@ Status LlmModel::warm_up() {
 
 void LlmModel::create_metrics() {
   std::string version = std::to_string(ctx_.version);
-  ferry_label labels[] = {{"model", ctx_.name.c_str()}, {"version", version.c_str()}};
+  // Speculative decoding's series add the method: one series per method; a model that does not
+  // speculate shows the implemented method (ngram) at 0, so dashboards find the names everywhere.
+  const SpeculativeMethod method =
+      ctx_.config.speculative.enabled() ? ctx_.config.speculative.method : SpeculativeMethod::kNgram;
+  ferry_label labels[] = {
+      {"model", ctx_.name.c_str()}, {"version", version.c_str()}, {"method", speculative_method_name(method)}};
+  uint32_t num_labels = 2;  // 3 for the speculative decoding series
   auto make = [&](ferry_metric_kind kind, const char* name, const char* help, const double* buckets = nullptr,
                   uint32_t num_buckets = 0) {
     ferry_error err{};
     err.struct_size = sizeof(err);
-    ferry_metric* m = ctx_.host->metric_create(ctx_.host->host, kind, name, help, labels, 2, buckets, num_buckets, &err);
+    ferry_metric* m =
+        ctx_.host->metric_create(ctx_.host->host, kind, name, help, labels, num_labels, buckets, num_buckets, &err);
     if (m == nullptr) ctx_.log(FERRY_LOG_LEVEL_WARNING, err.message);
     return m;
   };
@@ -213,12 +220,25 @@ void LlmModel::create_metrics() {
   m.preemptions = make(FERRY_METRIC_KIND_COUNTER, "ferry_llm_preemptions_total", "Sequences preempted (recomputed later)");
   m.evictions = make(FERRY_METRIC_KIND_COUNTER, "ferry_llm_kv_evictions_total", "Cached KV blocks evicted for reuse");
   m.cold_starts = make(FERRY_METRIC_KIND_COUNTER, "ferry_llm_cold_starts_total", "Instance reloads after an idle unload");
+
+  num_labels = 3;
+  m.spec_proposed_tokens = make(FERRY_METRIC_KIND_COUNTER, "ferry_llm_spec_proposed_tokens_total",
+                                "Speculative tokens proposed and verified");
+  m.spec_accepted_tokens = make(FERRY_METRIC_KIND_COUNTER, "ferry_llm_spec_accepted_tokens_total",
+                                "Speculative tokens accepted by verification");
+  m.spec_emitted_tokens = make(FERRY_METRIC_KIND_COUNTER, "ferry_llm_spec_emitted_tokens_total",
+                               "Tokens emitted by speculative verification steps");
+  static const double kLengthBuckets[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17};
+  m.spec_acceptance_length = make(FERRY_METRIC_KIND_HISTOGRAM, "ferry_llm_spec_acceptance_length",
+                                  "Tokens emitted per speculative verification step", kLengthBuckets,
+                                  sizeof(kLengthBuckets) / sizeof(kLengthBuckets[0]));
 }
 
 void LlmModel::destroy_metrics() {
   LlmMetrics& m = ctx_.metrics;
   for (ferry_metric* x : {m.prompt_tokens, m.generated_tokens, m.ttft, m.itl, m.e2e, m.batch_size, m.prefix_query_tokens,
-                          m.prefix_hit_tokens, m.preemptions, m.evictions, m.cold_starts}) {
+                          m.prefix_hit_tokens, m.preemptions, m.evictions, m.cold_starts, m.spec_proposed_tokens,
+                          m.spec_accepted_tokens, m.spec_emitted_tokens, m.spec_acceptance_length}) {
     if (x != nullptr) ctx_.host->metric_destroy(ctx_.host->host, x);
   }
   m = LlmMetrics{};

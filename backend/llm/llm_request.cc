@@ -144,6 +144,7 @@ Result<LlmRequest> parse_llm_request(const ferry_request& request, const Tokeniz
     else return bad("task", "must be \"generate\", \"tokenize\" or \"detokenize\"");
   }
   FERRY_RETURN_IF_ERROR(read_bool(p, "echo", &out.echo));
+  FERRY_RETURN_IF_ERROR(read_bool(p, "speculative", &out.speculative));
   FERRY_RETURN_IF_ERROR(parse_sampling(p, &out.sampling));
   FERRY_RETURN_IF_ERROR(read_bool(p, "skip_special_tokens", &out.skip_special_tokens));
   bool add_special_tokens = true;

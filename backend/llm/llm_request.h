@@ -12,7 +12,9 @@
 // the default; "tokenize": answer at once with the prompt's ids, no generation; "detokenize":
 // answer at once with the text of input_ids); an output format (response_format, guided_json,
 // guided_regex, guided_choice, guided_grammar, structured_outputs, grammar, json_schema: see
-// guided_decoding.h) becomes guided_gbnf, which the model compiles. Unknown keys are ignored (the host adds its own,
+// guided_decoding.h) becomes guided_gbnf, which the model compiles; speculative (false: no speculative
+// decoding for this request even if the model is configured for it; true, the default, changes
+// nothing). Unknown keys are ignored (the host adds its own,
 // e.g. priority); a known key with a bad value is an error naming it.
 #pragma once
 
@@ -41,6 +43,7 @@ struct LlmRequest {
   std::string guided_gbnf;  // the output format asked for, as GBNF; empty: unconstrained
   // Its matcher, set by the model once guided_gbnf is compiled (LlmModel::submit); null without.
   std::unique_ptr<grammar::Matcher> matcher;
+  bool speculative = true;  // false: the request opted out of speculative decoding
 };
 
 // A prompt's text may hold at most this many bytes per token of the context window. Real text

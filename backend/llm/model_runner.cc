@@ -30,12 +30,16 @@ void ModelRunner::prepare(const SchedulerOutput& out, std::span<RunnerRequest* c
     in.query_len = s.num_new_tokens;
     in.context_len = s.num_computed_tokens + s.num_new_tokens;
     in.block_table = s.block_table;
+    in.num_draft_tokens = s.num_draft_tokens;
     auto tokens = s.new_tokens();
     token_ids_.insert(token_ids_.end(), tokens.begin(), tokens.end());
+    auto drafts = s.draft_tokens();
+    token_ids_.insert(token_ids_.end(), drafts.begin(), drafts.end());
     for (int32_t j = 0; j < s.num_new_tokens; ++j) positions_.push_back(s.num_computed_tokens + j);
     inputs_.push_back(in);
     SamplingSequence ss;
     if (s.samples) ss = {&r->params, s.request->prompt(), s.request->output(), &r->rng, {}};
+    FERRY_CHECK(s.num_draft_tokens == 0 || r->matcher == nullptr);  // constrained requests get no drafts
     sampling_.push_back(ss);
     int64_t offset = -1;
     if (s.samples && r->matcher != nullptr) {
@@ -63,10 +67,11 @@ void ModelRunner::fill_masks() {
 
 // The stops the scheduler must act on in this very step (StopChecker's order: a stop token first,
 // then the length; stop strings are the output processor's).
-RequestFinishReason ModelRunner::check_stop(size_t i, int32_t token) const {
+// num_before: tokens the sequence emitted earlier in this step.
+RequestFinishReason ModelRunner::check_stop(size_t i, int32_t num_before, int32_t token) const {
   const auto& stops = requests_[i]->stop_token_ids;
   if (std::find(stops.begin(), stops.end(), token) != stops.end()) return RequestFinishReason::kStop;
-  if (num_outputs_[i] + 1 >= requests_[i]->params.max_tokens) return RequestFinishReason::kLength;
+  if (num_outputs_[i] + num_before + 1 >= requests_[i]->params.max_tokens) return RequestFinishReason::kLength;
   return RequestFinishReason::kNone;
 }
 
@@ -83,13 +88,18 @@ Status ModelRunner::execute(Engine& engine) {
   fill_masks();
   Status status = engine.step(batch(), sampling_, false, &step_out_);
   results_.assign(n, SequenceResult{});
+  accepted_.assign(n, 0);
+  emitted_.clear();
   num_sampled_ = 0;
   if (!status.ok()) {
     for (SequenceResult& r : results_) r.finish = RequestFinishReason::kError;
     return status;
   }
   FERRY_CHECK(step_out_.samples.size() >= n);
+  // Extra tokens go to emitted_ first; the spans into it are taken once it stops growing.
+  emitted_begin_.assign(n, 0);
   for (size_t i = 0; i < n; ++i) {
+    emitted_begin_[i] = static_cast<int32_t>(emitted_.size());
     if (sampling_[i].params == nullptr) continue;
     if (dead_end_[i]) {  // the grammar allows no token of this vocabulary: the output ends here
       results_[i].finish = RequestFinishReason::kStop;
@@ -97,9 +107,25 @@ Status ModelRunner::execute(Engine& engine) {
     }
     const int32_t token = step_out_.samples[i].token;
     results_[i].token = token;
-    results_[i].finish = check_stop(i, token);
+    results_[i].finish = check_stop(i, 0, token);
     if (results_[i].finish == RequestFinishReason::kNone) results_[i].finish = advance_grammar(i, token);
     ++num_sampled_;
+    if (inputs_[i].num_draft_tokens == 0) continue;
+    const int32_t num_extra = step_out_.num_extra[i];
+    accepted_[i] = num_extra;
+    const size_t first = static_cast<size_t>(step_out_.extra_begin[i]);
+    for (int32_t j = 0; j < num_extra && results_[i].finish == RequestFinishReason::kNone; ++j) {
+      const int32_t t = step_out_.extra[first + static_cast<size_t>(j)].token;
+      emitted_.push_back(t);
+      results_[i].finish = check_stop(i, j + 1, t);
+      ++num_sampled_;
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (results_[i].token == SequenceResult::kNoToken) continue;
+    const size_t end = i + 1 < n ? static_cast<size_t>(emitted_begin_[i + 1]) : emitted_.size();
+    const size_t begin = static_cast<size_t>(emitted_begin_[i]);
+    results_[i].extra_tokens = std::span<const int32_t>(emitted_).subspan(begin, end - begin);
   }
   return status;
 }

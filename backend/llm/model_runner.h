@@ -10,6 +10,11 @@
 //                           what the scheduler must know at once to free the blocks: the
 //                           request's stop token ids (EOS included unless ignore_eos), max_tokens,
 //                           and a grammar that is complete (finish "stop").
+// Speculative decoding: a decode the scheduler gave proposed tokens (ScheduledSequence::
+// num_draft_tokens) is one query of 1 + k tokens; the engine verifies the drafts and the sequence
+// emits 1 to k + 1 tokens. The stop checks run over them in order: the run is cut after a stop
+// token or at max_tokens, so nothing past either is ever emitted. Constrained sequences never get
+// drafts (the instance proposes none for them).
 // Stop STRINGS are not checked here: they need the detokenized text, which the OutputProcessor
 // builds off this thread; it asks the instance to end a request when it finds one.
 //
@@ -36,6 +41,7 @@
 #include "backend/llm/sampling/sampling_params.h"
 #include "backend/llm/sampling/sampling_rng.h"
 #include "backend/llm/scheduler/scheduler.h"
+#include "backend/llm/speculative/speculation_gate.h"
 #include "common/status.h"
 
 namespace ferry::llm {
@@ -50,6 +56,8 @@ struct RunnerRequest {
   // Constrained decoding: the sequence's place in its grammar (null: unconstrained). Advanced by
   // every sampled token; a preempted request keeps its output tokens and so its matcher state.
   std::unique_ptr<grammar::Matcher> matcher;
+  bool speculate = true;                // false: the request opted out ("speculative": false)
+  SpeculationGate spec_gate;            // backs off while its drafts are mostly rejected
 };
 
 class ModelRunner {
@@ -70,13 +78,24 @@ class ModelRunner {
 
   // One per scheduled sequence of the last prepare(), in order; valid until the next prepare().
   std::span<const SequenceResult> results() const { return results_; }
-  // The sample (token, logprobs) of sequence i; meaningful when results()[i].token != kNoToken.
-  const SampleResult& sample(size_t i) const { return step_out_.samples[i]; }
-  // Sequences that sampled a token in the last execute().
+  // Tokens sequence i emitted in the last execute(): 1 + results()[i].extra_tokens.size() when it
+  // sampled, else 0.
+  int32_t num_emitted(size_t i) const {
+    return results_[i].token == SequenceResult::kNoToken ? 0 : 1 + static_cast<int32_t>(results_[i].extra_tokens.size());
+  }
+  // The sample (token, logprobs) of the j-th token sequence i emitted (j < num_emitted(i)).
+  const SampleResult& sample(size_t i, size_t j = 0) const {
+    return j == 0 ? step_out_.samples[i] : step_out_.extra[static_cast<size_t>(step_out_.extra_begin[i]) + j - 1];
+  }
+  // Speculative decoding, sequence i of the last execute(): drafts verified, and accepted (before
+  // the stop checks cut the run).
+  int32_t num_drafts(size_t i) const { return inputs_[i].num_draft_tokens; }
+  int32_t num_accepted(size_t i) const { return accepted_[i]; }
+  // Tokens emitted by all sequences in the last execute().
   int64_t num_sampled() const { return num_sampled_; }
 
  private:
-  RequestFinishReason check_stop(size_t i, int32_t token) const;
+  RequestFinishReason check_stop(size_t i, int32_t num_before, int32_t token) const;
   // Advances sequence i's matcher (if any) by its sampled token: kStop once the value is complete.
   RequestFinishReason advance_grammar(size_t i, int32_t token);
   void fill_masks();  // the constrained sequences' masks, into sampling_
@@ -94,6 +113,9 @@ class ModelRunner {
   std::vector<int64_t> mask_offset_;            // [num_seqs]
   std::vector<uint32_t> masks_;                 // [sum of constrained sequences' mask words]
   std::vector<bool> dead_end_;                  // [num_seqs] its mask allowed no token
+  std::vector<int32_t> emitted_;                // extra tokens of all sequences (results_ view them)
+  std::vector<int32_t> emitted_begin_;          // [num_seqs] sequence i's first extra token in emitted_
+  std::vector<int32_t> accepted_;               // [num_seqs] drafts accepted
   StepOutput step_out_;
   int64_t num_sampled_ = 0;
 };

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <new>
 
+#include "backend/llm/engine/host_sampling.h"
+
 namespace ferry::llm {
 
 namespace k = ferry::kernels;
@@ -89,9 +91,7 @@ Status CpuEngine::step(const ForwardBatch& batch, std::span<const SamplingSequen
                        StepOutput* out) {
   if (cache_ == nullptr) return Status::InvalidArgument("no KV cache allocated");
   FERRY_RETURN_IF_ERROR(validate_batch(batch, config(), cache_->shape().block_size, cache_->shape().num_blocks));
-  if (!sampling.empty() && (sampling.size() != batch.sequences.size() || batch.all_logits)) {
-    return Status::InvalidArgument("sampling: one entry per sequence, and only with last-token logits");
-  }
+  FERRY_RETURN_IF_ERROR(validate_sampling(batch, sampling));
   const ModelConfig& c = config();
   layout_.build(batch, cache_->shape().block_size);
   StepMetadata m;
@@ -118,15 +118,7 @@ Status CpuEngine::step(const ForwardBatch& batch, std::span<const SamplingSequen
     out->logits.vocab = c.vocab_size;
   }
 
-  out->samples.resize(sampling.size());
-  for (size_t s = 0; s < sampling.size(); ++s) {
-    if (sampling[s].params == nullptr) {
-      out->samples[s].token = -1;
-      continue;
-    }
-    sampler_->sample(std::span<const float>(logits.data() + s * c.vocab_size, static_cast<size_t>(c.vocab_size)),
-                     sampling[s], out->samples[s]);
-  }
+  sample_on_host(*sampler_, batch, sampling, logits.data(), &run_, out);
   return Status::Ok();
 }
 

@@ -5,8 +5,9 @@
 // sampler.
 //
 // One step computes, for every sequence of the batch, its query tokens against the paged KV cache
-// (writing their K/V into it first), then the logits of each sequence's last token (or of every
-// token with all_logits), then samples. Prefill, chunked prefill and decode are the same call with
+// (writing their K/V into it first), then the logits of each sequence's last token (its last
+// 1 + num_draft_tokens with speculative drafts; every token with all_logits), then samples (or
+// verifies the drafts). Prefill, chunked prefill and decode are the same call with
 // different query lengths; sequences of a batch are independent.
 //
 // Thread-safety: one step at a time (scratch buffers are members).
@@ -65,6 +66,7 @@ class CpuEngine final : public Engine {
   StepLayout layout_;                  // per-step metadata (rebuilt each step; capacity kept)
   std::vector<float> last_;            // [num_rows, hidden]
   std::vector<float> logits_;          // [num_rows, vocab] when the caller does not want them
+  std::vector<SampleResult> run_;      // sample_on_host's scratch
 };
 
 }  // namespace ferry::llm

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "backend/llm/engine/host_sampling.h"
 #include "backend/llm/engine/step_layout.h"
 #include "kernels/cuda/add_rms_norm.cuh"
 #include "kernels/cuda/argmax.cuh"
@@ -174,6 +175,7 @@ struct CudaEngine::State {
   std::vector<float> host_logits;  // [rows, vocab] when sampling on the host without return_logits
   std::vector<int32_t> host_tokens;
   std::unique_ptr<Sampler> sampler;
+  std::vector<SampleResult> run;  // sample_on_host's scratch
   int64_t device_sampled = 0, host_sampled = 0;
 
   ~State() {
@@ -574,9 +576,7 @@ Status CudaEngine::step(const ForwardBatch& batch, std::span<const SamplingSeque
   // The current device is per host thread, and the instance's loop thread is not the one that
   // created the engine.
   FERRY_CUDA_RETURN_IF_ERROR(cudaSetDevice(s.device));
-  if (!sampling.empty() && (sampling.size() != batch.sequences.size() || batch.all_logits)) {
-    return Status::InvalidArgument("sampling: one entry per sequence, and only with last-token logits");
-  }
+  FERRY_RETURN_IF_ERROR(validate_sampling(batch, sampling));
   const int64_t num_tokens = static_cast<int64_t>(batch.token_ids.size());
   const int64_t num_seqs = static_cast<int64_t>(batch.sequences.size());
   if (num_tokens > s.options.max_num_tokens || num_seqs > s.options.max_num_seqs) {
@@ -597,11 +597,12 @@ Status CudaEngine::step(const ForwardBatch& batch, std::span<const SamplingSeque
     out->logits.num_rows = rows;
     out->logits.vocab = vocab;
   }
+  // Speculative drafts are verified on the host (Sampler::verify), like non-greedy rows.
   bool any_sample = false, all_greedy = true;
-  for (const SamplingSequence& q : sampling) {
-    if (q.params == nullptr) continue;
+  for (size_t q = 0; q < sampling.size(); ++q) {
+    if (sampling[q].params == nullptr) continue;
     any_sample = true;
-    all_greedy = all_greedy && device_greedy(q);
+    all_greedy = all_greedy && device_greedy(sampling[q]) && batch.sequences[q].num_draft_tokens == 0;
   }
   const bool host_sampling = any_sample && !all_greedy;
   std::vector<float>& host = return_logits ? out->logits.logits : s.host_logits;
@@ -615,8 +616,8 @@ Status CudaEngine::step(const ForwardBatch& batch, std::span<const SamplingSeque
                                                  cudaMemcpyDeviceToHost, s.stream));
     }
   }
-  // Sampling rows are the sequences' last tokens (not all_logits), so rows <= max_num_seqs: the
-  // last lm_head chunk above holds them all.
+  // Device-greedy rows are the sequences' last tokens (not all_logits, no drafts), so rows <=
+  // max_num_seqs: the last lm_head chunk above holds them all.
   if (any_sample && all_greedy) {
     FERRY_RETURN_IF_ERROR(kc::argmax(s.tokens, s.logits, rows, vocab, s.stream));
     s.host_tokens.resize(static_cast<size_t>(rows));
@@ -625,20 +626,18 @@ Status CudaEngine::step(const ForwardBatch& batch, std::span<const SamplingSeque
   }
   FERRY_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s.stream));
 
-  out->samples.resize(sampling.size());
-  for (size_t q = 0; q < sampling.size(); ++q) {
-    SampleResult& r = out->samples[q];
-    if (sampling[q].params == nullptr) {
-      r.token = -1;
-      continue;
-    }
-    if (all_greedy) {
-      r.token = s.host_tokens[q];
+  if (host_sampling) {
+    sample_on_host(*s.sampler, batch, sampling, host.data(), &s.run, out);
+  } else {
+    out->samples.resize(sampling.size());
+    out->extra_begin.assign(sampling.size(), 0);
+    out->num_extra.assign(sampling.size(), 0);
+    for (size_t q = 0; q < sampling.size(); ++q) {
+      SampleResult& r = out->samples[q];
+      r.token = sampling[q].params == nullptr ? -1 : s.host_tokens[q];
       r.logprob = 0.0f;
       r.rank = 0;
       r.top_logprobs.clear();
-    } else {
-      s.sampler->sample(std::span<const float>(host.data() + q * vocab, static_cast<size_t>(vocab)), sampling[q], r);
     }
   }
   if (any_sample) ++(all_greedy ? s.device_sampled : s.host_sampled);

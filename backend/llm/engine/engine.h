@@ -33,8 +33,16 @@ struct KvCacheOptions {
 };
 
 struct StepOutput {
-  // One per sequence of the batch; token -1 for sequences that did not sample this step.
+  // One per sequence of the batch; token -1 for sequences that did not sample this step. For a
+  // sequence with drafts: the first token it emits.
   std::vector<SampleResult> samples;
+  // Speculative decoding: sequence s emits samples[s], then extra[extra_begin[s] + j] for
+  // j < num_extra[s] (accepted drafts and the token after the last of them, in order).
+  // extra_begin[s] is the number of draft tokens of the sequences before s; both vectors have one
+  // entry per sequence (num_extra 0 for sequences without drafts).
+  std::vector<SampleResult> extra;
+  std::vector<int32_t> extra_begin;
+  std::vector<int32_t> num_extra;
   // Filled only when the step asked for logits.
   ForwardOutput logits;
 };
@@ -54,11 +62,14 @@ class Engine {
   virtual int64_t num_kv_blocks() const = 0;
 
   // One step. `sampling` has one entry per sequence of the batch; an entry whose params is null
-  // does not sample (a prefill chunk that has not reached the prompt's end). With return_logits,
+  // does not sample (a prefill chunk that has not reached the prompt's end). A sequence with
+  // num_draft_tokens > 0 (speculative decoding) must sample: its k + 1 logits rows are verified
+  // (Sampler::verify) and it emits 1 to k + 1 tokens (samples, then extra). With return_logits,
   // out->logits holds the rows the batch asked for (ForwardBatch::all_logits).
   // InvalidArgument (nothing computed, cache untouched) for an inconsistent batch: token id out of
   // range, position beyond the model's context or not matching context_len, block table too short
-  // or naming a block outside the cache, no KV cache allocated.
+  // or naming a block outside the cache, num_draft_tokens outside [0, query_len) or with
+  // all_logits, drafts on a sequence that does not sample, no KV cache allocated.
   virtual Status step(const ForwardBatch& batch, std::span<const SamplingSequence> sampling, bool return_logits,
                       StepOutput* out) = 0;
 

@@ -14,17 +14,23 @@ struct SequenceInput {
   int32_t query_len = 0;    // tokens computed this step (>= 1)
   int32_t context_len = 0;  // tokens in the cache once this step has run (earlier ones + query_len)
   std::span<const int32_t> block_table;  // physical block of logical block b; must cover context_len
+  // Speculative decoding: the last num_draft_tokens query tokens are proposed tokens to verify
+  // (0 <= num_draft_tokens < query_len). The sequence then has num_draft_tokens + 1 logits rows (its
+  // last query tokens'), and a sampling step verifies the drafts (Sampler::verify) instead of
+  // sampling one token. Their K/V are written like any query token's; the caller keeps the accepted
+  // positions and overwrites or frees the rest.
+  int32_t num_draft_tokens = 0;
 };
 
 struct ForwardBatch {
   std::span<const int32_t> token_ids;  // [num_tokens]; sequences' runs are contiguous, in order
   std::span<const int32_t> positions;  // [num_tokens]; token i of a sequence is at context_len - query_len + i
   std::span<const SequenceInput> sequences;  // [num_seqs]
-  bool all_logits = false;  // false: logits of each sequence's last token; true: of every token
+  bool all_logits = false;  // false: logits of each sequence's last 1 + num_draft_tokens tokens; true: of every token
 };
 
 struct ForwardOutput {
-  std::vector<float> logits;  // [num_rows, vocab]: num_rows = num_seqs, or num_tokens with all_logits
+  std::vector<float> logits;  // [num_rows, vocab]: num_rows = sum of (1 + num_draft_tokens), or num_tokens with all_logits
   int64_t num_rows = 0;
   int64_t vocab = 0;
   const float* row(int64_t r) const { return logits.data() + r * vocab; }

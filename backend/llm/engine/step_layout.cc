@@ -23,6 +23,9 @@ Status validate_batch(const ForwardBatch& b, const ModelConfig& c, int64_t block
       return Status::InvalidArgument(where() + "context_len " + std::to_string(q.context_len) +
                                      " must be in [query_len, max_position_embeddings]");
     }
+    if (q.num_draft_tokens < 0 || q.num_draft_tokens >= q.query_len || (q.num_draft_tokens > 0 && b.all_logits)) {
+      return Status::InvalidArgument(where() + "num_draft_tokens must be in [0, query_len) and without all_logits");
+    }
     if (static_cast<int64_t>(q.block_table.size()) * block_size < q.context_len) {
       return Status::InvalidArgument(where() + "block table too short for context_len " + std::to_string(q.context_len));
     }
@@ -74,7 +77,9 @@ void StepLayout::build(const ForwardBatch& b, int64_t block_size) {
       slots.push_back(static_cast<int64_t>(q.block_table[pos / block_size]) * block_size + pos % block_size);
       if (b.all_logits) logit_rows.push_back(q.query_start + i);
     }
-    if (!b.all_logits) logit_rows.push_back(q.query_start + q.query_len - 1);
+    if (!b.all_logits) {  // the last token's row, and the rows of the drafts' predecessors
+      for (int32_t i = q.query_len - 1 - q.num_draft_tokens; i < q.query_len; ++i) logit_rows.push_back(q.query_start + i);
+    }
   }
 }
 

@@ -19,7 +19,8 @@ namespace ferry::llm {
 
 // InvalidArgument (naming the sequence and the field) for a batch the engines must not run: token
 // ids outside the vocabulary, positions that are not context_len - query_len + i, a context beyond
-// max_position_embeddings, a block table too short or naming a block outside [0, num_blocks).
+// max_position_embeddings, a block table too short or naming a block outside [0, num_blocks),
+// num_draft_tokens outside [0, query_len) or together with all_logits.
 Status validate_batch(const ForwardBatch& batch, const ModelConfig& config, int64_t block_size, int64_t num_blocks);
 
 struct StepLayout {
@@ -28,7 +29,7 @@ struct StepLayout {
   std::vector<int32_t> block_tables;  // [num_seqs, max_blocks]; rows padded with block 0
   int64_t max_blocks = 0;             // blocks of the longest context
   std::vector<int64_t> slots;         // [num_tokens]: block_table[pos / block_size] * block_size + pos % block_size
-  std::vector<int32_t> logit_rows;    // [num_rows]: each sequence's last token, or every token (all_logits)
+  std::vector<int32_t> logit_rows;    // [num_rows]: each sequence's last 1 + num_draft_tokens tokens, or every token (all_logits)
   int32_t max_query_len = 0;
   int32_t max_context_len = 0;
 

@@ -87,6 +87,18 @@ void KvCacheManager::cache_full_blocks(uint64_t request_id, std::span<const int3
   }
 }
 
+void KvCacheManager::free_tail(uint64_t request_id, int32_t num_tokens) {
+  auto it = requests_.find(request_id);
+  if (it == requests_.end()) return;
+  RequestBlocks& r = it->second;
+  const size_t keep = static_cast<size_t>(blocks_for(num_tokens));
+  if (r.blocks.size() <= keep) return;
+  FERRY_CHECK(r.hashes.size() <= keep);
+  std::vector<int32_t> tail(r.blocks.rbegin(), r.blocks.rend() - static_cast<std::ptrdiff_t>(keep));
+  pool_.free_blocks(tail);
+  r.blocks.resize(keep);
+}
+
 void KvCacheManager::free(uint64_t request_id) {
   auto it = requests_.find(request_id);
   if (it == requests_.end()) return;

@@ -96,6 +96,12 @@ class KvCacheManager {
   // num_computed_tokens have K/V written. Idempotent; no-op when prefix caching is off.
   void cache_full_blocks(uint64_t request_id, std::span<const int32_t> tokens, int32_t num_computed_tokens);
 
+  // Frees the blocks of the request's table beyond the first blocks_for(num_tokens) (tail first):
+  // the slots of rejected speculative tokens. Those blocks were never cached (cache_full_blocks
+  // covers computed tokens only, and num_tokens must be >= the computed count). No-op when the
+  // table is not longer, or for an unknown id.
+  void free_tail(uint64_t request_id, int32_t num_tokens);
+
   // Releases the request's blocks (tail first into the LRU queue) and forgets it. Unknown ids are a
   // no-op.
   void free(uint64_t request_id);

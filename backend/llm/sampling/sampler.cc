@@ -288,4 +288,25 @@ void Sampler::sample_batch(std::span<const float> logits, std::span<const Sampli
   }
 }
 
+int32_t Sampler::verify(std::span<const float> logits, std::span<const int32_t> drafts, const SamplingSequence& seq,
+                        std::span<SampleResult> out) {
+  const size_t vocab = work_.size();
+  const size_t k = drafts.size();
+  FERRY_CHECK(logits.size() == (k + 1) * vocab);
+  FERRY_CHECK(out.size() >= k + 1);
+  FERRY_CHECK(seq.params != nullptr);
+  const SamplingParams& p = *seq.params;
+  // Penalties see the accepted drafts as generated tokens; without penalties the history is unused.
+  const bool penalized = p.repetition_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f;
+  SamplingSequence row_seq = seq;
+  if (penalized) history_.assign(seq.output_ids.begin(), seq.output_ids.end());
+  for (size_t j = 0; j <= k; ++j) {
+    if (penalized) row_seq.output_ids = history_;
+    sample(logits.subspan(j * vocab, vocab), row_seq, out[j]);
+    if (j == k || out[j].token != drafts[j]) return static_cast<int32_t>(j + 1);
+    if (penalized) history_.push_back(drafts[j]);
+  }
+  return static_cast<int32_t>(k + 1);  // not reached
+}
+
 }  // namespace ferry::llm

@@ -74,6 +74,25 @@ class Sampler {
   void sample_batch(std::span<const float> logits, std::span<const SamplingSequence> seqs,
                     std::span<SampleResult> results);
 
+  // Speculative decoding: verifies k proposed tokens `drafts` against the target model's logits at
+  // the k + 1 positions that end with them. logits: [k + 1, vocab_size]; row j scores the token
+  // that follows seq's history plus drafts[0, j). out: k + 1 results. Returns m in [1, k + 1]:
+  // out[0, m) are the tokens to emit, in order; out[j].token == drafts[j] for j < m - 1 (accepted),
+  // and out[m - 1] is the target's own token (the correction of a rejected draft, or the bonus
+  // token after k accepted ones).
+  //
+  // Row j is sampled exactly as sample() samples that position (penalties over the history plus
+  // the drafts accepted before it; one draw from seq.rng when not greedy), and the run stops at the
+  // first row whose token differs from its draft. For a greedy request that is "accept the longest
+  // prefix equal to the target's arg max". For a sampled one it is the standard rejection rule for
+  // a proposal q that is a point mass on the draft d (n-gram proposals): accept with
+  // min(1, p(d) / q(d)) = p(d), and on rejection draw from max(0, p - q) normalized, which is p
+  // without d -- exactly the law of "draw t ~ p, accept iff t == d, else emit t". Since every
+  // emitted token costs one RNG draw, as in sample(), a seeded request emits the same tokens with
+  // speculation as without. Logprobs (num_logprobs >= 0) are those of each emitted token's row.
+  int32_t verify(std::span<const float> logits, std::span<const int32_t> drafts, const SamplingSequence& seq,
+                 std::span<SampleResult> out);
+
  private:
   void apply_penalties(const SamplingSequence& seq);
   void apply_mask(std::span<const uint32_t> allowed);
@@ -90,6 +109,7 @@ class Sampler {
   std::vector<uint32_t> counts_;     // [vocab] generated-token counts; zero between calls
   std::vector<uint8_t> seen_;        // [vocab] prompt-or-generated flags; zero between calls
   std::vector<int32_t> touched_;     // ids whose counts_/seen_ are non-zero during a call
+  std::vector<int32_t> history_;     // verify(): generated tokens plus the drafts accepted so far
 };
 
 }  // namespace ferry::llm

@@ -63,6 +63,14 @@ Status Scheduler::add_request(NewRequest request) {
   return Status::Ok();
 }
 
+void Scheduler::set_draft_tokens(uint64_t request_id, std::span<const int32_t> drafts) {
+  auto it = requests_.find(request_id);
+  if (it == requests_.end()) return;
+  SchedulerRequest* r = it->second.get();
+  if (r->status != RequestStatus::kRunning || r->num_tokens() - r->num_computed_tokens != 1) return;
+  r->draft_tokens.assign(drafts.begin(), drafts.end());
+}
+
 bool Scheduler::cancel(uint64_t request_id) {
   auto it = requests_.find(request_id);
   if (it == requests_.end() || it->second->cancel_requested) return false;
@@ -88,6 +96,7 @@ const SchedulerOutput& Scheduler::schedule(SchedulerTime now) {
     schedule_running(/*decodes=*/true, &budget);
     schedule_running(/*decodes=*/false, &budget);
     admit_waiting(now, &budget);
+    add_drafts(&budget);
   }
   finish_output();
   return out_;
@@ -160,6 +169,32 @@ int32_t Scheduler::chunk_size(const SchedulerRequest& r, int32_t budget) const {
   return n;
 }
 
+// How many of r's proposed tokens its decode verifies this step: no more than the spare budget, and
+// never so many that accepting all of them (plus the bonus token) passes max_tokens or max_model_len.
+int32_t Scheduler::num_drafts_to_verify(const SchedulerRequest& r, int32_t spare_budget) const {
+  int32_t k = std::min(static_cast<int32_t>(r.draft_tokens.size()), spare_budget);
+  k = std::min(k, r.max_tokens - r.num_output_tokens() - 1);
+  if (config_.max_model_len > 0) k = std::min(k, config_.max_model_len - r.num_tokens() - 1);
+  return std::max(k, 0);
+}
+
+// Speculative decoding, last in the step: the decodes scheduled with one token take on their
+// proposed tokens with the budget that decodes, prefill chunks and admissions left over, so
+// speculation never delays another request. A run that does not get its blocks is dropped rather
+// than preempting anyone.
+void Scheduler::add_drafts(int32_t* budget) {
+  for (size_t i = 0; i < out_.scheduled.size() && *budget > 0; ++i) {
+    ScheduledSequence& s = out_.scheduled[i];
+    SchedulerRequest* r = step_requests_[i];
+    if (!s.samples || s.num_new_tokens != 1 || r->draft_tokens.empty()) continue;
+    const int32_t k = num_drafts_to_verify(*r, *budget);
+    if (k == 0 || !kv_.allocate_slots(r->id, r->num_computed_tokens, 1 + k)) continue;
+    s.num_new_tokens += k;
+    s.num_draft_tokens = k;
+    *budget -= k;
+  }
+}
+
 // One pass over the running requests: decodes (one token left to compute) or prefill chunks.
 void Scheduler::schedule_running(bool decodes, int32_t* budget) {
   for (size_t i = 0; i < running_.size() && *budget > 0;) {
@@ -215,6 +250,7 @@ void Scheduler::preempt(SchedulerRequest* victim, int32_t* budget) {
   kv_.free(victim->id);
   remove_from_running(victim);
   victim->num_computed_tokens = 0;
+  victim->draft_tokens.clear();
   victim->status = RequestStatus::kPreempted;
   ++victim->num_preemptions;
   waiting_.push(victim);
@@ -292,15 +328,25 @@ const std::vector<FinishedRequest>& Scheduler::update_from_output(std::span<cons
     const ScheduledSequence& s = out_.scheduled[i];
     const SequenceResult& res = results[i];
     r->step_index = -1;
+    r->draft_tokens.clear();  // proposed for the tokens before this step
     RequestFinishReason reason = res.finish;
     if (reason != RequestFinishReason::kError) {
-      r->num_computed_tokens += s.num_new_tokens;
+      r->num_computed_tokens += s.num_new_tokens - s.num_draft_tokens;
       if (s.samples && res.token >= 0) {
+        FERRY_CHECK(res.extra_tokens.size() <= static_cast<size_t>(s.num_draft_tokens));
         r->tokens.push_back(res.token);
-        ++num_running_tokens_;
+        // Each extra token follows an accepted draft, whose K/V this step wrote at the right position.
+        r->tokens.insert(r->tokens.end(), res.extra_tokens.begin(), res.extra_tokens.end());
+        const int32_t num_extra = static_cast<int32_t>(res.extra_tokens.size());
+        r->num_computed_tokens += num_extra;
+        num_running_tokens_ += 1 + num_extra;
+        counters_.num_draft_tokens += s.num_draft_tokens;
+        counters_.num_accepted_tokens += num_extra;
       } else if (s.samples) {
         FERRY_CHECK(reason != RequestFinishReason::kNone);  // ends without a token (a grammar with no way on)
       }
+      // The slots of rejected drafts: blocks past the computed tokens go back to the pool.
+      if (s.num_draft_tokens > 0) kv_.free_tail(r->id, r->num_computed_tokens);
       // Finished requests' blocks are cached too: the next turn of a conversation reuses them.
       kv_.cache_full_blocks(r->id, r->tokens, r->num_computed_tokens);
       if (reason == RequestFinishReason::kNone && s.samples) reason = length_finish(*r);
@@ -369,9 +415,12 @@ Status Scheduler::check_consistency() const {
   for (const SchedulerRequest* r : running_) {
     const std::string who = "request " + std::to_string(r->id);
     if (r->status != RequestStatus::kRunning) return fail(who + " in the running list is " + std::string(request_status_name(r->status)));
-    int32_t covered = r->num_computed_tokens;
-    if (r->step_index >= 0) covered += out_.scheduled[static_cast<size_t>(r->step_index)].num_new_tokens;
-    if (covered > r->num_tokens() || (r->step_index < 0 && covered >= r->num_tokens())) {
+    int32_t covered = r->num_computed_tokens, drafts = 0;
+    if (r->step_index >= 0) {
+      covered += out_.scheduled[static_cast<size_t>(r->step_index)].num_new_tokens;
+      drafts = out_.scheduled[static_cast<size_t>(r->step_index)].num_draft_tokens;
+    }
+    if (covered - drafts > r->num_tokens() || (r->step_index < 0 && covered >= r->num_tokens())) {
       return fail(who + " has " + std::to_string(covered) + " computed of " + std::to_string(r->num_tokens()) + " tokens");
     }
     if (kv_.block_table(r->id).size() != static_cast<size_t>(kv_.blocks_for(covered))) {

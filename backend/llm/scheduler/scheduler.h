@@ -66,11 +66,19 @@ struct ScheduledSequence {
   int32_t num_computed_tokens = 0;  // before this step; the first new token's position
   int32_t num_new_tokens = 0;       // >= 1: the query length
   bool samples = false;             // reaches the request's last token: sample a next token
+  // Speculative decoding: the last num_draft_tokens of the num_new_tokens are the request's
+  // proposed tokens (draft_tokens()), to verify in this step; 0 otherwise. Only on decodes.
+  int32_t num_draft_tokens = 0;
   std::span<const int32_t> block_table;  // covers num_computed_tokens + num_new_tokens positions
 
+  // The known tokens computed this step (num_new_tokens - num_draft_tokens of them); the query is
+  // these, then draft_tokens().
   std::span<const int32_t> new_tokens() const {
     return std::span<const int32_t>(request->tokens)
-        .subspan(static_cast<size_t>(num_computed_tokens), static_cast<size_t>(num_new_tokens));
+        .subspan(static_cast<size_t>(num_computed_tokens), static_cast<size_t>(num_new_tokens - num_draft_tokens));
+  }
+  std::span<const int32_t> draft_tokens() const {
+    return std::span<const int32_t>(request->draft_tokens).first(static_cast<size_t>(num_draft_tokens));
   }
 };
 
@@ -100,6 +108,10 @@ struct SequenceResult {
   // kError (the step failed for this request: nothing is appended). A sequence that samples has a
   // token unless it finishes (kStop without a token: its grammar allowed none).
   RequestFinishReason finish = RequestFinishReason::kNone;
+  // Speculative decoding: tokens emitted after `token` in the same step (accepted drafts and the
+  // token after them), at most num_draft_tokens. Appended after `token`; the K/V of the positions
+  // they follow are kept, the slots of the rejected drafts are freed or overwritten later.
+  std::span<const int32_t> extra_tokens;
 };
 
 struct SchedulerStats {
@@ -114,6 +126,8 @@ struct SchedulerStats {
   int64_t num_cancelled = 0;
   int64_t num_finished = 0;         // stop, length or error
   int64_t num_steps = 0;            // schedule() calls that scheduled something
+  int64_t num_draft_tokens = 0;     // speculative tokens scheduled for verification
+  int64_t num_accepted_tokens = 0;  // of those, accepted
   KvCacheStats kv;
   // The instance's load for least-loaded routing: queued plus running tokens.
   int64_t load_tokens() const { return num_waiting_tokens + num_running_tokens; }
@@ -128,6 +142,13 @@ class Scheduler {
   // max_tokens over max_model_len or over what the whole KV pool holds (it could never finish).
   // ResourceExhausted: its level's queue is full. Nothing is queued on error.
   Status add_request(NewRequest request);
+
+  // Speculative decoding: proposes `drafts` to follow a running request's known tokens; its next
+  // decode step computes them too (budgeted like any query token, from what the step's decodes,
+  // prefill chunks and admissions leave; cut to what the budget, the KV pool, max_tokens and
+  // max_model_len allow) and the step's result says how many were accepted. Replaces any
+  // earlier proposal; ignored for an unknown, waiting or prefilling request. Empty: no proposal.
+  void set_draft_tokens(uint64_t request_id, std::span<const int32_t> drafts);
 
   // Marks a request cancelled; it leaves (blocks freed, listed in finished with CANCELLED) at the
   // next schedule(). False when the id is unknown or already finished / cancelled.
@@ -167,6 +188,8 @@ class Scheduler {
   void finish_output();
 
   int32_t chunk_size(const SchedulerRequest& r, int32_t budget) const;
+  int32_t num_drafts_to_verify(const SchedulerRequest& r, int32_t spare_budget) const;
+  void add_drafts(int32_t* budget);
   bool allocate_or_preempt(SchedulerRequest* r, int32_t num_new, int32_t* budget);
   SchedulerRequest* pick_victim() const;
   void preempt(SchedulerRequest* victim, int32_t* budget);

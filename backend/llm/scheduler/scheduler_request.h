@@ -60,6 +60,9 @@ struct SchedulerRequest {
   bool started = false;             // has been scheduled at least once
   SchedulerTime first_scheduled_time{};
   int32_t step_index = -1;          // scheduler-internal: its slot in the current step's output, or -1
+  // Speculative decoding: tokens proposed to follow `tokens` (Scheduler::set_draft_tokens), verified
+  // at its next decode step if the budget allows. Cleared when scheduled, preempted or finished.
+  std::vector<int32_t> draft_tokens;
 
   int32_t num_tokens() const { return static_cast<int32_t>(tokens.size()); }
   int32_t num_output_tokens() const { return num_tokens() - num_prompt_tokens; }

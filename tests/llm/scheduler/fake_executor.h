@@ -5,11 +5,15 @@
 // reads its whole context back through its block table and returns next_token(context). A wrong
 // block table, a reused block that was overwritten, or a wrong position therefore changes the
 // output, which the tests compare with next_token applied to the true token sequence.
+// Speculative decoding: a sequence with drafts is verified greedily as an engine would -- the
+// token after each query position is next_token of the context read back from the cache, and
+// the run stops at the first one that differs from its draft (or is a stop token).
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <span>
 #include <vector>
@@ -61,14 +65,16 @@ class FakeExecutor {
       in.query_len = s.num_new_tokens;
       in.context_len = s.num_computed_tokens + s.num_new_tokens;
       in.block_table = s.block_table;
-      for (int32_t j = 0; j < s.num_new_tokens; ++j) {
-        token_ids_.push_back(s.new_tokens()[static_cast<size_t>(j)]);
-        positions_.push_back(s.num_computed_tokens + j);
-      }
+      in.num_draft_tokens = s.num_draft_tokens;
+      for (int32_t t : s.new_tokens()) token_ids_.push_back(t);
+      for (int32_t t : s.draft_tokens()) token_ids_.push_back(t);
+      for (int32_t j = 0; j < s.num_new_tokens; ++j) positions_.push_back(s.num_computed_tokens + j);
+      EXPECT_EQ(token_ids_.size(), positions_.size());
       inputs_.push_back(in);
     }
     const ForwardBatch batch{token_ids_, positions_, inputs_, false};
     std::vector<SequenceResult> results(out.scheduled.size());
+    extras_.assign(out.scheduled.size(), {});
     for (size_t i = 0; i < batch.sequences.size(); ++i) {
       const SequenceInput& in = batch.sequences[i];
       EXPECT_GE(in.query_len, 1);
@@ -80,13 +86,28 @@ class FakeExecutor {
       }
       num_computed_tokens_ += in.query_len;
       if (!out.scheduled[i].samples) continue;
-      context_.clear();
-      for (int32_t p = 0; p < in.context_len; ++p) context_.push_back(kv_[slot(in.block_table, p)]);
-      results[i].token = next_token(context_);
-      if (is_stop(results[i].token)) results[i].finish = RequestFinishReason::kStop;
+      const int32_t k = in.num_draft_tokens;
+      for (int32_t j = 0; j <= k; ++j) {
+        context_.clear();
+        for (int32_t p = 0; p < in.context_len - k + j; ++p) context_.push_back(kv_[slot(in.block_table, p)]);
+        const int32_t t = next_token(context_);
+        if (j == 0) results[i].token = t;
+        else extras_[i].push_back(t);
+        if (is_stop(t)) {
+          results[i].finish = RequestFinishReason::kStop;
+          break;
+        }
+        if (j < k && t != batch.token_ids[static_cast<size_t>(in.query_start + in.query_len - k + j)]) break;
+      }
+      results[i].extra_tokens = extras_[i];
+      num_drafts_ += k;
+      num_accepted_ += static_cast<int64_t>(extras_[i].size());
     }
     return results;
   }
+
+  int64_t num_drafts() const { return num_drafts_; }
+  int64_t num_accepted() const { return num_accepted_; }
 
   int64_t num_computed_tokens() const { return num_computed_tokens_; }
 
@@ -99,8 +120,13 @@ class FakeExecutor {
   std::vector<int32_t> kv_;  // [num_blocks, block_size]: the token id whose "K/V" is in each slot
   std::vector<int32_t> token_ids_, positions_, context_;
   std::vector<SequenceInput> inputs_;
+  std::vector<std::vector<int32_t>> extras_;  // [num_seqs] tokens after the first (SequenceResult views them)
   int64_t num_computed_tokens_ = 0;
+  int64_t num_drafts_ = 0, num_accepted_ = 0;
 };
+
+// Proposes drafts for a request about to decode (speculative decoding); empty: none.
+using DraftProposer = std::function<std::vector<int32_t>(const SchedulerRequest&)>;
 
 // What a drive of the scheduler produced.
 struct DriveResult {
@@ -115,7 +141,7 @@ struct DriveResult {
 // Runs steps until nothing is unfinished (or max_steps), checking consistency after every
 // schedule() and update; `now` advances by step_ms per step.
 inline void drive(Scheduler& s, FakeExecutor& ex, SchedulerTime& now, DriveResult* r, int64_t max_steps = 100000,
-                  int64_t step_ms = 1) {
+                  int64_t step_ms = 1, const DraftProposer& proposer = nullptr) {
   auto record = [r](const FinishedRequest& f) {
     r->reasons[f.request_id] = f.reason;
     r->codes[f.request_id] = f.status.code();
@@ -133,8 +159,14 @@ inline void drive(Scheduler& s, FakeExecutor& ex, SchedulerTime& now, DriveResul
       }
     }
     if (!out.scheduled.empty()) ++r->num_steps;
+    std::vector<uint64_t> ids;
+    for (const ScheduledSequence& q : out.scheduled) ids.push_back(q.request_id);
     for (const FinishedRequest& f : s.update_from_output(results)) record(f);
     ASSERT_TRUE(s.check_consistency().ok()) << s.check_consistency().to_string();
+    for (uint64_t id : ids) {
+      const SchedulerRequest* q = proposer ? s.find(id) : nullptr;
+      if (q != nullptr) s.set_draft_tokens(id, proposer(*q));
+    }
     now += std::chrono::milliseconds(step_ms);
   }
 }

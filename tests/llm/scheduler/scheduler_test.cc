@@ -392,7 +392,7 @@ TEST(Scheduler, EngineErrorEndsTheRequestWithInternal) {
   ASSERT_TRUE(f.add(2, random_prompt(rng, 20), 10).ok());
   const SchedulerOutput& out = f.sched->schedule(f.now);
   std::vector<SequenceResult> results = f.exec->run(out);
-  results[0] = SequenceResult{SequenceResult::kNoToken, RequestFinishReason::kError};
+  results[0] = SequenceResult{SequenceResult::kNoToken, RequestFinishReason::kError, {}};
   const auto& done = f.sched->update_from_output(results);
   ASSERT_EQ(done.size(), 1u);
   EXPECT_EQ(done[0].status.code(), StatusCode::kInternal);
@@ -536,6 +536,129 @@ TEST(Scheduler, RandomArrivalsCancelsAndPriorities) {
   EXPECT_GT(checked, 100);
   EXPECT_GT(f.sched->stats().kv.num_hit_tokens, 0);
   EXPECT_GT(f.sched->stats().num_preemptions, 0);
+}
+
+}  // namespace
+}  // namespace ferry::llm
+
+// ---- speculative decoding -----------------------------------------------------------------------
+
+namespace ferry::llm {
+namespace {
+
+// Proposes the request's true next k tokens (the fake model is deterministic), with one of them
+// wrong in most steps, so runs are accepted whole, in part, or not at all.
+testing::DraftProposer oracle_proposer(int32_t k) {
+  auto step = std::make_shared<int64_t>(0);
+  return [k, step](const SchedulerRequest& r) {
+    std::vector<int32_t> context = r.tokens, drafts;
+    for (int32_t j = 0; j < k; ++j) {
+      drafts.push_back(testing::next_token(context));
+      context.push_back(drafts.back());
+    }
+    const int64_t wrong = (*step)++ % (k + 2);  // k or k + 1: all right
+    if (wrong < k) drafts[static_cast<size_t>(wrong)] = (drafts[static_cast<size_t>(wrong)] + 1) % testing::kVocab;
+    return drafts;
+  };
+}
+
+TEST(SchedulerSpeculative, OutputsEqualPlainDecodingWithPreemptionAndPrefixCaching) {
+  const Workload w = make_workload(32, 2);
+  for (bool caching : {true, false}) {
+    Fixture f(base_config(), 16, caching);  // small pool: preemptions
+    for (size_t i = 0; i < w.prompts.size(); ++i) ASSERT_TRUE(f.add(i, w.prompts[i], w.max_tokens[i]).ok());
+    DriveResult r;
+    drive(*f.sched, *f.exec, f.now, &r, 100000, 1, oracle_proposer(4));
+    f.expect_drained();  // blocks back to zero, every invariant
+    EXPECT_GT(r.num_preempted, 0);
+    EXPECT_GT(f.exec->num_drafts(), 0);
+    EXPECT_GT(f.exec->num_accepted(), 0);
+    EXPECT_LT(f.exec->num_accepted(), f.exec->num_drafts()) << "some drafts were rejected";
+    EXPECT_EQ(f.sched->stats().num_draft_tokens, f.exec->num_drafts());
+    ASSERT_EQ(r.outputs.size(), w.prompts.size());
+    for (size_t i = 0; i < w.prompts.size(); ++i) {
+      EXPECT_EQ(r.outputs.at(i), reference_output(w.prompts[i], w.max_tokens[i])) << "request " << i;
+    }
+  }
+}
+
+TEST(SchedulerSpeculative, FewerStepsThanPlainDecodingWhenDraftsAreRight) {
+  std::mt19937 rng(11);
+  const std::vector<int32_t> prompt = long_running_prompt(rng, 20, 40);
+  int64_t steps[2] = {0, 0};
+  for (bool speculate : {false, true}) {
+    Fixture f(base_config(), 64);
+    ASSERT_TRUE(f.add(1, prompt, 40).ok());
+    DriveResult r;
+    drive(*f.sched, *f.exec, f.now, &r, 100000, 1, speculate ? oracle_proposer(3) : nullptr);
+    EXPECT_EQ(r.outputs.at(1), reference_output(prompt, 40));
+    steps[speculate] = r.num_steps;
+    f.expect_drained();
+  }
+  EXPECT_LT(steps[1], steps[0]);
+}
+
+TEST(SchedulerSpeculative, DraftsAreBudgetedAndNeverCrowdOutAnotherDecode) {
+  SchedulerConfig config = base_config();
+  config.max_num_seqs = 4;
+  config.max_num_batched_tokens = 7;  // 4 decodes + 3 spare tokens
+  Fixture f(config, 64);
+  std::mt19937 rng(12);
+  for (uint64_t id = 0; id < 4; ++id) ASSERT_TRUE(f.add(id, long_running_prompt(rng, 5, 30), 30).ok());
+  int checked = 0;
+  for (int step = 0; step < 20 && f.sched->has_unfinished(); ++step) {
+    int32_t decoding = 0;
+    for (uint64_t id = 0; id < 4; ++id) {
+      const SchedulerRequest* q = f.sched->find(id);
+      if (q == nullptr || q->status != RequestStatus::kRunning || q->num_tokens() - q->num_computed_tokens != 1) continue;
+      ++decoding;
+      f.sched->set_draft_tokens(id, std::vector<int32_t>{1, 2, 3, 4});
+    }
+    const SchedulerOutput& out = f.sched->schedule(f.now);
+    int32_t decodes = 0, drafts = 0;
+    for (const ScheduledSequence& s : out.scheduled) {
+      decodes += s.samples;
+      drafts += s.num_draft_tokens;
+      EXPECT_EQ(s.num_new_tokens, static_cast<int32_t>(s.new_tokens().size() + s.draft_tokens().size()));
+    }
+    EXPECT_LE(out.num_scheduled_tokens, 7);
+    if (decoding == 4) {
+      EXPECT_EQ(decodes, 4) << "every running decode gets its token";
+      EXPECT_EQ(drafts, 3) << "the spare budget goes to drafts";
+      ++checked;
+    }
+    ASSERT_TRUE(f.sched->check_consistency().ok()) << f.sched->check_consistency().to_string();
+    (void)f.sched->update_from_output(f.exec->run(out));
+    ASSERT_TRUE(f.sched->check_consistency().ok()) << f.sched->check_consistency().to_string();
+  }
+  EXPECT_GT(checked, 0);
+}
+
+TEST(SchedulerSpeculative, MaxTokensCapsTheDraftsAndRejectedSlotsAreFreed) {
+  Fixture f(base_config(), 64);
+  std::mt19937 rng(13);
+  const std::vector<int32_t> prompt = long_running_prompt(rng, kBs - 1, 3);  // the first decode ends block 0
+  ASSERT_TRUE(f.add(1, prompt, 3).ok());
+  DriveResult r;
+  drive(*f.sched, *f.exec, f.now, &r, 1);  // prefill: 1 output token
+  const SchedulerRequest* q = f.sched->find(1);
+  ASSERT_NE(q, nullptr);
+  ASSERT_EQ(q->num_output_tokens(), 1);
+  // 2 more tokens allowed: at most 1 draft (+ the bonus token).
+  f.sched->set_draft_tokens(1, std::vector<int32_t>{7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7});
+  const SchedulerOutput& out = f.sched->schedule(f.now);
+  ASSERT_EQ(out.scheduled.size(), 1u);
+  EXPECT_EQ(out.scheduled[0].num_draft_tokens, 1);
+  EXPECT_EQ(f.sched->kv_cache().block_table(1).size(), 2u) << "positions 15 and 16: two blocks";
+  (void)f.sched->update_from_output(f.exec->run(out));  // draft 7 is (almost surely) wrong
+  q = f.sched->find(1);
+  if (q != nullptr && q->num_output_tokens() == 2) {
+    EXPECT_EQ(f.sched->kv_cache().block_table(1).size(), 1u) << "the rejected slot's block went back";
+    EXPECT_TRUE(f.sched->check_consistency().ok());
+  }
+  drive(*f.sched, *f.exec, f.now, &r, 100, 1, oracle_proposer(8));
+  EXPECT_EQ(r.outputs.at(1), reference_output(prompt, 3));
+  f.expect_drained();
 }
 
 }  // namespace

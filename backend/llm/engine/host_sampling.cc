@@ -1,0 +1,65 @@
+#include "backend/llm/engine/host_sampling.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+namespace ferry::llm {
+
+Status validate_sampling(const ForwardBatch& batch, std::span<const SamplingSequence> sampling) {
+  if (!sampling.empty() && (sampling.size() != batch.sequences.size() || batch.all_logits)) {
+    return Status::InvalidArgument("sampling: one entry per sequence, and only with last-token logits");
+  }
+  for (size_t s = 0; s < batch.sequences.size(); ++s) {
+    if (batch.sequences[s].num_draft_tokens > 0 && (sampling.empty() || sampling[s].params == nullptr)) {
+      return Status::InvalidArgument("batch: sequence " + std::to_string(s) + " has drafts but does not sample");
+    }
+  }
+  return Status::Ok();
+}
+
+void sample_on_host(Sampler& sampler, const ForwardBatch& batch, std::span<const SamplingSequence> sampling,
+                    const float* logits, std::vector<SampleResult>* run, StepOutput* out) {
+  const size_t vocab = static_cast<size_t>(sampler.vocab_size());
+  const size_t num_seqs = sampling.size();
+  out->samples.resize(num_seqs);
+  out->extra_begin.resize(num_seqs);
+  out->num_extra.assign(num_seqs, 0);
+  int32_t num_drafts = 0;
+  for (size_t s = 0; s < num_seqs; ++s) {
+    out->extra_begin[s] = num_drafts;
+    num_drafts += batch.sequences[s].num_draft_tokens;
+  }
+  if (out->extra.size() < static_cast<size_t>(num_drafts)) out->extra.resize(static_cast<size_t>(num_drafts));
+  size_t row = 0;
+  for (size_t s = 0; s < num_seqs; ++s) {
+    const SequenceInput& q = batch.sequences[s];
+    const size_t k = static_cast<size_t>(q.num_draft_tokens);
+    const float* rows = logits + row * vocab;
+    row += k + 1;
+    if (sampling[s].params == nullptr) {
+      out->samples[s].token = -1;
+      continue;
+    }
+    if (k == 0) {
+      sampler.sample(std::span<const float>(rows, vocab), sampling[s], out->samples[s]);
+      continue;
+    }
+    // verify() writes one contiguous run: the first result and the extras, swapped in and out so
+    // every SampleResult keeps its top_logprobs capacity.
+    if (run->size() < k + 1) run->resize(k + 1);
+    auto extra = out->extra.begin() + out->extra_begin[s];
+    auto swap_run = [&] {
+      std::swap((*run)[0], out->samples[s]);
+      for (size_t j = 0; j < k; ++j) std::swap((*run)[j + 1], extra[static_cast<std::ptrdiff_t>(j)]);
+    };
+    swap_run();
+    auto drafts = batch.token_ids.subspan(static_cast<size_t>(q.query_start + q.query_len) - k, k);
+    const int32_t m = sampler.verify(std::span<const float>(rows, (k + 1) * vocab), drafts, sampling[s],
+                                     std::span<SampleResult>(run->data(), k + 1));
+    swap_run();
+    out->num_extra[s] = m - 1;
+  }
+}
+
+}  // namespace ferry::llm

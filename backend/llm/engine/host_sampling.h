@@ -1,0 +1,29 @@
+// Host sampling that every engine shares once a step's logits rows are in host memory: each
+// sequence that asked gets one token (Sampler::sample) or, with speculative drafts, a verified run
+// (Sampler::verify) written to StepOutput's samples and extra. CpuEngine samples every step this
+// way; CudaEngine when a step cannot be sampled on the device (non-greedy rows, penalties, drafts).
+//
+// Thread-safety: none; the engine's step thread.
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "backend/llm/engine/engine.h"
+#include "backend/llm/engine/forward_batch.h"
+#include "backend/llm/sampling/sampler.h"
+#include "common/status.h"
+
+namespace ferry::llm {
+
+// InvalidArgument when `sampling` does not fit the batch: not one entry per sequence, sampling
+// with all_logits, or a sequence with drafts that does not sample. Empty `sampling` is fine.
+Status validate_sampling(const ForwardBatch& batch, std::span<const SamplingSequence> sampling);
+
+// logits: [num_rows, vocab] in StepLayout::logit_rows order (1 + num_draft_tokens rows per
+// sequence). run: scratch the engine keeps (capacity reused). Fills out->samples, extra,
+// extra_begin and num_extra for sampling.size() sequences.
+void sample_on_host(Sampler& sampler, const ForwardBatch& batch, std::span<const SamplingSequence> sampling,
+                    const float* logits, std::vector<SampleResult>* run, StepOutput* out);
+
+}  // namespace ferry::llm

@@ -1,0 +1,35 @@
+// SpeculativeConfig: a model's "speculative" serving key (docs/model-config.md), parsed by
+// llm_config.cc. Plain data; no JSON here.
+//
+// Thread-safety: plain value type.
+#pragma once
+
+#include <cstdint>
+
+namespace ferry::llm {
+
+enum class SpeculativeMethod {
+  kNone,   // no speculation (the default)
+  kNgram,  // prompt lookup: drafts copied from the sequence's own earlier tokens (ngram_proposer.h)
+};
+
+struct SpeculativeConfig {
+  SpeculativeMethod method = SpeculativeMethod::kNone;
+  int32_t num_speculative_tokens = 0;  // k: most drafts verified per decode step, 1..16
+  int32_t prompt_lookup_min = 2;       // ngram: shortest suffix that may match, >= 1
+  int32_t prompt_lookup_max = 4;       // ngram: longest suffix tried, >= prompt_lookup_min
+  // Adaptive rule (speculation_gate.h): no drafts while more sequences than this run (a big batch
+  // keeps the CPU busy, verifying drafts no longer pays; measured in perf/RESULTS.md) ...
+  int32_t disable_by_batch_size = 4;
+  // ... and a sequence whose drafts' recent acceptance rate falls below this pauses speculation.
+  double min_acceptance_rate = 0.3;
+
+  bool enabled() const { return method != SpeculativeMethod::kNone; }
+};
+
+// The Prometheus label of a method ("ngram"); "none" for kNone.
+inline const char* speculative_method_name(SpeculativeMethod m) {
+  return m == SpeculativeMethod::kNgram ? "ngram" : "none";
+}
+
+}  // namespace ferry::llm
