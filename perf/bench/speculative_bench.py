@@ -15,6 +15,11 @@ It starts its own ferry-server over a temporary repository holding the given mod
 Usage: perf/bench/speculative_bench.py --server build/host/ferry-server \
            --model ../shared/testdata/stories260K-hf-format.derived [--rounds 3] [--max-tokens 128]
 Prints a markdown table (median of the rounds) and the load average before and after.
+
+Decode tokens/s excludes tokenization and prefill: each batch is sent twice, with max_tokens 1 and
+with --max-tokens, and the figure is (tokens of the second - tokens of the first) / (wall of the
+second - wall of the first). Every prompt is sent once to every model before the rounds, so both
+runs find its prefix blocks cached alike.
 """
 import argparse
 import json
@@ -86,6 +91,10 @@ class Server:
         return out
 
 
+def one_token(bodies):
+    return [dict(b, max_tokens=1) for b in bodies]
+
+
 def run_batch(server, model, bodies):
     """Sends the bodies at once; returns (completion tokens, wall seconds)."""
     tokens = [0] * len(bodies)
@@ -131,6 +140,10 @@ def main():
     server = Server(args.server, args.model, args.k, max(batches))
     try:
         loads = workloads(server, args.max_tokens)
+        for bodies in loads.values():
+            for model in MODELS:
+                for b in one_token(bodies):
+                    run_batch(server, model, [b])
         # results[(workload, batch, model)] = list of tokens/s; spec[(workload, batch, model)] = metric deltas
         results, spec = {}, {}
         for r in range(args.rounds):
@@ -142,10 +155,14 @@ def main():
                         if batch == 1:  # one request at a time, all of them
                             tokens, wall = 0, 0.0
                             for b in bodies:
+                                t1, w1 = run_batch(server, model, one_token([b]))
                                 t, w = run_batch(server, model, [b])
-                                tokens, wall = tokens + t, wall + w
+                                tokens, wall = tokens + t - t1, wall + w - w1
                         else:
-                            tokens, wall = run_batch(server, model, [bodies[i % len(bodies)] for i in range(batch)])
+                            sent = [bodies[i % len(bodies)] for i in range(batch)]
+                            t1, w1 = run_batch(server, model, one_token(sent))
+                            t, w = run_batch(server, model, sent)
+                            tokens, wall = t - t1, w - w1
                         after = server.spec_metrics(model)
                         key = (wname, batch, model)
                         results.setdefault(key, []).append(tokens / wall)
