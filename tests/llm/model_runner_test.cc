@@ -1,6 +1,8 @@
 // ModelRunner against a real Scheduler and a fake Engine that records what it is given and
 // "samples" the last query token + 1: the batch layout, which sequences sample, the step-thread
-// stops (stop token ids, EOS, max_tokens), engine failure, and no allocation per warm step.
+// stops (stop token ids, EOS, max_tokens), engine failure, and no allocation per warm step. With
+// speculative drafts the fake verifies like an engine: row j's token is the query token before it
+// + 1, and the run stops at the first draft that differs.
 // GCC flags the replaced operator new/delete pair (malloc/free) as mismatched once inlined.
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
@@ -65,11 +67,17 @@ class FakeEngine : public Engine {
       seen.push_back(std::move(s));
     }
     if (fail) return Status::Internal("fake failure");
-    out->samples.resize(batch.sequences.size());
-    for (size_t i = 0; i < batch.sequences.size(); ++i) {
+    const size_t n = batch.sequences.size();
+    out->samples.resize(n);
+    out->extra_begin.assign(n, 0);
+    out->num_extra.assign(n, 0);
+    out->extra.clear();
+    for (size_t i = 0; i < n; ++i) {
       const SequenceInput& in = batch.sequences[i];
+      const int32_t k = in.num_draft_tokens;
+      const int32_t first = in.query_start + in.query_len - 1 - k;  // the last known token
       SampleResult& r = out->samples[i];
-      r.token = sampling[i].params != nullptr ? (batch.token_ids[in.query_start + in.query_len - 1] + 1) % kVocab : -1;
+      r.token = sampling[i].params != nullptr ? (batch.token_ids[first] + 1) % kVocab : -1;
       // A constrained sequence gets the lowest id its mask allows (as a sampler that honours it).
       std::span<const uint32_t> mask = sampling[i].allowed_tokens;
       if (!mask.empty()) {
@@ -78,6 +86,15 @@ class FakeEngine : public Engine {
           if ((mask[static_cast<size_t>(t) / 32] >> (t % 32)) & 1u) r.token = t;
         }
         if (r.token < 0) r.token = 0;  // nothing allowed: a sampler picks something anyway
+      }
+      out->extra_begin[i] = static_cast<int32_t>(out->extra.size());
+      for (int32_t j = 0; j < k; ++j) {  // draft j accepted iff it equals the token sampled before it
+        const int32_t prev = j == 0 ? r.token : out->extra.back().token;
+        if (batch.token_ids[first + 1 + j] != prev) break;
+        SampleResult e;
+        e.token = (prev + 1) % kVocab;
+        out->extra.push_back(e);
+        ++out->num_extra[i];
       }
     }
     return Status::Ok();
@@ -251,6 +268,60 @@ TEST_F(ModelRunnerTest, WarmStepsAllocateNothing) {
     scheduler_->update_from_output(runner_.results());
   }
   EXPECT_EQ(allocs, 0);
+}
+
+TEST_F(ModelRunnerTest, DraftsAreQueriedAfterTheLastTokenAndTheRunIsCutAtStopsAndMaxTokens) {
+  make_scheduler(64);
+  SamplingParams p;
+  p.max_tokens = 20;
+  add(1, {10}, p);  // emits 11, 12, ...
+  SamplingParams stop = p;
+  stop.stop_token_ids = {33};
+  add(2, {30}, stop);  // emits 31, 32, then the stop token 33
+  SamplingParams len = p;
+  len.max_tokens = 3;
+  add(3, {50}, len);  // 51, 52, 53: three tokens at most
+  step();  // prefills: 11, 31, 51
+  // Request 1: drafts 12, 13, 99 (the third wrong); request 2: 32, 33, 34; request 3: 52, 53, 54
+  // (the scheduler cuts them to 1: max_tokens leaves room for two more tokens).
+  scheduler_->set_draft_tokens(1, std::vector<int32_t>{12, 13, 99});
+  scheduler_->set_draft_tokens(2, std::vector<int32_t>{32, 33, 34});
+  scheduler_->set_draft_tokens(3, std::vector<int32_t>{52, 53, 54});
+  auto done = step();
+  const auto& seen = engine_.seen.back();
+  EXPECT_EQ(seen.token_ids, (std::vector<int32_t>{11, 12, 13, 99, 31, 32, 33, 34, 51, 52}));
+  EXPECT_EQ(seen.positions, (std::vector<int32_t>{1, 2, 3, 4, 1, 2, 3, 4, 1, 2}));
+  ASSERT_EQ(seen.seqs.size(), 3u);
+  EXPECT_EQ(seen.seqs[0].num_draft_tokens, 3);
+  EXPECT_EQ(seen.seqs[2].num_draft_tokens, 1);
+  EXPECT_EQ(seen.seqs[2].context_len, 3);
+  auto results = runner_.results();
+  // 1: 12 and 13 accepted, 99 rejected: 12, 13 and the correction 14.
+  EXPECT_EQ(results[0].token, 12);
+  EXPECT_EQ(std::vector<int32_t>(results[0].extra_tokens.begin(), results[0].extra_tokens.end()),
+            (std::vector<int32_t>{13, 14}));
+  EXPECT_EQ(runner_.num_emitted(0), 3);
+  EXPECT_EQ(runner_.num_drafts(0), 3);
+  EXPECT_EQ(runner_.num_accepted(0), 2);
+  EXPECT_EQ(runner_.sample(0, 2).token, 14);
+  // 2: all drafts accepted (32, 33, 34 and the bonus 35), but 33 is a stop token: cut after it.
+  EXPECT_EQ(results[1].token, 32);
+  EXPECT_EQ(std::vector<int32_t>(results[1].extra_tokens.begin(), results[1].extra_tokens.end()),
+            (std::vector<int32_t>{33}));
+  EXPECT_EQ(results[1].finish, RequestFinishReason::kStop);
+  EXPECT_EQ(runner_.num_accepted(1), 3);
+  // 3: 52 accepted, 53 the bonus: three tokens in all, finished by length.
+  EXPECT_EQ(results[2].token, 52);
+  EXPECT_EQ(std::vector<int32_t>(results[2].extra_tokens.begin(), results[2].extra_tokens.end()),
+            (std::vector<int32_t>{53}));
+  EXPECT_EQ(results[2].finish, RequestFinishReason::kLength);
+  EXPECT_EQ(runner_.num_sampled(), 3 + 2 + 2);
+  ASSERT_EQ(done.size(), 2u);
+  const SchedulerRequest* r1 = scheduler_->find(1);
+  ASSERT_NE(r1, nullptr);
+  EXPECT_EQ(std::vector<int32_t>(r1->output().begin(), r1->output().end()), (std::vector<int32_t>{11, 12, 13, 14}));
+  EXPECT_EQ(r1->num_computed_tokens, 4) << "the accepted positions: 10, 11, 12, 13";
+  EXPECT_TRUE(scheduler_->check_consistency().ok()) << scheduler_->check_consistency().to_string();
 }
 
 }  // namespace

@@ -562,3 +562,101 @@ TEST(CpuEngineBatchTest, InvalidBatchesAreRejected) {
 
 }  // namespace
 }  // namespace ferry::llm
+
+namespace ferry::llm {
+namespace {
+
+// Speculative decoding in the engine: stories260K decoded greedily with drafts (the golden's next
+// tokens, one of them wrong every other step) verified k at a time must emit exactly the golden
+// continuation; rejected positions are simply overwritten by the next step's query.
+TEST(CpuEngineSpeculativeTest, VerifiedDraftsEmitTheGoldenGreedyContinuation) {
+  std::string why;
+  auto model = load_stories(&why);
+  if (!model) GTEST_SKIP() << why;
+  auto golden = load_golden(&why);
+  if (!golden) GTEST_SKIP() << why;
+  const Json::Value* c = find_case(*golden, "bos_only_greedy_200");
+  ASSERT_NE(c, nullptr);
+  const auto expected = ids_of((*c)["generated_token_ids"]);
+  auto engine = make_engine(*model);
+  KvCacheOptions kv;
+  kv.num_blocks = 32;
+  kv.block_size = 16;
+  ASSERT_TRUE(engine->allocate_kv_cache(kv).ok());
+  std::vector<int32_t> table(32);
+  for (int32_t b = 0; b < 32; ++b) table[static_cast<size_t>(b)] = 31 - b;  // not in order
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  std::vector<int32_t> tokens = ids_of((*c)["prompt_token_ids"]);  // prompt, then emitted tokens
+  const size_t prompt_len = tokens.size();
+  int32_t computed = 0;
+  int64_t steps = 0, accepted = 0;
+  StepOutput out;
+  while (tokens.size() - prompt_len < expected.size()) {
+    const size_t done = tokens.size() - prompt_len;
+    // Query: the not yet computed known tokens, then up to 3 drafts from the golden.
+    std::vector<int32_t> query(tokens.begin() + computed, tokens.end());
+    const int32_t k = static_cast<int32_t>(std::min<size_t>(3, expected.size() - done - 1));
+    for (int32_t j = 0; j < k; ++j) {
+      int32_t d = expected[done + static_cast<size_t>(j)];
+      if (steps % 2 == 1 && j == 1) d = (d + 1) % static_cast<int32_t>(model->config.vocab_size);
+      query.push_back(d);
+    }
+    std::vector<int32_t> positions;
+    for (size_t i = 0; i < query.size(); ++i) positions.push_back(computed + static_cast<int32_t>(i));
+    SequenceInput in;
+    in.query_len = static_cast<int32_t>(query.size());
+    in.context_len = computed + in.query_len;
+    in.block_table = table;
+    in.num_draft_tokens = k;
+    const std::vector<SequenceInput> seqs = {in};
+    const std::vector<int32_t> output(tokens.begin() + static_cast<std::ptrdiff_t>(prompt_len), tokens.end());
+    const std::vector<SamplingSequence> sampling = {{&greedy, {tokens.data(), prompt_len}, output, nullptr}};
+    ASSERT_TRUE(engine->step(ForwardBatch{query, positions, seqs, false}, sampling, false, &out).ok());
+    ASSERT_LE(out.num_extra[0], k);
+    // Emitted: samples[0], then the extras; all but the last are accepted drafts.
+    const int32_t emitted = 1 + out.num_extra[0];
+    tokens.push_back(out.samples[0].token);
+    for (int32_t j = 0; j < out.num_extra[0]; ++j) tokens.push_back(out.extra[out.extra_begin[0] + j].token);
+    computed += in.query_len - k + emitted - 1;  // the known tokens and the accepted drafts
+    accepted += emitted - 1;
+    ++steps;
+  }
+  EXPECT_EQ(std::vector<int32_t>(tokens.begin() + static_cast<std::ptrdiff_t>(prompt_len), tokens.end()), expected);
+  EXPECT_GT(accepted, 0);
+  EXPECT_LT(steps, static_cast<int64_t>(expected.size())) << "fewer steps than tokens";
+}
+
+TEST(CpuEngineSpeculativeTest, InconsistentDraftBatchesAreRejected) {
+  std::string why;
+  auto model = load_stories(&why);
+  if (!model) GTEST_SKIP() << why;
+  auto engine = make_engine(*model);
+  KvCacheOptions kv;
+  kv.num_blocks = 4;
+  kv.block_size = 16;
+  ASSERT_TRUE(engine->allocate_kv_cache(kv).ok());
+  const std::vector<int32_t> table = {0, 1, 2, 3};
+  const std::vector<int32_t> query = {1, 5, 6}, positions = {0, 1, 2};
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  const std::vector<SamplingSequence> sampling = {{&greedy, {query.data(), 1}, {}, nullptr}};
+  auto run = [&](int32_t drafts, bool all_logits, std::span<const SamplingSequence> s) {
+    SequenceInput in;
+    in.query_len = 3;
+    in.context_len = 3;
+    in.block_table = table;
+    in.num_draft_tokens = drafts;
+    const std::vector<SequenceInput> seqs = {in};
+    StepOutput out;
+    return engine->step(ForwardBatch{query, positions, seqs, all_logits}, s, false, &out).code();
+  };
+  EXPECT_EQ(run(2, false, sampling), StatusCode::kOk);
+  EXPECT_EQ(run(3, false, sampling), StatusCode::kInvalidArgument) << "drafts must leave one known token";
+  EXPECT_EQ(run(-1, false, sampling), StatusCode::kInvalidArgument);
+  EXPECT_EQ(run(2, true, {}), StatusCode::kInvalidArgument) << "drafts with all_logits";
+  EXPECT_EQ(run(2, false, {}), StatusCode::kInvalidArgument) << "drafts without sampling";
+}
+
+}  // namespace
+}  // namespace ferry::llm
