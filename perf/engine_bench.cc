@@ -10,6 +10,8 @@
 //            --kv-dtype fp32|bf16|int8 (KV cache element type, default fp32)
 //            --weight-dtype auto|fp32|bf16|fp16|int8|int4 (weight format, default auto = checkpoint's)
 //            --group G (int4 group size, default 32)
+//            --draft K (speculative decoding's verification cost: every decode step computes, per
+//            sequence, its token plus K more, with the logits of all 1 + K; default 0)
 //   "--dummy 1b" is TinyLlama-1.1B's shape (22 layers, hidden 2048, 32 heads / 4 KV heads, bf16).
 // Prefill: B sequences of N tokens, each in one forward pass (one pass per sequence).
 // Decode: B sequences step together, one token each per forward pass; tokens/s counts all B.
@@ -65,7 +67,7 @@ int main(int argc, char** argv) {
   kernels::Backend backend = kernels::Backend::kCpu;
   kernels::KvCacheDType kv_dtype = kernels::KvCacheDType::kF32;
   WeightLoadOptions load;
-  int threads = 0;
+  int threads = 0, draft = 0;
   bool bad_arg = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -77,6 +79,7 @@ int main(int argc, char** argv) {
     else if (a == "--batch") batch = std::atoi(next());
     else if (a == "--reference") backend = kernels::Backend::kReference;
     else if (a == "--threads") threads = std::atoi(next());
+    else if (a == "--draft") draft = std::atoi(next());
     else if (a == "--group") load.group_size = std::atoi(next());
     else if (a == "--weight-dtype") {
       auto d = parse_weight_dtype(next());
@@ -95,7 +98,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (prompt_len < 1 || decode_steps < 0 || batch < 1) return fail(Status::InvalidArgument("bad sizes"));
+  if (prompt_len < 1 || decode_steps < 0 || batch < 1 || draft < 0) return fail(Status::InvalidArgument("bad sizes"));
 
   Result<ModelConfig> config = Status::InvalidArgument("give --model DIR or --dummy SHAPE");
   if (!model_dir.empty()) config = load_model_config(model_dir);
@@ -107,7 +110,7 @@ int main(int argc, char** argv) {
   Result<ModelWeights> weights = model_dir.empty() ? Result<ModelWeights>(ModelWeights::dummy(config.value(), 1))
                                                    : ModelWeights::load_safetensors(config.value(), model_dir);
   if (!weights.ok()) return fail(weights.status());
-  if (prompt_len + decode_steps > config->max_position_embeddings) {
+  if (prompt_len + decode_steps + draft > config->max_position_embeddings) {
     return fail(Status::InvalidArgument("prompt + decode exceeds max_position_embeddings"));
   }
   const double t_load = now_s();
@@ -119,7 +122,7 @@ int main(int argc, char** argv) {
   const double load_s = now_s() - t_load;
 
   const int64_t block_size = 16;
-  const int64_t blocks_per_seq = (prompt_len + decode_steps + block_size - 1) / block_size;
+  const int64_t blocks_per_seq = (prompt_len + decode_steps + draft + block_size - 1) / block_size;
   KvCacheOptions kv;
   kv.num_blocks = blocks_per_seq * batch;
   kv.block_size = block_size;
@@ -148,16 +151,23 @@ int main(int argc, char** argv) {
     if (!st.ok()) return fail(st);
     kernels::argmax({}, &last[b], out.row(0), 1, vocab);
   }
-  // Decode: all sequences together, one token each per step, greedy.
+  // Decode: all sequences together, one token each per step (plus --draft more), greedy.
   const double t1 = now_s();
+  const int q = 1 + draft;
   for (int step = 0; step < decode_steps; ++step) {
     const int32_t ctx = prompt_len + step + 1;
-    std::vector<int32_t> ids(last), pos(batch, ctx - 1);
+    std::vector<int32_t> ids, pos;
     std::vector<SequenceInput> seqs;
-    for (int b = 0; b < batch; ++b) seqs.push_back({b, 1, ctx, tables[b]});
-    Status st = (*engine)->forward({ids, pos, seqs}, &out);
+    for (int b = 0; b < batch; ++b) {
+      for (int j = 0; j < q; ++j) {
+        ids.push_back(last[b]);
+        pos.push_back(ctx - 1 + j);
+      }
+      seqs.push_back({b * q, q, ctx + draft, tables[b]});
+    }
+    Status st = (*engine)->forward({ids, pos, seqs, /*all_logits=*/draft > 0}, &out);
     if (!st.ok()) return fail(st);
-    kernels::argmax({}, last.data(), out.logits.data(), batch, vocab);
+    for (int b = 0; b < batch; ++b) kernels::argmax({}, &last[b], out.row(b * q), 1, vocab);
   }
   const double decode_s = now_s() - t1;
 
@@ -173,8 +183,8 @@ int main(int argc, char** argv) {
   std::printf("prefill: %d seq x %d tokens in %.3f s = %.1f tokens/s\n", batch, prompt_len, prefill_s,
               batch * prompt_len / prefill_s);
   if (decode_steps > 0) {
-    std::printf("decode:  %d seq x %d steps in %.3f s = %.1f tokens/s (%.2f ms/step)\n", batch, decode_steps,
-                decode_s, batch * decode_steps / decode_s, 1e3 * decode_s / decode_steps);
+    std::printf("decode:  %d seq x %d steps (query %d per seq) in %.3f s = %.1f tokens/s (%.2f ms/step)\n", batch,
+                decode_steps, q, decode_s, batch * decode_steps / decode_s, 1e3 * decode_s / decode_steps);
   }
   return 0;
 }

@@ -20,7 +20,7 @@ struct SpeculativeConfig {
   int32_t prompt_lookup_max = 4;       // ngram: longest suffix tried, >= prompt_lookup_min
   // Adaptive rule (speculation_gate.h): no drafts while more sequences than this run (a big batch
   // keeps the CPU busy, verifying drafts no longer pays; measured in perf/RESULTS.md) ...
-  int32_t disable_by_batch_size = 4;
+  int32_t disable_by_batch_size = 2;
   // ... and a sequence whose drafts' recent acceptance rate falls below this pauses speculation.
   double min_acceptance_rate = 0.3;
 
