@@ -2,8 +2,9 @@
 // llama2.c's golden continuations of stories260K token for token, at batch 1 and 8, with a KV pool
 // small enough to preempt and with prefix caching; tiny-llama (dummy weights) answers the same
 // with and without speculation; seeded sampling, logprobs, stop tokens and max_tokens are those of
-// plain decoding; a request can opt out; drafts are proposed and accepted (metrics); no KV block is
-// left in use; and the "draft" method is refused with a clear load error.
+// plain decoding; a request can opt out, and constrained requests do not speculate; drafts are
+// proposed and accepted (metrics); no KV block is left in use; and the "draft" method is refused
+// with a clear load error.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -257,6 +258,21 @@ TEST_F(LlmSpeculative, ARequestCanOptOut) {
   auto r = http_->post("/v2/models/stories_spec/generate", dump(b));
   EXPECT_EQ(r.status, 400) << r.body;
   EXPECT_NE(r.body.find("speculative"), std::string::npos) << r.body;
+}
+
+TEST_F(LlmSpeculative, ConstrainedRequestsDoNotSpeculate) {
+  Json::Value b;
+  b["text_input"] = "Once upon a time";
+  b["max_tokens"] = 40;
+  b["temperature"] = 0;
+  b["guided_choice"].append("happy");
+  b["guided_choice"].append("a long way home");
+  const double before = metric("ferry_llm_spec_proposed_tokens_total", "stories_spec");
+  Json::Value j = generate("stories_spec", b);
+  const std::string text = j["text_output"].asString();
+  EXPECT_TRUE(text == "happy" || text == "a long way home") << dump(j);
+  EXPECT_EQ(j["finish_reason"].asString(), "stop");
+  EXPECT_EQ(metric("ferry_llm_spec_proposed_tokens_total", "stories_spec"), before);
 }
 
 TEST_F(LlmSpeculative, TheDraftMethodIsRefusedWithAClearLoadError) {

@@ -611,7 +611,7 @@ TEST(CpuEngineSpeculativeTest, VerifiedDraftsEmitTheGoldenGreedyContinuation) {
     in.num_draft_tokens = k;
     const std::vector<SequenceInput> seqs = {in};
     const std::vector<int32_t> output(tokens.begin() + static_cast<std::ptrdiff_t>(prompt_len), tokens.end());
-    const std::vector<SamplingSequence> sampling = {{&greedy, {tokens.data(), prompt_len}, output, nullptr}};
+    const std::vector<SamplingSequence> sampling = {{&greedy, {tokens.data(), prompt_len}, output, nullptr, {}}};
     ASSERT_TRUE(engine->step(ForwardBatch{query, positions, seqs, false}, sampling, false, &out).ok());
     ASSERT_LE(out.num_extra[0], k);
     // Emitted: samples[0], then the extras; all but the last are accepted drafts.
@@ -640,7 +640,7 @@ TEST(CpuEngineSpeculativeTest, InconsistentDraftBatchesAreRejected) {
   const std::vector<int32_t> query = {1, 5, 6}, positions = {0, 1, 2};
   SamplingParams greedy;
   greedy.temperature = 0.0f;
-  const std::vector<SamplingSequence> sampling = {{&greedy, {query.data(), 1}, {}, nullptr}};
+  const std::vector<SamplingSequence> sampling = {{&greedy, {query.data(), 1}, {}, nullptr, {}}};
   auto run = [&](int32_t drafts, bool all_logits, std::span<const SamplingSequence> s) {
     SequenceInput in;
     in.query_len = 3;

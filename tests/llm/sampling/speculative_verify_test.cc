@@ -42,7 +42,7 @@ TEST(SpeculativeVerify, GreedyAcceptsTheLongestPrefixEqualToTheArgmax) {
   SamplingParams p;
   p.temperature = 0.0f;
   Sampler sampler(kVocab);
-  SamplingSequence seq{&p, {}, {}, nullptr};
+  SamplingSequence seq{&p, {}, {}, nullptr, {}};
   std::vector<SampleResult> out(4);
   struct Case {
     std::vector<int32_t> drafts;
@@ -72,13 +72,13 @@ TEST(SpeculativeVerify, PenaltiesSeeTheAcceptedDraftsAsGenerated) {
   Sampler sampler(kVocab);
   std::vector<SampleResult> out(2);
   const std::vector<int32_t> drafts = {1};
-  ASSERT_EQ(sampler.verify(logits, drafts, {&p, {}, {}, nullptr}, out), 2);
+  ASSERT_EQ(sampler.verify(logits, drafts, {&p, {}, {}, nullptr, {}}, out), 2);
   EXPECT_EQ(out[0].token, 1);
   EXPECT_EQ(out[1].token, 2);
   // The sequential path: sample row 1 with token 1 already generated.
   const std::vector<int32_t> generated = {1};
   SampleResult seq_out;
-  sampler.sample(std::span<const float>(logits).subspan(kVocab, kVocab), {&p, {}, generated, nullptr}, seq_out);
+  sampler.sample(std::span<const float>(logits).subspan(kVocab, kVocab), {&p, {}, generated, nullptr, {}}, seq_out);
   EXPECT_EQ(seq_out.token, out[1].token);
 }
 
@@ -97,10 +97,10 @@ TEST(SpeculativeVerify, SeededSampledRunsEmitWhatSequentialSamplingEmits) {
     const std::vector<int32_t> drafts = {static_cast<int32_t>(seed % 2), 1, static_cast<int32_t>(seed % 3)};
     SamplingRng spec_rng(seed), seq_rng(seed);
     std::vector<SampleResult> out(4);
-    const int32_t m = sampler.verify(logits, drafts, {&p, {}, {}, &spec_rng}, out);
+    const int32_t m = sampler.verify(logits, drafts, {&p, {}, {}, &spec_rng, {}}, out);
     for (int32_t j = 0; j < m; ++j) {
       SampleResult one;
-      sampler.sample(rows[j], {&p, {}, {}, &seq_rng}, one);
+      sampler.sample(rows[j], {&p, {}, {}, &seq_rng, {}}, one);
       ASSERT_EQ(out[j].token, one.token) << "seed " << seed << " position " << j;
     }
     EXPECT_EQ(spec_rng.next_u64(), seq_rng.next_u64()) << "one draw per emitted token";
@@ -128,7 +128,7 @@ double chi_square_of_two_tokens(int32_t d1, int32_t d2, const SamplingParams& p,
   std::vector<SampleResult> out(3);
   for (int t = 0; t < n; ++t) {
     SamplingRng rng(static_cast<uint64_t>(t) * 7919 + 17);
-    const SamplingSequence seq{&p, {}, {}, &rng};
+    const SamplingSequence seq{&p, {}, {}, &rng, {}};
     const int32_t m = sampler.verify(rows, drafts, seq, out);
     const int32_t x1 = out[0].token;
     int32_t x2 = m >= 2 ? out[1].token : -1;
