@@ -47,6 +47,12 @@ constexpr const char* kPassThrough[] = {
     "skip_special_tokens",
 };
 
+// Constrained-decoding fields (OpenAI's response_format, vLLM's guided_*, llama.cpp server's grammar
+// and json_schema), which the backend reads and validates under these names.
+constexpr const char* kConstraintKeys[] = {
+    "response_format", "guided_json", "guided_regex", "guided_choice", "guided_grammar", "grammar", "json_schema",
+};
+
 // The fields both endpoints share: model, n, stream, seed, sampling, priority / timeout, and the
 // OpenAI / vLLM fields ferry refuses.
 Status parse_common(const Json::Value& body, OaiRequest* r) {
@@ -80,12 +86,11 @@ Status parse_common(const Json::Value& body, OaiRequest* r) {
   if (given(body, "min_tokens") && !(is_integer(body["min_tokens"]) && body["min_tokens"].asInt64() == 0)) {
     return unsupported("min_tokens", "a minimum length is not implemented");
   }
-  if (given(body, "guided_json") || given(body, "guided_regex") || given(body, "guided_choice") ||
-      given(body, "guided_grammar")) {
-    return unsupported("guided_*", "guided decoding is not implemented");
-  }
-
   for (const char* key : kPassThrough) {
+    if (given(body, key)) r->parameters[key] = body[key];
+  }
+  // Constrained decoding: passed unchanged, under the same names; the backend checks them.
+  for (const char* key : kConstraintKeys) {
     if (given(body, key)) r->parameters[key] = body[key];
   }
   r->has_max_tokens = given(body, "max_tokens");
@@ -193,11 +198,6 @@ Result<OaiRequest> parse_chat_request(const Json::Value& body) {
     return unsupported("tools", "tool calling is not implemented");
   }
   if (given(b, "functions")) return unsupported("functions", "function calling is not implemented");
-  if (given(b, "response_format")) {
-    const Json::Value& f = b["response_format"];
-    if (!f.isObject() || !f["type"].isString()) return bad("response_format", "must be an object with a 'type'");
-    if (f["type"].asString() != "text") return unsupported("response_format", "only type 'text' is served");
-  }
   bool echo = false, continue_final = false, add_generation_prompt = true;
   FERRY_RETURN_IF_ERROR(read_bool(b, "echo", &echo));
   FERRY_RETURN_IF_ERROR(read_bool(b, "continue_final_message", &continue_final));

@@ -451,7 +451,6 @@ TEST_F(OpenAiApi, ChatChecksMessagesAndRefusesWhatItDoesNotImplement) {
        "messages"},
       {R"({"model":"tiny-llama"})", "messages"},
       {chat(R"("tools":[{"type":"function","function":{"name":"f"}}])"), "tools"},
-      {chat(R"("response_format":{"type":"json_object"})"), "response_format"},
       {chat(R"("logprobs":2)"), "logprobs"},
       {chat(R"("temperature":-1)"), "temperature"},
       {chat(R"("stream_options":{"include_usage":true})"), "stream_options"},
