@@ -214,6 +214,13 @@ Result<LlmConfig> LlmConfig::parse(const std::string& json) {
       c.scheduler.default_priority = static_cast<uint32_t>(x);
     } else if (key == "priority_level_config") {
       FERRY_RETURN_IF_ERROR(parse_levels(v, &c.scheduler));
+    } else if (key == "tool_call_parser") {
+      const std::string t = v.isString() ? v.asString() : "";
+      if (t != "auto" && t != "none" && t != "llama3_json" && t != "hermes" && t != "mistral") {
+        return Status::InvalidArgument(
+            "key 'tool_call_parser' must be \"auto\", \"none\", \"llama3_json\", \"hermes\" or \"mistral\"");
+      }
+      c.tool_call_parser = t;
     } else if (key == "max_queue_delay_ms") {
       FERRY_RETURN_IF_ERROR(int_in(v, key, 0, 60000, &c.scheduler.max_queue_delay_ms));
     } else if (key == "speculative") {

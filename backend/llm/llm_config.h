@@ -34,6 +34,8 @@
 //   "speculative"       {"method": "ngram", "num_speculative_tokens": k, "prompt_lookup_min": a,
 //                       "prompt_lookup_max": b, "disable_by_batch_size": n, "min_acceptance_rate": r}
 //                       speculative decoding; "draft" is refused (not implemented)   default: off
+//   "tool_call_parser"  how the model writes tool calls (vLLM's names): "auto" (from the chat
+//                       template), "none", "llama3_json", "hermes", "mistral"    default "auto"
 #pragma once
 
 #include <cstdint>
@@ -66,6 +68,7 @@ struct LlmConfig {
   int64_t idle_unload_seconds = 0;
   bool enable_prefix_caching = true;
   std::vector<std::string> kv_warmup_prompts;
+  std::string tool_call_parser = "auto";
   SchedulerConfig scheduler;       // max_num_seqs lives here too (scheduler.max_num_seqs)
   SpeculativeConfig speculative;
 

@@ -7,15 +7,33 @@
 #include "backend/llm/engine/kv_cache_storage.h"
 #include "backend/llm/json_text.h"
 #include "common/abi/abi_util.h"
+#include "common/llm_protocol.h"
 #include "kernels/kernels.h"
 
 namespace ferry::llm {
 namespace {
 
-constexpr const char* kMetadata =
-    R"({"platform":"ferry_llm","inputs":[{"name":"text_input","datatype":"BYTES","shape":[1]},)"
-    R"({"name":"input_ids","datatype":"INT32","shape":[-1]}],"outputs":[)"
-    R"({"name":"text_output","datatype":"BYTES","shape":[1]},{"name":"output_ids","datatype":"INT32","shape":[-1]}]})";
+namespace proto = llm_protocol;
+
+Json::Value tensor_meta(const char* name, const char* datatype, int64_t dim) {
+  Json::Value t;
+  t["name"] = name;
+  t["datatype"] = datatype;
+  t["shape"].append(static_cast<Json::Int64>(dim));
+  return t;
+}
+
+// The tool-call format a chat template teaches its model, from the markers it writes (vLLM's
+// parser names): Qwen2.5 / Qwen3 / Hermes wrap each call in <tool_call>; Mistral's templates
+// write [TOOL_CALLS]; Llama 3.1-3.3's mention the ipython role or <|python_tag|>. "" when none.
+std::string tool_call_format_of(const std::string& chat_template) {
+  if (chat_template.find("<tool_call>") != std::string::npos) return "hermes";
+  if (chat_template.find("[TOOL_CALLS]") != std::string::npos) return "mistral";
+  if (chat_template.find("<|python_tag|>") != std::string::npos || chat_template.find("ipython") != std::string::npos) {
+    return "llama3_json";
+  }
+  return "";
+}
 
 // The weight loader's progress, forwarded to the host (ABI 1.2: desc.load_reporter and
 // host_api->load_progress) for its log and the version's LOADING reason; empty when the host or the
@@ -115,6 +133,7 @@ Status LlmModel::load(const ferry_host_api* host, const ferry_model_desc& desc) 
                                           std::to_string(ctx_.max_model_len) +
                                           " tokens by the KV cache size (raise kv_cache_memory_bytes for more)");
   }
+  metadata_ = metadata_json();
   ctx_.eos_ids = ctx_.model_config.eos_token_ids;
   for (int32_t id : ctx_.tokenizer->stop_token_ids()) {
     if (std::find(ctx_.eos_ids.begin(), ctx_.eos_ids.end(), id) == ctx_.eos_ids.end()) ctx_.eos_ids.push_back(id);
@@ -249,19 +268,33 @@ LlmModel::~LlmModel() {
   destroy_metrics();
 }
 
+std::string LlmModel::metadata_json() const {
+  Json::Value m;
+  m[proto::kMetaPlatform] = proto::kPlatform;
+  m[proto::kMetaMaxModelLen] = static_cast<Json::Int64>(ctx_.max_model_len);
+  std::string tools = ctx_.config.tool_call_parser;
+  if (tools == "auto") tools = ctx_.chat_template ? tool_call_format_of(ctx_.chat_template->source()) : "";
+  if (!tools.empty() && tools != "none") m[proto::kMetaToolCallParser] = tools;
+  m["inputs"].append(tensor_meta(proto::kInputText, "BYTES", 1));
+  m["inputs"].append(tensor_meta(proto::kInputIds, "INT32", -1));
+  m["outputs"].append(tensor_meta(proto::kOutputText, "BYTES", 1));
+  m["outputs"].append(tensor_meta(proto::kOutputIds, "INT32", -1));
+  return compact_json(m);
+}
+
 void LlmModel::answer_now(const LlmRequest& request, ferry_responder* responder) {
   abi::OwnedTensor out;
   Json::Value p(Json::objectValue);
   if (request.task == LlmTask::kTokenize) {
-    out.name = "output_ids";
+    out.name = proto::kOutputIds;
     out.dtype = FERRY_DTYPE_INT32;
     out.shape = {static_cast<int64_t>(request.prompt_ids.size())};
     const auto* bytes = reinterpret_cast<const uint8_t*>(request.prompt_ids.data());
     out.data.assign(bytes, bytes + request.prompt_ids.size() * sizeof(int32_t));
-    p["count"] = static_cast<Json::UInt64>(request.prompt_ids.size());
-    p["max_model_len"] = static_cast<Json::Int64>(ctx_.max_model_len);
+    p[proto::kCount] = static_cast<Json::UInt64>(request.prompt_ids.size());
+    p[proto::kMaxModelLen] = static_cast<Json::Int64>(ctx_.max_model_len);
   } else {
-    out.name = "text_output";
+    out.name = proto::kOutputText;
     out.dtype = FERRY_DTYPE_BYTES;
     out.shape = {1};
     out.data = abi::join_bytes({ctx_.tokenizer->decode(request.prompt_ids, request.skip_special_tokens)});
@@ -328,7 +361,7 @@ bool LlmModel::cancel(uint64_t request_id) {
 }
 
 std::string LlmModel::describe(ferry_describe_kind kind) const {
-  if (kind == FERRY_DESCRIBE_KIND_METADATA) return kMetadata;
+  if (kind == FERRY_DESCRIBE_KIND_METADATA) return metadata_;
   Json::Value s;
   Json::Int64 running = 0, waiting = 0, used = 0, total = 0, preemptions = 0, cancelled = 0;
   s["instances"] = Json::Value(Json::arrayValue);

@@ -37,9 +37,12 @@ class LlmModel {
   void create_metrics();
   void destroy_metrics();
   void answer_now(const LlmRequest& request, ferry_responder* responder);
+  // The KServe metadata object: platform, context window, tool-call format, inputs and outputs.
+  std::string metadata_json() const;
   Status warm_up();
 
   LlmModelContext ctx_;
+  std::string metadata_;  // metadata_json(), set by load()
   std::vector<std::unique_ptr<LlmInstance>> instances_;
   // Request parsing (chat template, tokenizer) runs here, off the caller's small stack.
   std::unique_ptr<BigStackExecutor> preprocess_;

@@ -3,7 +3,9 @@
 #include <json/json.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -11,9 +13,12 @@
 #include "common/abi/abi_util.h"
 #include "common/chat_request.h"
 #include "common/json_parse.h"
+#include "common/llm_protocol.h"
 
 namespace ferry::llm {
 namespace {
+
+namespace proto = llm_protocol;
 
 Status bad(const std::string& key, const std::string& what) {
   return Status::InvalidArgument("parameter '" + key + "' " + what);
@@ -46,8 +51,30 @@ Status read_bool(const Json::Value& p, const char* key, bool* out) {
   return Status::Ok();
 }
 
+// OpenAI's logit_bias: {"<token id>": bias in [-100, 100]}; the ids are checked against the
+// vocabulary by SamplingParams::validate.
+Status parse_logit_bias(const Json::Value& p, SamplingParams* s) {
+  if (!p.isMember("logit_bias") || p["logit_bias"].isNull()) return Status::Ok();
+  const Json::Value& v = p["logit_bias"];
+  if (!v.isObject()) return bad("logit_bias", "must be an object mapping token ids to numbers");
+  for (const auto& key : v.getMemberNames()) {
+    char* end = nullptr;
+    errno = 0;
+    const long id = std::strtol(key.c_str(), &end, 10);
+    if (key.empty() || *end != '\0' || errno != 0 || id < 0 || id > INT32_MAX) {
+      return bad("logit_bias", "has key '" + key + "', which is not a token id");
+    }
+    const Json::Value& b = v[key];
+    if (!b.isNumeric() || b.isBool() || b.asDouble() < -100.0 || b.asDouble() > 100.0) {
+      return bad("logit_bias", "values must be numbers in [-100, 100]");
+    }
+    s->logit_bias.emplace_back(static_cast<int32_t>(id), b.asFloat());
+  }
+  return Status::Ok();
+}
+
 Status parse_sampling(const Json::Value& p, SamplingParams* s) {
-  FERRY_RETURN_IF_ERROR(read_int(p, "max_tokens", 1, 1 << 24, &s->max_tokens));
+  FERRY_RETURN_IF_ERROR(read_int(p, proto::kMaxTokens, 1, 1 << 24, &s->max_tokens));
   // TensorRT-LLM backend names (Triton's generate endpoint) beside the vLLM/OpenAI ones.
   FERRY_RETURN_IF_ERROR(read_int(p, "runtime_top_k", -1, 1 << 30, &s->top_k));
   FERRY_RETURN_IF_ERROR(read_float(p, "runtime_top_p", 0.0f, 1.0f, &s->top_p));
@@ -97,12 +124,14 @@ Status parse_sampling(const Json::Value& p, SamplingParams* s) {
       s->stop_token_ids.push_back(x.asInt());
     }
   }
+  FERRY_RETURN_IF_ERROR(read_int(p, "min_tokens", 0, 1 << 24, &s->min_tokens));
+  FERRY_RETURN_IF_ERROR(parse_logit_bias(p, s));
   FERRY_RETURN_IF_ERROR(read_bool(p, "ignore_eos", &s->ignore_eos));
   FERRY_RETURN_IF_ERROR(read_bool(p, "include_stop_str_in_output", &s->include_stop_str_in_output));
-  if (p.isMember("logprobs") && !p["logprobs"].isNull()) {
-    const Json::Value& v = p["logprobs"];
+  if (p.isMember(proto::kLogprobs) && !p[proto::kLogprobs].isNull()) {
+    const Json::Value& v = p[proto::kLogprobs];
     if (v.isBool()) s->num_logprobs = v.asBool() ? 0 : -1;
-    else FERRY_RETURN_IF_ERROR(read_int(p, "logprobs", 0, 20, &s->num_logprobs));
+    else FERRY_RETURN_IF_ERROR(read_int(p, proto::kLogprobs, 0, 20, &s->num_logprobs));
   }
   return Status::Ok();
 }
@@ -119,7 +148,7 @@ Result<std::vector<int32_t>> ids_from_tensor(const ferry_tensor& t) {
       ids.push_back(static_cast<int32_t>(p[i]));
     }
   } else {
-    return Status::InvalidArgument("input 'input_ids' must be INT32 or INT64");
+    return Status::InvalidArgument(std::string("input '") + proto::kInputIds + "' must be INT32 or INT64");
   }
   return ids;
 }
@@ -136,14 +165,20 @@ Result<LlmRequest> parse_llm_request(const ferry_request& request, const Tokeniz
     return Status::InvalidArgument("parameters must be a JSON object");
   }
   const Json::Value& p = parsed.value();
-  if (p.isMember("task")) {
-    const std::string task = p["task"].isString() ? p["task"].asString() : "";
-    if (task == "generate") out.task = LlmTask::kGenerate;
-    else if (task == "tokenize") out.task = LlmTask::kTokenize;
-    else if (task == "detokenize") out.task = LlmTask::kDetokenize;
-    else return bad("task", "must be \"generate\", \"tokenize\" or \"detokenize\"");
+  if (p.isMember(proto::kTask)) {
+    const std::string task = p[proto::kTask].isString() ? p[proto::kTask].asString() : "";
+    if (task == proto::kTaskGenerate) out.task = LlmTask::kGenerate;
+    else if (task == proto::kTaskTokenize) out.task = LlmTask::kTokenize;
+    else if (task == proto::kTaskDetokenize) out.task = LlmTask::kDetokenize;
+    else return bad(proto::kTask, "must be \"generate\", \"tokenize\" or \"detokenize\"");
   }
-  FERRY_RETURN_IF_ERROR(read_bool(p, "echo", &out.echo));
+  FERRY_RETURN_IF_ERROR(read_bool(p, proto::kEcho, &out.echo));
+  bool to_window = false;
+  FERRY_RETURN_IF_ERROR(read_bool(p, proto::kMaxTokensToWindow, &to_window));
+  // max_tokens to the end of the window is known once the prompt is: until then it is 1, the least
+  // a prompt must leave room for.
+  const bool fill_max_tokens = to_window && !(p.isMember(proto::kMaxTokens) && !p[proto::kMaxTokens].isNull());
+  if (fill_max_tokens) out.sampling.max_tokens = 1;
   FERRY_RETURN_IF_ERROR(read_bool(p, "speculative", &out.speculative));
   FERRY_RETURN_IF_ERROR(parse_sampling(p, &out.sampling));
   FERRY_RETURN_IF_ERROR(read_bool(p, "skip_special_tokens", &out.skip_special_tokens));
@@ -167,25 +202,34 @@ Result<LlmRequest> parse_llm_request(const ferry_request& request, const Tokeniz
   const ferry_tensor* input_ids = nullptr;
   for (uint32_t i = 0; i < request.num_inputs; ++i) {
     std::string name = request.inputs[i].name ? request.inputs[i].name : "";
-    if (name == "text_input") text_input = &request.inputs[i];
-    else if (name == "input_ids") input_ids = &request.inputs[i];
+    if (name == proto::kInputText) text_input = &request.inputs[i];
+    else if (name == proto::kInputIds) input_ids = &request.inputs[i];
     else return Status::InvalidArgument("unknown input '" + name + "' (expected text_input or input_ids)");
   }
-  const bool has_messages = p.isMember("messages") && !p["messages"].isNull();
+  const bool has_messages = p.isMember(proto::kMessages) && !p[proto::kMessages].isNull();
   if ((text_input != nullptr) + (input_ids != nullptr) + has_messages != 1) {
     return Status::InvalidArgument("give exactly one of the inputs text_input or input_ids, or the parameter messages");
   }
   if (has_messages) {
     // The same checks and flattening as /v1/chat/completions, for generate, infer and ZeroMQ.
-    auto chat = normalize_chat_messages(p["messages"]);
+    auto chat = normalize_chat_messages(p[proto::kMessages]);
     if (!chat.ok()) return chat.status();
-    if (chat_template == nullptr) return bad("messages", "cannot be used: the model has no chat template");
+    if (chat_template == nullptr) return bad(proto::kMessages, "cannot be used: the model has no chat template");
     Json::StreamWriterBuilder w;
     w["indentation"] = "";
     auto messages = value_from_json(Json::writeString(w, chat.value()));
     if (!messages.ok()) return messages.status().with_prefix("parameter 'messages'");
     ChatTemplateInputs in;
     in.messages = messages.value();
+    if (p.isMember(proto::kTools) && !p[proto::kTools].isNull()) {
+      auto tools = normalize_chat_tools(p[proto::kTools]);
+      if (!tools.ok()) return tools.status();
+      if (!tools->empty()) {  // no tools: `tools` stays undefined, as HF leaves it
+        auto value = value_from_json(Json::writeString(w, tools.value()));
+        if (!value.ok()) return value.status().with_prefix("parameter 'tools'");
+        in.tools = value.value();
+      }
+    }
     in.add_generation_prompt = true;
     if (!tokenizer.bos_token().empty()) in.bos_token = tokenizer.bos_token();
     if (!tokenizer.eos_token().empty()) in.eos_token = tokenizer.eos_token();
@@ -221,6 +265,17 @@ Result<LlmRequest> parse_llm_request(const ferry_request& request, const Tokeniz
   }
   if (out.task != LlmTask::kGenerate) return out;  // sampling limits do not apply
   if (out.prompt_ids.empty()) return Status::InvalidArgument("the prompt is empty");
+  if (fill_max_tokens && max_model_len > 0) {
+    const int64_t left = max_model_len - static_cast<int64_t>(out.prompt_ids.size());
+    if (left < 1) {
+      // Tokenization stopped past the window, so the count is a lower bound.
+      return Status::InvalidArgument("the prompt has at least " + std::to_string(out.prompt_ids.size()) +
+                                     " tokens, which leaves no room to generate in the context window of " +
+                                     std::to_string(max_model_len));
+    }
+    out.sampling.max_tokens = static_cast<int32_t>(std::min<int64_t>(left, 1 << 24));
+  }
+  if (out.sampling.min_tokens > out.sampling.max_tokens) return bad("min_tokens", "must not exceed max_tokens");
   FERRY_RETURN_IF_ERROR(out.sampling.validate(vocab_size));
   auto gbnf = guided_gbnf(p, text);
   if (!gbnf.ok()) return gbnf.status();

@@ -10,6 +10,7 @@ RunnerRequest::RunnerRequest(SamplingParams sampling_params, std::span<const int
       rng(SamplingRng::from_seed(params.seed)),
       stop_token_ids(params.stop_token_ids.begin(), params.stop_token_ids.end()) {
   if (!params.ignore_eos) stop_token_ids.insert(stop_token_ids.end(), eos_token_ids.begin(), eos_token_ids.end());
+  if (params.min_tokens > 0) params.min_tokens_masked_ids = stop_token_ids;
 }
 
 void ModelRunner::prepare(const SchedulerOutput& out, std::span<RunnerRequest* const> requests) {

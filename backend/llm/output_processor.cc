@@ -6,8 +6,11 @@
 
 #include "backend/llm/json_text.h"
 #include "common/abi/abi_util.h"
+#include "common/llm_protocol.h"
 
 namespace ferry::llm {
+
+namespace proto = llm_protocol;
 namespace {
 
 double seconds(OutputClock::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -281,11 +284,11 @@ void OutputProcessor::send(OutputRequest& r, bool final, const char* finish_reas
     resp.error_code = static_cast<ferry_error_code>(error.code());
     resp.error_message = error.message().c_str();
   } else {
-    outputs[0].name = "text_output";
+    outputs[0].name = proto::kOutputText;
     outputs[0].dtype = FERRY_DTYPE_BYTES;
     outputs[0].shape = {1};
     outputs[0].data = abi::join_bytes({r.pending_text});
-    outputs[1].name = "output_ids";
+    outputs[1].name = proto::kOutputIds;
     outputs[1].dtype = FERRY_DTYPE_INT32;
     outputs[1].shape = {static_cast<int64_t>(r.pending_ids.size())};
     const auto* ids = reinterpret_cast<const uint8_t*>(r.pending_ids.data());
@@ -296,33 +299,33 @@ void OutputProcessor::send(OutputRequest& r, bool final, const char* finish_reas
     resp.num_outputs = 2;
     Json::Value p(Json::objectValue);
     if (!r.prompt_for_echo.empty()) {
-      p["prompt_text"] = config_.tokenizer->decode(r.prompt_for_echo, true);
-      p["prompt_ids"] = Json::Value(Json::arrayValue);
-      for (int32_t id : r.prompt_for_echo) p["prompt_ids"].append(id);
+      p[proto::kPromptText] = config_.tokenizer->decode(r.prompt_for_echo, true);
+      p[proto::kPromptIds] = Json::Value(Json::arrayValue);
+      for (int32_t id : r.prompt_for_echo) p[proto::kPromptIds].append(id);
       r.prompt_for_echo.clear();  // the first response only
     }
     if (final) {
-      p["finish_reason"] = finish_reason;
-      p["usage"]["prompt_tokens"] = static_cast<Json::Int64>(r.num_prompt_tokens);
-      p["usage"]["completion_tokens"] = r.num_generated;
+      p[proto::kFinishReason] = finish_reason;
+      p[proto::kUsage][proto::kPromptTokens] = static_cast<Json::Int64>(r.num_prompt_tokens);
+      p[proto::kUsage][proto::kCompletionTokens] = r.num_generated;
     }
     if (r.num_logprobs >= 0) {
-      p["logprobs"] = Json::Value(Json::arrayValue);
+      p[proto::kLogprobs] = Json::Value(Json::arrayValue);
       for (const SampleResult& lp : r.pending_logprobs) {
         Json::Value j;
-        j["token_id"] = lp.token;
-        j["token"] = logprob_piece(lp.token);
-        j["logprob"] = lp.logprob;
-        j["rank"] = lp.rank;
-        j["top_logprobs"] = Json::Value(Json::arrayValue);
+        j[proto::kTokenId] = lp.token;
+        j[proto::kToken] = logprob_piece(lp.token);
+        j[proto::kLogprob] = lp.logprob;
+        j[proto::kRank] = lp.rank;
+        j[proto::kTopLogprobs] = Json::Value(Json::arrayValue);
         for (const TokenLogprob& t : lp.top_logprobs) {
           Json::Value e;
-          e["token_id"] = t.token;
-          e["token"] = logprob_piece(t.token);
-          e["logprob"] = t.logprob;
-          j["top_logprobs"].append(e);
+          e[proto::kTokenId] = t.token;
+          e[proto::kToken] = logprob_piece(t.token);
+          e[proto::kLogprob] = t.logprob;
+          j[proto::kTopLogprobs].append(e);
         }
-        p["logprobs"].append(j);
+        p[proto::kLogprobs].append(j);
       }
     }
     params = compact_json(p);

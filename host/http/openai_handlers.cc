@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 
+#include "common/llm_protocol.h"
 #include "host/http/client_watch.h"
 #include "host/http/openai_request.h"
 #include "host/http/openai_response.h"
@@ -31,13 +32,13 @@ int send_oai_error(mg_connection* conn, const Status& status) {
   return send_json(conn, error_http_status(status), error_json(status));
 }
 
-// The KServe platform of models that speak ferry's LLM protocol (text or token prompts, chat
-// messages, sampling parameters, tokenize tasks) and so can serve /v1; the echo backend does not.
-constexpr const char* kLlmPlatform = "ferry_llm";
+namespace proto = llm_protocol;
 
+// Models that speak ferry's LLM protocol (common/llm_protocol.h) say so in their metadata and can
+// serve /v1; the echo backend does not.
 bool speaks_llm(const ModelVersion& mv) {
-  const Json::Value& platform = mv.metadata()["platform"];
-  return platform.isString() && platform.asString() == kLlmPlatform;
+  const Json::Value& platform = mv.metadata()[proto::kMetaPlatform];
+  return platform.isString() && platform.asString() == proto::kPlatform;
 }
 
 // The model a /v1 request names. NotFound for unknown models; InvalidArgument, naming the way to
@@ -49,12 +50,40 @@ Result<std::shared_ptr<ModelVersion>> find_model(ServerContext& ctx, const std::
     return Status::NotFound("The model `" + name + "` does not exist.");
   }
   if (mv.ok() && !speaks_llm(*mv.value())) {
-    const Json::Value& platform = mv.value()->metadata()["platform"];
+    const Json::Value& platform = mv.value()->metadata()[proto::kMetaPlatform];
     return Status::InvalidArgument("The model `" + name + "` is not a language model (platform '" +
                                    (platform.isString() ? platform.asString() : std::string("none")) +
                                    "'): the /v1 endpoints serve LLM models only; use /v2/models/" + name + "/infer");
   }
   return mv;
+}
+
+// The READY models that speak the LLM protocol, one name per model, in the registry's order.
+std::vector<std::string> llm_model_names(ServerContext& ctx) {
+  std::vector<std::string> names;
+  for (const auto& e : ctx.registry->index(true)) {
+    if (!names.empty() && names.back() == e.name) continue;  // one entry per model, whatever its versions
+    auto mv = ctx.registry->find(e.name, "");
+    if (mv.ok() && speaks_llm(*mv.value())) names.push_back(e.name);
+  }
+  return names;
+}
+
+// A request without a model goes to the only LLM model served; with none or several it is a 400
+// that lists them. `*name` receives the model chosen.
+Result<std::shared_ptr<ModelVersion>> find_model_or_only(ServerContext& ctx, std::string* name) {
+  if (!name->empty()) return find_model(ctx, *name);
+  std::vector<std::string> names = llm_model_names(ctx);
+  if (names.size() == 1) {
+    *name = names[0];
+    return find_model(ctx, *name);
+  }
+  std::string list;
+  for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+  return Status::InvalidArgument("parameter 'model' is required: " +
+                                 (names.empty() ? std::string("no language model is served")
+                                                : std::to_string(names.size()) + " language models are served (" +
+                                                      list + ")"));
 }
 
 // The responses of a request's choices, in arrival order, each tagged with its choice.
@@ -107,7 +136,7 @@ class Choices {
  public:
   // Submits every choice; on a refusal cancels the ones already submitted and returns it.
   Status submit(ModelVersion& model, const OaiRequest& request) {
-    for (int i = 0; i < request.n; ++i) {
+    for (int i = 0; i < request.num_choices(); ++i) {
       auto r = model.submit(make_choice_request(request, i), std::make_shared<ChoiceSink>(queue_, i));
       if (!r.ok()) {
         cancel();
@@ -151,25 +180,6 @@ Result<ResponseData> run_task(ModelVersion& model, RequestSpec&& spec) {
   }
 }
 
-// Chat without max_tokens may fill the context window: the prompt's length, from the backend's
-// tokenizer and chat template, says how much of it is left.
-Status fill_chat_max_tokens(ModelVersion& model, OaiRequest* request) {
-  auto r = run_task(model, make_chat_length_request(*request));
-  if (!r.ok()) return r.status();
-  auto p = parse_json(r->parameters_json.empty() ? "{}" : r->parameters_json, "tokenize response");
-  if (!p.ok() || !(*p)["count"].isIntegral() || !(*p)["max_model_len"].isIntegral()) {
-    return Status::InvalidArgument("model '" + model.name() + "' cannot serve chat completions (no prompt length)");
-  }
-  const int64_t count = (*p)["count"].asInt64(), window = (*p)["max_model_len"].asInt64();
-  if (count >= window) {
-    return Status::InvalidArgument("the prompt has " + std::to_string(count) +
-                                   " tokens, which leaves no room to generate in the context window of " +
-                                   std::to_string(window));
-  }
-  request->parameters["max_tokens"] = static_cast<Json::Int64>(window - count);
-  return Status::Ok();
-}
-
 // What one choice has produced so far.
 struct ChoiceState {
   std::string text;
@@ -180,27 +190,32 @@ struct ChoiceState {
   bool started = false;     // a response of this choice was seen
   size_t token_cursor = 0;  // bytes of `text` that logprob tokens were aligned with (align_tokens)
   int64_t char_cursor = 0;  // characters of `text` before token_cursor
+  std::optional<ToolCallStream> tool_stream;  // a streamed chat with tools: holds the calls' text
 };
 
 // The echoed prompt of a completion choice: the text as sent, or the backend's text of a token prompt.
-std::string echo_prefix(const OaiRequest& request, const ChoiceDelta& first) {
+std::string echo_prefix(const OaiRequest& request, int index, const ChoiceDelta& first) {
   if (!request.echo) return "";
-  if (request.prompt_text) return *request.prompt_text;
+  const OaiPrompt& prompt = request.prompt_of(index);
+  if (prompt.text) return *prompt.text;
   return first.prompt_text;
 }
 
-Json::Value usage_of(const std::vector<ChoiceState>& choices) {
-  int64_t completion = 0;
-  for (const auto& c : choices) completion += c.completion_tokens;
-  // The prompt is counted once however many choices were asked for, as OpenAI bills it.
-  return usage_json(choices.empty() ? 0 : choices[0].prompt_tokens, completion);
+Json::Value usage_of(const OaiRequest& request, const std::vector<ChoiceState>& choices) {
+  int64_t prompt = 0, completion = 0;
+  for (size_t i = 0; i < choices.size(); ++i) {
+    completion += choices[i].completion_tokens;
+    // Each prompt is counted once however many choices were asked for, as OpenAI bills it.
+    if (static_cast<int>(i) % request.n == 0) prompt += choices[i].prompt_tokens;
+  }
+  return usage_json(prompt, completion);
 }
 
 // Folds one response into its choice; returns the text it adds (the echoed prompt included).
-std::string absorb(const OaiRequest& request, ChoiceState& c, const ChoiceDelta& d, bool final) {
+std::string absorb(const OaiRequest& request, int index, ChoiceState& c, const ChoiceDelta& d, bool final) {
   std::string text;
   if (!c.started) {
-    text = echo_prefix(request, d);
+    text = echo_prefix(request, index, d);
     c.token_cursor = text.size();
     c.started = true;
   }
@@ -217,9 +232,9 @@ std::string absorb(const OaiRequest& request, ChoiceState& c, const ChoiceDelta&
 
 int answer_whole(mg_connection* conn, const OaiRequest& request, const std::string& model, Choices& run) {
   const bool chat = request.endpoint == OaiEndpoint::kChat;
-  std::vector<ChoiceState> states(static_cast<size_t>(request.n));
+  std::vector<ChoiceState> states(static_cast<size_t>(request.num_choices()));
   ClientWatch watch(conn);
-  for (int remaining = request.n; remaining > 0;) {
+  for (int remaining = request.num_choices(); remaining > 0;) {
     auto next = run.next_while_client_stays(watch);
     if (!next) return 499;  // the client left: the choices are cancelled
     ChoiceQueue::Item item = std::move(*next);
@@ -232,22 +247,34 @@ int answer_whole(mg_connection* conn, const OaiRequest& request, const std::stri
       run.cancel();
       return send_oai_error(conn, Status::Internal(d.status().message()));
     }
-    absorb(request, states[static_cast<size_t>(item.index)], d.value(), item.response.final);
+    absorb(request, item.index, states[static_cast<size_t>(item.index)], d.value(), item.response.final);
     if (item.response.final) --remaining;
   }
   OaiHeader h = make_header(chat ? "chatcmpl-" : "cmpl-", model);
   Json::Value choices(Json::arrayValue);
-  for (int i = 0; i < request.n; ++i) {
+  for (int i = 0; i < request.num_choices(); ++i) {
     ChoiceState& c = states[static_cast<size_t>(i)];
     Json::Value logprobs;
     if (request.num_logprobs >= 0) {
       std::vector<int64_t> offsets = align_tokens(&c.logprobs, c.text, &c.token_cursor, &c.char_cursor);
       logprobs = chat ? chat_logprobs(c.logprobs) : completion_logprobs(c.logprobs, offsets);
     }
+    if (chat && request.tools.active()) {
+      // The reply split into content and calls (openai_tools.h); content is null beside calls.
+      ParsedReply reply = parse_reply(request.tools, request.tool_format, c.text);
+      const bool called = !reply.calls.empty();
+      Json::Value choice = chat_choice(i, reply.content, logprobs, called ? "tool_calls" : c.finish_reason);
+      if (called) {
+        if (reply.content.empty()) choice["message"]["content"] = Json::Value();
+        choice["message"]["tool_calls"] = tool_calls_json(reply.calls, false);
+      }
+      choices.append(choice);
+      continue;
+    }
     choices.append(chat ? chat_choice(i, c.text, logprobs, c.finish_reason)
                         : completion_choice(i, c.text, logprobs, c.finish_reason));
   }
-  Json::Value usage = usage_of(states);
+  Json::Value usage = usage_of(request, states);
   return send_json(conn, 200, chat ? chat_object(h, choices, usage) : completion_object(h, choices, usage));
 }
 
@@ -277,7 +304,7 @@ bool stream_response(EventWriter& out, const OaiRequest& request, const OaiHeade
                      const ChoiceDelta& d, bool final) {
   const bool chat = request.endpoint == OaiEndpoint::kChat;
   const bool usage_null = request.include_usage;
-  std::string text = absorb(request, c, d, final);
+  std::string text = absorb(request, index, c, d, final);
   const bool has_tokens = request.num_logprobs >= 0 && d.logprobs.isArray() && !d.logprobs.empty();
   Json::Value logprobs;
   if (request.num_logprobs >= 0) {
@@ -289,13 +316,39 @@ bool stream_response(EventWriter& out, const OaiRequest& request, const OaiHeade
     if (text.empty() && !has_tokens && !final) return true;
     return out.send(completion_chunk(h, index, text, logprobs, final ? c.finish_reason : "", usage_null));
   }
+  if (c.tool_stream) text = c.tool_stream->add(text);  // held while it may be a call
   if (!text.empty() || has_tokens) {
     Json::Value delta;
     delta["content"] = text;
     if (!out.send(chat_chunk(h, index, delta, logprobs, "", usage_null))) return false;
   }
   if (!final) return true;
-  return out.send(chat_chunk(h, index, Json::Value(Json::objectValue), Json::Value(), c.finish_reason, usage_null));
+  std::string finish_reason = c.finish_reason;
+  if (c.tool_stream) {
+    ParsedReply reply = c.tool_stream->finish();
+    if (!reply.content.empty()) {
+      Json::Value delta;
+      delta["content"] = reply.content;
+      if (!out.send(chat_chunk(h, index, delta, Json::Value(), "", usage_null))) return false;
+    }
+    // Each call as OpenAI streams one: its id, type and name with empty arguments, then the
+    // arguments (a client joins the arguments deltas of an index).
+    Json::Value calls = tool_calls_json(reply.calls, true);
+    for (Json::Value& call : calls) {
+      const std::string arguments = call["function"]["arguments"].asString();
+      call["function"]["arguments"] = "";
+      Json::Value head, args;
+      head["tool_calls"].append(call);
+      args["tool_calls"][0]["index"] = call["index"];
+      args["tool_calls"][0]["function"]["arguments"] = arguments;
+      if (!out.send(chat_chunk(h, index, head, Json::Value(), "", usage_null)) ||
+          !out.send(chat_chunk(h, index, args, Json::Value(), "", usage_null))) {
+        return false;
+      }
+    }
+    if (!reply.calls.empty()) finish_reason = "tool_calls";
+  }
+  return out.send(chat_chunk(h, index, Json::Value(Json::objectValue), Json::Value(), finish_reason, usage_null));
 }
 
 int answer_stream(mg_connection* conn, const OaiRequest& request, const std::string& model, Choices& run) {
@@ -313,16 +366,19 @@ int answer_stream(mg_connection* conn, const OaiRequest& request, const std::str
   start_event_stream(conn);
   EventWriter out(conn, run);
   OaiHeader h = make_header(chat ? "chatcmpl-" : "cmpl-", model);
-  std::vector<ChoiceState> states(static_cast<size_t>(request.n));
+  std::vector<ChoiceState> states(static_cast<size_t>(request.num_choices()));
+  if (chat && request.tools.active()) {
+    for (auto& s : states) s.tool_stream.emplace(&request.tools, request.tool_format);
+  }
   if (chat) {
-    for (int i = 0; i < request.n; ++i) {
+    for (int i = 0; i < request.num_choices(); ++i) {
       Json::Value delta;
       delta["role"] = "assistant";
       delta["content"] = "";
       if (!out.send(chat_chunk(h, i, delta, Json::Value(), "", request.include_usage))) return 499;
     }
   }
-  for (int remaining = request.n;;) {
+  for (int remaining = request.num_choices();;) {
     Status error = item.response.error;
     Result<ChoiceDelta> d = Status::Ok();
     if (error.ok()) {
@@ -341,7 +397,7 @@ int answer_stream(mg_connection* conn, const OaiRequest& request, const std::str
     item = run.next();
   }
   if (request.include_usage &&
-      !out.send(usage_chunk(h, chat ? "chat.completion.chunk" : "text_completion", usage_of(states)))) {
+      !out.send(usage_chunk(h, chat ? "chat.completion.chunk" : "text_completion", usage_of(request, states)))) {
     return 499;
   }
   if (!out.send_raw("[DONE]")) return 499;
@@ -355,11 +411,18 @@ int handle_generation(ServerContext& ctx, mg_connection* conn, OaiEndpoint endpo
   auto request =
       endpoint == OaiEndpoint::kChat ? parse_chat_request(body.value()) : parse_completion_request(body.value());
   if (!request.ok()) return send_oai_error(conn, request.status());
-  auto model = find_model(ctx, request->model);
+  auto model = find_model_or_only(ctx, &request->model);
   if (!model.ok()) return send_oai_error(conn, model.status());
-  if (endpoint == OaiEndpoint::kChat && !request->has_max_tokens) {
-    Status s = fill_chat_max_tokens(*model.value(), &request.value());
-    if (!s.ok()) return send_oai_error(conn, s);
+  if (request->tools.active()) {
+    const Json::Value& format = model.value()->metadata()[proto::kMetaToolCallParser];
+    request->tool_format = tool_call_format_from_name(format.isString() ? format.asString() : "");
+    if (request->tools.choice == ToolRequest::Choice::kAuto && request->tool_format == ToolCallFormat::kNone) {
+      return send_oai_error(conn, Status::InvalidArgument(
+                                      "parameter 'tool_choice' \"auto\" needs the model's tool-call format, and `" +
+                                      request->model +
+                                      "` has none (set \"tool_call_parser\" in its config.json, or use tool_choice "
+                                      "\"required\" or a named function)"));
+    }
   }
   Choices run;
   Status s = run.submit(*model.value(), request.value());
@@ -374,10 +437,8 @@ Json::Value model_json(const std::shared_ptr<ModelVersion>& mv) {
   m["object"] = "model";
   m["created"] = static_cast<Json::Int64>(make_header("", "").created);
   m["owned_by"] = "ferry";
-  auto stats = parse_json(mv->describe(FERRY_DESCRIBE_KIND_STATISTICS), "backend statistics");
-  if (stats.ok() && stats->isObject() && (*stats)["max_model_len"].isIntegral()) {
-    m["max_model_len"] = (*stats)["max_model_len"];  // vLLM's extra field
-  }
+  const Json::Value& window = mv->metadata()[proto::kMetaMaxModelLen];
+  if (window.isIntegral()) m["max_model_len"] = window;  // vLLM's extra field
   return m;
 }
 
@@ -394,12 +455,9 @@ int handle_models(ServerContext& ctx, mg_connection* conn, const std::vector<std
   Json::Value list;
   list["object"] = "list";
   list["data"] = Json::Value(Json::arrayValue);
-  std::string last;
-  for (const auto& e : ctx.registry->index(true)) {
-    if (e.name == last) continue;  // one entry per model, whatever its versions
-    last = e.name;
-    auto mv = ctx.registry->find(e.name, "");
-    if (mv.ok() && speaks_llm(*mv.value())) list["data"].append(model_json(mv.value()));
+  for (const auto& name : llm_model_names(ctx)) {
+    auto mv = ctx.registry->find(name, "");
+    if (mv.ok()) list["data"].append(model_json(mv.value()));
   }
   return send_json(conn, 200, list);
 }
@@ -423,7 +481,7 @@ int handle_tokenizer(ServerContext& ctx, mg_connection* conn, bool tokenize) {
   }
   auto p = parse_json(r->parameters_json.empty() ? "{}" : r->parameters_json, "tokenize response");
   out["count"] = static_cast<Json::UInt64>(d->ids.size());
-  if (p.ok() && (*p)["max_model_len"].isIntegral()) out["max_model_len"] = (*p)["max_model_len"];
+  if (p.ok() && (*p)[proto::kMaxModelLen].isIntegral()) out["max_model_len"] = (*p)[proto::kMaxModelLen];
   out["tokens"] = Json::Value(Json::arrayValue);
   for (int32_t id : d->ids) out["tokens"].append(id);
   return send_json(conn, 200, out);

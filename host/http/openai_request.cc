@@ -4,11 +4,14 @@
 
 #include "common/abi/abi_util.h"
 #include "common/chat_request.h"
+#include "common/llm_protocol.h"
 #include "host/http/kserve_json.h"
 #include "host/json_util.h"
 
 namespace ferry::host {
 namespace {
+
+namespace proto = llm_protocol;
 
 Status bad(const std::string& field, const std::string& what) {
   return Status::InvalidArgument("parameter '" + field + "' " + what);
@@ -20,8 +23,6 @@ Status unsupported(const std::string& field, const std::string& why) {
 
 // OpenAI's fields are nullable: null means "not given".
 bool given(const Json::Value& body, const char* key) { return body.isMember(key) && !body[key].isNull(); }
-
-bool is_integer(const Json::Value& v) { return (v.isInt64() || v.isUInt64()) && !v.isBool(); }
 
 Status read_bool(const Json::Value& body, const char* key, bool* out) {
   if (!given(body, key)) return Status::Ok();
@@ -44,7 +45,7 @@ Status read_int(const Json::Value& body, const char* key, int64_t lo, int64_t hi
 constexpr const char* kPassThrough[] = {
     "max_tokens",          "temperature",       "top_p", "top_k",          "min_p",      "repetition_penalty",
     "presence_penalty",    "frequency_penalty", "stop",  "stop_token_ids", "ignore_eos", "include_stop_str_in_output",
-    "skip_special_tokens",
+    "skip_special_tokens", "min_tokens",        "logit_bias",
 };
 
 // Constrained-decoding fields (OpenAI's response_format, vLLM's guided_*, llama.cpp server's grammar
@@ -56,9 +57,12 @@ constexpr const char* kConstraintKeys[] = {
 // The fields both endpoints share: model, n, stream, seed, sampling, priority / timeout, and the
 // OpenAI / vLLM fields ferry refuses.
 Status parse_common(const Json::Value& body, OaiRequest* r) {
-  if (!given(body, "model")) return bad("model", "is required");
-  if (!body["model"].isString() || body["model"].asString().empty()) return bad("model", "must be a non-empty string");
-  r->model = body["model"].asString();
+  // Without a model the handler picks the only LLM model served (clients of single-model servers
+  // omit it).
+  if (given(body, "model")) {
+    if (!body["model"].isString() || body["model"].asString().empty()) return bad("model", "must be a non-empty string");
+    r->model = body["model"].asString();
+  }
 
   int64_t n = 1;
   FERRY_RETURN_IF_ERROR(read_int(body, "n", 1, kOaiMaxChoices, &n));
@@ -80,20 +84,23 @@ Status parse_common(const Json::Value& body, OaiRequest* r) {
   r->seed = seed.value();
   if (given(body, "user") && !body["user"].isString()) return bad("user", "must be a string");
 
-  if (given(body, "logit_bias") && !(body["logit_bias"].isObject() && body["logit_bias"].empty())) {
-    return unsupported("logit_bias", "token biases are not implemented");
-  }
-  if (given(body, "min_tokens") && !(is_integer(body["min_tokens"]) && body["min_tokens"].asInt64() == 0)) {
-    return unsupported("min_tokens", "a minimum length is not implemented");
-  }
   for (const char* key : kPassThrough) {
     if (given(body, key)) r->parameters[key] = body[key];
+  }
+  // max_completion_tokens is the newer name of max_tokens; either may be given.
+  if (given(body, "max_completion_tokens")) {
+    int64_t unused = 0;
+    FERRY_RETURN_IF_ERROR(read_int(body, "max_completion_tokens", 1, int64_t{1} << 24, &unused));
+    if (given(body, "max_tokens") && body["max_tokens"] != body["max_completion_tokens"]) {
+      return bad("max_completion_tokens", "and 'max_tokens' disagree; give one of them");
+    }
+    r->parameters["max_tokens"] = body["max_completion_tokens"];
   }
   // Constrained decoding: passed unchanged, under the same names; the backend checks them.
   for (const char* key : kConstraintKeys) {
     if (given(body, key)) r->parameters[key] = body[key];
   }
-  r->has_max_tokens = given(body, "max_tokens");
+  r->has_max_tokens = given(body, "max_tokens") || given(body, "max_completion_tokens");
 
   // ferry's extras: the ABI request's priority and timeout (microseconds), as on every frontend.
   RequestSpec controls;
@@ -107,6 +114,16 @@ Status parse_common(const Json::Value& body, OaiRequest* r) {
   return Status::Ok();
 }
 
+abi::OwnedTensor ids_tensor(const std::vector<int32_t>& ids) {
+  abi::OwnedTensor t;
+  t.name = proto::kInputIds;
+  t.dtype = FERRY_DTYPE_INT32;
+  t.shape = {static_cast<int64_t>(ids.size())};
+  const auto* bytes = reinterpret_cast<const uint8_t*>(ids.data());
+  t.data.assign(bytes, bytes + ids.size() * sizeof(int32_t));
+  return t;
+}
+
 Result<std::vector<int32_t>> token_list(const Json::Value& v, const char* field) {
   std::vector<int32_t> ids;
   ids.reserve(v.size());
@@ -117,30 +134,38 @@ Result<std::vector<int32_t>> token_list(const Json::Value& v, const char* field)
   return ids;
 }
 
-// prompt: "text", ["text"], [ids...] or [[ids...]]. One prompt per request: a batch of several
-// prompts is refused with a clear message (send one request each, or use n for several choices).
+// prompt: "text", [ids...], or a list of prompts: ["text", ...] or [[ids...], ...] (vLLM and
+// OpenAI accept a mix of both). Each prompt is answered by n choices.
 Status parse_prompt(const Json::Value& body, OaiRequest* r) {
   if (!given(body, "prompt")) return bad("prompt", "is required");
   const Json::Value& p = body["prompt"];
   if (p.isString()) {
-    r->prompt_text = p.asString();
+    r->prompts.push_back(OaiPrompt{p.asString(), {}});
     return Status::Ok();
   }
-  if (!p.isArray() || p.empty())
-    return bad("prompt", "must be a string, a list of token ids, or a list of one of them");
-  if (p.size() > 1 && (p[0].isString() || p[0].isArray())) {
-    return unsupported("prompt", "a batch of " + std::to_string(p.size()) +
-                                     " prompts; send one prompt per request (n gives several choices)");
+  if (!p.isArray() || p.empty()) {
+    return bad("prompt", "must be a string, a list of token ids, or a list of strings or of lists of token ids");
   }
-  if (p[0].isString()) {
-    r->prompt_text = p[0].asString();
+  if (!p[0].isString() && !p[0].isArray()) {  // one prompt of token ids
+    auto list = token_list(p, "prompt");
+    if (!list.ok()) return list.status();
+    r->prompts.push_back(OaiPrompt{std::nullopt, std::move(list.value())});
     return Status::Ok();
   }
-  const Json::Value& ids = p[0].isArray() ? p[0] : p;
-  if (ids.empty()) return bad("prompt", "must not be an empty list of token ids");
-  auto list = token_list(ids, "prompt");
-  if (!list.ok()) return list.status();
-  r->prompt_ids = std::move(list.value());
+  if (static_cast<int64_t>(p.size()) * r->n > kOaiMaxPromptChoices) {
+    return bad("prompt", "holds " + std::to_string(p.size()) + " prompts: with n = " + std::to_string(r->n) +
+                             " that is more than " + std::to_string(kOaiMaxPromptChoices) + " choices");
+  }
+  for (const auto& one : p) {
+    if (one.isString()) {
+      r->prompts.push_back(OaiPrompt{one.asString(), {}});
+      continue;
+    }
+    if (!one.isArray() || one.empty()) return bad("prompt", "entries must be strings or non-empty lists of token ids");
+    auto list = token_list(one, "prompt");
+    if (!list.ok()) return list.status();
+    r->prompts.push_back(OaiPrompt{std::nullopt, std::move(list.value())});
+  }
   return Status::Ok();
 }
 
@@ -170,19 +195,11 @@ Result<OaiRequest> parse_completion_request(const Json::Value& body) {
 Result<OaiRequest> parse_chat_request(const Json::Value& body) {
   OaiRequest r;
   r.endpoint = OaiEndpoint::kChat;
-  // max_completion_tokens is the newer name of max_tokens; either may be given.
-  Json::Value b = body;
-  if (given(b, "max_completion_tokens")) {
-    if (given(b, "max_tokens") && b["max_tokens"] != b["max_completion_tokens"]) {
-      return bad("max_completion_tokens", "and 'max_tokens' disagree; give one of them");
-    }
-    b["max_tokens"] = b["max_completion_tokens"];
-  }
+  const Json::Value& b = body;
   FERRY_RETURN_IF_ERROR(parse_common(b, &r));
+  // The backend checks the messages (common/chat_request.h) as it does for every frontend.
   if (!given(b, "messages")) return bad("messages", "is required");
-  auto messages = normalize_chat_messages(b["messages"]);
-  if (!messages.ok()) return messages.status();
-  r.messages = std::move(messages.value());
+  r.messages = b["messages"];
 
   bool logprobs = false;
   FERRY_RETURN_IF_ERROR(read_bool(b, "logprobs", &logprobs));
@@ -194,10 +211,18 @@ Result<OaiRequest> parse_chat_request(const Json::Value& body) {
     r.parameters["logprobs"] = static_cast<Json::Int>(top);
   }
 
-  if (given(b, "tools") && !(b["tools"].isArray() && b["tools"].empty())) {
-    return unsupported("tools", "tool calling is not implemented");
+  auto tools = parse_tool_request(b);
+  if (!tools.ok()) return tools.status();
+  r.tools = std::move(tools.value());
+  // The template sees the tools (even with tool_choice "none", as vLLM renders them).
+  if (!r.tools.tools.empty()) r.parameters[proto::kTools] = r.tools.tools;
+  Json::Value schema = tool_call_schema(r.tools);
+  if (!schema.isNull()) {
+    for (const char* key : kConstraintKeys) {
+      if (given(b, key)) return bad(key, "cannot be combined with a tool_choice that names or requires a call");
+    }
+    r.parameters["guided_json"] = schema;  // the reply then always parses (openai_tools.h)
   }
-  if (given(b, "functions")) return unsupported("functions", "function calling is not implemented");
   bool echo = false, continue_final = false, add_generation_prompt = true;
   FERRY_RETURN_IF_ERROR(read_bool(b, "echo", &echo));
   FERRY_RETURN_IF_ERROR(read_bool(b, "continue_final_message", &continue_final));
@@ -211,40 +236,26 @@ Result<OaiRequest> parse_chat_request(const Json::Value& body) {
 RequestSpec make_choice_request(const OaiRequest& request, int index) {
   RequestSpec spec;
   Json::Value params = request.parameters;
-  if (request.seed) params["seed"] = static_cast<Json::UInt64>(*request.seed + static_cast<uint64_t>(index));
+  // Choice j of every prompt samples with seed + j.
+  if (request.seed) params["seed"] = static_cast<Json::UInt64>(*request.seed + static_cast<uint64_t>(index % request.n));
   if (request.endpoint == OaiEndpoint::kChat) {
-    params["messages"] = request.messages;
-  } else if (request.prompt_text) {
+    params[proto::kMessages] = request.messages;
+    // Without max_tokens a chat may use the rest of the context window (the backend knows it).
+    if (!request.has_max_tokens) params[proto::kMaxTokensToWindow] = true;
+  } else if (const OaiPrompt& prompt = request.prompt_of(index); prompt.text) {
     abi::OwnedTensor t;
-    t.name = "text_input";
+    t.name = proto::kInputText;
     t.dtype = FERRY_DTYPE_BYTES;
     t.shape = {1};
-    t.data = abi::join_bytes({*request.prompt_text});
+    t.data = abi::join_bytes({*prompt.text});
     spec.inputs.push_back(std::move(t));
   } else {
-    abi::OwnedTensor t;
-    t.name = "input_ids";
-    t.dtype = FERRY_DTYPE_INT32;
-    t.shape = {static_cast<int64_t>(request.prompt_ids.size())};
-    const auto* bytes = reinterpret_cast<const uint8_t*>(request.prompt_ids.data());
-    t.data.assign(bytes, bytes + request.prompt_ids.size() * sizeof(int32_t));
-    spec.inputs.push_back(std::move(t));
+    spec.inputs.push_back(ids_tensor(prompt.ids));
     // The text of a token prompt comes from the backend (a text prompt is echoed as sent).
-    if (request.echo) params["echo"] = true;
+    if (request.echo) params[proto::kEcho] = true;
   }
   spec.parameters_json = to_json(params);
   spec.stream = request.stream;
-  spec.priority = request.priority;
-  spec.timeout_us = request.timeout_us;
-  return spec;
-}
-
-RequestSpec make_chat_length_request(const OaiRequest& request) {
-  RequestSpec spec;
-  Json::Value params;
-  params["task"] = "tokenize";
-  params["messages"] = request.messages;
-  spec.parameters_json = to_json(params);
   spec.priority = request.priority;
   spec.timeout_us = request.timeout_us;
   return spec;
@@ -255,13 +266,13 @@ Result<RequestSpec> parse_tokenize_request(const Json::Value& body, std::string*
   *model = body["model"].asString();
   RequestSpec spec;
   Json::Value params;
-  params["task"] = "tokenize";
+  params[proto::kTask] = proto::kTaskTokenize;
   const bool has_prompt = given(body, "prompt"), has_messages = given(body, "messages");
   if (has_prompt == has_messages) return bad("prompt", "or 'messages': give exactly one of them");
   if (has_prompt) {
     if (!body["prompt"].isString()) return bad("prompt", "must be a string");
     abi::OwnedTensor t;
-    t.name = "text_input";
+    t.name = proto::kInputText;
     t.dtype = FERRY_DTYPE_BYTES;
     t.shape = {1};
     t.data = abi::join_bytes({body["prompt"].asString()});
@@ -271,9 +282,7 @@ Result<RequestSpec> parse_tokenize_request(const Json::Value& body, std::string*
       params["add_special_tokens"] = body["add_special_tokens"];
     }
   } else {
-    auto messages = normalize_chat_messages(body["messages"]);
-    if (!messages.ok()) return messages.status();
-    params["messages"] = messages.value();
+    params[proto::kMessages] = body["messages"];  // checked by the backend
     bool add_generation_prompt = true;
     FERRY_RETURN_IF_ERROR(read_bool(body, "add_generation_prompt", &add_generation_prompt));
     if (!add_generation_prompt) return unsupported("add_generation_prompt", "the template always adds it");
@@ -289,15 +298,9 @@ Result<RequestSpec> parse_detokenize_request(const Json::Value& body, std::strin
   auto ids = token_list(body["tokens"], "tokens");
   if (!ids.ok()) return ids.status();
   RequestSpec spec;
-  abi::OwnedTensor t;
-  t.name = "input_ids";
-  t.dtype = FERRY_DTYPE_INT32;
-  t.shape = {static_cast<int64_t>(ids->size())};
-  const auto* bytes = reinterpret_cast<const uint8_t*>(ids->data());
-  t.data.assign(bytes, bytes + ids->size() * sizeof(int32_t));
-  spec.inputs.push_back(std::move(t));
+  spec.inputs.push_back(ids_tensor(ids.value()));
   Json::Value params;
-  params["task"] = "detokenize";
+  params[proto::kTask] = proto::kTaskDetokenize;
   spec.parameters_json = to_json(params);
   return spec;
 }

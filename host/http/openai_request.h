@@ -14,38 +14,49 @@
 
 #include <json/json.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
+#include "host/http/openai_tools.h"
 #include "host/model_version.h"
 
 namespace ferry::host {
 
 enum class OaiEndpoint { kCompletions, kChat };
 
-// The most choices one request may ask for (n).
+// The most choices one request may ask for (n), and the most choices of all the prompts of one
+// completions request together (prompts x n).
 inline constexpr int kOaiMaxChoices = 16;
+inline constexpr int kOaiMaxPromptChoices = 256;
+
+// One completions prompt: text, or token ids when `text` is absent.
+struct OaiPrompt {
+  std::optional<std::string> text;
+  std::vector<int32_t> ids;
+};
 
 struct OaiRequest {
   OaiEndpoint endpoint = OaiEndpoint::kCompletions;
-  std::string model;
-  // The prompt: completions give text or token ids; chat gives messages (roles checked, content
-  // flattened to a string), which the backend renders through the model's chat template.
-  std::optional<std::string> prompt_text;
-  std::vector<int32_t> prompt_ids;
-  Json::Value messages;  // chat only: [{role, content}]
-  int n = 1;
+  std::string model;  // empty: not given (the handler picks the only LLM model, if there is one)
+  // The prompts: completions give one or several, each text or token ids; chat gives messages,
+  // which the backend checks and renders through the model's chat template.
+  std::vector<OaiPrompt> prompts;
+  Json::Value messages;  // chat only: as the client sent them
+  ToolRequest tools;     // chat only: tools, tool_choice, parallel_tool_calls
+  ToolCallFormat tool_format = ToolCallFormat::kNone;  // set by the handler from the model's metadata
+  int n = 1;             // choices per prompt
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   bool echo = false;           // completions: the prompt leads the text
   // Logprobs: -1 none; otherwise how many alternatives per token (completions: "logprobs";
   // chat: "top_logprobs", 0 when only "logprobs": true).
   int num_logprobs = -1;
-  // Whether max_tokens (chat: or max_completion_tokens) was given; when it was not, chat fills the
-  // rest of the context window (the handler asks the backend for the prompt's length first).
+  // Whether max_tokens (or max_completion_tokens) was given; when it was not, chat fills the rest
+  // of the context window (the backend's llm_protocol::kMaxTokensToWindow).
   bool has_max_tokens = false;
   std::optional<uint64_t> seed;
   uint32_t priority = 0;
@@ -53,22 +64,24 @@ struct OaiRequest {
   // The backend parameters common to every choice (sampling, stop, ...), without seed and the
   // prompt.
   Json::Value parameters{Json::objectValue};
+
+  // Choices in all: n per prompt, prompt after prompt (choice index = prompt * n + j, as vLLM
+  // numbers them).
+  int num_choices() const { return n * std::max<int>(1, static_cast<int>(prompts.size())); }
+  const OaiPrompt& prompt_of(int choice) const { return prompts[static_cast<size_t>(choice / n)]; }
 };
 
 Result<OaiRequest> parse_completion_request(const Json::Value& body);
 Result<OaiRequest> parse_chat_request(const Json::Value& body);
 
-// The ABI request for choice `index` (0-based): the prompt, the shared parameters, and the seed
-// (seed + index, so that n choices sample differently yet reproducibly; no seed stays random).
+// The ABI request for choice `index` (0-based, < num_choices()): its prompt, the shared parameters,
+// and the seed (seed + index % n, so that n choices sample differently yet reproducibly; no seed
+// stays random).
 RequestSpec make_choice_request(const OaiRequest& request, int index);
 
 // POST /tokenize: {model, prompt} or {model, messages[, add_generation_prompt]}, add_special_tokens.
 // POST /detokenize: {model, tokens}. `model` receives the body's model.
 Result<RequestSpec> parse_tokenize_request(const Json::Value& body, std::string* model);
 Result<RequestSpec> parse_detokenize_request(const Json::Value& body, std::string* model);
-
-// A backend task request ("tokenize") for the rendered chat of `request`: how the handler learns
-// the prompt's length before choosing a default max_tokens.
-RequestSpec make_chat_length_request(const OaiRequest& request);
 
 }  // namespace ferry::host

@@ -7,11 +7,14 @@
 #include <set>
 
 #include "common/abi/abi_util.h"
+#include "common/llm_protocol.h"
 #include "host/json_util.h"
 #include "host/server_context.h"
 
 namespace ferry::host {
 namespace {
+
+namespace proto = llm_protocol;
 
 Json::Value null_or(const std::string& s) { return s.empty() ? Json::Value() : Json::Value(s); }
 
@@ -35,11 +38,11 @@ Json::Value object_head(const OaiHeader& h, const char* object) {
 Result<ChoiceDelta> decode_response(const ResponseData& r) {
   ChoiceDelta d;
   for (const auto& t : r.outputs) {
-    if (t.name == "text_output" && t.dtype == FERRY_DTYPE_BYTES) {
+    if (t.name == proto::kOutputText && t.dtype == FERRY_DTYPE_BYTES) {
       auto parts = abi::split_bytes(t.data.data(), t.data.size());
       if (!parts.ok()) return parts.status();
       for (const auto& p : parts.value()) d.text.append(p);
-    } else if (t.name == "output_ids" && t.dtype == FERRY_DTYPE_INT32) {
+    } else if (t.name == proto::kOutputIds && t.dtype == FERRY_DTYPE_INT32) {
       d.ids.resize(t.data.size() / sizeof(int32_t));
       if (!d.ids.empty()) std::memcpy(d.ids.data(), t.data.data(), d.ids.size() * sizeof(int32_t));
     }
@@ -49,12 +52,13 @@ Result<ChoiceDelta> decode_response(const ResponseData& r) {
   if (!p.ok()) return p.status();
   const Json::Value& j = p.value();
   if (!j.isObject()) return d;
-  if (j["logprobs"].isArray()) d.logprobs = j["logprobs"];
-  if (j["prompt_text"].isString()) d.prompt_text = j["prompt_text"].asString();
-  if (j["finish_reason"].isString()) d.finish_reason = j["finish_reason"].asString();
-  if (j["usage"].isObject()) {
-    d.prompt_tokens = j["usage"]["prompt_tokens"].asInt64();
-    d.completion_tokens = j["usage"]["completion_tokens"].asInt64();
+  if (j[proto::kLogprobs].isArray()) d.logprobs = j[proto::kLogprobs];
+  if (j[proto::kPromptText].isString()) d.prompt_text = j[proto::kPromptText].asString();
+  if (j[proto::kFinishReason].isString()) d.finish_reason = j[proto::kFinishReason].asString();
+  const Json::Value& usage = j[proto::kUsage];
+  if (usage.isObject()) {
+    d.prompt_tokens = usage[proto::kPromptTokens].asInt64();
+    d.completion_tokens = usage[proto::kCompletionTokens].asInt64();
   }
   return d;
 }

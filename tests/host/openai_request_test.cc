@@ -51,7 +51,7 @@ TEST(OpenAiRequest, RefusalsNameTheirField) {
     const char* body;
     const char* field;
   } cases[] = {
-      {R"({"prompt":"hi"})", "model"},
+      {R"({"model":"","prompt":"hi"})", "model"},
       {R"({"model":"m"})", "prompt"},
       {R"({"model":"m","prompt":"hi","suffix":"x"})", "suffix"},
       {R"({"model":"m","prompt":"hi","n":17})", "n"},
@@ -62,6 +62,71 @@ TEST(OpenAiRequest, RefusalsNameTheirField) {
     ASSERT_FALSE(r.ok()) << c.body;
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << c.body;
     EXPECT_EQ(field_of(r.status()), c.field) << c.body << ": " << r.status().to_string();
+  }
+}
+
+TEST(OpenAiRequest, SamplingFieldsReachTheBackendUnderTheirNames) {
+  auto r = parse_completion_request(J(R"({"model":"m","prompt":"hi","min_tokens":3,"logit_bias":{"7":-100},
+      "stop_token_ids":[2],"skip_special_tokens":false,"max_completion_tokens":9,"user":"u"})"));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  Json::Value p = params_of(make_choice_request(r.value(), 0));
+  EXPECT_EQ(p["min_tokens"].asInt(), 3);
+  EXPECT_EQ(p["logit_bias"]["7"].asInt(), -100);
+  EXPECT_EQ(p["stop_token_ids"][0].asInt(), 2);
+  EXPECT_FALSE(p["skip_special_tokens"].asBool());
+  EXPECT_EQ(p["max_tokens"].asInt(), 9) << "max_completion_tokens is max_tokens";
+  EXPECT_FALSE(p.isMember("user"));
+}
+
+TEST(OpenAiRequest, MaxCompletionTokensMustAgreeWithMaxTokens) {
+  for (const char* base : {R"({"model":"m","prompt":"hi")", R"({"model":"m","messages":[{"role":"user","content":"x"}])"}) {
+    const bool chat = std::string(base).find("messages") != std::string::npos;
+    auto parse = [&](const std::string& extra) {
+      Json::Value b = J(std::string(base) + extra + "}");
+      return chat ? parse_chat_request(b) : parse_completion_request(b);
+    };
+    auto same = parse(R"(,"max_tokens":4,"max_completion_tokens":4)");
+    ASSERT_TRUE(same.ok()) << same.status().to_string();
+    EXPECT_TRUE(same->has_max_tokens);
+    auto differ = parse(R"(,"max_tokens":4,"max_completion_tokens":5)");
+    ASSERT_FALSE(differ.ok());
+    EXPECT_EQ(field_of(differ.status()), "max_completion_tokens");
+  }
+}
+
+TEST(OpenAiRequest, AMissingModelIsLeftToTheHandler) {
+  auto r = parse_completion_request(J(R"({"prompt":"hi"})"));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_TRUE(r->model.empty());
+  EXPECT_FALSE(parse_completion_request(J(R"({"model":"","prompt":"hi"})")).ok());
+  EXPECT_FALSE(parse_completion_request(J(R"({"model":7,"prompt":"hi"})")).ok());
+}
+
+TEST(OpenAiRequest, AListOfPromptsGivesNChoicesPerPrompt) {
+  auto r = parse_completion_request(J(R"({"model":"m","prompt":["a",[5,6],"c"],"n":2,"seed":10,"echo":true})"));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  ASSERT_EQ(r->prompts.size(), 3u);
+  EXPECT_EQ(r->num_choices(), 6);
+  EXPECT_EQ(*r->prompt_of(1).text, "a");
+  EXPECT_FALSE(r->prompt_of(2).text.has_value());
+  EXPECT_EQ(r->prompt_of(3).ids, (std::vector<int32_t>{5, 6}));
+  EXPECT_EQ(*r->prompt_of(5).text, "c");
+  for (int i = 0; i < 6; ++i) {
+    RequestSpec spec = make_choice_request(r.value(), i);
+    EXPECT_EQ(params_of(spec)["seed"].asUInt64(), 10u + static_cast<uint64_t>(i % 2)) << "choice " << i;
+    ASSERT_EQ(spec.inputs.size(), 1u);
+    EXPECT_EQ(spec.inputs[0].name, i / 2 == 1 ? "input_ids" : "text_input") << "choice " << i;
+  }
+  // One prompt of token ids is not a list of prompts.
+  auto ids = parse_completion_request(J(R"({"model":"m","prompt":[1,2,3]})"));
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(ids->num_choices(), 1);
+  EXPECT_EQ(ids->prompts[0].ids.size(), 3u);
+  for (const char* bad : {R"({"model":"m","prompt":[]})", R"({"model":"m","prompt":["a",[]]})",
+                          R"({"model":"m","prompt":["a",3]})", R"({"model":"m","prompt":[-1]})"}) {
+    auto b = parse_completion_request(J(bad));
+    ASSERT_FALSE(b.ok()) << bad;
+    EXPECT_EQ(field_of(b.status()), "prompt") << bad;
   }
 }
 

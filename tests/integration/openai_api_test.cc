@@ -157,7 +157,7 @@ TEST_F(OpenAiApi, SameGreedyTextOverCompletionsGenerateInferAndZeroMq) {
   EXPECT_EQ(zmq_text, text);
 }
 
-TEST_F(OpenAiApi, PromptMayBeTextTokensOrAListOfOne) {
+TEST_F(OpenAiApi, PromptMayBeTextTokensOrALists) {
   NEED_STORIES();
   auto tok = post_json("/tokenize", R"({"model":"stories","prompt":"Once upon a time"})");
   ASSERT_EQ(tok["count"].asInt(), 5);
@@ -170,9 +170,52 @@ TEST_F(OpenAiApi, PromptMayBeTextTokensOrAListOfOne) {
     EXPECT_EQ(j["choices"][0]["text"].asString(), text) << prompt;
     EXPECT_EQ(j["usage"]["prompt_tokens"].asInt(), 5) << prompt;
   }
-  auto batch = post("/v1/completions", R"({"model":"stories","prompt":["a","b"]})");
-  EXPECT_EQ(batch.status, 400);
-  EXPECT_EQ(parse(batch.body)["error"]["param"].asString(), "prompt") << batch.body;
+  // A list of prompts: n choices each, numbered prompt by prompt; every prompt counts in usage.
+  const std::string other = post_json("/v1/completions", completion(R"("prompt":"The dog")"))["choices"][0]["text"].asString();
+  auto batch = post_json("/v1/completions", completion(R"("prompt":["Once upon a time",)" + ids + R"(,"The dog"],"n":2)"));
+  ASSERT_EQ(batch["choices"].size(), 6u) << dump(batch);
+  for (Json::ArrayIndex i = 0; i < 6; ++i) {
+    const Json::Value& c = batch["choices"][i];
+    EXPECT_EQ(c["index"].asUInt(), i);
+    EXPECT_EQ(c["text"].asString(), i < 4 ? text : other) << "choice " << i;
+  }
+  auto one = post_json("/v1/completions", completion(R"("prompt":"The dog")"));
+  EXPECT_EQ(batch["usage"]["prompt_tokens"].asInt(), 5 + 5 + one["usage"]["prompt_tokens"].asInt());
+  EXPECT_EQ(batch["usage"]["completion_tokens"].asInt(), 6 * 20);
+  auto bad = post("/v1/completions", R"({"model":"stories","prompt":["a",[]]})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(parse(bad.body)["error"]["param"].asString(), "prompt") << bad.body;
+}
+
+TEST_F(OpenAiApi, LogitBiasMinTokensAndMaxCompletionTokens) {
+  NEED_STORIES();
+  // The greedy first token, then the same request with that token banned.
+  auto first = post_json("/v1/completions", completion(R"("max_tokens":1,"logprobs":0)"));
+  auto gen = post_json("/v2/models/stories/generate",
+                       R"({"text_input":"Once upon a time","temperature":0,"max_tokens":1})");
+  const Json::Value id = gen["output_ids"].isArray() ? gen["output_ids"][0] : gen["output_ids"];
+  ASSERT_TRUE(id.isIntegral()) << dump(gen);
+  const std::string banned = dump(id);
+  auto biased = post_json("/v1/completions", completion(R"("max_tokens":1,"logit_bias":{")" + banned + R"(":-100})"));
+  EXPECT_NE(biased["choices"][0]["text"].asString(), first["choices"][0]["text"].asString()) << dump(biased);
+  auto out_of_range = post("/v1/completions", completion(R"("logit_bias":{"99999999":1})"));
+  EXPECT_EQ(out_of_range.status, 400) << out_of_range.body;
+
+  // min_tokens: a stop token the greedy text would hit at once cannot end it before min_tokens.
+  auto stop_first = post_json("/v1/completions", completion(R"("max_tokens":10,"ignore_eos":false,"stop_token_ids":[)" +
+                                                             banned + "]"));
+  EXPECT_EQ(stop_first["usage"]["completion_tokens"].asInt(), 1) << dump(stop_first);
+  EXPECT_EQ(stop_first["choices"][0]["finish_reason"].asString(), "stop");
+  auto min4 = post_json("/v1/completions", completion(R"("max_tokens":10,"ignore_eos":false,"min_tokens":4,"stop_token_ids":[)" +
+                                                       banned + "]"));
+  EXPECT_GE(min4["usage"]["completion_tokens"].asInt(), 4) << dump(min4);
+  auto too_many = post("/v1/completions", completion(R"("max_tokens":3,"min_tokens":4)"));
+  EXPECT_EQ(too_many.status, 400);
+  EXPECT_EQ(parse(too_many.body)["error"]["param"].asString(), "min_tokens") << too_many.body;
+
+  // max_completion_tokens is max_tokens on completions too.
+  auto mct = post_json("/v1/completions", R"({"model":"stories","prompt":"Once","max_completion_tokens":3,"ignore_eos":true})");
+  EXPECT_EQ(mct["usage"]["completion_tokens"].asInt(), 3);
 }
 
 TEST_F(OpenAiApi, StreamedCompletionAddsUpAndEndsWithUsageAndDone) {
@@ -338,6 +381,9 @@ TEST_F(OpenAiApi, EverySamplingFieldIsAcceptedAndCheckedByName) {
       {"priority", "1", "-1"},
       {"timeout", "60000000", "\"soon\""},
       {"user", "\"someone\"", "5"},
+      {"min_tokens", "2", "-1"},
+      {"logit_bias", "{\"5\":10}", "{\"x\":1}"},
+      {"max_completion_tokens", "3", "0"},
   };
   for (const auto& f : fields) {
     std::string base = R"({"model":"stories","prompt":"Once","max_tokens":3,")" + std::string(f.name) + "\":";
@@ -352,7 +398,7 @@ TEST_F(OpenAiApi, EverySamplingFieldIsAcceptedAndCheckedByName) {
     EXPECT_NE(e["message"].asString().find(std::string("'") + f.name + "'"), std::string::npos) << bad.body;
   }
   // Fields ferry does not implement are refused, not ignored.
-  for (const char* extra : {R"("logit_bias":{"5":10})", R"("suffix":"end")", R"("best_of":3)"}) {
+  for (const char* extra : {R"("suffix":"end")", R"("best_of":3)"}) {
     auto r = post("/v1/completions", completion(extra));
     EXPECT_EQ(r.status, 400) << extra << " -> " << r.body;
     EXPECT_NE(parse(r.body)["error"]["message"].asString().find("not supported"), std::string::npos) << r.body;
@@ -450,7 +496,8 @@ TEST_F(OpenAiApi, ChatChecksMessagesAndRefusesWhatItDoesNotImplement) {
       {R"({"model":"tiny-llama","messages":[{"role":"user","content":[{"type":"image_url","image_url":{}}]}]})",
        "messages"},
       {R"({"model":"tiny-llama"})", "messages"},
-      {chat(R"("tools":[{"type":"function","function":{"name":"f"}}])"), "tools"},
+      {chat(R"("tools":[{"type":"function","function":{"name":"f"}}])"), "tool_choice"},
+      {chat(R"("tools":[{"type":"search"}])"), "tools"},
       {chat(R"("logprobs":2)"), "logprobs"},
       {chat(R"("temperature":-1)"), "temperature"},
       {chat(R"("stream_options":{"include_usage":true})"), "stream_options"},

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <utility>
 
 #include "common/status.h"
 
@@ -243,6 +244,12 @@ std::span<const float> Sampler::process_logits(std::span<const float> logits, co
   std::copy(logits.begin(), logits.end(), work_.begin());
   for (const auto& [token, bias] : seq.params->logit_bias) {
     if (token >= 0 && token < vocab_size_) work_[static_cast<size_t>(token)] += bias;
+  }
+  // min_tokens: nothing that would stop the sequence may be chosen before it has that many tokens.
+  if (std::cmp_less(seq.output_ids.size(), seq.params->min_tokens)) {
+    for (int32_t token : seq.params->min_tokens_masked_ids) {
+      if (token >= 0 && token < vocab_size_) work_[static_cast<size_t>(token)] = -std::numeric_limits<float>::infinity();
+    }
   }
   apply_penalties(seq);
   if (!seq.allowed_tokens.empty()) apply_mask(seq.allowed_tokens);

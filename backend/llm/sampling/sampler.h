@@ -1,7 +1,8 @@
 // ferry::llm::Sampler: picks the next token of each sequence from its fp32 logits, on the CPU.
 //
 // For one sequence, in this order (vLLM's order):
-//   1. logit_bias added;
+//   1. logit_bias added; while fewer than min_tokens tokens are generated, min_tokens_masked_ids
+//      set to -inf;
 //   2. repetition penalty over prompt + generated tokens (positive logits divided, negative
 //      multiplied), then frequency (x count) and presence penalties over generated tokens (OpenAI);
 //   2b. tokens outside the sequence's allowed_tokens mask (constrained decoding) set to -inf;

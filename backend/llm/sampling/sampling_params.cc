@@ -20,6 +20,7 @@ Status SamplingParams::validate(int32_t vocab_size) const {
   }
   if (num_logprobs < -1 || num_logprobs > vocab_size) return bad("logprobs must be in [0, vocab size]");
   if (max_tokens < 1) return bad("max_tokens must be >= 1");
+  if (min_tokens < 0 || min_tokens > max_tokens) return bad("min_tokens must be in [0, max_tokens]");
   for (int32_t t : stop_token_ids) {
     if (t < 0 || t >= vocab_size) return bad("stop_token_ids entry " + std::to_string(t) + " out of range");
   }

@@ -29,10 +29,14 @@ struct SamplingParams {
 
   // --- stopping (see stop_checker.h) ---
   int32_t max_tokens = 16;                   // >= 1; finish reason "length" when reached
+  int32_t min_tokens = 0;                    // [0, max_tokens]; no stop token or string ends fewer
   std::vector<int32_t> stop_token_ids;       // finish reason "stop"
   std::vector<std::string> stop;             // stop strings (matched on detokenized text)
   bool ignore_eos = false;                   // true: EOS ids do not stop the sequence
   bool include_stop_str_in_output = false;   // vLLM's flag: keep the matched stop string
+  // The ids the sampler masks while fewer than min_tokens tokens are generated: stop_token_ids
+  // and the model's EOS ids unless ignore_eos. Filled by whoever knows the EOS ids (RunnerRequest).
+  std::vector<int32_t> min_tokens_masked_ids;
 
   // Checks ranges against the vocabulary size. The message names the offending field.
   Status validate(int32_t vocab_size) const;

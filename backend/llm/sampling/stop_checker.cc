@@ -19,7 +19,8 @@ StopChecker::StopChecker(const SamplingParams& params, std::span<const int32_t> 
     : stop_tokens_(params.stop_token_ids.begin(), params.stop_token_ids.end()),
       stop_strings_(params.stop),
       include_stop_str_(params.include_stop_str_in_output),
-      max_tokens_(params.max_tokens) {
+      max_tokens_(params.max_tokens),
+      min_tokens_(params.min_tokens) {
   if (!params.ignore_eos) stop_tokens_.insert(stop_tokens_.end(), eos_token_ids.begin(), eos_token_ids.end());
   std::erase_if(stop_strings_, [](const std::string& s) { return s.empty(); });
 }
@@ -56,6 +57,12 @@ StopUpdate StopChecker::append(int32_t token, std::string_view new_text) {
     return u;
   }
   pending_.append(new_text);
+  if (num_generated_ < min_tokens_) {
+    // Too short to stop on a string (vLLM's rule): the text so far is released unchecked.
+    u.text = std::move(pending_);
+    pending_.clear();
+    return u;
+  }
   // Earliest stop-string match wins (ties: the longer string, for a deterministic answer).
   size_t match_pos = std::string::npos;
   const std::string* match = nullptr;

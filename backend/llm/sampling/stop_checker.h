@@ -8,6 +8,8 @@
 //     string and anything after it are not emitted (unless include_stop_str_in_output, which keeps
 //     the stop string);
 //   - max_tokens generated tokens: finish "length".
+// Before min_tokens tokens are generated, stop strings are not looked for (the sampler keeps stop
+// tokens from being chosen then; see SamplingParams::min_tokens_masked_ids).
 // Text that could still be the start of a stop string is held back until it is known not to be;
 // when the sequence finishes for any other reason the held-back text is released.
 //
@@ -55,6 +57,7 @@ class StopChecker {
   std::vector<std::string> stop_strings_;
   bool include_stop_str_ = false;
   int32_t max_tokens_ = 0;
+  int32_t min_tokens_ = 0;
   int32_t num_generated_ = 0;
   bool finished_ = false;
   std::string pending_;

@@ -374,5 +374,38 @@ TEST(Sampler, AllowedTokensMaskRestrictsTheChoice) {
   EXPECT_GE(seen.size(), 2u);  // it samples among the allowed, not only the best
 }
 
+TEST(Sampler, MinTokensMasksStopIdsUntilEnoughAreGenerated) {
+  std::vector<float> logits = {0.0f, 5.0f, 4.0f, 1.0f};  // greedy: 1, then 2 when 1 is masked
+  SamplingParams p;
+  p.temperature = 0.0f;
+  p.min_tokens = 2;
+  p.min_tokens_masked_ids = {1};
+  Sampler sampler(4);
+  SampleResult r;
+  std::vector<int32_t> output;
+  SamplingSequence seq{&p, {}, output, nullptr};
+  sampler.sample(logits, seq, r);
+  EXPECT_EQ(r.token, 2) << "0 tokens generated < min_tokens: id 1 is masked";
+  output = {2};
+  seq.output_ids = output;
+  sampler.sample(logits, seq, r);
+  EXPECT_EQ(r.token, 2) << "1 token generated < min_tokens";
+  output = {2, 2};
+  seq.output_ids = output;
+  sampler.sample(logits, seq, r);
+  EXPECT_EQ(r.token, 1) << "min_tokens reached: id 1 may be chosen";
+
+  // Sampled (not greedy): the masked id is never drawn.
+  p.temperature = 1.0f;
+  output.clear();
+  seq.output_ids = output;
+  SamplingRng rng(3);
+  seq.rng = &rng;
+  for (int i = 0; i < 200; ++i) {
+    sampler.sample(logits, seq, r);
+    ASSERT_NE(r.token, 1);
+  }
+}
+
 }  // namespace
 }  // namespace ferry::llm

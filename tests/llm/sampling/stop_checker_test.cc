@@ -140,5 +140,20 @@ TEST(StopChecker, EmptyPiecesAndUtf8StopStrings) {
   EXPECT_EQ(u.text, "");
 }
 
+TEST(StopChecker, NoStopStringEndsFewerThanMinTokens) {
+  SamplingParams p;
+  p.max_tokens = 10;
+  p.min_tokens = 3;
+  p.stop = {"x"};
+  StopChecker c(p, kEos);
+  StopUpdate u = c.append(1, "ax");
+  EXPECT_FALSE(u.finished());
+  EXPECT_EQ(u.text, "ax") << "before min_tokens the text is released unchecked";
+  EXPECT_FALSE(c.append(1, "bx").finished());
+  u = c.append(1, "cxd");
+  EXPECT_TRUE(u.finished()) << "the third token may stop";
+  EXPECT_EQ(u.text, "c");
+}
+
 }  // namespace
 }  // namespace ferry::llm
