@@ -21,6 +21,7 @@
 #include "host/http/client_watch.h"
 #include "host/http/openai_request.h"
 #include "host/http/openai_response.h"
+#include "host/http/openai_responses.h"
 #include "host/http/openai_transport.h"
 #include "host/json_util.h"
 #include "host/log.h"
@@ -211,6 +212,14 @@ Json::Value usage_of(const OaiRequest& request, const std::vector<ChoiceState>& 
   return usage_json(prompt, completion);
 }
 
+// The decoded response of a queue item, or its error (the backend's, or a malformed response).
+Result<ChoiceDelta> delta_of(const ChoiceQueue::Item& item) {
+  if (!item.response.error.ok()) return item.response.error;
+  auto d = decode_response(item.response);
+  if (!d.ok()) return Status::Internal(d.status().message());
+  return d;
+}
+
 // Folds one response into its choice; returns the text it adds (the echoed prompt included).
 std::string absorb(const OaiRequest& request, int index, ChoiceState& c, const ChoiceDelta& d, bool final) {
   std::string text;
@@ -379,16 +388,11 @@ int answer_stream(mg_connection* conn, const OaiRequest& request, const std::str
     }
   }
   for (int remaining = request.num_choices();;) {
-    Status error = item.response.error;
-    Result<ChoiceDelta> d = Status::Ok();
-    if (error.ok()) {
-      d = decode_response(item.response);
-      if (!d.ok()) error = Status::Internal(d.status().message());
-    }
-    if (!error.ok()) {
+    auto d = delta_of(item);
+    if (!d.ok()) {
       // After the stream began, an error is an event of its own, then the stream ends as usual.
       run.cancel();
-      if (out.send(error_json(error)) && out.send_raw("[DONE]")) end_event_stream(conn);
+      if (out.send(error_json(d.status())) && out.send_raw("[DONE]")) end_event_stream(conn);
       return 200;
     }
     ChoiceState& c = states[static_cast<size_t>(item.index)];
@@ -405,11 +409,113 @@ int answer_stream(mg_connection* conn, const OaiRequest& request, const std::str
   return 200;
 }
 
-int handle_generation(ServerContext& ctx, mg_connection* conn, OaiEndpoint endpoint) {
+// The response.* events that open a Responses stream, up to the empty text part.
+bool start_responses_stream(EventWriter& out, const ResponsesState& state, const Json::Value& echo, int64_t* seq) {
+  Json::Value created = responses_event("response.created", seq);
+  created["response"] = responses_object(state, echo);
+  Json::Value progress = responses_event("response.in_progress", seq);
+  progress["response"] = created["response"];
+  Json::Value added = responses_event("response.output_item.added", seq);
+  added["output_index"] = 0;
+  added["item"] = responses_message_item(state, false);
+  Json::Value part = responses_event("response.content_part.added", seq);
+  part["item_id"] = state.item_id;
+  part["output_index"] = 0;
+  part["content_index"] = 0;
+  part["part"] = responses_text_part("");
+  for (const Json::Value* e : {&created, &progress, &added, &part}) {
+    if (!out.send(*e)) return false;
+  }
+  return true;
+}
+
+// The events that close it: the text, the part and the item done, then the whole response.
+bool finish_responses_stream(EventWriter& out, const ResponsesState& state, const Json::Value& echo, int64_t* seq) {
+  Json::Value done = responses_event("response.output_text.done", seq);
+  done["item_id"] = state.item_id;
+  done["output_index"] = 0;
+  done["content_index"] = 0;
+  done["text"] = state.text;
+  done["logprobs"] = Json::Value(Json::arrayValue);
+  Json::Value part = responses_event("response.content_part.done", seq);
+  part["item_id"] = state.item_id;
+  part["output_index"] = 0;
+  part["content_index"] = 0;
+  part["part"] = responses_text_part(state.text);
+  Json::Value item = responses_event("response.output_item.done", seq);
+  item["output_index"] = 0;
+  item["item"] = responses_message_item(state, true);
+  Json::Value completed =
+      responses_event(state.finish_reason == "length" ? "response.incomplete" : "response.completed", seq);
+  completed["response"] = responses_object(state, echo);
+  for (const Json::Value* e : {&done, &part, &item, &completed}) {
+    if (!out.send(*e)) return false;
+  }
+  return true;
+}
+
+// POST /v1/responses (openai_responses.h): one chat choice, answered as a response object or as
+// the response.* events. The stream opens with the first response, so a request refused before it
+// began gets a plain error status.
+int answer_responses(mg_connection* conn, const OaiRequest& request, const Json::Value& echo, Choices& run) {
+  OaiHeader h = make_header("resp_", request.model);
+  ResponsesState state;
+  state.id = h.id;
+  state.item_id = make_header("msg_", "").id;
+  state.created_at = h.created;
+  state.model = request.model;
+  ChoiceState c;
+  ClientWatch watch(conn);
+  int64_t seq = 0;
+  std::optional<EventWriter> out;
+  for (bool final = false; !final;) {
+    auto next = run.next_while_client_stays(watch);
+    if (!next) return 499;
+    auto d = delta_of(*next);
+    if (!d.ok()) {
+      run.cancel();
+      if (!out) return send_oai_error(conn, d.status());
+      Json::Value e = responses_event("error", &seq);
+      e["message"] = d.status().message();
+      e["code"] = error_json(d.status())["error"]["code"];
+      if (out->send(e)) end_event_stream(conn);
+      return 200;
+    }
+    final = next->response.final;
+    const std::string text = absorb(request, 0, c, d.value(), final);
+    if (!request.stream) continue;
+    if (!out) {
+      start_event_stream(conn);
+      out.emplace(conn, run);
+      if (!start_responses_stream(*out, state, echo, &seq)) return 499;
+    }
+    if (text.empty()) continue;
+    Json::Value delta = responses_event("response.output_text.delta", &seq);
+    delta["item_id"] = state.item_id;
+    delta["output_index"] = 0;
+    delta["content_index"] = 0;
+    delta["delta"] = text;
+    delta["logprobs"] = Json::Value(Json::arrayValue);
+    if (!out->send(delta)) return 499;
+  }
+  state.text = c.text;
+  state.finish_reason = c.finish_reason.empty() ? "stop" : c.finish_reason;
+  state.input_tokens = c.prompt_tokens;
+  state.output_tokens = c.completion_tokens;
+  if (!request.stream) return send_json(conn, 200, responses_object(state, echo));
+  if (!finish_responses_stream(*out, state, echo, &seq)) return 499;
+  end_event_stream(conn);
+  return 200;
+}
+
+// kCompletions, kChat, or (responses true) the Responses API.
+int handle_generation(ServerContext& ctx, mg_connection* conn, OaiEndpoint endpoint, bool responses = false) {
   auto body = read_json_body(conn, ctx.max_body_bytes, false);
   if (!body.ok()) return send_oai_error(conn, body.status());
-  auto request =
-      endpoint == OaiEndpoint::kChat ? parse_chat_request(body.value()) : parse_completion_request(body.value());
+  Json::Value echo;
+  auto request = responses ? parse_responses_request(body.value(), &echo)
+                 : endpoint == OaiEndpoint::kChat ? parse_chat_request(body.value())
+                                                  : parse_completion_request(body.value());
   if (!request.ok()) return send_oai_error(conn, request.status());
   auto model = find_model_or_only(ctx, &request->model);
   if (!model.ok()) return send_oai_error(conn, model.status());
@@ -427,6 +533,7 @@ int handle_generation(ServerContext& ctx, mg_connection* conn, OaiEndpoint endpo
   Choices run;
   Status s = run.submit(*model.value(), request.value());
   if (!s.ok()) return send_oai_error(conn, s);
+  if (responses) return answer_responses(conn, request.value(), echo, run);
   return request->stream ? answer_stream(conn, request.value(), request->model, run)
                          : answer_whole(conn, request.value(), request->model, run);
 }
@@ -509,6 +616,10 @@ int handle_openai(ServerContext& ctx, mg_connection* conn, const std::string& me
   if (parts.size() == 3 && parts[1] == "chat" && parts[2] == "completions") {
     if (!post) return method_not_allowed(conn, method);
     return handle_generation(ctx, conn, OaiEndpoint::kChat);
+  }
+  if (parts.size() == 2 && parts[1] == "responses") {
+    if (!post) return method_not_allowed(conn, method);
+    return handle_generation(ctx, conn, OaiEndpoint::kChat, true);
   }
   if ((parts.size() == 2 || parts.size() == 3) && parts[1] == "models") {
     if (!get) return method_not_allowed(conn, method);

@@ -1,9 +1,9 @@
 #include "host/http/openai_tools.h"
 
 #include <algorithm>
-#include <random>
 
 #include "common/chat_request.h"
+#include "host/http/openai_response.h"
 #include "host/json_util.h"
 
 namespace ferry::host {
@@ -53,13 +53,7 @@ std::optional<Json::Value> parse_value(std::string_view text) {
   return std::move(v).value();
 }
 
-std::string new_call_id() {
-  static thread_local std::mt19937_64 gen{std::random_device{}()};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id = "call_";
-  for (int i = 0; i < 24; ++i) id += kHex[gen() % 16];
-  return id;
-}
+std::string new_call_id() { return make_header("call_", "").id; }
 
 // {"name", "arguments" | "parameters"} -> a call; nullopt when it is not one.
 std::optional<ToolCall> call_of(const Json::Value& v) {

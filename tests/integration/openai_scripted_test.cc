@@ -1,9 +1,14 @@
-// Tool calling on /v1/chat/completions and requests without a model, against a real ferry-server.
+// Tool calling on /v1/chat/completions, the Responses API (/v1/responses) and requests without a
+// model, against a real ferry-server.
 // The models are served by the scripted_llm test backend (backend/testing/scripted_llm.cc), which
 // speaks the LLM protocol with predictable replies: a model's tool-call format comes from its
 // metadata, and the host must turn each format into OpenAI tool_calls, stream them as OpenAI does,
 // send tool results back through the chat, and constrain tool_choice "required" / named calls.
 #include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 
 #include "client/http_client.h"
 #include "tests/integration/fixtures.h"
@@ -23,7 +28,7 @@ void add_scripted(const std::string& repo, const std::string& name, const std::s
   write_file(repo + "/" + name + "/1/.keep", "");
 }
 
-class OpenAiTools : public ::testing::Test {
+class ScriptedLlm : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     repo_ = new TempDir();
@@ -68,7 +73,7 @@ class OpenAiTools : public ::testing::Test {
   std::unique_ptr<HttpClient> http_;
 };
 
-TEST_F(OpenAiTools, EachFormatBecomesToolCallsAndTheResultGoesBack) {
+TEST_F(ScriptedLlm, EachFormatBecomesToolCallsAndTheResultGoesBack) {
   for (const char* model : {"qwen", "llama", "mistral"}) {
     Json::Value j = chat(ask(model));
     const Json::Value& c = j["choices"][0];
@@ -97,7 +102,7 @@ TEST_F(OpenAiTools, EachFormatBecomesToolCallsAndTheResultGoesBack) {
   }
 }
 
-TEST_F(OpenAiTools, StreamedCallsArriveAsArgumentDeltas) {
+TEST_F(ScriptedLlm, StreamedCallsArriveAsArgumentDeltas) {
   for (const char* model : {"qwen", "llama", "mistral"}) {
     std::string content, name, id, arguments, finish;
     int calls_seen = 0;
@@ -126,7 +131,7 @@ TEST_F(OpenAiTools, StreamedCallsArriveAsArgumentDeltas) {
   }
 }
 
-TEST_F(OpenAiTools, ToolChoiceRequiredNamedAndNone) {
+TEST_F(ScriptedLlm, ToolChoiceRequiredNamedAndNone) {
   // required and a named function: the backend is asked for JSON (guided_json) and the reply parses
   // as the call, whatever the model's own format.
   for (const char* choice : {R"("required")", R"({"type":"function","function":{"name":"get_weather"}})"}) {
@@ -153,7 +158,7 @@ TEST_F(OpenAiTools, ToolChoiceRequiredNamedAndNone) {
   EXPECT_EQ(plain["choices"][0]["message"]["content"].asString(), "You said: hi");
 }
 
-TEST_F(OpenAiTools, ARequestWithoutModelNeedsExactlyOneLanguageModel) {
+TEST_F(ScriptedLlm, ARequestWithoutModelNeedsExactlyOneLanguageModel) {
   // Four language models here: a 400 that lists them.
   auto r = http_->post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"hi"}]})");
   EXPECT_EQ(r.status, 400) << r.body;
@@ -176,6 +181,82 @@ TEST_F(OpenAiTools, ARequestWithoutModelNeedsExactlyOneLanguageModel) {
   auto completion = http.post("/v1/completions", R"({"prompt":"hello"})");
   EXPECT_EQ(completion.status, 200) << completion.body;
   EXPECT_EQ(parse(completion.body)["choices"][0]["text"].asString(), "You said: hello");
+}
+
+TEST_F(ScriptedLlm, ResponsesApiAnswersTextWholeAndStreamed) {
+  auto r = http_->post("/v1/responses", R"({"model":"qwen","input":"hello","instructions":"Be brief."})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json::Value j = parse(r.body);
+  EXPECT_EQ(j["object"].asString(), "response");
+  EXPECT_EQ(j["id"].asString().rfind("resp_", 0), 0u);
+  EXPECT_EQ(j["status"].asString(), "completed");
+  EXPECT_EQ(j["model"].asString(), "qwen");
+  EXPECT_EQ(j["instructions"].asString(), "Be brief.");
+  ASSERT_EQ(j["output"].size(), 1u) << r.body;
+  const Json::Value& item = j["output"][0];
+  EXPECT_EQ(item["type"].asString(), "message");
+  EXPECT_EQ(item["role"].asString(), "assistant");
+  EXPECT_EQ(item["content"][0]["type"].asString(), "output_text");
+  EXPECT_EQ(item["content"][0]["text"].asString(), "You said: hello");
+  EXPECT_GT(j["usage"]["input_tokens"].asInt(), 0);
+  EXPECT_EQ(j["usage"]["total_tokens"].asInt(), j["usage"]["input_tokens"].asInt() + j["usage"]["output_tokens"].asInt());
+
+  // A list of messages, content parts included; max_output_tokens cuts it short: "incomplete".
+  auto cut = parse(http_->post("/v1/responses", R"({"model":"qwen","max_output_tokens":2,"input":[
+      {"role":"user","content":[{"type":"input_text","text":"a long question"}]}]})").body);
+  EXPECT_EQ(cut["status"].asString(), "incomplete") << dump(cut);
+  EXPECT_EQ(cut["incomplete_details"]["reason"].asString(), "max_output_tokens");
+  EXPECT_EQ(cut["output"][0]["content"][0]["text"].asString(), "You said") << "2 pieces of 4 bytes";
+
+  // Streamed: the events in OpenAI's order; the deltas join to the text of the last event's response.
+  std::vector<std::string> types;
+  std::string deltas;
+  Json::Value last;
+  auto s = http_->post_stream("/v1/responses", R"({"model":"qwen","input":"streaming","stream":true})",
+                              [&](const std::string& d) {
+                                Json::Value e = parse(d);
+                                EXPECT_EQ(e["sequence_number"].asUInt(), types.size());
+                                types.push_back(e["type"].asString());
+                                if (types.back() == "response.output_text.delta") deltas += e["delta"].asString();
+                                last = e;
+                                return true;
+                              });
+  EXPECT_EQ(s.status, 200);
+  ASSERT_GE(types.size(), 9u);
+  const std::vector<std::string> head = {"response.created", "response.in_progress", "response.output_item.added",
+                                         "response.content_part.added", "response.output_text.delta"};
+  EXPECT_EQ(std::vector<std::string>(types.begin(), types.begin() + 5), head);
+  const std::vector<std::string> tail = {"response.output_text.done", "response.content_part.done",
+                                         "response.output_item.done", "response.completed"};
+  EXPECT_EQ(std::vector<std::string>(types.end() - 4, types.end()), tail);
+  EXPECT_EQ(deltas, "You said: streaming");
+  EXPECT_EQ(last["response"]["output"][0]["content"][0]["text"].asString(), deltas);
+  EXPECT_EQ(last["response"]["status"].asString(), "completed");
+
+  for (const char* bad : {R"({"model":"qwen"})", R"({"model":"qwen","input":"x","previous_response_id":"resp_1"})",
+                          R"({"model":"qwen","input":[{"type":"input_image","image_url":"x"}]})"}) {
+    auto e = http_->post("/v1/responses", bad);
+    EXPECT_EQ(e.status, 400) << bad << " -> " << e.body;
+  }
+}
+
+// The official openai npm SDK (tests/web/openai_sdk_test.mjs) against this server: a tool call round
+// trip and the Responses API, streamed and not. Skips without node or tests/web's node_modules.
+TEST_F(ScriptedLlm, OfficialNodeSdk) {
+  const std::string web = source_dir() + "/tests/web";
+  if (std::system("command -v node >/dev/null 2>&1") != 0) GTEST_SKIP() << "node not installed (scripts/setup installs nodejs)";
+  if (!std::filesystem::exists(web + "/node_modules/openai")) {
+    GTEST_SKIP() << "the openai package is not installed in tests/web (scripts/setup runs npm ci there)";
+  }
+  const std::string cmd = "node '" + web + "/openai_sdk_test.mjs' --url " + server_->http_url() + " --model qwen 2>&1";
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  const int rc = pclose(p);
+  EXPECT_EQ(rc, 0) << out;
+  std::printf("%s", out.c_str());
 }
 
 }  // namespace
