@@ -1,0 +1,127 @@
+// parse_llm_request (backend/llm/llm_request.h): the LLM protocol's request parameters as the
+// backend reads them. Tools and tool calls reach the chat template as HF's apply_chat_template
+// passes them (checked with Qwen3's real template and tokenizer, from the shared test data), a
+// chat may fill the context window, and min_tokens / logit_bias are read and checked.
+#include "backend/llm/llm_request.h"
+
+#include <gtest/gtest.h>
+#include <json/json.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "common/llm_protocol.h"
+#include "common/test_paths.h"
+
+namespace ferry::llm {
+namespace {
+
+namespace fs = std::filesystem;
+namespace proto = llm_protocol;
+
+struct Qwen {
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<ChatTemplate> chat_template;
+};
+
+// Qwen3's tokenizer and chat template, or null members when the test data is absent.
+Qwen load_qwen() {
+  Qwen q;
+  const fs::path dir = fs::path(testing::testdata_dir()) / "hf-tokenizer-qwen3";
+  if (!fs::exists(dir / "tokenizer.json")) return q;
+  auto tok = Tokenizer::load(dir);
+  EXPECT_TRUE(tok.ok()) << tok.status().to_string();
+  if (!tok.ok()) return q;
+  q.tokenizer = std::move(tok).value();
+  auto tmpl = ChatTemplate::parse(q.tokenizer->chat_template());
+  EXPECT_TRUE(tmpl.ok()) << tmpl.status().to_string();
+  if (tmpl.ok()) q.chat_template = std::make_unique<ChatTemplate>(std::move(tmpl.value()));
+  return q;
+}
+
+Result<LlmRequest> parse(const Qwen& q, const std::string& params, int64_t max_model_len = 0) {
+  ferry_request r{};
+  r.struct_size = sizeof(r);
+  r.parameters_json = params.c_str();
+  return parse_llm_request(r, *q.tokenizer, q.chat_template.get(), 151936, max_model_len);
+}
+
+TEST(LlmRequest, ToolsAndToolCallsReachTheChatTemplate) {
+  Qwen q = load_qwen();
+  if (!q.chat_template) GTEST_SKIP() << "reference data missing: hf-tokenizer-qwen3";
+  const std::string params = R"({"tools":[{"type":"function","function":{"name":"get_weather","description":"Weather",
+      "parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}],
+      "messages":[{"role":"user","content":"Weather in Paris?"},
+        {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function",
+          "function":{"name":"get_weather","arguments":"{\"city\": \"Paris\"}"}}]},
+        {"role":"tool","tool_call_id":"call_1","content":"sunny"}],"max_tokens":4})";
+  auto r = parse(q, params);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  const std::string prompt = q.tokenizer->decode(r->prompt_ids, false);
+  // The tool, as the template writes it with tojson (keys come out sorted: jsoncpp keeps no order).
+  const size_t tools = prompt.find("<tools>\n{"), tools_end = prompt.find("</tools>", tools);
+  ASSERT_NE(tools, std::string::npos) << prompt;
+  const std::string listed = prompt.substr(tools, tools_end - tools);
+  for (const char* part : {"\"name\": \"get_weather\"", "\"description\": \"Weather\"", "\"type\": \"function\"",
+                           "\"properties\": {\"city\": {\"type\": \"string\"}}"}) {
+    EXPECT_NE(listed.find(part), std::string::npos) << part << " in " << listed;
+  }
+  // The call's arguments (sent as a JSON text) reach the template as an object, as vLLM passes them.
+  EXPECT_NE(prompt.find("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"),
+            std::string::npos)
+      << prompt;
+  EXPECT_NE(prompt.find("<tool_response>\nsunny\n</tool_response>"), std::string::npos) << prompt;
+
+  // Without tools the template's tool section is absent.
+  auto plain = parse(q, R"({"messages":[{"role":"user","content":"hi"}]})");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(q.tokenizer->decode(plain->prompt_ids, false).find("<tools>"), std::string::npos);
+
+  for (const char* bad : {R"({"tools":[{"type":"function"}],"messages":[{"role":"user","content":"x"}]})",
+                          R"({"messages":[{"role":"user","content":"x","tool_calls":[]}]})",
+                          R"({"messages":[{"role":"assistant","content":"","tool_calls":[{"function":{}}]}]})"}) {
+    EXPECT_FALSE(parse(q, bad).ok()) << bad;
+  }
+}
+
+TEST(LlmRequest, AChatMayFillTheContextWindow) {
+  Qwen q = load_qwen();
+  if (!q.chat_template) GTEST_SKIP() << "reference data missing: hf-tokenizer-qwen3";
+  const std::string chat = R"("messages":[{"role":"user","content":"Hello there"}])";
+  auto counted = parse(q, "{" + chat + R"(,"task":"tokenize"})");
+  ASSERT_TRUE(counted.ok());
+  const int64_t prompt = static_cast<int64_t>(counted->prompt_ids.size());
+
+  auto filled = parse(q, "{" + chat + "," + "\"" + proto::kMaxTokensToWindow + "\":true}", 100);
+  ASSERT_TRUE(filled.ok()) << filled.status().to_string();
+  EXPECT_EQ(filled->sampling.max_tokens, 100 - prompt);
+  auto given = parse(q, "{" + chat + R"(,"max_tokens":7,")" + proto::kMaxTokensToWindow + "\":true}", 100);
+  ASSERT_TRUE(given.ok());
+  EXPECT_EQ(given->sampling.max_tokens, 7) << "a given max_tokens wins";
+  auto plain = parse(q, "{" + chat + "}", 100);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->sampling.max_tokens, 16) << "without the flag, the backend's default";
+  auto full = parse(q, "{" + chat + ",\"" + proto::kMaxTokensToWindow + "\":true}", prompt);
+  ASSERT_FALSE(full.ok());
+  EXPECT_NE(full.status().message().find("no room"), std::string::npos) << full.status().to_string();
+}
+
+TEST(LlmRequest, MinTokensAndLogitBias) {
+  Qwen q = load_qwen();
+  if (!q.chat_template) GTEST_SKIP() << "reference data missing: hf-tokenizer-qwen3";
+  auto r = parse(q, R"({"messages":[{"role":"user","content":"x"}],"max_tokens":8,"min_tokens":3,
+      "logit_bias":{"5":-100,"17":2.5}})");
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->sampling.min_tokens, 3);
+  auto bias = r->sampling.logit_bias;
+  std::sort(bias.begin(), bias.end());
+  EXPECT_EQ(bias, (std::vector<std::pair<int32_t, float>>{{5, -100.0f}, {17, 2.5f}}));
+  for (const char* bad : {R"("max_tokens":2,"min_tokens":3)", R"("logit_bias":{"x":1})", R"("logit_bias":{"5":101})",
+                          R"("logit_bias":[1])", R"("logit_bias":{"999999999":1})"}) {
+    auto b = parse(q, std::string(R"({"messages":[{"role":"user","content":"x"}],)") + bad + "}");
+    EXPECT_FALSE(b.ok()) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace ferry::llm
