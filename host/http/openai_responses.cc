@@ -129,7 +129,7 @@ Json::Value responses_message_item(const ResponsesState& s, bool done) {
   item["id"] = s.item_id;
   item["type"] = "message";
   item["role"] = "assistant";
-  item["status"] = done ? "completed" : "in_progress";
+  item["status"] = !done ? "in_progress" : s.finish_reason == "length" ? "incomplete" : "completed";
   item["content"] = Json::Value(Json::arrayValue);
   if (done) item["content"].append(responses_text_part(s.text));
   return item;
