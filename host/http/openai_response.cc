@@ -96,7 +96,7 @@ std::vector<int64_t> align_tokens(Json::Value* logprobs, const std::string& text
   const std::string_view all(text);
   for (auto& lp : *logprobs) {
     offsets.push_back(*chars);
-    const std::string token = lp["token"].asString();
+    const std::string token = lp[proto::kToken].asString();
     if (token.empty() || *cursor >= text.size()) continue;
     // The token starts at the cursor or after whitespace only: try each start in that run, so the
     // work per token is bounded by the whitespace run, not by the rest of the text.
@@ -111,9 +111,9 @@ std::vector<int64_t> align_tokens(Json::Value* logprobs, const std::string& text
     if (at == std::string_view::npos) continue;
     if (at > *cursor) {
       const std::string whole(all.substr(*cursor, at + token.size() - *cursor));
-      lp["token"] = whole;
-      for (auto& alt : lp["top_logprobs"]) {
-        if (alt["token_id"] == lp["token_id"]) alt["token"] = whole;
+      lp[proto::kToken] = whole;
+      for (auto& alt : lp[proto::kTopLogprobs]) {
+        if (alt[proto::kTokenId] == lp[proto::kTokenId]) alt[proto::kToken] = whole;
       }
     }
     *chars += count_chars(all.substr(*cursor, at + token.size() - *cursor));
@@ -130,9 +130,9 @@ Json::Value completion_logprobs(const Json::Value& logprobs, const std::vector<i
   out["text_offset"] = Json::Value(Json::arrayValue);
   Json::ArrayIndex i = 0;
   for (const auto& lp : logprobs) {
-    const std::string token = lp["token"].asString();
+    const std::string token = lp[proto::kToken].asString();
     out["tokens"].append(token);
-    out["token_logprobs"].append(lp["logprob"]);
+    out["token_logprobs"].append(lp[proto::kLogprob]);
     // As vLLM does: the alternatives, plus the chosen token when it is not among them. The legacy
     // format is a dict keyed by text, but two tokens can decode to the same text (each half of a
     // UTF-8 character reads "\ufffd"): such a token is keyed by its id instead, so all N
@@ -140,15 +140,15 @@ Json::Value completion_logprobs(const Json::Value& logprobs, const std::vector<i
     Json::Value top(Json::objectValue);
     std::set<int64_t> ids;
     auto add = [&](const Json::Value& t) {
-      const Json::Value& id = t["token_id"];
+      const Json::Value& id = t[proto::kTokenId];
       if (id.isIntegral() && !ids.insert(id.asInt64()).second) return;  // the same token again
-      std::string key = t["token"].asString();
+      std::string key = t[proto::kToken].asString();
       if (id.isIntegral() && (top.isMember(key) || key.find("\xEF\xBF\xBD") != std::string::npos)) {
         key = "token_id:" + std::to_string(id.asInt64());
       }
-      if (!top.isMember(key)) top[key] = t["logprob"];
+      if (!top.isMember(key)) top[key] = t[proto::kLogprob];
     };
-    for (const auto& t : lp["top_logprobs"]) add(t);
+    for (const auto& t : lp[proto::kTopLogprobs]) add(t);
     add(lp);
     out["top_logprobs"].append(top);
     out["text_offset"].append(static_cast<Json::Int64>(i < offsets.size() ? offsets[i] : 0));
@@ -161,15 +161,15 @@ Json::Value chat_logprobs(const Json::Value& logprobs) {
   Json::Value content(Json::arrayValue);
   for (const auto& lp : logprobs) {
     Json::Value e;
-    e["token"] = lp["token"];
-    e["logprob"] = lp["logprob"];
-    e["bytes"] = bytes_of(lp["token"].asString());
+    e["token"] = lp[proto::kToken];
+    e["logprob"] = lp[proto::kLogprob];
+    e["bytes"] = bytes_of(lp[proto::kToken].asString());
     e["top_logprobs"] = Json::Value(Json::arrayValue);
-    for (const auto& t : lp["top_logprobs"]) {
+    for (const auto& t : lp[proto::kTopLogprobs]) {
       Json::Value a;
-      a["token"] = t["token"];
-      a["logprob"] = t["logprob"];
-      a["bytes"] = bytes_of(t["token"].asString());
+      a["token"] = t[proto::kToken];
+      a["logprob"] = t[proto::kLogprob];
+      a["bytes"] = bytes_of(t[proto::kToken].asString());
       e["top_logprobs"].append(a);
     }
     content.append(e);
