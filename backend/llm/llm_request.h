@@ -2,19 +2,23 @@
 // parameters. Inputs: `text_input` (BYTES, one element) or `input_ids` (INT32/INT64), or a chat
 // in the "messages" parameter rendered through the model's chat template.
 //
-// Parameters (TensorRT-LLM / vLLM / OpenAI names): max_tokens, temperature, top_p (alias
+// Parameters (TensorRT-LLM / vLLM / OpenAI names; the protocol's own names are in
+// common/llm_protocol.h, shared with the host): max_tokens, max_tokens_to_window (true: without
+// max_tokens, the rest of the context window after the prompt), temperature, top_p (alias
 // runtime_top_p), top_k (alias runtime_top_k), min_p, end_id (a stop token), stop_words (alias of stop),
 // seed (alias random_seed), repetition_penalty, presence_penalty, frequency_penalty, stop (string or
-// list), stop_token_ids, ignore_eos, include_stop_str_in_output, logprobs (N: the chosen token's
+// list), stop_token_ids, min_tokens (no stop before this many tokens), logit_bias ({"<id>": bias in
+// [-100, 100]}), ignore_eos, include_stop_str_in_output, logprobs (N: the chosen token's
 // logprob and the top N), add_special_tokens (text only; default true), skip_special_tokens
-// (default true), messages ([{role, content}], applies the chat template), echo (the first
-// response's parameters carry the prompt as "prompt_text" and "prompt_ids"), task ("generate",
-// the default; "tokenize": answer at once with the prompt's ids, no generation; "detokenize":
-// answer at once with the text of input_ids); an output format (response_format, guided_json,
-// guided_regex, guided_choice, guided_grammar, structured_outputs, grammar, json_schema: see
-// guided_decoding.h) becomes guided_gbnf, which the model compiles; speculative (false: no speculative
-// decoding for this request even if the model is configured for it; true, the default, changes
-// nothing). Unknown keys are ignored (the host adds its own,
+// (default true), messages ([{role, content, tool_calls?, tool_call_id?}], applies the chat
+// template; checked by common/chat_request.h), tools (OpenAI's list, passed to the template as
+// `tools`), echo (the first response's parameters carry the prompt as "prompt_text" and
+// "prompt_ids"), task ("generate", the default; "tokenize": answer at once with the prompt's ids,
+// no generation; "detokenize": answer at once with the text of input_ids); an output format
+// (response_format, guided_json, guided_regex, guided_choice, guided_grammar, structured_outputs,
+// grammar, json_schema: see guided_decoding.h) becomes guided_gbnf, which the model compiles;
+// speculative (false: no speculative decoding for this request even if the model is configured
+// for it; true, the default, changes nothing). Unknown keys are ignored (the host adds its own,
 // e.g. priority); a known key with a bad value is an error naming it.
 #pragma once
 

@@ -1,7 +1,7 @@
 // OpenAI-compatible response bodies built from the LLM backend's responses: completion and chat
 // objects, their streamed chunks, usage, both logprobs formats, and OpenAI's error object.
 //
-// The backend's response (backend/llm/llm_request.h): outputs text_output (the new text) and
+// The backend's response (names in common/llm_protocol.h): outputs text_output (the new text) and
 // output_ids (the new token ids); parameters "logprobs" ([{token_id, token, logprob, rank,
 // top_logprobs: [{token_id, token, logprob}]}] for this response's tokens), on the first response
 // of an echo request "prompt_text", and on the FINAL "finish_reason" and "usage".
