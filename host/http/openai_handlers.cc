@@ -308,6 +308,25 @@ class EventWriter {
   bool gone_ = false;
 };
 
+// A streamed call's first delta: index, id, type and name, with empty arguments (calls are
+// numbered from 0 within the choice, in order).
+bool send_tool_call_head(EventWriter& out, const OaiHeader& h, int index, size_t call_index, const ToolCall& call,
+                         bool usage_null) {
+  Json::Value delta;
+  delta["tool_calls"] = tool_calls_json({ToolCall{call.id, call.name, ""}}, true);
+  delta["tool_calls"][0]["index"] = static_cast<Json::UInt64>(call_index);
+  return out.send(chat_chunk(h, index, delta, Json::Value(), "", usage_null));
+}
+
+// A piece of the arguments of call `call_index`.
+bool send_tool_call_arguments(EventWriter& out, const OaiHeader& h, int index, size_t call_index,
+                              const std::string& arguments, bool usage_null) {
+  Json::Value delta;
+  delta["tool_calls"][0]["index"] = static_cast<Json::UInt64>(call_index);
+  delta["tool_calls"][0]["function"]["arguments"] = arguments;
+  return out.send(chat_chunk(h, index, delta, Json::Value(), "", usage_null));
+}
+
 // The chunks one response of choice `index` adds to a stream.
 bool stream_response(EventWriter& out, const OaiRequest& request, const OaiHeader& h, int index, ChoiceState& c,
                      const ChoiceDelta& d, bool final) {
@@ -325,11 +344,19 @@ bool stream_response(EventWriter& out, const OaiRequest& request, const OaiHeade
     if (text.empty() && !has_tokens && !final) return true;
     return out.send(completion_chunk(h, index, text, logprobs, final ? c.finish_reason : "", usage_null));
   }
-  if (c.tool_stream) text = c.tool_stream->add(text);  // held while it may be a call
+  ToolStreamDelta calls;
+  if (c.tool_stream) {
+    calls = c.tool_stream->add(text);
+    text = calls.content;  // held while it may be a call
+  }
   if (!text.empty() || has_tokens) {
     Json::Value delta;
     delta["content"] = text;
     if (!out.send(chat_chunk(h, index, delta, logprobs, "", usage_null))) return false;
+  }
+  if (calls.started && !send_tool_call_head(out, h, index, 0, *calls.started, usage_null)) return false;
+  if (!calls.arguments.empty() && !send_tool_call_arguments(out, h, index, 0, calls.arguments, usage_null)) {
+    return false;
   }
   if (!final) return true;
   std::string finish_reason = c.finish_reason;
@@ -340,18 +367,11 @@ bool stream_response(EventWriter& out, const OaiRequest& request, const OaiHeade
       delta["content"] = reply.content;
       if (!out.send(chat_chunk(h, index, delta, Json::Value(), "", usage_null))) return false;
     }
-    // Each call as OpenAI streams one: its id, type and name with empty arguments, then the
-    // arguments (a client joins the arguments deltas of an index).
-    Json::Value calls = tool_calls_json(reply.calls, true);
-    for (Json::Value& call : calls) {
-      const std::string arguments = call["function"]["arguments"].asString();
-      call["function"]["arguments"] = "";
-      Json::Value head, args;
-      head["tool_calls"].append(call);
-      args["tool_calls"][0]["index"] = call["index"];
-      args["tool_calls"][0]["function"]["arguments"] = arguments;
-      if (!out.send(chat_chunk(h, index, head, Json::Value(), "", usage_null)) ||
-          !out.send(chat_chunk(h, index, args, Json::Value(), "", usage_null))) {
+    // Each call held until now as OpenAI streams one: its head, then its arguments (a client
+    // joins the arguments deltas of an index).
+    for (size_t i = 0; i < reply.calls.size() && !c.tool_stream->arguments_streamed(); ++i) {
+      if (!send_tool_call_head(out, h, index, i, reply.calls[i], usage_null) ||
+          !send_tool_call_arguments(out, h, index, i, reply.calls[i].arguments, usage_null)) {
         return false;
       }
     }

@@ -1,6 +1,7 @@
 #include "host/http/openai_request.h"
 
 #include <cstring>
+#include <string_view>
 
 #include "common/abi/abi_util.h"
 #include "common/chat_request.h"
@@ -48,10 +49,12 @@ constexpr const char* kPassThrough[] = {
     "skip_special_tokens", "min_tokens",        "logit_bias",
 };
 
-// Constrained-decoding fields (OpenAI's response_format, vLLM's guided_*, llama.cpp server's grammar
-// and json_schema), which the backend reads and validates under these names.
+// Constrained-decoding fields (OpenAI's response_format, vLLM's guided_* and structured_outputs,
+// llama.cpp server's grammar and json_schema), which the backend reads and validates under these
+// names (backend/llm/guided_decoding.h).
 constexpr const char* kConstraintKeys[] = {
-    "response_format", "guided_json", "guided_regex", "guided_choice", "guided_grammar", "grammar", "json_schema",
+    "response_format",    "guided_json",        "guided_regex", "guided_choice", "guided_grammar",
+    "structured_outputs", "guided_decoding_backend", "grammar", "json_schema",
 };
 
 // The fields both endpoints share: model, n, stream, seed, sampling, priority / timeout, and the
@@ -219,7 +222,9 @@ Result<OaiRequest> parse_chat_request(const Json::Value& body) {
   Json::Value schema = tool_call_schema(r.tools);
   if (!schema.isNull()) {
     for (const char* key : kConstraintKeys) {
-      if (given(b, key)) return bad(key, "cannot be combined with a tool_choice that names or requires a call");
+      if (given(b, key) && std::string_view(key) != "guided_decoding_backend") {
+        return bad(key, "cannot be combined with a tool_choice that names or requires a call");
+      }
     }
     r.parameters["guided_json"] = schema;  // the reply then always parses (openai_tools.h)
   }

@@ -263,13 +263,26 @@ Json::Value tool_calls_json(const std::vector<ToolCall>& calls, bool with_index)
   return list;
 }
 
-std::string ToolCallStream::add(std::string_view text) {
+ToolStreamDelta ToolCallStream::add(std::string_view text) {
   seen_.append(text);
+  ToolStreamDelta d;
+  if (request_->choice == ToolRequest::Choice::kFunction) {
+    if (call_id_.empty()) {
+      call_id_ = new_call_id();
+      d.started = ToolCall{call_id_, request_->function, ""};
+    }
+    d.arguments = std::string(text);
+    sent_ = seen_.size();
+    return d;
+  }
+  d.content = add_content();
+  return d;
+}
+
+std::string ToolCallStream::add_content() {
   if (holding_) return "";
-  const bool constrained =
-      request_->choice == ToolRequest::Choice::kRequired || request_->choice == ToolRequest::Choice::kFunction;
   std::string_view marker;
-  if (constrained) {
+  if (request_->choice == ToolRequest::Choice::kRequired) {
     holding_ = true;
   } else if (!request_->active()) {
     // plain content
@@ -300,6 +313,7 @@ std::string ToolCallStream::add(std::string_view text) {
 }
 
 ParsedReply ToolCallStream::finish() {
+  if (arguments_streamed()) return ParsedReply{"", {ToolCall{call_id_, request_->function, seen_}}};
   std::string_view rest = std::string_view(seen_).substr(sent_);
   sent_ = seen_.size();
   if (!holding_) return ParsedReply{std::string(rest), {}};

@@ -71,22 +71,34 @@ ParsedReply parse_reply(const ToolRequest& request, ToolCallFormat format, std::
 // stream's delta (each entry with its index).
 Json::Value tool_calls_json(const std::vector<ToolCall>& calls, bool with_index);
 
+// What one piece of a streamed reply adds.
+struct ToolStreamDelta {
+  std::string content;             // safe to stream as content now
+  std::optional<ToolCall> started;  // a call whose id and name are known from now on (arguments "")
+  std::string arguments;           // text to append to that call's arguments
+};
+
 // A streamed choice's text as it arrives: content is passed on until the text may be the start of
-// a call; from there on it is held and parsed when the choice ends (finish()).
+// a call; from there on it is held and parsed when the choice ends (finish()). A named function's
+// reply is its arguments, so it streams as argument deltas at once.
 class ToolCallStream {
  public:
   ToolCallStream(const ToolRequest* request, ToolCallFormat format) : request_(request), format_(format) {}
-  // The content the new text adds that is safe to stream now ("" while it is held).
-  std::string add(std::string_view text);
-  // The end of the choice: the held text parsed (its content, then its calls).
+  ToolStreamDelta add(std::string_view text);
+  // The end of the choice: the held text parsed (its content, then its calls). When
+  // arguments_streamed(), the one call has been sent already and is returned for its finish reason.
   ParsedReply finish();
+  bool arguments_streamed() const { return !call_id_.empty(); }
 
  private:
+  std::string add_content();  // the content part of add()
+
   const ToolRequest* request_;
   ToolCallFormat format_;
   std::string seen_;    // all text so far
   size_t sent_ = 0;     // bytes of seen_ streamed as content
   bool holding_ = false;
+  std::string call_id_;  // a named function's call, once started
 };
 
 }  // namespace ferry::host

@@ -154,7 +154,11 @@ TEST(OpenAiTools, JsonOfCallsForMessagesAndDeltas) {
 std::pair<std::string, ParsedReply> stream(const ToolRequest& r, ToolCallFormat f, std::vector<std::string> pieces) {
   ToolCallStream s(&r, f);
   std::string streamed;
-  for (const auto& p : pieces) streamed += s.add(p);
+  for (const auto& p : pieces) {
+    ToolStreamDelta d = s.add(p);
+    EXPECT_FALSE(d.started) << "only a named function's call starts before the end";
+    streamed += d.content;
+  }
   return {streamed, s.finish()};
 }
 
@@ -187,6 +191,25 @@ TEST(OpenAiTools, StreamPassesContentAndHoldsCalls) {
   auto [all, nothing] = stream(none, ToolCallFormat::kHermes, {"<tool_call>{}", "</tool_call>"});
   EXPECT_EQ(all, "<tool_call>{}</tool_call>");
   EXPECT_EQ(nothing.content, "");
+}
+
+TEST(OpenAiTools, ANamedFunctionStreamsItsArgumentsAsTheyCome) {
+  ToolRequest r = tools_with(R"(,"tool_choice":{"type":"function","function":{"name":"get_weather"}})");
+  ToolCallStream s(&r, ToolCallFormat::kHermes);
+  ToolStreamDelta first = s.add("{\"ci");
+  ASSERT_TRUE(first.started.has_value());
+  EXPECT_EQ(first.started->name, "get_weather");
+  EXPECT_EQ(first.started->id.rfind("call_", 0), 0u);
+  EXPECT_EQ(first.content, "");
+  EXPECT_EQ(first.arguments, "{\"ci");
+  ToolStreamDelta second = s.add("ty\": \"Lima\"}");
+  EXPECT_FALSE(second.started);
+  EXPECT_EQ(second.arguments, "ty\": \"Lima\"}");
+  EXPECT_TRUE(s.arguments_streamed());
+  ParsedReply end = s.finish();
+  ASSERT_EQ(end.calls.size(), 1u);
+  EXPECT_EQ(end.calls[0].id, first.started->id);
+  EXPECT_EQ(J(end.calls[0].arguments), J(R"({"city":"Lima"})"));
 }
 
 }  // namespace

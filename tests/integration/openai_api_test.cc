@@ -485,6 +485,48 @@ TEST_F(OpenAiApi, ChatLogprobsAndDefaultMaxTokens) {
   EXPECT_EQ(unbounded["usage"]["completion_tokens"].asInt(), 1);
 }
 
+// tool_choice "required" or a named function: the backend's constrained decoding (guided_json)
+// keeps even tiny-llama's random-weight output to the call's schema, so the arguments always parse.
+TEST_F(OpenAiApi, ToolChoiceConstrainsTheCallToItsSchema) {
+  const std::string tools = R"("tools":[{"type":"function","function":{"name":"get_weather","parameters":{
+      "type":"object","properties":{"city":{"type":"string","enum":["Paris","Oslo"]}},"required":["city"],
+      "additionalProperties":false}}}],"max_tokens":400)";  // room for the whitespace JSON allows (random weights love it)
+  for (const char* choice : {R"("tool_choice":{"type":"function","function":{"name":"get_weather"}})",
+                             // One call at most (maxItems 1), or random weights keep adding calls.
+                             R"("tool_choice":"required","parallel_tool_calls":false)"}) {
+    for (bool stream : {false, true}) {
+      const std::string body = chat(tools + "," + choice + (stream ? R"(,"stream":true)" : ""));
+      std::string arguments, name, finish;
+      if (!stream) {
+        auto j = post_json("/v1/chat/completions", body);
+        const Json::Value& c = j["choices"][0];
+        ASSERT_EQ(c["message"]["tool_calls"].size(), 1u) << choice << " -> " << dump(j);
+        name = c["message"]["tool_calls"][0]["function"]["name"].asString();
+        arguments = c["message"]["tool_calls"][0]["function"]["arguments"].asString();
+        finish = c["finish_reason"].asString();
+      } else {
+        for (const auto& e : events("/v1/chat/completions", body)) {
+          if (e == "[DONE]") break;
+          const Json::Value c = parse(e)["choices"][0];
+          for (const auto& t : c["delta"]["tool_calls"]) {
+            if (t["function"].isMember("name")) name = t["function"]["name"].asString();
+            arguments += t["function"]["arguments"].asString();
+          }
+          if (c["finish_reason"].isString()) finish = c["finish_reason"].asString();
+        }
+      }
+      SCOPED_TRACE(std::string(choice) + (stream ? " streamed" : ""));
+      EXPECT_EQ(name, "get_weather");
+      const Json::Value args = parse(arguments);
+      ASSERT_TRUE(args.isObject()) << arguments;
+      const std::string city = args["city"].asString();
+      EXPECT_TRUE(city == "Paris" || city == "Oslo") << arguments;
+      EXPECT_EQ(args.size(), 1u) << arguments;
+      EXPECT_EQ(finish, "tool_calls");
+    }
+  }
+}
+
 TEST_F(OpenAiApi, ChatChecksMessagesAndRefusesWhatItDoesNotImplement) {
   struct Case {
     std::string body;

@@ -383,7 +383,7 @@ TEST(Sampler, MinTokensMasksStopIdsUntilEnoughAreGenerated) {
   Sampler sampler(4);
   SampleResult r;
   std::vector<int32_t> output;
-  SamplingSequence seq{&p, {}, output, nullptr};
+  SamplingSequence seq{&p, {}, output, nullptr, {}};
   sampler.sample(logits, seq, r);
   EXPECT_EQ(r.token, 2) << "0 tokens generated < min_tokens: id 1 is masked";
   output = {2};
