@@ -248,4 +248,15 @@ GpuEngineOptions gpu_engine_options(const LlmConfig& c, int instance) {
   return o;
 }
 
+std::string resolve_tool_call_parser(const std::string& configured, const std::string& chat_template) {
+  if (configured == "none") return "";
+  if (configured != "auto") return configured;
+  if (chat_template.find("<tool_call>") != std::string::npos) return "hermes";
+  if (chat_template.find("[TOOL_CALLS]") != std::string::npos) return "mistral";
+  if (chat_template.find("<|python_tag|>") != std::string::npos || chat_template.find("ipython") != std::string::npos) {
+    return "llama3_json";
+  }
+  return "";
+}
+
 }  // namespace ferry::llm

@@ -79,4 +79,10 @@ struct LlmConfig {
 // (device 0 when gpus is empty), the weight dtype, and the scheduler's per-step limits.
 GpuEngineOptions gpu_engine_options(const LlmConfig& config, int instance);
 
+// The tool-call format a model's metadata declares: `configured` ("tool_call_parser") unless it is
+// "auto", in which case the chat template's markers decide (vLLM's parser names): <tool_call> is
+// Qwen2.5 / Qwen3 / Hermes ("hermes"), [TOOL_CALLS] Mistral ("mistral"), <|python_tag|> or the
+// ipython role Llama 3.1-3.3 ("llama3_json"). "" for "none" or no marker.
+std::string resolve_tool_call_parser(const std::string& configured, const std::string& chat_template);
+
 }  // namespace ferry::llm

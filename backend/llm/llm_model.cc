@@ -23,17 +23,6 @@ Json::Value tensor_meta(const char* name, const char* datatype, int64_t dim) {
   return t;
 }
 
-// The tool-call format a chat template teaches its model, from the markers it writes (vLLM's
-// parser names): Qwen2.5 / Qwen3 / Hermes wrap each call in <tool_call>; Mistral's templates
-// write [TOOL_CALLS]; Llama 3.1-3.3's mention the ipython role or <|python_tag|>. "" when none.
-std::string tool_call_format_of(const std::string& chat_template) {
-  if (chat_template.find("<tool_call>") != std::string::npos) return "hermes";
-  if (chat_template.find("[TOOL_CALLS]") != std::string::npos) return "mistral";
-  if (chat_template.find("<|python_tag|>") != std::string::npos || chat_template.find("ipython") != std::string::npos) {
-    return "llama3_json";
-  }
-  return "";
-}
 
 // The weight loader's progress, forwarded to the host (ABI 1.2: desc.load_reporter and
 // host_api->load_progress) for its log and the version's LOADING reason; empty when the host or the
@@ -272,9 +261,9 @@ std::string LlmModel::metadata_json() const {
   Json::Value m;
   m[proto::kMetaPlatform] = proto::kPlatform;
   m[proto::kMetaMaxModelLen] = static_cast<Json::Int64>(ctx_.max_model_len);
-  std::string tools = ctx_.config.tool_call_parser;
-  if (tools == "auto") tools = ctx_.chat_template ? tool_call_format_of(ctx_.chat_template->source()) : "";
-  if (!tools.empty() && tools != "none") m[proto::kMetaToolCallParser] = tools;
+  const std::string tools =
+      resolve_tool_call_parser(ctx_.config.tool_call_parser, ctx_.chat_template ? ctx_.chat_template->source() : "");
+  if (!tools.empty()) m[proto::kMetaToolCallParser] = tools;
   m["inputs"].append(tensor_meta(proto::kInputText, "BYTES", 1));
   m["inputs"].append(tensor_meta(proto::kInputIds, "INT32", -1));
   m["outputs"].append(tensor_meta(proto::kOutputText, "BYTES", 1));

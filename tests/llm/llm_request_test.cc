@@ -4,11 +4,15 @@
 // chat may fill the context window, and min_tokens / logit_bias are read and checked.
 #include "backend/llm/llm_request.h"
 
+#include "backend/llm/llm_config.h"
+
 #include <gtest/gtest.h>
 #include <json/json.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "common/llm_protocol.h"
 #include "common/test_paths.h"
@@ -120,6 +124,39 @@ TEST(LlmRequest, MinTokensAndLogitBias) {
                           R"("logit_bias":[1])", R"("logit_bias":{"999999999":1})"}) {
     auto b = parse(q, std::string(R"({"messages":[{"role":"user","content":"x"}],)") + bad + "}");
     EXPECT_FALSE(b.ok()) << bad;
+  }
+}
+
+// The format a model's metadata declares: the config key, or the template's markers ("auto"),
+// checked on the real templates of the shared test data where they are present.
+TEST(LlmConfig, ToolCallParserFromConfigOrTemplate) {
+  EXPECT_EQ(resolve_tool_call_parser("mistral", "<tool_call>"), "mistral") << "the config key wins";
+  EXPECT_EQ(resolve_tool_call_parser("none", "<tool_call>"), "");
+  EXPECT_EQ(resolve_tool_call_parser("auto", "{{ messages }}"), "");
+  auto config = LlmConfig::parse(R"({"tool_call_parser":"hermes"})");
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(config->tool_call_parser, "hermes");
+  auto bad = LlmConfig::parse(R"({"tool_call_parser":"xml"})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("'tool_call_parser'"), std::string::npos);
+
+  const fs::path dir = fs::path(testing::testdata_dir()) / "chat-templates" / "llamacpp-models-templates";
+  if (!fs::exists(dir)) GTEST_SKIP() << "reference data missing: " << dir.string();
+  const std::pair<const char*, const char*> models[] = {
+      {"Qwen-Qwen2.5-7B-Instruct.jinja", "hermes"},
+      {"NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja", "hermes"},
+      {"meta-llama-Llama-3.1-8B-Instruct.jinja", "llama3_json"},
+      {"meta-llama-Llama-3.2-3B-Instruct.jinja", "llama3_json"},
+      {"meta-llama-Llama-3.3-70B-Instruct.jinja", "llama3_json"},
+      {"mistralai-Mistral-Nemo-Instruct-2407.jinja", "mistral"},
+      {"google-gemma-2-2b-it.jinja", ""},
+  };
+  for (const auto& [file, want] : models) {
+    std::ifstream in(dir / file, std::ios::binary);
+    ASSERT_TRUE(in) << file;
+    std::stringstream text;
+    text << in.rdbuf();
+    EXPECT_EQ(resolve_tool_call_parser("auto", text.str()), want) << file;
   }
 }
 
