@@ -57,8 +57,8 @@ constexpr const char* kConstraintKeys[] = {
     "structured_outputs", "guided_decoding_backend", "grammar", "json_schema",
 };
 
-// The fields both endpoints share: model, n, stream, seed, sampling, priority / timeout, and the
-// OpenAI / vLLM fields ferry refuses.
+// The fields both endpoints share: model, n (best_of only equal to it), stream, seed, sampling and
+// output formats (passed to the backend), priority / timeout.
 Status parse_common(const Json::Value& body, OaiRequest* r) {
   // Without a model the handler picks the only LLM model served (clients of single-model servers
   // omit it).
