@@ -530,13 +530,15 @@ int answer_responses(mg_connection* conn, const OaiRequest& request, const Json:
 
 // kCompletions, kChat, or (responses true) the Responses API.
 int handle_generation(ServerContext& ctx, mg_connection* conn, OaiEndpoint endpoint, bool responses = false) {
-  auto body = read_json_body(conn, ctx.max_body_bytes, false);
+  std::string text;
+  auto body = read_json_body(conn, ctx.max_body_bytes, false, &text);
   if (!body.ok()) return send_oai_error(conn, body.status());
   Json::Value echo;
   auto request = responses ? parse_responses_request(body.value(), &echo)
                  : endpoint == OaiEndpoint::kChat ? parse_chat_request(body.value())
                                                   : parse_completion_request(body.value());
   if (!request.ok()) return send_oai_error(conn, request.status());
+  if (!responses) request->body_text = std::move(text);  // /v1/responses names its format otherwise
   auto model = find_model_or_only(ctx, &request->model);
   if (!model.ok()) return send_oai_error(conn, model.status());
   if (request->tools.active()) {

@@ -64,6 +64,9 @@ struct OaiRequest {
   // The backend parameters common to every choice (sampling, stop, ...), without seed and the
   // prompt.
   Json::Value parameters{Json::objectValue};
+  // The body as the client sent it (may be empty): the output formats' own text is put back into
+  // each choice's parameters, since a JSON Schema's property order matters and jsoncpp sorts keys.
+  std::string body_text;
 
   // Choices in all: n per prompt, prompt after prompt (choice index = prompt * n + j, as vLLM
   // numbers them).

@@ -130,5 +130,20 @@ TEST(OpenAiRequest, AListOfPromptsGivesNChoicesPerPrompt) {
   }
 }
 
+TEST(OpenAiRequest, OutputFormatsKeepTheirPropertyOrder) {
+  // "zeta" before "alpha": jsoncpp would sort them; the backend must see the client's order.
+  const std::string text = R"({"model":"m","prompt":"hi","guided_json":{"type":"object","properties":{
+      "zeta":{"type":"integer"},"alpha":{"type":"string"}}}})";
+  auto r = parse_completion_request(J(text));
+  ASSERT_TRUE(r.ok());
+  r->body_text = text;
+  const std::string params = make_choice_request(r.value(), 0).parameters_json;
+  ASSERT_NE(params.find("\"zeta\""), std::string::npos) << params;
+  EXPECT_LT(params.find("\"zeta\""), params.find("\"alpha\"")) << params;
+  r->body_text.clear();
+  const std::string sorted = make_choice_request(r.value(), 0).parameters_json;
+  EXPECT_GT(sorted.find("\"zeta\""), sorted.find("\"alpha\"")) << "without the text, jsoncpp's order: " << sorted;
+}
+
 }  // namespace
 }  // namespace ferry::host
