@@ -303,8 +303,10 @@ int32_t Sampler::verify(std::span<const float> logits, std::span<const int32_t> 
   FERRY_CHECK(out.size() >= k + 1);
   FERRY_CHECK(seq.params != nullptr);
   const SamplingParams& p = *seq.params;
-  // Penalties see the accepted drafts as generated tokens; without penalties the history is unused.
-  const bool penalized = p.repetition_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f;
+  // Penalties and min_tokens see the accepted drafts as generated tokens; without them the history
+  // is unused.
+  const bool penalized = p.repetition_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f ||
+                         p.min_tokens > 0;
   SamplingSequence row_seq = seq;
   if (penalized) history_.assign(seq.output_ids.begin(), seq.output_ids.end());
   for (size_t j = 0; j <= k; ++j) {

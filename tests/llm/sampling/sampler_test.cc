@@ -407,5 +407,25 @@ TEST(Sampler, MinTokensMasksStopIdsUntilEnoughAreGenerated) {
   }
 }
 
+// Speculative verification counts the accepted drafts toward min_tokens, as plain decoding would.
+TEST(Sampler, VerifyCountsDraftsTowardMinTokens) {
+  const std::vector<float> row = {0.0f, 5.0f, 4.0f, 1.0f};  // greedy: 1 unless it is masked, then 2
+  std::vector<float> logits;
+  for (int j = 0; j < 3; ++j) logits.insert(logits.end(), row.begin(), row.end());
+  SamplingParams p;
+  p.temperature = 0.0f;
+  p.max_tokens = 10;
+  p.min_tokens = 2;
+  p.min_tokens_masked_ids = {1};
+  Sampler sampler(4);
+  const std::vector<int32_t> output = {2};  // one token generated: the next one is still masked
+  const std::vector<int32_t> drafts = {2, 2};
+  std::vector<SampleResult> out(3);
+  const int32_t n = sampler.verify(logits, drafts, SamplingSequence{&p, {}, output, nullptr, {}}, out);
+  ASSERT_EQ(n, 2) << "row 0 takes draft 2 (1 is masked); row 1 has 2 tokens before it, so 1 is allowed";
+  EXPECT_EQ(out[0].token, 2);
+  EXPECT_EQ(out[1].token, 1);
+}
+
 }  // namespace
 }  // namespace ferry::llm
