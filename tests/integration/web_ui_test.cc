@@ -130,7 +130,8 @@ TEST(WebUi, ChatPageInHeadlessChromium) {
   std::printf("%s(screenshots in %s)\n", log.c_str(), out.c_str());
 }
 
-// scripts/chat, the terminal client: streams an answer with its stats, and says what a 401 means.
+// scripts/chat, the terminal client: streams an answer with its stats, says what a 401 means, lists the
+// models and completes a prompt from standard input.
 TEST(TerminalChat, StreamsAnAnswerAndExplainsAMissingKey) {
   if (run("command -v python3").second != 0) GTEST_SKIP() << "python3 not installed";
   TinyLlamaRepository repo;
@@ -145,6 +146,17 @@ TEST(TerminalChat, StreamsAnAnswerAndExplainsAMissingKey) {
   auto [refused, refused_rc] = run("echo Hello | env -u FERRY_API_KEY " + chat);
   EXPECT_NE(refused_rc, 0);
   EXPECT_NE(refused.find("the server needs an API key"), std::string::npos) << refused;
+  // --models lists the ready models; --complete continues standard input over /v1/completions.
+  auto [models, models_rc] = run("FERRY_API_KEY=" + std::string(kKey) + " " + chat + " --models");
+  EXPECT_EQ(models_rc, 0) << models;
+  EXPECT_EQ(models, "tiny-llama\n");
+  auto [completed, completed_rc] = run("printf 'Once upon a time' | FERRY_API_KEY=" + std::string(kKey) + " " + chat +
+                                       " --complete --max-tokens 5 --temperature 0");
+  EXPECT_EQ(completed_rc, 0) << completed;
+  EXPECT_NE(completed.find("[5 tokens · "), std::string::npos) << completed;
+  auto [empty, empty_rc] = run("printf '' | FERRY_API_KEY=" + std::string(kKey) + " " + chat + " --complete");
+  EXPECT_NE(empty_rc, 0);
+  EXPECT_NE(empty.find("standard input, which is empty"), std::string::npos) << empty;
 }
 
 }  // namespace
