@@ -210,6 +210,13 @@ Result<ModelConfig> parse_model_config(std::string_view json_text) {
     c.head_dim = c.hidden_size / c.num_heads;
   }
   if (c.head_dim % 2 != 0) return Status::InvalidArgument("config.json: 'head_dim' must be even for RoPE");
+  // Real models use 64-256; the bound keeps the arithmetic below (double products cast back to
+  // int64) exact and in range (model_config_fuzzer: hidden_size 2^63 - 2 with one head).
+  constexpr int64_t kMaxHeadDim = int64_t{1} << 20;
+  if (c.head_dim > kMaxHeadDim) {
+    return Status::InvalidArgument("config.json: 'head_dim' (or hidden_size / num_attention_heads) is " +
+                                   std::to_string(c.head_dim) + ", over " + std::to_string(kMaxHeadDim));
+  }
   if (c.num_heads % c.num_kv_heads != 0) {
     return Status::InvalidArgument("config.json: 'num_attention_heads' must be a multiple of 'num_key_value_heads'");
   }

@@ -104,6 +104,13 @@ TEST(ModelConfigTest, ErrorsNameTheKey) {
   ASSERT_FALSE(gqa.ok());
   EXPECT_NE(gqa.status().message().find("num_key_value_heads"), std::string::npos);
 
+  // A head far larger than any model's is refused before its size feeds double arithmetic
+  // (model_config_fuzzer found hidden_size 2^63 - 2 with one head overflowing a cast).
+  auto huge = parse_model_config(R"({"architectures":["LlamaForCausalLM"],"hidden_size":9223372036854775806,
+    "intermediate_size":1,"num_hidden_layers":1,"num_attention_heads":1,"vocab_size":1,"max_position_embeddings":1})");
+  ASSERT_FALSE(huge.ok());
+  EXPECT_NE(huge.status().message().find("head_dim"), std::string::npos) << huge.status().message();
+
   EXPECT_FALSE(parse_model_config("{not json").ok());
 }
 
