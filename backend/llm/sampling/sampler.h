@@ -7,7 +7,7 @@
 //      multiplied), then frequency (x count) and presence penalties over generated tokens (OpenAI);
 //   2b. tokens outside the sequence's allowed_tokens mask (constrained decoding) set to -inf;
 //   3. greedy (temperature < 1e-5): the arg max of the penalized logits (lowest id on ties), no RNG
-//      draw. Otherwise: logits / temperature; min_p drops tokens with p < min_p * p_max; top_k keeps
+//      draw; when nothing of 1-2b applies, taken from the logits as given, with no copy. Otherwise: logits / temperature; min_p drops tokens with p < min_p * p_max; top_k keeps
 //      the k largest; top_p keeps the smallest high-to-low prefix whose mass (renormalized after
 //      top_k) reaches top_p; one draw from the sequence's RNG picks among the rest.
 // Logprobs are those of the RAW model distribution (log_softmax of the logits as given, before
@@ -97,6 +97,7 @@ class Sampler {
  private:
   void apply_penalties(const SamplingSequence& seq);
   void apply_mask(std::span<const uint32_t> allowed);
+  static bool leaves_logits_unchanged(const SamplingSequence& seq);
   int32_t argmax() const;
   int32_t draw(const SamplingParams& p, SamplingRng& rng);
   void select_top_k(size_t k);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <random>
@@ -425,6 +426,53 @@ TEST(Sampler, VerifyCountsDraftsTowardMinTokens) {
   ASSERT_EQ(n, 2) << "row 0 takes draft 2 (1 is masked); row 1 has 2 tokens before it, so 1 is allowed";
   EXPECT_EQ(out[0].token, 2);
   EXPECT_EQ(out[1].token, 1);
+}
+
+// Plain greedy takes the arg max straight from the logits; it must pick exactly what the full
+// path (copy, bias, penalties, mask) picks when those change nothing: forced here by a zero bias,
+// with ties (the lowest id wins) and -inf entries in the logits.
+TEST(Sampler, PlainGreedyFastPathAgreesWithTheFullPath) {
+  const int32_t vocab = 300;
+  Sampler sampler(vocab);
+  SamplingRng rng(1);
+  for (uint32_t seed = 0; seed < 200; ++seed) {
+    std::vector<float> logits = random_logits(vocab, seed);
+    std::mt19937 gen(seed);
+    for (int i = 0; i < 5; ++i) logits[gen() % vocab] = logits[gen() % vocab];  // ties
+    if (seed % 3 == 0) logits[gen() % vocab] = -std::numeric_limits<float>::infinity();
+    if (seed % 7 == 0) {  // a tie at the maximum itself
+      const size_t best = static_cast<size_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      logits[(best + 1 + gen() % (vocab - 1)) % vocab] = logits[best];
+    }
+    SamplingParams plain;
+    plain.temperature = 0;
+    SamplingParams forced = plain;
+    forced.logit_bias = {{0, 0.0f}};
+    SampleResult fast, full;
+    sampler.sample(logits, SamplingSequence{&plain, {}, {}, &rng, {}}, fast);
+    sampler.sample(logits, SamplingSequence{&forced, {}, {}, &rng, {}}, full);
+    ASSERT_EQ(fast.token, full.token) << "seed " << seed;
+    EXPECT_EQ(fast.token, static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin()));
+  }
+}
+
+// Greedy's arg max at every row length around the SIMD widths (16 per pass, 4 per compare): the
+// first index of the largest logit, the maximum placed at the head, the tail and everywhere between.
+TEST(Sampler, GreedyArgmaxAtEveryPositionAndLength) {
+  for (int32_t vocab = 1; vocab <= 41; ++vocab) {
+    Sampler sampler(vocab);
+    SamplingRng rng(1);
+    SamplingParams p;
+    p.temperature = 0;
+    for (int32_t at = 0; at < vocab; ++at) {
+      std::vector<float> logits(static_cast<size_t>(vocab), -1.0f);
+      logits[static_cast<size_t>(at)] = 2.0f;
+      if (at + 3 < vocab) logits[static_cast<size_t>(at + 3)] = 2.0f;  // a later tie loses
+      SampleResult r;
+      sampler.sample(logits, SamplingSequence{&p, {}, {}, &rng, {}}, r);
+      ASSERT_EQ(r.token, at) << "vocab " << vocab;
+    }
+  }
 }
 
 }  // namespace
