@@ -298,13 +298,21 @@ void Sampler::apply_mask(std::span<const uint32_t> allowed) {
   FERRY_CHECK(allowed.size() * 32 >= work_.size());
   constexpr float kMasked = -std::numeric_limits<float>::infinity();
   const size_t n = work_.size();
-  for (size_t w = 0; w * 32 < n; ++w) {
+  const size_t full_words = n / 32;
+  for (size_t w = 0; w < full_words; ++w) {
     const uint32_t bits = allowed[w];
-    if (bits == 0xffffffffu) continue;
-    const size_t end = std::min(n, w * 32 + 32);
-    for (size_t t = w * 32; t < end; ++t) {
-      if (((bits >> (t - w * 32)) & 1u) == 0) work_[t] = kMasked;
+    if (bits == 0xffffffffu) continue;  // inside a JSON string most words are all allowed
+    float* row = work_.data() + w * 32;
+    if (bits == 0) {  // between values most are all refused
+      std::fill(row, row + 32, kMasked);
+      continue;
     }
+    for (uint32_t j = 0; j < 32; ++j) {
+      if (((bits >> j) & 1u) == 0) row[j] = kMasked;
+    }
+  }
+  for (size_t t = full_words * 32; t < n; ++t) {
+    if (((allowed[full_words] >> (t - full_words * 32)) & 1u) == 0) work_[t] = kMasked;
   }
 }
 

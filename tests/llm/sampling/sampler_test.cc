@@ -475,5 +475,39 @@ TEST(Sampler, GreedyArgmaxAtEveryPositionAndLength) {
   }
 }
 
+// The mask's word shapes each take their own path: all allowed (skipped), all refused (filled),
+// mixed (a per-bit select), and the tail past the last full word.
+TEST(Sampler, MaskWordsAllAllowedAllRefusedMixedAndTail) {
+  const int32_t vocab = 200;  // 6 full words and a tail of 8
+  std::vector<uint32_t> mask(7, 0u);
+  mask[1] = 0xffffffffu;              // 32..63 all allowed
+  mask[0] = 1u << 5;                  // 5 alone in a mixed word
+  mask[6] = 1u << (199 - 192);        // 199 in the tail
+  std::vector<int32_t> allowed = {5, 199};
+  for (int32_t t = 32; t < 64; ++t) allowed.push_back(t);
+  Sampler sampler(vocab);
+  SamplingRng rng(3);
+  SamplingParams sampled;
+  sampled.temperature = 1.0f;
+  for (uint32_t seed = 0; seed < 50; ++seed) {
+    std::vector<float> logits = random_logits(vocab, 100 + seed);
+    logits[100] = 50.0f;  // the best token overall sits in a refused word
+    SamplingParams greedy;
+    greedy.temperature = 0;
+    SampleResult r;
+    sampler.sample(logits, SamplingSequence{&greedy, {}, {}, &rng, mask}, r);
+    int32_t best = allowed[0];
+    for (int32_t t : allowed) {
+      if (logits[static_cast<size_t>(t)] > logits[static_cast<size_t>(best)] ||
+          (logits[static_cast<size_t>(t)] == logits[static_cast<size_t>(best)] && t < best)) {
+        best = t;
+      }
+    }
+    EXPECT_EQ(r.token, best) << "seed " << seed;
+    sampler.sample(logits, SamplingSequence{&sampled, {}, {}, &rng, mask}, r);
+    EXPECT_TRUE(std::find(allowed.begin(), allowed.end(), r.token) != allowed.end()) << r.token;
+  }
+}
+
 }  // namespace
 }  // namespace ferry::llm
