@@ -43,6 +43,16 @@ inline constexpr const char* kMaxTokensToWindow = "max_tokens_to_window";
 // true: the first response carries the prompt (kPromptText, kPromptIds).
 inline constexpr const char* kEcho = "echo";
 inline constexpr const char* kLogprobs = "logprobs";  // N: the chosen token's logprob and the top N
+// Output formats (constrained decoding, docs/structured-outputs.md): at most one per request, under
+// OpenAI's, vLLM's and llama.cpp's names; the backend parses them (backend/llm/guided_decoding.h).
+inline constexpr const char* kOutputFormatKeys[] = {"response_format", "guided_json",        "guided_regex",
+                                                    "guided_choice",   "guided_grammar",     "structured_outputs",
+                                                    "grammar",         "json_schema"};
+// Those whose value may hold a JSON Schema, whose key order the host keeps (host/json_util.h).
+inline constexpr const char* kSchemaFormatKeys[] = {"response_format", "guided_json", "structured_outputs",
+                                                    "json_schema"};
+// vLLM's choice of grammar engine: accepted and ignored (ferry has one).
+inline constexpr const char* kGuidedDecodingBackend = "guided_decoding_backend";
 
 // --- response outputs ---
 inline constexpr const char* kOutputText = "text_output";  // BYTES: the new text

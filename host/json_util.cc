@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "common/json_parse.h"
+#include "common/llm_protocol.h"
 
 namespace ferry::host {
 namespace {
@@ -49,7 +50,7 @@ void keep_output_format_text(std::string_view source, std::initializer_list<std:
                              std::string* params_json) {
   auto object = raw_json_member(source, source_path);
   if (!object) return;
-  for (std::string_view key : {"response_format", "guided_json", "structured_outputs", "json_schema"}) {
+  for (std::string_view key : llm_protocol::kSchemaFormatKeys) {
     auto from = raw_json_member(*object, {key});
     if (!from) continue;
     auto to = raw_json_member(*params_json, {key});

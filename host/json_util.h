@@ -19,7 +19,7 @@ Result<Json::Value> parse_json(std::string_view text, const std::string& what);
 std::string to_json(const Json::Value& value);
 // jsoncpp sorts an object's keys, but a JSON Schema's property order matters to structured
 // outputs (the model writes properties in that order). For each key that carries a schema
-// (response_format, guided_json, structured_outputs, json_schema) found in the object at
+// (llm_protocol::kSchemaFormatKeys) found in the object at
 // `source_path` of the request text `source` and at the top level of *params_json (the parameters
 // the host built from it), puts the request's own text of the value back in place of jsoncpp's.
 // Leaves *params_json as it is when a text cannot be found (no error: order is a nicety).

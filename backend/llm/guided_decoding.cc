@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "common/json_parse.h"
+#include "common/llm_protocol.h"
 
 namespace ferry::llm {
 namespace {
@@ -102,10 +103,8 @@ Result<std::string> structured_outputs_gbnf(const Json::Value& s, std::string_vi
 
 Result<std::string> guided_gbnf(const Json::Value& p, std::string_view text) {
   if (!p.isObject()) return std::string();
-  constexpr const char* kFields[] = {"response_format", "guided_json", "guided_regex", "guided_choice",
-                                     "guided_grammar",  "structured_outputs", "grammar", "json_schema"};
   const char* given = nullptr;
-  for (const char* f : kFields) {
+  for (const char* f : llm_protocol::kOutputFormatKeys) {
     if (!p.isMember(f) || p[f].isNull()) continue;
     // response_format {"type": "text"} asks for nothing and may come with another field.
     if (std::string_view(f) == "response_format" && p[f].isObject() && p[f]["type"].isString() &&
@@ -118,10 +117,8 @@ Result<std::string> guided_gbnf(const Json::Value& p, std::string_view text) {
     }
     given = f;
   }
-  if (p.isMember("guided_decoding_backend") && !p["guided_decoding_backend"].isNull() &&
-      !p["guided_decoding_backend"].isString()) {
-    return bad("guided_decoding_backend", "must be a string");
-  }
+  const char* engine = llm_protocol::kGuidedDecodingBackend;
+  if (p.isMember(engine) && !p[engine].isNull() && !p[engine].isString()) return bad(engine, "must be a string");
   if (given == nullptr) return std::string();
   const std::string f = given;
   const Json::Value& v = p[f];

@@ -106,7 +106,7 @@ class ModelRunner {
   std::vector<SequenceInput> inputs_;    // [num_seqs]
   std::vector<SamplingSequence> sampling_;  // [num_seqs]; params null: no token this step
   // Per sequence, for the stop checks after the step.
-  std::vector<const RunnerRequest*> requests_;  // [num_seqs]
+  std::vector<RunnerRequest*> requests_;        // [num_seqs] (execute advances their matchers)
   std::vector<int32_t> num_outputs_;            // [num_seqs] generated tokens before this step
   std::vector<SequenceResult> results_;         // [num_seqs]
   // Constrained sequences' token masks: mask_offset_[i] words into masks_ (-1: none).

@@ -49,14 +49,6 @@ constexpr const char* kPassThrough[] = {
     "skip_special_tokens", "min_tokens",        "logit_bias",
 };
 
-// Constrained-decoding fields (OpenAI's response_format, vLLM's guided_* and structured_outputs,
-// llama.cpp server's grammar and json_schema), which the backend reads and validates under these
-// names (backend/llm/guided_decoding.h).
-constexpr const char* kConstraintKeys[] = {
-    "response_format",    "guided_json",        "guided_regex", "guided_choice", "guided_grammar",
-    "structured_outputs", "guided_decoding_backend", "grammar", "json_schema",
-};
-
 // The fields both endpoints share: model, n (best_of only equal to it), stream, seed, sampling and
 // output formats (passed to the backend), priority / timeout.
 Status parse_common(const Json::Value& body, OaiRequest* r) {
@@ -100,8 +92,12 @@ Status parse_common(const Json::Value& body, OaiRequest* r) {
     r->parameters["max_tokens"] = body["max_completion_tokens"];
   }
   // Constrained decoding: passed unchanged, under the same names; the backend checks them.
-  for (const char* key : kConstraintKeys) {
+  // Output formats go to the backend as they are; it parses and checks them (guided_decoding.h).
+  for (const char* key : proto::kOutputFormatKeys) {
     if (given(body, key)) r->parameters[key] = body[key];
+  }
+  if (given(body, proto::kGuidedDecodingBackend)) {
+    r->parameters[proto::kGuidedDecodingBackend] = body[proto::kGuidedDecodingBackend];
   }
   r->has_max_tokens = given(body, "max_tokens") || given(body, "max_completion_tokens");
 
@@ -221,10 +217,8 @@ Result<OaiRequest> parse_chat_request(const Json::Value& body) {
   if (!r.tools.tools.empty()) r.parameters[proto::kTools] = r.tools.tools;
   Json::Value schema = tool_call_schema(r.tools);
   if (!schema.isNull()) {
-    for (const char* key : kConstraintKeys) {
-      if (given(b, key) && std::string_view(key) != "guided_decoding_backend") {
-        return bad(key, "cannot be combined with a tool_choice that names or requires a call");
-      }
+    for (const char* key : proto::kOutputFormatKeys) {
+      if (given(b, key)) return bad(key, "cannot be combined with a tool_choice that names or requires a call");
     }
     r.parameters["guided_json"] = schema;  // the reply then always parses (openai_tools.h)
   }
