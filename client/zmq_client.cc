@@ -88,6 +88,19 @@ std::optional<Json::Value> ZmqClient::receive(std::chrono::milliseconds timeout)
   return v;
 }
 
+std::optional<std::string> ZmqClient::receive_text(std::chrono::milliseconds timeout, Json::Value* last) {
+  std::string text;
+  for (;;) {
+    std::optional<Json::Value> r = receive(timeout);
+    if (last != nullptr) *last = r.value_or(Json::Value());
+    if (!r || r->isMember("error") || r->isMember("client_error")) return std::nullopt;
+    for (const Json::Value& o : (*r)["outputs"]) {
+      if (o["name"] == "text_output") text += o["data"][0].asString();
+    }
+    if ((*r)["final"].asBool()) return text;
+  }
+}
+
 Json::Value ZmqClient::infer_message(const std::string& id, const std::string& model, const Json::Value& inputs,
                                      const Json::Value& parameters, bool stream) {
   Json::Value m;

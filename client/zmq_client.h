@@ -32,6 +32,10 @@ class ZmqClient {
   Status send_raw(const std::string& payload);
   // Waits up to `timeout` for the next response; nullopt on timeout.
   std::optional<Json::Value> receive(std::chrono::milliseconds timeout);
+  // Receives one request's responses up to its FINAL and joins the strings of their text_output
+  // tensors (an LLM's streamed or whole text). nullopt when a response takes longer than `timeout`
+  // or is an error; *last then holds the last response received (null on a timeout before any).
+  std::optional<std::string> receive_text(std::chrono::milliseconds timeout, Json::Value* last = nullptr);
 
   // Builds an infer message: {"type":"infer","id","model","inputs","parameters","stream"}.
   static Json::Value infer_message(const std::string& id, const std::string& model, const Json::Value& inputs,
