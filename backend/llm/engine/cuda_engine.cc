@@ -93,11 +93,10 @@ Result<k::DType> resolve_weight_dtype(const ModelConfig& c, WeightDType d) {
                                " weights yet (no quantized GEMM on the GPU); use weight_dtype auto, fp32, bf16 or fp16");
 }
 
-// A device-greedy row: plain arg max of the raw logits, nothing the CPU sampler would add.
+// A device-greedy row: plain arg max of the raw logits, nothing the CPU sampler would add (the
+// sampler's own predicate, so min_tokens and masks count too) and no logprobs to compute.
 bool device_greedy(const SamplingSequence& s) {
-  const SamplingParams& p = *s.params;
-  return p.is_greedy() && p.logit_bias.empty() && p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f &&
-         p.frequency_penalty == 0.0f && p.num_logprobs < 0 && s.allowed_tokens.empty();
+  return s.params->is_greedy() && s.params->num_logprobs < 0 && Sampler::leaves_logits_unchanged(s);
 }
 
 }  // namespace

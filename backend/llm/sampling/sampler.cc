@@ -320,8 +320,7 @@ void Sampler::apply_mask(std::span<const uint32_t> allowed) {
 // mask applies now).
 bool Sampler::leaves_logits_unchanged(const SamplingSequence& seq) {
   const SamplingParams& p = *seq.params;
-  return p.logit_bias.empty() && p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f &&
-         p.frequency_penalty == 0.0f && seq.allowed_tokens.empty() &&
+  return p.logit_bias.empty() && !p.has_penalties() && seq.allowed_tokens.empty() &&
          !(std::cmp_less(seq.output_ids.size(), p.min_tokens) && !p.min_tokens_masked_ids.empty());
 }
 
@@ -367,8 +366,7 @@ int32_t Sampler::verify(std::span<const float> logits, std::span<const int32_t> 
   const SamplingParams& p = *seq.params;
   // Penalties and min_tokens see the accepted drafts as generated tokens; without them the history
   // is unused.
-  const bool penalized = p.repetition_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f ||
-                         p.min_tokens > 0;
+  const bool penalized = p.has_penalties() || p.min_tokens > 0;
   SamplingSequence row_seq = seq;
   if (penalized) history_.assign(seq.output_ids.begin(), seq.output_ids.end());
   for (size_t j = 0; j <= k; ++j) {

@@ -66,6 +66,10 @@ class Sampler {
   // (FERRY_CHECK); params should have passed SamplingParams::validate.
   void sample(std::span<const float> logits, const SamplingSequence& seq, SampleResult& out);
 
+  // Whether steps 1-2b change nothing for seq now (no bias, penalty, min_tokens block or mask):
+  // greedy is then the arg max of the logits as given (what an engine may compute on its device).
+  static bool leaves_logits_unchanged(const SamplingSequence& seq);
+
   // Steps 1-2b only (bias, penalties, mask): the logits greedy decoding would take the arg max of.
   // Returns a view of internal scratch, valid until the next call on this Sampler.
   std::span<const float> process_logits(std::span<const float> logits, const SamplingSequence& seq);
@@ -97,7 +101,6 @@ class Sampler {
  private:
   void apply_penalties(const SamplingSequence& seq);
   void apply_mask(std::span<const uint32_t> allowed);
-  static bool leaves_logits_unchanged(const SamplingSequence& seq);
   int32_t argmax() const;
   int32_t draw(const SamplingParams& p, SamplingRng& rng);
   void select_top_k(size_t k);

@@ -41,6 +41,10 @@ struct SamplingParams {
   // Checks ranges against the vocabulary size. The message names the offending field.
   Status validate(int32_t vocab_size) const;
   bool is_greedy() const { return temperature < 1e-5f; }
+  // Any of the repetition / presence / frequency penalties is on (they read the token history).
+  bool has_penalties() const {
+    return repetition_penalty != 1.0f || presence_penalty != 0.0f || frequency_penalty != 0.0f;
+  }
 };
 
 }  // namespace ferry::llm

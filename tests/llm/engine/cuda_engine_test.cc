@@ -372,6 +372,26 @@ TEST_F(CudaEngineTest, SeededSamplingRunsTheHostSampler) {
   EXPECT_EQ(p.gpu().device_sampled_steps(), 0);
 }
 
+// Greedy that the sampler would change (here min_tokens blocking the arg max) is not device greedy:
+// the engine samples on the host and picks what the CPU engine picks.
+TEST_F(CudaEngineTest, GreedyBlockedByMinTokensRunsTheHostSampler) {
+  Pair p(gqa_llama(), WeightDType::kF32);
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  auto plain = p.step({{0, {3, 9, 27, 81, 5}}}, &greedy);
+  const int32_t best = plain.cpu.samples[0].token;
+  EXPECT_EQ(plain.gpu.samples[0].token, best);
+  EXPECT_EQ(p.gpu().device_sampled_steps(), 1);
+  SamplingParams blocked = greedy;
+  blocked.min_tokens = 4;
+  blocked.min_tokens_masked_ids = {best};  // as an EOS id would be before min_tokens
+  auto r = p.step({{1, {3, 9, 27, 81, 5}}}, &blocked);  // the same prompt as another sequence
+  EXPECT_NE(r.cpu.samples[0].token, best);
+  EXPECT_EQ(r.gpu.samples[0].token, r.cpu.samples[0].token);
+  EXPECT_EQ(p.gpu().host_sampled_steps(), 1);
+  EXPECT_EQ(p.gpu().device_sampled_steps(), 1);
+}
+
 // all_logits: every token's logits, through the lm_head max_num_seqs (4) rows at a time.
 TEST_F(CudaEngineTest, AllLogitsInChunksMatchCpuEngine) {
   const Model m = gqa_llama();
