@@ -1,6 +1,8 @@
 #include "host/json_util.h"
 
+#include <algorithm>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <sstream>
 
@@ -47,7 +49,12 @@ Result<std::string> read_file(const std::string& path) {
 }
 
 void keep_output_format_text(std::string_view source, std::initializer_list<std::string_view> source_path,
-                             std::string* params_json) {
+                             const Json::Value& parsed, std::string* params_json) {
+  // Only a request with a schema pays for the scans of its text (a long prompt is a long body).
+  const bool any = parsed.isObject() && std::any_of(std::begin(llm_protocol::kSchemaFormatKeys),
+                                                    std::end(llm_protocol::kSchemaFormatKeys),
+                                                    [&](const char* key) { return parsed.isMember(key); });
+  if (!any) return;
   auto object = raw_json_member(source, source_path);
   if (!object) return;
   for (std::string_view key : llm_protocol::kSchemaFormatKeys) {

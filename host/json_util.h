@@ -22,9 +22,10 @@ std::string to_json(const Json::Value& value);
 // (llm_protocol::kSchemaFormatKeys) found in the object at
 // `source_path` of the request text `source` and at the top level of *params_json (the parameters
 // the host built from it), puts the request's own text of the value back in place of jsoncpp's.
+// `parsed`: the object at `source_path` as parsed; without any of those keys nothing is scanned.
 // Leaves *params_json as it is when a text cannot be found (no error: order is a nicety).
 void keep_output_format_text(std::string_view source, std::initializer_list<std::string_view> source_path,
-                             std::string* params_json);
+                             const Json::Value& parsed, std::string* params_json);
 // Reads a file into a string.
 Result<std::string> read_file(const std::string& path);
 

@@ -413,8 +413,9 @@ int handle_infer(ServerContext& ctx, mg_connection* conn, const std::shared_ptr<
   }
   if (!spec.ok()) return send_error(conn, spec.status());
   // generate takes parameters from the body's top level and from its "parameters" object.
-  if (generate) keep_output_format_text(text, {}, &spec->parameters_json);
-  keep_output_format_text(text, {"parameters"}, &spec->parameters_json);
+  const Json::Value& b = body.value();
+  if (generate) keep_output_format_text(text, {}, b, &spec->parameters_json);
+  keep_output_format_text(text, {"parameters"}, b["parameters"], &spec->parameters_json);
   spec->stream = stream;
   std::string client_id = spec->client_id;
   auto sink = std::make_shared<QueueSink>();

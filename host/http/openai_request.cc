@@ -254,7 +254,8 @@ RequestSpec make_choice_request(const OaiRequest& request, int index) {
     if (request.echo) params[proto::kEcho] = true;
   }
   spec.parameters_json = to_json(params);
-  if (!request.body_text.empty()) keep_output_format_text(request.body_text, {}, &spec.parameters_json);
+  // The output formats in request.parameters came from the body's top level.
+  if (!request.body_text.empty()) keep_output_format_text(request.body_text, {}, request.parameters, &spec.parameters_json);
   spec.stream = request.stream;
   spec.priority = request.priority;
   spec.timeout_us = request.timeout_us;

@@ -343,7 +343,7 @@ void ZmqServer::handle_message(std::vector<std::string>&& frames) {
   }
   auto spec = infer_request_from_parts(m["inputs"], m.isMember("parameters") ? &m["parameters"] : nullptr);
   if (!spec.ok()) return reply_error(route, id, spec.status());
-  keep_output_format_text(payload, {"parameters"}, &spec->parameters_json);
+  keep_output_format_text(payload, {"parameters"}, m["parameters"], &spec->parameters_json);
   spec->client_id = id;
   if (m.isMember("stream")) {
     if (!m["stream"].isBool()) return reply_error(route, id, Status::InvalidArgument("'stream' must be a boolean"));
