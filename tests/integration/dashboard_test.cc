@@ -4,7 +4,6 @@
 // query is valid PromQL (`promtool check rules`, skipped without promtool). A renamed metric or a
 // typo in the dashboard fails here instead of as an empty panel in production.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cctype>
 #include <cstdio>
@@ -139,17 +138,6 @@ std::vector<Query> dashboard_queries() {
   return out;
 }
 
-std::pair<std::string, int> run(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return {"popen failed", -1};
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  int status = ::pclose(p);
-  return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
-}
-
 TEST(Dashboard, EveryMetricOfEveryPanelIsServed) {
   const auto queries = dashboard_queries();
   ASSERT_GT(queries.size(), 15u);
@@ -207,7 +195,7 @@ TEST(Dashboard, EveryMetricOfEveryPanelIsServed) {
 }
 
 TEST(Dashboard, EveryPanelQueryIsValidPromQl) {
-  if (run("command -v promtool").second != 0) {
+  if (run_command("command -v promtool").second != 0) {
     GTEST_SKIP() << "promtool not installed (Debian package prometheus; scripts/setup installs it)";
   }
   // Each query becomes a recording rule, which `promtool check rules` parses; Grafana's variables
@@ -224,7 +212,7 @@ TEST(Dashboard, EveryPanelQueryIsValidPromQl) {
   ASSERT_GT(n, 15);
   TempDir dir;
   write_file(dir / "rules.yml", rules);
-  auto [out, rc] = run("promtool check rules '" + dir / "rules.yml" + "'");
+  auto [out, rc] = run_command("promtool check rules '" + dir / "rules.yml" + "'");
   EXPECT_EQ(rc, 0) << out << "\n" << rules;
   EXPECT_NE(out.find("SUCCESS: " + std::to_string(n) + " rules found"), std::string::npos) << out;
 }

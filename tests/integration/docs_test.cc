@@ -3,7 +3,6 @@
 // backends exposes, and `promtool check metrics` (Prometheus' own linter) accepts /metrics. Also
 // what an operator reads next to the docs: every log line names its source file and line.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -22,25 +21,6 @@ namespace {
 using client::HttpClient;
 namespace fs = std::filesystem;
 
-std::string read_all(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Runs `command` through the shell; its stdout and stderr together, and the exit status.
-std::pair<std::string, int> run(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return {"popen failed", -1};
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  int status = ::pclose(p);
-  return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
-}
-
 std::set<std::string> matches(const std::string& text, const std::regex& re, int group = 1) {
   std::set<std::string> out;
   for (std::sregex_iterator it(text.begin(), text.end(), re), end; it != end; ++it) out.insert((*it)[group].str());
@@ -48,13 +28,13 @@ std::set<std::string> matches(const std::string& text, const std::regex& re, int
 }
 
 TEST(Docs, EveryFlagOfHelpIsDocumented) {
-  auto [help, rc] = run(build_dir() + "/host/ferry-server --help");
+  auto [help, rc] = run_command(build_dir() + "/host/ferry-server --help");
   ASSERT_EQ(rc, 0) << help;
   const auto flags = matches(help, std::regex(R"((?:^|\s)(--[a-z][a-z0-9-]*))"));
   ASSERT_GT(flags.size(), 10u) << help;
-  std::string docs = read_all(fs::path(source_dir()) / "README.md");
+  std::string docs = read_file(fs::path(source_dir()) / "README.md");
   for (const auto& f : fs::directory_iterator(fs::path(source_dir()) / "docs")) {
-    if (f.path().extension() == ".md") docs += read_all(f.path());
+    if (f.path().extension() == ".md") docs += read_file(f.path());
   }
   for (const auto& flag : flags) {
     EXPECT_NE(docs.find(flag), std::string::npos) << flag << " is in --help but in no docs/*.md nor README.md";
@@ -93,17 +73,17 @@ ServerProcess* LiveMetrics::server_ = nullptr;
 std::string* LiveMetrics::metrics_ = nullptr;
 
 TEST_F(LiveMetrics, PromtoolAcceptsMetrics) {
-  if (run("command -v promtool").second != 0) {
+  if (run_command("command -v promtool").second != 0) {
     GTEST_SKIP() << "promtool not installed (Debian package prometheus; scripts/setup installs it)";
   }
   TempDir dir;
   write_file(dir / "metrics.txt", *metrics_);
-  auto [out, rc] = run("promtool check metrics < '" + dir / "metrics.txt" + "'");
+  auto [out, rc] = run_command("promtool check metrics < '" + dir / "metrics.txt" + "'");
   EXPECT_EQ(rc, 0) << out << "\n" << *metrics_;
 }
 
 TEST_F(LiveMetrics, MetricsPageNamesExactlyTheFamiliesServed) {
-  const std::string page = read_all(fs::path(source_dir()) / "docs" / "metrics.md");
+  const std::string page = read_file(fs::path(source_dir()) / "docs" / "metrics.md");
   const auto served = matches(*metrics_, std::regex(R"(# TYPE (ferry_[a-zA-Z0-9_]+) )"));
   // Table rows: | `ferry_name` | kind | ...
   const auto documented = matches(page, std::regex(R"(\n\| `(ferry_[a-zA-Z0-9_]+)` \|)"));

@@ -248,13 +248,7 @@ TEST_F(ScriptedLlm, OfficialNodeSdk) {
   if (!std::filesystem::exists(web + "/node_modules/openai")) {
     GTEST_SKIP() << "the openai package is not installed in tests/web (scripts/setup runs npm ci there)";
   }
-  const std::string cmd = "node '" + web + "/openai_sdk_test.mjs' --url " + server_->http_url() + " --model qwen 2>&1";
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
-  const int rc = pclose(p);
+  auto [out, rc] = run_command("node '" + web + "/openai_sdk_test.mjs' --url " + server_->http_url() + " --model qwen");
   EXPECT_EQ(rc, 0) << out;
   std::printf("%s", out.c_str());
 }

@@ -5,7 +5,6 @@
 // context too long). The Chromium test skips, saying why, without node, chromium or puppeteer-core
 // (scripts/setup installs them). Also scripts/chat, the terminal client.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -34,17 +33,6 @@ class TinyLlamaRepository {
  private:
   TempDir dir_;
 };
-
-std::pair<std::string, int> run(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return {"popen failed", -1};
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  int status = ::pclose(p);
-  return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
-}
 
 TEST(WebUi, ServesThePageItsScriptAndStyleWithSecurityHeaders) {
   TinyLlamaRepository repo;
@@ -110,8 +98,8 @@ TEST(WebUi, PageNeedsNoKeyButTheApiDoes) {
 TEST(WebUi, ChatPageInHeadlessChromium) {
   const fs::path script = fs::path(source_dir()) / "tests" / "web" / "chat_page_test.mjs";
   const fs::path modules = fs::path(source_dir()) / "tests" / "web" / "node_modules" / "puppeteer-core";
-  if (run("command -v node").second != 0) GTEST_SKIP() << "node not installed (scripts/setup installs nodejs)";
-  auto [chromium, found] = run("command -v chromium");
+  if (run_command("command -v node").second != 0) GTEST_SKIP() << "node not installed (scripts/setup installs nodejs)";
+  auto [chromium, found] = run_command("command -v chromium");
   if (found != 0) GTEST_SKIP() << "chromium not installed (Debian package chromium; scripts/setup installs it)";
   chromium.erase(chromium.find_last_not_of("\n") + 1);
   if (!fs::exists(modules)) {
@@ -124,7 +112,7 @@ TEST(WebUi, ChatPageInHeadlessChromium) {
   auto keyed = ServerProcess::start(keyed_repo.path(), {"--api-key", kKey});
   ASSERT_NE(keyed, nullptr);
   const std::string out = build_dir() + "/tests/web-screenshots";
-  auto [log, rc] = run("node '" + script.string() + "' --url " + server->http_url() + " --key-url " +
+  auto [log, rc] = run_command("node '" + script.string() + "' --url " + server->http_url() + " --key-url " +
                        keyed->http_url() + " --key " + kKey + " --chromium '" + chromium + "' --out '" + out + "'");
   EXPECT_EQ(rc, 0) << log;
   std::printf("%s(screenshots in %s)\n", log.c_str(), out.c_str());
@@ -133,28 +121,28 @@ TEST(WebUi, ChatPageInHeadlessChromium) {
 // scripts/chat, the terminal client: streams an answer with its stats, says what a 401 means, lists the
 // models and completes a prompt from standard input.
 TEST(TerminalChat, StreamsAnAnswerAndExplainsAMissingKey) {
-  if (run("command -v python3").second != 0) GTEST_SKIP() << "python3 not installed";
+  if (run_command("command -v python3").second != 0) GTEST_SKIP() << "python3 not installed";
   TinyLlamaRepository repo;
   auto server = ServerProcess::start(repo.path(), {"--api-key", kKey});
   ASSERT_NE(server, nullptr);
   const std::string chat = source_dir() + "/scripts/chat --url " + server->http_url();
-  auto [out, rc] = run("echo Hello | FERRY_API_KEY=" + std::string(kKey) + " " + chat +
+  auto [out, rc] = run_command("echo Hello | FERRY_API_KEY=" + std::string(kKey) + " " + chat +
                        " --model tiny-llama --max-tokens 8 --temperature 0");
   EXPECT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("[8 tokens · "), std::string::npos) << out;
   EXPECT_NE(out.find(" tokens/s · TTFT "), std::string::npos) << out;
-  auto [refused, refused_rc] = run("echo Hello | env -u FERRY_API_KEY " + chat);
+  auto [refused, refused_rc] = run_command("echo Hello | env -u FERRY_API_KEY " + chat);
   EXPECT_NE(refused_rc, 0);
   EXPECT_NE(refused.find("the server needs an API key"), std::string::npos) << refused;
   // --models lists the ready models; --complete continues standard input over /v1/completions.
-  auto [models, models_rc] = run("FERRY_API_KEY=" + std::string(kKey) + " " + chat + " --models");
+  auto [models, models_rc] = run_command("FERRY_API_KEY=" + std::string(kKey) + " " + chat + " --models");
   EXPECT_EQ(models_rc, 0) << models;
   EXPECT_EQ(models, "tiny-llama\n");
-  auto [completed, completed_rc] = run("printf 'Once upon a time' | FERRY_API_KEY=" + std::string(kKey) + " " + chat +
+  auto [completed, completed_rc] = run_command("printf 'Once upon a time' | FERRY_API_KEY=" + std::string(kKey) + " " + chat +
                                        " --complete --max-tokens 5 --temperature 0");
   EXPECT_EQ(completed_rc, 0) << completed;
   EXPECT_NE(completed.find("[5 tokens · "), std::string::npos) << completed;
-  auto [empty, empty_rc] = run("printf '' | FERRY_API_KEY=" + std::string(kKey) + " " + chat + " --complete");
+  auto [empty, empty_rc] = run_command("printf '' | FERRY_API_KEY=" + std::string(kKey) + " " + chat + " --complete");
   EXPECT_NE(empty_rc, 0);
   EXPECT_NE(empty.find("standard input, which is empty"), std::string::npos) << empty;
 }
