@@ -1,5 +1,6 @@
 #include "backend/llm/llm_instance.h"
 
+#include <pthread.h>
 #include <algorithm>
 
 #include "backend/llm/engine/cpu_engine.h"
@@ -301,6 +302,7 @@ bool LlmInstance::unload_if_idle(std::unique_lock<std::mutex>& lock) {
 }
 
 void LlmInstance::run() {
+  pthread_setname_np(pthread_self(), "llm-step");  // names the engine's thread in top, perf and /proc
   std::unique_lock<std::mutex> lock(mu_);
   auto has_work = [&] { return stopping_ || scheduler_->has_unfinished(); };
   while (!stopping_) {

@@ -1,11 +1,10 @@
 #include "backend/llm/output_processor.h"
 
-#include <json/json.h>
-
+#include <pthread.h>
+#include <cstring>
 #include <utility>
 
-#include "backend/llm/json_text.h"
-#include "common/abi/abi_util.h"
+#include "common/json_writer.h"
 #include "common/llm_protocol.h"
 
 namespace ferry::llm {
@@ -143,6 +142,7 @@ bool OutputProcessor::wait_drained(std::chrono::milliseconds timeout) {
 }
 
 void OutputProcessor::run() {
+  pthread_setname_np(pthread_self(), "llm-output");
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     if (incoming_.empty()) {
@@ -272,64 +272,104 @@ std::string OutputProcessor::logprob_piece(int32_t token) const {
   return text.size() >= config_.anchor_text.size() ? text.substr(config_.anchor_text.size()) : text;
 }
 
+// The response parameters (names in common/llm_protocol.h), written without a DOM into params_:
+// empty for the common streamed response (text and ids only), which the host then need not parse.
+void OutputProcessor::write_parameters(OutputRequest& r, bool final, const char* finish_reason) {
+  std::string& out = params_;
+  out.clear();
+  auto key = [&](const char* name) {
+    out.push_back(out.empty() ? '{' : ',');
+    append_json_key(out, name);
+  };
+  if (!r.prompt_for_echo.empty()) {
+    key(proto::kPromptText);
+    append_json_string(out, config_.tokenizer->decode(r.prompt_for_echo, true));
+    key(proto::kPromptIds);
+    out.push_back('[');
+    for (size_t i = 0; i < r.prompt_for_echo.size(); ++i) {
+      if (i > 0) out.push_back(',');
+      append_json_int(out, r.prompt_for_echo[i]);
+    }
+    out.push_back(']');
+    r.prompt_for_echo.clear();  // the first response only
+  }
+  if (final) {
+    key(proto::kFinishReason);
+    append_json_string(out, finish_reason);
+    key(proto::kUsage);
+    out.push_back('{');
+    append_json_key(out, proto::kPromptTokens);
+    append_json_int(out, r.num_prompt_tokens);
+    out.push_back(',');
+    append_json_key(out, proto::kCompletionTokens);
+    append_json_int(out, r.num_generated);
+    out.push_back('}');
+  }
+  if (r.num_logprobs >= 0) {
+    key(proto::kLogprobs);
+    out.push_back('[');
+    for (size_t i = 0; i < r.pending_logprobs.size(); ++i) {
+      const SampleResult& lp = r.pending_logprobs[i];
+      if (i > 0) out.push_back(',');
+      out.push_back('{');
+      write_logprob_fields(out, lp.token, lp.logprob);
+      out.push_back(',');
+      append_json_key(out, proto::kRank);
+      append_json_int(out, lp.rank);
+      out.push_back(',');
+      append_json_string(out, proto::kTopLogprobs);
+      out.append(":[");
+      for (size_t k = 0; k < lp.top_logprobs.size(); ++k) {
+        if (k > 0) out.push_back(',');
+        out.push_back('{');
+        write_logprob_fields(out, lp.top_logprobs[k].token, lp.top_logprobs[k].logprob);
+        out.push_back('}');
+      }
+      out.append("]}");
+    }
+    out.push_back(']');
+  }
+  if (!out.empty()) out.push_back('}');
+}
+
+// "token_id":..,"token":..,"logprob":.. (an entry's fields, without its braces)
+void OutputProcessor::write_logprob_fields(std::string& out, int32_t token, double logprob) const {
+  append_json_key(out, proto::kTokenId);
+  append_json_int(out, token);
+  out.push_back(',');
+  append_json_key(out, proto::kToken);
+  append_json_string(out, logprob_piece(token));
+  out.push_back(',');
+  append_json_key(out, proto::kLogprob);
+  append_json_double(out, logprob);
+}
+
 void OutputProcessor::send(OutputRequest& r, bool final, const char* finish_reason, const Status& error) {
   if (r.responder == nullptr) return;  // internal request (KV warm-up)
   ferry_response resp{};
   resp.struct_size = sizeof(resp);
   resp.queue_ns = -1;
-  abi::OwnedTensor outputs[2];
-  ferry_tensor views[2];
-  std::string params;
+  ferry_tensor views[2]{};
+  int64_t shapes[2] = {1, 0};
   if (!error.ok()) {
     resp.error_code = static_cast<ferry_error_code>(error.code());
     resp.error_message = error.message().c_str();
   } else {
-    outputs[0].name = proto::kOutputText;
-    outputs[0].dtype = FERRY_DTYPE_BYTES;
-    outputs[0].shape = {1};
-    outputs[0].data = abi::join_bytes({r.pending_text});
-    outputs[1].name = proto::kOutputIds;
-    outputs[1].dtype = FERRY_DTYPE_INT32;
-    outputs[1].shape = {static_cast<int64_t>(r.pending_ids.size())};
-    const auto* ids = reinterpret_cast<const uint8_t*>(r.pending_ids.data());
-    outputs[1].data.assign(ids, ids + r.pending_ids.size() * sizeof(int32_t));
-    views[0] = outputs[0].view();
-    views[1] = outputs[1].view();
+    // The text as a BYTES tensor of one element (a 4-byte little-endian length, then the bytes),
+    // in a buffer this thread reuses: no allocation once it has grown.
+    const auto length = static_cast<uint32_t>(r.pending_text.size());
+    text_bytes_.resize(4 + r.pending_text.size());
+    std::memcpy(text_bytes_.data(), &length, 4);
+    std::memcpy(text_bytes_.data() + 4, r.pending_text.data(), r.pending_text.size());
+    shapes[1] = static_cast<int64_t>(r.pending_ids.size());
+    views[0] = ferry_tensor{sizeof(ferry_tensor), proto::kOutputText, FERRY_DTYPE_BYTES, 1, &shapes[0],
+                            text_bytes_.data(), text_bytes_.size()};
+    views[1] = ferry_tensor{sizeof(ferry_tensor), proto::kOutputIds, FERRY_DTYPE_INT32, 1, &shapes[1],
+                            r.pending_ids.data(), r.pending_ids.size() * sizeof(int32_t)};
     resp.outputs = views;
     resp.num_outputs = 2;
-    Json::Value p(Json::objectValue);
-    if (!r.prompt_for_echo.empty()) {
-      p[proto::kPromptText] = config_.tokenizer->decode(r.prompt_for_echo, true);
-      p[proto::kPromptIds] = Json::Value(Json::arrayValue);
-      for (int32_t id : r.prompt_for_echo) p[proto::kPromptIds].append(id);
-      r.prompt_for_echo.clear();  // the first response only
-    }
-    if (final) {
-      p[proto::kFinishReason] = finish_reason;
-      p[proto::kUsage][proto::kPromptTokens] = static_cast<Json::Int64>(r.num_prompt_tokens);
-      p[proto::kUsage][proto::kCompletionTokens] = r.num_generated;
-    }
-    if (r.num_logprobs >= 0) {
-      p[proto::kLogprobs] = Json::Value(Json::arrayValue);
-      for (const SampleResult& lp : r.pending_logprobs) {
-        Json::Value j;
-        j[proto::kTokenId] = lp.token;
-        j[proto::kToken] = logprob_piece(lp.token);
-        j[proto::kLogprob] = lp.logprob;
-        j[proto::kRank] = lp.rank;
-        j[proto::kTopLogprobs] = Json::Value(Json::arrayValue);
-        for (const TokenLogprob& t : lp.top_logprobs) {
-          Json::Value e;
-          e[proto::kTokenId] = t.token;
-          e[proto::kToken] = logprob_piece(t.token);
-          e[proto::kLogprob] = t.logprob;
-          j[proto::kTopLogprobs].append(e);
-        }
-        p[proto::kLogprobs].append(j);
-      }
-    }
-    params = compact_json(p);
-    resp.parameters_json = params.c_str();
+    write_parameters(r, final, finish_reason);
+    resp.parameters_json = params_.empty() ? nullptr : params_.c_str();
   }
   if (final) {
     resp.flags = FERRY_RESPONSE_FLAG_FINAL;

@@ -171,6 +171,8 @@ class OutputProcessor {
   void answer_touched();
   void answer(OutputRequest& r);
   void send(OutputRequest& r, bool final, const char* finish_reason, const Status& error);
+  void write_parameters(OutputRequest& r, bool final, const char* finish_reason);
+  void write_logprob_fields(std::string& out, int32_t token, double logprob) const;
   std::string logprob_piece(int32_t token) const;
 
   const OutputProcessorConfig config_;
@@ -188,6 +190,8 @@ class OutputProcessor {
   OutputBatch working_;
   std::unordered_map<uint64_t, std::unique_ptr<OutputRequest>> requests_;
   std::vector<OutputRequest*> touched_;  // requests with news in the batch being processed
+  std::string text_bytes_;               // send(): the text output's BYTES payload
+  std::string params_;                   // send(): the parameters JSON ("" when there are none)
   std::thread thread_;                   // last: starts after everything above exists
 };
 

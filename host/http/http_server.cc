@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "host/blocking_queue.h"
 #include "host/http/client_watch.h"
 #include "host/http/kserve_json.h"
 #include "host/http/openai_response.h"
@@ -241,15 +242,31 @@ void start_event_stream(mg_connection* conn) {
 }
 
 bool send_event(mg_connection* conn, std::string_view data) {
-  std::string chunk;
-  chunk.reserve(data.size() + 8);
-  chunk += "data: ";
-  chunk += data;
-  chunk += "\n\n";
-  return mg_send_chunk(conn, chunk.data(), static_cast<unsigned>(chunk.size())) > 0;
+  EventBatch batch;
+  batch.add(data);
+  return batch.flush(conn);
 }
 
-void end_event_stream(mg_connection* conn) { mg_send_chunk(conn, "", 0); }
+void end_event_stream(mg_connection* conn) { mg_write(conn, "0\r\n\r\n", 5); }
+
+bool EventBatch::flush(mg_connection* conn, bool last) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  static constexpr std::string_view kEnd = "0\r\n\r\n";
+  size_t begin = kHead;
+  const size_t size = buf_.size() - kHead;
+  if (size > 0) {
+    // "<hex size>\r\n" right-aligned in the room at the start, "\r\n" after the data.
+    buf_[--begin] = '\n';
+    buf_[--begin] = '\r';
+    for (size_t n = size; n > 0; n >>= 4) buf_[--begin] = kHex[n & 15];  // size < 2^32: 8 digits at most
+    buf_.append("\r\n", 2);
+  }
+  if (last) buf_.append(kEnd);
+  const size_t length = buf_.size() - begin;
+  const bool ok = length == 0 || mg_write(conn, buf_.data() + begin, length) == static_cast<int>(length);
+  clear();
+  return ok;
+}
 
 namespace {
 
@@ -326,35 +343,9 @@ bool authorize(const ServerContext& ctx, mg_connection* conn, const std::vector<
 constexpr std::chrono::milliseconds kClientCheckInterval{200};
 
 // Collects a request's responses for the civetweb thread that waits on it.
-class QueueSink : public ResponseSink {
+class QueueSink : public ResponseSink, public BlockingQueue<ResponseData> {
  public:
-  void on_response(ResponseData&& r) override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back(std::move(r));
-    }
-    cv_.notify_one();
-  }
-  ResponseData pop() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return !queue_.empty(); });
-    ResponseData r = std::move(queue_.front());
-    queue_.pop_front();
-    return r;
-  }
-  // The next response, or nullopt when none came within `timeout`.
-  std::optional<ResponseData> pop_for(std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!cv_.wait_for(lock, timeout, [&] { return !queue_.empty(); })) return std::nullopt;
-    ResponseData r = std::move(queue_.front());
-    queue_.pop_front();
-    return r;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<ResponseData> queue_;
+  void on_response(ResponseData&& r) override { push(std::move(r)); }
 };
 
 // ---- handlers -------------------------------------------------------------------------------------
@@ -443,26 +434,31 @@ int handle_infer(ServerContext& ctx, mg_connection* conn, const std::shared_ptr<
     }
   }
 
-  // Server-sent events, one per response.
+  // Server-sent events, one per response; the responses waiting when the thread wakes are written
+  // together, in one chunk.
   start_event_stream(conn);
-  for (;;) {
-    ResponseData r = sink->pop();
-    Json::Value event;
+  EventBatch events;
+  for (bool final = false; !final;) {
+    std::optional<ResponseData> next = sink->try_pop();
+    if (!next) {
+      if (!events.flush(conn)) {
+        FERRY_LOG(Verbose) << "client left during a stream; cancelling request " << request.value()->id();
+        request.value()->cancel();
+        return 499;
+      }
+      next = sink->pop();
+    }
+    ResponseData& r = *next;
+    final = r.final;
     if (!r.error.ok()) {
+      Json::Value event;
       event["error"] = r.error.message();
-    } else if (r.outputs.empty() && r.final && r.parameters_json.empty()) {
-      break;  // a FINAL that only ends the stream
-    } else {
-      event = generate_response_to_json(mv->name(), mv->version(), r);
+      events.add(to_json(event));
+    } else if (!(r.outputs.empty() && r.final && r.parameters_json.empty())) {  // not a FINAL that only ends it
+      events.add(to_json(generate_response_to_json(mv->name(), mv->version(), r)));
     }
-    if (!send_event(conn, to_json(event))) {
-      FERRY_LOG(Verbose) << "client left during a stream; cancelling request " << request.value()->id();
-      request.value()->cancel();
-      return 499;
-    }
-    if (r.final) break;
   }
-  end_event_stream(conn);
+  if (!events.flush(conn, true)) request.value()->cancel();  // the client left at the very end
   return 200;
 }
 

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 
+#include "common/json_writer.h"
 #include "host/json_util.h"
 
 namespace ferry::host {
@@ -224,6 +225,43 @@ Json::Value tensor_to_json(const abi::OwnedTensor& t) {
   j["data"] = Json::Value(Json::arrayValue);
   for (size_t i = 0; i < count; ++i) j["data"].append(scalar_json(t, i, strings));
   return j;
+}
+
+void append_tensor_json(std::string& out, const abi::OwnedTensor& t) {
+  out.append("{\"name\":");
+  append_json_string(out, t.name);
+  out.append(",\"datatype\":");
+  append_json_string(out, abi::dtype_name(t.dtype));
+  out.append(",\"shape\":[");
+  size_t count = 1;
+  for (size_t d = 0; d < t.shape.size(); ++d) {
+    if (d > 0) out.push_back(',');
+    append_json_int(out, t.shape[d]);
+    count *= static_cast<size_t>(t.shape[d]);
+  }
+  out.append("],\"data\":[");
+  if (t.dtype == FERRY_DTYPE_BYTES) {
+    auto strings = abi::split_bytes(t.data.data(), t.data.size());
+    count = strings.ok() ? strings->size() : 0;
+    for (size_t i = 0; i < count; ++i) {
+      if (i > 0) out.push_back(',');
+      append_json_string(out, strings.value()[i]);
+    }
+  } else {
+    for (size_t i = 0; i < count; ++i) {
+      if (i > 0) out.push_back(',');
+      switch (t.dtype) {
+        case FERRY_DTYPE_BOOL: out.append(t.data[i] != 0 ? "true" : "false"); break;
+        case FERRY_DTYPE_INT32: append_json_int(out, read_at<int32_t>(t.data, i)); break;
+        case FERRY_DTYPE_INT64: append_json_int(out, read_at<int64_t>(t.data, i)); break;
+        case FERRY_DTYPE_FP16: append_json_double(out, half_to_float(read_at<uint16_t>(t.data, i))); break;
+        case FERRY_DTYPE_BF16: append_json_double(out, bf16_to_float(read_at<uint16_t>(t.data, i))); break;
+        case FERRY_DTYPE_FP32: append_json_double(out, read_at<float>(t.data, i)); break;
+        default: out.append("null");
+      }
+    }
+  }
+  out.append("]}");
 }
 
 Result<RequestSpec> infer_request_from_json(const Json::Value& body) {

@@ -18,6 +18,8 @@ namespace ferry::host {
 
 Result<abi::OwnedTensor> tensor_from_json(const Json::Value& tensor);
 Json::Value tensor_to_json(const abi::OwnedTensor& tensor);
+// The same object as compact JSON text appended to `out`, without a DOM (the ZeroMQ responses).
+void append_tensor_json(std::string& out, const abi::OwnedTensor& tensor);
 
 // POST /v2/models/{m}/infer body -> RequestSpec. `client_id` receives the body's "id" ("" if none).
 Result<RequestSpec> infer_request_from_json(const Json::Value& body);

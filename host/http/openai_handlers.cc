@@ -18,6 +18,7 @@
 #include <optional>
 
 #include "common/llm_protocol.h"
+#include "host/blocking_queue.h"
 #include "host/http/client_watch.h"
 #include "host/http/openai_request.h"
 #include "host/http/openai_response.h"
@@ -88,38 +89,14 @@ Result<std::shared_ptr<ModelVersion>> find_model_or_only(ServerContext& ctx, std
 }
 
 // The responses of a request's choices, in arrival order, each tagged with its choice.
-class ChoiceQueue {
+struct ChoiceItem {
+  int index = 0;
+  ResponseData response;
+};
+class ChoiceQueue : public BlockingQueue<ChoiceItem> {
  public:
-  struct Item {
-    int index = 0;
-    ResponseData response;
-  };
-  void push(int index, ResponseData&& response) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      items_.push_back(Item{index, std::move(response)});
-    }
-    cv_.notify_one();
-  }
-  Item pop() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return !items_.empty(); });
-    Item item = std::move(items_.front());
-    items_.pop_front();
-    return item;
-  }
-  std::optional<Item> pop_for(std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!cv_.wait_for(lock, timeout, [&] { return !items_.empty(); })) return std::nullopt;
-    Item item = std::move(items_.front());
-    items_.pop_front();
-    return item;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Item> items_;  // guarded by mu_
+  using Item = ChoiceItem;
+  void push(int index, ResponseData&& response) { BlockingQueue::push(Item{index, std::move(response)}); }
 };
 
 class ChoiceSink : public ResponseSink {
@@ -151,6 +128,8 @@ class Choices {
     for (auto& r : requests_) r->cancel();
   }
   ChoiceQueue::Item next() { return queue_->pop(); }
+  // The next response if one is waiting, without blocking.
+  std::optional<ChoiceQueue::Item> try_next() { return queue_->try_pop(); }
   // The next response, or nullopt when the client left first (every choice is then cancelled).
   std::optional<ChoiceQueue::Item> next_while_client_stays(ClientWatch& watch) {
     for (;;) {
@@ -287,14 +266,25 @@ int answer_whole(mg_connection* conn, const OaiRequest& request, const std::stri
   return send_json(conn, 200, chat ? chat_object(h, choices, usage) : completion_object(h, choices, usage));
 }
 
-// Writes a stream's events; false once the client has gone.
+// A stream's events: queued by send / begin_event, written by flush() together in one chunk (the
+// handler flushes when it has answered every response waiting, before it waits again). A failed
+// write (the client left) cancels the request; every call returns false from then on.
 class EventWriter {
  public:
   EventWriter(mg_connection* conn, Choices& run) : conn_(conn), run_(run) {}
   bool send(const Json::Value& event) { return send_raw(to_json(event)); }
   bool send_raw(std::string_view data) {
     if (gone_) return false;
-    if (!send_event(conn_, data)) {
+    batch_.add(data);
+    return true;
+  }
+  // An event whose data the caller appends to the returned buffer, then end_event().
+  std::string& begin_event() { return batch_.begin_event(); }
+  void end_event() { batch_.end_event(); }
+  // Writes the queued events; `last` also ends the body.
+  bool flush(bool last = false) {
+    if (gone_) return false;
+    if (!batch_.flush(conn_, last)) {
       FERRY_LOG(Verbose) << "client left during an OpenAI stream; cancelling its request";
       run_.cancel();
       gone_ = true;
@@ -305,6 +295,7 @@ class EventWriter {
  private:
   mg_connection* conn_;
   Choices& run_;
+  EventBatch batch_;
   bool gone_ = false;
 };
 
@@ -328,11 +319,19 @@ bool send_tool_call_arguments(EventWriter& out, const OaiHeader& h, int index, s
 }
 
 // The chunks one response of choice `index` adds to a stream.
-bool stream_response(EventWriter& out, const OaiRequest& request, const OaiHeader& h, int index, ChoiceState& c,
-                     const ChoiceDelta& d, bool final) {
+bool stream_response(EventWriter& out, const OaiRequest& request, const OaiHeader& h,
+                     const TextChunkWriter& text_chunks, int index, ChoiceState& c, const ChoiceDelta& d, bool final) {
   const bool chat = request.endpoint == OaiEndpoint::kChat;
   const bool usage_null = request.include_usage;
   std::string text = absorb(request, index, c, d, final);
+  if (!final && request.num_logprobs < 0 && !c.tool_stream) {
+    // The common chunk, text only: written without a DOM.
+    if (!text.empty()) {
+      text_chunks.append(out.begin_event(), index, text);
+      out.end_event();
+    }
+    return true;
+  }
   const bool has_tokens = request.num_logprobs >= 0 && d.logprobs.isArray() && !d.logprobs.empty();
   Json::Value logprobs;
   if (request.num_logprobs >= 0) {
@@ -395,6 +394,7 @@ int answer_stream(mg_connection* conn, const OaiRequest& request, const std::str
   start_event_stream(conn);
   EventWriter out(conn, run);
   OaiHeader h = make_header(chat ? "chatcmpl-" : "cmpl-", model);
+  const TextChunkWriter text_chunks(h, chat, request.include_usage);
   std::vector<ChoiceState> states(static_cast<size_t>(request.num_choices()));
   if (chat && request.tools.active()) {
     for (auto& s : states) s.tool_stream.emplace(&request.tools, request.tool_format);
@@ -412,20 +412,25 @@ int answer_stream(mg_connection* conn, const OaiRequest& request, const std::str
     if (!d.ok()) {
       // After the stream began, an error is an event of its own, then the stream ends as usual.
       run.cancel();
-      if (out.send(error_json(d.status())) && out.send_raw("[DONE]")) end_event_stream(conn);
+      if (out.send(error_json(d.status())) && out.send_raw("[DONE]")) out.flush(true);
       return 200;
     }
     ChoiceState& c = states[static_cast<size_t>(item.index)];
-    if (!stream_response(out, request, h, item.index, c, d.value(), item.response.final)) return 499;
+    if (!stream_response(out, request, h, text_chunks, item.index, c, d.value(), item.response.final)) return 499;
     if (item.response.final && --remaining == 0) break;
+    // Every response already waiting goes into the same write; then wait for the next.
+    if (auto next = run.try_next()) {
+      item = std::move(*next);
+      continue;
+    }
+    if (!out.flush()) return 499;
     item = run.next();
   }
   if (request.include_usage &&
       !out.send(usage_chunk(h, chat ? "chat.completion.chunk" : "text_completion", usage_of(request, states)))) {
     return 499;
   }
-  if (!out.send_raw("[DONE]")) return 499;
-  end_event_stream(conn);
+  if (!out.send_raw("[DONE]") || !out.flush(true)) return 499;
   return 200;
 }
 
@@ -489,6 +494,7 @@ int answer_responses(mg_connection* conn, const OaiRequest& request, const Json:
   int64_t seq = 0;
   std::optional<EventWriter> out;
   for (bool final = false; !final;) {
+    if (out && !out->flush()) return 499;
     auto next = run.next_while_client_stays(watch);
     if (!next) return 499;
     auto d = delta_of(*next);
@@ -498,7 +504,7 @@ int answer_responses(mg_connection* conn, const OaiRequest& request, const Json:
       Json::Value e = responses_event("error", &seq);
       e["message"] = d.status().message();
       e["code"] = error_json(d.status())["error"]["code"];
-      if (out->send(e)) end_event_stream(conn);
+      if (out->send(e)) out->flush(true);
       return 200;
     }
     final = next->response.final;
@@ -523,8 +529,7 @@ int answer_responses(mg_connection* conn, const OaiRequest& request, const Json:
   state.input_tokens = c.prompt_tokens;
   state.output_tokens = c.completion_tokens;
   if (!request.stream) return send_json(conn, 200, responses_object(state, echo));
-  if (!finish_responses_stream(*out, state, echo, &seq)) return 499;
-  end_event_stream(conn);
+  if (!finish_responses_stream(*out, state, echo, &seq) || !out->flush(true)) return 499;
   return 200;
 }
 

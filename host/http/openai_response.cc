@@ -7,6 +7,7 @@
 #include <set>
 
 #include "common/abi/abi_util.h"
+#include "common/json_writer.h"
 #include "common/llm_protocol.h"
 #include "host/json_util.h"
 #include "host/server_context.h"
@@ -232,6 +233,34 @@ Json::Value chat_chunk(const OaiHeader& h, int index, Json::Value delta, Json::V
   j["choices"].append(c);
   if (usage_null) j["usage"] = Json::Value();
   return j;
+}
+
+TextChunkWriter::TextChunkWriter(const OaiHeader& h, bool chat, bool usage_null) {
+  head_ = "{\"id\":";
+  append_json_string(head_, h.id);
+  head_ += ",\"object\":";
+  append_json_string(head_, chat ? "chat.completion.chunk" : "text_completion");
+  head_ += ",\"created\":";
+  append_json_int(head_, h.created);
+  head_ += ",\"model\":";
+  append_json_string(head_, h.model);
+  head_ += ",\"choices\":[{\"index\":";
+  text_key_ = chat ? ",\"delta\":{\"content\":" : ",\"text\":";
+  if (chat) {
+    tail_ = usage_null ? "},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}"
+                       : "},\"logprobs\":null,\"finish_reason\":null}]}";
+  } else {
+    tail_ = usage_null ? ",\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}"
+                       : ",\"logprobs\":null,\"finish_reason\":null}]}";
+  }
+}
+
+void TextChunkWriter::append(std::string& out, int index, std::string_view text) const {
+  out += head_;
+  append_json_int(out, index);
+  out += text_key_;
+  append_json_string(out, text);
+  out += tail_;
 }
 
 Json::Value usage_chunk(const OaiHeader& h, const char* object, Json::Value usage) {

@@ -79,6 +79,22 @@ Json::Value chat_choice(int index, const std::string& content, Json::Value logpr
 Json::Value chat_chunk(const OaiHeader& h, int index, Json::Value delta, Json::Value logprobs,
                        const std::string& finish_reason, bool usage_null);
 
+// The chunks of a stream that carry only text (no logprobs, no tool calls, no finish_reason),
+// written without a DOM: the object completion_chunk builds with `text`, or chat_chunk with the
+// delta {"content": text}, as compact JSON (keys in OpenAI's order). One per stream: the part
+// before the choice's index is formatted once.
+class TextChunkWriter {
+ public:
+  TextChunkWriter(const OaiHeader& h, bool chat, bool usage_null);
+  // Appends the chunk of choice `index` to `out`.
+  void append(std::string& out, int index, std::string_view text) const;
+
+ private:
+  std::string head_;  // {"id":..,"object":..,"created":..,"model":..,"choices":[{"index":
+  std::string_view text_key_;
+  std::string_view tail_;
+};
+
 // The stream's last chunk when stream_options.include_usage: "choices": [] and the usage.
 Json::Value usage_chunk(const OaiHeader& h, const char* object, Json::Value usage);
 

@@ -30,12 +30,42 @@ int send_json(mg_connection* conn, int status, const Json::Value& body);
 Result<Json::Value> read_json_body(mg_connection* conn, uint64_t max_bytes, bool allow_empty,
                                    std::string* text = nullptr);
 
-// Server-sent events: a 200 with Content-Type text/event-stream and chunked encoding, then one
-// "data: <data>\n\n" chunk per event, then the empty chunk that ends the body. send_event returns
-// false when the write failed (the client left): the caller should cancel its request and stop.
+// Server-sent events: a 200 with Content-Type text/event-stream and chunked encoding, then
+// "data: <data>\n\n" events in chunks, then the empty chunk that ends the body. send_event writes
+// one event as one chunk; it returns false when the write failed (the client left): the caller
+// should cancel its request and stop.
 void start_event_stream(mg_connection* conn);
 bool send_event(mg_connection* conn, std::string_view data);
 void end_event_stream(mg_connection* conn);
+
+// Events queued in one buffer and written together as one chunk, with one mg_write (one send()
+// call): a stream whose writer wakes to several responses answers them with one write, not one
+// per token. The chunk's size line is written into room kept at the buffer's start, so nothing is
+// copied. Reused across flushes: no allocation once it has grown.
+class EventBatch {
+ public:
+  EventBatch() { clear(); }
+  // Starts an event: appends "data: " and returns the buffer for the caller to append the event's
+  // data to; end_event() closes it.
+  std::string& begin_event() {
+    buf_.append("data: ", 6);
+    return buf_;
+  }
+  void end_event() { buf_.append("\n\n", 2); }
+  void add(std::string_view data) {
+    begin_event().append(data);
+    end_event();
+  }
+  bool empty() const { return buf_.size() == kHead; }
+  // Writes the queued events as one chunk (nothing when none are queued), followed by the chunk
+  // that ends the body when `last`. False when the write failed (the client left).
+  bool flush(mg_connection* conn, bool last = false);
+
+ private:
+  void clear() { buf_.assign(kHead, ' '); }
+  static constexpr size_t kHead = 10;  // the size line: up to 8 hex digits and CRLF
+  std::string buf_;
+};
 
 // The OpenAI-compatible routes: /v1/completions, /v1/chat/completions, /v1/models[/{id}],
 // /tokenize, /detokenize (`parts` is the path split at '/', parts[0] being "v1", "tokenize" or

@@ -1,5 +1,6 @@
 #include "host/zmq/zmq_server.h"
 
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -11,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/json_writer.h"
 #include "host/http/kserve_json.h"
 #include "host/json_util.h"
 #include "host/log.h"
@@ -29,27 +31,48 @@ class ZmqSink : public ResponseSink {
     version_ = version;
   }
 
+  // The response as compact JSON text, written without a DOM: this runs once per streamed token on
+  // the backend's thread. The backend's parameters are parsed (and written back) only when it sent
+  // some: text that is not a JSON object is left out, as before.
   void on_response(ResponseData&& r) override {
-    Json::Value j;
-    j["id"] = id_;
-    j["model"] = model_;
-    j["version"] = std::to_string(version_);
-    j["final"] = r.final;
+    std::string text;
+    text.reserve(128);
+    text.append("{\"id\":");
+    append_json_string(text, id_);
+    text.append(",\"model\":");
+    append_json_string(text, model_);
+    text.append(",\"version\":\"");
+    append_json_int(text, version_);
+    text.append(r.final ? "\",\"final\":true" : "\",\"final\":false");
     if (!r.error.ok()) {
-      j["error"]["code"] = status_code_name(r.error.code());
-      j["error"]["status"] = http_status_for(r.error.code());
-      j["error"]["message"] = r.error.message();
+      text.append(",\"error\":{\"code\":");
+      append_json_string(text, status_code_name(r.error.code()));
+      text.append(",\"status\":");
+      append_json_int(text, http_status_for(r.error.code()));
+      text.append(",\"message\":");
+      append_json_string(text, r.error.message());
+      text.push_back('}');
     } else {
-      j["outputs"] = Json::Value(Json::arrayValue);
-      for (const auto& t : r.outputs) j["outputs"].append(tensor_to_json(t));
+      text.append(",\"outputs\":[");
+      for (size_t i = 0; i < r.outputs.size(); ++i) {
+        if (i > 0) text.push_back(',');
+        append_tensor_json(text, r.outputs[i]);
+      }
+      text.push_back(']');
       if (!r.parameters_json.empty()) {
         auto p = parse_json(r.parameters_json, "response parameters");
-        if (p.ok()) j["parameters"] = std::move(p).value();
+        if (p.ok() && p->isObject()) {
+          text.append(",\"parameters\":");
+          text.append(to_json(p.value()));
+        }
       }
     }
+    text.push_back('}');
     if (r.final) server_->forget(key_);
-    std::vector<std::string> frames = route_;
-    frames.push_back(to_json(j));
+    std::vector<std::string> frames;
+    frames.reserve(route_.size() + 1);
+    frames.insert(frames.end(), route_.begin(), route_.end());
+    frames.push_back(std::move(text));
     server_->post(std::move(frames));
   }
 
@@ -165,10 +188,15 @@ void ZmqServer::stop() {
 }
 
 void ZmqServer::post(std::vector<std::string> frames) {
+  bool was_empty;
   {
     std::lock_guard<std::mutex> lock(out_mu_);
+    was_empty = outbox_.empty();
     outbox_.push_back(std::move(frames));
   }
+  // One wake-up per batch: a non-empty outbox was posted with a wake-up the socket thread has not
+  // flushed yet (it empties the outbox after reading the eventfd).
+  if (!was_empty) return;
   uint64_t one = 1;
   (void)!::write(wake_fd_, &one, sizeof(one));
 }
@@ -183,6 +211,7 @@ void ZmqServer::enqueue_submit(size_t lane, std::function<void()> task) {
 }
 
 void ZmqServer::submit_loop(size_t lane) {
+  pthread_setname_np(pthread_self(), "zmq-submit");
   std::deque<std::function<void()>>& queue = submit_queue_[lane];
   for (;;) {
     std::function<void()> task;
@@ -224,6 +253,7 @@ void ZmqServer::flush_outbox() {
 }
 
 void ZmqServer::run() {
+  pthread_setname_np(pthread_self(), "zmq-server");
   zmq_pollitem_t items[2] = {{socket_, 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
   for (;;) {
     int rc = zmq_poll(items, 2, 200);

@@ -10,6 +10,7 @@
 // critical path on a loaded machine.
 #include "kernels/cpu/thread_pool.h"
 
+#include <pthread.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <sys/syscall.h>
@@ -164,7 +165,12 @@ struct ThreadPool::Impl {
     stop.store(false);
     workers.reserve(static_cast<size_t>(count - 1));
     const uint32_t seen = wake.load();
-    for (int i = 1; i < count; ++i) workers.emplace_back([this, seen] { worker_loop(seen); });
+    for (int i = 1; i < count; ++i) {
+      workers.emplace_back([this, seen] {
+        pthread_setname_np(pthread_self(), "cpu-pool");
+        worker_loop(seen);
+      });
+    }
   }
 
   void shutdown() {

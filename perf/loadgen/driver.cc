@@ -40,7 +40,7 @@ Json::Value echo_inputs(const LoadOptions& o) {
   t["name"] = o.input_name;
   t["datatype"] = "BYTES";
   t["shape"].append(1);
-  t["data"].append(std::string(o.payload_bytes, 'x'));
+  t["data"].append(o.prompt.empty() ? std::string(o.payload_bytes, 'x') : o.prompt);
   Json::Value inputs(Json::arrayValue);
   inputs.append(t);
   return inputs;
@@ -57,6 +57,7 @@ void format_id(std::string_view prefix, uint64_t a, uint64_t b, std::string& out
 
 std::string_view check_echo_outputs(const Json::Value& r, const LoadOptions& o) {
   if (!r.isObject()) return "response is not a JSON object";
+  if (!o.prompt.empty()) return {};  // an LLM prompt: nothing is echoed
   const Json::Value* outputs = r.find("outputs", "outputs" + 7);
   if (outputs == nullptr || !outputs->isArray()) return "no 'outputs' array";
   for (const auto& t : *outputs) {
@@ -72,6 +73,17 @@ std::string_view check_echo_outputs(const Json::Value& r, const LoadOptions& o) 
     return {};
   }
   return "the echoed tensor is missing from 'outputs'";
+}
+
+int64_t count_output_ids(const Json::Value& r) {
+  const Json::Value* outputs = r.isObject() ? r.find("outputs", "outputs" + 7) : nullptr;
+  if (outputs == nullptr || !outputs->isArray()) return 0;
+  for (const auto& t : *outputs) {
+    if (string_member(t, "name") != "output_ids") continue;
+    const Json::Value* data = t.find("data", "data" + 4);
+    return data != nullptr && data->isArray() ? static_cast<int64_t>(data->size()) : 0;
+  }
+  return 0;
 }
 
 }  // namespace ferry::loadgen

@@ -53,6 +53,9 @@ std::string_view string_member(const Json::Value& object, const char* key);
 
 // Checks an infer response's outputs against the request: the output named options.input_name holds
 // the payload back. Returns the problem, or "" when they are right.
+// With --prompt (an LLM prompt) nothing is echoed and every response passes.
 std::string_view check_echo_outputs(const Json::Value& response, const LoadOptions& options);
+// The number of token ids in the response's "output_ids" output (0 when it has none).
+int64_t count_output_ids(const Json::Value& response);
 
 }  // namespace ferry::loadgen

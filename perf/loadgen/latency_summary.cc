@@ -35,6 +35,7 @@ void WorkerTally::clear() {
   latencies_ns.clear();
   num_errors.fill(0);
   first_error.clear();
+  num_output_tokens = 0;
 }
 
 void WorkerTally::fail(ErrorKind kind, std::string_view message) {
@@ -63,11 +64,13 @@ Summary summarize(const LoadOptions& o, int num_threads, std::vector<WorkerTally
     all.insert(all.end(), t.latencies_ns.begin(), t.latencies_ns.end());
     for (size_t k = 0; k < kNumErrorKinds; ++k) s.errors_by_kind[k] += t.num_errors[k];
     if (s.first_error.empty()) s.first_error = t.first_error;
+    s.num_output_tokens += t.num_output_tokens;
   }
   std::sort(all.begin(), all.end());
   s.num_ok = all.size();
   for (uint64_t n : s.errors_by_kind) s.num_errors += n;
   s.requests_per_s = wall_s > 0 ? static_cast<double>(s.num_ok) / wall_s : 0;
+  s.output_tokens_per_s = wall_s > 0 ? static_cast<double>(s.num_output_tokens) / wall_s : 0;
   if (!all.empty()) {
     double sum = 0;
     for (int64_t v : all) sum += static_cast<double>(v);
@@ -96,6 +99,11 @@ std::string summary_text(const Summary& s) {
   std::snprintf(buf, sizeof(buf), "  latency ms: mean %.3f  p50 %.3f  p90 %.3f  p99 %.3f  max %.3f\n", s.mean_ms,
                 s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms);
   out += buf;
+  if (s.num_output_tokens > 0) {
+    std::snprintf(buf, sizeof(buf), "  output tokens %llu  %.1f tokens/s\n",
+                  static_cast<unsigned long long>(s.num_output_tokens), s.output_tokens_per_s);
+    out += buf;
+  }
   if (s.num_errors > 0) {
     out += "  errors by kind:";
     for (size_t k = 0; k < kNumErrorKinds; ++k) {
@@ -135,6 +143,8 @@ Json::Value summary_json(const Summary& s) {
   j["latency_ms"]["p99"] = s.p99_ms;
   j["latency_ms"]["max"] = s.max_ms;
   j["client_cpu_s"] = s.client_cpu_s;
+  j["output_tokens"] = Json::UInt64(s.num_output_tokens);
+  j["output_tokens_per_s"] = s.output_tokens_per_s;
   return j;
 }
 

@@ -33,6 +33,7 @@ struct WorkerTally {
   std::vector<int64_t> latencies_ns;  // one per successful request; reserved before the timed phase
   std::array<uint64_t, kNumErrorKinds> num_errors{};
   std::string first_error;  // one example message for the report; the only allocation on error
+  uint64_t num_output_tokens = 0;  // --stream: token ids received in "output_ids" outputs
 
   void clear();
   void fail(ErrorKind kind, std::string_view message);
@@ -60,6 +61,8 @@ struct Summary {
   double requests_per_s = 0;  // successful requests per second of wall time
   double mean_ms = 0, p50_ms = 0, p90_ms = 0, p99_ms = 0, max_ms = 0;
   double client_cpu_s = 0;  // user + system CPU of this process during the timed phase
+  uint64_t num_output_tokens = 0;  // --stream only
+  double output_tokens_per_s = 0;
 };
 
 // Merges the tallies (sorting their latencies in place) into a summary.

@@ -22,6 +22,11 @@ Sends N requests, C at a time, to a running ferry-server and reports requests/s 
   --zmq-sockets S         ZeroMQ DEALER sockets, one thread each, C/S in flight on each
                           (default min(C, 4))
   --payload-bytes B       size of the input string (default 16)
+  --prompt TEXT           send TEXT as the input string (an LLM prompt; no echo check)
+  --parameters JSON       ZeroMQ: the request's "parameters" object, e.g.
+                          '{"max_tokens":128,"ignore_eos":true}'
+  --stream                ZeroMQ: ask for every response; the summary counts the tokens of
+                          the "output_ids" outputs (output tokens/s: the LLM token path)
   --timeout-ms T          ZeroMQ: a socket silent this long fails its requests (default 10000)
   --label TEXT            name of the run in the progress line and the JSON
   --json-out FILE         also write the summary as JSON to FILE
@@ -53,6 +58,10 @@ Status parse_options(int argc, char** argv, LoadOptions* o) {
     }
     if (flag == "--no-progress") {
       o->progress = false;
+      continue;
+    }
+    if (flag == "--stream") {
+      o->stream = true;
       continue;
     }
     std::string_view value;
@@ -89,6 +98,10 @@ Status parse_options(int argc, char** argv, LoadOptions* o) {
       s = parse_number<int>(flag, value, 1, &o->num_zmq_sockets);
     } else if (flag == "--payload-bytes") {
       s = parse_number<size_t>(flag, value, 0, &o->payload_bytes);
+    } else if (flag == "--prompt") {
+      o->prompt = value;
+    } else if (flag == "--parameters") {
+      o->parameters_json = value;
     } else if (flag == "--timeout-ms") {
       s = parse_number<int>(flag, value, 1, &o->timeout_ms);
     } else if (flag == "--label") {
@@ -102,6 +115,9 @@ Status parse_options(int argc, char** argv, LoadOptions* o) {
   }
   if (o->protocol == Protocol::kZmq && !o->path.empty()) {
     return Status::InvalidArgument("--path is for HTTP only: ZeroMQ has no bare GET");
+  }
+  if (o->protocol != Protocol::kZmq && (o->stream || !o->parameters_json.empty())) {
+    return Status::InvalidArgument("--stream and --parameters are for ZeroMQ only");
   }
   if (o->num_zmq_sockets == 0) o->num_zmq_sockets = o->concurrency < 4 ? o->concurrency : 4;
   if (o->num_zmq_sockets > o->concurrency) o->num_zmq_sockets = o->concurrency;

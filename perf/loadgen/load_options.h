@@ -23,6 +23,9 @@ struct LoadOptions {
   int concurrency = 1;                              // requests in flight at once
   int num_zmq_sockets = 0;                          // DEALER sockets (one thread each); 0: min(C, 4)
   size_t payload_bytes = 16;                        // size of the one string sent as the input
+  std::string prompt;                               // the input string instead of payload_bytes of 'x'
+  std::string parameters_json;                      // ZeroMQ: the request's "parameters" object
+  bool stream = false;                              // ZeroMQ: stream (every response, not only FINAL)
   int timeout_ms = 10000;                           // ZeroMQ: give up on a socket silent this long
   std::string label;                                // names the run in the progress line and JSON
   std::string json_out;                             // write the summary here as JSON

@@ -4,7 +4,8 @@
 // echoed payload), and reports requests/s and latency percentiles. A warm-up phase at the same
 // concurrency opens the connections first and is not counted.
 //
-// Not for: open-loop (fixed arrival rate) load or streaming responses; the numbers are meant to be
+// With --stream (ZeroMQ) it also counts the token ids of an LLM's streamed responses (the token path).
+// Not for: open-loop (fixed arrival rate) load or HTTP streaming (perf/bench/ferry-bench); the numbers are meant to be
 // compared as ratios within one run (see perf/run_host_bench.sh), not across machines.
 //
 // Exit status: 0 all requests succeeded, 1 bad flags or no connection, 2 some requests failed.

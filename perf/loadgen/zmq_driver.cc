@@ -38,8 +38,17 @@ class ZmqDriver : public Driver {
       if (!st.ok()) return st;
       clients_.push_back(std::move(c));
     }
-    template_ = make_request_template(
-        client::ZmqClient::infer_message("", o_.model, echo_inputs(o_), Json::Value(Json::objectValue), false));
+    Json::Value parameters(Json::objectValue);
+    if (!o_.parameters_json.empty()) {
+      Json::CharReaderBuilder b;
+      std::string errors;
+      std::unique_ptr<Json::CharReader> reader(b.newCharReader());
+      const char* text = o_.parameters_json.data();
+      if (!reader->parse(text, text + o_.parameters_json.size(), &parameters, &errors) || !parameters.isObject()) {
+        return Status::InvalidArgument("--parameters: not a JSON object: " + errors);
+      }
+    }
+    template_ = make_request_template(client::ZmqClient::infer_message("", o_.model, echo_inputs(o_), parameters, o_.stream));
     return Status::Ok();
   }
 
@@ -130,6 +139,8 @@ class ZmqDriver : public Driver {
       const Json::Value& j = *r;
       const bool final = j.isMember("final") && j["final"].isBool() && j["final"].asBool();
       const bool error = j.isMember("error") || j.isMember("client_error");
+      if (o_.stream && !error) tally.num_output_tokens += static_cast<uint64_t>(count_output_ids(j));
+      if (!final && !error && o_.stream) continue;  // one of a stream's responses
       if (!final && !error) {
         // A non-streaming request must get exactly one, FINAL, response; keep waiting for it.
         if (!slot.failed) {
