@@ -17,11 +17,12 @@ namespace ferry::llm {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+// top_p without top_k: the most likely tokens searched for the nucleus before the whole vocabulary.
+constexpr size_t kNucleusProbe = 256;
 
-// The first index of the largest value, NaNs never winning (an all-NaN or empty row gives 0): the
-// arg max of a logits row in two SIMD passes (the largest value, then where it first is), ~10x
-// faster than std::max_element's scalar compare-and-branch over a 128k vocabulary.
-int32_t first_argmax(std::span<const float> v) {
+// The largest value, NaNs skipped (-inf for an empty or all-NaN row), in one SIMD pass: ~10x faster
+// than std::max_element's scalar compare-and-branch over a 128k vocabulary.
+float max_value(std::span<const float> v) {
   const size_t n = v.size();
   const float* p = v.data();
   size_t i = 0;
@@ -40,7 +41,66 @@ int32_t first_argmax(std::span<const float> v) {
   for (float x : lanes) best = x > best ? x : best;
 #endif
   for (; i < n; ++i) best = p[i] > best ? p[i] : best;
-  i = 0;
+  return best;
+}
+
+// exp(x) for x <= 0, as a degree-7 Taylor polynomial of the remainder after taking out powers of
+// two (x = n ln2 + r, |r| <= ln2 / 2: the next term is below 6e-9 of the result, under float
+// rounding): 0 exactly for x < -87 (-inf, masked tokens, included), where exp would be subnormal.
+// Plain and SSE2 forms compute the same operations in the same order.
+constexpr float kLog2e = 1.44269504088896341f;
+constexpr float kLn2Hi = 0.693145751953125f;  // ln 2 split so that n * kLn2Hi is exact for |n| < 128
+constexpr float kLn2Lo = 1.428606765330187e-06f;
+constexpr float kExpUnderflow = -87.0f;
+constexpr float kTaylor[] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+
+float exp_nonpositive(float x) {
+  if (!(x >= kExpUnderflow)) return 0.0f;
+  const float n = std::nearbyint(x * kLog2e);
+  const float r = (x - n * kLn2Hi) - n * kLn2Lo;
+  float y = kTaylor[0];
+  for (size_t k = 1; k < std::size(kTaylor); ++k) y = y * r + kTaylor[k];
+  return std::ldexp(y, static_cast<int>(n));
+}
+
+// out[i] = exp(in[i] - shift) for in[i] <= shift; returns the sum (in double, as the sampler adds).
+double exp_shifted(const float* in, float shift, float* out, size_t n) {
+  double total = 0.0;
+  size_t i = 0;
+#if defined(__SSE2__)
+  const __m128 vshift = _mm_set1_ps(shift), floor = _mm_set1_ps(kExpUnderflow);
+  __m128d sum_lo = _mm_setzero_pd(), sum_hi = _mm_setzero_pd();  // two chains of double sums
+  for (; i + 4 <= n; i += 4) {
+    const __m128 x = _mm_sub_ps(_mm_loadu_ps(in + i), vshift);
+    const __m128 live = _mm_cmpge_ps(x, floor);  // false for -inf, NaN and underflow
+    const __m128 xc = _mm_max_ps(x, floor);
+    const __m128i ni = _mm_cvtps_epi32(_mm_mul_ps(xc, _mm_set1_ps(kLog2e)));  // round to nearest
+    const __m128 nf = _mm_cvtepi32_ps(ni);
+    const __m128 r = _mm_sub_ps(_mm_sub_ps(xc, _mm_mul_ps(nf, _mm_set1_ps(kLn2Hi))), _mm_mul_ps(nf, _mm_set1_ps(kLn2Lo)));
+    __m128 y = _mm_set1_ps(kTaylor[0]);
+    for (size_t k = 1; k < std::size(kTaylor); ++k) y = _mm_add_ps(_mm_mul_ps(y, r), _mm_set1_ps(kTaylor[k]));
+    // y * 2^n: n in [-126, 0] here, so 2^n is a normal float built from its exponent bits.
+    const __m128 scale = _mm_castsi128_ps(_mm_slli_epi32(_mm_add_epi32(ni, _mm_set1_epi32(127)), 23));
+    const __m128 e = _mm_and_ps(_mm_mul_ps(y, scale), live);
+    _mm_storeu_ps(out + i, e);
+    sum_lo = _mm_add_pd(sum_lo, _mm_cvtps_pd(e));
+    sum_hi = _mm_add_pd(sum_hi, _mm_cvtps_pd(_mm_movehl_ps(e, e)));
+  }
+  alignas(16) double lanes[2];
+  _mm_store_pd(lanes, _mm_add_pd(sum_lo, sum_hi));
+  total = lanes[0] + lanes[1];
+#endif
+  for (; i < n; ++i) total += out[i] = exp_nonpositive(in[i] - shift);
+  return total;
+}
+
+// The first index of the largest value, NaNs never winning (an all-NaN or empty row gives 0): the
+// arg max of a logits row in two SIMD passes (the largest value, then where it first is).
+int32_t first_argmax(std::span<const float> v) {
+  const size_t n = v.size();
+  const float* p = v.data();
+  const float best = max_value(v);
+  size_t i = 0;
 #if defined(__SSE2__)
   const __m128 target = _mm_set1_ps(best);
   for (; i + 4 <= n; i += 4) {
@@ -103,7 +163,7 @@ int32_t Sampler::argmax() const { return first_argmax(work_); }
 // Draws from softmax(work_) restricted by min_p / top_k / top_p. work_ already holds logits / T.
 int32_t Sampler::draw(const SamplingParams& p, SamplingRng& rng) {
   const size_t vocab = work_.size();
-  const float max_logit = *std::max_element(work_.begin(), work_.end());
+  const float max_logit = max_value(work_);
   if (max_logit == kNegInf) return argmax();  // everything masked: nothing to draw from
   if (p.min_p > 0.0f) {
     const float threshold = max_logit + std::log(p.min_p);
@@ -111,14 +171,24 @@ int32_t Sampler::draw(const SamplingParams& p, SamplingRng& rng) {
       if (l < threshold) l = kNegInf;
     }
   }
-  // One exp pass: probs_ holds the unnormalized probabilities that every later step reuses.
-  double total = 0.0;
-  for (size_t i = 0; i < vocab; ++i) {
-    probs_[i] = std::exp(work_[i] - max_logit);
-    total += probs_[i];
-  }
   const bool use_top_k = p.top_k > 0 && static_cast<size_t>(p.top_k) < vocab;
   const bool use_top_p = p.top_p < 1.0f;
+  double total = 0.0;
+  auto prob = [this](int32_t t) { return probs_[static_cast<size_t>(t)]; };
+  size_t num_candidates = vocab;
+  if (use_top_k) {
+    // The k largest logits are the k most likely tokens: only their probabilities are computed.
+    num_candidates = static_cast<size_t>(p.top_k);
+    select_top_k(num_candidates);
+    for (size_t i = 0; i < num_candidates; ++i) {
+      const auto t = static_cast<size_t>(order_[i]);
+      probs_[t] = exp_nonpositive(work_[t] - max_logit);
+      total += probs_[t];
+    }
+  } else {
+    // One exp pass: probs_ holds the unnormalized probabilities that every later step reuses.
+    total = exp_shifted(work_.data(), max_logit, probs_.data(), vocab);
+  }
   if (!use_top_k && !use_top_p) {
     double u = rng.uniform() * total;
     int32_t last_live = 0;
@@ -130,26 +200,24 @@ int32_t Sampler::draw(const SamplingParams& p, SamplingRng& rng) {
     }
     return last_live;  // rounding left a sliver of mass
   }
-  auto prob = [this](int32_t t) { return probs_[static_cast<size_t>(t)]; };
-  size_t num_candidates = vocab;
-  if (use_top_k) {
-    num_candidates = static_cast<size_t>(p.top_k);
-    select_top_k(num_candidates);
-    total = 0.0;
-    for (size_t i = 0; i < num_candidates; ++i) total += prob(order_[i]);
-  } else {
-    std::iota(order_.begin(), order_.end(), 0);
-  }
   if (use_top_p) {
     const double target = static_cast<double>(p.top_p) * total;
-    if (use_top_k) {
-      // The k candidates are sorted: keep the shortest prefix that reaches top_p of their mass.
-      double cum = 0.0;
-      size_t keep = 0;
-      while (keep < num_candidates && cum < target) cum += prob(order_[keep++]);
+    // A language model's nucleus is usually small: without top_k, look for it among the most
+    // likely tokens first (found with comparisons only), and partition the whole vocabulary only
+    // when their mass falls short.
+    if (!use_top_k) {
+      num_candidates = std::min<size_t>(vocab, kNucleusProbe);
+      select_top_k(num_candidates);
+    }
+    // The candidates are sorted: the shortest prefix that reaches top_p of the mass.
+    double cum = 0.0;
+    size_t keep = 0;
+    while (keep < num_candidates && cum < target) cum += prob(order_[keep++]);
+    if (use_top_k || cum >= target) {
       num_candidates = std::max<size_t>(keep, 1);
       total = cum;
     } else {
+      std::iota(order_.begin(), order_.end(), 0);
       num_candidates = select_nucleus(target, &total);
     }
   }
@@ -165,32 +233,43 @@ int32_t Sampler::draw(const SamplingParams& p, SamplingRng& rng) {
   return order_[0];
 }
 
-// Puts the k most likely ids (ties: lower id first) into order_[0, k), most likely first. Small k:
-// one scan with a min-heap of size k, where most tokens cost one comparison. Large k: nth_element.
+// Puts the ids of the k largest logits of work_ (ties: lower id first) into order_[0, k), largest
+// first: the k most likely tokens. Small k: one scan with a min-heap of size k; most tokens fail
+// against its smallest and are skipped four at a time with one SIMD compare. Large k: nth_element.
 void Sampler::select_top_k(size_t k) {
-  auto prob = [this](int32_t t) { return probs_[static_cast<size_t>(t)]; };
-  auto by_prob_desc = [&](int32_t a, int32_t b) { return prob(a) > prob(b) || (prob(a) == prob(b) && a < b); };
-  const size_t vocab = probs_.size();
+  auto logit = [this](int32_t t) { return work_[static_cast<size_t>(t)]; };
+  auto by_logit_desc = [&](int32_t a, int32_t b) { return logit(a) > logit(b) || (logit(a) == logit(b) && a < b); };
+  const size_t vocab = work_.size();
   if (k > 4096) {
     std::iota(order_.begin(), order_.end(), 0);
     auto kth = order_.begin() + static_cast<std::ptrdiff_t>(k);
-    std::nth_element(order_.begin(), kth - 1, order_.end(), by_prob_desc);
-    std::sort(order_.begin(), kth, by_prob_desc);
+    std::nth_element(order_.begin(), kth - 1, order_.end(), by_logit_desc);
+    std::sort(order_.begin(), kth, by_logit_desc);
     return;
   }
-  // order_[0, k) is a heap whose front is the least likely kept token.
+  // order_[0, k) is a heap whose front is the smallest kept logit.
   auto heap_begin = order_.begin();
   auto heap_end = order_.begin() + static_cast<std::ptrdiff_t>(k);
   std::iota(heap_begin, heap_end, 0);
-  std::make_heap(heap_begin, heap_end, by_prob_desc);
-  for (size_t i = k; i < vocab; ++i) {
-    // Scanning by increasing id, an equal probability never beats the kept one.
-    if (probs_[i] <= prob(*heap_begin)) continue;
-    std::pop_heap(heap_begin, heap_end, by_prob_desc);
+  std::make_heap(heap_begin, heap_end, by_logit_desc);
+  const float* w = work_.data();
+  // Scanning by increasing id, an equal logit never beats the kept one: only a larger one enters.
+  auto offer = [&](size_t i) {
+    if (w[i] <= logit(*heap_begin)) return;
+    std::pop_heap(heap_begin, heap_end, by_logit_desc);
     *(heap_end - 1) = static_cast<int32_t>(i);
-    std::push_heap(heap_begin, heap_end, by_prob_desc);
+    std::push_heap(heap_begin, heap_end, by_logit_desc);
+  };
+  size_t i = k;
+#if defined(__SSE2__)
+  for (; i + 4 <= vocab; i += 4) {
+    const __m128 floor = _mm_set1_ps(logit(*heap_begin));
+    if (_mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(w + i), floor)) == 0) continue;  // none enters
+    for (size_t j = i; j < i + 4; ++j) offer(j);
   }
-  std::sort(heap_begin, heap_end, by_prob_desc);
+#endif
+  for (; i < vocab; ++i) offer(i);
+  std::sort(heap_begin, heap_end, by_logit_desc);
 }
 
 // Moves the nucleus (the fewest most-likely tokens whose mass reaches `target`; ties broken by

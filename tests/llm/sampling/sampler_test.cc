@@ -174,6 +174,41 @@ TEST(Sampler, TopPOnLargeFlatVocabMatchesBruteForceNucleus) {
   for (const auto& [t, c] : d.counts) EXPECT_TRUE(nucleus.count(t)) << "token " << t << " outside the nucleus";
 }
 
+TEST(Sampler, TopPOnLargePeakedVocabSamplesTheNucleusByItsMass) {
+  // A language model's usual case: 128k tokens, a nucleus of a few dozen (the sampler looks for it
+  // among the most likely tokens before it partitions the vocabulary). The draws must stay in the
+  // nucleus and follow its renormalized probabilities.
+  const int32_t vocab = 128256;
+  std::vector<float> logits = random_logits(vocab, 11, 0.5f);
+  for (int32_t i = 0; i < 30; ++i) logits[static_cast<size_t>(i) * 4001 + 7] = 14.0f - 0.25f * static_cast<float>(i);
+  std::vector<double> p_of(static_cast<size_t>(vocab));
+  double z = 0.0;
+  for (size_t t = 0; t < p_of.size(); ++t) z += p_of[t] = std::exp(static_cast<double>(logits[t]));
+  std::vector<int32_t> ids(static_cast<size_t>(vocab));
+  std::iota(ids.begin(), ids.end(), 0);
+  std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) {
+    return logits[static_cast<size_t>(a)] > logits[static_cast<size_t>(b)] || (logits[static_cast<size_t>(a)] == logits[static_cast<size_t>(b)] && a < b);
+  });
+  double cum = 0.0, kept = 0.0;
+  std::set<int32_t> nucleus;
+  for (int32_t t : ids) {
+    nucleus.insert(t);
+    kept += p_of[static_cast<size_t>(t)];
+    if ((cum += p_of[static_cast<size_t>(t)] / z) >= 0.8) break;
+  }
+  ASSERT_GT(nucleus.size(), 5u);
+  ASSERT_LT(nucleus.size(), 100u);
+  SamplingParams p;
+  p.top_p = 0.8f;
+  const int n = 4000;
+  Draws d = draw_many(logits, p, n);
+  for (const auto& [t, c] : d.counts) EXPECT_TRUE(nucleus.count(t)) << "token " << t << " outside the nucleus";
+  for (int32_t t : {ids[0], ids[1], ids[4]}) {
+    const double want = p_of[static_cast<size_t>(t)] / kept;
+    EXPECT_NEAR(d.freq(t), want, tol(want, n)) << "token " << t;
+  }
+}
+
 TEST(Sampler, TopKThenTopPRenormalizesOverTopK) {
   std::vector<double> probs = {0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1};
   SamplingParams p;
