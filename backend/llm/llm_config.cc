@@ -80,17 +80,19 @@ Status parse_speculative(const Json::Value& v, SpeculativeConfig* c) {
   if (!v.isObject()) return Status::InvalidArgument("key 'speculative' must be an object with a 'method'");
   const Json::Value& method = v["method"];
   const std::string m = method.isString() ? method.asString() : "";
-  if (m == "draft") {
-    return Status::Unimplemented(
-        "key 'speculative.method' \"draft\" (a draft model) is not implemented yet; use \"ngram\"");
-  }
-  if (m != "ngram") return Status::InvalidArgument("key 'speculative.method' must be \"ngram\" or \"draft\"");
-  c->method = SpeculativeMethod::kNgram;
+  if (m == "ngram") c->method = SpeculativeMethod::kNgram;
+  else if (m == "draft") c->method = SpeculativeMethod::kDraft;
+  else return Status::InvalidArgument("key 'speculative.method' must be \"ngram\" or \"draft\"");
+  const bool ngram = c->method == SpeculativeMethod::kNgram;
   bool has_k = false;
   for (const auto& k : v.getMemberNames()) {
     const Json::Value& x = v[k];
     const std::string name = "speculative." + k;
     int64_t n = 0;
+    if ((k == "prompt_lookup_min" || k == "prompt_lookup_max") && !ngram) {
+      return Status::InvalidArgument("key '" + name + "' applies to method \"ngram\" only");
+    }
+    if (k == "draft_model" && ngram) return Status::InvalidArgument("key '" + name + "' applies to method \"draft\" only");
     if (k == "method") {
       continue;
     } else if (k == "num_speculative_tokens") {
@@ -103,6 +105,13 @@ Status parse_speculative(const Json::Value& v, SpeculativeConfig* c) {
     } else if (k == "prompt_lookup_max") {
       FERRY_RETURN_IF_ERROR(int_in(x, name, 1, 64, &n));
       c->prompt_lookup_max = static_cast<int32_t>(n);
+    } else if (k == "draft_model") {
+      // A folder name of the repository: no path (the draft is looked up beside the model).
+      const std::string d = x.isString() ? x.asString() : "";
+      if (d.empty() || d == "." || d == ".." || d.find_first_of("/\\") != std::string::npos) {
+        return Status::InvalidArgument("key '" + name + "' must be the name of a model folder of the repository");
+      }
+      c->draft_model = d;
     } else if (k == "disable_by_batch_size") {
       FERRY_RETURN_IF_ERROR(int_in(x, name, 1, 4096, &n));
       c->disable_by_batch_size = static_cast<int32_t>(n);
@@ -116,6 +125,9 @@ Status parse_speculative(const Json::Value& v, SpeculativeConfig* c) {
     }
   }
   if (!has_k) return Status::InvalidArgument("key 'speculative.num_speculative_tokens' is required");
+  if (!ngram && c->draft_model.empty()) {
+    return Status::InvalidArgument("key 'speculative.draft_model' is required for method \"draft\"");
+  }
   if (!v.isMember("prompt_lookup_max") && c->prompt_lookup_max < c->prompt_lookup_min) {
     c->prompt_lookup_max = c->prompt_lookup_min;
   }

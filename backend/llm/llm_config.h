@@ -33,7 +33,8 @@
 //   "max_queue_delay_ms" batching window applied only when the instance is idle  default 0
 //   "speculative"       {"method": "ngram", "num_speculative_tokens": k, "prompt_lookup_min": a,
 //                       "prompt_lookup_max": b, "disable_by_batch_size": n, "min_acceptance_rate": r}
-//                       speculative decoding; "draft" is refused (not implemented)   default: off
+//                       or {"method": "draft", "draft_model": "<folder of the repository>",
+//                       "num_speculative_tokens": k, ...}: speculative decoding   default: off
 //   "tool_call_parser"  how the model writes tool calls (vLLM's names): "auto" (from the chat
 //                       template), "none", "llama3_json", "hermes", "mistral"    default "auto"
 #pragma once

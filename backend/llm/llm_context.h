@@ -47,6 +47,10 @@ struct LlmModelContext {
   std::unique_ptr<ChatTemplate> chat_template;  // null when the model has none (or it is unusable)
   ModelWeights weights;                    // the checkpoint (mappings) or dummy generator
   std::shared_ptr<const CausalLM> model;  // the loaded weights, shared by every instance
+  // Speculative method "draft" (draft_model.h): the draft's weights, shared by every instance, and
+  // the blocks of each instance's draft KV pool. Null / 0 otherwise.
+  std::shared_ptr<const CausalLM> draft_model;
+  int64_t draft_num_blocks = 0;
   std::vector<int32_t> eos_ids;
   int64_t max_model_len = 0;
   int64_t num_blocks = 0;  // KV blocks per instance

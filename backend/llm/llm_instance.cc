@@ -67,6 +67,15 @@ Status LlmInstance::load_engine() {
   kv.dtype = ctx_.config.kv_cache_dtype;
   auto blocks = engine->allocate_kv_cache(kv);
   if (!blocks.ok()) return blocks.status();
+  if (ctx_.draft_model != nullptr) {
+    DraftProposerOptions d;
+    d.num_blocks = ctx_.draft_num_blocks;
+    d.block_size = kv.block_size;
+    d.kv_dtype = kv.dtype;
+    d.num_threads = ctx_.config.num_threads;
+    d.max_catch_up_tokens = ctx_.config.scheduler.max_num_batched_tokens;
+    FERRY_ASSIGN_OR_RETURN(draft_, DraftProposer::create(ctx_.draft_model, d));
+  }
   engine_ = std::move(engine);
   engine_loaded_ = true;
   return Status::Ok();
@@ -154,6 +163,7 @@ void LlmInstance::end_locked(uint64_t id, RequestFinishReason reason, Status sta
   if (it == seqs_.end()) return;
   Sequence& seq = *it->second;
   batch_.add_final(id, reason, std::move(status), seq.started, &seq.output);
+  release_draft(id);
   load_tokens_ -= seq.load;
   seqs_.erase(it);
   if (seqs_.empty()) idle_cv_.notify_all();
@@ -210,6 +220,7 @@ void LlmInstance::run_step(const SchedulerOutput& out, std::unique_lock<std::mut
   lock.unlock();
   flush_outputs();
   lock.lock();
+  if (!draft_jobs_.empty()) propose_with_draft_model(lock);
 }
 
 void LlmInstance::record_speculation() {
@@ -237,9 +248,44 @@ void LlmInstance::propose_drafts_locked() {
     if (!runner.speculate || !runner.spec_gate.should_propose()) continue;
     const int32_t k = std::min(sc.num_speculative_tokens, r->max_tokens - r->num_output_tokens() - 1);
     if (k < 1) continue;
+    if (sc.method == SpeculativeMethod::kDraft) {
+      // r->tokens stays put until the next schedule(), which this thread runs after the round.
+      DraftJob job;
+      job.id = r->id;
+      job.tokens = r->tokens;
+      job.num_prompt_tokens = r->num_prompt_tokens;
+      job.num_drafts = k;
+      job.params = &runner.params;
+      job.rng = &runner.draft_rng;
+      job.drafts = &runner.draft_tokens;
+      job.probs = &runner.draft_probs;
+      draft_jobs_.push_back(job);
+      continue;
+    }
     ngram_propose(r->tokens, sc.prompt_lookup_min, sc.prompt_lookup_max, k, &drafts_);
     scheduler_->set_draft_tokens(r->id, drafts_);
   }
+}
+
+void LlmInstance::propose_with_draft_model(std::unique_lock<std::mutex>& lock) {
+  // The jobs' requests end only on this thread, and their tokens change only in schedule() /
+  // update_from_output(): the round runs unlocked, so submit / cancel / stats do not wait for it.
+  lock.unlock();
+  Status s = draft_->propose(draft_jobs_);
+  draft_blocks_used_ = draft_->num_blocks_used();
+  draft_sequences_ = static_cast<int64_t>(draft_->num_sequences());
+  lock.lock();
+  if (!s.ok()) ctx_.log(FERRY_LOG_LEVEL_ERROR, "model '" + ctx_.name + "': draft model step failed: " + s.message());
+  // A request cancelled meanwhile still takes its drafts; it leaves at the next schedule().
+  for (const DraftJob& job : draft_jobs_) scheduler_->set_draft_tokens(job.id, *job.drafts);
+  draft_jobs_.clear();
+}
+
+void LlmInstance::release_draft(uint64_t id) {
+  if (draft_ == nullptr) return;
+  draft_->release(id);
+  draft_blocks_used_ = draft_->num_blocks_used();
+  draft_sequences_ = static_cast<int64_t>(draft_->num_sequences());
 }
 
 void LlmInstance::update_gauges() {
@@ -295,6 +341,9 @@ bool LlmInstance::unload_if_idle(std::unique_lock<std::mutex>& lock) {
   engine_loaded_ = false;
   lock.unlock();
   engine_.reset();
+  draft_.reset();  // no request is left, so no draft state either
+  draft_blocks_used_ = 0;
+  draft_sequences_ = 0;
   lock.lock();
   ctx_.log(FERRY_LOG_LEVEL_INFO, "model '" + ctx_.name + "' instance " + std::to_string(index_) + ": idle for " +
                                      std::to_string(idle_s) + " s, engine and KV cache freed");
@@ -313,6 +362,7 @@ void LlmInstance::run() {
     }
     const SchedulerOutput& out = scheduler_->schedule(Clock::now());
     for (const FinishedRequest& f : out.finished) end_locked(f.request_id, f.reason, f.status);
+    for (uint64_t id : out.preempted) release_draft(id);  // it recomputes; so does its draft
     if (!out.scheduled.empty()) {
       run_step(out, lock);  // hands this step's events (and the ends above) to the output processor
       last_active_ = Clock::now();
@@ -384,6 +434,10 @@ Json::Value LlmInstance::stats() const {
   s["prefix_hit_tokens"] = static_cast<Json::Int64>(st.kv.num_hit_tokens);
   s["kv_evictions"] = static_cast<Json::Int64>(st.kv.num_evictions);
   s["consistent"] = consistent_.load();  // as of the loop's last check (see the header)
+  if (ctx_.draft_model != nullptr) {  // as of the loop's last draft round or release
+    s["draft_kv_blocks_used"] = static_cast<Json::Int64>(draft_blocks_used_.load());
+    s["draft_sequences"] = static_cast<Json::Int64>(draft_sequences_.load());
+  }
   return s;
 }
 

@@ -42,6 +42,7 @@
 
 #include <json/json.h>
 
+#include "backend/llm/draft_proposer.h"
 #include "backend/llm/engine/engine.h"
 #include "backend/llm/llm_context.h"
 #include "backend/llm/llm_request.h"
@@ -102,10 +103,15 @@ class LlmInstance {
   // engine step).
   void run_step(const SchedulerOutput& out, std::unique_lock<std::mutex>& lock);
   // Speculative decoding, after the step's results went back to the scheduler: records each
-  // verified run in the metrics and the sequences' gates, and proposes drafts for the next step.
+  // verified run in the metrics and the sequences' gates, and proposes drafts for the next step
+  // (n-gram: at once; draft model: lists the sequences in draft_jobs_).
   // REQUIRES: mu_ held; before the step's finished requests are ended.
   void record_speculation();
   void propose_drafts_locked();
+  // The draft model's round for draft_jobs_, then their drafts to the scheduler. REQUIRES: mu_
+  // held on entry and on return (released around the draft's engine steps).
+  void propose_with_draft_model(std::unique_lock<std::mutex>& lock);
+  void release_draft(uint64_t id);  // the request's draft state, if any (loop thread)
   // Queues the request's final event and forgets it. REQUIRES: mu_ held; loop thread.
   void end_locked(uint64_t id, RequestFinishReason reason, Status status);
   // Hands batch_ to the output processor. Loop thread; mu_ NOT held.
@@ -128,6 +134,8 @@ class LlmInstance {
   std::vector<uint64_t> step_ids_;             // parallel to the step's scheduled sequences
   OutputBatch batch_;                          // this step's events for the output processor
   std::vector<int32_t> drafts_;                // scratch of propose_drafts_locked
+  std::unique_ptr<DraftProposer> draft_;       // speculative method draft; with the engine
+  std::vector<DraftJob> draft_jobs_;           // the next draft round (propose_drafts_locked)
   int64_t reported_preemptions_ = 0, reported_evictions_ = 0;    // REQUIRES: mu_ held
   int64_t reported_query_tokens_ = 0, reported_hit_tokens_ = 0;  // REQUIRES: mu_ held
   bool checked_since_busy_ = false;  // the idle consistency check ran since the last step
@@ -142,6 +150,8 @@ class LlmInstance {
   std::atomic<int64_t> load_tokens_{0};
   std::atomic<bool> engine_loaded_{false};
   std::atomic<bool> consistent_{true};  // the last consistency check's result
+  std::atomic<int64_t> draft_blocks_used_{0};  // draft_'s, for stats()
+  std::atomic<int64_t> draft_sequences_{0};
 
   ferry_metric* m_running_ = nullptr;
   ferry_metric* m_waiting_ = nullptr;

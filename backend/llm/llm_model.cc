@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <thread>
 
+#include "backend/llm/draft_model.h"
 #include "backend/llm/engine/kv_cache_storage.h"
 #include "backend/llm/json_text.h"
 #include "common/abi/abi_util.h"
@@ -122,6 +123,7 @@ Status LlmModel::load(const ferry_host_api* host, const ferry_model_desc& desc) 
                                           std::to_string(ctx_.max_model_len) +
                                           " tokens by the KV cache size (raise kv_cache_memory_bytes for more)");
   }
+  FERRY_RETURN_IF_ERROR(load_draft(desc));
   metadata_ = metadata_json();
   ctx_.eos_ids = ctx_.model_config.eos_token_ids;
   for (int32_t id : ctx_.tokenizer->stop_token_ids()) {
@@ -164,6 +166,32 @@ Status LlmModel::load(const ferry_host_api* host, const ferry_model_desc& desc) 
                std::to_string(ctx_.model->weight_bytes() >> 20) + " MiB), KV pool " + std::to_string(ctx_.num_blocks) +
                " x " + std::to_string(bs) + " tokens each" +
                (c.dummy_weights ? ", dummy weights" : ""));
+  return Status::Ok();
+}
+
+// Speculative method "draft": the draft's weights (once for every instance) and the size of each
+// instance's draft KV pool: room for every sequence that may speculate at once (no more running
+// than disable_by_batch_size, nor than max_num_seqs) at full length plus k, but never more tokens
+// than the target's own pool holds, and at least one full-length sequence.
+Status LlmModel::load_draft(const ferry_model_desc& desc) {
+  const SpeculativeConfig& sc = ctx_.config.speculative;
+  if (sc.method != SpeculativeMethod::kDraft) return Status::Ok();
+  if (ctx_.config.gpu) {
+    return Status::Unimplemented("key 'speculative.method' \"draft\" runs on cpu instances only (instance_group kind "
+                                 "gpu: use \"ngram\")");
+  }
+  const std::filesystem::path repository = std::filesystem::path(desc.model_path).parent_path();
+  DraftModel draft;
+  FERRY_ASSIGN_OR_RETURN(draft, load_draft_model(repository, sc.draft_model, ctx_.model_config, *ctx_.tokenizer));
+  ctx_.draft_model = std::move(draft.model);
+  const int64_t bs = ctx_.config.kv_cache_block_size;
+  const int64_t per_seq = (ctx_.max_model_len + sc.num_speculative_tokens + bs - 1) / bs;
+  const int64_t seqs = std::max(1, std::min(ctx_.config.scheduler.max_num_seqs, sc.disable_by_batch_size));
+  ctx_.draft_num_blocks = std::max(per_seq, std::min(seqs * per_seq, ctx_.num_blocks));
+  ctx_.log(FERRY_LOG_LEVEL_INFO, "model '" + ctx_.name + "': draft model '" + sc.draft_model + "' from " +
+                                     draft.path.string() + ", " + std::to_string(ctx_.draft_model->config().num_layers) +
+                                     " layers, draft KV pool " + std::to_string(ctx_.draft_num_blocks) + " x " +
+                                     std::to_string(bs) + " tokens per instance");
   return Status::Ok();
 }
 

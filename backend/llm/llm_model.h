@@ -40,6 +40,7 @@ class LlmModel {
   // The KServe metadata object: platform, context window, tool-call format, inputs and outputs.
   std::string metadata_json() const;
   Status warm_up();
+  Status load_draft(const ferry_model_desc& desc);  // speculative method "draft" (llm_model.cc)
 
   LlmModelContext ctx_;
   std::string metadata_;  // metadata_json(), set by load()

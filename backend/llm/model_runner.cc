@@ -1,14 +1,27 @@
 #include "backend/llm/model_runner.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 namespace ferry::llm {
 
+namespace {
+
+// The draft's stream of a seeded request: another seed (an odd multiplier, then a constant), so
+// that it does not share the request's own stream.
+std::optional<uint64_t> draft_seed(std::optional<uint64_t> seed) {
+  if (!seed) return std::nullopt;
+  return (*seed * 0xD1342543DE82EF95ull) ^ 0x5851F42D4C957F2Dull;
+}
+
+}  // namespace
+
 RunnerRequest::RunnerRequest(SamplingParams sampling_params, std::span<const int32_t> eos_token_ids)
     : params(std::move(sampling_params)),
       rng(SamplingRng::from_seed(params.seed)),
-      stop_token_ids(params.stop_token_ids.begin(), params.stop_token_ids.end()) {
+      stop_token_ids(params.stop_token_ids.begin(), params.stop_token_ids.end()),
+      draft_rng(SamplingRng::from_seed(draft_seed(params.seed))) {
   if (!params.ignore_eos) stop_token_ids.insert(stop_token_ids.end(), eos_token_ids.begin(), eos_token_ids.end());
   if (params.min_tokens > 0) params.min_tokens_masked_ids = stop_token_ids;
 }
@@ -39,7 +52,8 @@ void ModelRunner::prepare(const SchedulerOutput& out, std::span<RunnerRequest* c
     for (int32_t j = 0; j < s.num_new_tokens; ++j) positions_.push_back(s.num_computed_tokens + j);
     inputs_.push_back(in);
     SamplingSequence ss;
-    if (s.samples) ss = {&r->params, s.request->prompt(), s.request->output(), &r->rng, {}};
+    if (s.samples) ss = {&r->params, s.request->prompt(), s.request->output(), &r->rng, {}, {}};
+    if (s.num_draft_tokens > 0) ss.draft_probs = r->draft_probs;  // empty: point-mass drafts
     FERRY_CHECK(s.num_draft_tokens == 0 || r->matcher == nullptr);  // constrained requests get no drafts
     sampling_.push_back(ss);
     int64_t offset = -1;

@@ -58,6 +58,12 @@ struct RunnerRequest {
   std::unique_ptr<grammar::Matcher> matcher;
   bool speculate = true;                // false: the request opted out ("speculative": false)
   SpeculationGate spec_gate;            // backs off while its drafts are mostly rejected
+  // Draft-model speculation: the draft's own random stream (from params.seed, apart from rng), and
+  // the last proposal: its tokens and, for a sampled request, their distributions q [drafts, vocab]
+  // (prepare() hands q to the verification of a step with drafts).
+  SamplingRng draft_rng;
+  std::vector<int32_t> draft_tokens;
+  std::vector<float> draft_probs;
 };
 
 class ModelRunner {

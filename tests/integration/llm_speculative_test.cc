@@ -1,15 +1,19 @@
-// Speculative decoding (n-gram proposals) through a real ferry-server: greedy answers equal
+// Speculative decoding through a real ferry-server. N-gram proposals: greedy answers equal
 // llama2.c's golden continuations of stories260K token for token, at batch 1 and 8, with a KV pool
 // small enough to preempt and with prefix caching; tiny-llama (dummy weights) answers the same
 // with and without speculation; seeded sampling, logprobs, stop tokens and max_tokens are those of
 // plain decoding; a request can opt out, and constrained requests do not speculate; drafts are
-// proposed and accepted (metrics); no KV block is left in use; and the "draft" method is refused
-// with a clear load error.
+// proposed and accepted (metrics). Draft models (method "draft"): stories260K and tiny-llama
+// drafting for themselves (~all drafts accepted) and with 2-layer drafts give the golden / plain
+// answers at batch 1 and 8, with preemption and prefix caching; seeded sampling reproduces, stops
+// and max_tokens hold; a draft of another vocabulary or a missing one is a clear load error. No KV
+// block, of the target or of a draft, is left in use.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -28,6 +32,9 @@ namespace fs = std::filesystem;
 constexpr const char* kSpec =
     R"("speculative":{"method":"ngram","num_speculative_tokens":4,"prompt_lookup_min":2,"prompt_lookup_max":4,)"
     R"("disable_by_batch_size":16,"min_acceptance_rate":0})";
+
+const char* kGoldenCases[] = {"bos_only_greedy_200", "prompt_once_upon_a_time_greedy_64",
+                              "bos_only_greedy_256_default_steps"};
 
 class LlmSpeculative : public ::testing::Test {
  protected:
@@ -57,8 +64,48 @@ class LlmSpeculative : public ::testing::Test {
     add("stories_spec_small", stories, std::string(R"({"backend":"llm","max_num_seqs":8,"kv_cache_num_blocks":40,)") + kSpec + "}");
     add("tiny_plain", tiny, R"({"backend":"llm","load_format":"dummy","seed":0,"max_num_seqs":8})");
     add("tiny_spec", tiny, std::string(R"({"backend":"llm","load_format":"dummy","seed":0,"max_num_seqs":8,)") + kSpec + "}");
-    add("draft_model", stories, R"({"backend":"llm","speculative":{"method":"draft","draft_model":"stories_plain","num_speculative_tokens":4}})");
+    add_draft_models(stories, tiny);
     server_ = ServerProcess::start(repo_->path()).release();
+  }
+  // Drafts: the same models (stories_plain, tiny_plain) and 2-layer copies (served folders whose
+  // version 1 says num_hidden_layers 2; safetensors tensors of the other layers are ignored).
+  static void add_draft_models(const fs::path& stories, const fs::path& tiny) {
+    auto add_layers = [&](const std::string& name, const fs::path& model, const std::string& config) {
+      std::error_code ec;
+      fs::create_directories(repo_->path() + "/" + name, ec);
+      fs::copy(model, repo_->path() + "/" + name + "/1", fs::copy_options::recursive, ec);
+      if (ec) setup_error_ = "cannot copy the model: " + ec.message();
+      Json::Value hf = parse(read_file(model / "config.json"));
+      hf["num_hidden_layers"] = 2;
+      write_file(repo_->path() + "/" + name + "/1/config.json", dump(hf));
+      write_file(repo_->path() + "/" + name + "/config.json", config);
+    };
+    add_layers("stories_2layers", stories, R"({"backend":"llm"})");
+    add_layers("tiny_2layers", tiny, R"({"backend":"llm","load_format":"dummy","seed":0})");
+    auto draft = [](const std::string& name, const std::string& extra = "") {
+      return std::string(R"({"backend":"llm","max_num_seqs":8,)") + extra +
+             R"("speculative":{"method":"draft","draft_model":")" + name +
+             R"(","num_speculative_tokens":4,"disable_by_batch_size":16,"min_acceptance_rate":0}})";
+    };
+    const std::string tiny_extra = R"("load_format":"dummy","seed":0,)";
+    std::error_code ec;
+    for (const char* name : {"stories_draft_self", "stories_draft_small", "stories_draft_preempt", "draft_mismatch",
+                             "draft_missing"}) {
+      fs::create_directories(repo_->path() + "/" + name, ec);
+      fs::copy(stories, repo_->path() + "/" + name + "/1", fs::copy_options::recursive, ec);
+    }
+    for (const char* name : {"tiny_draft_self", "tiny_draft_small"}) {
+      fs::create_directories(repo_->path() + "/" + name, ec);
+      fs::copy(tiny, repo_->path() + "/" + name + "/1", fs::copy_options::recursive, ec);
+    }
+    if (ec) setup_error_ = "cannot copy the model: " + ec.message();
+    write_file(repo_->path() + "/stories_draft_self/config.json", draft("stories_plain"));
+    write_file(repo_->path() + "/stories_draft_small/config.json", draft("stories_2layers"));
+    write_file(repo_->path() + "/stories_draft_preempt/config.json", draft("stories_2layers", R"("kv_cache_num_blocks":40,)"));
+    write_file(repo_->path() + "/tiny_draft_self/config.json", draft("tiny_plain", tiny_extra));
+    write_file(repo_->path() + "/tiny_draft_small/config.json", draft("tiny_2layers", tiny_extra));
+    write_file(repo_->path() + "/draft_mismatch/config.json", draft("tiny_plain"));
+    write_file(repo_->path() + "/draft_missing/config.json", draft("no_such_model"));
   }
   static void TearDownTestSuite() {
     delete server_;
@@ -73,21 +120,42 @@ class LlmSpeculative : public ::testing::Test {
   }
   void TearDown() override {
     if (!skip_reason_.empty() || server_ == nullptr) return;
-    for (const char* m : {"stories_plain", "stories_spec", "stories_spec_small", "tiny_plain", "tiny_spec"}) {
+    for (const char* m : {"stories_plain", "stories_spec", "stories_spec_small", "tiny_plain", "tiny_spec",
+                          "stories_draft_self", "stories_draft_small", "stories_draft_preempt", "tiny_draft_self",
+                          "tiny_draft_small"}) {
       EXPECT_TRUE(eventually([&] { return stats(m)["kv_blocks_used"].asInt() == 0; }, 5000ms))
           << m << " leaks KV blocks: " << dump(stats(m));
-      for (const auto& i : stats(m)["instances"]) EXPECT_TRUE(i["consistent"].asBool()) << m << ": " << dump(i);
+      for (const auto& i : stats(m)["instances"]) {
+        EXPECT_TRUE(i["consistent"].asBool()) << m << ": " << dump(i);
+        // Draft states go with their requests (ended or preempted): none is left when idle.
+        EXPECT_EQ(i["draft_kv_blocks_used"].asInt(), 0) << m << " leaks draft KV blocks: " << dump(i);
+        EXPECT_EQ(i["draft_sequences"].asInt(), 0) << m << ": " << dump(i);
+      }
     }
   }
   Json::Value stats(const std::string& model) {
     HttpClient http(server_->http_url());
     return parse(http.get("/v2/models/" + model + "/stats").body)["model_stats"][0]["backend"];
   }
-  double metric(const std::string& name, const std::string& model) {
+  double metric(const std::string& name, const std::string& model, const std::string& method = "ngram") {
     Exposition e;
     std::string err;
     EXPECT_TRUE(parse_exposition(http_->get("/metrics").body, &e, &err)) << err;
-    return e.value(name, {{"model", model}, {"method", "ngram"}});
+    return e.value(name, {{"model", model}, {"method", method}});
+  }
+  // The draft method's proposed and accepted draft totals of `model`.
+  std::pair<double, double> draft_counts(const std::string& model) {
+    return {metric("ferry_llm_spec_proposed_tokens_total", model, "draft"),
+            metric("ferry_llm_spec_accepted_tokens_total", model, "draft")};
+  }
+  std::vector<Json::Value> golden_bodies(int n, std::vector<Json::Value>* expected) {
+    std::vector<Json::Value> bodies;
+    for (int i = 0; i < n; ++i) {
+      const Json::Value& c = golden_case(kGoldenCases[i % 3]);
+      bodies.push_back(golden_body(c));
+      expected->push_back(c["generated_token_ids"]);
+    }
+    return bodies;
   }
   const Json::Value& golden_case(const std::string& name) {
     for (const auto& c : (*golden_)["cases"]) {
@@ -110,6 +178,36 @@ class LlmSpeculative : public ::testing::Test {
     EXPECT_EQ(r.status, 200) << r.body;
     return parse(r.body);
   }
+  // Eight greedy tiny-llama requests of 48 tokens, some of them repetitive.
+  static std::vector<Json::Value> tiny_greedy_bodies() {
+    const char* prompts[] = {"The ferry crossed the wide river at dawn, and the ferry crossed the river",
+                             "one two three one two three one two", "Hello", "a b c d e f g a b c d",
+                             "The river", "x y x y x y", "Once upon a time", "the the the"};
+    std::vector<Json::Value> bodies;
+    for (const char* p : prompts) {
+      Json::Value b;
+      b["text_input"] = p;
+      b["max_tokens"] = 48;
+      b["temperature"] = 0;
+      b["ignore_eos"] = true;
+      bodies.push_back(b);
+    }
+    return bodies;
+  }
+  // 8 golden requests at once, twice, on a model whose KV pool is too small for them: the answers
+  // are the golden ones, requests were preempted, and the prefix cache served some tokens.
+  void expect_golden_with_preemption(const std::string& model) {
+    const int64_t preemptions_before = stats(model)["preemptions"].asInt64();
+    std::vector<Json::Value> expected;
+    const std::vector<Json::Value> bodies = golden_bodies(8, &expected);
+    for (int round = 0; round < 2; ++round) {  // the second round finds the prompts' blocks cached
+      std::vector<Json::Value> got = generate_together(model, bodies);
+      for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i]["output_ids"], expected[i]) << "round " << round << " request " << i;
+    }
+    const Json::Value s = stats(model);
+    EXPECT_GT(s["preemptions"].asInt64(), preemptions_before) << dump(s);
+    EXPECT_GT(s["instances"][0]["prefix_hit_tokens"].asInt64(), 0) << dump(s);
+  }
   // The bodies sent at once, one thread each; answers in order.
   std::vector<Json::Value> generate_together(const std::string& model, const std::vector<Json::Value>& bodies) {
     std::vector<Json::Value> out(bodies.size());
@@ -126,9 +224,6 @@ class LlmSpeculative : public ::testing::Test {
   static inline ServerProcess* server_ = nullptr;
   std::unique_ptr<HttpClient> http_;
 };
-
-const char* kGoldenCases[] = {"bos_only_greedy_200", "prompt_once_upon_a_time_greedy_64",
-                              "bos_only_greedy_256_default_steps"};
 
 TEST_F(LlmSpeculative, GreedyEqualsTheGoldenContinuationsAtBatch1And8) {
   const double proposed_before = metric("ferry_llm_spec_proposed_tokens_total", "stories_spec");
@@ -157,36 +252,12 @@ TEST_F(LlmSpeculative, GreedyEqualsTheGoldenContinuationsAtBatch1And8) {
 }
 
 TEST_F(LlmSpeculative, GreedyEqualsTheGoldenWithPreemptionAndPrefixCaching) {
-  const int64_t preemptions_before = stats("stories_spec_small")["preemptions"].asInt64();
-  std::vector<Json::Value> bodies, expected;
-  for (int i = 0; i < 8; ++i) {
-    const Json::Value& c = golden_case(kGoldenCases[i % 3]);
-    bodies.push_back(golden_body(c));
-    expected.push_back(c["generated_token_ids"]);
-  }
-  for (int round = 0; round < 2; ++round) {  // the second round finds the prompts' blocks cached
-    std::vector<Json::Value> got = generate_together("stories_spec_small", bodies);
-    for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i]["output_ids"], expected[i]) << "round " << round << " request " << i;
-  }
-  const Json::Value s = stats("stories_spec_small");
-  EXPECT_GT(s["preemptions"].asInt64(), preemptions_before) << dump(s);
-  EXPECT_GT(s["instances"][0]["prefix_hit_tokens"].asInt64(), 0) << dump(s);
+  expect_golden_with_preemption("stories_spec_small");
   EXPECT_GT(metric("ferry_llm_spec_accepted_tokens_total", "stories_spec_small"), 0);
 }
 
 TEST_F(LlmSpeculative, TinyLlamaAnswersTheSameWithAndWithoutSpeculationAtBatch1And8) {
-  const char* prompts[] = {"The ferry crossed the wide river at dawn, and the ferry crossed the river",
-                           "one two three one two three one two", "Hello", "a b c d e f g a b c d",
-                           "The river", "x y x y x y", "Once upon a time", "the the the"};
-  std::vector<Json::Value> bodies;
-  for (const char* p : prompts) {
-    Json::Value b;
-    b["text_input"] = p;
-    b["max_tokens"] = 48;
-    b["temperature"] = 0;
-    b["ignore_eos"] = true;
-    bodies.push_back(b);
-  }
+  const std::vector<Json::Value> bodies = tiny_greedy_bodies();
   std::vector<Json::Value> plain;
   for (const auto& b : bodies) plain.push_back(generate("tiny_plain", b)["output_ids"]);
   for (size_t i = 0; i < bodies.size(); ++i) {
@@ -275,17 +346,106 @@ TEST_F(LlmSpeculative, ConstrainedRequestsDoNotSpeculate) {
   EXPECT_EQ(metric("ferry_llm_spec_proposed_tokens_total", "stories_spec"), before);
 }
 
-TEST_F(LlmSpeculative, TheDraftMethodIsRefusedWithAClearLoadError) {
-  auto index = parse(http_->post("/v2/repository/index", "{}").body);
-  bool found = false;
-  for (const auto& m : index) {
-    if (m["name"].asString() != "draft_model") continue;
-    found = true;
-    EXPECT_EQ(m["state"].asString(), "UNAVAILABLE") << dump(m);
-    EXPECT_NE(m["reason"].asString().find("\"draft\""), std::string::npos) << dump(m);
-    EXPECT_NE(m["reason"].asString().find("not implemented"), std::string::npos) << dump(m);
+// --- Draft models -----------------------------------------------------------------------------
+
+TEST_F(LlmSpeculative, DraftModelsGiveTheGoldenContinuationsAtBatch1And8) {
+  for (const char* model : {"stories_draft_self", "stories_draft_small"}) {
+    const auto [proposed_before, accepted_before] = draft_counts(model);
+    for (const char* name : kGoldenCases) {
+      const Json::Value& c = golden_case(name);
+      EXPECT_EQ(generate(model, golden_body(c))["output_ids"], c["generated_token_ids"]) << model << " " << name;
+    }
+    std::vector<Json::Value> expected;
+    std::vector<Json::Value> got = generate_together(model, golden_bodies(8, &expected));
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i]["output_ids"], expected[i]) << model << " request " << i;
+    const auto [proposed, accepted] = draft_counts(model);
+    EXPECT_GT(proposed - proposed_before, 100) << model;
+    if (std::string(model) == "stories_draft_self") {
+      // The draft is the target: it proposes the target's own arg max (up to fp32 noise between a
+      // one-token and a multi-token step).
+      EXPECT_GE((accepted - accepted_before) / (proposed - proposed_before), 0.95) << model;
+    } else {
+      EXPECT_GT(accepted - accepted_before, 0) << model << ": a 2-layer draft of a story model guesses some tokens";
+    }
   }
-  EXPECT_TRUE(found) << dump(index);
+  EXPECT_GT(metric("ferry_llm_spec_acceptance_length_count", "stories_draft_self", "draft"), 0);
+}
+
+TEST_F(LlmSpeculative, DraftModelGreedyEqualsTheGoldenWithPreemptionAndPrefixCaching) {
+  expect_golden_with_preemption("stories_draft_preempt");
+  EXPECT_GT(draft_counts("stories_draft_preempt").second, 0);
+}
+
+TEST_F(LlmSpeculative, TinyLlamaWithDraftModelsAnswersAsWithoutAtBatch1And8) {
+  const std::vector<Json::Value> bodies = tiny_greedy_bodies();
+  std::vector<Json::Value> plain;
+  for (const auto& b : bodies) plain.push_back(generate("tiny_plain", b)["output_ids"]);
+  for (const char* model : {"tiny_draft_self", "tiny_draft_small"}) {
+    const auto [proposed_before, accepted_before] = draft_counts(model);
+    for (size_t i = 0; i < bodies.size(); ++i) {
+      EXPECT_EQ(generate(model, bodies[i])["output_ids"], plain[i]) << model << " prompt " << i << " at batch 1";
+    }
+    std::vector<Json::Value> together = generate_together(model, bodies);
+    for (size_t i = 0; i < bodies.size(); ++i) {
+      EXPECT_EQ(together[i]["output_ids"], plain[i]) << model << " prompt " << i << " at batch 8";
+    }
+    const auto [proposed, accepted] = draft_counts(model);
+    EXPECT_GT(proposed - proposed_before, 100) << model;
+    if (std::string(model) == "tiny_draft_self") {
+      EXPECT_GE((accepted - accepted_before) / (proposed - proposed_before), 0.95) << model;
+    }
+  }
+}
+
+TEST_F(LlmSpeculative, DraftModelSeedsReproduceAndStopsHold) {
+  const Json::Value& c = golden_case("bos_only_greedy_200");
+  for (uint64_t seed : {1u, 2u}) {
+    Json::Value b = golden_body(c);
+    b["max_tokens"] = 80;
+    b["temperature"] = 0.8;
+    b["seed"] = seed;
+    b["logprobs"] = 1;
+    const Json::Value first = generate("stories_draft_small", b), second = generate("stories_draft_small", b);
+    EXPECT_EQ(first["output_ids"], second["output_ids"]) << "seed " << seed;
+    EXPECT_EQ(first["output_ids"].size(), 80u);
+    EXPECT_EQ(first["logprobs"].size(), 80u);
+  }
+  const Json::Value& golden = c["generated_token_ids"];
+  Json::Value s = golden_body(c);
+  s["stop_token_ids"].append(golden[90]);
+  Json::Value j = generate("stories_draft_small", s);
+  Json::ArrayIndex first = 0;
+  while (golden[first] != golden[90]) ++first;
+  EXPECT_EQ(j["output_ids"].size(), first + 1) << "stop token " << golden[90];
+  EXPECT_EQ(j["finish_reason"].asString(), "stop");
+  for (int max_tokens : {2, 3, 5, 17}) {
+    Json::Value m = golden_body(c);
+    m["max_tokens"] = max_tokens;
+    Json::Value r = generate("stories_draft_small", m);
+    ASSERT_EQ(r["output_ids"].size(), static_cast<Json::ArrayIndex>(max_tokens)) << dump(r);
+    for (int k = 0; k < max_tokens; ++k) EXPECT_EQ(r["output_ids"][k], golden[k]);
+  }
+  Json::Value off = golden_body(c);
+  off["speculative"] = false;
+  const double before = draft_counts("stories_draft_small").first;
+  EXPECT_EQ(generate("stories_draft_small", off)["output_ids"], c["generated_token_ids"]);
+  EXPECT_EQ(draft_counts("stories_draft_small").first, before) << "a request that opts out gets no drafts";
+}
+
+TEST_F(LlmSpeculative, ADraftOfAnotherVocabularyOrAMissingOneIsAClearLoadError) {
+  auto index = parse(http_->post("/v2/repository/index", "{}").body);
+  std::map<std::string, std::string> reasons;
+  for (const auto& m : index) {
+    const std::string name = m["name"].asString();
+    if (name != "draft_mismatch" && name != "draft_missing") continue;
+    EXPECT_EQ(m["state"].asString(), "UNAVAILABLE") << dump(m);
+    reasons[name] = m["reason"].asString();
+  }
+  ASSERT_EQ(reasons.size(), 2u) << dump(index);
+  EXPECT_NE(reasons["draft_mismatch"].find("speculative.draft_model"), std::string::npos) << reasons["draft_mismatch"];
+  EXPECT_NE(reasons["draft_mismatch"].find("tokenizer"), std::string::npos) << reasons["draft_mismatch"];
+  EXPECT_NE(reasons["draft_missing"].find("no_such_model"), std::string::npos) << reasons["draft_missing"];
+  EXPECT_NE(reasons["draft_missing"].find("no folder"), std::string::npos) << reasons["draft_missing"];
 }
 
 }  // namespace

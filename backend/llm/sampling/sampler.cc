@@ -165,31 +165,10 @@ int32_t Sampler::draw(const SamplingParams& p, SamplingRng& rng) {
   const size_t vocab = work_.size();
   const float max_logit = max_value(work_);
   if (max_logit == kNegInf) return argmax();  // everything masked: nothing to draw from
-  if (p.min_p > 0.0f) {
-    const float threshold = max_logit + std::log(p.min_p);
-    for (float& l : work_) {
-      if (l < threshold) l = kNegInf;
-    }
-  }
-  const bool use_top_k = p.top_k > 0 && static_cast<size_t>(p.top_k) < vocab;
-  const bool use_top_p = p.top_p < 1.0f;
   double total = 0.0;
-  auto prob = [this](int32_t t) { return probs_[static_cast<size_t>(t)]; };
-  size_t num_candidates = vocab;
-  if (use_top_k) {
-    // The k largest logits are the k most likely tokens: only their probabilities are computed.
-    num_candidates = static_cast<size_t>(p.top_k);
-    select_top_k(num_candidates);
-    for (size_t i = 0; i < num_candidates; ++i) {
-      const auto t = static_cast<size_t>(order_[i]);
-      probs_[t] = exp_nonpositive(work_[t] - max_logit);
-      total += probs_[t];
-    }
-  } else {
-    // One exp pass: probs_ holds the unnormalized probabilities that every later step reuses.
-    total = exp_shifted(work_.data(), max_logit, probs_.data(), vocab);
-  }
-  if (!use_top_k && !use_top_p) {
+  bool all_ids = false;
+  const size_t num_candidates = select_candidates(p, max_logit, &total, &all_ids);
+  if (all_ids) {
     double u = rng.uniform() * total;
     int32_t last_live = 0;
     for (size_t i = 0; i < vocab; ++i) {
@@ -200,27 +179,7 @@ int32_t Sampler::draw(const SamplingParams& p, SamplingRng& rng) {
     }
     return last_live;  // rounding left a sliver of mass
   }
-  if (use_top_p) {
-    const double target = static_cast<double>(p.top_p) * total;
-    // A language model's nucleus is usually small: without top_k, look for it among the most
-    // likely tokens first (found with comparisons only), and partition the whole vocabulary only
-    // when their mass falls short.
-    if (!use_top_k) {
-      num_candidates = std::min<size_t>(vocab, kNucleusProbe);
-      select_top_k(num_candidates);
-    }
-    // The candidates are sorted: the shortest prefix that reaches top_p of the mass.
-    double cum = 0.0;
-    size_t keep = 0;
-    while (keep < num_candidates && cum < target) cum += prob(order_[keep++]);
-    if (use_top_k || cum >= target) {
-      num_candidates = std::max<size_t>(keep, 1);
-      total = cum;
-    } else {
-      std::iota(order_.begin(), order_.end(), 0);
-      num_candidates = select_nucleus(target, &total);
-    }
-  }
+  auto prob = [this](int32_t t) { return probs_[static_cast<size_t>(t)]; };
   double u = rng.uniform() * total;
   for (size_t i = 0; i < num_candidates; ++i) {
     u -= prob(order_[i]);
@@ -231,6 +190,59 @@ int32_t Sampler::draw(const SamplingParams& p, SamplingRng& rng) {
     if (prob(order_[i]) > 0.0f) return order_[i];
   }
   return order_[0];
+}
+
+// The candidates of a draw from work_ (logits / T whose largest value, max_logit, is finite):
+// applies min_p to work_, leaves the unnormalized probabilities of the candidates in probs_, and
+// returns either vocab with *all_ids (no top_k / top_p: every id, those of probability 0 included,
+// probs_ filled for all) or n with the candidates in order_[0, n) (probs_ is meaningful for them
+// only). *total: their mass.
+size_t Sampler::select_candidates(const SamplingParams& p, float max_logit, double* total, bool* all_ids) {
+  const size_t vocab = work_.size();
+  if (p.min_p > 0.0f) {
+    const float threshold = max_logit + std::log(p.min_p);
+    for (float& l : work_) {
+      if (l < threshold) l = kNegInf;
+    }
+  }
+  const bool use_top_k = p.top_k > 0 && static_cast<size_t>(p.top_k) < vocab;
+  const bool use_top_p = p.top_p < 1.0f;
+  *all_ids = !use_top_k && !use_top_p;
+  *total = 0.0;
+  auto prob = [this](int32_t t) { return probs_[static_cast<size_t>(t)]; };
+  size_t num_candidates = vocab;
+  if (use_top_k) {
+    // The k largest logits are the k most likely tokens: only their probabilities are computed.
+    num_candidates = static_cast<size_t>(p.top_k);
+    select_top_k(num_candidates);
+    for (size_t i = 0; i < num_candidates; ++i) {
+      const auto t = static_cast<size_t>(order_[i]);
+      probs_[t] = exp_nonpositive(work_[t] - max_logit);
+      *total += probs_[t];
+    }
+  } else {
+    // One exp pass: probs_ holds the unnormalized probabilities that every later step reuses.
+    *total = exp_shifted(work_.data(), max_logit, probs_.data(), vocab);
+  }
+  if (!use_top_p) return num_candidates;
+  const double target = static_cast<double>(p.top_p) * *total;
+  // A language model's nucleus is usually small: without top_k, look for it among the most likely
+  // tokens first (found with comparisons only), and partition the whole vocabulary only when their
+  // mass falls short.
+  if (!use_top_k) {
+    num_candidates = std::min<size_t>(vocab, kNucleusProbe);
+    select_top_k(num_candidates);
+  }
+  // The candidates are sorted: the shortest prefix that reaches top_p of the mass.
+  double cum = 0.0;
+  size_t keep = 0;
+  while (keep < num_candidates && cum < target) cum += prob(order_[keep++]);
+  if (use_top_k || cum >= target) {
+    *total = cum;
+    return std::max<size_t>(keep, 1);
+  }
+  std::iota(order_.begin(), order_.end(), 0);
+  return select_nucleus(target, total);
 }
 
 // Puts the ids of the k largest logits of work_ (ties: lower id first) into order_[0, k), largest
@@ -435,6 +447,78 @@ void Sampler::sample_batch(std::span<const float> logits, std::span<const Sampli
   }
 }
 
+void Sampler::distribution(std::span<const float> logits, const SamplingSequence& seq, std::span<float> probs) {
+  FERRY_CHECK(probs.size() == work_.size());
+  const SamplingParams& p = *seq.params;
+  process_logits(logits, seq);
+  std::fill(probs.begin(), probs.end(), 0.0f);
+  if (p.is_greedy()) {
+    probs[static_cast<size_t>(argmax())] = 1.0f;
+    return;
+  }
+  const float inv_t = 1.0f / p.temperature;
+  for (float& l : work_) l *= inv_t;
+  const float max_logit = max_value(work_);
+  if (max_logit == kNegInf) {  // everything masked: draw() would take the arg max
+    probs[static_cast<size_t>(argmax())] = 1.0f;
+    return;
+  }
+  double total = 0.0;
+  bool all_ids = false;
+  const size_t n = select_candidates(p, max_logit, &total, &all_ids);
+  const double inv_total = 1.0 / total;
+  if (all_ids) {
+    for (size_t i = 0; i < probs.size(); ++i) probs[i] = static_cast<float>(probs_[i] * inv_total);
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const auto t = static_cast<size_t>(order_[i]);
+    probs[t] = static_cast<float>(probs_[t] * inv_total);
+  }
+}
+
+int32_t Sampler::draw_from(std::span<const float> probs, SamplingRng& rng) {
+  double total = 0.0;
+  for (float x : probs) total += x > 0.0f ? x : 0.0f;
+  double u = rng.uniform() * total;
+  int32_t last_live = 0;
+  for (size_t i = 0; i < probs.size(); ++i) {
+    if (!(probs[i] > 0.0f)) continue;
+    last_live = static_cast<int32_t>(i);
+    u -= probs[i];
+    if (u < 0.0) return last_live;
+  }
+  return last_live;  // rounding left a sliver of mass
+}
+
+bool Sampler::accept_from_draft(std::span<const float> row, const SamplingSequence& seq, std::span<const float> q,
+                                int32_t draft, SampleResult& out) {
+  FERRY_CHECK(draft >= 0 && draft < vocab_size_);
+  target_probs_.resize(work_.size());
+  distribution(row, seq, target_probs_);
+  const auto d = static_cast<size_t>(draft);
+  // Accept with probability min(1, p(d) / q(d)): u < p / q, written without the division.
+  const double u = seq.rng->uniform();
+  if (u * static_cast<double>(q[d]) < static_cast<double>(target_probs_[d])) {
+    out.token = draft;
+    return true;
+  }
+  // Rejected: the residual max(0, p - q), normalized by draw_from.
+  double residual = 0.0;
+  for (size_t t = 0; t < target_probs_.size(); ++t) {
+    target_probs_[t] = std::max(0.0f, target_probs_[t] - q[t]);
+    residual += target_probs_[t];
+  }
+  if (residual <= 0.0) {
+    // p <= q everywhere means p == q (both sum to 1), where acceptance is certain: only rounding
+    // rejected d.
+    out.token = draft;
+    return true;
+  }
+  out.token = draw_from(target_probs_, *seq.rng);
+  return false;
+}
+
 int32_t Sampler::verify(std::span<const float> logits, std::span<const int32_t> drafts, const SamplingSequence& seq,
                         std::span<SampleResult> out) {
   const size_t vocab = work_.size();
@@ -443,6 +527,9 @@ int32_t Sampler::verify(std::span<const float> logits, std::span<const int32_t> 
   FERRY_CHECK(out.size() >= k + 1);
   FERRY_CHECK(seq.params != nullptr);
   const SamplingParams& p = *seq.params;
+  // A draft model's proposals of a sampled request: the general rule with the full q.
+  const bool full_q = !seq.draft_probs.empty() && !p.is_greedy();
+  if (full_q) FERRY_CHECK(seq.draft_probs.size() >= k * vocab && seq.rng != nullptr);
   // Penalties and min_tokens see the accepted drafts as generated tokens; without them the history
   // is unused.
   const bool penalized = p.has_penalties() || p.min_tokens > 0;
@@ -450,8 +537,17 @@ int32_t Sampler::verify(std::span<const float> logits, std::span<const int32_t> 
   if (penalized) history_.assign(seq.output_ids.begin(), seq.output_ids.end());
   for (size_t j = 0; j <= k; ++j) {
     if (penalized) row_seq.output_ids = history_;
-    sample(logits.subspan(j * vocab, vocab), row_seq, out[j]);
-    if (j == k || out[j].token != drafts[j]) return static_cast<int32_t>(j + 1);
+    const std::span<const float> row = logits.subspan(j * vocab, vocab);
+    if (j < k && full_q) {
+      const bool accepted = accept_from_draft(row, row_seq, seq.draft_probs.subspan(j * vocab, vocab), drafts[j], out[j]);
+      out[j].logprob = 0.0f;
+      out[j].rank = 0;
+      fill_logprobs(row, p.num_logprobs, out[j]);
+      if (!accepted) return static_cast<int32_t>(j + 1);
+    } else {
+      sample(row, row_seq, out[j]);
+      if (j == k || out[j].token != drafts[j]) return static_cast<int32_t>(j + 1);
+    }
     if (penalized) history_.push_back(drafts[j]);
   }
   return static_cast<int32_t>(k + 1);  // not reached

@@ -54,6 +54,10 @@ struct SamplingSequence {
   // Constrained decoding: empty, or a bitmask of the tokens that may be chosen (bit id % 32 of word
   // id / 32; at least (vocab_size + 31) / 32 words). Masked-out tokens get -inf after penalties.
   std::span<const uint32_t> allowed_tokens;
+  // Speculative decoding with a draft model (verify()): empty, or the draft's distributions q of
+  // the drafts, [num_drafts, vocab_size] row-major (row j: the law drafts[j] was drawn from).
+  // Empty means each draft is a point mass (n-gram proposals, or any proposal to a greedy request).
+  std::span<const float> draft_probs{};
 };
 
 class Sampler {
@@ -79,6 +83,15 @@ class Sampler {
   void sample_batch(std::span<const float> logits, std::span<const SamplingSequence> seqs,
                     std::span<SampleResult> results);
 
+  // The law sample() draws this position's token from, as probabilities (probs: [vocab_size], sum
+  // 1): for a greedy request a point mass on the arg max of the processed logits (steps 1-2b);
+  // otherwise softmax(processed logits / temperature) restricted by min_p, top_k and top_p and
+  // renormalized. Draws nothing; O(vocab) on top of what sample() costs.
+  void distribution(std::span<const float> logits, const SamplingSequence& seq, std::span<float> probs);
+  // One draw from `probs` (non-negative, summing to ~1): the inverse CDF over ids in order, with
+  // one rng.uniform(). Rounding that leaves a sliver of mass picks the last token with mass.
+  static int32_t draw_from(std::span<const float> probs, SamplingRng& rng);
+
   // Speculative decoding: verifies k proposed tokens `drafts` against the target model's logits at
   // the k + 1 positions that end with them. logits: [k + 1, vocab_size]; row j scores the token
   // that follows seq's history plus drafts[0, j). out: k + 1 results. Returns m in [1, k + 1]:
@@ -95,6 +108,15 @@ class Sampler {
   // without d -- exactly the law of "draw t ~ p, accept iff t == d, else emit t". Since every
   // emitted token costs one RNG draw, as in sample(), a seeded request emits the same tokens with
   // speculation as without. Logprobs (num_logprobs >= 0) are those of each emitted token's row.
+  //
+  // With seq.draft_probs (a draft model's proposals, each drafts[j] drawn from its row q_j) and a
+  // sampled request, row j uses the general rule instead: with p_j = distribution(row j), accept
+  // drafts[j] with probability min(1, p_j(d) / q_j(d)) (one draw), else emit a token drawn from
+  // max(0, p_j - q_j) normalized (a second draw) and stop; after k accepted drafts the bonus token
+  // is sampled from row k as sample() would. Every emitted token then follows the target's law
+  // whatever q is; the draws come from seq.rng in a fixed order, so a seeded request is
+  // reproducible (its tokens differ from plain decoding's, which draws differently). Greedy
+  // requests ignore draft_probs: the arg max rule above is exact for them.
   int32_t verify(std::span<const float> logits, std::span<const int32_t> drafts, const SamplingSequence& seq,
                  std::span<SampleResult> out);
 
@@ -106,6 +128,11 @@ class Sampler {
   void select_top_k(size_t k);
   size_t select_nucleus(double target, double* kept_mass);
   void fill_logprobs(std::span<const float> raw, int32_t num_logprobs, SampleResult& out);
+  size_t select_candidates(const SamplingParams& p, float max_logit, double* total, bool* all_ids);
+  // verify()'s general rule for row j (see verify): true when drafts[j] is accepted, else
+  // out.token is the token drawn from the residual.
+  bool accept_from_draft(std::span<const float> row, const SamplingSequence& seq, std::span<const float> q,
+                         int32_t draft, SampleResult& out);
 
   int32_t vocab_size_;
   std::vector<float> work_;          // [vocab] processed logits
@@ -115,6 +142,7 @@ class Sampler {
   std::vector<uint8_t> seen_;        // [vocab] prompt-or-generated flags; zero between calls
   std::vector<int32_t> touched_;     // ids whose counts_/seen_ are non-zero during a call
   std::vector<int32_t> history_;     // verify(): generated tokens plus the drafts accepted so far
+  std::vector<float> target_probs_;  // [vocab] verify() with draft_probs: p of the current row
 };
 
 }  // namespace ferry::llm

@@ -5,12 +5,14 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace ferry::llm {
 
 enum class SpeculativeMethod {
   kNone,   // no speculation (the default)
   kNgram,  // prompt lookup: drafts copied from the sequence's own earlier tokens (ngram_proposer.h)
+  kDraft,  // a smaller model of the same vocabulary proposes them (backend/llm/draft_proposer.h)
 };
 
 struct SpeculativeConfig {
@@ -18,6 +20,7 @@ struct SpeculativeConfig {
   int32_t num_speculative_tokens = 0;  // k: most drafts verified per decode step, 1..16
   int32_t prompt_lookup_min = 2;       // ngram: shortest suffix that may match, >= 1
   int32_t prompt_lookup_max = 4;       // ngram: longest suffix tried, >= prompt_lookup_min
+  std::string draft_model;             // draft: the name of the draft's folder in the repository
   // Adaptive rule (speculation_gate.h): no drafts while more sequences than this run (a big batch
   // keeps the CPU busy, verifying drafts no longer pays; measured in perf/RESULTS.md) ...
   int32_t disable_by_batch_size = 2;
@@ -27,9 +30,14 @@ struct SpeculativeConfig {
   bool enabled() const { return method != SpeculativeMethod::kNone; }
 };
 
-// The Prometheus label of a method ("ngram"); "none" for kNone.
+// The Prometheus label of a method ("ngram", "draft"); "none" for kNone.
 inline const char* speculative_method_name(SpeculativeMethod m) {
-  return m == SpeculativeMethod::kNgram ? "ngram" : "none";
+  switch (m) {
+    case SpeculativeMethod::kNgram: return "ngram";
+    case SpeculativeMethod::kDraft: return "draft";
+    case SpeculativeMethod::kNone: break;
+  }
+  return "none";
 }
 
 }  // namespace ferry::llm

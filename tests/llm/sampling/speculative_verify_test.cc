@@ -1,7 +1,10 @@
 // Sampler::verify, speculative decoding's verification: greedy runs accept exactly the prefix that
 // equals the target's arg max; seeded sampled runs emit the very tokens sequential sampling emits;
 // and, over many seeds on a 5-token vocabulary, the joint law of two emitted tokens is the
-// target's (chi-square), whether the point-mass draft is likely, unlikely or impossible.
+// target's (chi-square), whether the point-mass draft is likely, unlikely or impossible. With a
+// draft model's full q (draft_probs): Sampler::distribution is the law sample() draws from, the
+// joint law of two emitted tokens is again the target's (chi-square) for drafts drawn from a q far
+// from p, q == p accepts every draft, seeded runs are reproducible, and greedy requests ignore q.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -163,6 +166,156 @@ TEST(SpeculativeVerify, SampledDistributionIsTheTargetsChiSquare) {
     const double chi2 = chi_square_of_two_tokens(d1, d2, p, n);
     EXPECT_LT(chi2, 51.18) << "drafts " << d1 << ", " << d2;
   }
+}
+
+// --- A draft model's proposals: the general rule with the full q ---------------------------------
+
+double chi_square(const std::vector<int>& counts, const std::vector<double>& expected_probs, int n) {
+  double chi2 = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    const double expected = n * expected_probs[i];
+    if (expected == 0) {
+      if (counts[i] > 0) return INFINITY;  // a token the law cannot produce
+      continue;
+    }
+    const double diff = counts[i] - expected;
+    chi2 += diff * diff / expected;
+  }
+  return chi2;
+}
+
+std::vector<double> distribution_of(Sampler& sampler, const std::vector<float>& logits, const SamplingSequence& seq) {
+  std::vector<float> probs(kVocab);
+  sampler.distribution(logits, seq, probs);
+  return std::vector<double>(probs.begin(), probs.end());
+}
+
+TEST(SpeculativeVerifyDraftModel, DistributionIsWhatSampleDraws) {
+  // 5 tokens, 4 degrees of freedom: P(chi2 > 18.47) = 0.001. Each setting truncates differently.
+  const std::vector<float> logits = logits_for({0.4, 0.25, 0.2, 0.1, 0.05});
+  Sampler sampler(kVocab);
+  SamplingParams settings[4];
+  settings[0].temperature = 1.0f;
+  settings[1].temperature = 0.7f;
+  settings[1].top_k = 3;
+  settings[2].temperature = 1.3f;
+  settings[2].top_p = 0.7f;
+  settings[3].temperature = 1.0f;
+  settings[3].min_p = 0.3f;
+  settings[3].logit_bias = {{4, 2.0f}};
+  for (const SamplingParams& p : settings) {
+    SamplingRng rng(5);
+    const SamplingSequence seq{&p, {}, {}, &rng, {}, {}};
+    const std::vector<double> law = distribution_of(sampler, logits, seq);
+    double sum = 0;
+    for (double x : law) sum += x;
+    EXPECT_NEAR(sum, 1.0, 1e-6);
+    const int n = 20000;
+    std::vector<int> counts(kVocab, 0);
+    for (int t = 0; t < n; ++t) {
+      SampleResult r;
+      sampler.sample(logits, seq, r);
+      ++counts[r.token];
+    }
+    EXPECT_LT(chi_square(counts, law, n), 18.47) << "temperature " << p.temperature << " top_k " << p.top_k;
+  }
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  EXPECT_EQ(distribution_of(sampler, logits, {&greedy, {}, {}, nullptr, {}, {}}), (std::vector<double>{1, 0, 0, 0, 0}));
+}
+
+// The target: p1, then p2(. | x1) (rows of `target_rows`, processed by p). The draft: q1, then
+// q2(. | d1), far from the target's; each trial draws d1 ~ q1 and d2 ~ q2(. | d1) from the draft's
+// own RNG and verifies them with the full q. When only d1 is kept, x2 is the correction drawn in
+// the same step; when d1 is rejected, x2 comes from the next, plain step. The joint law of
+// (x1, x2) must be p1(x1) p2(x2 | x1), whatever q.
+double chi_square_with_full_q(const SamplingParams& p, int n) {
+  auto row = [](int32_t x, int32_t shift) {
+    std::vector<double> r(kVocab, 0.0);
+    double sum = 0;
+    for (int32_t y = 0; y < kVocab; ++y) sum += r[y] = 1.0 + ((x + shift * y) % kVocab);
+    for (double& v : r) v /= sum;
+    return logits_for(r);
+  };
+  const std::vector<float> p1 = logits_for({0.35, 0.25, 0.2, 0.15, 0.05});
+  const std::vector<float> q1 = logits_for({0.05, 0.1, 0.15, 0.3, 0.4});
+  Sampler sampler(kVocab), draft_sampler(kVocab);
+  std::vector<int> counts(kVocab * kVocab, 0);
+  std::vector<SampleResult> out(3);
+  std::vector<float> q(2 * kVocab);
+  for (int t = 0; t < n; ++t) {
+    SamplingRng rng(static_cast<uint64_t>(t) * 7919 + 17), draft_rng(static_cast<uint64_t>(t) * 104729 + 3);
+    const SamplingSequence plain{&p, {}, {}, &draft_rng, {}, {}};
+    draft_sampler.distribution(q1, plain, std::span<float>(q).first(kVocab));
+    const int32_t d1 = Sampler::draw_from(std::span<const float>(q).first(kVocab), draft_rng);
+    draft_sampler.distribution(row(d1, 3), plain, std::span<float>(q).subspan(kVocab));
+    const int32_t d2 = Sampler::draw_from(std::span<const float>(q).subspan(kVocab), draft_rng);
+    const std::vector<int32_t> drafts = {d1, d2};
+    const std::vector<float> rows = stack({p1, row(d1, 2), row(d2, 2)});
+    const SamplingSequence seq{&p, {}, {}, &rng, {}, q};
+    const int32_t m = sampler.verify(rows, drafts, seq, out);
+    const int32_t x1 = out[0].token;
+    int32_t x2 = m >= 2 ? out[1].token : -1;
+    if (m < 2) {
+      SampleResult next;
+      sampler.sample(row(x1, 2), seq, next);
+      x2 = next.token;
+    }
+    ++counts[x1 * kVocab + x2];
+  }
+  std::vector<double> joint(kVocab * kVocab);
+  const SamplingSequence law_seq{&p, {}, {}, nullptr, {}, {}};
+  const std::vector<double> law1 = distribution_of(sampler, p1, law_seq);
+  for (int32_t x = 0; x < kVocab; ++x) {
+    const std::vector<double> law2 = distribution_of(sampler, row(x, 2), law_seq);
+    for (int32_t y = 0; y < kVocab; ++y) joint[x * kVocab + y] = law1[x] * law2[y];
+  }
+  return chi_square(counts, joint, n);
+}
+
+TEST(SpeculativeVerifyDraftModel, SampledDistributionIsTheTargetsChiSquare) {
+  // 25 cells, 24 degrees of freedom: P(chi2 > 51.18) = 0.001 (fewer cells with top_k: fewer degrees
+  // of freedom, so the bound is looser there). Accepting d1 whenever q1(d1) >= p1(d1), or drawing the
+  // correction from p instead of max(0, p - q), moves chi2 into the thousands.
+  const int n = 50000;
+  SamplingParams plain;
+  plain.temperature = 1.0f;
+  EXPECT_LT(chi_square_with_full_q(plain, n), 51.18) << "temperature 1";
+  SamplingParams truncated;
+  truncated.temperature = 0.8f;
+  truncated.top_k = 3;
+  EXPECT_LT(chi_square_with_full_q(truncated, n), 51.18) << "temperature 0.8, top_k 3";
+}
+
+TEST(SpeculativeVerifyDraftModel, QEqualToPAcceptsEveryDraftAndSeedsReproduce) {
+  const std::vector<std::vector<float>> rows = {logits_for({0.5, 0.2, 0.1, 0.1, 0.1}),
+                                                logits_for({0.1, 0.6, 0.1, 0.1, 0.1}),
+                                                logits_for({0.2, 0.2, 0.2, 0.2, 0.2})};
+  const std::vector<float> logits = stack(rows);
+  SamplingParams p;
+  p.temperature = 1.0f;
+  Sampler sampler(kVocab);
+  std::vector<float> q(2 * kVocab);
+  for (int j = 0; j < 2; ++j) {
+    sampler.distribution(rows[j], {&p, {}, {}, nullptr, {}, {}}, std::span<float>(q).subspan(j * kVocab, kVocab));
+  }
+  std::vector<SampleResult> out(3), again(3);
+  for (uint64_t seed = 0; seed < 200; ++seed) {
+    const std::vector<int32_t> drafts = {static_cast<int32_t>(seed % kVocab), static_cast<int32_t>((seed / 5) % kVocab)};
+    SamplingRng rng(seed), rng_again(seed);
+    const int32_t m = sampler.verify(logits, drafts, {&p, {}, {}, &rng, {}, q}, out);
+    ASSERT_EQ(m, 3) << "q == p: min(1, p/q) = 1 for every draft (seed " << seed << ")";
+    EXPECT_EQ(out[0].token, drafts[0]);
+    EXPECT_EQ(out[1].token, drafts[1]);
+    ASSERT_EQ(sampler.verify(logits, drafts, {&p, {}, {}, &rng_again, {}, q}, again), m);
+    for (int j = 0; j < m; ++j) EXPECT_EQ(again[j].token, out[j].token) << "same seed, same tokens";
+  }
+  // Greedy ignores q: a draft that is not the arg max is rejected however likely q made it.
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  const std::vector<int32_t> drafts = {3, 1};
+  ASSERT_EQ(sampler.verify(logits, drafts, {&greedy, {}, {}, nullptr, {}, q}, out), 1);
+  EXPECT_EQ(out[0].token, 0);
 }
 
 }  // namespace
