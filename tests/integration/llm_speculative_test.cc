@@ -125,9 +125,12 @@ class LlmSpeculative : public ::testing::Test {
                           "tiny_draft_small"}) {
       EXPECT_TRUE(eventually([&] { return stats(m)["kv_blocks_used"].asInt() == 0; }, 5000ms))
           << m << " leaks KV blocks: " << dump(stats(m));
-      for (const auto& i : stats(m)["instances"]) {
+      const Json::Value st = stats(m);  // kept: a range-for over stats(m)["instances"] would dangle
+      for (const auto& i : st["instances"]) {
         EXPECT_TRUE(i["consistent"].asBool()) << m << ": " << dump(i);
         // Draft states go with their requests (ended or preempted): none is left when idle.
+        const bool drafts = std::string(m).find("draft") != std::string::npos;
+        EXPECT_EQ(i.isMember("draft_kv_blocks_used"), drafts) << m << ": " << dump(i);
         EXPECT_EQ(i["draft_kv_blocks_used"].asInt(), 0) << m << " leaks draft KV blocks: " << dump(i);
         EXPECT_EQ(i["draft_sequences"].asInt(), 0) << m << ": " << dump(i);
       }
@@ -430,6 +433,36 @@ TEST_F(LlmSpeculative, DraftModelSeedsReproduceAndStopsHold) {
   const double before = draft_counts("stories_draft_small").first;
   EXPECT_EQ(generate("stories_draft_small", off)["output_ids"], c["generated_token_ids"]);
   EXPECT_EQ(draft_counts("stories_draft_small").first, before) << "a request that opts out gets no drafts";
+}
+
+TEST_F(LlmSpeculative, DraftModelCancelsAndStopStringsFreeTheDraftState) {
+  const std::string model = "stories_draft_small";
+  auto idle = [&] {
+    const Json::Value s = stats(model);
+    return s["kv_blocks_used"].asInt() == 0 && s["instances"][0]["draft_sequences"].asInt() == 0 &&
+           s["instances"][0]["draft_kv_blocks_used"].asInt() == 0;
+  };
+  // A client that goes away after three chunks cancels its request mid-speculation.
+  int seen = 0;
+  http_->post_stream("/v2/models/" + model + "/generate_stream",
+                     R"({"text_input":"Once","max_tokens":400,"temperature":0,"ignore_eos":true})",
+                     [&](const std::string&) { return ++seen < 3; });
+  EXPECT_EQ(seen, 3);
+  EXPECT_TRUE(eventually(idle, 5000ms)) << dump(stats(model));
+  // A stop string ends the request from the output processor (a cancel inside the instance).
+  Json::Value b;
+  b["text_input"] = "Once upon a time";
+  b["max_tokens"] = 120;
+  b["temperature"] = 0;
+  b["ignore_eos"] = true;
+  const std::string text = generate("stories_plain", b)["text_output"].asString();
+  ASSERT_GT(text.size(), 80u) << text;
+  const std::string stop = text.substr(60, 8);
+  b["stop"] = stop;
+  const Json::Value j = generate(model, b);
+  EXPECT_EQ(j["text_output"].asString(), text.substr(0, text.find(stop))) << "stop " << stop;
+  EXPECT_EQ(j["finish_reason"].asString(), "stop");
+  EXPECT_TRUE(eventually(idle, 5000ms)) << dump(stats(model));
 }
 
 TEST_F(LlmSpeculative, ADraftOfAnotherVocabularyOrAMissingOneIsAClearLoadError) {
