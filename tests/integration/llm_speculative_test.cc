@@ -5,8 +5,8 @@
 // plain decoding; a request can opt out, and constrained requests do not speculate; drafts are
 // proposed and accepted (metrics). Draft models (method "draft"): stories260K and tiny-llama
 // drafting for themselves (~all drafts accepted) and with 2-layer drafts give the golden / plain
-// answers at batch 1 and 8, with preemption and prefix caching; seeded sampling reproduces, stops
-// and max_tokens hold; a draft of another vocabulary or a missing one is a clear load error. No KV
+// answers at batch 1 and 8, with preemption, chunked prefill and prefix caching; seeded sampling
+// reproduces, stops, stop strings, cancels and max_tokens hold; a draft of another vocabulary or a missing one is a clear load error. No KV
 // block, of the target or of a draft, is left in use.
 #include <gtest/gtest.h>
 
@@ -101,7 +101,10 @@ class LlmSpeculative : public ::testing::Test {
     if (ec) setup_error_ = "cannot copy the model: " + ec.message();
     write_file(repo_->path() + "/stories_draft_self/config.json", draft("stories_plain"));
     write_file(repo_->path() + "/stories_draft_small/config.json", draft("stories_2layers"));
-    write_file(repo_->path() + "/stories_draft_preempt/config.json", draft("stories_2layers", R"("kv_cache_num_blocks":40,)"));
+    // 40 blocks preempt 8 sequences; a step budget of 24 tokens chunks the prefill of what the
+    // preempted ones recompute, and the draft's catch-up of it (its state went with the preemption).
+    write_file(repo_->path() + "/stories_draft_preempt/config.json",
+               draft("stories_2layers", R"("kv_cache_num_blocks":40,"max_num_batched_tokens":24,)"));
     write_file(repo_->path() + "/tiny_draft_self/config.json", draft("tiny_plain", tiny_extra));
     write_file(repo_->path() + "/tiny_draft_small/config.json", draft("tiny_2layers", tiny_extra));
     write_file(repo_->path() + "/draft_mismatch/config.json", draft("tiny_plain"));
