@@ -6,8 +6,8 @@
 // proposed and accepted (metrics). Draft models (method "draft"): stories260K and tiny-llama
 // drafting for themselves (~all drafts accepted) and with 2-layer drafts give the golden / plain
 // answers at batch 1 and 8, with preemption, chunked prefill and prefix caching; seeded sampling
-// reproduces, stops, stop strings, cancels and max_tokens hold; a draft of another vocabulary or a missing one is a clear load error. No KV
-// block, of the target or of a draft, is left in use.
+// reproduces, stops, stop strings, cancels and max_tokens hold; a draft of another vocabulary or a
+// missing one is a clear load error. No KV block, of the target or of a draft, is left in use.
 #include <gtest/gtest.h>
 
 #include <cmath>
