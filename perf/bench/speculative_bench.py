@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Speculative decoding on the CPU engine: decode tokens/s with speculation off / n-gram, at batch
-1, 8 and 32, on input-grounded prompts (the answer repeats much of the prompt) and on free
+"""Speculative decoding on the CPU engine: decode tokens/s with speculation off / n-gram / draft
+model, at batch 1, 8 and 32, on input-grounded prompts (the answer repeats much of the prompt) and on free
 generation, plus acceptance lengths from the server's /metrics. One interleaved run: every round
 sends the same requests to each model in turn (the order rotates per round), so load changes on a
 shared machine hit every configuration alike.
@@ -11,9 +11,14 @@ It starts its own ferry-server over a temporary repository holding the given mod
                (the adaptive rule on)
   ngram_always the same with the adaptive rule off (disable_by_batch_size 4096,
                min_acceptance_rate 0): what speculation costs where it does not pay
+  draftN       with --draft-layers N[,M...]: "speculative": {"method": "draft", "num_speculative_tokens":
+               K} with the defaults, the draft being the same model cut to its first N layers (a
+               snapshot folder beside it: its config.json with num_hidden_layers N, the rest linked;
+               N = all layers: the model drafting for itself)
 
 Usage: perf/bench/speculative_bench.py --server build/host/ferry-server \
-           --model ../shared/testdata/stories260K-hf-format.derived [--rounds 3] [--max-tokens 128]
+           --model ../shared/testdata/stories260K-hf-format.derived [--rounds 3] [--max-tokens 128] \
+           [--draft-layers 2,5]
 Prints a markdown table (median of the rounds) and the load average before and after.
 
 Decode tokens/s excludes tokenization and prefill: each batch is sent twice, with max_tokens 1 and
@@ -34,7 +39,7 @@ import threading
 import time
 import urllib.request
 
-MODELS = ["off", "ngram", "ngram_always"]
+MODELS = ["off", "ngram", "ngram_always"]  # "draftN" join with --draft-layers
 
 
 def free_port():
@@ -44,7 +49,7 @@ def free_port():
 
 
 class Server:
-    def __init__(self, binary, model_dir, k, max_num_seqs):
+    def __init__(self, binary, model_dir, k, max_num_seqs, draft_layers):
         self.repo = tempfile.mkdtemp(prefix="spec_bench_")
         base = {"backend": "llm", "max_num_seqs": max_num_seqs}
         spec = {"method": "ngram", "num_speculative_tokens": k}
@@ -53,6 +58,10 @@ class Server:
             "ngram": dict(base, speculative=spec),
             "ngram_always": dict(base, speculative=dict(spec, disable_by_batch_size=4096, min_acceptance_rate=0)),
         }
+        for layers in draft_layers:
+            make_draft(model_dir, os.path.join(self.repo, "draft_src%d" % layers), layers)
+            configs["draft%d" % layers] = dict(base, speculative={"method": "draft", "num_speculative_tokens": k,
+                                                                  "draft_model": "draft_src%d" % layers})
         for name, config in configs.items():
             os.makedirs(os.path.join(self.repo, name))
             os.symlink(os.path.abspath(model_dir), os.path.join(self.repo, name, "1"))
@@ -89,6 +98,19 @@ class Server:
             if line.startswith("ferry_llm_spec") and 'model="%s"' % model in line and "_bucket" not in line:
                 out[line.split("{")[0]] = float(line.split()[-1])
         return out
+
+
+def make_draft(model_dir, out, layers):
+    """A snapshot folder: model_dir's files linked, its config.json with num_hidden_layers cut."""
+    os.makedirs(out)
+    for f in os.listdir(model_dir):
+        if f != "config.json":
+            os.symlink(os.path.abspath(os.path.join(model_dir, f)), os.path.join(out, f))
+    with open(os.path.join(model_dir, "config.json")) as f:
+        config = json.load(f)
+    config["num_hidden_layers"] = layers
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(config, f)
 
 
 def one_token(bodies):
@@ -134,10 +156,14 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--batches", default="1,8,32")
+    ap.add_argument("--draft-layers", default="", help="add the draft method once per N of this list, the "
+                    "draft being the model's first N layers")
     args = ap.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
+    draft_layers = [int(n) for n in args.draft_layers.split(",") if n]
+    MODELS.extend("draft%d" % n for n in draft_layers)
     load_before = os.getloadavg()
-    server = Server(args.server, args.model, args.k, max(batches))
+    server = Server(args.server, args.model, args.k, max(batches), draft_layers)
     try:
         loads = workloads(server, args.max_tokens)
         for bodies in loads.values():
