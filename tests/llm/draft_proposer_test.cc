@@ -5,7 +5,8 @@
 // gives sampled requests their q rows; spreads long catch-ups over rounds; evicts idle states
 // when its pool is full and skips what cannot fit; frees every block on release. load_draft_model
 // finds snapshots and the highest version folder, loads fewer-layer drafts, and refuses a missing
-// folder or another vocabulary, saying what differs.
+// folder, an architecture the engine does not run or another vocabulary, saying what differs. The
+// "speculative" key's draft form is parsed strictly.
 #include <gtest/gtest.h>
 
 #include <json/json.h>
@@ -16,6 +17,7 @@
 #include "backend/llm/draft_model.h"
 #include "backend/llm/draft_proposer.h"
 #include "backend/llm/json_text.h"
+#include "backend/llm/llm_config.h"
 #include "common/json_parse.h"
 #include "tests/host/test_util.h"
 #include "tests/llm/engine/testdata.h"
@@ -241,7 +243,7 @@ TEST_F(DraftModelTest, FindsSnapshotsAndTheHighestVersionAndLoadsFewerLayers) {
   EXPECT_EQ(served->model->config().num_layers, 1);
 }
 
-TEST_F(DraftModelTest, RefusesAMissingFolderAndAnotherVocabularySayingWhatDiffers) {
+TEST_F(DraftModelTest, RefusesAMissingFolderAnUnknownArchitectureAndAnotherVocabulary) {
   auto missing = load_draft_model(repo_.path(), "nowhere", config_, *tokenizer_);
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.status().message().find("speculative.draft_model"), std::string::npos) << missing.status().message();
@@ -263,6 +265,39 @@ TEST_F(DraftModelTest, RefusesAMissingFolderAndAnotherVocabularySayingWhatDiffer
   auto swapped = load_draft_model(repo_.path(), "swapped", config_, *tokenizer_);
   ASSERT_FALSE(swapped.ok());
   EXPECT_NE(swapped.status().message().find("token id 300"), std::string::npos) << swapped.status().message();
+
+  write_stories(fs::path(repo_.path()) / "bert", 2);
+  Json::Value bert = parse_json_text(read_file(fs::path(repo_.path()) / "bert/config.json")).value();
+  bert["architectures"][0] = "BertModel";
+  write_file(repo_ / "bert/config.json", compact_json(bert));
+  auto unknown = load_draft_model(repo_.path(), "bert", config_, *tokenizer_);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("not a model the engine runs"), std::string::npos)
+      << unknown.status().message();
+}
+
+TEST(DraftConfig, TheDraftFormOfSpeculativeIsParsedStrictly) {
+  auto ok = LlmConfig::parse(R"({"speculative":{"method":"draft","draft_model":"small","num_speculative_tokens":3}})");
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+  EXPECT_EQ(ok->speculative.method, SpeculativeMethod::kDraft);
+  EXPECT_EQ(ok->speculative.draft_model, "small");
+  EXPECT_EQ(ok->speculative.num_speculative_tokens, 3);
+  EXPECT_STREQ(speculative_method_name(ok->speculative.method), "draft");
+  const std::pair<const char*, const char*> bad[] = {
+      {R"({"method":"draft","num_speculative_tokens":3})", "'speculative.draft_model' is required"},
+      {R"({"method":"draft","draft_model":"../up","num_speculative_tokens":3})", "'speculative.draft_model'"},
+      {R"({"method":"draft","draft_model":"","num_speculative_tokens":3})", "'speculative.draft_model'"},
+      {R"({"method":"draft","draft_model":"s","num_speculative_tokens":3,"prompt_lookup_min":2})",
+       "'speculative.prompt_lookup_min' applies to method \"ngram\" only"},
+      {R"({"method":"ngram","draft_model":"s","num_speculative_tokens":3})",
+       "'speculative.draft_model' applies to method \"draft\" only"},
+      {R"({"method":"eagle","num_speculative_tokens":3})", "must be \"ngram\" or \"draft\""},
+  };
+  for (const auto& [spec, message] : bad) {
+    auto r = LlmConfig::parse(std::string(R"({"speculative":)") + spec + "}");
+    ASSERT_FALSE(r.ok()) << spec;
+    EXPECT_NE(r.status().message().find(message), std::string::npos) << spec << ": " << r.status().message();
+  }
 }
 
 }  // namespace
