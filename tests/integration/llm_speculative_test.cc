@@ -6,8 +6,8 @@
 // proposed and accepted (metrics). Draft models (method "draft"): stories260K and tiny-llama
 // drafting for themselves (~all drafts accepted) and with 2-layer drafts give the golden / plain
 // answers at batch 1 and 8, with preemption, chunked prefill and prefix caching; seeded sampling
-// reproduces, stops, stop strings, cancels and max_tokens hold; a draft of another vocabulary or a
-// missing one is a clear load error. No KV block, of the target or of a draft, is left in use.
+// reproduces, stops, stop strings, cancels, max_tokens and an idle unload hold; a draft of another
+// vocabulary or a missing one is a clear load error. No KV block, of the target or of a draft, is left in use.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -89,8 +89,8 @@ class LlmSpeculative : public ::testing::Test {
     };
     const std::string tiny_extra = R"("load_format":"dummy","seed":0,)";
     std::error_code ec;
-    for (const char* name : {"stories_draft_self", "stories_draft_small", "stories_draft_preempt", "draft_mismatch",
-                             "draft_missing"}) {
+    for (const char* name : {"stories_draft_self", "stories_draft_small", "stories_draft_preempt", "stories_draft_idle",
+                             "draft_mismatch", "draft_missing"}) {
       fs::create_directories(repo_->path() + "/" + name, ec);
       fs::copy(stories, repo_->path() + "/" + name + "/1", fs::copy_options::recursive, ec);
     }
@@ -105,6 +105,7 @@ class LlmSpeculative : public ::testing::Test {
     // preempted ones recompute, and the draft's catch-up of it (its state went with the preemption).
     write_file(repo_->path() + "/stories_draft_preempt/config.json",
                draft("stories_2layers", R"("kv_cache_num_blocks":40,"max_num_batched_tokens":24,)"));
+    write_file(repo_->path() + "/stories_draft_idle/config.json", draft("stories_2layers", R"("idle_unload_seconds":1,)"));
     write_file(repo_->path() + "/tiny_draft_self/config.json", draft("tiny_plain", tiny_extra));
     write_file(repo_->path() + "/tiny_draft_small/config.json", draft("tiny_2layers", tiny_extra));
     write_file(repo_->path() + "/draft_mismatch/config.json", draft("tiny_plain"));
@@ -124,8 +125,8 @@ class LlmSpeculative : public ::testing::Test {
   void TearDown() override {
     if (!skip_reason_.empty() || server_ == nullptr) return;
     for (const char* m : {"stories_plain", "stories_spec", "stories_spec_small", "tiny_plain", "tiny_spec",
-                          "stories_draft_self", "stories_draft_small", "stories_draft_preempt", "tiny_draft_self",
-                          "tiny_draft_small"}) {
+                          "stories_draft_self", "stories_draft_small", "stories_draft_preempt", "stories_draft_idle",
+                          "tiny_draft_self", "tiny_draft_small"}) {
       EXPECT_TRUE(eventually([&] { return stats(m)["kv_blocks_used"].asInt() == 0; }, 5000ms))
           << m << " leaks KV blocks: " << dump(stats(m));
       const Json::Value st = stats(m);  // kept: a range-for over stats(m)["instances"] would dangle
@@ -466,6 +467,16 @@ TEST_F(LlmSpeculative, DraftModelCancelsAndStopStringsFreeTheDraftState) {
   EXPECT_EQ(j["text_output"].asString(), text.substr(0, text.find(stop))) << "stop " << stop;
   EXPECT_EQ(j["finish_reason"].asString(), "stop");
   EXPECT_TRUE(eventually(idle, 5000ms)) << dump(stats(model));
+}
+
+TEST_F(LlmSpeculative, AnIdleUnloadTakesTheDraftEngineAlongAndTheReloadBringsItBack) {
+  const Json::Value& c = golden_case("prompt_once_upon_a_time_greedy_64");
+  EXPECT_EQ(generate("stories_draft_idle", golden_body(c))["output_ids"], c["generated_token_ids"]);
+  EXPECT_TRUE(eventually([&] { return !stats("stories_draft_idle")["instances"][0]["engine_loaded"].asBool(); }, 5000ms))
+      << dump(stats("stories_draft_idle"));
+  const double proposed = draft_counts("stories_draft_idle").first;
+  EXPECT_EQ(generate("stories_draft_idle", golden_body(c))["output_ids"], c["generated_token_ids"]) << "after the reload";
+  EXPECT_GT(draft_counts("stories_draft_idle").first, proposed) << "the reloaded instance drafts again";
 }
 
 TEST_F(LlmSpeculative, ADraftOfAnotherVocabularyOrAMissingOneIsAClearLoadError) {
