@@ -2,8 +2,9 @@
 // (drafting for itself, so its greedy drafts must be the model's own greedy continuation, which a
 // plain full-sequence forward pass computes independently) keeps its KV state right across
 // partial acceptance, full acceptance and rejection; batches sequences of different lengths;
-// gives sampled requests their q rows; spreads long catch-ups over rounds; evicts idle states
-// when its pool is full and skips what cannot fit; frees every block on release. load_draft_model
+// gives sampled requests their q rows; spreads long catch-ups over rounds; never drafts past the
+// draft's context; evicts idle states when its pool is full and skips what cannot fit; frees
+// every block on release. load_draft_model
 // finds snapshots and the highest version folder, loads fewer-layer drafts, and refuses a missing
 // folder, an architecture the engine does not run or another vocabulary, saying what differs. The
 // "speculative" key's draft form is parsed strictly.
@@ -194,6 +195,23 @@ TEST_F(DraftProposerTest, AFullPoolEvictsIdleStatesAndSkipsWhatCannotFit) {
   ASSERT_TRUE(p->propose({&big, 1}).ok());
   EXPECT_TRUE(drafts.empty()) << "60 positions never fit 48";
   for (uint64_t id : {1, 2, 3}) p->release(id);
+  EXPECT_EQ(p->num_blocks_used(), 0);
+}
+
+TEST_F(DraftProposerTest, DraftsStopAtTheDraftsContext) {
+  auto p = proposer(40);  // 640 positions: room for the whole 512-token context
+  ASSERT_NE(p, nullptr);
+  std::vector<int32_t> drafts;
+  std::vector<float> probs;
+  for (const auto& [len, want] : std::vector<std::pair<int32_t, size_t>>{{500, 4}, {510, 3}, {512, 1}}) {
+    std::vector<int32_t> tokens(static_cast<size_t>(len));
+    for (int32_t i = 0; i < len; ++i) tokens[static_cast<size_t>(i)] = 3 + (i * 37) % 500;
+    const DraftJob j = job(static_cast<uint64_t>(len), tokens, 4, greedy_, &drafts, &probs);
+    ASSERT_TRUE(p->propose({&j, 1}).ok()) << len;
+    // The last draft step computes position len + k - 2, which must be < max_position_embeddings (512).
+    EXPECT_EQ(drafts.size(), want) << len << " tokens";
+    p->release(static_cast<uint64_t>(len));
+  }
   EXPECT_EQ(p->num_blocks_used(), 0);
 }
 
