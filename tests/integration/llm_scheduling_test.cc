@@ -60,7 +60,10 @@ class LlmScheduling : public ::testing::Test {
     for (const char* m : {"batched", "small_pool", "one_at_a_time"}) {
       EXPECT_TRUE(eventually([&] { return stats(m)["kv_blocks_used"].asInt() == 0; }, 5000ms))
           << m << " leaks KV blocks: " << dump(stats(m));
-      for (const auto& i : stats(m)["instances"]) EXPECT_TRUE(i["consistent"].asBool()) << m << ": " << dump(i);
+      // A named copy: a range-for over a member of the temporary stats(m) would read freed memory.
+      const Json::Value s = stats(m);
+      ASSERT_GT(s["instances"].size(), 0u) << m << ": " << dump(s);
+      for (const auto& i : s["instances"]) EXPECT_TRUE(i["consistent"].asBool()) << m << ": " << dump(i);
     }
   }
   Json::Value stats(const std::string& model) {
