@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <regex>
 
 #include "common/test_paths.h"
@@ -38,6 +39,16 @@ constexpr const char* kSanitizerMarkers[] = {"ERROR: AddressSanitizer", "ERROR: 
 std::string build_dir() { return binary_dir(); }
 
 std::string default_repository() { return source_dir() + "/model_repository"; }
+
+std::string stories260k_dir() { return testdata_dir() + "/stories260K-hf-format.derived"; }
+
+std::string add_test_language_models(const std::string& repository) {
+  namespace fs = std::filesystem;
+  fs::copy(fs::path(default_repository()) / "tiny-llama", repository + "/tiny-llama", fs::copy_options::recursive);
+  if (!fs::exists(stories260k_dir() + "/model.safetensors")) return "reference data missing: " + stories260k_dir();
+  fs::copy(stories260k_dir(), repository + "/stories", fs::copy_options::recursive);  // a drop-in HF snapshot
+  return "";
+}
 
 std::unique_ptr<ServerProcess> ServerProcess::start(const std::string& repository, std::vector<std::string> args,
                                                     std::chrono::seconds timeout) {

@@ -58,5 +58,10 @@ class ServerProcess {
 std::string default_repository();
 // ferry's build directory (FERRY_BINARY_DIR from CTest).
 std::string build_dir();
+// The trained stories260K checkpoint as an HF folder, in the reference data (may be absent).
+std::string stories260k_dir();
+// Copies the default repository's tiny-llama into `repository` as `tiny-llama`, and stories260K as
+// `stories`. Returns "", or why stories is missing (the reference data is absent).
+std::string add_test_language_models(const std::string& repository);
 
 }  // namespace ferry::testing

@@ -28,19 +28,14 @@ class StructuredOutput : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     repo_ = new TempDir();
-    const fs::path stories = fs::path(testdata_dir()) / "stories260K-hf-format.derived";
-    if (fs::exists(stories / "model.safetensors")) {
-      fs::copy(stories, repo_->path() + "/stories", fs::copy_options::recursive);
+    stories_missing_ = add_test_language_models(repo_->path());
+    if (stories_missing_.empty()) {
       // 24 blocks of 16 tokens: six ~150-token answers at once must preempt.
       fs::create_directories(repo_->path() + "/small_pool");
-      fs::copy(stories, repo_->path() + "/small_pool/1", fs::copy_options::recursive);
+      fs::copy(stories260k_dir(), repo_->path() + "/small_pool/1", fs::copy_options::recursive);
       write_file(repo_->path() + "/small_pool/config.json",
                  R"({"backend":"llm","max_num_seqs":8,"kv_cache_num_blocks":24,"enable_prefix_caching":false})");
-    } else {
-      stories_missing_ = "reference data missing: " + stories.string();
     }
-    const fs::path tiny = fs::path(default_repository()) / "tiny-llama";
-    fs::copy(tiny, repo_->path() + "/tiny-llama", fs::copy_options::recursive);
     server_ = ServerProcess::start(repo_->path(), {}).release();
   }
   static void TearDownTestSuite() {

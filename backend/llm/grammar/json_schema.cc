@@ -48,23 +48,44 @@ const char* const kPrimitives[][2] = {
     {"boolean", R"("true" | "false")"},
     {"null", R"("null")"},
     // Formats (string contents, no quotes).
-    {"date", R"([0-9]{4} "-" ( "0" [1-9] | "1" [0-2] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] ))"},
+    // RFC 3339 full-date: each month's own number of days; February 29 only in leap years (a
+    // multiple of 4 that is not a multiple of 100, or a multiple of 400).
+    {"date", R"([0-9]{4} "-" ( ( "0" [13578] | "1" [02] ) "-" date-31 | ( "0" [469] | "11" ) "-" date-30 | "02-" date-28 ) | date-leap "-02-29")"},
+    {"date-28", R"("0" [1-9] | "1" [0-9] | "2" [0-8])"},
+    {"date-30", R"(date-28 | "29" | "30")"},
+    {"date-31", R"(date-30 | "31")"},
+    {"date-leap", R"([0-9]{2} ( "0" [48] | [2468] [048] | [13579] [26] ) | ( [02468] [048] | [13579] [26] ) "00")"},
     {"time", R"(( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{1,6} )? ( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ))"},
     {"date-time", R"(date "T" time)"},
     {"uuid", R"(hex{8} "-" hex{4} "-" hex{4} "-" hex{4} "-" hex{12})"},
-    {"hostname", R"(label ( "." label ){0,8})"},
+    // RFC 1123: labels of at most 63 characters, at most 253 in all. A grammar cannot count the
+    // whole, so the first label may have 63 and up to 7 more 26 each (63 + 7 * 27 = 252).
+    {"hostname", R"(label ( "." label-short ){0,7})"},
     {"label", R"([a-zA-Z0-9] ( [a-zA-Z0-9-]{0,61} [a-zA-Z0-9] )?)"},
-    {"email", R"([a-zA-Z0-9_+-] [a-zA-Z0-9_+.-]{0,62} "@" label ( "." label ){1,4})"},
+    {"label-short", R"([a-zA-Z0-9] ( [a-zA-Z0-9-]{0,24} [a-zA-Z0-9] )?)"},
+    // A dot-atom local part (no leading, trailing or double dot) of at most 64 characters (RFC 5321:
+    // up to 4 atoms, 16 + 3 * 16), then a host name of two labels or more.
+    {"email", R"([a-zA-Z0-9_+-]{1,16} ( "." [a-zA-Z0-9_+-]{1,15} ){0,3} "@" label ( "." label-short ){1,7})"},
     {"ipv4", R"(octet "." octet "." octet "." octet)"},
     {"octet", R"("25" [0-5] | "2" [0-4] [0-9] | "1" [0-9] [0-9] | [1-9] [0-9] | [0-9])"},
-    {"uri", R"([a-zA-Z] [a-zA-Z0-9+.-]{0,15} ":" [^ "\\\x00-\x1F<>{}|^`]{1,512})"},
+    // RFC 3986 (ASCII only, other characters percent-encoded): scheme ":" then an authority and
+    // an absolute path, an absolute path, or a relative one; a query and a fragment. Bounded
+    // (8 segments of 48, a query of 128, a fragment of 64) so that a value always ends.
+    {"uri", R"([a-zA-Z] [a-zA-Z0-9+.-]{0,15} ":" ( "//" hostname ( ":" [0-9]{1,5} )? ( "/" uri-char{0,48} ){0,8} | "/" ( uri-char{1,48} ( "/" uri-char{0,48} ){0,7} )? | uri-char{1,48} ( "/" uri-char{0,48} ){0,7} ) ( "?" ( uri-char | [/?] ){0,128} )? ( "#" ( uri-char | [/?] ){0,64} )?)"},
+    {"uri-char", R"([a-zA-Z0-9._~!$&'()*+,;=:@-] | "%" hex hex)"},
 };
+
+// Code points in UTF-8 `text` (continuation bytes not counted).
+size_t code_point_count(const std::string& text) {
+  return static_cast<size_t>(
+      std::count_if(text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
 
 // Keywords that change what is valid and that the converter does not support.
 const char* const kUnsupported[] = {
     "not", "if", "then", "else", "dependentSchemas", "dependentRequired", "dependencies", "multipleOf",
-    "patternProperties", "propertyNames", "uniqueItems", "contains", "minContains", "maxContains",
-    "minProperties", "maxProperties", "unevaluatedProperties", "unevaluatedItems", "$dynamicRef",
+    "patternProperties", "uniqueItems", "contains", "minContains", "maxContains",
+    "minProperties", "unevaluatedProperties", "unevaluatedItems", "$dynamicRef",
     "$recursiveRef", "additionalItems"};
 
 // Keywords that only annotate (or hold definitions); allowed beside $ref / anyOf / oneOf / allOf.
@@ -164,7 +185,9 @@ class SchemaConverter {
         {"value", {"object", "array", "string", "number", "boolean", "null"}},
         {"object", {"ws", "member"}}, {"member", {"string", "ws", "value"}}, {"array", {"ws", "value"}},
         {"string", {"char"}}, {"char", {"uhex"}}, {"uhex", {"hex"}}, {"number", {"integer"}},
-        {"date-time", {"date", "time"}}, {"uuid", {"hex"}}, {"hostname", {"label"}}, {"email", {"label"}},
+        {"date-time", {"date", "time"}}, {"uuid", {"hex"}}, {"hostname", {"label", "label-short"}}, {"email", {"label", "label-short"}},
+        {"date", {"date-28", "date-30", "date-31", "date-leap"}}, {"date-30", {"date-28"}}, {"date-31", {"date-30"}},
+        {"uri", {"hostname", "uri-char"}}, {"uri-char", {"hex"}},
         {"ipv4", {"octet"}}};
     if (used_.insert(name).second) {
       auto it = kDeps.find(name);
@@ -207,7 +230,7 @@ class SchemaConverter {
   Result<std::string> visit_array(const Json::Value& s, const std::string& ptr, int depth);
   Result<std::string> visit_literals(const Json::Value& values, const Json::Value& s, const std::string& ptr);
   Status only_annotations_beside(const Json::Value& s, const char* keyword, const std::string& ptr) const;
-  std::string other_key(const std::vector<std::string>& names);
+  std::string other_key(const std::vector<std::string>& names, int64_t max_length);
 
   const Json::Value& root_;
   const JsonKeyOrder* key_order_;
@@ -285,7 +308,7 @@ Result<std::string> SchemaConverter::visit(const Json::Value& s, const std::stri
     auto has = [&](std::initializer_list<const char*> keys) {
       return std::any_of(keys.begin(), keys.end(), [&](const char* k) { return s.isMember(k); });
     };
-    if (has({"properties", "required", "additionalProperties"})) types.push_back("object");
+    if (has({"properties", "required", "additionalProperties", "propertyNames", "maxProperties"})) types.push_back("object");
     if (has({"items", "prefixItems", "minItems", "maxItems"})) types.push_back("array");
     if (has({"minLength", "maxLength", "pattern", "format"})) types.push_back("string");
     if (has({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})) types.push_back("number");
@@ -476,7 +499,11 @@ Result<std::string> SchemaConverter::visit_object(const Json::Value& s, const st
   const Json::Value& props = s["properties"];
   const Json::Value& add = s["additionalProperties"];
   if (!props.isNull() && !props.isObject()) return fail("'properties' must be an object", ptr);
-  if (props.isNull() && (add.isNull() || (add.isBool() && add.asBool())) && !s.isMember("required")) return use("object");
+  if (!add.isNull() && !add.isBool() && !add.isObject()) return fail("'additionalProperties' must be a boolean or a schema", ptr);
+  // No declared members and any others allowed: a free-form object, unless its members are bounded.
+  const bool free_form = props.isNull() && (add.isNull() || (add.isBool() && add.asBool()));
+  const bool bounded = s.isMember("propertyNames") || s.isMember("maxProperties");
+  if (free_form && !s.isMember("required") && !bounded) return use("object");
 
   std::set<std::string> required;
   for (const Json::Value& r : s["required"]) {
@@ -493,8 +520,18 @@ Result<std::string> SchemaConverter::visit_object(const Json::Value& s, const st
       if (known != key_order_->end() && known->second.size() == names.size()) names = known->second;
     }
   }
+  // A required name without a 'properties' entry is an additional member: its value follows
+  // 'additionalProperties' (any value when that is absent or true; none when it is false).
+  const bool add_false = add.isBool() && !add.asBool();
+  std::string add_value;
+  if (add.isObject()) FERRY_ASSIGN_OR_RETURN(add_value, visit(add, ptr + "/additionalProperties", depth + 1));
   for (const std::string& r : required) {
-    if (std::find(names.begin(), names.end(), r) == names.end()) names.push_back(r);  // any value
+    if (std::find(names.begin(), names.end(), r) != names.end()) continue;
+    if (add_false) {
+      return fail("required property '" + r + "' has no 'properties' entry and 'additionalProperties' is false", ptr);
+    }
+    if (add_value.empty()) add_value = use("value");
+    names.push_back(r);
   }
   std::vector<std::string> kv;
   for (const std::string& name : names) {
@@ -502,29 +539,62 @@ Result<std::string> SchemaConverter::visit_object(const Json::Value& s, const st
     if (props.isObject() && props.isMember(name)) {
       FERRY_ASSIGN_OR_RETURN(value, visit(props[name], ptr + "/properties/" + json_pointer_escape(name), depth + 1));
     } else {
-      value = use("value");
+      value = add_value;
     }
     std::string key(1, '"');
     key += json_escape(name);
     key.push_back('"');
     kv.push_back(gbnf_literal(key) + " ws \":\" ws " + value);
   }
+  // propertyNames (only maxLength) and maxProperties bound the additional members, so that a model
+  // that would go on naming members still ends. Every declared name must fit both.
+  int64_t name_max = -1;  // code points; -1: unbounded
+  if (s.isMember("propertyNames")) {
+    const Json::Value& pn = s["propertyNames"];
+    for (const std::string& k : pn.isObject() ? pn.getMemberNames() : std::vector<std::string>{"?"}) {
+      if (k != "maxLength" && !(k == "type" && pn[k] == "string") && !is_annotation(k)) {
+        return fail("'propertyNames' supports only 'maxLength'", ptr);
+      }
+    }
+    const Json::Value& m = pn["maxLength"];
+    if (!m.isIntegral() || m.asInt64() < 0 || m.asInt64() > 10000) {
+      return fail("'propertyNames' 'maxLength' must be an integer in [0, 10000]", ptr);
+    }
+    name_max = m.asInt64();
+    for (const std::string& name : names) {
+      if (static_cast<int64_t>(code_point_count(name)) > name_max) {
+        return fail("property '" + name + "' is longer than 'propertyNames' 'maxLength'", ptr);
+      }
+    }
+  }
+  int64_t extra_max = -1;  // additional members; -1: unbounded
+  if (s.isMember("maxProperties")) {
+    const Json::Value& m = s["maxProperties"];
+    if (!m.isIntegral() || m.asInt64() < 0) return fail("'maxProperties' must be a non-negative integer", ptr);
+    // Counted as if every declared property were present, so the total never exceeds the bound.
+    if (m.asInt64() < static_cast<int64_t>(names.size())) {
+      return fail("'maxProperties' below the number of declared properties is not supported", ptr);
+    }
+    extra_max = std::min<int64_t>(m.asInt64() - static_cast<int64_t>(names.size()), 1000);
+  }
   std::string extra;  // empty: no additional members
-  if (add.isObject()) {
-    std::string value;
-    FERRY_ASSIGN_OR_RETURN(value, visit(add, ptr + "/additionalProperties", depth + 1));
-    extra = other_key(names) + " ws \":\" ws " + value;
-  } else if (add.isBool() && add.asBool()) {
-    extra = other_key(names) + " ws \":\" ws " + use("value");
-  } else if (!add.isNull() && !add.isBool()) {
-    return fail("'additionalProperties' must be a boolean or a schema", ptr);
+  if ((add.isObject() || (add.isBool() && add.asBool()) || (free_form && bounded)) && extra_max != 0) {
+    const std::string key = other_key(names, name_max);
+    if (!key.empty()) extra = key + " ws \":\" ws " + (add.isObject() ? add_value : use("value"));
   }
   use("ws");
   const size_t n = names.size();
   std::vector<std::string> rest(n + 1), first(n + 1);
   if (!extra.empty()) {
-    rest[n] = add_rule("obj-extra-rest", "( ws \",\" ws " + extra + " )*");
-    first[n] = add_rule("obj-extra-first", extra + " " + rest[n]);
+    // rest_n: up to extra_max more members after some; first_n: one, then up to extra_max - 1.
+    const std::string comma_extra = "( ws \",\" ws " + extra + " )";
+    if (extra_max < 0) {
+      rest[n] = add_rule("obj-extra-rest", comma_extra + "*");
+      first[n] = add_rule("obj-extra-first", extra + " " + rest[n]);
+    } else {
+      rest[n] = add_rule("obj-extra-rest", comma_extra + "{0," + std::to_string(extra_max) + "}");
+      first[n] = add_rule("obj-extra-first", extra + " " + comma_extra + "{0," + std::to_string(extra_max - 1) + "}");
+    }
   }
   for (size_t i = n; i-- > 0;) {
     const bool req = required.count(names[i]) != 0;
@@ -543,11 +613,13 @@ Result<std::string> SchemaConverter::visit_object(const Json::Value& s, const st
 // declared property never comes twice or under another schema. Written without escapes (no
 // \u0061 spelling of a declared name can slip through), as a trie over the names' code points:
 // at each node, the closing quote (unless a name ends there), a character that leaves every name
-// (then anything), or the next character of some name.
-std::string SchemaConverter::other_key(const std::vector<std::string>& names) {
+// (then anything), or the next character of some name. With `max_length` >= 0 no name is longer
+// than that many code points (the declared names are checked by the caller).
+std::string SchemaConverter::other_key(const std::vector<std::string>& names, int64_t max_length) {
   struct Node {
     std::map<uint32_t, size_t> kids;
     bool end = false;
+    int64_t depth = 0;  // code points from the root
   };
   std::vector<Node> trie(1);
   for (const std::string& name : names) {
@@ -564,6 +636,7 @@ std::string SchemaConverter::other_key(const std::vector<std::string>& names) {
       auto it = trie[t].kids.find(c);
       if (it == trie[t].kids.end()) {
         trie.emplace_back();
+        trie.back().depth = trie[t].depth + 1;
         it = trie[t].kids.emplace(c, trie.size() - 1).first;
       }
       t = it->second;
@@ -574,20 +647,33 @@ std::string SchemaConverter::other_key(const std::vector<std::string>& names) {
   special.add(0, 0x1F);
   special.add('"');
   special.add('\\');
-  const std::string free = add_rule("key-free", gbnf_class(special.complement()) + "* \"\\\"\"");
-  std::vector<std::string> rule(trie.size());
+  const std::string any_char = gbnf_class(special.complement());
+  // The rest of a name after `depth` code points, once it has left every declared name.
+  auto free_after = [&](int64_t depth) {
+    if (max_length < 0) return add_rule("key-free", any_char + "* \"\\\"\"");
+    return add_rule("key-free", any_char + "{0," + std::to_string(max_length - depth - 1) + "} \"\\\"\"");
+  };
+  std::vector<std::string> rule(trie.size());  // empty: no name continues from there
   for (size_t t = trie.size(); t-- > 0;) {  // children were made after their parents
     CodepointSet leave = special;
     for (const auto& [c, kid] : trie[t].kids) leave.add(c);
-    std::string body = trie[t].end ? "" : "\"\\\"\" | ";
-    body += gbnf_class(leave.complement()) + " " + free;
+    std::vector<std::string> alts;
+    if (!trie[t].end) alts.push_back("\"\\\"\"");
+    if (max_length < 0 || trie[t].depth < max_length) alts.push_back(gbnf_class(leave.complement()) + " " + free_after(trie[t].depth));
     for (const auto& [c, kid] : trie[t].kids) {
+      if (rule[kid].empty()) continue;
       std::string one;
       append_utf8(&one, c);
-      body += " | " + gbnf_literal(one) + " " + rule[kid];
+      alts.push_back(gbnf_literal(one) + " " + rule[kid]);
     }
+    if (alts.empty()) continue;
+    std::string body;
+    for (const std::string& a : alts) body += (body.empty() ? "" : " | ") + a;
     rule[t] = add_rule("key", body);
   }
+  // The root always has the closing quote or a first character unless max_length is 0 and the
+  // empty name is declared: then no additional name exists.
+  if (rule[0].empty()) return "";
   return add_rule("other-key", "\"\\\"\" " + rule[0]);
 }
 

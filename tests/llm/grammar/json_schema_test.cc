@@ -54,6 +54,14 @@ bool has_type(const Json::Value& v, const std::string& t) {
   return false;
 }
 
+// The day of a "YYYY-MM-DD..." text exists: each month's length, February 29 in leap years only.
+bool day_exists(const std::string& date) {
+  const int year = std::stoi(date.substr(0, 4)), month = std::stoi(date.substr(5, 2)), day = std::stoi(date.substr(8, 2));
+  static const int kDays[] = {0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+  return day <= (month == 2 && leap ? 29 : kDays[month]);
+}
+
 const Json::Value& resolve(const Json::Value& root, const std::string& ref) {
   const Json::Value* t = &root;
   size_t i = 1;
@@ -110,11 +118,18 @@ std::string validate(const Json::Value& v, const Json::Value& s, const Json::Val
           {"time", R"(([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d))"},
           {"date-time", R"(\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d))"},
           {"uuid", R"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"},
-          {"email", R"([A-Za-z0-9_+.-]+@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+)"},
+          {"email", R"([A-Za-z0-9_+-]+(\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+)"},
           {"ipv4", R"(((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d))"},
+          {"hostname", R"([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)"},
+          // ASCII only, percent escapes complete, at most one fragment.
+          {"uri", R"([A-Za-z][A-Za-z0-9+.-]*:([A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})+(#([A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?)"},
       };
-      auto it = kFormats.find(s["format"].asString());
+      const std::string f = s["format"].asString();
+      auto it = kFormats.find(f);
       if (it != kFormats.end() && !std::regex_match(str, std::regex(it->second))) return "format " + it->first;
+      if ((f == "date" || f == "date-time") && !day_exists(str)) return "format " + f + ": no such day";
+      if (f == "hostname" && str.size() > 253) return "format hostname: over 253 characters";
+      if (f == "email" && (str.find('@') > 64 || str.size() - str.find('@') - 1 > 253)) return "format email: too long";
     }
   }
   if (v.isNumeric() && !v.isBool()) {
@@ -136,7 +151,11 @@ std::string validate(const Json::Value& v, const Json::Value& s, const Json::Val
         std::string why = validate(v[k], s["additionalProperties"], root);
         if (!why.empty()) return "additional " + k + ": " + why;
       }
+      if (s["propertyNames"].isMember("maxLength") && code_points(k) > s["propertyNames"]["maxLength"].asUInt()) {
+        return "name " + k + " too long";
+      }
     }
+    if (s.isMember("maxProperties") && v.size() > s["maxProperties"].asUInt()) return "too many members";
   }
   if (v.isArray()) {
     if (s.isMember("minItems") && v.size() < s["minItems"].asUInt()) return "too few items";
@@ -193,6 +212,12 @@ const char* const kSchemas[] = {
     R"({"type": "string", "format": "uuid"})",
     R"({"type": "string", "format": "email"})",
     R"({"type": "string", "format": "ipv4"})",
+    R"({"type": "string", "format": "hostname"})",
+    R"({"type": "string", "format": "uri"})",
+    R"({"type": "object", "properties": {"a": {"type": "null"}}, "required": ["a", "b"], "additionalProperties": {"type": "boolean"}})",
+    R"({"type": "object", "properties": {"id": {"type": "integer"}}, "additionalProperties": {"type": "boolean"}, "propertyNames": {"maxLength": 3}, "maxProperties": 3})",
+    R"({"type": "object", "maxProperties": 2})",
+    R"({"propertyNames": {"type": "string", "maxLength": 2}})",
     R"({"type": "string", "format": "not-a-known-format"})",
     R"({"type": "integer", "minimum": 0})",
     R"({"type": "integer", "exclusiveMinimum": 0})",
@@ -329,6 +354,72 @@ TEST(JsonSchemaTest, IntegerRangesAreExact) {
   EXPECT_TRUE(matches(big, "123456789012"));
 }
 
+// Formats follow the RFCs as ajv-formats checks them: real days (found by the schema suite:
+// November 31 was allowed), host name lengths, dot-atom local parts, URIs in ASCII.
+TEST(JsonSchemaTest, FormatsFollowTheirRfcs) {
+  const std::string date = schema_gbnf(R"({"type": "string", "format": "date"})");
+  for (const char* ok : {"2024-02-29", "2000-02-29", "0000-02-29", "1996-02-29", "2023-02-28", "2023-01-31",
+                         "2023-03-31", "2023-04-30", "2023-07-31", "2023-08-31", "2023-11-30", "2023-12-31"}) {
+    EXPECT_TRUE(matches(date, std::string("\"") + ok + "\"")) << ok;
+  }
+  for (const char* bad : {"2023-02-29", "1900-02-29", "2100-02-29", "2024-02-30", "2023-04-31", "2023-06-31",
+                          "2023-09-31", "6355-11-31", "2023-13-01", "2023-00-10", "2023-01-00", "2023-01-32"}) {
+    EXPECT_FALSE(matches(date, std::string("\"") + bad + "\"")) << bad;
+  }
+  const std::string date_time = schema_gbnf(R"({"type": "string", "format": "date-time"})");
+  EXPECT_TRUE(matches(date_time, R"("2024-02-29T12:30:00Z")"));
+  EXPECT_FALSE(matches(date_time, R"("2023-02-29T12:30:00Z")"));
+
+  const std::string host = schema_gbnf(R"({"type": "string", "format": "hostname"})");
+  const std::string label63(63, 'a'), label26(26, 'b');
+  for (const std::string& ok : {std::string("a"), std::string("example.com"), std::string("a-1.b-2.c"), label63,
+                                label63 + "." + label26 + "." + label26, std::string("a.b.c.d.e.f.g.h")}) {
+    EXPECT_TRUE(matches(host, "\"" + ok + "\"")) << ok;
+  }
+  // Longer than 253 characters, a label of 64, empty labels, hyphens at a label's ends.
+  std::string long_name = label63;
+  for (int i = 0; i < 4; ++i) long_name += "." + label63;
+  for (const std::string& bad : {long_name, label63 + "a", std::string("a..b"), std::string("-a"), std::string("a-"),
+                                 std::string("a.-b")}) {
+    EXPECT_FALSE(matches(host, "\"" + bad + "\"")) << bad;
+  }
+
+  const std::string email = schema_gbnf(R"({"type": "string", "format": "email"})");
+  for (const char* ok : {"a@b.co", "first.last+tag@mail.example.org", "x_y-z@a-b.c"}) {
+    EXPECT_TRUE(matches(email, std::string("\"") + ok + "\"")) << ok;
+  }
+  for (const char* bad : {"a..b@c.de", ".a@b.cd", "a.@b.cd", "a@b", "a@-b.cd", "a@b..cd", "@b.cd"}) {
+    EXPECT_FALSE(matches(email, std::string("\"") + bad + "\"")) << bad;
+  }
+  const std::string local65(65, 'a');
+  EXPECT_FALSE(matches(email, "\"" + local65 + "@b.cd\"")) << "a local part over 64";
+
+  const std::string uri = schema_gbnf(R"({"type": "string", "format": "uri"})");
+  for (const char* ok : {"https://example.com/a/b?x=1&y=2#top", "mailto:someone@example.com", "urn:isbn:0451450523",
+                         "http://h:8080/p%20q/", "tag:/x", "s3://bucket/key?"}) {
+    EXPECT_TRUE(matches(uri, std::string("\"") + ok + "\"")) << ok;
+  }
+  for (const char* bad : {"a:b c", "a:\u201d", "a:%zz", "a:#x#y", "1a:b", "a:", "http://a/b?c#d#e",
+                          "no-scheme"}) {
+    EXPECT_FALSE(matches(uri, std::string("\"") + bad + "\"")) << bad;
+  }
+}
+
+// A required name without a properties entry takes additionalProperties' schema; with
+// additionalProperties false no object is valid, and the schema is refused (found by the suite).
+TEST(JsonSchemaTest, RequiredNamesWithoutPropertiesFollowAdditionalProperties) {
+  const std::string g = schema_gbnf(
+      R"({"type": "object", "properties": {"a": {"type": "null"}}, "required": ["a", "b"], "additionalProperties": {"type": "boolean"}})");
+  EXPECT_TRUE(matches(g, R"({"a":null,"b":true})"));
+  EXPECT_FALSE(matches(g, R"({"a":null,"b":1})"));
+  auto refused = json_schema_to_gbnf(
+      parse(R"({"type": "object", "properties": {"a": {"type": "null"}}, "required": ["a", "b"], "additionalProperties": false})"));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("'b'"), std::string::npos) << refused.status().message();
+  EXPECT_NE(refused.status().message().find("additionalProperties"), std::string::npos) << refused.status().message();
+  EXPECT_TRUE(matches(schema_gbnf(R"({"type": "object", "required": ["b"]})"), R"({"b":[1]})"));
+}
+
 TEST(JsonSchemaTest, JsonObjectGrammar) {
   const std::string g = json_object_gbnf();
   EXPECT_TRUE(matches(g, R"({"a": [1, 2.5e-3, "x\u00e9\n", {"b": null}], "c": true})"));
@@ -368,6 +459,39 @@ TEST(JsonSchemaTest, UnsupportedKeywordsAreNamed) {
             "json_schema: only local references ('#/...') are supported, not 'https://example.com/s.json' at the root");
   EXPECT_EQ(error_of(R"({"$ref": "#/$defs/missing"})"), "json_schema: '$ref' '#/$defs/missing' points at nothing at the root");
   EXPECT_EQ(error_of(R"({"type": "strin"})"), "json_schema: unknown type 'strin' at the root");
+}
+
+// propertyNames (maxLength) and maxProperties bound the additional members: without them a model
+// that keeps naming members never ends (found by the schema suite on stories260K).
+TEST(JsonSchemaTest, PropertyNamesAndMaxPropertiesBoundAdditionalMembers) {
+  const std::string g = schema_gbnf(R"({"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"],
+      "additionalProperties": {"type": "boolean"}, "propertyNames": {"maxLength": 3}, "maxProperties": 3})");
+  for (const char* ok : {R"({"id":1})", R"({"id":1,"abc":true})", R"({"id":1,"a":true,"b":false})", R"({"id":1,"":true})",
+                         R"({"id":1,"idx":true})", R"({"id":1,"ü":true})"}) {
+    EXPECT_TRUE(matches(g, ok)) << ok;
+  }
+  for (const char* bad : {R"({"id":1,"abcd":true})", R"({"id":1,"a":true,"b":true,"c":true})", R"({"id":1,"id":true})",
+                          R"({"id":1,"a":1})"}) {
+    EXPECT_FALSE(matches(g, bad)) << bad;
+  }
+  const std::string free_form = schema_gbnf(R"({"type": "object", "maxProperties": 2})");
+  for (const char* ok : {"{}", R"({"a":1})", R"({"a":1,"bcdefg":[2]})"}) EXPECT_TRUE(matches(free_form, ok)) << ok;
+  EXPECT_FALSE(matches(free_form, R"({"a":1,"b":2,"c":3})"));
+  const std::string names = schema_gbnf(R"({"propertyNames": {"maxLength": 1}})");
+  EXPECT_TRUE(matches(names, R"({"a":1,"b":2,"c":"x"})"));
+  EXPECT_FALSE(matches(names, R"({"ab":1})"));
+  const std::string none = schema_gbnf(R"({"type": "object", "maxProperties": 0})");
+  EXPECT_TRUE(matches(none, "{}"));
+  EXPECT_FALSE(matches(none, R"({"a":1})"));
+
+  EXPECT_EQ(error_of(R"({"type": "object", "propertyNames": {"pattern": "^a"}})"),
+            "json_schema: 'propertyNames' supports only 'maxLength' at the root");
+  EXPECT_EQ(error_of(R"({"type": "object", "properties": {"long": {}}, "propertyNames": {"maxLength": 2}})"),
+            "json_schema: property 'long' is longer than 'propertyNames' 'maxLength' at the root");
+  EXPECT_EQ(error_of(R"({"type": "object", "properties": {"a": {}, "b": {}}, "maxProperties": 1})"),
+            "json_schema: 'maxProperties' below the number of declared properties is not supported at the root");
+  EXPECT_EQ(error_of(R"({"type": "object", "maxProperties": -1})"),
+            "json_schema: 'maxProperties' must be a non-negative integer at the root");
 }
 
 }  // namespace
