@@ -46,13 +46,13 @@ async function post(path, body) {
   return { status: r.status, text: await r.text() };
 }
 
-// The text and finish_reason of choice 0, from a JSON answer or from server-sent events.
+// The text and finish_reason of each choice, from a JSON answer or from server-sent events.
 function readAnswer(kind, stream, text) {
   if (!stream) {
-    const c = JSON.parse(text).choices[0];
-    return { output: kind === "chat" ? c.message.content : c.text, finish: c.finish_reason };
+    return JSON.parse(text).choices.map((c) => ({ output: kind === "chat" ? c.message.content : c.text, finish: c.finish_reason }));
   }
-  let output = "", finish = null, done = false;
+  const choices = [];
+  let done = false;
   for (const event of text.split("\n\n")) {
     const data = event.startsWith("data: ") ? event.slice(6) : null;
     if (data === null) continue;
@@ -60,22 +60,24 @@ function readAnswer(kind, stream, text) {
     const chunk = JSON.parse(data);
     if (chunk.error) throw new Error(`error event: ${data}`);
     for (const c of chunk.choices) {
-      output += (kind === "chat" ? c.delta.content : c.text) ?? "";
-      if (c.finish_reason) finish = c.finish_reason;
+      choices[c.index] ??= { output: "", finish: null };
+      choices[c.index].output += (kind === "chat" ? c.delta.content : c.text) ?? "";
+      if (c.finish_reason) choices[c.index].finish = c.finish_reason;
     }
   }
   if (!done) throw new Error("the stream did not end with [DONE]");
-  return { output, finish };
+  return choices;
 }
 
-// The runs: {model, kind, temperature, seed, stream, field} for each schema.
+// The runs: {model, kind, temperature, seed, stream, n, field} for each schema. Sampled runs on the
+// completions model ask for 2 choices (each has its own matcher).
 function runsFor(index) {
   const runs = [];
   const add = (model, kind, seeds, fieldShift, streamOdd) => {
     if (!model) return;
     for (let r = 0; r <= seeds; ++r) {
       runs.push({ model, kind, temperature: r === 0 ? 0 : 1, seed: r === 0 ? undefined : r, stream: streamOdd && r % 2 === 1,
-                  field: (index + fieldShift) % formatFields.length });
+                  n: kind === "completions" && r > 0 ? 2 : 1, field: (index + fieldShift) % formatFields.length });
     }
   };
   add(args["completions-model"], "completions", Number(args["completions-seeds"] ?? 3), 0, false);
@@ -91,6 +93,7 @@ async function runOne(entry, validate, run) {
     model: run.model, max_tokens: Math.min(entry.max_tokens ?? 400, contexts[run.model] - 32), temperature: run.temperature,
     ...(run.seed === undefined ? {} : { seed: run.seed }),
     ...(run.stream ? { stream: true } : {}),
+    ...(run.n > 1 ? { n: run.n } : {}),
     ...formatFields[run.field](entry.schema),
   };
   if (run.kind === "chat") body.messages = [{ role: "user", content: "Answer in JSON." }];
@@ -99,12 +102,17 @@ async function runOne(entry, validate, run) {
                 `${run.stream ? " stream" : ""} ${Object.keys(formatFields[run.field]({}))[0]}`;
   const r = await post(run.kind === "chat" ? "/v1/chat/completions" : "/v1/completions", body);
   if (r.status !== 200) return `${label}: status ${r.status}: ${r.text}`;
-  const { output, finish } = readAnswer(run.kind, run.stream, r.text);
-  if (finish !== "stop") return `${label}: finish_reason ${finish}, output ${JSON.stringify(output)}`;
-  let value;
-  try { value = JSON.parse(output); } catch (e) { return `${label}: does not parse (${e.message}): ${JSON.stringify(output)}`; }
-  if (!validate(value)) return `${label}: invalid ${JSON.stringify(validate.errors)}: ${output}`;
-  return null;
+  const choices = readAnswer(run.kind, run.stream, r.text);
+  if (choices.length !== run.n) return `${label}: ${choices.length} choices, not ${run.n}`;
+  const problems = [];
+  choices.forEach(({ output, finish }, i) => {
+    const at = run.n > 1 ? `${label} choice ${i}` : label;
+    if (finish !== "stop") return problems.push(`${at}: finish_reason ${finish}, output ${JSON.stringify(output)}`);
+    let value;
+    try { value = JSON.parse(output); } catch (e) { return problems.push(`${at}: does not parse (${e.message}): ${JSON.stringify(output)}`); }
+    if (!validate(value)) problems.push(`${at}: invalid ${JSON.stringify(validate.errors)}: ${output}`);
+  });
+  return problems;
 }
 
 // Runs `tasks` (functions returning promises) with at most `limit` in flight: the server batches them.
@@ -121,10 +129,11 @@ let outputs = 0;
 const perSchema = await pool(schemas.map((entry, index) => async () => {
   const validate = validator(entry);
   const runs = runsFor(index);
-  const problems = (await Promise.all(runs.map((run) => runOne(entry, validate, run).catch((e) => `${run.model}: ${e.message}`))))
-    .filter((p) => p !== null);
-  outputs += runs.length;
-  return { entry, runs: runs.length, problems };
+  const problems = (await Promise.all(runs.map((run) => runOne(entry, validate, run).catch((e) => [`${run.model}: ${e.message}`]))))
+    .flat();
+  const count = runs.reduce((sum, run) => sum + run.n, 0);
+  outputs += count;
+  return { entry, runs: count, problems };
 }), 4);
 for (const { entry, runs, problems } of perSchema) {
   console.log(`${problems.length === 0 ? "ok  " : "FAIL"} ${entry.name}: ${runs - problems.length}/${runs}`);
@@ -202,7 +211,7 @@ for (const c of refusals) {
     failures.push(p);
   } else {
     ++refused;
-    console.log(`ok   refusal ${c.name}: ${message}`);
+    console.log(`ok   refusal ${c.name}: ${message.replace(/\s*\n\s*/g, " ")}`);
   }
 }
 console.log(`refusals: ${refused} answered 400 naming the problem`);
