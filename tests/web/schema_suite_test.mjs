@@ -16,6 +16,7 @@ import Ajv from "ajv";
 import Ajv2020 from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
 import { readFileSync } from "node:fs";
+import http from "node:http";
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith("--") ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []),
@@ -41,10 +42,22 @@ const formatFields = [
   (schema) => ({ json_schema: schema }),
 ];
 
-async function post(path, body) {
-  const r = await fetch(url + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-  return { status: r.status, text: await r.text() };
+// One request on its own connection (agent: false): no kept-alive socket that the server may close
+// just as a request is written on it, so a failure here is the server's, not a race of the client.
+function request(method, path, body) {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const req = http.request(url + path, { method, agent: false, headers: data ? { "content-type": "application/json" } : {} }, (res) => {
+      const parts = [];
+      res.on("data", (d) => parts.push(d));
+      res.on("end", () => resolve({ status: res.statusCode, text: Buffer.concat(parts).toString("utf8") }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end(data);
+  });
 }
+const post = (path, body) => request("POST", path, body);
 
 // The text and finish_reason of each choice, from a JSON answer or from server-sent events.
 function readAnswer(kind, stream, text) {
@@ -86,11 +99,11 @@ function runsFor(index) {
 }
 
 // Each model's context window: a schema's max_tokens is capped to leave room for the prompt.
-const contexts = Object.fromEntries((await (await fetch(`${url}/v1/models`)).json()).data.map((m) => [m.id, m.max_model_len]));
+const contexts = Object.fromEntries(JSON.parse((await request("GET", "/v1/models")).text).data.map((m) => [m.id, m.max_model_len]));
 
 async function runOne(entry, validate, run) {
   const body = {
-    model: run.model, max_tokens: Math.min(entry.max_tokens ?? 400, contexts[run.model] - 32), temperature: run.temperature,
+    model: run.model, max_tokens: Math.min(entry.max_tokens ?? 800, contexts[run.model] - 32), temperature: run.temperature,
     ...(run.seed === undefined ? {} : { seed: run.seed }),
     ...(run.stream ? { stream: true } : {}),
     ...(run.n > 1 ? { n: run.n } : {}),

@@ -185,8 +185,9 @@ class SchemaConverter {
         {"value", {"object", "array", "string", "number", "boolean", "null"}},
         {"object", {"ws", "member"}}, {"member", {"string", "ws", "value"}}, {"array", {"ws", "value"}},
         {"string", {"char"}}, {"char", {"uhex"}}, {"uhex", {"hex"}}, {"number", {"integer"}},
-        {"date-time", {"date", "time"}}, {"uuid", {"hex"}}, {"hostname", {"label", "label-short"}}, {"email", {"label", "label-short"}},
-        {"date", {"date-28", "date-30", "date-31", "date-leap"}}, {"date-30", {"date-28"}}, {"date-31", {"date-30"}},
+        {"date-time", {"date", "time"}}, {"uuid", {"hex"}}, {"hostname", {"label", "label-short"}},
+        {"email", {"label", "label-short"}}, {"date", {"date-28", "date-30", "date-31", "date-leap"}},
+        {"date-30", {"date-28"}}, {"date-31", {"date-30"}},
         {"uri", {"hostname", "uri-char"}}, {"uri-char", {"hex"}},
         {"ipv4", {"octet"}}};
     if (used_.insert(name).second) {
@@ -308,7 +309,9 @@ Result<std::string> SchemaConverter::visit(const Json::Value& s, const std::stri
     auto has = [&](std::initializer_list<const char*> keys) {
       return std::any_of(keys.begin(), keys.end(), [&](const char* k) { return s.isMember(k); });
     };
-    if (has({"properties", "required", "additionalProperties", "propertyNames", "maxProperties"})) types.push_back("object");
+    if (has({"properties", "required", "additionalProperties", "propertyNames", "maxProperties"})) {
+      types.push_back("object");
+    }
     if (has({"items", "prefixItems", "minItems", "maxItems"})) types.push_back("array");
     if (has({"minLength", "maxLength", "pattern", "format"})) types.push_back("string");
     if (has({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})) types.push_back("number");
@@ -659,7 +662,9 @@ std::string SchemaConverter::other_key(const std::vector<std::string>& names, in
     for (const auto& [c, kid] : trie[t].kids) leave.add(c);
     std::vector<std::string> alts;
     if (!trie[t].end) alts.push_back("\"\\\"\"");
-    if (max_length < 0 || trie[t].depth < max_length) alts.push_back(gbnf_class(leave.complement()) + " " + free_after(trie[t].depth));
+    if (max_length < 0 || trie[t].depth < max_length) {
+      alts.push_back(gbnf_class(leave.complement()) + " " + free_after(trie[t].depth));
+    }
     for (const auto& [c, kid] : trie[t].kids) {
       if (rule[kid].empty()) continue;
       std::string one;
