@@ -203,28 +203,39 @@ const refusals = [
   { name: "response_format json_schema not an object", body: { response_format: { type: "json_schema", json_schema: 5 } }, words: ["json_schema"] },
   { name: "response_format with an unsupported keyword", body: { response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object", properties: { n: { type: "integer", multipleOf: 3 } } } } } },
     words: ["'multipleOf'", "/properties/n"] },
+  { name: "structured_outputs.json with an unsupported keyword", body: { structured_outputs: { json: { type: "array", contains: {} } } },
+    words: ["'contains'"] },
+  { name: "llama.cpp json_schema with an unknown type", body: { json_schema: { type: "strin" } }, words: ["strin"] },
+  { name: "guided_json as text with an unsupported keyword", body: { guided_json: "{\"type\": \"object\", \"minProperties\": 1}" },
+    words: ["'minProperties'"] },
   { name: "two formats at once", body: { guided_json: { type: "integer" }, guided_regex: "a+" }, words: ["guided_json", "guided_regex"] },
 ];
-const refusalModel = args["completions-model"] ?? args["chat-model"];
-const refusalKind = args["completions-model"] ? "completions" : "chat";
+// Each refusal on every model given (completions and chat): a 400 whose message has the words and
+// whose `param` names the format field (null when two fields conflict).
+const refusalTargets = [[args["completions-model"], "completions"], [args["chat-model"], "chat"]].filter(([m]) => m);
 let refused = 0;
-for (const c of refusals) {
-  if (only && !only.test(c.name)) continue;
-  const body = { model: refusalModel, max_tokens: 8, ...c.body };
-  if (refusalKind === "chat") body.messages = [{ role: "user", content: "x" }];
-  else body.prompt = "x";
-  const r = await post(refusalKind === "chat" ? "/v1/chat/completions" : "/v1/completions", body);
-  let message = "";
-  try { message = JSON.parse(r.text).error.message; } catch { message = r.text; }
-  const missing = c.words.filter((w) => !message.includes(w));
-  if (r.status !== 400 || missing.length > 0) {
-    const p = `refusal "${c.name}": status ${r.status}, message ${JSON.stringify(message)}` +
-              (missing.length ? ` lacks ${JSON.stringify(missing)}` : "");
-    console.log(`FAIL ${p}`);
-    failures.push(p);
-  } else {
-    ++refused;
-    console.log(`ok   refusal ${c.name}: ${message.replace(/\s*\n\s*/g, " ")}`);
+for (const [model, kind] of refusalTargets) {
+  for (const c of refusals) {
+    if (only && !only.test(c.name)) continue;
+    const body = { model, max_tokens: 8, ...c.body };
+    if (kind === "chat") body.messages = [{ role: "user", content: "x" }];
+    else body.prompt = "x";
+    const r = await post(kind === "chat" ? "/v1/chat/completions" : "/v1/completions", body);
+    let error = {};
+    try { error = JSON.parse(r.text).error; } catch { error = { message: r.text }; }
+    const message = String(error.message);
+    const fields = Object.keys(c.body);
+    const paramOk = fields.length === 1 ? String(error.param).startsWith(fields[0]) : error.param === null;
+    const missing = c.words.filter((w) => !message.includes(w));
+    if (r.status !== 400 || missing.length > 0 || !paramOk) {
+      const p = `refusal "${c.name}" on ${model}: status ${r.status}, param ${error.param}, message ${JSON.stringify(message)}` +
+                (missing.length ? ` lacks ${JSON.stringify(missing)}` : "");
+      console.log(`FAIL ${p}`);
+      failures.push(p);
+    } else {
+      ++refused;
+      console.log(`ok   refusal ${c.name} on ${model}: ${error.param}: ${message.replace(/\s*\n\s*/g, " ")}`);
+    }
   }
 }
 console.log(`refusals: ${refused} answered 400 naming the problem`);
