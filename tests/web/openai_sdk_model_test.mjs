@@ -26,6 +26,7 @@ const client = new OpenAI({ baseURL: `${args.url}/v1`, apiKey: "unused", maxRetr
 const model = args.model;
 const seeds = Number(args.seeds ?? 2);
 console.log(`openai ${VERSION}, node ${process.version}`);
+const sdkMajor = Number(VERSION.split(".")[0]);
 
 const ajv = new Ajv2020({ strict: false, allErrors: true });
 addFormats(ajv);
@@ -63,9 +64,11 @@ for (const s of samplings) {
 
   const final = await client.chat.completions.stream({ model, messages: ask, response_format: responseFormat, max_tokens: 300, ...s })
     .finalChatCompletion();
-  check(`stream ${tag(s)}`, eventSchema, final.choices[0].message.parsed);
+  // The stream helper of openai < 7 parses only the SDK's own (zod) formats, not a plain json_schema.
+  const streamedParsed = sdkMajor >= 7 ? final.choices[0].message.parsed : JSON.parse(final.choices[0].message.content);
+  check(`stream ${tag(s)}`, eventSchema, streamedParsed);
   assert.equal(final.choices[0].message.content, message.content, "streamed and not: same sampling, same text");
-  console.log(`chat.completions.stream ${tag(s)}: same text, parsed and valid`);
+  console.log(`chat.completions.stream ${tag(s)}: same text, valid`);
 }
 
 // --- Tool calls.
