@@ -193,6 +193,41 @@ Result<ToolRequest> parse_tool_request(const Json::Value& body) {
   return r;
 }
 
+namespace {
+
+// A copy of the schema `s` for use at JSON pointer `at` inside a larger schema: its local
+// references ("#", "#/$defs/x") are rewritten to point where it now is, so a tool's parameters
+// with $defs (as pydantic and zod write them) still resolve inside the "required" schema. Only
+// schema positions are walked: const, enum, default and examples values are data.
+Json::Value rebase_refs(const Json::Value& s, const std::string& at) {
+  if (!s.isObject()) return s;
+  static const char* const kSchemaMaps[] = {"properties", "$defs", "definitions", "patternProperties",
+                                            "dependentSchemas"};
+  static const char* const kSchemaLists[] = {"anyOf", "oneOf", "allOf", "prefixItems"};
+  static const char* const kSchemas[] = {"items", "additionalProperties", "not", "propertyNames", "contains",
+                                         "if", "then", "else", "additionalItems", "unevaluatedItems",
+                                         "unevaluatedProperties"};
+  auto is = [](const auto& list, const std::string& key) {
+    return std::find(std::begin(list), std::end(list), key) != std::end(list);
+  };
+  Json::Value out = s;
+  for (const std::string& key : s.getMemberNames()) {
+    const Json::Value& v = s[key];
+    if (key == "$ref" && v.isString() && v.asString().rfind('#', 0) == 0) {
+      out[key] = "#" + at + v.asString().substr(1);
+    } else if (is(kSchemaMaps, key) && v.isObject()) {
+      for (const std::string& name : v.getMemberNames()) out[key][name] = rebase_refs(v[name], at);
+    } else if ((is(kSchemaLists, key) || is(kSchemas, key)) && v.isArray()) {  // draft-07 items: a list
+      for (Json::ArrayIndex i = 0; i < v.size(); ++i) out[key][i] = rebase_refs(v[i], at);
+    } else if (is(kSchemas, key)) {
+      out[key] = rebase_refs(v, at);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 Json::Value tool_call_schema(const ToolRequest& request) {
   if (request.choice == ToolRequest::Choice::kFunction) {
     for (const auto& t : request.tools) {
@@ -208,7 +243,8 @@ Json::Value tool_call_schema(const ToolRequest& request) {
     one["type"] = "object";
     one["properties"]["name"]["type"] = "string";
     one["properties"]["name"]["enum"].append(t["function"]["name"]);
-    one["properties"]["parameters"] = t["function"]["parameters"];
+    const std::string at = "/items/anyOf/" + std::to_string(any.size()) + "/properties/parameters";
+    one["properties"]["parameters"] = rebase_refs(t["function"]["parameters"], at);
     one["required"].append("name");
     one["required"].append("parameters");
     any.append(one);

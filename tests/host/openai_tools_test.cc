@@ -69,6 +69,31 @@ TEST(OpenAiTools, SchemasForRequiredAndNamedChoices) {
   EXPECT_EQ(required["items"]["anyOf"][1]["properties"]["name"]["enum"][0].asString(), "get_time");
 }
 
+// Parameters with $defs and local $refs (as pydantic and zod write them) are moved under the
+// "required" schema's items: their references must follow them there (found by the schema suite:
+// the backend refused the schema, "'$ref' '#/$defs/pt' points at nothing"). Data is left alone.
+TEST(OpenAiTools, RequiredSchemaKeepsToolReferencesResolvable) {
+  const std::string tools = R"([{"type":"function","function":{"name":"a","parameters":{"type":"object"}}},
+      {"type":"function","function":{"name":"route","parameters":{"type":"object",
+      "properties":{"from":{"$ref":"#/$defs/pt"},"via":{"type":"array","items":{"$ref":"#/$defs/pt"}},
+                    "tag":{"const":{"$ref":"#/not/a/ref"}},"self":{"anyOf":[{"$ref":"#"},{"type":"null"}]}},
+      "$defs":{"pt":{"type":"object","properties":{"x":{"type":"integer"}},"additionalProperties":{"$ref":"#/$defs/pt"}}}}}}])";
+  auto r = parse_tool_request(J(R"({"tool_choice":"required","tools":)" + tools + "}"));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  const Json::Value schema = tool_call_schema(r.value());
+  const std::string at = "#/items/anyOf/1/properties/parameters";
+  const Json::Value& p = schema["items"]["anyOf"][1]["properties"]["parameters"];
+  EXPECT_EQ(p["properties"]["from"]["$ref"].asString(), at + "/$defs/pt");
+  EXPECT_EQ(p["properties"]["via"]["items"]["$ref"].asString(), at + "/$defs/pt");
+  EXPECT_EQ(p["properties"]["self"]["anyOf"][0]["$ref"].asString(), at);
+  EXPECT_EQ(p["$defs"]["pt"]["additionalProperties"]["$ref"].asString(), at + "/$defs/pt");
+  EXPECT_EQ(p["properties"]["tag"]["const"]["$ref"].asString(), "#/not/a/ref") << "a const value is data";
+  // The named function's schema is the parameters themselves: references stay as written.
+  auto named = parse_tool_request(J(R"({"tool_choice":{"type":"function","function":{"name":"route"}},"tools":)" + tools + "}"));
+  ASSERT_TRUE(named.ok());
+  EXPECT_EQ(tool_call_schema(named.value())["properties"]["from"]["$ref"].asString(), "#/$defs/pt");
+}
+
 void expect_call(const ToolCall& c, const std::string& name, const std::string& arguments_json) {
   EXPECT_EQ(c.name, name);
   EXPECT_EQ(c.id.rfind("call_", 0), 0u) << c.id;

@@ -94,8 +94,28 @@ const time = {
     additionalProperties: false,
   },
 };
-const tools = [{ type: "function", function: weather }, { type: "function", function: time }];
-const byName = { get_weather: weather, get_time: time };
+// Parameters with $defs and $refs, as pydantic and zod write them.
+const route = {
+  name: "route",
+  description: "A route between two points",
+  strict: true,
+  parameters: {
+    type: "object",
+    properties: { from: { $ref: "#/$defs/point" }, to: { $ref: "#/$defs/point" } },
+    required: ["from", "to"],
+    additionalProperties: false,
+    $defs: {
+      point: {
+        type: "object",
+        properties: { x: { type: "integer", minimum: -9, maximum: 9 }, y: { type: "integer", minimum: -9, maximum: 9 } },
+        required: ["x", "y"],
+        additionalProperties: false,
+      },
+    },
+  },
+};
+const tools = [{ type: "function", function: weather }, { type: "function", function: time }, { type: "function", function: route }];
+const byName = { get_weather: weather, get_time: time, route };
 const question = [{ role: "user", content: "What is the weather in Paris?" }];
 
 // One round trip: `call` returns the assistant message with its tool_calls.
@@ -136,6 +156,7 @@ async function roundTrip(label, streamed, call) {
 // list, so parallel_tool_calls: false bounds it to one call (either function).
 const choices = [
   ["named", { tool_choice: { type: "function", function: { name: "get_weather" } } }],
+  ["named $defs", { tool_choice: { type: "function", function: { name: "route" } } }],
   ["required", { tool_choice: "required", parallel_tool_calls: false }],
 ];
 for (const s of samplings) {
