@@ -61,6 +61,10 @@ const post = (path, body) => request("POST", path, body);
 
 // The text and finish_reason of each choice, from a JSON answer or from server-sent events.
 function readAnswer(kind, stream, text) {
+  if (kind === "generate") {
+    const j = JSON.parse(text);
+    return [{ output: j.text_output, finish: j.finish_reason }];
+  }
   if (!stream) {
     return JSON.parse(text).choices.map((c) => ({ output: kind === "chat" ? c.message.content : c.text, finish: c.finish_reason }));
   }
@@ -83,7 +87,8 @@ function readAnswer(kind, stream, text) {
 }
 
 // The runs: {model, kind, temperature, seed, stream, n, field} for each schema. Sampled runs on the
-// completions model ask for 2 choices (each has its own matcher).
+// completions model ask for 2 choices (each has its own matcher); one more run with the next seed
+// goes through KServe's generate endpoint.
 function runsFor(index) {
   const runs = [];
   const add = (model, kind, seeds, fieldShift, streamOdd) => {
@@ -94,6 +99,10 @@ function runsFor(index) {
     }
   };
   add(args["completions-model"], "completions", Number(args["completions-seeds"] ?? 3), 0, false);
+  if (args["completions-model"]) {
+    const seed = Number(args["completions-seeds"] ?? 3) + 1;
+    runs.push({ model: args["completions-model"], kind: "generate", temperature: 1, seed, stream: false, n: 1, field: (index + 2) % formatFields.length });
+  }
   add(args["chat-model"], "chat", Number(args["chat-seeds"] ?? 2), 1, true);
   return runs;
 }
@@ -103,17 +112,19 @@ const contexts = Object.fromEntries(JSON.parse((await request("GET", "/v1/models
 
 async function runOne(entry, validate, run) {
   const body = {
-    model: run.model, max_tokens: Math.min(entry.max_tokens ?? 800, contexts[run.model] - 32), temperature: run.temperature,
+    ...(run.kind === "generate" ? {} : { model: run.model }), max_tokens: Math.min(entry.max_tokens ?? 800, contexts[run.model] - 32), temperature: run.temperature,
     ...(run.seed === undefined ? {} : { seed: run.seed }),
     ...(run.stream ? { stream: true } : {}),
     ...(run.n > 1 ? { n: run.n } : {}),
     ...formatFields[run.field](entry.schema),
   };
   if (run.kind === "chat") body.messages = [{ role: "user", content: "Answer in JSON." }];
+  else if (run.kind === "generate") body.text_input = "Once upon a time, the answer was";
   else body.prompt = "Once upon a time, the answer was";
   const label = `${run.model} t=${run.temperature}${run.seed === undefined ? "" : ` seed=${run.seed}`}` +
-                `${run.stream ? " stream" : ""} ${Object.keys(formatFields[run.field]({}))[0]}`;
-  const r = await post(run.kind === "chat" ? "/v1/chat/completions" : "/v1/completions", body);
+                `${run.stream ? " stream" : ""}${run.kind === "generate" ? " generate" : ""} ${Object.keys(formatFields[run.field]({}))[0]}`;
+  const paths = { chat: "/v1/chat/completions", completions: "/v1/completions", generate: `/v2/models/${run.model}/generate` };
+  const r = await post(paths[run.kind], body);
   if (r.status !== 200) return `${label}: status ${r.status}: ${r.text}`;
   const choices = readAnswer(run.kind, run.stream, r.text);
   if (choices.length !== run.n) return `${label}: ${choices.length} choices, not ${run.n}`;
