@@ -4,12 +4,14 @@
 // every string and array, so a value is always reachable within max_tokens), parse as JSON and
 // validate under ajv (an independent JSON Schema implementation, formats from ajv-formats).
 // The requests rotate through the output format fields (response_format, guided_json,
-// structured_outputs, json_schema) and, on the chat model, stream every other run.
+// structured_outputs, json_schema); the completions model's sampled runs ask for n = 2 and one
+// more goes through KServe generate; the chat model streams every other run.
 // Then the refusals: unsupported keywords, invalid schemas and wrongly typed format fields are
 // 400s whose message names the keyword or field.
 //
 //   node schema_suite_test.mjs --url http://127.0.0.1:PORT [--completions-model stories]
 //        [--chat-model tiny-llama] [--completions-seeds 3] [--chat-seeds 2] [--only REGEX]
+//        [--parallel 4]    (schemas in flight at once; each sends all its runs together)
 //
 // Prints a line per schema and a summary; exits 1 when any output or refusal check fails.
 import Ajv from "ajv";
@@ -158,7 +160,7 @@ const perSchema = await pool(schemas.map((entry, index) => async () => {
   const count = runs.reduce((sum, run) => sum + run.n, 0);
   outputs += count;
   return { entry, runs: count, problems };
-}), 4);
+}), Number(args.parallel ?? 4));
 for (const { entry, runs, problems } of perSchema) {
   console.log(`${problems.length === 0 ? "ok  " : "FAIL"} ${entry.name}: ${runs - problems.length}/${runs}`);
   for (const p of problems) { console.log(`     ${p}`); failures.push(`${entry.name}: ${p}`); }
