@@ -471,22 +471,58 @@ Result<std::string> SchemaConverter::visit_integer(const Json::Value& s, const s
 }
 
 Result<std::string> SchemaConverter::visit_number(const Json::Value& s, const std::string& ptr) {
-  for (const char* k : {"maximum", "exclusiveMaximum"}) {
-    if (s.isMember(k)) return fail(std::string("'") + k + "' on a number is not supported (only on an integer)", ptr);
-  }
+  if (s.isMember("exclusiveMaximum")) return fail("'exclusiveMaximum' on a number is not supported (only on an integer)", ptr);
   const Json::Value& min = s["minimum"];
+  const Json::Value& max = s["maximum"];
   const Json::Value& xmin = s["exclusiveMinimum"];
-  if (min.isNull() && xmin.isNull()) return use("number");
+  if (min.isNull() && max.isNull() && xmin.isNull()) return use("number");
   if (!xmin.isNull()) {
-    if (!min.isNull() || !xmin.isNumeric() || xmin.asDouble() != 0) {
-      return fail("'exclusiveMinimum' on a number is supported only as 0", ptr);
+    if (!min.isNull() || !max.isNull() || !xmin.isNumeric() || xmin.asDouble() != 0) {
+      return fail("'exclusiveMinimum' on a number is supported only as 0, alone", ptr);
     }
     // > 0: a non-zero integer part, or a fraction with a non-zero digit.
     return add_rule("num-positive",
                     R"(( [1-9] [0-9]{0,18} ( "." [0-9]{1,20} )? | "0." [0-9]{0,19} [1-9] [0-9]{0,19} ) ( [eE] [-+]? [0-9]{1,2} )?)");
   }
-  if (!min.isNumeric() || min.asDouble() != 0) return fail("'minimum' on a number is supported only as 0", ptr);
-  return add_rule("num-nonneg", R"(( "0" | [1-9] [0-9]{0,18} ) ( "." [0-9]{1,20} )? ( [eE] [-+]? [0-9]{1,2} )?)");
+  for (const char* k : {"minimum", "maximum"}) {
+    const Json::Value& v = s[k];
+    if (!v.isNull() && (!v.isNumeric() || v.isBool() || std::fabs(v.asDouble()) > static_cast<double>(kMaxIntegerBound) ||
+                        std::floor(v.asDouble()) != v.asDouble())) {
+      return fail(std::string("'") + k + "' on a number must be an integer within +-1e15", ptr);
+    }
+  }
+  if (!min.isNull() && max.isNull() && min.asDouble() == 0) {
+    return add_rule("num-nonneg", R"(( "0" | [1-9] [0-9]{0,18} ) ( "." [0-9]{1,20} )? ( [eE] [-+]? [0-9]{1,2} )?)");
+  }
+  // Integer bounds lo <= x <= hi, without an exponent: x is "-"? k ( "." digits )?. Written
+  // without "-", k.f is in [lo, hi] for k in [lo, hi - 1] with any fraction, or k = hi with a
+  // fraction of zeros; written with "-", -(k.f) is in [lo, hi] for k in [max(0, -hi), -lo - 1]
+  // with any fraction, or k = -lo with zeros. (Rounding to a double can only reach the bound.)
+  const bool has_lo = !min.isNull(), has_hi = !max.isNull();
+  const int64_t lo = has_lo ? static_cast<int64_t>(min.asDouble()) : 0;
+  const int64_t hi = has_hi ? static_cast<int64_t>(max.asDouble()) : 0;
+  if (has_lo && has_hi && lo > hi) return fail("no number lies between the bounds", ptr);
+  const std::string any_fraction = R"(( "." [0-9]{1,20} )?)", zero_fraction = R"(( "." "0"{1,20} )?)";
+  std::vector<std::string> alts;
+  // [a, b] of k (b < 0: unbounded) with `fraction`, after `sign`.
+  auto add = [&](const std::string& sign, int64_t a, int64_t b, bool unbounded, const std::string& fraction) {
+    if (!unbounded && b < a) return;
+    const std::string k = nonneg_range(a, unbounded ? -1 : b);
+    if (!k.empty()) alts.push_back(sign + k + " " + fraction);
+  };
+  if (!has_hi || hi >= 0) {
+    const int64_t a = has_lo ? std::max<int64_t>(lo, 0) : 0;
+    add("", a, hi - 1, !has_hi, any_fraction);
+    if (has_hi && hi >= a) add("", hi, hi, false, zero_fraction);
+  }
+  if (!has_lo || lo < 0) {
+    const int64_t a = has_hi ? std::max<int64_t>(0, -hi) : 0;
+    add("\"-\" ", a, -lo - 1, !has_lo, any_fraction);
+    if (has_lo && -lo >= a) add("\"-\" ", -lo, -lo, false, zero_fraction);
+  }
+  std::string body;
+  for (size_t i = 0; i < alts.size(); ++i) body += (i ? " | " : "") + alts[i];
+  return add_rule("num-range", body);
 }
 
 // Properties in the schema's order; required ones always, optional ones optional. With

@@ -227,6 +227,10 @@ const char* const kSchemas[] = {
     R"({"type": "integer", "minimum": 995, "exclusiveMaximum": 1234})",
     R"({"type": "number", "minimum": 0})",
     R"({"type": "number", "exclusiveMinimum": 0})",
+    R"({"type": "number", "minimum": -3, "maximum": 7})",
+    R"({"type": "number", "minimum": 2})",
+    R"({"type": "number", "maximum": -2})",
+    R"({"type": "number", "minimum": -5, "maximum": -5})",
     R"({"anyOf": [{"type": "string", "maxLength": 3}, {"type": "integer", "minimum": 0}]})",
     R"({"oneOf": [{"type": "boolean"}, {"type": "null"}, {"type": "array", "maxItems": 1}]})",
     R"({"allOf": [{"type": "object", "properties": {"k": {"type": "string"}}, "required": ["k"]}]})",
@@ -454,7 +458,9 @@ TEST(JsonSchemaTest, UnsupportedKeywordsAreNamed) {
   EXPECT_EQ(error_of(R"({"allOf": [{"type": "string"}, {"maxLength": 3}]})"),
             "json_schema: 'allOf' with other than one schema is not supported at the root");
   EXPECT_EQ(error_of(R"({"type": "number", "maximum": 3.5})"),
-            "json_schema: 'maximum' on a number is not supported (only on an integer) at the root");
+            "json_schema: 'maximum' on a number must be an integer within +-1e15 at the root");
+  EXPECT_EQ(error_of(R"({"type": "number", "exclusiveMaximum": 3})"),
+            "json_schema: 'exclusiveMaximum' on a number is not supported (only on an integer) at the root");
   EXPECT_EQ(error_of(R"({"$ref": "https://example.com/s.json"})"),
             "json_schema: only local references ('#/...') are supported, not 'https://example.com/s.json' at the root");
   EXPECT_EQ(error_of(R"({"$ref": "#/$defs/missing"})"), "json_schema: '$ref' '#/$defs/missing' points at nothing at the root");
@@ -492,6 +498,42 @@ TEST(JsonSchemaTest, PropertyNamesAndMaxPropertiesBoundAdditionalMembers) {
             "json_schema: 'maxProperties' below the number of declared properties is not supported at the root");
   EXPECT_EQ(error_of(R"({"type": "object", "maxProperties": -1})"),
             "json_schema: 'maxProperties' must be a non-negative integer at the root");
+}
+
+// Numbers between integer bounds (without an exponent): every decimal written near the bounds is
+// allowed exactly when it lies between them.
+TEST(JsonSchemaTest, NumberRangesWithIntegerBounds) {
+  struct Case {
+    const char* schema;
+    double lo, hi;
+  };
+  const double inf = 1e300;
+  for (const Case& c : {Case{R"({"type": "number", "minimum": -3, "maximum": 7})", -3, 7},
+                        Case{R"({"type": "number", "minimum": 2})", 2, inf},
+                        Case{R"({"type": "number", "maximum": -2})", -inf, -2},
+                        Case{R"({"type": "number", "maximum": 0})", -inf, 0},
+                        Case{R"({"type": "number", "minimum": -5, "maximum": -5})", -5, -5},
+                        Case{R"({"type": "number", "minimum": 0, "maximum": 10})", 0, 10}}) {
+    const std::string g = schema_gbnf(c.schema);
+    for (int tenths = -120; tenths <= 120; ++tenths) {
+      for (const std::string& text : {std::to_string(tenths / 10) + "." + std::to_string(std::abs(tenths % 10)),
+                                      std::to_string(tenths / 10)}) {
+        // -0.5 is written "0.-5" by the above for tenths in (-10, 0): write the sign first.
+        std::string t = text;
+        if (tenths < 0 && tenths > -10 && text.find('.') != std::string::npos) t = "-0." + std::to_string(-tenths);
+        const double v = std::stod(t);
+        EXPECT_EQ(matches(g, t), v >= c.lo && v <= c.hi) << c.schema << ": " << t;
+      }
+    }
+    EXPECT_FALSE(matches(g, "1e1")) << c.schema << ": no exponent with bounds";
+  }
+  const std::string g = schema_gbnf(R"({"type": "number", "minimum": -3, "maximum": 7})");
+  for (const char* ok : {"7.000", "-3.0", "6.99999999999999999999", "-2.99999999999999999999", "-0", "0.25"}) {
+    EXPECT_TRUE(matches(g, ok)) << ok;
+  }
+  for (const char* bad : {"7.001", "-3.01", "-4", "8", "07", "7."}) EXPECT_FALSE(matches(g, bad)) << bad;
+  EXPECT_EQ(error_of(R"({"type": "number", "minimum": 3, "maximum": 2})"),
+            "json_schema: no number lies between the bounds at the root");
 }
 
 }  // namespace
