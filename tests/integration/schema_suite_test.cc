@@ -57,9 +57,9 @@ class SchemaSuite : public ::testing::Test {
   const std::string web_ = source_dir() + "/tests/web";
 };
 
-// stories260K: /v1/completions greedy and with seeds 1-3 (n = 2), KServe generate with seed 4;
-// tiny-llama: /v1/chat/completions greedy and with seeds 1-2 (every other run streamed). Without
-// stories260K the suite runs on tiny-llama alone.
+// stories260K: /v1/completions greedy and with seeds 1, 3, 5 (n = 2: seeds 1-6), KServe generate
+// with seed 7; tiny-llama: /v1/chat/completions greedy and with seeds 1-2 (every other run
+// streamed). Without stories260K the suite runs on tiny-llama alone.
 TEST_F(SchemaSuite, EveryOutputParsesAndValidatesAndRefusalsNameTheProblem) {
   if (!stories_missing_.empty()) std::printf("stories260K left out: %s\n", stories_missing_.c_str());
   node("schema_suite_test.mjs",

@@ -89,21 +89,23 @@ function readAnswer(kind, stream, text) {
 }
 
 // The runs: {model, kind, temperature, seed, stream, n, field} for each schema. Sampled runs on the
-// completions model ask for 2 choices (each has its own matcher); one more run with the next seed
-// goes through KServe's generate endpoint.
+// completions model ask for 2 choices (each has its own matcher; choice i samples with seed + i, so
+// their seeds are 1, 3, 5, ...); one more run with the next seed goes through KServe's generate.
 function runsFor(index) {
   const runs = [];
   const add = (model, kind, seeds, fieldShift, streamOdd) => {
     if (!model) return;
     for (let r = 0; r <= seeds; ++r) {
-      runs.push({ model, kind, temperature: r === 0 ? 0 : 1, seed: r === 0 ? undefined : r, stream: streamOdd && r % 2 === 1,
-                  n: kind === "completions" && r > 0 ? 2 : 1, field: (index + fieldShift) % formatFields.length });
+      const n = kind === "completions" && r > 0 ? 2 : 1;
+      runs.push({ model, kind, temperature: r === 0 ? 0 : 1, seed: r === 0 ? undefined : n * (r - 1) + 1,
+                  stream: streamOdd && r % 2 === 1, n, field: (index + fieldShift) % formatFields.length });
     }
   };
   add(args["completions-model"], "completions", Number(args["completions-seeds"] ?? 3), 0, false);
   if (args["completions-model"]) {
-    const seed = Number(args["completions-seeds"] ?? 3) + 1;
-    runs.push({ model: args["completions-model"], kind: "generate", temperature: 1, seed, stream: false, n: 1, field: (index + 2) % formatFields.length });
+    const seed = 2 * Number(args["completions-seeds"] ?? 3) + 1;
+    runs.push({ model: args["completions-model"], kind: "generate", temperature: 1, seed, stream: false, n: 1,
+                field: (index + 2) % formatFields.length });
   }
   add(args["chat-model"], "chat", Number(args["chat-seeds"] ?? 2), 1, true);
   return runs;
@@ -112,9 +114,12 @@ function runsFor(index) {
 // Each model's context window: a schema's max_tokens is capped to leave room for the prompt.
 const contexts = Object.fromEntries(JSON.parse((await request("GET", "/v1/models")).text).data.map((m) => [m.id, m.max_model_len]));
 
+// One run of `entry`: a problem per output that is not valid (none when all are).
 async function runOne(entry, validate, run) {
   const body = {
-    ...(run.kind === "generate" ? {} : { model: run.model }), max_tokens: Math.min(entry.max_tokens ?? 800, contexts[run.model] - 32), temperature: run.temperature,
+    ...(run.kind === "generate" ? {} : { model: run.model }),
+    max_tokens: Math.min(entry.max_tokens ?? 800, contexts[run.model] - 32),
+    temperature: run.temperature,
     ...(run.seed === undefined ? {} : { seed: run.seed }),
     ...(run.stream ? { stream: true } : {}),
     ...(run.n > 1 ? { n: run.n } : {}),
@@ -127,18 +132,28 @@ async function runOne(entry, validate, run) {
                 `${run.stream ? " stream" : ""}${run.kind === "generate" ? " generate" : ""} ${Object.keys(formatFields[run.field]({}))[0]}`;
   const paths = { chat: "/v1/chat/completions", completions: "/v1/completions", generate: `/v2/models/${run.model}/generate` };
   const r = await post(paths[run.kind], body);
-  if (r.status !== 200) return `${label}: status ${r.status}: ${r.text}`;
+  const every = (why) => Array.from({ length: run.n }, () => `${label}: ${why}`);
+  if (r.status !== 200) return every(`status ${r.status}: ${r.text}`);
   const choices = readAnswer(run.kind, run.stream, r.text);
-  if (choices.length !== run.n) return `${label}: ${choices.length} choices, not ${run.n}`;
+  if (choices.length !== run.n) return every(`${choices.length} choices, not ${run.n}`);
   const problems = [];
-  choices.forEach(({ output, finish }, i) => {
+  for (const [i, { output, finish }] of choices.entries()) {
     const at = run.n > 1 ? `${label} choice ${i}` : label;
-    if (finish !== "stop") return problems.push(`${at}: finish_reason ${finish}, output ${JSON.stringify(output)}`);
     let value;
-    try { value = JSON.parse(output); } catch (e) { return problems.push(`${at}: does not parse (${e.message}): ${JSON.stringify(output)}`); }
-    if (!validate(value)) problems.push(`${at}: invalid ${JSON.stringify(validate.errors)}: ${output}`);
-  });
+    if (finish !== "stop") {
+      problems.push(`${at}: finish_reason ${finish}, output ${JSON.stringify(output)}`);
+    } else if ((value = parseOrUndefined(output)) === undefined) {
+      problems.push(`${at}: does not parse: ${JSON.stringify(output)}`);
+    } else if (!validate(value)) {
+      problems.push(`${at}: invalid ${JSON.stringify(validate.errors)}: ${output}`);
+    }
+  }
   return problems;
+}
+
+// JSON.parse, or undefined when the text is not one JSON value.
+function parseOrUndefined(text) {
+  try { return JSON.parse(text); } catch { return undefined; }
 }
 
 // Runs `tasks` (functions returning promises) with at most `limit` in flight: the server batches them.
@@ -155,8 +170,8 @@ let outputs = 0;
 const perSchema = await pool(schemas.map((entry, index) => async () => {
   const validate = validator(entry);
   const runs = runsFor(index);
-  const problems = (await Promise.all(runs.map((run) => runOne(entry, validate, run).catch((e) => [`${run.model}: ${e.message}`]))))
-    .flat();
+  const problems = (await Promise.all(runs.map((run) =>
+    runOne(entry, validate, run).catch((e) => Array.from({ length: run.n }, () => `${run.model}: ${e.message}`))))).flat();
   const count = runs.reduce((sum, run) => sum + run.n, 0);
   outputs += count;
   return { entry, runs: count, problems };
