@@ -116,6 +116,22 @@ std::optional<std::string_view> raw_json_member(std::string_view text, std::init
   return text.substr(begin, end - begin);
 }
 
+std::optional<std::vector<std::string_view>> raw_json_elements(std::string_view text) {
+  const size_t begin = skip_ws(text, 0);
+  const size_t end = skip_value(text, begin);
+  if (end == std::string_view::npos || text[begin] != '[') return std::nullopt;
+  std::vector<std::string_view> out;
+  size_t i = skip_ws(text, begin + 1);
+  while (i < end && text[i] != ']') {
+    const size_t value_end = skip_value(text, i);
+    if (value_end == std::string_view::npos || value_end > end) return std::nullopt;
+    out.push_back(text.substr(i, value_end - i));
+    i = skip_ws(text, value_end);
+    if (i < end && text[i] == ',') i = skip_ws(text, i + 1);
+  }
+  return out;
+}
+
 int json_nesting_depth(std::string_view text, bool allow_comments, int stop_above) {
   int depth = 0;
   int deepest = 0;

@@ -16,6 +16,7 @@
 #include <initializer_list>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 
@@ -58,5 +59,8 @@ Result<Json::Value> parse_json_text(std::string_view text, const JsonParseOption
 // compared after decoding simple escapes (\" \\ \/); a key with \u escapes never matches. The
 // first of duplicate keys wins. No recursion, no allocation: O(size of text).
 std::optional<std::string_view> raw_json_member(std::string_view text, std::initializer_list<std::string_view> path);
+// The texts of the elements of the JSON array `text`, exactly as written; nullopt when it is not a
+// plain JSON array (the same rules as raw_json_member).
+std::optional<std::vector<std::string_view>> raw_json_elements(std::string_view text);
 
 }  // namespace ferry

@@ -48,9 +48,11 @@ inline constexpr const char* kLogprobs = "logprobs";  // N: the chosen token's l
 inline constexpr const char* kOutputFormatKeys[] = {"response_format", "guided_json",        "guided_regex",
                                                     "guided_choice",   "guided_grammar",     "structured_outputs",
                                                     "grammar",         "json_schema"};
-// Those whose value may hold a JSON Schema, whose key order the host keeps (host/json_util.h).
+// Those whose value may hold a JSON Schema, and `tools` (each function's parameters are one, and a
+// chat template may print them): the host keeps their text as sent, key order included
+// (host/json_util.h).
 inline constexpr const char* kSchemaFormatKeys[] = {"response_format", "guided_json", "structured_outputs",
-                                                    "json_schema"};
+                                                    "json_schema", "tools"};
 // vLLM's choice of grammar engine: accepted and ignored (ferry has one).
 inline constexpr const char* kGuidedDecodingBackend = "guided_decoding_backend";
 

@@ -10,9 +10,11 @@
 #include <memory>
 
 #include "backend/llm/guided_decoding.h"
+#include "backend/llm/json_text.h"
 #include "common/abi/abi_util.h"
 #include "common/chat_request.h"
 #include "common/json_parse.h"
+#include "common/json_writer.h"
 #include "common/llm_protocol.h"
 
 namespace ferry::llm {
@@ -153,6 +155,35 @@ Result<std::vector<int32_t>> ids_from_tensor(const ferry_tensor& t) {
   return ids;
 }
 
+// The tools as a chat template sees them: the normalized entries in HF's and vLLM's key order (type,
+// then function: name, description, parameters), each function's parameters schema as the request
+// wrote it (`params_text`: the request's parameters). Json::Value sorts keys, and templates print
+// the tools (Llama 3.1's `tool | tojson`): the model should read them as the client wrote them.
+std::string tools_text(const Json::Value& tools, std::string_view params_text) {
+  std::optional<std::vector<std::string_view>> raw;
+  if (auto t = raw_json_member(params_text, {proto::kTools})) raw = raw_json_elements(*t);
+  if (raw && raw->size() != tools.size()) raw.reset();
+  std::string out = "[";
+  for (Json::ArrayIndex i = 0; i < tools.size(); ++i) {
+    const Json::Value& f = tools[i]["function"];
+    if (i > 0) out += ',';
+    out += "{\"type\":\"function\",\"function\":{\"name\":";
+    append_json_string(out, f["name"].asString());
+    if (f["description"].isString()) {
+      out += ",\"description\":";
+      append_json_string(out, f["description"].asString());
+    }
+    out += ",\"parameters\":";
+    std::optional<std::string_view> schema;
+    if (raw) schema = raw_json_member((*raw)[i], {"function", "parameters"});
+    if (schema && schema->front() == '{') out += *schema;
+    else out += compact_json(f["parameters"]);
+    out += "}}";
+  }
+  out += ']';
+  return out;
+}
+
 }  // namespace
 
 Result<LlmRequest> parse_llm_request(const ferry_request& request, const Tokenizer& tokenizer,
@@ -225,7 +256,7 @@ Result<LlmRequest> parse_llm_request(const ferry_request& request, const Tokeniz
       auto tools = normalize_chat_tools(p[proto::kTools]);
       if (!tools.ok()) return tools.status();
       if (!tools->empty()) {  // no tools: `tools` stays undefined, as HF leaves it
-        auto value = value_from_json(Json::writeString(w, tools.value()));
+        auto value = value_from_json(tools_text(tools.value(), text));
         if (!value.ok()) return value.status().with_prefix("parameter 'tools'");
         in.tools = value.value();
       }
