@@ -199,6 +199,16 @@ void attend_item(const Plan& pl, int64_t s, int64_t g, int64_t i0, int64_t i1) {
   // single-threaded decode waiting on DRAM latency rather than bandwidth.
   const int64_t row_bytes = a.head_dim * (a.kv_dtype == KvCacheDType::kF32 ? 4 : a.kv_dtype == KvCacheDType::kBF16 ? 2 : 1);
   const int64_t slot_bytes = row_bytes * a.num_kv_heads;
+  // Prefetches the rows of keys [p, end): per block, a pointer walk (no division per key).
+  auto prefetch_rows = [&](const char* head0, int64_t p, int64_t end) {
+    while (p < end) {
+      const int64_t in_block = p % a.block_size, n = std::min(a.block_size - in_block, end - p);
+      const char* row = head0 + (table[p / a.block_size] * a.block_size + in_block) * slot_bytes;
+      for (int64_t i = 0; i < n; ++i, row += slot_bytes)
+        for (int64_t byte = 0; byte < row_bytes; byte += 64) __builtin_prefetch(row + byte);
+      p += n;
+    }
+  };
   auto for_each_chunk = [&](const void* cache, auto&& body) {
     const char* head0 = static_cast<const char*>(cache) + g * row_bytes;
     for (int64_t p0 = key_lo; p0 < max_keys;) {
@@ -206,10 +216,7 @@ void attend_item(const Plan& pl, int64_t s, int64_t g, int64_t i0, int64_t i1) {
       FERRY_CHECK(block >= 0 && block < a.num_blocks);
       const int64_t offset = p0 % a.block_size;
       const int64_t n = std::min({kAttentionChunkKeys, a.block_size - offset, max_keys - p0});
-      for (int64_t p = p0 + kPrefetchKeys; p < std::min(p0 + kPrefetchKeys + n, max_keys); ++p) {
-        const char* row = head0 + (table[p / a.block_size] * a.block_size + p % a.block_size) * slot_bytes;
-        for (int64_t byte = 0; byte < row_bytes; byte += 64) __builtin_prefetch(row + byte);
-      }
+      prefetch_rows(head0, p0 + kPrefetchKeys, std::min(p0 + kPrefetchKeys + n, max_keys));
       body(p0, block * a.block_size + offset, n);
       p0 += n;
     }
@@ -236,7 +243,7 @@ void attend_item(const Plan& pl, int64_t s, int64_t g, int64_t i0, int64_t i1) {
     const int64_t lo = first_key(a, position) - key_lo, hi = position + 1 - key_lo;
     if (cap > 0.0f)
       for (int64_t p = lo; p < hi; ++p) row[p] = cap * std::tanh(row[p] / cap);
-    sc.inv_sum[static_cast<size_t>(r)] = 1.0f / kern.exp_sum(row + lo, hi - lo, max_of(row + lo, hi - lo));
+    sc.inv_sum[static_cast<size_t>(r)] = 1.0f / kern.exp_sum(row + lo, hi - lo, kern.row_max(row + lo, hi - lo));
     std::fill(row, row + lo, 0.0f);
     std::fill(row + hi, row + (max_keys - key_lo), 0.0f);
   }
@@ -265,7 +272,7 @@ void attend_item(const Plan& pl, int64_t s, int64_t g, int64_t i0, int64_t i1) {
 
 const AttentionKernels& attention_kernels_portable() {
   static const AttentionKernels k{qk_portable, pv_portable, widen_bf16_portable, widen_int8_portable,
-                                  exp_sum_portable};
+                                  exp_sum_portable, max_of};
   return k;
 }
 

@@ -30,6 +30,8 @@ struct AttentionKernels {
   void (*widen_int8)(float* dst, const int8_t* src, int64_t src_ld, int64_t n, int64_t head_dim);
   // x[i] = exp(x[i] - max) for i < n; returns the sum of the new x.
   float (*exp_sum)(float* x, int64_t n, float max);
+  // max of x[0..n), n >= 1.
+  float (*row_max)(const float* x, int64_t n);
 };
 
 const AttentionKernels& attention_kernels_portable();

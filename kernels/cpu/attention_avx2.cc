@@ -29,10 +29,52 @@ inline float hsum(__m256 a) {
   return _mm_cvtss_f32(s);
 }
 
+// {sum(a[0]), ..., sum(a[7])}: the eight lane sums of eight vectors in one vector, 9 instructions
+// (hadd pairs, then the two 128-bit halves added).
+inline __m256 hsum8(const __m256 (&a)[8]) {
+  const __m256 t01 = _mm256_hadd_ps(a[0], a[1]), t23 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 t45 = _mm256_hadd_ps(a[4], a[5]), t67 = _mm256_hadd_ps(a[6], a[7]);
+  const __m256 lo = _mm256_hadd_ps(t01, t23), hi = _mm256_hadd_ps(t45, t67);  // per lane: 0123 | 4567
+  return _mm256_add_ps(_mm256_permute2f128_ps(lo, hi, 0x20), _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+
+// Small head_dim (8 or 16): a dot product is one or two FMAs, so reducing each key's 8 lanes on its
+// own (hsum4: ~1.5 instructions per score) would cost as much as the products. Instead eight keys
+// are reduced together (hsum8) into one 8-wide store of scores, and q stays in registers. Keys
+// past the last multiple of 8 are reduced one by one.
+template <int64_t kHd>
+void qk_small_avx2(float* scores, int64_t s_ld, const float* q, int64_t num_rows, const float* k, int64_t k_ld,
+                   int64_t n) {
+  constexpr int kVecs = kHd / 8;
+  for (int64_t r = 0; r < num_rows; ++r) {
+    __m256 qv[kVecs];
+    for (int u = 0; u < kVecs; ++u) qv[u] = _mm256_loadu_ps(q + r * kHd + 8 * u);
+    float* out = scores + r * s_ld;
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+      __m256 acc[8];
+      for (int t = 0; t < 8; ++t) {
+        const float* kj = k + (j + t) * k_ld;
+        acc[t] = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kj));
+        for (int u = 1; u < kVecs; ++u) acc[t] = _mm256_fmadd_ps(qv[u], _mm256_loadu_ps(kj + 8 * u), acc[t]);
+      }
+      _mm256_storeu_ps(out + j, hsum8(acc));
+    }
+    for (; j < n; ++j) {
+      const float* kj = k + j * k_ld;
+      __m256 acc = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kj));
+      for (int u = 1; u < kVecs; ++u) acc = _mm256_fmadd_ps(qv[u], _mm256_loadu_ps(kj + 8 * u), acc);
+      out[j] = hsum(acc);
+    }
+  }
+}
+
 // Scores of two q rows against four keys per step: 6 loads feed 8 FMAs, so the loop runs at the FMA
 // rate rather than the load rate. head_dim tails (head_dim % 8) are added in scalar.
 void qk_avx2(float* scores, int64_t s_ld, const float* q, int64_t num_rows, const float* k, int64_t k_ld,
              int64_t n, int64_t hd) {
+  if (hd == 8) return qk_small_avx2<8>(scores, s_ld, q, num_rows, k, k_ld, n);
+  if (hd == 16) return qk_small_avx2<16>(scores, s_ld, q, num_rows, k, k_ld, n);
   const int64_t hd8 = hd & ~int64_t{7};
   int64_t r = 0;
   for (; r + 2 <= num_rows; r += 2) {
@@ -261,10 +303,31 @@ float exp_sum_avx2(float* x, int64_t n, float max) {
   return s;
 }
 
+// max of x[0..n), n >= 1: two 8-lane running maxima (independent chains), then the tail.
+float row_max_avx2(const float* x, int64_t n) {
+  __m256 m0 = _mm256_set1_ps(x[0]), m1 = m0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + i));
+    m1 = _mm256_max_ps(m1, _mm256_loadu_ps(x + i + 8));
+  }
+  if (i + 8 <= n) {
+    m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + i));
+    i += 8;
+  }
+  m0 = _mm256_max_ps(m0, m1);
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(m0), _mm256_extractf128_ps(m0, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  float r = _mm_cvtss_f32(m);
+  for (; i < n; ++i) r = x[i] > r ? x[i] : r;
+  return r;
+}
+
 }  // namespace
 
 const AttentionKernels* attention_kernels_avx2() {
-  static const AttentionKernels k{qk_avx2, pv_avx2, widen_bf16_avx2, widen_int8_avx2, exp_sum_avx2};
+  static const AttentionKernels k{qk_avx2, pv_avx2, widen_bf16_avx2, widen_int8_avx2, exp_sum_avx2, row_max_avx2};
   return &k;
 }
 

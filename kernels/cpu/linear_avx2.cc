@@ -47,9 +47,35 @@ inline float load1(const unsigned char* row, int64_t c) {
   }
 }
 
+// Sum of the 8 lanes of each of a, b, c, d: returns {sum(a), sum(b), sum(c), sum(d)} in 5
+// instructions (4 separate reductions take ~24), which matters when k is small (a 64-wide model
+// spends as long reducing accumulators as filling them).
+inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
+  const __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+  return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+// Lanes l < n all ones, the rest zero (n in 0..8): the mask of a k % 8 tail.
+inline __m256i tail_mask(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// The last k % 8 weights of a row, widened, zero padded to 8 lanes.
+template <WeightFormat F>
+inline __m256 load_tail(const unsigned char* row, int64_t c, int64_t n, __m256i mask) {
+  if constexpr (F == WeightFormat::kF32) {
+    return _mm256_maskload_ps(reinterpret_cast<const float*>(row) + c, mask);
+  } else {
+    alignas(32) float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t u = 0; u < n; ++u) t[u] = load1<F>(row, c + u);
+    return _mm256_load_ps(t);
+  }
+}
+
 // R weight rows j .. j+R-1 against M rows of x (x and out already offset to the first of them):
 // R*M accumulators, each weight vector loaded once and used M times, each x vector loaded once per
-// step and used R times (R + M loads per R * M FMAs).
+// step and used R times (R + M loads per R * M FMAs). The k % 8 tail runs as one more step on
+// zero-padded (masked) vectors, and R = 4 rows reduce together (hsum4) into one 4-wide store.
 template <WeightFormat F, int M, int R>
 void float_rows(const LinearArgs& a, const float* x, float* out, int64_t j) {
   const int64_t k = a.w->k, k8 = k & ~int64_t{7};
@@ -58,45 +84,68 @@ void float_rows(const LinearArgs& a, const float* x, float* out, int64_t j) {
   __m256 acc[R][M];
   for (int r = 0; r < R; ++r)
     for (int i = 0; i < M; ++i) acc[r][i] = _mm256_setzero_ps();
+  const auto step = [&](const __m256 (&wv)[R], const __m256 (&xv)[M]) {
+    for (int i = 0; i < M; ++i)
+      for (int r = 0; r < R; ++r) acc[r][i] = _mm256_fmadd_ps(wv[r], xv[i], acc[r][i]);
+  };
   for (int64_t c = 0; c < k8; c += 8) {
-    __m256 wv[R];
+    __m256 wv[R], xv[M];
     for (int r = 0; r < R; ++r) wv[r] = load8<F>(base + r * row_bytes, c);
-    for (int i = 0; i < M; ++i) {
-      const __m256 xv = _mm256_loadu_ps(x + i * k + c);
-      for (int r = 0; r < R; ++r) acc[r][i] = _mm256_fmadd_ps(wv[r], xv, acc[r][i]);
-    }
+    for (int i = 0; i < M; ++i) xv[i] = _mm256_loadu_ps(x + i * k + c);
+    step(wv, xv);
   }
-  for (int r = 0; r < R; ++r) {
-    for (int i = 0; i < M; ++i) {
-      float s = hsum(acc[r][i]);
-      for (int64_t c = k8; c < k; ++c) s += x[i * k + c] * load1<F>(base + r * row_bytes, c);
-      out[i * a.out_stride + j + r] = s;
+  if (k8 < k) {
+    const __m256i mask = tail_mask(k - k8);
+    __m256 wv[R], xv[M];
+    for (int r = 0; r < R; ++r) wv[r] = load_tail<F>(base + r * row_bytes, k8, k - k8, mask);
+    for (int i = 0; i < M; ++i) xv[i] = _mm256_maskload_ps(x + i * k + k8, mask);
+    step(wv, xv);
+  }
+  for (int i = 0; i < M; ++i) {
+    if constexpr (R == 4) {
+      _mm_storeu_ps(out + i * a.out_stride + j, hsum4(acc[0][i], acc[1][i], acc[2][i], acc[3][i]));
+    } else {
+      for (int r = 0; r < R; ++r) out[i * a.out_stride + j + r] = hsum(acc[r][i]);
     }
   }
 }
 
-// Rows of x per pass (<= 4) with the weight rows per pass that fit 16 ymm registers.
+// One pass of M <= 3 rows of x over weight rows [j0, j1), 4 weight rows at a time: 4 * M
+// accumulators, 4 weight and M x registers fit the 16 ymm registers.
 template <WeightFormat F, int M>
 void float_pass(const LinearArgs& a, const float* x, float* out, int64_t j0, int64_t j1) {
-  constexpr int R = M <= 2 ? 4 : 3;
   int64_t j = j0;
-  for (; j + R <= j1; j += R) float_rows<F, M, R>(a, x, out, j);
+  for (; j + 4 <= j1; j += 4) float_rows<F, M, 4>(a, x, out, j);
   for (; j < j1; ++j) float_rows<F, M, 1>(a, x, out, j);
 }
 
-// m = 1..8 rows of x in passes of at most 4 over a block of weight rows: the block (<= 48 rows,
-// ~100 KiB at k = 2048 in bf16) is read from DRAM by the first pass and from cache by the others,
-// so the weights still stream once while each pass keeps its accumulators in registers.
+// Rows [i0, i0 + P) of x as one pass (P <= 3).
+template <WeightFormat F, int P>
+void float_pass_at(const LinearArgs& a, int64_t i0, int64_t j0, int64_t j1) {
+  float_pass<F, P>(a, a.x + i0 * a.w->k, a.out + i0 * a.out_stride, j0, j1);
+}
+
+// m = 1..8 rows of x in passes of at most 3 (sizes as equal as possible: 8 = 3 + 3 + 2) over a
+// block of weight rows: the block (<= 48 rows, ~100 KiB at k = 2048 in bf16) is read from DRAM by
+// the first pass and from cache by the others, so the weights still stream once while each pass
+// keeps its accumulators in registers.
 template <WeightFormat F, int M>
 void float_decode_m(const LinearArgs& a, int64_t j0, int64_t j1) {
   constexpr int64_t kBlockRows = 48;
+  constexpr int kPasses = (M + 2) / 3;
+  constexpr int kBig = (M + kPasses - 1) / kPasses;  // the first M % kPasses passes (or all) take kBig
+  constexpr int kNumBig = M - (kBig - 1) * kPasses;
   for (int64_t jb = j0; jb < j1; jb += kBlockRows) {
     const int64_t je = std::min(j1, jb + kBlockRows);
-    if constexpr (M <= 4) {
-      float_pass<F, M>(a, a.x, a.out, jb, je);
-    } else {
-      float_pass<F, 4>(a, a.x, a.out, jb, je);
-      float_pass<F, M - 4>(a, a.x + 4 * a.w->k, a.out + 4 * a.out_stride, jb, je);
+    int64_t i0 = 0;
+    for (int p = 0; p < kPasses; ++p) {
+      if (p < kNumBig) {
+        float_pass_at<F, kBig>(a, i0, jb, je);
+        i0 += kBig;
+      } else if constexpr (kBig > 1) {
+        float_pass_at<F, kBig - 1>(a, i0, jb, je);
+        i0 += kBig - 1;
+      }
     }
   }
 }

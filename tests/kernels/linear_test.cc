@@ -189,7 +189,8 @@ TEST_P(LinearIsaTest, EveryFormatOddSizesAgainstReference) {
   ThreadPool pool(3);  // three chunks on two cores: splits are exercised whatever the machine
   for (const FormatCase& f : all_formats()) {
     // k = 7: shorter than one x-quantization block (int8 runs all in the fp32 tail).
-    for (int64_t k : {7, 32, 96, 130, 4096}) {
+    // k = 172: a small model's FFN input (k % 8 = 4: the masked tail step after 21 full ones).
+    for (int64_t k : {7, 32, 96, 130, 172, 4096}) {
       if (f.format == WeightFormat::kInt4 && k % f.group_size != 0) continue;
       for (int64_t n : {1, 7, 33, 257})
         for (int64_t m : {1, 3, 8, 17, 64}) {
@@ -202,11 +203,15 @@ TEST_P(LinearIsaTest, EveryFormatOddSizesAgainstReference) {
 
 TEST_P(LinearIsaTest, EveryDecodeRowCountAndDefaultPool) {
   // m = 1..kDecodeMaxRows each have their own kernel instance; 9 is two decode passes; the last
-  // two are the largest decode-path m and the first GEMM.
+  // two are the largest decode-path m and the first GEMM. k = 67 gives every instance its k % 8
+  // tail (int4 needs whole groups: k = 256 only).
   for (const FormatCase& f : all_formats())
-    for (int64_t m : {1, 2, 3, 4, 5, 6, 7, 8, 9, 63, 64}) {
-      check_case(f, m, 19, 256, nullptr);
-      if (HasFatalFailure()) return;
+    for (int64_t k : {256, 67}) {
+      if (f.format == WeightFormat::kInt4 && k % f.group_size != 0) continue;
+      for (int64_t m : {1, 2, 3, 4, 5, 6, 7, 8, 9, 63, 64}) {
+        check_case(f, m, 19, k, nullptr);
+        if (HasFatalFailure()) return;
+      }
     }
 }
 

@@ -391,6 +391,11 @@ void add_attention_cases(std::vector<OpCase>& t) {
       {"prefill_gqa3_odd", 6, 2, 13, 5, {{17, 17}, {23, 1}, {9, 4}, {1, 1}, {31, 6}}},
       {"prefill_gqa8_long", 8, 1, 64, 7, {{97, 33}, {40, 0}, {250, 1}}},
       {"mixed_hd33", 4, 2, 33, 3, {{33, 7}, {2, 2}}},
+      // The small-head_dim path (head_dim 8 and 16: eight keys reduced together), with every tail of
+      // keys past a multiple of 8, in decode and prefill tiles; stories260K's shape first.
+      {"decode_hd8_gqa2", 8, 4, 8, 16, {{129, 1}, {1, 1}, {17, 1}, {64, 1}, {8, 1}, {203, 1}}},
+      {"prefill_hd8_gqa3", 6, 2, 8, 5, {{23, 9}, {7, 1}, {14, 14}}},
+      {"mixed_hd16", 4, 2, 16, 16, {{41, 3}, {9, 1}, {100, 1}}},
   };
   for (const Shape& sh : shapes) {
     for (KvCacheDType dt : {KvCacheDType::kF32, KvCacheDType::kBF16, KvCacheDType::kInt8}) {
