@@ -100,8 +100,10 @@ const AttentionKernels& kernels_for(AttentionIsa isa) {
 // that a decode step (one query token) keeps one item per (sequence, KV head).
 constexpr int64_t kTileRows = 16;
 // Below this many multiply-adds (q.k plus p.v over the whole batch) a call runs on the caller:
-// handing work to the pool costs a few microseconds, which a tiny model's decode step cannot repay.
-constexpr int64_t kMinParallelMacs = 1 << 15;
+// handing work to the pool costs a few microseconds (more on a busy machine, where a worker that
+// claimed a chunk can be descheduled), which ~256K multiply-adds (~15-30 us with the softmax and the
+// driver) repay. stories260K decodes 8 sequences of 128 keys (131K) on the caller, 32 (524K) split.
+constexpr int64_t kMinParallelMacs = 1 << 18;
 // How far ahead of the chunk being processed the driver prefetches K/V rows, in keys: 64 keys are
 // 4-32 KiB of one KV head (int8 head_dim 64 .. fp32 head_dim 128), about what DRAM latency times
 // one core's bandwidth needs in flight.

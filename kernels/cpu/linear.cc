@@ -89,10 +89,19 @@ struct XQuant {
   std::vector<float> scales, sums;
 };
 
-void run_decode(ThreadPool& pool, const LinearKernels& kern, LinearArgs& a, const float* bias) {
+// Below this many multiply-adds a chunk of a linear layer is not handed to another thread: ~128K
+// take 5-10 us on one core, about what a hand-off costs on a busy machine (wake-up, the chunk's
+// inputs pulled into another core's cache). A small model's decode step (stories260K: 64 x 344 at
+// m = 8 is 176K) then stays on the caller; TinyLlama's (2048 x 2048 at m = 1: 4M) still splits.
+constexpr int64_t kMinChunkMacs = 128 << 10;
+
+// All m (< kGemmMinRows) rows in one job: each chunk of output columns runs the decode kernel on
+// passes of kDecodeMaxRows rows (its weight rows stream once per pass, from cache after the first).
+void run_decode(ThreadPool& pool, const LinearKernels& kern, const LinearArgs& a, const float* bias) {
   const WeightMatrix& w = *a.w;
   const bool int_format = w.format == WeightFormat::kInt8 || w.format == WeightFormat::kInt4;
   const int64_t k_blocks = w.k / kQuantBlock;
+  LinearArgs all = a;
   if (kern.quantize_x != nullptr && int_format && k_blocks > 0) {
     thread_local XQuant xq;
     const int64_t kq = k_blocks * kQuantBlock;
@@ -101,22 +110,34 @@ void run_decode(ThreadPool& pool, const LinearKernels& kern, LinearArgs& a, cons
     xq.sums.resize(static_cast<size_t>(a.m * k_blocks));
     for (int64_t i = 0; i < a.m; ++i)
       kern.quantize_x(a.x + i * w.k, kq, xq.q.data() + i * kq, xq.scales.data() + i * k_blocks,
-                        xq.sums.data() + i * k_blocks);
-    a.x_q = xq.q.data();
-    a.x_scales = xq.scales.data();
-    a.x_sums = xq.sums.data();
+                      xq.sums.data() + i * k_blocks);
+    all.x_q = xq.q.data();
+    all.x_scales = xq.scales.data();
+    all.x_sums = xq.sums.data();
   }
   const DecodeFn decode = kern.decode[static_cast<int>(w.format)];
-  // At least ~32 KiB of weights per chunk, so a small matrix is not split below the hand-off cost.
+  // Chunks of at least ~32 KiB of weights (a memory-bound m = 1 pass is not split below the
+  // hand-off cost) and at least kMinChunkMacs of work.
   const int64_t row_bytes = std::max<int64_t>(1, weight_data_bytes(w.format, 1, w.k));
-  const int64_t min_rows = std::max<int64_t>(1, (int64_t{32} << 10) / row_bytes);
+  const int64_t min_rows = std::max({int64_t{1}, (int64_t{32} << 10) / row_bytes, kMinChunkMacs / (a.m * w.k)});
   pool.parallel_for(
       w.n,
       [&](int64_t j0, int64_t j1) {
-        decode(a, j0, j1);
+        for (int64_t i0 = 0; i0 < all.m; i0 += kDecodeMaxRows) {
+          LinearArgs sub = all;
+          sub.out = all.out + i0 * all.out_stride;
+          sub.x = all.x + i0 * w.k;
+          sub.m = std::min(kDecodeMaxRows, all.m - i0);
+          if (all.x_q != nullptr) {
+            sub.x_q = all.x_q + i0 * k_blocks * kQuantBlock;
+            sub.x_scales = all.x_scales + i0 * k_blocks;
+            sub.x_sums = all.x_sums + i0 * k_blocks;
+          }
+          decode(sub, j0, j1);
+        }
         if (bias != nullptr)
-          for (int64_t i = 0; i < a.m; ++i)
-            for (int64_t j = j0; j < j1; ++j) a.out[i * a.out_stride + j] += bias[j];
+          for (int64_t i = 0; i < all.m; ++i)
+            for (int64_t j = j0; j < j1; ++j) all.out[i * all.out_stride + j] += bias[j];
       },
       min_rows, 8);
 }
@@ -281,13 +302,7 @@ void linear(ThreadPool& pool, float* out, int64_t out_stride, const float* x, co
     return;
   }
   // Up to kGemmMinRows rows: the decode kernels on 8 rows at a time (the weights stream once per 8).
-  for (int64_t i0 = 0; i0 < m; i0 += kDecodeMaxRows) {
-    LinearArgs sub = a;
-    sub.out = out + i0 * out_stride;
-    sub.x = x + i0 * w.k;
-    sub.m = std::min(kDecodeMaxRows, m - i0);
-    run_decode(pool, kern, sub, bias);
-  }
+  run_decode(pool, kern, a, bias);
 }
 
 }  // namespace ferry::kernels::cpu

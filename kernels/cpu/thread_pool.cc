@@ -38,10 +38,16 @@ namespace ferry::kernels {
 
 namespace {
 
-// How long an idle worker (or a waiting caller) spins before sleeping. Consecutive parallel_for
-// calls within one decode step are a few to a few hundred microseconds apart, so this keeps the
-// workers awake through a step; between steps they sleep and cost nothing.
-constexpr auto kSpin = std::chrono::microseconds(200);
+// How long an idle worker spins for the next job before sleeping on the futex. Consecutive
+// parallel_for calls within one decode step are a few to a few tens of microseconds apart (the
+// inline operators between them), so 50 us keeps the workers awake through a step. It was 200 us:
+// a small model's step (stories260K, 8 sequences: ~300 us, one job split per step) then woke the
+// worker once per step and it burned 200 us of a core after each 10 us job, ~50 % more CPU per
+// step on 2 cores, taken from the server's other threads (perf/RESULTS.md).
+constexpr auto kWorkerSpin = std::chrono::microseconds(50);
+// How long a caller spins for the chunks other threads are still running before sleeping: those
+// end soon, and a caller put to sleep pays a futex wake-up on the critical path.
+constexpr auto kCallerSpin = std::chrono::microseconds(200);
 
 // True on pool workers and on a caller while it runs its share of a job: parallel_for then runs
 // inline (no deadlock on the job lock, no oversubscription), whichever pool it is called on.
@@ -68,11 +74,11 @@ int cores_available() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-// Spins until pred() or kSpin elapses; returns pred(). The clock is read every 64 spins (a pause is
+// Spins until pred() or `budget` elapses; returns pred(). The clock is read every 64 spins (a pause is
 // tens of cycles; a clock read is ~20 ns).
 template <typename Pred>
-bool spin_until(Pred pred) {
-  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+bool spin_until(std::chrono::microseconds budget, Pred pred) {
+  const auto deadline = std::chrono::steady_clock::now() + budget;
   for (;;) {
     for (int i = 0; i < 64; ++i) {
       if (pred()) return true;
@@ -141,7 +147,7 @@ struct ThreadPool::Impl {
   void worker_loop(uint32_t seen) {
     t_inside_job = true;
     for (;;) {
-      if (!spin_until([&] { return wake.load(std::memory_order_acquire) != seen; })) {
+      if (!spin_until(kWorkerSpin, [&] { return wake.load(std::memory_order_acquire) != seen; })) {
         sleeping_workers.fetch_add(1, std::memory_order_seq_cst);
         futex_wait(&wake, seen);
         sleeping_workers.fetch_sub(1, std::memory_order_relaxed);
@@ -243,7 +249,7 @@ void ThreadPool::run(int64_t n, int64_t min_chunk, int64_t align, Body body, voi
   const uint32_t total = p.done.fetch_add(ran, std::memory_order_acq_rel) + ran;
   if (total != p.num_chunks) {
     const auto all_done = [&] { return p.done.load(std::memory_order_acquire) == p.num_chunks; };
-    if (!spin_until(all_done)) {
+    if (!spin_until(kCallerSpin, all_done)) {
       p.caller_sleeping.store(true, std::memory_order_seq_cst);
       for (uint32_t d; (d = p.done.load(std::memory_order_seq_cst)) != p.num_chunks;) futex_wait(&p.done, d);
       p.caller_sleeping.store(false, std::memory_order_relaxed);
