@@ -12,7 +12,8 @@
 //   prefill (larger m): a blocked GEMM. Each thread owns a range of output columns; it widens a
 //           panel of kPanelCols weight rows x kPanelK inputs to fp32 once (layout [kPanelK][16] per
 //           16 columns) and runs a 6 x 16 register-blocked micro-kernel over all m rows on it.
-// Work is split over output rows (columns of out) on the pool.
+// Work is split over output rows (columns of out) on the pool, one job per call, in chunks of at
+// least ~128K multiply-adds (smaller calls run on the caller: a hand-off costs more).
 //
 // Thread-safety: linear() may be called from any thread (scratch is thread-local: the caller's
 // quantized x, each worker's panel); calls on one pool are serialized by the pool. The ISA choice

@@ -42,7 +42,7 @@ namespace {
 // parallel_for calls within one decode step are a few to a few tens of microseconds apart (the
 // inline operators between them), so 50 us keeps the workers awake through a step. It was 200 us:
 // a small model's step (stories260K, 8 sequences: ~300 us, one job split per step) then woke the
-// worker once per step and it burned 200 us of a core after each 10 us job, ~50 % more CPU per
+// worker once per step and it burned 200 us of a core after each 10 us job, ~30 % more CPU per
 // step on 2 cores, taken from the server's other threads (perf/RESULTS.md).
 constexpr auto kWorkerSpin = std::chrono::microseconds(50);
 // How long a caller spins for the chunks other threads are still running before sleeping: those
