@@ -36,13 +36,19 @@ inline constexpr const char* kMessages = "messages";
 // [{type: "function", function: {name, description, parameters}}]: passed to the chat template as
 // `tools`, as HF's apply_chat_template does.
 inline constexpr const char* kTools = "tools";
-inline constexpr const char* kMaxTokens = "max_tokens";
+inline constexpr const char* kMaxTokens = "max_tokens";  // >= 0; 0: the prompt alone (echo, prompt logprobs)
 // true: when max_tokens is absent, generate up to the end of the context window (OpenAI's chat
 // default) instead of the backend's default of 16.
 inline constexpr const char* kMaxTokensToWindow = "max_tokens_to_window";
 // true: the first response carries the prompt (kPromptText, kPromptIds).
 inline constexpr const char* kEcho = "echo";
 inline constexpr const char* kLogprobs = "logprobs";  // N: the chosen token's logprob and the top N
+// N in [0, 20] (vLLM's prompt_logprobs): the prompt's logprobs, each prompt token's after the first
+// with the top N at its position. As a response parameter (on the first response once the prompt is
+// computed, once): one entry per prompt token in the kLogprobs entry format, the first without
+// kLogprob, kRank and kTopLogprobs (nothing precedes it); kToken is the token's text as it reads in
+// the decoded prompt.
+inline constexpr const char* kPromptLogprobs = "prompt_logprobs";
 // Output formats (constrained decoding, docs/structured-outputs.md): at most one per request, under
 // OpenAI's, vLLM's and llama.cpp's names; the backend parses them (backend/llm/guided_decoding.h).
 inline constexpr const char* kOutputFormatKeys[] = {"response_format", "guided_json",        "guided_regex",

@@ -113,6 +113,11 @@ LlmInstance::~LlmInstance() {
 
 Status LlmInstance::submit(const SubmitInfo& info, LlmRequest&& request) {
   const auto num_prompt = static_cast<int64_t>(request.prompt_ids.size());
+  const bool prompt_logprobs = request.sampling.num_prompt_logprobs >= 0;
+  if (prompt_logprobs && ctx_.config.gpu) {
+    return Status::InvalidArgument("parameter 'prompt_logprobs' (or 'echo' with 'logprobs'): the prompt's logprobs are "
+                                   "not computed on GPU instances yet (CudaEngine); serve the model on kind cpu");
+  }
   auto seq = std::make_unique<Sequence>(request.sampling, ctx_.eos_ids);
   seq->runner.matcher = std::move(request.matcher);
   // Constrained requests do not speculate: their drafts would need the grammar's mask at every
@@ -122,6 +127,8 @@ Status LlmInstance::submit(const SubmitInfo& info, LlmRequest&& request) {
   seq->output = std::make_unique<OutputRequest>(
       info.id, info.responder, info.stream, *ctx_.tokenizer, request.skip_special_tokens, request.sampling,
       ctx_.eos_ids, num_prompt, request.echo ? request.prompt_ids : std::vector<int32_t>{});
+  seq->output->prompt_only = request.prompt_only;
+  if (prompt_logprobs) seq->output->prompt_ids = request.prompt_ids;
   seq->load = num_prompt + request.sampling.max_tokens;
   NewRequest nr;
   nr.id = info.id;
@@ -130,6 +137,7 @@ Status LlmInstance::submit(const SubmitInfo& info, LlmRequest&& request) {
   nr.priority = info.priority;
   nr.timeout_us = info.timeout_us;
   nr.arrival_time = seq->output->submitted;
+  nr.skip_prefix_cache = prompt_logprobs;  // every prompt position's logits are needed
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return Status::Unavailable("model is unloading");
@@ -200,6 +208,9 @@ void LlmInstance::run_step(const SchedulerOutput& out, std::unique_lock<std::mut
   std::span<const SequenceResult> results = runner_.results();
   for (size_t i = 0; i < num_seqs; ++i) {
     Sequence* seq = step_seqs_[i];
+    if (std::span<const SampleResult> rows = runner_.prompt_logprobs(i); !rows.empty()) {
+      batch_.add_prompt_logprobs(out.scheduled[i].request_id, rows, &seq->output);
+    }
     for (int32_t j = 0; j < runner_.num_emitted(i); ++j) {
       batch_.add_token(out.scheduled[i].request_id, runner_.sample(i, static_cast<size_t>(j)),
                        seq->runner.params.num_logprobs >= 0, sampled_at, &seq->output);

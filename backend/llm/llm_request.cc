@@ -9,6 +9,7 @@
 #include <cstring>
 #include <memory>
 
+#include "backend/llm/engine/prompt_logprobs.h"
 #include "backend/llm/guided_decoding.h"
 #include "backend/llm/json_text.h"
 #include "common/abi/abi_util.h"
@@ -76,7 +77,9 @@ Status parse_logit_bias(const Json::Value& p, SamplingParams* s) {
 }
 
 Status parse_sampling(const Json::Value& p, SamplingParams* s) {
-  FERRY_RETURN_IF_ERROR(read_int(p, proto::kMaxTokens, 1, 1 << 24, &s->max_tokens));
+  // 0 is a request for the prompt alone (its echo or logprobs); parse_llm_request turns it into
+  // prompt_only.
+  FERRY_RETURN_IF_ERROR(read_int(p, proto::kMaxTokens, 0, 1 << 24, &s->max_tokens));
   // TensorRT-LLM backend names (Triton's generate endpoint) beside the vLLM/OpenAI ones.
   FERRY_RETURN_IF_ERROR(read_int(p, "runtime_top_k", -1, 1 << 30, &s->top_k));
   FERRY_RETURN_IF_ERROR(read_float(p, "runtime_top_p", 0.0f, 1.0f, &s->top_p));
@@ -134,6 +137,9 @@ Status parse_sampling(const Json::Value& p, SamplingParams* s) {
     const Json::Value& v = p[proto::kLogprobs];
     if (v.isBool()) s->num_logprobs = v.asBool() ? 0 : -1;
     else FERRY_RETURN_IF_ERROR(read_int(p, proto::kLogprobs, 0, 20, &s->num_logprobs));
+  }
+  if (p.isMember(proto::kPromptLogprobs) && !p[proto::kPromptLogprobs].isNull()) {
+    FERRY_RETURN_IF_ERROR(read_int(p, proto::kPromptLogprobs, 0, kMaxPromptLogprobs, &s->num_prompt_logprobs));
   }
   return Status::Ok();
 }
@@ -212,6 +218,11 @@ Result<LlmRequest> parse_llm_request(const ferry_request& request, const Tokeniz
   if (fill_max_tokens) out.sampling.max_tokens = 1;
   FERRY_RETURN_IF_ERROR(read_bool(p, "speculative", &out.speculative));
   FERRY_RETURN_IF_ERROR(parse_sampling(p, &out.sampling));
+  if (out.sampling.max_tokens == 0) {
+    // Scheduled with one token, which is dropped: the prompt's last position is computed anyway.
+    out.prompt_only = true;
+    out.sampling.max_tokens = 1;
+  }
   FERRY_RETURN_IF_ERROR(read_bool(p, "skip_special_tokens", &out.skip_special_tokens));
   bool add_special_tokens = true;
   FERRY_RETURN_IF_ERROR(read_bool(p, "add_special_tokens", &add_special_tokens));

@@ -3,13 +3,17 @@
 // in the "messages" parameter rendered through the model's chat template.
 //
 // Parameters (TensorRT-LLM / vLLM / OpenAI names; the protocol's own names are in
-// common/llm_protocol.h, shared with the host): max_tokens, max_tokens_to_window (true: without
+// common/llm_protocol.h, shared with the host): max_tokens (0: nothing is generated, the request
+// computes its prompt for its echo or its prompt_logprobs and ends with finish "length"; the prompt
+// must still leave one token of room in the context window), max_tokens_to_window (true: without
 // max_tokens, the rest of the context window after the prompt), temperature, top_p (alias
 // runtime_top_p), top_k (alias runtime_top_k), min_p, end_id (a stop token), stop_words (alias of stop),
 // seed (alias random_seed), repetition_penalty, presence_penalty, frequency_penalty, stop (string or
 // list), stop_token_ids, min_tokens (no stop before this many tokens), logit_bias ({"<id>": bias in
 // [-100, 100]}), ignore_eos, include_stop_str_in_output, logprobs (N: the chosen token's
-// logprob and the top N), add_special_tokens (text only; default true), skip_special_tokens
+// logprob and the top N), prompt_logprobs (N in [0, 20], vLLM's: each prompt token's logprob after
+// the first, with its rank and the top N at its position; the request then computes its whole
+// prompt, not reusing the prefix cache), add_special_tokens (text only; default true), skip_special_tokens
 // (default true), messages ([{role, content, tool_calls?, tool_call_id?}], applies the chat
 // template; checked by common/chat_request.h), tools (OpenAI's list, passed to the template as
 // `tools`), echo (the first response's parameters carry the prompt as "prompt_text" and
@@ -44,6 +48,7 @@ struct LlmRequest {
   SamplingParams sampling;
   bool skip_special_tokens = true;
   bool echo = false;
+  bool prompt_only = false;  // max_tokens 0: sampling.max_tokens is 1, and that token is dropped
   std::string guided_gbnf;  // the output format asked for, as GBNF; empty: unconstrained
   // Its matcher, set by the model once guided_gbnf is compiled (LlmModel::submit); null without.
   std::unique_ptr<grammar::Matcher> matcher;

@@ -35,6 +35,9 @@ void ModelRunner::prepare(const SchedulerOutput& out, std::span<RunnerRequest* c
   requests_.clear();
   num_outputs_.clear();
   mask_offset_.clear();
+  prompt_inputs_.clear();
+  prompt_targets_.clear();
+  step_ok_ = false;
   size_t mask_words = 0;
   for (size_t i = 0; i < out.scheduled.size(); ++i) {
     const ScheduledSequence& s = out.scheduled[i];
@@ -64,9 +67,61 @@ void ModelRunner::prepare(const SchedulerOutput& out, std::span<RunnerRequest* c
     mask_offset_.push_back(offset);
     requests_.push_back(r);
     num_outputs_.push_back(s.request->num_output_tokens());
+    if (r->params.num_prompt_logprobs >= 0) add_prompt_logprobs(i, s, *r);
+  }
+  // Targets were appended as the entries were made; their spans are taken once the vector is whole.
+  size_t at = 0;
+  for (PromptLogprobsInput& p : prompt_inputs_) {
+    const size_t n = p.targets.size();
+    p.targets = std::span<const int32_t>(prompt_targets_).subspan(at, n);
+    at += n;
   }
   masks_.resize(mask_words);
   dead_end_.assign(sampling_.size(), false);
+}
+
+// Query token j (position c + j) predicts prompt token c + j + 1: the chunk scores prompt tokens
+// from max(c + 1, next) to min(c + n, num_prompt - 1), those the request has not had scored.
+void ModelRunner::add_prompt_logprobs(size_t i, const ScheduledSequence& s, const RunnerRequest& r) {
+  const int32_t begin = std::max(s.num_computed_tokens + 1, r.next_prompt_logprob);
+  const int32_t end = std::min(s.num_computed_tokens + s.num_new_tokens, s.request->num_prompt_tokens - 1) + 1;
+  if (begin >= end) return;
+  PromptLogprobsInput p;
+  p.sequence = static_cast<int32_t>(i);
+  p.first = begin - 1 - s.num_computed_tokens;
+  p.num_top = r.params.num_prompt_logprobs;
+  auto prompt = s.request->prompt();
+  prompt_targets_.insert(prompt_targets_.end(), prompt.begin() + begin, prompt.begin() + end);
+  p.targets = std::span<const int32_t>(prompt_targets_.data(), static_cast<size_t>(end - begin));  // size only, see prepare
+  prompt_inputs_.push_back(p);
+}
+
+void ModelRunner::record_prompt_logprobs() {
+  prompt_entry_.assign(inputs_.size(), -1);
+  prompt_row_begin_.clear();
+  size_t row = 0;
+  for (size_t e = 0; e < prompt_inputs_.size(); ++e) {
+    const PromptLogprobsInput& p = prompt_inputs_[e];
+    prompt_entry_[static_cast<size_t>(p.sequence)] = static_cast<int32_t>(e);
+    prompt_row_begin_.push_back(row);
+    row += p.targets.size();
+    RunnerRequest& r = *requests_[static_cast<size_t>(p.sequence)];
+    r.next_prompt_logprob = first_prompt_logprob(static_cast<size_t>(p.sequence)) + static_cast<int32_t>(p.targets.size());
+  }
+  FERRY_CHECK(step_out_.prompt_logprobs.size() == row);
+}
+
+std::span<const SampleResult> ModelRunner::prompt_logprobs(size_t i) const {
+  if (!step_ok_ || prompt_inputs_.empty() || prompt_entry_[i] < 0) return {};
+  const auto e = static_cast<size_t>(prompt_entry_[i]);
+  return std::span<const SampleResult>(step_out_.prompt_logprobs).subspan(prompt_row_begin_[e], prompt_inputs_[e].targets.size());
+}
+
+int32_t ModelRunner::first_prompt_logprob(size_t i) const {
+  if (!step_ok_ || prompt_inputs_.empty() || prompt_entry_[i] < 0) return -1;
+  // Query token `first` is at position num_computed + first and scores the prompt token after it.
+  const PromptLogprobsInput& p = prompt_inputs_[static_cast<size_t>(prompt_entry_[i])];
+  return inputs_[i].context_len - inputs_[i].query_len + p.first + 1;
 }
 
 void ModelRunner::fill_masks() {
@@ -102,6 +157,8 @@ Status ModelRunner::execute(Engine& engine) {
   const size_t n = inputs_.size();
   fill_masks();
   Status status = engine.step(batch(), sampling_, false, &step_out_);
+  step_ok_ = status.ok();
+  if (step_ok_ && !prompt_inputs_.empty()) record_prompt_logprobs();
   results_.assign(n, SequenceResult{});
   accepted_.assign(n, 0);
   emitted_.clear();

@@ -15,6 +15,9 @@
 // emits 1 to k + 1 tokens. The stop checks run over them in order: the run is cut after a stop
 // token or at max_tokens, so nothing past either is ever emitted. Constrained sequences never get
 // drafts (the instance proposes none for them).
+// Prompt logprobs (params.num_prompt_logprobs >= 0): each prefill chunk asks the engine to score
+// the prompt tokens its query positions predict (ForwardBatch::prompt_logprobs), except those the
+// request had scored before a preemption; prompt_logprobs(i) hands the results to the instance.
 // Stop STRINGS are not checked here: they need the detokenized text, which the OutputProcessor
 // builds off this thread; it asks the instance to end a request when it finds one.
 //
@@ -57,6 +60,9 @@ struct RunnerRequest {
   // every sampled token; a preempted request keeps its output tokens and so its matcher state.
   std::unique_ptr<grammar::Matcher> matcher;
   bool speculate = true;                // false: the request opted out ("speculative": false)
+  // Prompt logprobs (params.num_prompt_logprobs >= 0): the next prompt token to score. Token 0 has
+  // none; a prefill recomputed after a preemption does not score again what was scored before.
+  int32_t next_prompt_logprob = 1;
   SpeculationGate spec_gate;            // backs off while its drafts are mostly rejected
   // Draft-model speculation: the draft's own random stream (from params.seed, apart from rng), and
   // the last proposal: its tokens and, for a sampled request, their distributions q [drafts, vocab]
@@ -79,7 +85,7 @@ class ModelRunner {
   Status execute(Engine& engine);
 
   // The prepared batch (views of the runner's buffers, valid until the next prepare()).
-  ForwardBatch batch() const { return ForwardBatch{token_ids_, positions_, inputs_, false}; }
+  ForwardBatch batch() const { return ForwardBatch{token_ids_, positions_, inputs_, false, prompt_inputs_}; }
   std::span<const SamplingSequence> sampling() const { return sampling_; }
 
   // One per scheduled sequence of the last prepare(), in order; valid until the next prepare().
@@ -99,12 +105,21 @@ class ModelRunner {
   int32_t num_accepted(size_t i) const { return accepted_[i]; }
   // Tokens emitted by all sequences in the last execute().
   int64_t num_sampled() const { return num_sampled_; }
+  // Prompt logprobs sequence i computed in the last execute(): one per prompt token scored, in
+  // order, the first for prompt token first_prompt_logprob(i); empty when it asked for none or this
+  // step's chunk scored none (or the step failed).
+  std::span<const SampleResult> prompt_logprobs(size_t i) const;
+  int32_t first_prompt_logprob(size_t i) const;
 
  private:
   RequestFinishReason check_stop(size_t i, int32_t num_before, int32_t token) const;
   // Advances sequence i's matcher (if any) by its sampled token: kStop once the value is complete.
   RequestFinishReason advance_grammar(size_t i, int32_t token);
   void fill_masks();  // the constrained sequences' masks, into sampling_
+  // Sequence i's prompt tokens to score in this step, if any, into prompt_inputs_.
+  void add_prompt_logprobs(size_t i, const ScheduledSequence& s, const RunnerRequest& r);
+  // After a successful step: maps sequences to their rows, advances next_prompt_logprob.
+  void record_prompt_logprobs();
 
   // Batch, parallel arrays (ForwardBatch views them).
   std::vector<int32_t> token_ids_;       // [num_tokens]
@@ -122,6 +137,13 @@ class ModelRunner {
   std::vector<int32_t> emitted_;                // extra tokens of all sequences (results_ view them)
   std::vector<int32_t> emitted_begin_;          // [num_seqs] sequence i's first extra token in emitted_
   std::vector<int32_t> accepted_;               // [num_seqs] drafts accepted
+  // Prompt logprobs: the entries of the sequences that score prompt tokens this step (usually none),
+  // their targets, and per sequence its entry (-1: none).
+  std::vector<PromptLogprobsInput> prompt_inputs_;
+  std::vector<int32_t> prompt_targets_;
+  std::vector<int32_t> prompt_entry_;           // [num_seqs], filled only when prompt_inputs_ is not empty
+  std::vector<size_t> prompt_row_begin_;        // [prompt_inputs_.size()] first row in step_out_.prompt_logprobs
+  bool step_ok_ = false;
   StepOutput step_out_;
   int64_t num_sampled_ = 0;
 };

@@ -27,7 +27,8 @@ OutputRequest::OutputRequest(uint64_t request_id, ferry_responder* request_respo
       num_prompt_tokens(prompt_tokens),
       detokenizer(tokenizer, skip_special_tokens),
       stop(params, eos_token_ids),
-      prompt_for_echo(std::move(echo_prompt)) {}
+      prompt_for_echo(std::move(echo_prompt)),
+      num_prompt_logprobs(params.num_prompt_logprobs) {}
 
 // ---- OutputBatch --------------------------------------------------------------------------------
 
@@ -39,6 +40,7 @@ OutputEvent& OutputBatch::next_event(uint64_t id, std::unique_ptr<OutputRequest>
   else e.start.reset();
   e.token = -1;
   e.logprobs_index = -1;
+  e.num_prompt_logprobs = 0;
   e.time = {};
   e.final = false;
   e.reason = RequestFinishReason::kNone;
@@ -65,6 +67,17 @@ void OutputBatch::add_final(uint64_t id, RequestFinishReason reason, Status stat
   e.reason = reason;
   e.status = std::move(status);
   e.time = started;
+}
+
+void OutputBatch::add_prompt_logprobs(uint64_t id, std::span<const SampleResult> rows,
+                                      std::unique_ptr<OutputRequest>* start) {
+  OutputEvent& e = next_event(id, start);
+  e.logprobs_index = static_cast<int32_t>(num_logprobs_);
+  e.num_prompt_logprobs = static_cast<int32_t>(rows.size());
+  for (const SampleResult& row : rows) {
+    if (num_logprobs_ == logprobs_.size()) logprobs_.emplace_back();
+    logprobs_[num_logprobs_++] = row;
+  }
 }
 
 void OutputBatch::end_step() {
@@ -190,6 +203,8 @@ void OutputProcessor::process(OutputBatch& batch) {
       r->final_reason = e.reason;
       r->final_status = std::move(e.status);
       r->started = e.time;
+    } else if (e.num_prompt_logprobs > 0) {
+      for (int32_t j = 0; j < e.num_prompt_logprobs; ++j) r->prompt_logprobs.push_back(batch.logprobs(e.logprobs_index + j));
     } else {
       take_token(*r, e, batch);
     }
@@ -215,6 +230,7 @@ void OutputProcessor::answer_touched() {
 
 void OutputProcessor::take_token(OutputRequest& r, const OutputEvent& e, const OutputBatch& batch) {
   if (r.text_finish != FinishReason::kNone) return;  // produced after a stop string: never sent
+  if (r.prompt_only) return;                         // max_tokens 0: the scheduling token is dropped
   if (r.num_generated == 0) {
     if (config_.ttft != nullptr) config_.host->metric_observe(config_.ttft, seconds(e.time - r.submitted));
   } else if (config_.itl != nullptr) {
@@ -239,7 +255,9 @@ void OutputProcessor::answer(OutputRequest& r) {
   }
   Status status = std::move(r.final_status);
   std::string reason;
-  if (r.text_finish != FinishReason::kNone) {
+  if (r.prompt_only && status.ok()) {
+    reason = "length";  // nothing was to be generated
+  } else if (r.text_finish != FinishReason::kNone) {
     // The text ended at a stop (or the length) whatever ended the request after it: the cancel
     // this processor asked for, or a client's cancel or an error racing it. The client has its
     // whole answer.
@@ -305,40 +323,81 @@ void OutputProcessor::write_parameters(OutputRequest& r, bool final, const char*
     append_json_int(out, r.num_generated);
     out.push_back('}');
   }
+  // Sent once, with the first response after the whole prompt was scored (or the FINAL).
+  const bool prompt_scored = r.prompt_logprobs.size() + 1 >= static_cast<size_t>(r.num_prompt_tokens);
+  if (r.num_prompt_logprobs >= 0 && !r.prompt_logprobs_sent && (prompt_scored || final)) {
+    key(proto::kPromptLogprobs);
+    write_prompt_logprobs(out, r);
+    r.prompt_logprobs_sent = true;
+  }
   if (r.num_logprobs >= 0) {
     key(proto::kLogprobs);
     out.push_back('[');
     for (size_t i = 0; i < r.pending_logprobs.size(); ++i) {
-      const SampleResult& lp = r.pending_logprobs[i];
       if (i > 0) out.push_back(',');
-      out.push_back('{');
-      write_logprob_fields(out, lp.token, lp.logprob);
-      out.push_back(',');
-      append_json_key(out, proto::kRank);
-      append_json_int(out, lp.rank);
-      out.push_back(',');
-      append_json_string(out, proto::kTopLogprobs);
-      out.append(":[");
-      for (size_t k = 0; k < lp.top_logprobs.size(); ++k) {
-        if (k > 0) out.push_back(',');
-        out.push_back('{');
-        write_logprob_fields(out, lp.top_logprobs[k].token, lp.top_logprobs[k].logprob);
-        out.push_back('}');
-      }
-      out.append("]}");
+      write_logprob_entry(out, r.pending_logprobs[i], logprob_piece(r.pending_logprobs[i].token));
     }
     out.push_back(']');
   }
   if (!out.empty()) out.push_back('}');
 }
 
+// {token_id, token, logprob, rank, top_logprobs}: `text` is the token's text (its own among the
+// alternatives too; the others read as logprob_piece gives them).
+void OutputProcessor::write_logprob_entry(std::string& out, const SampleResult& lp, const std::string& text) const {
+  out.push_back('{');
+  write_logprob_fields(out, lp.token, text, lp.logprob);
+  out.push_back(',');
+  append_json_key(out, proto::kRank);
+  append_json_int(out, lp.rank);
+  out.push_back(',');
+  append_json_string(out, proto::kTopLogprobs);
+  out.append(":[");
+  for (size_t k = 0; k < lp.top_logprobs.size(); ++k) {
+    const TokenLogprob& t = lp.top_logprobs[k];
+    if (k > 0) out.push_back(',');
+    out.push_back('{');
+    write_logprob_fields(out, t.token, t.token == lp.token ? text : logprob_piece(t.token), t.logprob);
+    out.push_back('}');
+  }
+  out.append("]}");
+}
+
+// The prompt's list (llm_protocol.h's kPromptLogprobs): each prompt token's text as it reads in the
+// decoded prompt (SentencePiece's leading space kept after the first word, as in the echoed text);
+// a token that adds no text there (a special token, half a UTF-8 character) reads as it does
+// alone. The first token (and any not scored, if the request ended early) has no logprob.
+void OutputProcessor::write_prompt_logprobs(std::string& out, const OutputRequest& r) const {
+  IncrementalDetokenizer detokenizer(*config_.tokenizer, true);
+  out.push_back('[');
+  for (size_t i = 0; i < r.prompt_ids.size(); ++i) {
+    const int32_t token = r.prompt_ids[i];
+    std::string text = detokenizer.add(token);
+    if (text.empty()) text = logprob_piece(token);
+    if (i > 0) out.push_back(',');
+    if (i > 0 && i <= r.prompt_logprobs.size()) {
+      write_logprob_entry(out, r.prompt_logprobs[i - 1], text);
+      continue;
+    }
+    out.push_back('{');
+    append_json_key(out, proto::kTokenId);
+    append_json_int(out, token);
+    out.push_back(',');
+    append_json_key(out, proto::kToken);
+    append_json_string(out, text);
+    out.push_back('}');
+  }
+  out.push_back(']');
+}
+
 // "token_id":..,"token":..,"logprob":.. (an entry's fields, without its braces)
-void OutputProcessor::write_logprob_fields(std::string& out, int32_t token, double logprob) const {
+void OutputProcessor::write_logprob_fields(std::string& out, int32_t token, const std::string& text,
+                                           double logprob) const {
   append_json_key(out, proto::kTokenId);
   append_json_int(out, token);
   out.push_back(',');
   append_json_key(out, proto::kToken);
-  append_json_string(out, logprob_piece(token));
+  append_json_string(out, text);
   out.push_back(',');
   append_json_key(out, proto::kLogprob);
   append_json_double(out, logprob);

@@ -34,6 +34,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -69,6 +70,16 @@ struct OutputRequest {
   IncrementalDetokenizer detokenizer;
   StopChecker stop;            // stop strings (and, in step with the runner, stop tokens and length)
   std::vector<int32_t> prompt_for_echo;  // non-empty until the first response carries it
+  // max_tokens 0: the one token the scheduler runs the request with is dropped, and it ends
+  // with finish "length" and no text.
+  bool prompt_only = false;
+  // Prompt logprobs (num_prompt_logprobs >= 0; set by the instance): the prompt's ids, and the
+  // scored prompt tokens' results as they arrive (prompt token i + 1 at index i), sent once, with
+  // the first response after the last of them.
+  int32_t num_prompt_logprobs = -1;
+  std::vector<int32_t> prompt_ids;
+  std::vector<SampleResult> prompt_logprobs;
+  bool prompt_logprobs_sent = false;
   OutputClock::time_point submitted = OutputClock::now();
   OutputClock::time_point last_token{};
 
@@ -92,6 +103,8 @@ struct OutputEvent {
   std::unique_ptr<OutputRequest> start;  // the request's state, on its first event only
   int32_t token = -1;                    // a generated token; -1 on a final event
   int32_t logprobs_index = -1;           // into the batch's logprobs, when the request wants them
+  // > 0: a prompt logprobs event (no token): this many scored prompt tokens from logprobs_index.
+  int32_t num_prompt_logprobs = 0;
   OutputClock::time_point time{};        // token: when it was sampled; final: when the request started
   bool final = false;
   RequestFinishReason reason = RequestFinishReason::kNone;  // final: what ended it
@@ -107,6 +120,8 @@ class OutputBatch {
                  std::unique_ptr<OutputRequest>* start);
   void add_final(uint64_t id, RequestFinishReason reason, Status status, OutputClock::time_point started,
                  std::unique_ptr<OutputRequest>* start);
+  // Scored prompt tokens of a request (ModelRunner::prompt_logprobs), before its tokens of the step.
+  void add_prompt_logprobs(uint64_t id, std::span<const SampleResult> rows, std::unique_ptr<OutputRequest>* start);
   // Ends the current step: the events added since the last end_step() are one step's.
   void end_step();
   // Moves other's events (and step ends) after this batch's; other is left empty.
@@ -172,7 +187,9 @@ class OutputProcessor {
   void answer(OutputRequest& r);
   void send(OutputRequest& r, bool final, const char* finish_reason, const Status& error);
   void write_parameters(OutputRequest& r, bool final, const char* finish_reason);
-  void write_logprob_fields(std::string& out, int32_t token, double logprob) const;
+  void write_logprob_fields(std::string& out, int32_t token, const std::string& text, double logprob) const;
+  void write_logprob_entry(std::string& out, const SampleResult& lp, const std::string& text) const;
+  void write_prompt_logprobs(std::string& out, const OutputRequest& r) const;
   std::string logprob_piece(int32_t token) const;
 
   const OutputProcessorConfig config_;

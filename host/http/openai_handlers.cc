@@ -164,6 +164,8 @@ Result<ResponseData> run_task(ModelVersion& model, RequestSpec&& spec) {
 struct ChoiceState {
   std::string text;
   Json::Value logprobs{Json::arrayValue};  // the backend's entries, all responses together
+  Json::Value prompt_logprobs;             // the backend's prompt logprobs, once they came
+  std::string echo;                        // the echoed prompt that leads `text`
   std::string finish_reason;
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
@@ -204,18 +206,34 @@ std::string absorb(const OaiRequest& request, int index, ChoiceState& c, const C
   std::string text;
   if (!c.started) {
     text = echo_prefix(request, index, d);
+    c.echo = text;
     c.token_cursor = text.size();
+    c.char_cursor = count_chars(text);  // generated tokens' text_offset counts the echo too
     c.started = true;
   }
   text += d.text;
   c.text += text;
   for (const auto& lp : d.logprobs) c.logprobs.append(lp);
+  if (!d.prompt_logprobs.isNull()) c.prompt_logprobs = d.prompt_logprobs;
   if (final) {
     c.finish_reason = d.finish_reason;
     if (d.prompt_tokens >= 0) c.prompt_tokens = d.prompt_tokens;
     if (d.completion_tokens >= 0) c.completion_tokens = d.completion_tokens;
   }
   return text;
+}
+
+// Completions' echo with logprobs: the prompt's entries (aligned with the echoed text) before the
+// generated ones `c.logprobs`, whose offsets `*offsets` are prefixed with the prompt's. Without
+// echo, or before the prompt logprobs came, the generated entries alone.
+Json::Value with_echo_entries(const OaiRequest& request, const ChoiceState& c, std::vector<int64_t>* offsets) {
+  if (!request.echo || c.prompt_logprobs.isNull()) return c.logprobs;
+  std::vector<int64_t> prompt_offsets;
+  Json::Value entries = echo_prompt_entries(c.prompt_logprobs, request.num_logprobs, c.echo, &prompt_offsets);
+  for (const auto& lp : c.logprobs) entries.append(lp);
+  prompt_offsets.insert(prompt_offsets.end(), offsets->begin(), offsets->end());
+  *offsets = std::move(prompt_offsets);
+  return entries;
 }
 
 int answer_whole(mg_connection* conn, const OaiRequest& request, const std::string& model, Choices& run) {
@@ -245,7 +263,7 @@ int answer_whole(mg_connection* conn, const OaiRequest& request, const std::stri
     Json::Value logprobs;
     if (request.num_logprobs >= 0) {
       std::vector<int64_t> offsets = align_tokens(&c.logprobs, c.text, &c.token_cursor, &c.char_cursor);
-      logprobs = chat ? chat_logprobs(c.logprobs) : completion_logprobs(c.logprobs, offsets);
+      logprobs = chat ? chat_logprobs(c.logprobs) : completion_logprobs(with_echo_entries(request, c, &offsets), offsets);
     }
     if (chat && request.tools.active()) {
       // The reply split into content and calls (openai_tools.h); content is null beside calls.
@@ -261,9 +279,13 @@ int answer_whole(mg_connection* conn, const OaiRequest& request, const std::stri
     }
     choices.append(chat ? chat_choice(i, c.text, logprobs, c.finish_reason)
                         : completion_choice(i, c.text, logprobs, c.finish_reason));
+    // vLLM's prompt_logprobs: per choice in completions, once per response in chat (below).
+    if (!chat && request.num_prompt_logprobs >= 0) choices[i]["prompt_logprobs"] = vllm_prompt_logprobs(c.prompt_logprobs);
   }
   Json::Value usage = usage_of(request, states);
-  return send_json(conn, 200, chat ? chat_object(h, choices, usage) : completion_object(h, choices, usage));
+  Json::Value answer = chat ? chat_object(h, choices, usage) : completion_object(h, choices, usage);
+  if (chat && request.num_prompt_logprobs >= 0) answer["prompt_logprobs"] = vllm_prompt_logprobs(states[0].prompt_logprobs);
+  return send_json(conn, 200, answer);
 }
 
 // A stream's events: queued by send / begin_event, written by flush() together in one chunk (the
@@ -324,7 +346,8 @@ bool stream_response(EventWriter& out, const OaiRequest& request, const OaiHeade
   const bool chat = request.endpoint == OaiEndpoint::kChat;
   const bool usage_null = request.include_usage;
   std::string text = absorb(request, index, c, d, final);
-  if (!final && request.num_logprobs < 0 && !c.tool_stream) {
+  const bool prompt_part = !d.prompt_logprobs.isNull();  // the response that carries them (once)
+  if (!final && request.num_logprobs < 0 && !c.tool_stream && !prompt_part) {
     // The common chunk, text only: written without a DOM.
     if (!text.empty()) {
       text_chunks.append(out.begin_event(), index, text);
@@ -332,26 +355,36 @@ bool stream_response(EventWriter& out, const OaiRequest& request, const OaiHeade
     }
     return true;
   }
-  const bool has_tokens = request.num_logprobs >= 0 && d.logprobs.isArray() && !d.logprobs.empty();
+  const bool has_tokens =
+      request.num_logprobs >= 0 && ((d.logprobs.isArray() && !d.logprobs.empty()) || (prompt_part && request.echo));
   Json::Value logprobs;
   if (request.num_logprobs >= 0) {
-    Json::Value list = d.logprobs.isArray() ? d.logprobs : Json::Value(Json::arrayValue);
-    std::vector<int64_t> offsets = align_tokens(&list, c.text, &c.token_cursor, &c.char_cursor);
-    logprobs = chat ? chat_logprobs(list) : completion_logprobs(list, offsets);
+    ChoiceState part;  // this response's entries; the prompt's when they came with it
+    part.logprobs = d.logprobs.isArray() ? d.logprobs : Json::Value(Json::arrayValue);
+    part.prompt_logprobs = d.prompt_logprobs;
+    part.echo = c.echo;
+    std::vector<int64_t> offsets = align_tokens(&part.logprobs, c.text, &c.token_cursor, &c.char_cursor);
+    logprobs = chat ? chat_logprobs(part.logprobs) : completion_logprobs(with_echo_entries(request, part, &offsets), offsets);
   }
   if (!chat) {
-    if (text.empty() && !has_tokens && !final) return true;
-    return out.send(completion_chunk(h, index, text, logprobs, final ? c.finish_reason : "", usage_null));
+    if (text.empty() && !has_tokens && !final && !prompt_part) return true;
+    Json::Value chunk = completion_chunk(h, index, text, logprobs, final ? c.finish_reason : "", usage_null);
+    if (prompt_part && request.num_prompt_logprobs >= 0) {
+      chunk["choices"][0]["prompt_logprobs"] = vllm_prompt_logprobs(d.prompt_logprobs);
+    }
+    return out.send(chunk);
   }
   ToolStreamDelta calls;
   if (c.tool_stream) {
     calls = c.tool_stream->add(text);
     text = calls.content;  // held while it may be a call
   }
-  if (!text.empty() || has_tokens) {
+  if (!text.empty() || has_tokens || (prompt_part && request.num_prompt_logprobs >= 0)) {
     Json::Value delta;
     delta["content"] = text;
-    if (!out.send(chat_chunk(h, index, delta, logprobs, "", usage_null))) return false;
+    Json::Value chunk = chat_chunk(h, index, delta, logprobs, "", usage_null);
+    if (prompt_part && request.num_prompt_logprobs >= 0) chunk["prompt_logprobs"] = vllm_prompt_logprobs(d.prompt_logprobs);
+    if (!out.send(chunk)) return false;
   }
   if (calls.started && !send_tool_call_head(out, h, index, 0, *calls.started, usage_null)) return false;
   if (!calls.arguments.empty() && !send_tool_call_arguments(out, h, index, 0, calls.arguments, usage_null)) {

@@ -85,7 +85,7 @@ Status parse_common(const Json::Value& body, OaiRequest* r) {
   // max_completion_tokens is the newer name of max_tokens; either may be given.
   if (given(body, "max_completion_tokens")) {
     int64_t unused = 0;
-    FERRY_RETURN_IF_ERROR(read_int(body, "max_completion_tokens", 1, int64_t{1} << 24, &unused));
+    FERRY_RETURN_IF_ERROR(read_int(body, "max_completion_tokens", 0, int64_t{1} << 24, &unused));
     if (given(body, "max_tokens") && body["max_tokens"] != body["max_completion_tokens"]) {
       return bad("max_completion_tokens", "and 'max_tokens' disagree; give one of them");
     }
@@ -100,6 +100,13 @@ Status parse_common(const Json::Value& body, OaiRequest* r) {
     r->parameters[proto::kGuidedDecodingBackend] = body[proto::kGuidedDecodingBackend];
   }
   r->has_max_tokens = given(body, "max_tokens") || given(body, "max_completion_tokens");
+  if (given(body, "prompt_logprobs")) {
+    const Json::Value& v = body["prompt_logprobs"];
+    if (!v.isInt64() || v.isBool() || v.asInt64() < 0 || v.asInt64() > 20) {
+      return bad("prompt_logprobs", "must be an integer in [0, 20] (-1, the whole vocabulary, is not served)");
+    }
+    r->num_prompt_logprobs = v.asInt();
+  }
 
   // ferry's extras: the ABI request's priority and timeout (microseconds), as on every frontend.
   RequestSpec controls;
@@ -183,9 +190,9 @@ Result<OaiRequest> parse_completion_request(const Json::Value& body) {
     r.num_logprobs = static_cast<int>(n);
     r.parameters["logprobs"] = static_cast<Json::Int>(n);
   }
-  if (r.echo && r.num_logprobs >= 0) {
-    return unsupported("logprobs", "with 'echo' it asks for the prompt's logprobs, which ferry does not compute");
-  }
+  // With echo, logprobs covers the prompt's tokens too: the backend computes them as prompt logprobs.
+  const int prompt_k = std::max(r.num_prompt_logprobs, r.echo ? r.num_logprobs : -1);
+  if (prompt_k >= 0) r.parameters[proto::kPromptLogprobs] = prompt_k;
   if (given(body, "add_special_tokens")) r.parameters["add_special_tokens"] = body["add_special_tokens"];
   if (!r.has_max_tokens) r.parameters["max_tokens"] = 16;  // OpenAI's default for completions
   return r;
@@ -209,6 +216,7 @@ Result<OaiRequest> parse_chat_request(const Json::Value& body) {
     r.num_logprobs = static_cast<int>(top);
     r.parameters["logprobs"] = static_cast<Json::Int>(top);
   }
+  if (r.num_prompt_logprobs >= 0) r.parameters[proto::kPromptLogprobs] = r.num_prompt_logprobs;
 
   auto tools = parse_tool_request(b);
   if (!tools.ok()) return tools.status();

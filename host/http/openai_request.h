@@ -55,6 +55,10 @@ struct OaiRequest {
   // Logprobs: -1 none; otherwise how many alternatives per token (completions: "logprobs";
   // chat: "top_logprobs", 0 when only "logprobs": true).
   int num_logprobs = -1;
+  // vLLM's prompt_logprobs: -1 none; else alternatives per prompt position (vLLM's field in the
+  // answer). Completions' echo with logprobs asks the backend for the prompt's logprobs too (the
+  // legacy logprobs object then starts with the prompt's tokens).
+  int num_prompt_logprobs = -1;
   // Whether max_tokens (or max_completion_tokens) was given; when it was not, chat fills the rest
   // of the context window (the backend's llm_protocol::kMaxTokensToWindow).
   bool has_max_tokens = false;

@@ -54,6 +54,7 @@ Result<ChoiceDelta> decode_response(const ResponseData& r) {
   const Json::Value& j = p.value();
   if (!j.isObject()) return d;
   if (j[proto::kLogprobs].isArray()) d.logprobs = j[proto::kLogprobs];
+  if (j[proto::kPromptLogprobs].isArray()) d.prompt_logprobs = j[proto::kPromptLogprobs];
   if (j[proto::kPromptText].isString()) d.prompt_text = j[proto::kPromptText].asString();
   if (j[proto::kFinishReason].isString()) d.finish_reason = j[proto::kFinishReason].asString();
   const Json::Value& usage = j[proto::kUsage];
@@ -134,6 +135,12 @@ Json::Value completion_logprobs(const Json::Value& logprobs, const std::vector<i
     const std::string token = lp[proto::kToken].asString();
     out["tokens"].append(token);
     out["token_logprobs"].append(lp[proto::kLogprob]);
+    out["text_offset"].append(static_cast<Json::Int64>(i < offsets.size() ? offsets[i] : 0));
+    ++i;
+    if (!lp.isMember(proto::kLogprob)) {  // a prompt's first token: nothing precedes it
+      out["top_logprobs"].append(Json::Value());
+      continue;
+    }
     // As vLLM does: the alternatives, plus the chosen token when it is not among them. The legacy
     // format is a dict keyed by text, but two tokens can decode to the same text (each half of a
     // UTF-8 character reads "\ufffd"): such a token is keyed by its id instead, so all N
@@ -152,8 +159,49 @@ Json::Value completion_logprobs(const Json::Value& logprobs, const std::vector<i
     for (const auto& t : lp[proto::kTopLogprobs]) add(t);
     add(lp);
     out["top_logprobs"].append(top);
-    out["text_offset"].append(static_cast<Json::Int64>(i < offsets.size() ? offsets[i] : 0));
-    ++i;
+  }
+  return out;
+}
+
+Json::Value echo_prompt_entries(const Json::Value& prompt_logprobs, int num_top, const std::string& echo,
+                                std::vector<int64_t>* offsets) {
+  Json::Value entries(Json::arrayValue);
+  for (const auto& e : prompt_logprobs) {
+    Json::Value x = e;
+    if (x[proto::kTopLogprobs].isArray() && static_cast<int>(x[proto::kTopLogprobs].size()) > num_top) {
+      Json::Value top(Json::arrayValue);
+      for (int i = 0; i < num_top; ++i) top.append(x[proto::kTopLogprobs][i]);
+      x[proto::kTopLogprobs] = top;
+    }
+    entries.append(x);
+  }
+  size_t cursor = 0;
+  int64_t chars = 0;
+  *offsets = align_tokens(&entries, echo, &cursor, &chars);
+  return entries;
+}
+
+Json::Value vllm_prompt_logprobs(const Json::Value& prompt_logprobs) {
+  Json::Value out(Json::arrayValue);
+  for (const auto& e : prompt_logprobs) {
+    if (!e.isMember(proto::kLogprob)) {
+      out.append(Json::Value());
+      continue;
+    }
+    Json::Value position(Json::objectValue);
+    auto add = [&](const Json::Value& t, const Json::Value& rank) {
+      const std::string key = std::to_string(t[proto::kTokenId].asInt64());
+      if (position.isMember(key)) return;
+      Json::Value v;
+      v["logprob"] = t[proto::kLogprob];
+      v["rank"] = rank;
+      v["decoded_token"] = t[proto::kToken];
+      position[key] = v;
+    };
+    add(e, e[proto::kRank]);  // the prompt token, with its rank in the distribution
+    Json::ArrayIndex i = 0;
+    for (const auto& t : e[proto::kTopLogprobs]) add(t, static_cast<Json::Int>(++i));
+    out.append(position);
   }
   return out;
 }

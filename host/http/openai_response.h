@@ -26,6 +26,7 @@ struct ChoiceDelta {
   std::string text;
   std::vector<int32_t> ids;
   Json::Value logprobs;     // the backend's list, or null
+  Json::Value prompt_logprobs;  // the backend's prompt logprobs (once, when asked for), or null
   std::string prompt_text;  // echo: the prompt's text (first response only)
   std::string finish_reason;   // FINAL only: "stop" or "length"
   int64_t prompt_tokens = -1;  // FINAL only
@@ -58,6 +59,14 @@ std::vector<int64_t> align_tokens(Json::Value* logprobs, const std::string& text
 // Completions' logprobs object {tokens, token_logprobs, top_logprobs: [{token: logprob}],
 // text_offset} for the backend's `logprobs` list and the tokens' offsets from align_tokens.
 Json::Value completion_logprobs(const Json::Value& logprobs, const std::vector<int64_t>& offsets);
+// The legacy object's prompt part (echo with logprobs): the backend's prompt entries with at most
+// `num_top` alternatives each, aligned with the echoed text `echo` (offsets from 0). The first
+// entry has no logprob: completion_logprobs gives it null token_logprobs and top_logprobs.
+Json::Value echo_prompt_entries(const Json::Value& prompt_logprobs, int num_top, const std::string& echo,
+                                std::vector<int64_t>* offsets);
+// vLLM's prompt_logprobs: [null, {"<token id>": {logprob, rank, decoded_token}}, ...], one per
+// prompt token; each position's dict holds the prompt token and the top alternatives.
+Json::Value vllm_prompt_logprobs(const Json::Value& prompt_logprobs);
 // Chat's logprobs object {content: [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}.
 Json::Value chat_logprobs(const Json::Value& logprobs);
 // The number of characters (UTF-8 code points) in `s`, as offsets in text_offset count them.

@@ -191,7 +191,7 @@ TEST_F(LlmServing, BadRequestsGetClearErrorsAndNothingLeaks) {
       {R"({"text_input":"Once","max_tokens":600})", "context window of 512"},
       {R"({"text_input":"Once","temperature":"hot"})", "'temperature'"},
       {R"({"text_input":"Once","top_p":0})", "'top_p'"},
-      {R"({"text_input":"Once","max_tokens":0})", "'max_tokens'"},
+      {R"({"text_input":"Once","max_tokens":-1})", "'max_tokens'"},
       {R"({"text_input":"Once","stop":[1]})", "'stop'"},
       {R"({"input_ids":[1,99999]})", "outside the vocabulary"},
       {R"({"max_tokens":3})", "exactly one"},

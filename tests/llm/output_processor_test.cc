@@ -435,6 +435,74 @@ TEST_F(OutputProcessorTest, EchoedPromptComesWithTheFirstResponseOnly) {
   EXPECT_FALSE(rs[1].params.isMember("prompt_text"));
 }
 
+TEST_F(OutputProcessorTest, PromptLogprobsGoOutOnceWithTheirTextsInThePrompt) {
+  Client c;
+  SamplingParams p;
+  p.max_tokens = 2;
+  p.num_prompt_logprobs = 1;
+  const int32_t eos[] = {kEos};
+  auto r = std::make_unique<OutputRequest>(1, c.responder(), true, *tokenizer_, true, p, eos, 4, std::vector<int32_t>{});
+  r->prompt_ids = {kHe, kLlo, kSpaceWorld, kBang};
+  auto scored = [](int32_t token, float logprob, int32_t alt) {
+    SampleResult s;
+    s.token = token;
+    s.logprob = logprob;
+    s.rank = 2;
+    s.top_logprobs = {{alt, -0.1f}};
+    return s;
+  };
+  // Two prefill chunks: prompt tokens 1-2, then 3 with the first generated token.
+  const std::vector<SampleResult> first = {scored(kLlo, -1.0f, kOp), scored(kSpaceWorld, -2.0f, kSpaceWorld)};
+  batch_.add_prompt_logprobs(1, first, &r);
+  push_and_drain();
+  EXPECT_TRUE(c.snapshot().empty()) << "a stream answers once it has text";
+  const std::vector<SampleResult> second = {scored(kBang, -3.0f, kHe)};
+  batch_.add_prompt_logprobs(1, second, nullptr);
+  token(1, kOp);
+  push_and_drain();
+  token(1, kBang);
+  final(1, RequestFinishReason::kLength);
+  push_and_drain();
+  auto rs = c.snapshot();
+  ASSERT_EQ(rs.size(), 2u);
+  const Json::Value& plp = rs[0].params["prompt_logprobs"];
+  ASSERT_EQ(plp.size(), 4u) << rs[0].params.toStyledString();
+  EXPECT_EQ(plp[0]["token_id"].asInt(), kHe);
+  EXPECT_EQ(plp[0]["token"].asString(), "He");
+  EXPECT_FALSE(plp[0].isMember("logprob"));
+  const char* texts[] = {"He", "llo", " world", "!"};
+  const float logprobs[] = {0.0f, -1.0f, -2.0f, -3.0f};
+  for (Json::ArrayIndex i = 1; i < 4; ++i) {
+    EXPECT_EQ(plp[i]["token"].asString(), texts[i]);
+    EXPECT_FLOAT_EQ(plp[i]["logprob"].asFloat(), logprobs[i]);
+    EXPECT_EQ(plp[i]["rank"].asInt(), 2);
+    ASSERT_EQ(plp[i]["top_logprobs"].size(), 1u);
+  }
+  EXPECT_EQ(plp[1]["top_logprobs"][0]["token"].asString(), "OP");
+  EXPECT_EQ(plp[2]["top_logprobs"][0]["token"].asString(), " world") << "the prompt token's own text";
+  EXPECT_EQ(rs[0].text, "OP");
+  EXPECT_FALSE(rs[1].params.isMember("prompt_logprobs")) << "sent once";
+}
+
+TEST_F(OutputProcessorTest, PromptOnlyRequestDropsItsTokenAndEndsWithLength) {
+  Client c;
+  SamplingParams p;
+  p.max_tokens = 1;
+  auto r = request(1, c, false, p, {kHe, kLlo});
+  r->prompt_only = true;
+  token(1, kEos, &r);  // even a stop token: it was only the scheduling token
+  final(1, RequestFinishReason::kStop);
+  push_and_drain();
+  auto rs = c.snapshot();
+  ASSERT_EQ(rs.size(), 1u);
+  EXPECT_TRUE(rs[0].final());
+  EXPECT_EQ(rs[0].text, "");
+  EXPECT_TRUE(rs[0].ids.empty());
+  EXPECT_EQ(rs[0].params["finish_reason"].asString(), "length");
+  EXPECT_EQ(rs[0].params["usage"]["completion_tokens"].asInt(), 0);
+  EXPECT_EQ(rs[0].params["prompt_text"].asString(), "Hello");
+}
+
 TEST(OutputBatch, AppendKeepsOrderAndRebasesLogprobs) {
   OutputBatch a, b;
   SampleResult s;

@@ -4,6 +4,7 @@
 #include <new>
 
 #include "backend/llm/engine/host_sampling.h"
+#include "backend/llm/engine/prompt_logprobs.h"
 
 namespace ferry::llm {
 
@@ -92,6 +93,7 @@ Status CpuEngine::step(const ForwardBatch& batch, std::span<const SamplingSequen
   if (cache_ == nullptr) return Status::InvalidArgument("no KV cache allocated");
   FERRY_RETURN_IF_ERROR(validate_batch(batch, config(), cache_->shape().block_size, cache_->shape().num_blocks));
   FERRY_RETURN_IF_ERROR(validate_sampling(batch, sampling));
+  FERRY_RETURN_IF_ERROR(validate_prompt_logprobs(batch, static_cast<int32_t>(config().vocab_size)));
   const ModelConfig& c = config();
   layout_.build(batch, cache_->shape().block_size);
   StepMetadata m;
@@ -119,7 +121,35 @@ Status CpuEngine::step(const ForwardBatch& batch, std::span<const SamplingSequen
   }
 
   sample_on_host(*sampler_, batch, sampling, logits.data(), &run_, out);
+  score_prompts(batch, out);
   return Status::Ok();
+}
+
+// The hidden rows of the scored prompt tokens go through lm_head kPromptRowsPerChunk at a time;
+// only each row's SampleResult is kept.
+void CpuEngine::score_prompts(const ForwardBatch& batch, StepOutput* out) {
+  size_t num_rows = 0;
+  for (const PromptLogprobsInput& p : batch.prompt_logprobs) num_rows += p.targets.size();
+  out->prompt_logprobs.resize(num_rows);
+  if (num_rows == 0) return;
+  const ModelConfig& c = config();
+  const auto hidden = static_cast<size_t>(c.hidden_size);
+  const auto vocab = static_cast<size_t>(c.vocab_size);
+  prompt_logits_.resize(kPromptRowsPerChunk * vocab);
+  size_t row = 0;
+  for (const PromptLogprobsInput& p : batch.prompt_logprobs) {
+    const int32_t query_start = batch.sequences[static_cast<size_t>(p.sequence)].query_start;
+    for (size_t r0 = 0; r0 < p.targets.size(); r0 += kPromptRowsPerChunk) {
+      const size_t n = std::min(kPromptRowsPerChunk, p.targets.size() - r0);
+      // A sequence's query rows are contiguous in the hidden states: no gather needed.
+      const float* h = ws_.hidden() + (static_cast<size_t>(query_start + p.first) + r0) * hidden;
+      model_->logits(ctx_, h, static_cast<int64_t>(n), prompt_logits_.data());
+      for (size_t i = 0; i < n; ++i) {
+        score_prompt_row(std::span<const float>(prompt_logits_.data() + i * vocab, vocab), p.targets[r0 + i], p.num_top,
+                         &out->prompt_logprobs[row++]);
+      }
+    }
+  }
 }
 
 }  // namespace ferry::llm

@@ -53,6 +53,12 @@ class CpuEngine final : public Engine {
 
  private:
   CpuEngine(std::shared_ptr<const CausalLM> model, CpuEngineOptions options);
+  // Fills out->prompt_logprobs for batch.prompt_logprobs (nothing to do, and no work, without).
+  void score_prompts(const ForwardBatch& batch, StepOutput* out);
+
+  // Prompt rows projected per lm_head call: bounds the scratch to 16 x vocab floats (2 MB at a
+  // 32k vocabulary) however long the prompt chunk.
+  static constexpr size_t kPromptRowsPerChunk = 16;
 
   std::shared_ptr<const CausalLM> model_;
   std::unique_ptr<kernels::ThreadPool> pool_;  // null: the process-wide pool
@@ -67,6 +73,7 @@ class CpuEngine final : public Engine {
   std::vector<float> last_;            // [num_rows, hidden]
   std::vector<float> logits_;          // [num_rows, vocab] when the caller does not want them
   std::vector<SampleResult> run_;      // sample_on_host's scratch
+  std::vector<float> prompt_logits_;   // [kPromptRowsPerChunk, vocab]; allocated once prompt logprobs are asked
 };
 
 }  // namespace ferry::llm

@@ -576,6 +576,9 @@ Status CudaEngine::step(const ForwardBatch& batch, std::span<const SamplingSeque
   // created the engine.
   FERRY_CUDA_RETURN_IF_ERROR(cudaSetDevice(s.device));
   FERRY_RETURN_IF_ERROR(validate_sampling(batch, sampling));
+  // The instance refuses such requests on GPU instances (LlmInstance::submit); this is the guard.
+  if (!batch.prompt_logprobs.empty()) return Status::InvalidArgument("the CUDA engine does not compute prompt logprobs yet");
+  out->prompt_logprobs.clear();
   const int64_t num_tokens = static_cast<int64_t>(batch.token_ids.size());
   const int64_t num_seqs = static_cast<int64_t>(batch.sequences.size());
   if (num_tokens > s.options.max_num_tokens || num_seqs > s.options.max_num_seqs) {

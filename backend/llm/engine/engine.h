@@ -45,6 +45,10 @@ struct StepOutput {
   std::vector<int32_t> num_extra;
   // Filled only when the step asked for logits.
   ForwardOutput logits;
+  // One per scored token of batch.prompt_logprobs, entry after entry: token = the prompt token
+  // scored, its raw logprob and rank, and the entry's num_top alternatives (sampler.h's meanings).
+  // Empty when the batch asks for none.
+  std::vector<SampleResult> prompt_logprobs;
 };
 
 class Engine {
@@ -69,7 +73,9 @@ class Engine {
   // InvalidArgument (nothing computed, cache untouched) for an inconsistent batch: token id out of
   // range, position beyond the model's context or not matching context_len, block table too short
   // or naming a block outside the cache, num_draft_tokens outside [0, query_len) or with
-  // all_logits, drafts on a sequence that does not sample, no KV cache allocated.
+  // all_logits, drafts on a sequence that does not sample, no KV cache allocated, prompt logprobs
+  // that do not fit their sequence's query (validate_prompt_logprobs) or that this engine does not
+  // compute (CudaEngine, for now).
   virtual Status step(const ForwardBatch& batch, std::span<const SamplingSequence> sampling, bool return_logits,
                       StepOutput* out) = 0;
 

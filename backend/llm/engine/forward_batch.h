@@ -22,11 +22,24 @@ struct SequenceInput {
   int32_t num_draft_tokens = 0;
 };
 
+// Prompt logprobs of one sequence of the batch (vLLM's prompt_logprobs): query tokens
+// first .. first + targets.size() - 1 of the sequence are each scored against the token that follows
+// them in the prompt, targets[i] for query token first + i, with the num_top most likely tokens.
+// The engine returns one SampleResult per scored token (StepOutput::prompt_logprobs).
+struct PromptLogprobsInput {
+  int32_t sequence = 0;               // index into ForwardBatch::sequences
+  int32_t first = 0;                  // first scored query token, within the sequence's query
+  std::span<const int32_t> targets;   // the token that follows each scored query token
+  int32_t num_top = 0;                // alternatives per scored token, >= 0
+};
+
 struct ForwardBatch {
   std::span<const int32_t> token_ids;  // [num_tokens]; sequences' runs are contiguous, in order
   std::span<const int32_t> positions;  // [num_tokens]; token i of a sequence is at context_len - query_len + i
   std::span<const SequenceInput> sequences;  // [num_seqs]
   bool all_logits = false;  // false: logits of each sequence's last 1 + num_draft_tokens tokens; true: of every token
+  // The sequences that asked for prompt logprobs (usually none: nothing extra is computed then).
+  std::span<const PromptLogprobsInput> prompt_logprobs = {};
 };
 
 struct ForwardOutput {

@@ -26,6 +26,9 @@ struct SamplingParams {
   std::vector<std::pair<int32_t, float>> logit_bias;  // token id -> added to its logit
   std::optional<uint64_t> seed;      // same seed, same logits -> same tokens; absent: random
   int32_t num_logprobs = -1;         // -1: none; 0: the chosen token's; N: chosen + top N
+  // vLLM's prompt_logprobs: -1 none; N >= 0: each prompt token's logprob (after the first) and the
+  // top N at its position (computed by the engine during prefill, not by the sampler).
+  int32_t num_prompt_logprobs = -1;
 
   // --- stopping (see stop_checker.h) ---
   int32_t max_tokens = 16;                   // >= 1; finish reason "length" when reached

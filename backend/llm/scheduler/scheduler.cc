@@ -51,6 +51,7 @@ Status Scheduler::add_request(NewRequest request) {
   r->level = level;
   r->arrival_seq = next_arrival_seq_++;
   r->arrival_time = request.arrival_time;
+  r->skip_prefix_cache = request.skip_prefix_cache;
   if (request.timeout_us > 0) {
     r->has_deadline = true;
     r->deadline = request.arrival_time + std::chrono::microseconds(request.timeout_us);
@@ -266,7 +267,7 @@ void Scheduler::admit_waiting(SchedulerTime now, int32_t* budget) {
   if (preempted_this_step_) return;
   while (*budget > 0 && static_cast<int32_t>(running_.size()) < config_.max_num_seqs && !waiting_.empty()) {
     SchedulerRequest* r = waiting_.front();
-    const ComputedPrefix prefix = kv_.get_computed_blocks(r->tokens);
+    const ComputedPrefix prefix = r->skip_prefix_cache ? ComputedPrefix{} : kv_.get_computed_blocks(r->tokens);
     r->num_computed_tokens = prefix.num_tokens;
     const int32_t n = chunk_size(*r, *budget);
     if (!kv_.allocate_slots(r->id, prefix.num_tokens, n, prefix)) {

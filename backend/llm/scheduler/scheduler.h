@@ -57,6 +57,9 @@ struct NewRequest {
   uint32_t priority = 0;           // ABI convention: 0 default, 1 highest (see SchedulerConfig)
   uint64_t timeout_us = 0;         // 0: the level's queue timeout; else the longest wait before running
   SchedulerTime arrival_time{};    // when it was submitted (queue timeouts count from here)
+  // true: its prompt is computed whole, never taken from the prefix cache (a request that wants the
+  // prompt's logprobs needs every position's logits); its blocks are still offered to the cache.
+  bool skip_prefix_cache = false;
 };
 
 // One sequence of the step, in batch order.

@@ -59,6 +59,7 @@ struct SchedulerRequest {
   int32_t num_preemptions = 0;
   bool started = false;             // has been scheduled at least once
   SchedulerTime first_scheduled_time{};
+  bool skip_prefix_cache = false;   // NewRequest::skip_prefix_cache
   int32_t step_index = -1;          // scheduler-internal: its slot in the current step's output, or -1
   // Speculative decoding: tokens proposed to follow `tokens` (Scheduler::set_draft_tokens), verified
   // at its next decode step if the budget allows. Cleared when scheduled, preempted or finished.

@@ -86,24 +86,6 @@ float max_abs_diff(const float* a, const float* b, int64_t n) {
   return m;
 }
 
-struct LoadedModel {
-  ModelConfig config;
-  ModelWeights weights;
-};
-
-std::optional<LoadedModel> load_stories(std::string* why) {
-  const auto dir = testdata() / "stories260K-hf-format.derived";
-  if (testdata().empty() || !std::filesystem::exists(dir / "model.safetensors")) {
-    *why = "stories260K-hf-format.derived not found (FERRY_TESTDATA=" + testdata().string() + ")";
-    return std::nullopt;
-  }
-  auto config = load_model_config(dir);
-  FERRY_CHECK(config.ok());
-  auto weights = ModelWeights::load_safetensors(config.value(), dir);
-  FERRY_CHECK(weights.ok());
-  return LoadedModel{config.value(), std::move(weights).value()};
-}
-
 std::unique_ptr<CpuEngine> make_engine(const LoadedModel& m, kernels::Backend backend = kernels::Backend::kCpu) {
   auto e = CpuEngine::create(m.config, m.weights, {backend});
   FERRY_CHECK(e.ok());
