@@ -59,7 +59,12 @@ Result<OaiRequest> parse_responses_request(const Json::Value& body, Json::Value*
   for (const char* key : {"model", "stream", "temperature", "top_p", "user", "seed"}) {
     if (given(body, key)) chat[key] = body[key];
   }
-  if (given(body, "max_output_tokens")) chat["max_tokens"] = body["max_output_tokens"];
+  if (given(body, "max_output_tokens")) {
+    // The Responses API has no prompt-only request (chat's max_tokens 0).
+    const Json::Value& v = body["max_output_tokens"];
+    if (!v.isInt64() || v.isBool() || v.asInt64() < 1) return bad("max_output_tokens", "must be an integer >= 1");
+    chat["max_tokens"] = v;
+  }
   Json::Value messages(Json::arrayValue);
   if (given(body, "instructions")) {
     if (!body["instructions"].isString()) return bad("instructions", "must be a string");

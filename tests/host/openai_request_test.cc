@@ -147,3 +147,42 @@ TEST(OpenAiRequest, OutputFormatsKeepTheirPropertyOrder) {
 
 }  // namespace
 }  // namespace ferry::host
+
+namespace ferry::host {
+namespace {
+
+// The backend's prompt_logprobs: vLLM's field on both endpoints, and completions' echo with
+// logprobs (the larger of the two when both are given); nothing without either.
+TEST(OpenAiRequest, PromptLogprobsReachTheBackend) {
+  struct Case {
+    const char* extra;
+    int backend;  // -1: no prompt_logprobs parameter
+  } cases[] = {
+      {"", -1},
+      {R"(,"logprobs":2)", -1},
+      {R"(,"echo":true)", -1},
+      {R"(,"echo":true,"logprobs":2)", 2},
+      {R"(,"prompt_logprobs":0)", 0},
+      {R"(,"prompt_logprobs":5,"echo":true,"logprobs":2)", 5},
+      {R"(,"prompt_logprobs":1,"echo":true,"logprobs":3)", 3},
+      {R"(,"max_tokens":0,"echo":true,"logprobs":0)", 0},
+  };
+  for (const auto& c : cases) {
+    auto r = parse_completion_request(J(std::string(R"({"model":"m","prompt":"hi")") + c.extra + "}"));
+    ASSERT_TRUE(r.ok()) << c.extra << ": " << r.status().to_string();
+    const Json::Value p = params_of(make_choice_request(r.value(), 0));
+    EXPECT_EQ(p.isMember("prompt_logprobs") ? p["prompt_logprobs"].asInt() : -1, c.backend) << c.extra;
+  }
+  auto chat = parse_chat_request(J(R"({"model":"m","messages":[{"role":"user","content":"hi"}],"prompt_logprobs":4})"));
+  ASSERT_TRUE(chat.ok()) << chat.status().to_string();
+  EXPECT_EQ(chat->num_prompt_logprobs, 4);
+  EXPECT_EQ(params_of(make_choice_request(chat.value(), 0))["prompt_logprobs"].asInt(), 4);
+  for (const char* bad : {"-1", "21", "1.5", "true", "\"3\""}) {
+    auto r = parse_completion_request(J(std::string(R"({"model":"m","prompt":"hi","prompt_logprobs":)") + bad + "}"));
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(field_of(r.status()), "prompt_logprobs") << r.status().to_string();
+  }
+}
+
+}  // namespace
+}  // namespace ferry::host
