@@ -114,10 +114,6 @@ LlmInstance::~LlmInstance() {
 Status LlmInstance::submit(const SubmitInfo& info, LlmRequest&& request) {
   const auto num_prompt = static_cast<int64_t>(request.prompt_ids.size());
   const bool prompt_logprobs = request.sampling.num_prompt_logprobs >= 0;
-  if (prompt_logprobs && ctx_.config.gpu) {
-    return Status::InvalidArgument("parameter 'prompt_logprobs' (or 'echo' with 'logprobs'): the prompt's logprobs are "
-                                   "not computed on GPU instances yet (CudaEngine); serve the model on kind cpu");
-  }
   auto seq = std::make_unique<Sequence>(request.sampling, ctx_.eos_ids);
   seq->runner.matcher = std::move(request.matcher);
   // Constrained requests do not speculate: their drafts would need the grammar's mask at every

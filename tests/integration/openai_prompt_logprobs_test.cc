@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "client/http_client.h"
+#include "client/zmq_client.h"
 #include "tests/integration/fixtures.h"
 #include "tests/integration/server_process.h"
 
@@ -237,6 +238,25 @@ TEST_F(PromptLogprobs, VllmPromptLogprobsOnCompletionsAndChat) {
   EXPECT_TRUE(plp[0].isNull());
   for (Json::ArrayIndex i = 1; i < plp.size(); ++i) EXPECT_GE(plp[i].size(), 2u);
   for (const auto& c : chat["choices"]) EXPECT_FALSE(c.isMember("prompt_logprobs"));
+}
+
+TEST_F(PromptLogprobs, ZeroMqScoresAPromptWithMaxTokensZero) {
+  NEED_STORIES();
+  client::ZmqClient zmq;
+  ASSERT_TRUE(zmq.connect(server_->zmq_endpoint()).ok());
+  Json::Value in = parse(R"([{"name":"input_ids","datatype":"INT32","shape":[5],"data":[1,403,407,261,378]}])");
+  Json::Value p = parse(R"({"max_tokens":0,"prompt_logprobs":1})");
+  ASSERT_TRUE(zmq.send(client::ZmqClient::infer_message("z", "stories", in, p, false)).ok());
+  Json::Value last;
+  auto text = zmq.receive_text(10000ms, &last);
+  ASSERT_TRUE(text.has_value()) << dump(last);
+  EXPECT_EQ(*text, "") << "nothing generated";
+  const Json::Value& plp = last["parameters"]["prompt_logprobs"];
+  ASSERT_EQ(plp.size(), 5u) << dump(last);
+  EXPECT_FALSE(plp[0].isMember("logprob"));
+  for (Json::ArrayIndex i = 1; i < 5; ++i) EXPECT_EQ(plp[i]["top_logprobs"].size(), 1u);
+  EXPECT_EQ(last["parameters"]["finish_reason"].asString(), "length");
+  EXPECT_EQ(last["parameters"]["usage"]["completion_tokens"].asInt(), 0);
 }
 
 TEST_F(PromptLogprobs, KserveGenerateCarriesTheBackendList) {

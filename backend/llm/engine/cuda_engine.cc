@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend/llm/engine/host_sampling.h"
+#include "backend/llm/engine/prompt_logprobs.h"
 #include "backend/llm/engine/step_layout.h"
 #include "kernels/cuda/add_rms_norm.cuh"
 #include "kernels/cuda/argmax.cuh"
@@ -175,6 +176,7 @@ struct CudaEngine::State {
   std::vector<int32_t> host_tokens;
   std::unique_ptr<Sampler> sampler;
   std::vector<SampleResult> run;  // sample_on_host's scratch
+  std::vector<float> host_prompt_logits;  // [max_num_seqs, vocab]; allocated once prompt logprobs are asked
   int64_t device_sampled = 0, host_sampled = 0;
 
   ~State() {
@@ -210,6 +212,7 @@ struct CudaEngine::State {
   Status attention_layer(int64_t l, int64_t num_tokens);
   Status mlp_layer(int64_t l, int64_t num_tokens);
   Status logits_rows(int64_t row_begin, int64_t num_rows, int64_t num_tokens);
+  Status score_prompts(const ForwardBatch& batch, StepOutput* out);
 };
 
 // Reads tensors as fp32, one after the other (rows stacked: the fused q|k|v and gate|up), and
@@ -576,9 +579,7 @@ Status CudaEngine::step(const ForwardBatch& batch, std::span<const SamplingSeque
   // created the engine.
   FERRY_CUDA_RETURN_IF_ERROR(cudaSetDevice(s.device));
   FERRY_RETURN_IF_ERROR(validate_sampling(batch, sampling));
-  // The instance refuses such requests on GPU instances (LlmInstance::submit); this is the guard.
-  if (!batch.prompt_logprobs.empty()) return Status::InvalidArgument("the CUDA engine does not compute prompt logprobs yet");
-  out->prompt_logprobs.clear();
+  FERRY_RETURN_IF_ERROR(validate_prompt_logprobs(batch, static_cast<int32_t>(s.config.vocab_size)));
   const int64_t num_tokens = static_cast<int64_t>(batch.token_ids.size());
   const int64_t num_seqs = static_cast<int64_t>(batch.sequences.size());
   if (num_tokens > s.options.max_num_tokens || num_seqs > s.options.max_num_seqs) {
@@ -643,6 +644,35 @@ Status CudaEngine::step(const ForwardBatch& batch, std::span<const SamplingSeque
     }
   }
   if (any_sample) ++(all_greedy ? s.device_sampled : s.host_sampled);
+  return s.score_prompts(batch, out);
+}
+
+// Prompt logprobs, after sampling (the logits buffer is free again): a sequence's query rows are
+// contiguous in h, so max_num_seqs of them at a time go through lm_head and to the host, where
+// score_prompt_row keeps the prompt token's logprob, rank and the top N of each.
+Status CudaEngine::State::score_prompts(const ForwardBatch& batch, StepOutput* out) {
+  size_t num_rows = 0;
+  for (const PromptLogprobsInput& p : batch.prompt_logprobs) num_rows += p.targets.size();
+  out->prompt_logprobs.resize(num_rows);
+  if (num_rows == 0) return Status::Ok();
+  const int64_t vocab = config.vocab_size, hidden = config.hidden_size;
+  host_prompt_logits.resize(static_cast<size_t>(options.max_num_seqs * vocab));
+  size_t row = 0;
+  for (const PromptLogprobsInput& p : batch.prompt_logprobs) {
+    const int64_t first = batch.sequences[static_cast<size_t>(p.sequence)].query_start + p.first;
+    const auto num = static_cast<int64_t>(p.targets.size());
+    for (int64_t r0 = 0; r0 < num; r0 += options.max_num_seqs) {
+      const int64_t n = std::min(options.max_num_seqs, num - r0);
+      FERRY_RETURN_IF_ERROR(linear(logits, h + (first + r0) * hidden, lm_head, nullptr, n, vocab, hidden));
+      FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_prompt_logits.data(), logits, static_cast<size_t>(n * vocab) * sizeof(float),
+                                                 cudaMemcpyDeviceToHost, stream));
+      FERRY_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+      for (int64_t i = 0; i < n; ++i) {
+        score_prompt_row(std::span<const float>(host_prompt_logits.data() + i * vocab, static_cast<size_t>(vocab)),
+                         p.targets[static_cast<size_t>(r0 + i)], p.num_top, &out->prompt_logprobs[row++]);
+      }
+    }
+  }
   return Status::Ok();
 }
 

@@ -74,8 +74,7 @@ class Engine {
   // range, position beyond the model's context or not matching context_len, block table too short
   // or naming a block outside the cache, num_draft_tokens outside [0, query_len) or with
   // all_logits, drafts on a sequence that does not sample, no KV cache allocated, prompt logprobs
-  // that do not fit their sequence's query (validate_prompt_logprobs) or that this engine does not
-  // compute (CudaEngine, for now).
+  // that do not fit their sequence's query (validate_prompt_logprobs).
   virtual Status step(const ForwardBatch& batch, std::span<const SamplingSequence> sampling, bool return_logits,
                       StepOutput* out) = 0;
 

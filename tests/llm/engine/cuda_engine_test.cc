@@ -29,6 +29,7 @@
 #include "backend/llm/engine/cpu_engine.h"
 #include "backend/llm/engine/cuda_engine.h"
 #include "backend/llm/engine/kv_cache_storage.h"
+#include "backend/llm/engine/prompt_logprobs.h"
 #include "tests/llm/engine/testdata.h"
 
 namespace ferry::llm {
@@ -419,6 +420,54 @@ TEST_F(CudaEngineTest, AllLogitsInChunksMatchCpuEngine) {
   ASSERT_TRUE(st.ok()) << st.to_string();
   EXPECT_EQ(r.gpu.logits.num_rows, 11);
   EXPECT_LE(relative_error(r), 1e-4);
+}
+
+// Prompt logprobs: 10 scored positions through lm_head in chunks of max_num_seqs (4) rows, beside a
+// second sequence that scores none, against CpuEngine's.
+TEST_F(CudaEngineTest, PromptLogprobsInChunksMatchCpuEngine) {
+  const Model m = gqa_llama();
+  auto cpu = CpuEngine::create(m.config, m.weights);
+  ASSERT_TRUE(cpu.ok());
+  CudaEngineOptions o;
+  o.max_num_tokens = 16;
+  o.max_num_seqs = 4;
+  auto gpu = CudaEngine::create(m.config, m.weights, o);
+  ASSERT_TRUE(gpu.ok()) << gpu.status().to_string();
+  KvCacheOptions kv;
+  kv.num_blocks = 4;
+  kv.block_size = 8;
+  ASSERT_TRUE(cpu.value()->allocate_kv_cache(kv).ok());
+  ASSERT_TRUE(gpu.value()->allocate_kv_cache(kv).ok());
+  std::vector<int32_t> ids = {5, 17, 3, 99, 42, 8, 8, 130, 0, 61, 7, 12, 4}, pos(ids.size());
+  for (size_t i = 0; i < 11; ++i) pos[i] = static_cast<int32_t>(i);
+  pos[11] = 0;
+  pos[12] = 1;
+  const std::vector<int32_t> table0 = {2, 0}, table1 = {3};
+  std::vector<SequenceInput> seqs(2);
+  seqs[0].query_len = seqs[0].context_len = 11;
+  seqs[0].block_table = table0;
+  seqs[1].query_start = 11;
+  seqs[1].query_len = seqs[1].context_len = 2;
+  seqs[1].block_table = table1;
+  const std::vector<int32_t> targets(ids.begin() + 1, ids.begin() + 11);  // the next prompt tokens
+  const PromptLogprobsInput p{0, 0, targets, 3};
+  const ForwardBatch batch{ids, pos, seqs, false, std::span<const PromptLogprobsInput>(&p, 1)};
+  StepOutput c, g;
+  ASSERT_TRUE(cpu.value()->step(batch, {}, false, &c).ok());
+  Status st = gpu.value()->step(batch, {}, false, &g);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  ASSERT_EQ(c.prompt_logprobs.size(), 10u);
+  ASSERT_EQ(g.prompt_logprobs.size(), 10u);
+  for (size_t i = 0; i < 10; ++i) {
+    EXPECT_EQ(g.prompt_logprobs[i].token, targets[i]);
+    EXPECT_NEAR(g.prompt_logprobs[i].logprob, c.prompt_logprobs[i].logprob, 1e-4) << i;
+    EXPECT_EQ(g.prompt_logprobs[i].rank, c.prompt_logprobs[i].rank) << i;
+    ASSERT_EQ(g.prompt_logprobs[i].top_logprobs.size(), 3u);
+    for (size_t j = 0; j < 3; ++j) {
+      EXPECT_EQ(g.prompt_logprobs[i].top_logprobs[j].token, c.prompt_logprobs[i].top_logprobs[j].token) << i;
+      EXPECT_NEAR(g.prompt_logprobs[i].top_logprobs[j].logprob, c.prompt_logprobs[i].top_logprobs[j].logprob, 1e-4);
+    }
+  }
 }
 
 TEST_F(CudaEngineTest, RefusesWhatItDoesNotRunWithAClearMessage) {
