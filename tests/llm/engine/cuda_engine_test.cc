@@ -394,20 +394,30 @@ TEST_F(CudaEngineTest, GreedyBlockedByMinTokensRunsTheHostSampler) {
 }
 
 // all_logits: every token's logits, through the lm_head max_num_seqs (4) rows at a time.
-TEST_F(CudaEngineTest, AllLogitsInChunksMatchCpuEngine) {
-  const Model m = gqa_llama();
-  auto cpu = CpuEngine::create(m.config, m.weights);
-  ASSERT_TRUE(cpu.ok());
+// A CpuEngine and a CudaEngine of at most 16 tokens and 4 sequences per step (so that lm_head runs
+// in chunks of 4 rows), each with a 4-block cache of 8 tokens.
+void small_engines(const Model& m, std::unique_ptr<CpuEngine>* cpu, std::unique_ptr<CudaEngine>* gpu) {
+  auto c = CpuEngine::create(m.config, m.weights);
+  ASSERT_TRUE(c.ok());
   CudaEngineOptions o;
   o.max_num_tokens = 16;
   o.max_num_seqs = 4;
-  auto gpu = CudaEngine::create(m.config, m.weights, o);
-  ASSERT_TRUE(gpu.ok()) << gpu.status().to_string();
+  auto g = CudaEngine::create(m.config, m.weights, o);
+  ASSERT_TRUE(g.ok()) << g.status().to_string();
   KvCacheOptions kv;
   kv.num_blocks = 4;
   kv.block_size = 8;
-  ASSERT_TRUE(cpu.value()->allocate_kv_cache(kv).ok());
-  ASSERT_TRUE(gpu.value()->allocate_kv_cache(kv).ok());
+  ASSERT_TRUE(c.value()->allocate_kv_cache(kv).ok());
+  ASSERT_TRUE(g.value()->allocate_kv_cache(kv).ok());
+  *cpu = std::move(c).value();
+  *gpu = std::move(g).value();
+}
+
+TEST_F(CudaEngineTest, AllLogitsInChunksMatchCpuEngine) {
+  const Model m = gqa_llama();
+  std::unique_ptr<CpuEngine> cpu;
+  std::unique_ptr<CudaEngine> gpu;
+  ASSERT_NO_FATAL_FAILURE(small_engines(m, &cpu, &gpu));
   std::vector<int32_t> ids = {5, 17, 3, 99, 42, 8, 8, 130, 0, 61, 7}, pos(ids.size()), table = {2, 0};
   for (size_t i = 0; i < ids.size(); ++i) pos[i] = static_cast<int32_t>(i);
   std::vector<SequenceInput> seqs(1);
@@ -415,8 +425,8 @@ TEST_F(CudaEngineTest, AllLogitsInChunksMatchCpuEngine) {
   seqs[0].block_table = table;
   const ForwardBatch batch{ids, pos, seqs, true};
   Pair::Result r;
-  ASSERT_TRUE(cpu.value()->forward(batch, &r.cpu.logits).ok());
-  Status st = gpu.value()->forward(batch, &r.gpu.logits);
+  ASSERT_TRUE(cpu->forward(batch, &r.cpu.logits).ok());
+  Status st = gpu->forward(batch, &r.gpu.logits);
   ASSERT_TRUE(st.ok()) << st.to_string();
   EXPECT_EQ(r.gpu.logits.num_rows, 11);
   EXPECT_LE(relative_error(r), 1e-4);
@@ -426,18 +436,9 @@ TEST_F(CudaEngineTest, AllLogitsInChunksMatchCpuEngine) {
 // second sequence that scores none, against CpuEngine's.
 TEST_F(CudaEngineTest, PromptLogprobsInChunksMatchCpuEngine) {
   const Model m = gqa_llama();
-  auto cpu = CpuEngine::create(m.config, m.weights);
-  ASSERT_TRUE(cpu.ok());
-  CudaEngineOptions o;
-  o.max_num_tokens = 16;
-  o.max_num_seqs = 4;
-  auto gpu = CudaEngine::create(m.config, m.weights, o);
-  ASSERT_TRUE(gpu.ok()) << gpu.status().to_string();
-  KvCacheOptions kv;
-  kv.num_blocks = 4;
-  kv.block_size = 8;
-  ASSERT_TRUE(cpu.value()->allocate_kv_cache(kv).ok());
-  ASSERT_TRUE(gpu.value()->allocate_kv_cache(kv).ok());
+  std::unique_ptr<CpuEngine> cpu;
+  std::unique_ptr<CudaEngine> gpu;
+  ASSERT_NO_FATAL_FAILURE(small_engines(m, &cpu, &gpu));
   std::vector<int32_t> ids = {5, 17, 3, 99, 42, 8, 8, 130, 0, 61, 7, 12, 4}, pos(ids.size());
   for (size_t i = 0; i < 11; ++i) pos[i] = static_cast<int32_t>(i);
   pos[11] = 0;
@@ -453,8 +454,8 @@ TEST_F(CudaEngineTest, PromptLogprobsInChunksMatchCpuEngine) {
   const PromptLogprobsInput p{0, 0, targets, 3};
   const ForwardBatch batch{ids, pos, seqs, false, std::span<const PromptLogprobsInput>(&p, 1)};
   StepOutput c, g;
-  ASSERT_TRUE(cpu.value()->step(batch, {}, false, &c).ok());
-  Status st = gpu.value()->step(batch, {}, false, &g);
+  ASSERT_TRUE(cpu->step(batch, {}, false, &c).ok());
+  Status st = gpu->step(batch, {}, false, &g);
   ASSERT_TRUE(st.ok()) << st.to_string();
   ASSERT_EQ(c.prompt_logprobs.size(), 10u);
   ASSERT_EQ(g.prompt_logprobs.size(), 10u);
