@@ -1,7 +1,8 @@
 // parse_llm_request (backend/llm/llm_request.h): the LLM protocol's request parameters as the
 // backend reads them. Tools and tool calls reach the chat template as HF's apply_chat_template
 // passes them (checked with Qwen3's real template and tokenizer, from the shared test data), a
-// chat may fill the context window, and min_tokens / logit_bias are read and checked.
+// chat may fill the context window, and min_tokens / logit_bias / prompt_logprobs / max_tokens 0
+// are read and checked.
 #include "backend/llm/llm_request.h"
 
 #include "backend/llm/llm_config.h"
@@ -124,6 +125,29 @@ TEST(LlmRequest, MinTokensAndLogitBias) {
                           R"("logit_bias":[1])", R"("logit_bias":{"999999999":1})"}) {
     auto b = parse(q, std::string(R"({"messages":[{"role":"user","content":"x"}],)") + bad + "}");
     EXPECT_FALSE(b.ok()) << bad;
+  }
+}
+
+// prompt_logprobs in [0, 20]; max_tokens 0 is a prompt-only request scheduled with one token.
+TEST(LlmRequest, PromptLogprobsAndMaxTokensZero) {
+  Qwen q = load_qwen();
+  if (!q.chat_template) GTEST_SKIP() << "reference data missing: hf-tokenizer-qwen3";
+  const std::string chat = R"("messages":[{"role":"user","content":"x"}])";
+  auto r = parse(q, "{" + chat + R"(,"max_tokens":0,"prompt_logprobs":3})", 100);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->sampling.num_prompt_logprobs, 3);
+  EXPECT_TRUE(r->prompt_only);
+  EXPECT_EQ(r->sampling.max_tokens, 1);
+  auto plain = parse(q, "{" + chat + R"(,"max_tokens":2})");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->sampling.num_prompt_logprobs, -1);
+  EXPECT_FALSE(plain->prompt_only);
+  for (const char* bad : {R"("prompt_logprobs":-1)", R"("prompt_logprobs":21)", R"("prompt_logprobs":"2")",
+                          R"("max_tokens":-1)"}) {
+    auto b = parse(q, "{" + chat + "," + bad + "}");
+    ASSERT_FALSE(b.ok()) << bad;
+    const std::string field = std::string(bad).substr(1, std::string(bad).find('"', 1) - 1);
+    EXPECT_NE(b.status().message().find("'" + field + "'"), std::string::npos) << b.status().to_string();
   }
 }
 
