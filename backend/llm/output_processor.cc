@@ -380,24 +380,25 @@ void OutputProcessor::write_prompt_logprobs(std::string& out, const OutputReques
       continue;
     }
     out.push_back('{');
-    append_json_key(out, proto::kTokenId);
-    append_json_int(out, token);
-    out.push_back(',');
-    append_json_key(out, proto::kToken);
-    append_json_string(out, text);
+    write_token_fields(out, token, text);
     out.push_back('}');
   }
   out.push_back(']');
 }
 
-// "token_id":..,"token":..,"logprob":.. (an entry's fields, without its braces)
-void OutputProcessor::write_logprob_fields(std::string& out, int32_t token, const std::string& text,
-                                           double logprob) const {
+// "token_id":..,"token":.. (without braces)
+void OutputProcessor::write_token_fields(std::string& out, int32_t token, const std::string& text) const {
   append_json_key(out, proto::kTokenId);
   append_json_int(out, token);
   out.push_back(',');
   append_json_key(out, proto::kToken);
   append_json_string(out, text);
+}
+
+// "token_id":..,"token":..,"logprob":.. (an entry's fields, without its braces)
+void OutputProcessor::write_logprob_fields(std::string& out, int32_t token, const std::string& text,
+                                           double logprob) const {
+  write_token_fields(out, token, text);
   out.push_back(',');
   append_json_key(out, proto::kLogprob);
   append_json_double(out, logprob);

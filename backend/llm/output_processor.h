@@ -187,6 +187,7 @@ class OutputProcessor {
   void answer(OutputRequest& r);
   void send(OutputRequest& r, bool final, const char* finish_reason, const Status& error);
   void write_parameters(OutputRequest& r, bool final, const char* finish_reason);
+  void write_token_fields(std::string& out, int32_t token, const std::string& text) const;
   void write_logprob_fields(std::string& out, int32_t token, const std::string& text, double logprob) const;
   void write_logprob_entry(std::string& out, const SampleResult& lp, const std::string& text) const;
   void write_prompt_logprobs(std::string& out, const OutputRequest& r) const;

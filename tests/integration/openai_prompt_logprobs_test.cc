@@ -1,88 +1,46 @@
 // Prompt logprobs against a real ferry-server: completions' echo with logprobs (the legacy logprobs
 // object starts with the prompt's tokens, streamed and not), max_tokens 0 (the prompt alone: the
 // scoring request of lm-eval-harness), vLLM's prompt_logprobs on completions and chat, the same
-// parameter over KServe generate, and the 400s. The prompt's logprobs are checked against the
+// parameter over KServe generate and ZeroMQ, and the 400s. The prompt's logprobs are checked against the
 // logprobs of the same tokens when the server generated them (the sampler's path), and the KV
 // blocks go back to zero.
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <filesystem>
 
-#include "client/http_client.h"
 #include "client/zmq_client.h"
-#include "tests/integration/fixtures.h"
-#include "tests/integration/server_process.h"
+#include "tests/integration/openai_fixture.h"
 
 namespace ferry::testing {
 namespace {
 
-using client::HttpClient;
-using client::HttpResult;
 using namespace std::chrono_literals;
-namespace fs = std::filesystem;
 
-class PromptLogprobs : public ::testing::Test {
+// The OpenAI fixture's server; after each test every model's KV blocks are back in the pool.
+class PromptLogprobs : public OpenAiApi {
  protected:
-  static void SetUpTestSuite() {
-    repo_ = new TempDir();
-    const fs::path stories = fs::path(testdata_dir()) / "stories260K-hf-format.derived";
-    if (fs::exists(stories / "model.safetensors")) {
-      fs::copy(stories, repo_->path() + "/stories", fs::copy_options::recursive);
-    } else {
-      stories_missing_ = "reference data missing: " + stories.string();
-    }
-    fs::copy(fs::path(default_repository()) / "tiny-llama", repo_->path() + "/tiny-llama", fs::copy_options::recursive);
-    server_ = ServerProcess::start(repo_->path()).release();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete repo_;
-  }
-  void SetUp() override {
-    ASSERT_NE(server_, nullptr);
-    http_ = std::make_unique<HttpClient>(server_->http_url());
-  }
   void TearDown() override {
     for (const char* model : {"stories", "tiny-llama"}) {
-      if (std::string(model) == "stories" && !stories_missing_.empty()) continue;
+      if (std::string(model) == "stories" && !stories()) continue;
       EXPECT_TRUE(eventually([&] { return backend_stats(model)["kv_blocks_used"].asInt() == 0; }, 5000ms))
           << model << " " << dump(backend_stats(model));
     }
   }
-
-  Json::Value post_json(const std::string& path, const std::string& body) {
-    auto r = http_->post(path, body);
-    EXPECT_EQ(r.status, 200) << path << " " << body << " -> " << r.body;
-    return parse(r.body);
-  }
-  std::vector<Json::Value> events(const std::string& path, const std::string& body) {
+  // A stream's events, parsed ([DONE] left out).
+  std::vector<Json::Value> chunks(const std::string& path, const std::string& body) {
     std::vector<Json::Value> out;
-    auto r = http_->post_stream(path, body, [&](const std::string& d) {
-      if (d != "[DONE]") out.push_back(parse(d));
-      return true;
-    });
-    EXPECT_EQ(r.status, 200) << body;
+    for (const auto& e : events(path, body)) {
+      if (e != "[DONE]") out.push_back(parse(e));
+    }
     return out;
   }
-  Json::Value backend_stats(const std::string& model) {
-    return parse(http_->get("/v2/models/" + model + "/stats").body)["model_stats"][0]["backend"];
-  }
-  // The error of a request that must be refused with a 400 naming `param`.
+  // A request that must be refused with a 400 naming `param`.
   void expect_400(const std::string& path, const std::string& body, const std::string& param) {
-    auto r = http_->post(path, body);
+    auto r = post(path, body);
     EXPECT_EQ(r.status, 400) << body << " -> " << r.body;
     EXPECT_EQ(parse(r.body)["error"]["param"].asString(), param) << body << " -> " << r.body;
   }
-
-  static inline TempDir* repo_ = nullptr;
-  static inline ServerProcess* server_ = nullptr;
-  static inline std::string stories_missing_;
-  std::unique_ptr<HttpClient> http_;
 };
-
-#define NEED_STORIES() \
-  if (!stories_missing_.empty()) GTEST_SKIP() << stories_missing_
 
 std::string ids_json(const std::vector<int>& ids) {
   std::string s = "[";
@@ -148,7 +106,7 @@ TEST_F(PromptLogprobs, EchoWithLogprobsThenGeneratedTokensStreamedAndNot) {
   EXPECT_EQ(lp["text_offset"][0].asInt(), 0);
   expect_tokens_tile_the_text(lp, j["choices"][0]["text"].asString());
 
-  auto ev = events("/v1/completions", body + R"(,"stream":true})");
+  auto ev = chunks("/v1/completions", body + R"(,"stream":true})");
   ASSERT_FALSE(ev.empty());
   Json::Value tokens(Json::arrayValue), logprobs(Json::arrayValue), offsets(Json::arrayValue);
   std::string text;
@@ -179,7 +137,7 @@ TEST_F(PromptLogprobs, MaxTokensZeroReturnsThePromptAlone) {
   EXPECT_EQ(echo["usage"]["completion_tokens"].asInt(), 0);
   auto plain = post_json("/v1/completions", R"({"model":"stories","prompt":"Once upon a time","max_tokens":0})");
   EXPECT_EQ(plain["choices"][0]["text"].asString(), "");
-  auto ev = events("/v1/completions", R"({"model":"stories","prompt":"Once upon a time","max_tokens":0,"echo":true,
+  auto ev = chunks("/v1/completions", R"({"model":"stories","prompt":"Once upon a time","max_tokens":0,"echo":true,
       "logprobs":0,"stream":true})");
   ASSERT_EQ(ev.size(), 1u);
   EXPECT_EQ(ev[0]["choices"][0]["text"].asString(), "Once upon a time");
@@ -224,7 +182,7 @@ TEST_F(PromptLogprobs, VllmPromptLogprobsOnCompletionsAndChat) {
                 echo["choices"][0]["logprobs"]["token_logprobs"][i].asDouble(), 1e-6);
   }
   // Streamed: the first chunk carries them.
-  auto ev = events("/v1/completions", R"({"model":"stories","prompt":[1,403,407,261,378],"max_tokens":2,
+  auto ev = chunks("/v1/completions", R"({"model":"stories","prompt":[1,403,407,261,378],"max_tokens":2,
       "temperature":0,"prompt_logprobs":1,"stream":true})");
   ASSERT_FALSE(ev.empty());
   expect_vllm_shape(ev[0]["choices"][0]["prompt_logprobs"], prompt, 1);
@@ -271,7 +229,7 @@ TEST_F(PromptLogprobs, KserveGenerateCarriesTheBackendList) {
     EXPECT_EQ(plp[i]["top_logprobs"].size(), 2u);
     EXPECT_GE(plp[i]["rank"].asInt(), 1);
   }
-  auto bad = http_->post("/v2/models/stories/generate", R"({"input_ids":[1,403],"prompt_logprobs":21})");
+  auto bad = post("/v2/models/stories/generate", R"({"input_ids":[1,403],"prompt_logprobs":21})");
   EXPECT_EQ(bad.status, 400) << bad.body;
   EXPECT_NE(bad.body.find("'prompt_logprobs'"), std::string::npos) << bad.body;
 }
