@@ -124,6 +124,7 @@ Status LlmInstance::submit(const SubmitInfo& info, LlmRequest&& request) {
       info.id, info.responder, info.stream, *ctx_.tokenizer, request.skip_special_tokens, request.sampling,
       ctx_.eos_ids, num_prompt, request.echo ? request.prompt_ids : std::vector<int32_t>{});
   seq->output->prompt_only = request.prompt_only;
+  seq->prompt_only = request.prompt_only;
   if (prompt_logprobs) seq->output->prompt_ids = request.prompt_ids;
   seq->load = num_prompt + request.sampling.max_tokens;
   NewRequest nr;
@@ -198,12 +199,13 @@ void LlmInstance::run_step(const SchedulerOutput& out, std::unique_lock<std::mut
   if (!status.ok()) {
     ctx_.log(FERRY_LOG_LEVEL_ERROR, "model '" + ctx_.name + "': forward pass failed: " + status.message());
   }
-  ctx_.add(ctx_.metrics.generated_tokens, static_cast<double>(runner_.num_sampled()));
   // The step's tokens, in batch order, before any final event of this step.
   const Clock::time_point sampled_at = Clock::now();
   std::span<const SequenceResult> results = runner_.results();
+  int64_t num_generated = runner_.num_sampled();
   for (size_t i = 0; i < num_seqs; ++i) {
     Sequence* seq = step_seqs_[i];
+    if (seq->prompt_only) num_generated -= runner_.num_emitted(i);  // dropped, not generated
     if (std::span<const SampleResult> rows = runner_.prompt_logprobs(i); !rows.empty()) {
       batch_.add_prompt_logprobs(out.scheduled[i].request_id, rows, &seq->output);
     }
@@ -212,6 +214,7 @@ void LlmInstance::run_step(const SchedulerOutput& out, std::unique_lock<std::mut
                        seq->runner.params.num_logprobs >= 0, sampled_at, &seq->output);
     }
   }
+  ctx_.add(ctx_.metrics.generated_tokens, static_cast<double>(num_generated));
   record_speculation();
 
   lock.lock();

@@ -92,6 +92,7 @@ class LlmInstance {
     std::unique_ptr<OutputRequest> output;  // until the request's first event hands it over
     int64_t load = 0;                       // prompt + max_tokens, counted in load_tokens_
     Clock::time_point started{};            // first scheduled
+    bool prompt_only = false;               // max_tokens 0: its one sampled token is not output
   };
 
   Result<std::unique_ptr<Scheduler>> make_scheduler() const;

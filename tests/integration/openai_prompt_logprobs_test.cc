@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "client/zmq_client.h"
+#include "tests/host/exposition_parser.h"
 #include "tests/integration/openai_fixture.h"
 
 namespace ferry::testing {
@@ -131,12 +132,20 @@ TEST_F(PromptLogprobs, EchoWithLogprobsThenGeneratedTokensStreamedAndNot) {
 
 TEST_F(PromptLogprobs, MaxTokensZeroReturnsThePromptAlone) {
   NEED_STORIES();
+  auto generated = [&] {
+    Exposition e;
+    std::string err;
+    EXPECT_TRUE(parse_exposition(http_->get("/metrics").body, &e, &err)) << err;
+    return e.value("ferry_llm_generation_tokens_total", {{"model", "stories"}});
+  };
+  const double generated_before = generated();
   auto echo = post_json("/v1/completions", R"({"model":"stories","prompt":"Once upon a time","max_tokens":0,"echo":true})");
   EXPECT_EQ(echo["choices"][0]["text"].asString(), "Once upon a time");
   EXPECT_EQ(echo["choices"][0]["finish_reason"].asString(), "length");
   EXPECT_EQ(echo["usage"]["completion_tokens"].asInt(), 0);
   auto plain = post_json("/v1/completions", R"({"model":"stories","prompt":"Once upon a time","max_tokens":0})");
   EXPECT_EQ(plain["choices"][0]["text"].asString(), "");
+  EXPECT_EQ(generated(), generated_before) << "the scheduling token is not counted as generated";
   auto ev = chunks("/v1/completions", R"({"model":"stories","prompt":"Once upon a time","max_tokens":0,"echo":true,
       "logprobs":0,"stream":true})");
   ASSERT_EQ(ev.size(), 1u);
