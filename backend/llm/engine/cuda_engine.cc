@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -20,6 +21,7 @@
 #include "kernels/cuda/gather_rows.cuh"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/head_rms_norm.cuh"
+#include "kernels/cuda/int8_gemm.h"
 #include "kernels/cuda/kv_cache_write.cuh"
 #include "kernels/cuda/paged_attention_decode.cuh"
 #include "kernels/cuda/paged_attention_prefill.cuh"
@@ -81,17 +83,35 @@ bool is_llama_family(const std::string& name) {
          name == "Qwen3ForCausalLM";
 }
 
-Result<k::DType> resolve_weight_dtype(const ModelConfig& c, WeightDType d) {
+// The device format of the linear layers' matrices.
+Result<k::WeightFormat> resolve_weight_format(const ModelConfig& c, WeightDType d) {
   switch (d) {
-    case WeightDType::kAuto: return c.dtype;
-    case WeightDType::kF32: return k::DType::kF32;
-    case WeightDType::kBF16: return k::DType::kBF16;
-    case WeightDType::kF16: return k::DType::kF16;
-    case WeightDType::kInt8:
+    case WeightDType::kAuto:
+      return c.dtype == k::DType::kF32 ? k::WeightFormat::kF32
+                                       : (c.dtype == k::DType::kBF16 ? k::WeightFormat::kBF16 : k::WeightFormat::kF16);
+    case WeightDType::kF32: return k::WeightFormat::kF32;
+    case WeightDType::kBF16: return k::WeightFormat::kBF16;
+    case WeightDType::kF16: return k::WeightFormat::kF16;
+    case WeightDType::kInt8: return k::WeightFormat::kInt8;
     case WeightDType::kInt4: break;
   }
   return Status::Unimplemented(std::string("the CUDA engine has no ") + weight_dtype_name(d) +
-                               " weights yet (no quantized GEMM on the GPU); use weight_dtype auto, fp32, bf16 or fp16");
+                               " weights yet (no int4 GEMM on the GPU); use weight_dtype auto, fp32, bf16, fp16 or int8");
+}
+
+// The GEMM input dtype of a float format (int8 has none: see State::linear).
+k::DType float_dtype(k::WeightFormat f) {
+  return f == k::WeightFormat::kBF16 ? k::DType::kBF16 : (f == k::WeightFormat::kF16 ? k::DType::kF16 : k::DType::kF32);
+}
+
+// The dtype CpuEngine's loader gives the embedding table (WeightLoader::table): the checkpoint's
+// own for a stored tensor, the float format's for converted ones, fp32 under a quantized format.
+k::DType embedding_dtype(const ModelWeights& w, k::WeightFormat f) {
+  if (f != k::WeightFormat::kInt8) return float_dtype(f);
+  const TensorView* view = w.view("model.embed_tokens.weight");
+  const bool in_place = view != nullptr && view->dtype_supported &&
+                        reinterpret_cast<uintptr_t>(view->data) % k::dtype_size(view->dtype) == 0;
+  return in_place ? view->dtype : k::DType::kF32;
 }
 
 // A device-greedy row: plain arg max of the raw logits, nothing the CPU sampler would add (the
@@ -103,17 +123,23 @@ bool device_greedy(const SamplingSequence& s) {
 }  // namespace
 
 struct CudaEngine::State {
+  // A linear layer's [n, k] matrix on the device: the weight dtype's elements, or int8 codes with
+  // one fp32 scale per row (kernels.h's kInt8 layout).
+  struct Matrix {
+    const void* data = nullptr;
+    const float* scales = nullptr;  // kInt8 only: [n]
+  };
   struct Layer {
     const float* input_norm = nullptr;  // [hidden]
-    const void* qkv = nullptr;          // [q_size + 2 * kv_size, hidden], weight dtype
+    Matrix qkv;                         // [q_size + 2 * kv_size, hidden]
     const float* qkv_bias = nullptr;    // [q_size + 2 * kv_size] or nullptr
-    const void* o = nullptr;            // [hidden, q_size]
+    Matrix o;                           // [hidden, q_size]
     const float* o_bias = nullptr;      // [hidden] or nullptr
     const float* q_norm = nullptr;      // [head_dim] or nullptr (Qwen3)
     const float* k_norm = nullptr;
     const float* post_norm = nullptr;   // [hidden]
-    const void* gate_up = nullptr;      // [2 * inter, hidden]
-    const void* down = nullptr;         // [hidden, inter]
+    Matrix gate_up;                     // [2 * inter, hidden]
+    Matrix down;                        // [hidden, inter]
   };
   struct LayerCache {
     void* k = nullptr;  // [num_blocks, block_size, num_kv_heads, head_dim] of the cache dtype
@@ -124,16 +150,19 @@ struct CudaEngine::State {
 
   ModelConfig config;
   CudaEngineOptions options;
-  k::DType wdt = k::DType::kF32;
+  k::WeightFormat wfmt = k::WeightFormat::kF32;
+  k::DType wdt = k::DType::kF32;        // float formats: the GEMM dtype
+  k::DType embed_dtype = k::DType::kF32;
   int device = 0;
   cudaStream_t stream = nullptr;
   std::unique_ptr<kc::CublasGemm> gemm;
   std::vector<DeviceMemory> owned;  // everything but the KV cache and the block tables
   int64_t owned_bytes = 0;
+  int64_t weight_bytes = 0;  // the part of owned_bytes that load_weights allocated
 
   // Weights.
-  const void* embed = nullptr;    // [vocab, hidden], weight dtype
-  const void* lm_head = nullptr;  // [vocab, hidden] (embed when tied)
+  const void* embed = nullptr;    // [vocab, hidden], embed_dtype
+  Matrix lm_head;                 // [vocab, hidden] (embed when tied and not int8)
   const float* final_norm = nullptr;
   const float* inv_freq = nullptr;  // [head_dim / 2]
   std::vector<Layer> layers;
@@ -146,7 +175,9 @@ struct CudaEngine::State {
   float* attn = nullptr;     // [T, q]
   float* gate_up = nullptr;  // [T, 2 * inter]
   float* act = nullptr;      // [T, inter]
-  void* x16 = nullptr;       // [T, max(hidden, q, inter)] weight dtype; null for fp32 weights
+  void* x16 = nullptr;       // [T, max(hidden, q, inter)] 16-bit GEMM input; null for fp32 weights
+  void* w16 = nullptr;       // int8 weights: bf16 [n, k] of the largest layer matrix (int8_matmul's GEMM path)
+  size_t w16_bytes = 0;
   float* last = nullptr;     // [max_num_seqs, hidden]: the rows whose logits are wanted
   float* logits = nullptr;   // [max_num_seqs, vocab]
   int32_t* tokens = nullptr;  // [max_num_seqs]: device argmax
@@ -202,12 +233,16 @@ struct CudaEngine::State {
     return Status::Ok();
   }
 
+  int64_t int8_gemv_max_rows() const {
+    return options.int8_gemv_max_rows > 0 ? options.int8_gemv_max_rows : kc::kInt8GemvMaxRows;
+  }
   Status load_weights(const ModelWeights& w);
   Result<const void*> upload_tensors(const ModelWeights& w, const std::vector<std::string>& names, k::DType dtype);
+  Result<Matrix> upload_matrix(const ModelWeights& w, const std::vector<std::string>& names);
   Status allocate_activations();
 
   Status upload_metadata(const ForwardBatch& b);
-  Status linear(float* out, const float* in, const void* w, const float* bias, int64_t m, int64_t n, int64_t kdim);
+  Status linear(float* out, const float* in, const Matrix& w, const float* bias, int64_t m, int64_t n, int64_t kdim);
   Status forward(int64_t num_tokens);
   Status attention_layer(int64_t l, int64_t num_tokens);
   Status mlp_layer(int64_t l, int64_t num_tokens);
@@ -215,10 +250,10 @@ struct CudaEngine::State {
   Status score_prompts(const ForwardBatch& batch, StepOutput* out);
 };
 
-// Reads tensors as fp32, one after the other (rows stacked: the fused q|k|v and gate|up), and
-// uploads them as one device array of `dtype`.
-Result<const void*> CudaEngine::State::upload_tensors(const ModelWeights& w, const std::vector<std::string>& names,
-                                                      k::DType dtype) {
+namespace {
+
+// Reads tensors as fp32, one after the other (rows stacked: the fused q|k|v and gate|up).
+Result<std::vector<float>> read_stacked(const ModelWeights& w, const std::vector<std::string>& names) {
   int64_t total = 0;
   for (const auto& n : names) {
     const WeightSpec* spec = w.spec(n);
@@ -231,6 +266,17 @@ Result<const void*> CudaEngine::State::upload_tensors(const ModelWeights& w, con
     FERRY_RETURN_IF_ERROR(w.read_f32(n, f32.data() + at));
     at += w.spec(n)->numel();
   }
+  return f32;
+}
+
+}  // namespace
+
+// The stacked tensors as one device array of `dtype`.
+Result<const void*> CudaEngine::State::upload_tensors(const ModelWeights& w, const std::vector<std::string>& names,
+                                                      k::DType dtype) {
+  std::vector<float> f32;
+  FERRY_ASSIGN_OR_RETURN(f32, read_stacked(w, names));
+  const int64_t total = static_cast<int64_t>(f32.size());
   const void* src = f32.data();
   std::vector<uint16_t> half;
   if (dtype != k::DType::kF32) {
@@ -244,6 +290,35 @@ Result<const void*> CudaEngine::State::upload_tensors(const ModelWeights& w, con
   return static_cast<const void*>(dst);
 }
 
+// A linear layer's stacked matrix in the weight format. int8: quantized per row by
+// kernels::quantize_int8 from the same fp32 values as CpuEngine's loader (per-row scales, so a
+// stacked matrix quantizes exactly as its parts do), and uploaded as codes + scales.
+Result<CudaEngine::State::Matrix> CudaEngine::State::upload_matrix(const ModelWeights& w,
+                                                                   const std::vector<std::string>& names) {
+  Matrix m;
+  if (wfmt != k::WeightFormat::kInt8) {
+    FERRY_ASSIGN_OR_RETURN(m.data, upload_tensors(w, names, wdt));
+    return m;
+  }
+  std::vector<float> f32;
+  FERRY_ASSIGN_OR_RETURN(f32, read_stacked(w, names));
+  int64_t rows = 0;
+  for (const auto& n : names) rows += w.spec(n)->shape[0];
+  const int64_t total = static_cast<int64_t>(f32.size()), cols = total / rows;
+  std::vector<int8_t> codes(f32.size());
+  std::vector<float> scales(static_cast<size_t>(rows));
+  k::quantize_int8(f32.data(), rows, cols, codes.data(), scales.data());
+  int8_t* d_codes = nullptr;
+  float* d_scales = nullptr;
+  FERRY_ASSIGN_OR_RETURN(d_codes, alloc<int8_t>(total));
+  FERRY_ASSIGN_OR_RETURN(d_scales, alloc<float>(rows));
+  FERRY_RETURN_IF_ERROR(upload(d_codes, codes.data(), codes.size()));
+  FERRY_RETURN_IF_ERROR(upload(d_scales, scales.data(), scales.size() * sizeof(float)));
+  m.data = d_codes;
+  m.scales = d_scales;
+  return m;
+}
+
 Status CudaEngine::State::load_weights(const ModelWeights& w) {
   const ModelConfig& c = config;
   auto vec = [&](const std::string& name) -> Result<const float*> {
@@ -251,34 +326,34 @@ Status CudaEngine::State::load_weights(const ModelWeights& w) {
     FERRY_ASSIGN_OR_RETURN(p, upload_tensors(w, {name}, k::DType::kF32));
     return static_cast<const float*>(p);
   };
-  FERRY_ASSIGN_OR_RETURN(embed, upload_tensors(w, {"model.embed_tokens.weight"}, wdt));
-  if (c.tie_word_embeddings) {
-    lm_head = embed;
-  } else {
-    FERRY_ASSIGN_OR_RETURN(lm_head, upload_tensors(w, {"lm_head.weight"}, wdt));
+  FERRY_ASSIGN_OR_RETURN(embed, upload_tensors(w, {"model.embed_tokens.weight"}, embed_dtype));
+  if (c.tie_word_embeddings && wfmt != k::WeightFormat::kInt8) {
+    lm_head.data = embed;
+  } else {  // int8: the lm_head is an int8 matrix even when tied, as on the CPU (layers.cc)
+    FERRY_ASSIGN_OR_RETURN(lm_head, upload_matrix(w, {c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"}));
   }
   FERRY_ASSIGN_OR_RETURN(final_norm, vec("model.norm.weight"));
   for (int64_t l = 0; l < c.num_layers; ++l) {
     auto n = [l](const char* suffix) { return layer_tensor_name(l, suffix); };
     Layer p;
     FERRY_ASSIGN_OR_RETURN(p.input_norm, vec(n("input_layernorm.weight")));
-    FERRY_ASSIGN_OR_RETURN(p.qkv, upload_tensors(w, {n("self_attn.q_proj.weight"), n("self_attn.k_proj.weight"),
-                                                     n("self_attn.v_proj.weight")}, wdt));
+    FERRY_ASSIGN_OR_RETURN(p.qkv, upload_matrix(w, {n("self_attn.q_proj.weight"), n("self_attn.k_proj.weight"),
+                                                    n("self_attn.v_proj.weight")}));
     if (c.qkv_bias) {
       const void* b = nullptr;
       FERRY_ASSIGN_OR_RETURN(b, upload_tensors(w, {n("self_attn.q_proj.bias"), n("self_attn.k_proj.bias"),
                                                    n("self_attn.v_proj.bias")}, k::DType::kF32));
       p.qkv_bias = static_cast<const float*>(b);
     }
-    FERRY_ASSIGN_OR_RETURN(p.o, upload_tensors(w, {n("self_attn.o_proj.weight")}, wdt));
+    FERRY_ASSIGN_OR_RETURN(p.o, upload_matrix(w, {n("self_attn.o_proj.weight")}));
     if (c.o_bias) FERRY_ASSIGN_OR_RETURN(p.o_bias, vec(n("self_attn.o_proj.bias")));
     if (c.qk_norm) {
       FERRY_ASSIGN_OR_RETURN(p.q_norm, vec(n("self_attn.q_norm.weight")));
       FERRY_ASSIGN_OR_RETURN(p.k_norm, vec(n("self_attn.k_norm.weight")));
     }
     FERRY_ASSIGN_OR_RETURN(p.post_norm, vec(n("post_attention_layernorm.weight")));
-    FERRY_ASSIGN_OR_RETURN(p.gate_up, upload_tensors(w, {n("mlp.gate_proj.weight"), n("mlp.up_proj.weight")}, wdt));
-    FERRY_ASSIGN_OR_RETURN(p.down, upload_tensors(w, {n("mlp.down_proj.weight")}, wdt));
+    FERRY_ASSIGN_OR_RETURN(p.gate_up, upload_matrix(w, {n("mlp.gate_proj.weight"), n("mlp.up_proj.weight")}));
+    FERRY_ASSIGN_OR_RETURN(p.down, upload_matrix(w, {n("mlp.down_proj.weight")}));
     layers.push_back(p);
   }
   std::vector<float> freq(static_cast<size_t>(c.head_dim / 2));
@@ -301,9 +376,15 @@ Status CudaEngine::State::allocate_activations() {
   FERRY_ASSIGN_OR_RETURN(attn, alloc<float>(t * c.q_size()));
   FERRY_ASSIGN_OR_RETURN(gate_up, alloc<float>(t * 2 * inter));
   FERRY_ASSIGN_OR_RETURN(act, alloc<float>(t * inter));
-  if (wdt != k::DType::kF32) {
+  if (wdt != k::DType::kF32 || wfmt == k::WeightFormat::kInt8) {
     const int64_t widest = std::max({hidden, c.q_size(), inter});
     FERRY_ASSIGN_OR_RETURN(x16, alloc<uint16_t>(t * widest));
+  }
+  if (wfmt == k::WeightFormat::kInt8 && t > int8_gemv_max_rows()) {
+    // The largest layer matrix widened to bf16 (the lm_head always runs the few-rows kernel).
+    const int64_t max_elems = std::max({qkv_width * hidden, hidden * c.q_size(), 2 * inter * hidden, hidden * inter});
+    w16_bytes = kc::int8_gemm_w16_bytes(max_elems, 1);
+    FERRY_ASSIGN_OR_RETURN(w16, alloc<uint8_t>(static_cast<int64_t>(w16_bytes)));
   }
   FERRY_ASSIGN_OR_RETURN(last, alloc<float>(s * hidden));
   FERRY_ASSIGN_OR_RETURN(logits, alloc<float>(s * c.vocab_size));
@@ -323,15 +404,21 @@ Status CudaEngine::State::allocate_activations() {
 }
 
 // out[m, n] = in[m, kdim] . w[n, kdim]^T (+ bias): fp32 in and out; a 16-bit copy of `in` first when
-// the weights are 16-bit.
-Status CudaEngine::State::linear(float* out, const float* in, const void* w, const float* bias, int64_t m, int64_t n,
+// the weights are 16-bit; int8 weights through int8_matmul (few rows: its kernel on the fp32 input;
+// more: widened into w16, `in` cast into x16, the bf16 GEMM).
+Status CudaEngine::State::linear(float* out, const float* in, const Matrix& w, const float* bias, int64_t m, int64_t n,
                                  int64_t kdim) {
+  if (wfmt == k::WeightFormat::kInt8) {
+    const kc::Int8GemmWorkspace ws{w16, w16_bytes, x16, x16 != nullptr ? kc::int8_gemm_x16_bytes(m, kdim) : 0};
+    return kc::int8_matmul(*gemm, out, in, static_cast<const int8_t*>(w.data), w.scales, bias, m, n, kdim, ws,
+                           int8_gemv_max_rows());
+  }
   const void* xin = in;
   if (wdt != k::DType::kF32) {
     FERRY_RETURN_IF_ERROR(kc::cast(x16, wdt, in, k::DType::kF32, m * kdim, stream));
     xin = x16;
   }
-  return gemm->matmul(out, k::DType::kF32, xin, w, wdt, bias, m, n, kdim);
+  return gemm->matmul(out, k::DType::kF32, xin, w.data, wdt, bias, m, n, kdim);
 }
 
 Status CudaEngine::State::upload_metadata(const ForwardBatch& b) {
@@ -425,7 +512,7 @@ Status CudaEngine::State::mlp_layer(int64_t l, int64_t n) {
 // Every layer over the step's tokens; the final-normed hidden states end in h.
 Status CudaEngine::State::forward(int64_t n) {
   const ModelConfig& c = config;
-  FERRY_RETURN_IF_ERROR(kc::embedding(x, embed, wdt, c.vocab_size, c.hidden_size, d_token_ids, n, stream));
+  FERRY_RETURN_IF_ERROR(kc::embedding(x, embed, embed_dtype, c.vocab_size, c.hidden_size, d_token_ids, n, stream));
   FERRY_RETURN_IF_ERROR(
       kc::add_rms_norm(h, x, nullptr, layers[0].input_norm, n, c.hidden_size, c.rms_norm_eps, stream));
   for (int64_t l = 0; l < c.num_layers; ++l) {
@@ -450,7 +537,7 @@ Status CudaEngine::check_supported(const ModelConfig& c, const ModelWeights& wei
   if (weights.quantization().method != QuantizationConfig::Method::kNone) {
     return Status::Unimplemented("the CUDA engine has no GPTQ/AWQ (quantized checkpoint) support yet");
   }
-  FERRY_RETURN_IF_ERROR(resolve_weight_dtype(c, weight_dtype).status());
+  FERRY_RETURN_IF_ERROR(resolve_weight_format(c, weight_dtype).status());
   for (int64_t w : c.layer_windows) {
     if (w > 0) return Status::Unimplemented("the CUDA engine has no sliding-window attention yet (sliding_window)");
   }
@@ -497,11 +584,14 @@ Result<std::unique_ptr<CudaEngine>> CudaEngine::create(const ModelConfig& config
   s->config = config;
   s->options = options;
   s->device = options.device;
-  FERRY_ASSIGN_OR_RETURN(s->wdt, resolve_weight_dtype(config, options.weight_dtype));
+  FERRY_ASSIGN_OR_RETURN(s->wfmt, resolve_weight_format(config, options.weight_dtype));
+  s->wdt = float_dtype(s->wfmt);
+  s->embed_dtype = embedding_dtype(weights, s->wfmt);
   FERRY_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
   FERRY_CUDA_RETURN_IF_ERROR(cudaStreamCreate(&s->stream));
   FERRY_ASSIGN_OR_RETURN(s->gemm, kc::CublasGemm::create(s->stream));
   FERRY_RETURN_IF_ERROR(s->load_weights(weights));
+  s->weight_bytes = s->owned_bytes;
   FERRY_RETURN_IF_ERROR(s->allocate_activations());
   s->sampler = std::make_unique<Sampler>(static_cast<int32_t>(config.vocab_size));
   return std::unique_ptr<CudaEngine>(new CudaEngine(std::move(s)));
@@ -509,10 +599,11 @@ Result<std::unique_ptr<CudaEngine>> CudaEngine::create(const ModelConfig& config
 
 const ModelConfig& CudaEngine::config() const { return s_->config; }
 int64_t CudaEngine::num_kv_blocks() const { return s_->num_blocks; }
-k::DType CudaEngine::weight_dtype() const { return s_->wdt; }
+k::WeightFormat CudaEngine::weight_format() const { return s_->wfmt; }
 int64_t CudaEngine::device_bytes() const {
   return s_->owned_bytes + static_cast<int64_t>(s_->cache.bytes() + s_->block_tables.bytes());
 }
+int64_t CudaEngine::weight_bytes() const { return s_->weight_bytes; }
 int64_t CudaEngine::device_sampled_steps() const { return s_->device_sampled; }
 int64_t CudaEngine::host_sampled_steps() const { return s_->host_sampled; }
 

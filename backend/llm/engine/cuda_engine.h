@@ -1,5 +1,5 @@
 // CudaEngine: the Engine of a GPU instance, for the Llama family (LlamaForCausalLM,
-// MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM) with fp32, bf16 or fp16 weights.
+// MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM) with fp32, bf16, fp16 or int8 weights.
 //
 // Unlike CpuEngine it does not run the shared CausalLM: that forward pass reads host memory
 // through kernels.h, while this engine keeps everything on the device and calls the launchers of
@@ -9,15 +9,20 @@
 // new token count builds a cuBLASLt plan, and host-side vectors grow to their largest step):
 //   weights      uploaded once from the checkpoint (ModelWeights) in the weight dtype: per layer
 //                the fused [q+2kv, hidden] and [2*inter, hidden] matrices, o and down, fp32 norms
-//                and biases; the embedding table in the weight dtype (the lm_head when tied);
+//                and biases; the embedding table in the weight dtype (the lm_head when tied).
+//                int8: the matrices (the lm_head too, tied or not) quantized per output row as
+//                CpuEngine's loader does (kernels::quantize_int8), int8 codes + fp32 scales on the
+//                device; the embedding table in the dtype CpuEngine reads it in;
 //   activations  fp32 buffers for `max_num_tokens` tokens (plus a 16-bit copy of a GEMM's input
-//                when the weights are 16-bit: cuBLASLt multiplies two operands of one type);
+//                when the weights are 16-bit or int8: cuBLASLt multiplies two operands of one type;
+//                int8 also a bf16 copy of the largest layer matrix, for steps of more rows than
+//                int8_gemv_max_rows: kernels/cuda/int8_gemm.h);
 //   metadata     device copies of the step's token ids, positions, slots, query starts, context
 //                lengths, block tables and logit rows;
 //   workspaces   the split-K decode attention's (for max_num_seqs sequences of up to
 //                decode_context_tokens) and cuBLASLt's;
 //   KV cache     fp32 or int8 (+ scales) per layer, sized from KvCacheOptions.
-// Linear layers run on cuda::CublasGemm (fp32 accumulation). Attention uses the decode kernel when
+// Linear layers run on cuda::CublasGemm (fp32 accumulation); int8 ones on cuda::int8_matmul. Attention uses the decode kernel when
 // every sequence has one query token and its workspace suffices, else the prefill kernel.
 //
 // Sampling: when every sequence that samples is plain greedy (temperature 0, no logit_bias, no
@@ -26,8 +31,8 @@
 // runs the CPU Sampler (sampler.h) on them, exactly as CpuEngine does. return_logits copies logits
 // to the host too.
 //
-// Refused at creation (Unimplemented, naming what is missing): other architectures, int8/int4
-// weights and GPTQ/AWQ checkpoints, sliding windows, attention or final soft-caps, an attention
+// Refused at creation (Unimplemented, naming what is missing): other architectures, int4 weights
+// and GPTQ/AWQ checkpoints, sliding windows, attention or final soft-caps, an attention
 // scale other than 1/sqrt(head_dim), head_dim > 256. A bf16 KV cache is refused by
 // allocate_kv_cache.
 //
@@ -52,14 +57,18 @@ namespace ferry::llm {
 
 struct CudaEngineOptions {
   int device = 0;
-  // kAuto: the checkpoint's torch_dtype (fp32, bf16 or fp16); kF32, kBF16, kF16 convert at upload.
-  // kInt8 / kInt4: Unimplemented.
+  // kAuto: the checkpoint's torch_dtype (fp32, bf16 or fp16); kF32, kBF16, kF16 convert at upload;
+  // kInt8 quantizes at upload (per output row). kInt4: Unimplemented.
   WeightDType weight_dtype = WeightDType::kAuto;
   int64_t max_num_tokens = 512;  // most tokens one step may carry (activation buffers' rows)
   int64_t max_num_seqs = 64;     // most sequences one step may carry (also logits rows per GEMM)
   // Contexts up to this length decode through the split-K decode kernel (its workspace is sized
   // for it); a longer decode falls back to the prefill kernel. 0: min(max_position_embeddings, 8192).
   int64_t decode_context_tokens = 0;
+  // int8 weights: GEMMs of up to this many rows run on the int8 kernel, larger ones widen the
+  // weights to bf16 for cuBLASLt (kernels/cuda/int8_gemm.h). 0: kInt8GemvMaxRows (16). Tests set
+  // max_num_tokens to keep every step on the kernel.
+  int64_t int8_gemv_max_rows = 0;
 };
 
 class CudaEngine final : public Engine {
@@ -86,9 +95,11 @@ class CudaEngine final : public Engine {
   Status step(const ForwardBatch& batch, std::span<const SamplingSequence> sampling, bool return_logits,
               StepOutput* out) override;
 
-  kernels::DType weight_dtype() const;
+  kernels::WeightFormat weight_format() const;
   // Device memory this engine holds: weights, activations, workspaces, KV cache.
   int64_t device_bytes() const;
+  // The part of it that holds the weights (int8: codes + scales; norms, biases, embedding, RoPE table).
+  int64_t weight_bytes() const;
   // Steps whose tokens came from the device argmax, and steps that sampled on the host.
   int64_t device_sampled_steps() const;
   int64_t host_sampled_steps() const;

@@ -22,6 +22,11 @@ struct uint3 {
   unsigned x, y, z;
 };
 
+// The toolkit's 16-byte vector type (vector loads in kernels: one float4 per 16-byte aligned access).
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+
 struct dim3 {
   unsigned x, y, z;
   constexpr dim3(unsigned vx = 1, unsigned vy = 1, unsigned vz = 1) : x(vx), y(vy), z(vz) {}

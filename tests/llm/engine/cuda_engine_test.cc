@@ -12,6 +12,12 @@
 //                 the weights' type (relative error 2^-9 for bf16, 2^-11 for fp16, per element,
 //                 through every layer); the CPU engine does not. Greedy tokens there are compared
 //                 only where the CPU's top-two margin exceeds twice the tolerance.
+//   int8 weights (both engines quantize the same fp32 values with kernels::quantize_int8; the CPU
+//                 engine on its portable linear path, which widens the weights and keeps x exact,
+//                 as the GPU's int8 kernel does): 1e-4 with every GEMM on the int8 kernel
+//                 (int8_gemv_max_rows >= max_num_tokens); 1e-2 with the default 16 rows, where the
+//                 prefill steps (19 and 22 tokens) take the bf16 GEMM path and round x to bf16 as
+//                 the bf16-weights runs do.
 #include <gtest/gtest.h>
 #include <json/json.h>
 
@@ -30,6 +36,7 @@
 #include "backend/llm/engine/cuda_engine.h"
 #include "backend/llm/engine/kv_cache_storage.h"
 #include "backend/llm/engine/prompt_logprobs.h"
+#include "kernels/cpu/linear.h"
 #include "tests/llm/engine/testdata.h"
 
 namespace ferry::llm {
@@ -66,7 +73,8 @@ Model gqa_llama() {
 // The engine under test and the oracle, stepped in lockstep over the same block tables.
 class Pair {
  public:
-  Pair(const Model& m, WeightDType dtype, kernels::KvCacheDType kv = kernels::KvCacheDType::kF32)
+  Pair(const Model& m, WeightDType dtype, kernels::KvCacheDType kv = kernels::KvCacheDType::kF32,
+       int64_t int8_gemv_max_rows = 0)
       : alloc_(64), vocab_(m.config.vocab_size) {
     WeightLoadOptions load;
     load.dtype = dtype;
@@ -77,6 +85,7 @@ class Pair {
     o.weight_dtype = dtype;
     o.max_num_tokens = 64;
     o.max_num_seqs = 4;
+    o.int8_gemv_max_rows = int8_gemv_max_rows;
     auto gpu = CudaEngine::create(m.config, m.weights, o);
     if (!gpu.ok()) ADD_FAILURE() << gpu.status().to_string();
     FERRY_CHECK(gpu.ok());
@@ -181,8 +190,9 @@ bool have_device() {
 // Three sequences over five steps: two prompts (one split into two chunks), a third prompt joining
 // a decode step, then decode-only steps (the split-K decode kernel). Checks every step's logits
 // within `tol` and the greedy tokens (device argmax) where the CPU's top-two margin is > 2 tol.
-void run_mixed_steps(const Model& m, WeightDType dtype, double tol, kernels::KvCacheDType kv = kernels::KvCacheDType::kF32) {
-  Pair p(m, dtype, kv);
+void run_mixed_steps(const Model& m, WeightDType dtype, double tol, kernels::KvCacheDType kv = kernels::KvCacheDType::kF32,
+                     int64_t int8_gemv_max_rows = 0) {
+  Pair p(m, dtype, kv, int8_gemv_max_rows);
   SamplingParams greedy;
   greedy.temperature = 0.0f;
   auto prompt = [&](int seed, int len) {
@@ -216,8 +226,9 @@ void run_mixed_steps(const Model& m, WeightDType dtype, double tol, kernels::KvC
     r = p.step({{0, {next[0]}}, {1, {next[1]}}, {2, {next[2]}}}, &greedy);
     check(r, {0, 1, 2}, "decode");
   }
-  std::printf("%s, %s weights, %s KV cache: max relative logit error %.3g (tolerance %.0e)\n", m.name.c_str(),
-              weight_dtype_name(dtype), kernels::kv_cache_dtype_name(kv), worst, tol);
+  std::printf("%s, %s weights%s, %s KV cache: max relative logit error %.3g (tolerance %.0e)\n", m.name.c_str(),
+              weight_dtype_name(dtype), int8_gemv_max_rows > 0 ? " (int8 kernel only)" : "",
+              kernels::kv_cache_dtype_name(kv), worst, tol);
   EXPECT_EQ(p.gpu().device_sampled_steps(), 4);
   EXPECT_EQ(p.gpu().host_sampled_steps(), 0);
 }
@@ -357,6 +368,64 @@ TEST_F(CudaEngineTest, RandomQwen2Bf16WeightsCloseToCpuEngine) {
                   WeightDType::kBF16, 2e-2);
 }
 
+// int8 weights, against CpuEngine's int8 on its portable linear path (see the tolerances above).
+class CudaEngineInt8Test : public CudaEngineTest {
+ protected:
+  void SetUp() override {
+    CudaEngineTest::SetUp();
+    saved_ = kernels::cpu::linear_isa();
+    kernels::cpu::set_linear_isa(kernels::cpu::LinearIsa::kPortable);
+  }
+  void TearDown() override { kernels::cpu::set_linear_isa(saved_); }
+  kernels::cpu::LinearIsa saved_ = kernels::cpu::LinearIsa::kPortable;
+};
+
+TEST_F(CudaEngineInt8Test, Stories260KInt8KernelMatchesCpuEngine) {
+  auto m = stories();
+  if (!m) GTEST_SKIP() << "stories260K-hf-format.derived not found";
+  run_mixed_steps(*m, WeightDType::kInt8, 1e-4, kernels::KvCacheDType::kF32, 64);
+}
+
+TEST_F(CudaEngineInt8Test, Stories260KInt8WithTheGemmPathCloseToCpuEngine) {
+  auto m = stories();
+  if (!m) GTEST_SKIP() << "stories260K-hf-format.derived not found";
+  run_mixed_steps(*m, WeightDType::kInt8, 1e-2);
+}
+
+// Untied lm_head (GQA Llama) and a tied one quantized from the embedding with q/k/v biases (Qwen2).
+TEST_F(CudaEngineInt8Test, RandomLlamaAndQwen2Int8MatchCpuEngine) {
+  run_mixed_steps(gqa_llama(), WeightDType::kInt8, 1e-4, kernels::KvCacheDType::kF32, 64);
+  run_mixed_steps(dummy("random Qwen2", R"({"architectures":["Qwen2ForCausalLM"],"hidden_size":48,
+    "intermediate_size":72,"num_hidden_layers":2,"num_attention_heads":6,"num_key_value_heads":2,"vocab_size":97,
+    "rope_theta":1000000.0,"tie_word_embeddings":true,"max_position_embeddings":256})"),
+                  WeightDType::kInt8, 1e-4, kernels::KvCacheDType::kF32, 64);
+}
+
+// The device holds int8 codes and one fp32 scale per row, not a wider copy: against the fp32
+// engine, every matrix (lm_head included) saves 3 bytes per weight and costs 4 per row.
+TEST_F(CudaEngineInt8Test, WeightsLiveOnTheDeviceAsInt8PlusScales) {
+  const Model m = gqa_llama();
+  CudaEngineOptions o;
+  o.weight_dtype = WeightDType::kF32;
+  auto f32 = CudaEngine::create(m.config, m.weights, o);
+  o.weight_dtype = WeightDType::kInt8;
+  auto i8 = CudaEngine::create(m.config, m.weights, o);
+  ASSERT_TRUE(f32.ok() && i8.ok());
+  EXPECT_EQ(i8.value()->weight_format(), kernels::WeightFormat::kInt8);
+  const ModelConfig& c = m.config;
+  const int64_t h = c.hidden_size, q = c.q_size(), kv = c.kv_size(), inter = c.intermediate_size;
+  int64_t saved = 0;
+  auto matrix = [&](int64_t n, int64_t k) { saved += 3 * n * k - 4 * n; };
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    matrix(q + 2 * kv, h);
+    matrix(h, q);
+    matrix(2 * inter, h);
+    matrix(h, inter);
+  }
+  matrix(c.vocab_size, h);  // untied lm_head
+  EXPECT_EQ(f32.value()->weight_bytes() - i8.value()->weight_bytes(), saved);
+}
+
 TEST_F(CudaEngineTest, Int8KvCacheMatchesCpuEngine) { run_mixed_steps(gqa_llama(), WeightDType::kF32, 1e-4, kernels::KvCacheDType::kInt8); }
 
 // Non-greedy sampling copies the logits to the host and runs the CPU Sampler there: with the same
@@ -474,11 +543,11 @@ TEST_F(CudaEngineTest, PromptLogprobsInChunksMatchCpuEngine) {
 TEST_F(CudaEngineTest, RefusesWhatItDoesNotRunWithAClearMessage) {
   const Model m = gqa_llama();
   CudaEngineOptions o;
-  o.weight_dtype = WeightDType::kInt8;
+  o.weight_dtype = WeightDType::kInt4;
   auto e = CudaEngine::create(m.config, m.weights, o);
   ASSERT_FALSE(e.ok());
   EXPECT_EQ(e.status().code(), StatusCode::kUnimplemented);
-  EXPECT_NE(e.status().message().find("int8"), std::string::npos) << e.status().to_string();
+  EXPECT_NE(e.status().message().find("int4"), std::string::npos) << e.status().to_string();
 
   Model windowed = dummy("Mistral window", R"({"architectures":["MistralForCausalLM"],"hidden_size":32,
     "intermediate_size":40,"num_hidden_layers":1,"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":50,
