@@ -4,10 +4,15 @@
 #include <json/json.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
+
+#include "client/zmq_client.h"
 
 #include "tests/host/test_util.h"
 
@@ -37,6 +42,44 @@ inline std::string dump(const Json::Value& v) {
   Json::StreamWriterBuilder w;
   w["indentation"] = "";
   return Json::writeString(w, v);
+}
+
+// A JSON file's value (a string value naming the file when it cannot be read or parsed).
+inline Json::Value read_json_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) return Json::Value("unreadable: " + path.string());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse(ss.str());
+}
+
+// The case called `name` of llama2.c's golden outputs (testdata llama2c-stories260K), or a null value.
+inline const Json::Value& golden_case(const Json::Value& golden, const std::string& name) {
+  for (const auto& c : golden["cases"]) {
+    if (c["name"].asString() == name) return c;
+  }
+  static const Json::Value none;
+  return none;
+}
+
+// Streams a long greedy generation of `model` over ZeroMQ (request id `id`), cancels it after its
+// first response and returns the final message (empty when none came within 10 s).
+inline Json::Value zmq_cancel_after_first_response(const std::string& endpoint, const std::string& model,
+                                                   const std::string& id) {
+  using namespace std::chrono_literals;
+  client::ZmqClient zmq;
+  if (!zmq.connect(endpoint).ok()) return Json::Value();
+  Json::Value in = parse(R"([{"name":"input_ids","datatype":"INT32","shape":[1],"data":[1]}])");
+  Json::Value p = parse(R"({"max_tokens":400,"temperature":0,"ignore_eos":true})");
+  if (!zmq.send(client::ZmqClient::infer_message(id, model, in, p, true)).ok()) return Json::Value();
+  if (!zmq.receive(10000ms).has_value()) return Json::Value();
+  if (!zmq.send(client::ZmqClient::cancel_message(id)).ok()) return Json::Value();
+  Json::Value last;
+  while (auto r = zmq.receive(10000ms)) {
+    last = *r;
+    if (last["final"].asBool()) break;
+  }
+  return last;
 }
 
 // A KServe infer body with one BYTES input "text_input" holding `text`.

@@ -1,6 +1,8 @@
 #include "backend/llm/engine/gpu_engine.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #if defined(FERRY_LLM_SERVE_CUDA)
@@ -18,6 +20,11 @@ Status refuse(StatusCode code, const std::string& why) {
 
 }  // namespace
 
+bool emulated_device_opted_in() {
+  const char* v = std::getenv(kEmulatedDeviceEnv);
+  return v != nullptr && std::strcmp(v, "1") == 0;
+}
+
 #if defined(FERRY_LLM_SERVE_CUDA)
 
 namespace {
@@ -34,6 +41,14 @@ CudaEngineOptions cuda_options(const GpuEngineOptions& o) {
 }  // namespace
 
 Status gpu_engine_supported(const ModelConfig& config, const ModelWeights& weights, const GpuEngineOptions& o) {
+#if defined(FERRY_LLM_CUDA_EMULATED)
+  if (!emulated_device_opted_in()) {
+    return refuse(StatusCode::kUnimplemented,
+                  std::string("this build runs the CUDA kernels on the SIMT emulator (FERRY_CUDA_EMULATION), which "
+                              "serves only tests that set ") +
+                      kEmulatedDeviceEnv + "=1; build with FERRY_CUDA_EMULATION=OFF to serve on a GPU, or use kind cpu");
+  }
+#endif
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
     (void)cudaGetLastError();
@@ -50,6 +65,9 @@ Status gpu_engine_supported(const ModelConfig& config, const ModelWeights& weigh
 
 Result<std::unique_ptr<Engine>> create_gpu_engine(const ModelConfig& config, const ModelWeights& weights,
                                                   const GpuEngineOptions& o) {
+#if defined(FERRY_LLM_CUDA_EMULATED)
+  FERRY_RETURN_IF_ERROR(gpu_engine_supported(config, weights, o));
+#endif
   auto engine = CudaEngine::create(config, weights, cuda_options(o));
   if (!engine.ok()) return engine.status();
   return std::unique_ptr<Engine>(std::move(engine).value());
@@ -58,13 +76,7 @@ Result<std::unique_ptr<Engine>> create_gpu_engine(const ModelConfig& config, con
 #else
 
 Status gpu_engine_supported(const ModelConfig&, const ModelWeights&, const GpuEngineOptions&) {
-#if defined(FERRY_LLM_CUDA_EMULATED)
-  return refuse(StatusCode::kUnimplemented,
-                "this build runs the CUDA kernels on the SIMT emulator (FERRY_CUDA_EMULATION), which only tests "
-                "use; build with FERRY_CUDA_EMULATION=OFF to serve on a GPU, or use kind cpu");
-#else
   return refuse(StatusCode::kUnimplemented, "this build has no CUDA engine (nvcc was not found); use kind cpu");
-#endif
 }
 
 Result<std::unique_ptr<Engine>> create_gpu_engine(const ModelConfig& config, const ModelWeights& weights,

@@ -1,8 +1,12 @@
 // The engine of a kind "gpu" instance (llm_config's instance_group), as far as this build can
-// serve one. Only a build with nvcc and without CUDA emulation serves on a GPU: in the emulation
-// build (FERRY_CUDA_EMULATION) the CUDA kernels run on the host's SIMT emulator, a test
-// configuration (tests/llm/engine/cuda_engine_test.cc) that must never answer requests, and a build
-// without nvcc has no CUDA code at all. The served engine is CudaEngine (cuda_engine.h).
+// serve one. The served engine is CudaEngine (cuda_engine.h).
+//   - A build with nvcc and without CUDA emulation serves on a GPU.
+//   - The emulation build (FERRY_CUDA_EMULATION, with or without nvcc) runs the CUDA kernels on the
+//     host's SIMT emulator: a test configuration, thousands of times slower than a GPU. It refuses
+//     kind gpu unless the process's environment has FERRY_CUDA_EMULATED_DEVICE=1 (an explicit
+//     opt-in that integration tests set, so a real ferry-server runs CudaEngine end to end on the
+//     emulated device, tests/integration/llm_gpu_emulated_test.cc); it never serves on a GPU.
+//   - A build without nvcc and without emulation has no CUDA code at all and refuses.
 #pragma once
 
 #include <cstdint>
@@ -23,9 +27,13 @@ struct GpuEngineOptions {
   int64_t max_num_seqs = 64;      // the scheduler's max_num_seqs
 };
 
+// The opt-in of the emulation build (above), and whether this process has it ("1").
+inline constexpr const char* kEmulatedDeviceEnv = "FERRY_CUDA_EMULATED_DEVICE";
+bool emulated_device_opted_in();
+
 // Ok when this build can run the model on a GPU, else why not (the message starts with "key
 // 'instance_group.kind' is gpu, but"): no CUDA in this build (Unimplemented), an emulation build
-// (Unimplemented), no device (Unavailable), a device id that does not exist (InvalidArgument), or
+// without the opt-in (Unimplemented), no device (Unavailable), a device id that does not exist (InvalidArgument), or
 // the CUDA engine does not run this model (Unimplemented, naming what is missing).
 Status gpu_engine_supported(const ModelConfig& config, const ModelWeights& weights, const GpuEngineOptions& options);
 

@@ -1,0 +1,181 @@
+// A kind "gpu" instance served by a real ferry-server on the CUDA emulator: the emulation build
+// (FERRY_CUDA_EMULATION) serves kind gpu when FERRY_CUDA_EMULATED_DEVICE=1 is in the server's
+// environment (gpu_engine.h), so the whole serving path (scheduler, KV pool, model runner, output
+// processor, both frontends) runs over CudaEngine and the CUDA kernels, emulated. One server holds
+// stories260K twice: "gpu" (instance_group kind gpu) and "cpu" (the CPU engine), and the gpu one
+// must give llama2.c's golden greedy continuation on /v2 generate and /v1/completions, stream
+// deltas that add up to the whole answer, draw the cpu instance's tokens under a seed, cut at stop
+// strings, and free its KV blocks on cancel and disconnect. Builds without emulation skip (a build
+// with nvcc and a GPU serves kind gpu for real; nothing here needs the emulator's opt-in there).
+// Sizes are small for CI: stories260K (5 layers, hidden 64), a 4 MiB KV pool, 256-token steps.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "client/http_client.h"
+#include "tests/integration/fixtures.h"
+#include "tests/integration/server_process.h"
+
+namespace ferry::testing {
+namespace {
+
+using client::HttpClient;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+class LlmGpuEmulated : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+#if !defined(FERRY_TEST_CUDA_EMULATION)
+    skip_reason_ = "built without FERRY_CUDA_EMULATION: no emulated device to serve kind gpu on";
+    return;
+#endif
+    const fs::path model = fs::path(testdata_dir()) / "stories260K-hf-format.derived";
+    const fs::path golden = fs::path(testdata_dir()) / "llama2c-stories260K" / "golden_outputs.derived.json";
+    if (!fs::exists(model / "model.safetensors") || !fs::exists(golden)) {
+      skip_reason_ = "reference data missing: " + model.string() + " or " + golden.string();
+      return;
+    }
+    golden_ = new Json::Value(read_json_file(golden));
+    repo_ = new TempDir();
+    const std::string sizes = R"("kv_cache_memory_bytes":4194304,"max_num_batched_tokens":256,"max_num_seqs":8)";
+    add_model("gpu", R"({"backend":"llm","instance_group":[{"count":1,"kind":"gpu","gpus":[0]}],)" + sizes + "}", model);
+    add_model("cpu", R"({"backend":"llm",)" + sizes + "}", model);
+    // The server process inherits the opt-in; unset again so that nothing else here depends on it.
+    setenv("FERRY_CUDA_EMULATED_DEVICE", "1", 1);
+    server_ = ServerProcess::start(repo_->path()).release();
+    unsetenv("FERRY_CUDA_EMULATED_DEVICE");
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete repo_;
+    delete golden_;
+  }
+  static void add_model(const std::string& name, const std::string& config, const fs::path& model) {
+    fs::create_directories(repo_->path() + "/" + name);
+    fs::copy(model, repo_->path() + "/" + name + "/1", fs::copy_options::recursive);
+    write_file(repo_->path() + "/" + name + "/config.json", config);
+  }
+  void SetUp() override {
+    if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
+    ASSERT_NE(server_, nullptr);
+    http_ = std::make_unique<HttpClient>(server_->http_url());
+    ASSERT_EQ(http_->get("/v2/models/gpu/ready").status, 200) << http_->get("/v2/models/gpu/ready").body;
+  }
+  void TearDown() override {
+    if (!http_) return;
+    EXPECT_TRUE(eventually([&] { return stats("gpu")["kv_blocks_used"].asInt() == 0; }, 5000ms)) << dump(stats("gpu"));
+  }
+  Json::Value stats(const std::string& model) {
+    return parse(http_->get("/v2/models/" + model + "/stats").body)["model_stats"][0]["backend"];
+  }
+  Json::Value post_json(const std::string& path, const std::string& body) {
+    auto r = http_->post(path, body);
+    EXPECT_EQ(r.status, 200) << path << " " << body << " -> " << r.body;
+    return parse(r.body);
+  }
+
+  static inline std::string skip_reason_;
+  static inline Json::Value* golden_ = nullptr;
+  static inline TempDir* repo_ = nullptr;
+  static inline ServerProcess* server_ = nullptr;
+  std::unique_ptr<HttpClient> http_;
+};
+
+TEST_F(LlmGpuEmulated, GreedyGoldenContinuationOnGenerateAndCompletions) {
+  const Json::Value& c = golden_case(*golden_, "prompt_once_upon_a_time_greedy_64");
+  ASSERT_TRUE(c.isObject());
+  Json::Value body;
+  body["input_ids"] = c["prompt_token_ids"];
+  body["max_tokens"] = c["generated_token_ids"].size();
+  body["temperature"] = 0;
+  body["ignore_eos"] = true;
+  auto j = post_json("/v2/models/gpu/generate", dump(body));
+  EXPECT_EQ(j["output_ids"], c["generated_token_ids"]);
+  EXPECT_EQ(j["finish_reason"].asString(), "length");
+
+  // The first 16 tokens of the same continuation (fewer emulated steps): a prefix of llama2.c's text,
+  // which is the prompt followed by the continuation.
+  Json::Value completion;
+  completion["model"] = "gpu";
+  completion["prompt"] = c["prompt"];
+  completion["max_tokens"] = 16;
+  completion["temperature"] = 0;
+  completion["ignore_eos"] = true;
+  auto v1 = post_json("/v1/completions", dump(completion));
+  const std::string text = v1["choices"][0]["text"].asString();
+  EXPECT_GT(text.size(), 16u) << dump(v1);
+  EXPECT_EQ(c["stdout_text"].asString().rfind(c["prompt"].asString() + text, 0), 0u) << dump(v1);
+  EXPECT_EQ(v1["usage"]["completion_tokens"].asInt(), 16);
+  EXPECT_GT(stats("gpu")["instances"][0]["finished"].asInt(), 0) << "the gpu instance answered";
+}
+
+TEST_F(LlmGpuEmulated, StreamedDeltasAddUpOnGenerateAndCompletions) {
+  const std::string body = R"({"text_input":"Once upon a time","max_tokens":16,"temperature":0,"ignore_eos":true})";
+  auto whole = post_json("/v2/models/gpu/generate", body);
+  std::string streamed;
+  int events = 0;
+  http_->post_stream("/v2/models/gpu/generate_stream", body, [&](const std::string& d) {
+    ++events;
+    streamed += parse(d)["text_output"].asString();
+    return true;
+  });
+  EXPECT_EQ(streamed, whole["text_output"].asString());
+  EXPECT_EQ(events, 16) << "one event per generated token";
+
+  const std::string completion =
+      R"({"model":"gpu","prompt":"Once upon a time","max_tokens":16,"temperature":0,"ignore_eos":true)";
+  const std::string text = post_json("/v1/completions", completion + "}")["choices"][0]["text"].asString();
+  EXPECT_EQ(text, whole["text_output"].asString());
+  std::string sse_text;
+  std::string last;
+  http_->post_stream("/v1/completions", completion + R"(,"stream":true})", [&](const std::string& d) {
+    last = d;
+    if (d != "[DONE]") sse_text += parse(d)["choices"][0]["text"].asString();
+    return true;
+  });
+  EXPECT_EQ(last, "[DONE]");
+  EXPECT_EQ(sse_text, text);
+}
+
+TEST_F(LlmGpuEmulated, SeededSamplingDrawsTheCpuInstancesTokens) {
+  // Both engines feed the same host Sampler; their logits agree to ~1e-6 (llm_cuda_engine_test).
+  for (const char* params : {R"("temperature":1.0,"top_p":0.9,"seed":7)", R"("temperature":0.8,"top_k":20,"seed":123)"}) {
+    const std::string body = std::string(R"({"text_input":"Once","max_tokens":20,)") + params + "}";
+    auto gpu = post_json("/v2/models/gpu/generate", body);
+    auto cpu = post_json("/v2/models/cpu/generate", body);
+    ASSERT_TRUE(gpu["output_ids"].isArray()) << dump(gpu);
+    EXPECT_EQ(gpu["output_ids"], cpu["output_ids"]) << params;
+    EXPECT_EQ(gpu["text_output"], cpu["text_output"]) << params;
+  }
+}
+
+TEST_F(LlmGpuEmulated, StopStringsCutTheAnswer) {
+  // The greedy continuation of "Once upon a time" is llama2.c's golden text (the test above).
+  const Json::Value& c = golden_case(*golden_, "prompt_once_upon_a_time_greedy_64");
+  const std::string text = c["stdout_text"].asString().substr(c["prompt"].asString().size());
+  ASSERT_NE(text.find("Lily"), std::string::npos) << text;
+  auto stopped = post_json("/v2/models/gpu/generate",
+                           R"({"text_input":"Once upon a time","max_tokens":64,"temperature":0,"stop":["Lily"]})");
+  EXPECT_EQ(stopped["finish_reason"].asString(), "stop");
+  EXPECT_EQ(stopped["text_output"].asString(), text.substr(0, text.find("Lily")));
+}
+
+TEST_F(LlmGpuEmulated, CancelAndDisconnectFreeTheKvBlocks) {
+  int seen = 0;
+  http_->post_stream("/v2/models/gpu/generate_stream",
+                     R"({"text_input":"Once","max_tokens":400,"temperature":0,"ignore_eos":true})",
+                     [&](const std::string&) { return ++seen < 3; });
+  EXPECT_EQ(seen, 3);
+  EXPECT_TRUE(eventually([&] { return stats("gpu")["kv_blocks_used"].asInt() == 0 && stats("gpu")["running"].asInt() == 0; },
+                         5000ms))
+      << dump(stats("gpu"));
+
+  const Json::Value last = zmq_cancel_after_first_response(server_->zmq_endpoint(), "gpu", "c");
+  EXPECT_EQ(last["error"]["code"].asString(), "CANCELLED") << dump(last);
+  EXPECT_GE(stats("gpu")["cancelled"].asInt(), 2) << dump(stats("gpu"));
+}
+
+}  // namespace
+}  // namespace ferry::testing
