@@ -37,7 +37,7 @@ class LlmGpuEmulated : public ::testing::Test {
       skip_reason_ = "reference data missing: " + model.string() + " or " + golden.string();
       return;
     }
-    golden_ = new Json::Value(read_json_file(golden));
+    golden_ = read_json_file(golden);
     repo_ = new TempDir();
     const std::string sizes = R"("kv_cache_memory_bytes":4194304,"max_num_batched_tokens":256,"max_num_seqs":8)";
     add_model("gpu", R"({"backend":"llm","instance_group":[{"count":1,"kind":"gpu","gpus":[0]}],)" + sizes + "}", model);
@@ -50,7 +50,6 @@ class LlmGpuEmulated : public ::testing::Test {
   static void TearDownTestSuite() {
     delete server_;
     delete repo_;
-    delete golden_;
   }
   static void add_model(const std::string& name, const std::string& config, const fs::path& model) {
     fs::create_directories(repo_->path() + "/" + name);
@@ -77,14 +76,14 @@ class LlmGpuEmulated : public ::testing::Test {
   }
 
   static inline std::string skip_reason_;
-  static inline Json::Value* golden_ = nullptr;
+  static inline Json::Value golden_;
   static inline TempDir* repo_ = nullptr;
   static inline ServerProcess* server_ = nullptr;
   std::unique_ptr<HttpClient> http_;
 };
 
 TEST_F(LlmGpuEmulated, GreedyGoldenContinuationOnGenerateAndCompletions) {
-  const Json::Value& c = golden_case(*golden_, "prompt_once_upon_a_time_greedy_64");
+  const Json::Value& c = golden_case(golden_, "prompt_once_upon_a_time_greedy_64");
   ASSERT_TRUE(c.isObject());
   Json::Value body;
   body["input_ids"] = c["prompt_token_ids"];
@@ -153,7 +152,7 @@ TEST_F(LlmGpuEmulated, SeededSamplingDrawsTheCpuInstancesTokens) {
 
 TEST_F(LlmGpuEmulated, StopStringsCutTheAnswer) {
   // The greedy continuation of "Once upon a time" is llama2.c's golden text (the test above).
-  const Json::Value& c = golden_case(*golden_, "prompt_once_upon_a_time_greedy_64");
+  const Json::Value& c = golden_case(golden_, "prompt_once_upon_a_time_greedy_64");
   const std::string text = c["stdout_text"].asString().substr(c["prompt"].asString().size());
   ASSERT_NE(text.find("Lily"), std::string::npos) << text;
   auto stopped = post_json("/v2/models/gpu/generate",
