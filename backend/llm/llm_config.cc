@@ -2,6 +2,7 @@
 
 #include <json/json.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "common/json_parse.h"
@@ -169,6 +170,11 @@ Result<LlmConfig> LlmConfig::parse(const std::string& json) {
       c.kv_cache_block_size = static_cast<int32_t>(x);
     } else if (key == "kv_cache_num_blocks") {
       FERRY_RETURN_IF_ERROR(int_in(v, key, 0, int64_t{1} << 30, &c.kv_cache_num_blocks));
+    } else if (key == "kv_cache_memory_fraction") {
+      if (!v.isNumeric() || v.isBool() || !(v.asDouble() > 0.0 && v.asDouble() <= 1.0)) {
+        return Status::InvalidArgument("key 'kv_cache_memory_fraction' must be a number in (0, 1]");
+      }
+      c.kv_cache_memory_fraction = v.asDouble();
     } else if (key == "kv_cache_memory_bytes") {
       FERRY_RETURN_IF_ERROR(int_in(v, key, 1 << 16, int64_t{1} << 42, &c.kv_cache_memory_bytes));
     } else if (key == "kv_cache_dtype") {
@@ -242,6 +248,13 @@ Result<LlmConfig> LlmConfig::parse(const std::string& json) {
     }
   }
   c.scheduler.max_num_seqs = c.max_num_seqs;
+  if (c.kv_cache_memory_fraction > 0.0 && !c.gpu) {
+    return Status::InvalidArgument("key 'kv_cache_memory_fraction' applies to kind gpu instances only "
+                                   "(size a cpu pool with kv_cache_memory_bytes)");
+  }
+  if (c.kv_cache_memory_fraction > 0.0 && c.kv_cache_num_blocks > 0) {
+    return Status::InvalidArgument("keys 'kv_cache_memory_fraction' and 'kv_cache_num_blocks' exclude each other");
+  }
   if (c.scheduler.max_num_batched_tokens < c.scheduler.max_num_seqs) {
     return Status::InvalidArgument("key 'max_num_batched_tokens' (" + std::to_string(c.scheduler.max_num_batched_tokens) +
                                    ") must be >= max_num_seqs (" + std::to_string(c.scheduler.max_num_seqs) + ")");
@@ -258,6 +271,26 @@ GpuEngineOptions gpu_engine_options(const LlmConfig& c, int instance) {
   o.max_num_tokens = c.scheduler.max_num_batched_tokens;
   o.max_num_seqs = c.scheduler.max_num_seqs;
   return o;
+}
+
+Result<int64_t> gpu_kv_pool_bytes(const LlmConfig& c, const ModelConfig& model, const ModelWeights& weights) {
+  int64_t smallest = -1;
+  for (int i = 0; i < c.num_instances; ++i) {
+    const GpuEngineOptions o = gpu_engine_options(c, i);
+    int on_device = 0;
+    bool first = true;  // each device once: at its first instance
+    for (int j = 0; j < c.num_instances; ++j) {
+      if (gpu_engine_options(c, j).device != o.device) continue;
+      if (j < i) first = false;
+      ++on_device;
+    }
+    if (!first) continue;
+    int64_t bytes = 0;
+    FERRY_ASSIGN_OR_RETURN(bytes, gpu_kv_cache_budget_bytes(model, weights, o, c.kv_cache_block_size,
+                                                            c.kv_cache_memory_fraction, on_device));
+    smallest = smallest < 0 ? bytes : std::min(smallest, bytes);
+  }
+  return smallest;
 }
 
 std::string resolve_tool_call_parser(const std::string& configured, const std::string& chat_template) {

@@ -10,6 +10,8 @@
 //   "kv_cache_block_size"   tokens per KV block                                 default 16
 //   "kv_cache_num_blocks"   KV blocks in the pool (0: sized from kv_cache_memory_bytes)   default 0
 //   "kv_cache_memory_bytes" KV pool budget on CPU                               default 268435456
+//   "kv_cache_memory_fraction" kind gpu: the KV pools take this fraction (0, 1] of the device
+//                       memory free at load after the engines' own (gpu_kv_pool_bytes)   default: off
 //   "kv_cache_dtype"    "auto" (fp32 on CPU) | "fp32" | "bf16" (2x the blocks) | "int8" (symmetric,
 //                       one scale per token and KV head; ~3.8x the blocks at head_dim 64-128)
 //                                                                               default "auto"
@@ -60,6 +62,7 @@ struct LlmConfig {
   int32_t kv_cache_block_size = 16;
   int64_t kv_cache_num_blocks = 0;
   int64_t kv_cache_memory_bytes = int64_t{256} << 20;
+  double kv_cache_memory_fraction = 0.0;  // 0: off (kv_cache_memory_bytes / kv_cache_num_blocks)
   kernels::KvCacheDType kv_cache_dtype = kernels::KvCacheDType::kF32;  // "auto" on CPU
   WeightLoadOptions weights;
   int32_t num_threads = 0;
@@ -79,6 +82,11 @@ struct LlmConfig {
 // The engine options of instance `instance` of a kind gpu group: device gpus[instance % count]
 // (device 0 when gpus is empty), the weight dtype, and the scheduler's per-step limits.
 GpuEngineOptions gpu_engine_options(const LlmConfig& config, int instance);
+
+// kv_cache_memory_fraction of a kind gpu group: each instance's KV pool in bytes, the smallest over
+// the group's devices of gpu_kv_cache_budget_bytes (gpu_engine.h) with the instances that share
+// each device. Fails as that does (naming the key).
+Result<int64_t> gpu_kv_pool_bytes(const LlmConfig& config, const ModelConfig& model, const ModelWeights& weights);
 
 // The tool-call format a model's metadata declares: `configured` ("tool_call_parser") unless it is
 // "auto", in which case the chat template's markers decide (vLLM's parser names): <tool_call> is

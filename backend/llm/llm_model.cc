@@ -109,8 +109,15 @@ Status LlmModel::load(const ferry_host_api* host, const ferry_model_desc& desc) 
   const int64_t bs = c.kv_cache_block_size;
   KvCacheShape one = {ctx_.model_config.num_layers, 1, bs, ctx_.model_config.num_kv_heads, ctx_.model_config.head_dim,
                       c.kv_cache_dtype};
-  ctx_.num_blocks = c.kv_cache_num_blocks > 0 ? c.kv_cache_num_blocks : c.kv_cache_memory_bytes / one.bytes_per_block();
-  if (ctx_.num_blocks < 1) return Status::InvalidArgument("key 'kv_cache_memory_bytes' is too small for one KV block");
+  const bool by_fraction = c.gpu && c.kv_cache_memory_fraction > 0.0;
+  int64_t kv_bytes = c.kv_cache_memory_bytes;
+  if (by_fraction) FERRY_ASSIGN_OR_RETURN(kv_bytes, gpu_kv_pool_bytes(c, ctx_.model_config, ctx_.weights));
+  ctx_.num_blocks = c.kv_cache_num_blocks > 0 ? c.kv_cache_num_blocks : kv_bytes / one.bytes_per_block();
+  if (ctx_.num_blocks < 1) {
+    return Status::InvalidArgument(std::string("key '") +
+                                   (by_fraction ? "kv_cache_memory_fraction" : "kv_cache_memory_bytes") +
+                                   "' is too small for one KV block");
+  }
   if (ctx_.num_blocks > (int64_t{1} << 30)) return Status::InvalidArgument("the KV pool would have too many blocks");
   if (ctx_.num_blocks * bs < ctx_.max_model_len) {
     if (c.max_model_len > 0) {

@@ -42,6 +42,11 @@ class LlmGpuEmulated : public ::testing::Test {
     const std::string sizes = R"("kv_cache_memory_bytes":4194304,"max_num_batched_tokens":256,"max_num_seqs":8)";
     add_model("gpu", R"({"backend":"llm","instance_group":[{"count":1,"kind":"gpu","gpus":[0]}],)" + sizes + "}", model);
     add_model("cpu", R"({"backend":"llm",)" + sizes + "}", model);
+    // The KV pool as 2 % of the emulated device's free memory (1 GiB in all), and the key refused on cpu.
+    add_model("gpu_fraction", R"({"backend":"llm","instance_group":[{"kind":"gpu"}],"kv_cache_memory_fraction":0.02,)"
+                                  R"("max_num_batched_tokens":256,"max_num_seqs":8})", model);
+    add_model("cpu_fraction", R"({"backend":"llm","kv_cache_memory_fraction":0.5})", model);
+    model_config_ = read_json_file(model / "config.json");
     // The server process inherits the opt-in; unset again so that nothing else here depends on it.
     setenv("FERRY_CUDA_EMULATED_DEVICE", "1", 1);
     server_ = ServerProcess::start(repo_->path()).release();
@@ -77,6 +82,7 @@ class LlmGpuEmulated : public ::testing::Test {
 
   static inline std::string skip_reason_;
   static inline Json::Value golden_;
+  static inline Json::Value model_config_;
   static inline TempDir* repo_ = nullptr;
   static inline ServerProcess* server_ = nullptr;
   std::unique_ptr<HttpClient> http_;
@@ -159,6 +165,33 @@ TEST_F(LlmGpuEmulated, StopStringsCutTheAnswer) {
                            R"({"text_input":"Once upon a time","max_tokens":64,"temperature":0,"stop":["Lily"]})");
   EXPECT_EQ(stopped["finish_reason"].asString(), "stop");
   EXPECT_EQ(stopped["text_output"].asString(), text.substr(0, text.find("Lily")));
+}
+
+// kv_cache_memory_fraction 0.02: the pool is 2 % of what was free at load after the engine's own
+// allocations. The other gpu model's engine, its 4 MiB pool and this engine (each with cuBLASLt's
+// 32 MiB workspace) take well under 256 MiB of the emulated 1 GiB, hence the bounds.
+TEST_F(LlmGpuEmulated, KvPoolIsAFractionOfTheFreeDeviceMemory) {
+  ASSERT_EQ(http_->get("/v2/models/gpu_fraction/ready").status, 200) << http_->get("/v2/models/gpu_fraction/ready").body;
+  const Json::Value& m = model_config_;
+  const int64_t block_bytes = 2 * m["num_hidden_layers"].asInt64() * 16 * m["num_key_value_heads"].asInt64() *
+                              m["head_dim"].asInt64() * 4;  // K and V, fp32, 16 tokens
+  const int64_t blocks = stats("gpu_fraction")["kv_blocks_total"].asInt64();
+  const double gib = 1 << 30;
+  EXPECT_LE(blocks * block_bytes, 0.02 * gib) << blocks << " blocks of " << block_bytes << " bytes";
+  EXPECT_GE(blocks * block_bytes, 0.02 * (gib - (256 << 20)) - block_bytes) << blocks << " blocks";
+  Json::Value body;
+  body["input_ids"] = golden_case(golden_, "prompt_once_upon_a_time_greedy_64")["prompt_token_ids"];
+  body["max_tokens"] = 8;
+  body["temperature"] = 0;
+  auto j = post_json("/v2/models/gpu_fraction/generate", dump(body));
+  ASSERT_EQ(j["output_ids"].size(), 8u) << dump(j);
+  for (int i = 0; i < 8; ++i)
+    EXPECT_EQ(j["output_ids"][i], golden_case(golden_, "prompt_once_upon_a_time_greedy_64")["generated_token_ids"][i]);
+  EXPECT_TRUE(eventually([&] { return stats("gpu_fraction")["kv_blocks_used"].asInt() == 0; }, 5000ms));
+
+  auto r = http_->get("/v2/models/cpu_fraction/ready");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_NE(parse(r.body)["error"].asString().find("kv_cache_memory_fraction"), std::string::npos) << r.body;
 }
 
 TEST_F(LlmGpuEmulated, CancelAndDisconnectFreeTheKvBlocks) {

@@ -297,4 +297,25 @@ TEST(CudaEmulation, LaunchConfigurationErrors) {
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);  // reading the error clears it
 }
 
+// The emulated device has kEmulatedDeviceMemoryBytes: cudaMemGetInfo reports what cudaMalloc holds,
+// an allocation past the free memory fails (not sticky) and leaves everything as it was.
+TEST(CudaEmulation, DeviceMemoryIsFiniteAndReported) {
+  size_t free0 = 0, total = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free0, &total), cudaSuccess);
+  EXPECT_EQ(total, ferry::simt::kEmulatedDeviceMemoryBytes);
+  void* p = nullptr;
+  ASSERT_EQ(cudaMalloc(&p, size_t{3} << 20), cudaSuccess);
+  size_t free1 = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free1, &total), cudaSuccess);
+  EXPECT_EQ(free0 - free1, size_t{3} << 20);
+  void* too_big = nullptr;
+  EXPECT_EQ(cudaMalloc(&too_big, free1 + 1), cudaErrorMemoryAllocation);
+  EXPECT_EQ(too_big, nullptr);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorMemoryAllocation);
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);  // not sticky
+  ASSERT_EQ(cudaFree(p), cudaSuccess);
+  ASSERT_EQ(cudaMemGetInfo(&free1, &total), cudaSuccess);
+  EXPECT_EQ(free1, free0);
+}
+
 }  // namespace

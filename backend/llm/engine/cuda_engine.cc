@@ -159,6 +159,9 @@ struct CudaEngine::State {
   std::vector<DeviceMemory> owned;  // everything but the KV cache and the block tables
   int64_t owned_bytes = 0;
   int64_t weight_bytes = 0;  // the part of owned_bytes that load_weights allocated
+  // planned_device_bytes: load_weights and allocate_activations only add up what they would
+  // allocate (no CUDA call, no tensor read).
+  bool dry_run = false;
 
   // Weights.
   const void* embed = nullptr;    // [vocab, hidden], embed_dtype
@@ -211,6 +214,7 @@ struct CudaEngine::State {
   int64_t device_sampled = 0, host_sampled = 0;
 
   ~State() {
+    if (dry_run) return;
     (void)cudaSetDevice(device);
     cache.reset();
     block_tables.reset();
@@ -221,6 +225,10 @@ struct CudaEngine::State {
 
   template <typename T>
   Result<T*> alloc(int64_t count) {
+    if (dry_run) {  // sizes only: the pointer is stored, never dereferenced or freed
+      owned_bytes += count * static_cast<int64_t>(sizeof(T));
+      return count > 0 ? reinterpret_cast<T*>(uintptr_t{256}) : nullptr;
+    }
     auto m = DeviceMemory::allocate(static_cast<size_t>(count) * sizeof(T));
     if (!m.ok()) return m.status();
     T* p = m.value().template as<T>();
@@ -229,6 +237,7 @@ struct CudaEngine::State {
     return p;
   }
   Status upload(const void* dst, const void* src, size_t bytes) {
+    if (dry_run) return Status::Ok();
     FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpy(const_cast<void*>(dst), src, bytes, cudaMemcpyHostToDevice));
     return Status::Ok();
   }
@@ -236,6 +245,7 @@ struct CudaEngine::State {
   int64_t int8_gemv_max_rows() const {
     return options.int8_gemv_max_rows > 0 ? options.int8_gemv_max_rows : kc::kInt8GemvMaxRows;
   }
+  Status init(const ModelConfig& c, const ModelWeights& weights, const CudaEngineOptions& o);
   Status load_weights(const ModelWeights& w);
   Result<const void*> upload_tensors(const ModelWeights& w, const std::vector<std::string>& names, k::DType dtype);
   Result<Matrix> upload_matrix(const ModelWeights& w, const std::vector<std::string>& names);
@@ -252,15 +262,28 @@ struct CudaEngine::State {
 
 namespace {
 
-// Reads tensors as fp32, one after the other (rows stacked: the fused q|k|v and gate|up).
-Result<std::vector<float>> read_stacked(const ModelWeights& w, const std::vector<std::string>& names) {
-  int64_t total = 0;
+struct Stacked {
+  int64_t rows = 0;
+  int64_t numel = 0;
+};
+
+// The shape of tensors stacked by rows (the fused q|k|v and gate|up).
+Result<Stacked> stacked_shape(const ModelWeights& w, const std::vector<std::string>& names) {
+  Stacked s;
   for (const auto& n : names) {
     const WeightSpec* spec = w.spec(n);
     if (spec == nullptr) return Status::NotFound("the checkpoint plan has no tensor " + n);
-    total += spec->numel();
+    s.rows += spec->shape.empty() ? 1 : spec->shape[0];
+    s.numel += spec->numel();
   }
-  std::vector<float> f32(static_cast<size_t>(total));
+  return s;
+}
+
+// Reads tensors as fp32, one after the other (rows stacked).
+Result<std::vector<float>> read_stacked(const ModelWeights& w, const std::vector<std::string>& names) {
+  Stacked shape;
+  FERRY_ASSIGN_OR_RETURN(shape, stacked_shape(w, names));
+  std::vector<float> f32(static_cast<size_t>(shape.numel));
   int64_t at = 0;
   for (const auto& n : names) {
     FERRY_RETURN_IF_ERROR(w.read_f32(n, f32.data() + at));
@@ -274,6 +297,13 @@ Result<std::vector<float>> read_stacked(const ModelWeights& w, const std::vector
 // The stacked tensors as one device array of `dtype`.
 Result<const void*> CudaEngine::State::upload_tensors(const ModelWeights& w, const std::vector<std::string>& names,
                                                       k::DType dtype) {
+  if (dry_run) {
+    Stacked shape;
+    FERRY_ASSIGN_OR_RETURN(shape, stacked_shape(w, names));
+    uint8_t* p = nullptr;
+    FERRY_ASSIGN_OR_RETURN(p, alloc<uint8_t>(shape.numel * static_cast<int64_t>(k::dtype_size(dtype))));
+    return static_cast<const void*>(p);
+  }
   std::vector<float> f32;
   FERRY_ASSIGN_OR_RETURN(f32, read_stacked(w, names));
   const int64_t total = static_cast<int64_t>(f32.size());
@@ -300,22 +330,23 @@ Result<CudaEngine::State::Matrix> CudaEngine::State::upload_matrix(const ModelWe
     FERRY_ASSIGN_OR_RETURN(m.data, upload_tensors(w, names, wdt));
     return m;
   }
-  std::vector<float> f32;
-  FERRY_ASSIGN_OR_RETURN(f32, read_stacked(w, names));
-  int64_t rows = 0;
-  for (const auto& n : names) rows += w.spec(n)->shape[0];
-  const int64_t total = static_cast<int64_t>(f32.size()), cols = total / rows;
-  std::vector<int8_t> codes(f32.size());
-  std::vector<float> scales(static_cast<size_t>(rows));
-  k::quantize_int8(f32.data(), rows, cols, codes.data(), scales.data());
+  Stacked shape;
+  FERRY_ASSIGN_OR_RETURN(shape, stacked_shape(w, names));
+  const int64_t rows = shape.rows, total = shape.numel;
   int8_t* d_codes = nullptr;
   float* d_scales = nullptr;
   FERRY_ASSIGN_OR_RETURN(d_codes, alloc<int8_t>(total));
   FERRY_ASSIGN_OR_RETURN(d_scales, alloc<float>(rows));
-  FERRY_RETURN_IF_ERROR(upload(d_codes, codes.data(), codes.size()));
-  FERRY_RETURN_IF_ERROR(upload(d_scales, scales.data(), scales.size() * sizeof(float)));
   m.data = d_codes;
   m.scales = d_scales;
+  if (dry_run) return m;
+  std::vector<float> f32;
+  FERRY_ASSIGN_OR_RETURN(f32, read_stacked(w, names));
+  std::vector<int8_t> codes(f32.size());
+  std::vector<float> scales(static_cast<size_t>(rows));
+  k::quantize_int8(f32.data(), rows, total / rows, codes.data(), scales.data());
+  FERRY_RETURN_IF_ERROR(upload(d_codes, codes.data(), codes.size()));
+  FERRY_RETURN_IF_ERROR(upload(d_scales, scales.data(), scales.size() * sizeof(float)));
   return m;
 }
 
@@ -565,12 +596,36 @@ CudaEngine::~CudaEngine() {
   }
 }
 
-Result<std::unique_ptr<CudaEngine>> CudaEngine::create(const ModelConfig& config, const ModelWeights& weights,
-                                                       const CudaEngineOptions& options) {
-  FERRY_RETURN_IF_ERROR(check_supported(config, weights, options.weight_dtype));
-  if (options.max_num_tokens < 1 || options.max_num_seqs < 1 || options.max_num_seqs > options.max_num_tokens) {
+// Checks what create() checks before touching a device, and sets the formats.
+Status CudaEngine::State::init(const ModelConfig& c, const ModelWeights& weights, const CudaEngineOptions& o) {
+  FERRY_RETURN_IF_ERROR(check_supported(c, weights, o.weight_dtype));
+  if (o.max_num_tokens < 1 || o.max_num_seqs < 1 || o.max_num_seqs > o.max_num_tokens) {
     return Status::InvalidArgument("CudaEngine: need 1 <= max_num_seqs <= max_num_tokens");
   }
+  config = c;
+  options = o;
+  device = o.device;
+  FERRY_ASSIGN_OR_RETURN(wfmt, resolve_weight_format(c, o.weight_dtype));
+  wdt = float_dtype(wfmt);
+  embed_dtype = embedding_dtype(weights, wfmt);
+  return Status::Ok();
+}
+
+Result<int64_t> CudaEngine::planned_device_bytes(const ModelConfig& config, const ModelWeights& weights,
+                                                 const CudaEngineOptions& options, int64_t block_size) {
+  if (block_size < 1) return Status::InvalidArgument("KV block size must be >= 1");
+  State s;
+  s.dry_run = true;
+  FERRY_RETURN_IF_ERROR(s.init(config, weights, options));
+  FERRY_RETURN_IF_ERROR(s.load_weights(weights));
+  FERRY_RETURN_IF_ERROR(s.allocate_activations());
+  const int64_t max_blocks = (config.max_position_embeddings + block_size - 1) / block_size;
+  return s.owned_bytes + static_cast<int64_t>(kc::CublasGemm::kDefaultWorkspaceBytes) +
+         options.max_num_seqs * max_blocks * static_cast<int64_t>(sizeof(int32_t));
+}
+
+Result<std::unique_ptr<CudaEngine>> CudaEngine::create(const ModelConfig& config, const ModelWeights& weights,
+                                                       const CudaEngineOptions& options) {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
     (void)cudaGetLastError();
@@ -581,12 +636,7 @@ Result<std::unique_ptr<CudaEngine>> CudaEngine::create(const ModelConfig& config
                                    std::to_string(count) + " present)");
   }
   auto s = std::make_unique<State>();
-  s->config = config;
-  s->options = options;
-  s->device = options.device;
-  FERRY_ASSIGN_OR_RETURN(s->wfmt, resolve_weight_format(config, options.weight_dtype));
-  s->wdt = float_dtype(s->wfmt);
-  s->embed_dtype = embedding_dtype(weights, s->wfmt);
+  FERRY_RETURN_IF_ERROR(s->init(config, weights, options));
   FERRY_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
   FERRY_CUDA_RETURN_IF_ERROR(cudaStreamCreate(&s->stream));
   FERRY_ASSIGN_OR_RETURN(s->gemm, kc::CublasGemm::create(s->stream));

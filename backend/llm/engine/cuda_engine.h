@@ -81,6 +81,12 @@ class CudaEngine final : public Engine {
   // Whether create() would accept this model (Ok, or the Unimplemented it would return). Touches
   // no device.
   static Status check_supported(const ModelConfig& config, const ModelWeights& weights, WeightDType weight_dtype);
+  // The device bytes create() and allocate_kv_cache() with blocks of `block_size` tokens would
+  // allocate besides the KV pool itself: weights, activations, workspaces (cuBLASLt's included),
+  // block tables. Computed without a device and without reading tensor values; what create()
+  // would refuse is refused the same way.
+  static Result<int64_t> planned_device_bytes(const ModelConfig& config, const ModelWeights& weights,
+                                              const CudaEngineOptions& options, int64_t block_size);
 
   ~CudaEngine() override;
   CudaEngine(const CudaEngine&) = delete;

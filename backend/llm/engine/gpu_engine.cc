@@ -73,6 +73,31 @@ Result<std::unique_ptr<Engine>> create_gpu_engine(const ModelConfig& config, con
   return std::unique_ptr<Engine>(std::move(engine).value());
 }
 
+Result<int64_t> gpu_kv_cache_budget_bytes(const ModelConfig& config, const ModelWeights& weights,
+                                          const GpuEngineOptions& o, int64_t block_size, double fraction,
+                                          int instances_on_device) {
+  FERRY_RETURN_IF_ERROR(gpu_engine_supported(config, weights, o));
+  if (!(fraction > 0.0 && fraction <= 1.0) || instances_on_device < 1) {
+    return Status::InvalidArgument("key 'kv_cache_memory_fraction' must be in (0, 1]");
+  }
+  int64_t planned = 0;
+  FERRY_ASSIGN_OR_RETURN(planned, CudaEngine::planned_device_bytes(config, weights, cuda_options(o), block_size));
+  size_t free_bytes = 0, total_bytes = 0;
+  if (cudaSetDevice(o.device) != cudaSuccess || cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
+    const cudaError_t err = cudaGetLastError();
+    return Status::Internal(std::string("cudaMemGetInfo on device ") + std::to_string(o.device) + ": " +
+                            cudaGetErrorName(err));
+  }
+  const int64_t left = static_cast<int64_t>(free_bytes) - instances_on_device * planned;
+  if (left <= 0) {
+    return Status::ResourceExhausted(
+        "key 'kv_cache_memory_fraction': CUDA device " + std::to_string(o.device) + " has " +
+        std::to_string(free_bytes >> 20) + " MiB free, not more than the weights, activations and workspaces of " +
+        std::to_string(instances_on_device) + " instance(s) (" + std::to_string(planned >> 20) + " MiB each)");
+  }
+  return static_cast<int64_t>(fraction * static_cast<double>(left)) / instances_on_device;
+}
+
 #else
 
 Status gpu_engine_supported(const ModelConfig&, const ModelWeights&, const GpuEngineOptions&) {
@@ -81,6 +106,11 @@ Status gpu_engine_supported(const ModelConfig&, const ModelWeights&, const GpuEn
 
 Result<std::unique_ptr<Engine>> create_gpu_engine(const ModelConfig& config, const ModelWeights& weights,
                                                   const GpuEngineOptions& o) {
+  return gpu_engine_supported(config, weights, o);
+}
+
+Result<int64_t> gpu_kv_cache_budget_bytes(const ModelConfig& config, const ModelWeights& weights,
+                                          const GpuEngineOptions& o, int64_t, double, int) {
   return gpu_engine_supported(config, weights, o);
 }
 

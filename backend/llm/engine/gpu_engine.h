@@ -37,6 +37,16 @@ bool emulated_device_opted_in();
 // the CUDA engine does not run this model (Unimplemented, naming what is missing).
 Status gpu_engine_supported(const ModelConfig& config, const ModelWeights& weights, const GpuEngineOptions& options);
 
+// The KV pool of each of `instances_on_device` kind gpu instances on options.device when together
+// they take `fraction` (0 < f <= 1) of the device memory that is free now, after their engines'
+// own allocations (CudaEngine::planned_device_bytes: weights, activations, workspaces, block
+// tables of blocks of `block_size` tokens): fraction * (free - instances * planned) / instances
+// bytes. Fails as gpu_engine_supported does, InvalidArgument for a bad fraction, ResourceExhausted
+// when the engines alone do not fit. Call it before the engines exist (llm_model does, at load).
+Result<int64_t> gpu_kv_cache_budget_bytes(const ModelConfig& config, const ModelWeights& weights,
+                                          const GpuEngineOptions& options, int64_t block_size, double fraction,
+                                          int instances_on_device);
+
 // A CudaEngine for the model on options.device (after gpu_engine_supported said Ok).
 Result<std::unique_ptr<Engine>> create_gpu_engine(const ModelConfig& config, const ModelWeights& weights,
                                                   const GpuEngineOptions& options);

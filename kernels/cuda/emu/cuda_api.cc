@@ -28,6 +28,7 @@ constexpr size_t kAlignment = 256;
 struct Device {
   std::mutex mu;
   std::unordered_map<void*, size_t> allocations;    // guarded by mu
+  size_t allocated_bytes = 0;                        // guarded by mu: the sum over allocations
   std::unordered_set<cudaStream_t> streams;          // guarded by mu
   std::unordered_set<cudaEvent_t> events;            // guarded by mu
   std::unordered_map<const void*, size_t> max_shared;  // guarded by mu; per kernel address
@@ -187,12 +188,24 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   FERRY_SIMT_RETURN_IF_STICKY();
   *ptr = nullptr;
   if (bytes == 0) return cudaSuccess;
-  void* p = ::operator new(bytes, std::align_val_t{ferry::simt::detail::kAlignment}, std::nothrow);
-  if (p == nullptr) return fail(cudaErrorMemoryAllocation);
   auto& d = device();
   std::lock_guard<std::mutex> lock(d.mu);
+  if (bytes > ferry::simt::kEmulatedDeviceMemoryBytes - d.allocated_bytes) return fail(cudaErrorMemoryAllocation);
+  void* p = ::operator new(bytes, std::align_val_t{ferry::simt::detail::kAlignment}, std::nothrow);
+  if (p == nullptr) return fail(cudaErrorMemoryAllocation);
   d.allocations.emplace(p, bytes);
+  d.allocated_bytes += bytes;
   *ptr = p;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  if (free_bytes == nullptr || total_bytes == nullptr) return fail(cudaErrorInvalidValue);
+  FERRY_SIMT_RETURN_IF_STICKY();
+  auto& d = device();
+  std::lock_guard<std::mutex> lock(d.mu);
+  *total_bytes = ferry::simt::kEmulatedDeviceMemoryBytes;
+  *free_bytes = ferry::simt::kEmulatedDeviceMemoryBytes - d.allocated_bytes;
   return cudaSuccess;
 }
 
@@ -201,7 +214,10 @@ cudaError_t cudaFree(void* ptr) {
   auto& d = device();
   {
     std::lock_guard<std::mutex> lock(d.mu);
-    if (d.allocations.erase(ptr) == 0) return fail(cudaErrorInvalidDevicePointer);
+    auto it = d.allocations.find(ptr);
+    if (it == d.allocations.end()) return fail(cudaErrorInvalidDevicePointer);
+    d.allocated_bytes -= it->second;
+    d.allocations.erase(it);
   }
   ::operator delete(ptr, std::align_val_t{ferry::simt::detail::kAlignment});
   return cudaSuccess;

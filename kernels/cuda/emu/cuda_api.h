@@ -3,7 +3,8 @@
 // real runtime's names and signatures so the same sources compile against either; the shims in
 // emu/include/ (cuda_runtime.h, ...) include this file in place of the toolkit's headers.
 //
-// What "device" means here: one emulated device whose memory is the process's heap. cudaMalloc'd
+// What "device" means here: one emulated device whose memory is the process's heap (at most
+// kEmulatedDeviceMemoryBytes of it, reported by cudaMemGetInfo). cudaMalloc'd
 // pointers are ordinary host pointers, streams and events are synchronous (work runs when it is
 // enqueued), and a kernel fault the emulator detects (deadlock at a barrier, a shuffle naming an
 // exited lane, a bad launch configuration) is reported like a real one: configuration errors by
@@ -81,6 +82,9 @@ cudaError_t cudaMalloc(T** ptr, size_t bytes) {
   return cudaMalloc(reinterpret_cast<void**>(ptr), bytes);
 }
 cudaError_t cudaFree(void* ptr);
+// Free and total bytes of the emulated device: kEmulatedDeviceMemoryBytes in all, less what
+// cudaMalloc holds; a cudaMalloc past it fails with cudaErrorMemoryAllocation, as on a full GPU.
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream = nullptr);
 cudaError_t cudaMemset(void* ptr, int value, size_t bytes);
@@ -108,6 +112,10 @@ cudaError_t cudaFuncSetAttribute(F* func, cudaFuncAttribute attr, int value) {
 }
 
 namespace ferry::simt {
+
+// The emulated device's memory (host heap underneath): 1 GiB, enough for every test, small enough
+// that a KV pool sized as a fraction of it stays cheap to allocate and clear on a shared machine.
+constexpr size_t kEmulatedDeviceMemoryBytes = size_t{1} << 30;
 
 // The text of the last execution error on this process's emulated device ("" when none).
 std::string last_error_message();

@@ -36,6 +36,7 @@
 #include "backend/llm/engine/cuda_engine.h"
 #include "backend/llm/engine/kv_cache_storage.h"
 #include "backend/llm/engine/prompt_logprobs.h"
+#include "kernels/cuda/gemm.h"
 #include "kernels/cpu/linear.h"
 #include "tests/llm/engine/testdata.h"
 
@@ -564,6 +565,37 @@ TEST_F(CudaEngineTest, RefusesWhatItDoesNotRunWithAClearMessage) {
   auto bf16 = ok.value()->allocate_kv_cache(kv);
   ASSERT_FALSE(bf16.ok());
   EXPECT_EQ(bf16.status().code(), StatusCode::kUnimplemented);
+}
+
+// planned_device_bytes (what kv_cache_memory_fraction subtracts from the free memory) is what
+// create() and allocate_kv_cache() allocate, less the KV pool, plus cuBLASLt's workspace.
+TEST_F(CudaEngineTest, PlannedDeviceBytesAreWhatTheEngineAllocates) {
+  struct Case {
+    WeightDType dtype;
+    int64_t max_num_tokens;  // int8 past 16 rows: the bf16 workspace too
+  } cases[] = {{WeightDType::kF32, 8}, {WeightDType::kBF16, 8}, {WeightDType::kInt8, 8}, {WeightDType::kInt8, 32}};
+  const Model m = gqa_llama();
+  for (const Case& c : cases) {
+    CudaEngineOptions o;
+    o.weight_dtype = c.dtype;
+    o.max_num_tokens = c.max_num_tokens;
+    o.max_num_seqs = 2;
+    auto planned = CudaEngine::planned_device_bytes(m.config, m.weights, o, 16);
+    ASSERT_TRUE(planned.ok()) << planned.status().to_string();
+    auto e = CudaEngine::create(m.config, m.weights, o);
+    ASSERT_TRUE(e.ok()) << e.status().to_string();
+    KvCacheOptions kv;
+    kv.num_blocks = 3;
+    kv.block_size = 16;
+    ASSERT_TRUE(e.value()->allocate_kv_cache(kv).ok());
+    const int64_t pool = 3 * e.value()->kv_block_bytes(16, kernels::KvCacheDType::kF32);
+    EXPECT_EQ(planned.value(), e.value()->device_bytes() - pool +
+                                   static_cast<int64_t>(kernels::cuda::CublasGemm::kDefaultWorkspaceBytes))
+        << weight_dtype_name(c.dtype) << ", max_num_tokens " << c.max_num_tokens;
+  }
+  CudaEngineOptions int4;
+  int4.weight_dtype = WeightDType::kInt4;
+  EXPECT_EQ(CudaEngine::planned_device_bytes(m.config, m.weights, int4, 16).status().code(), StatusCode::kUnimplemented);
 }
 
 TEST_F(CudaEngineTest, KvBudgetAndBatchLimits) {

@@ -6,8 +6,10 @@
 
 #include <cstdlib>
 
-#if defined(FERRY_TEST_GPU_SERVE)
+#if defined(FERRY_TEST_GPU_SERVE) || defined(FERRY_TEST_GPU_EMULATED)
 #include <cuda_runtime.h>
+
+#include "backend/llm/engine/cuda_engine.h"
 #endif
 
 #include "backend/llm/engine/gpu_engine.h"
@@ -39,6 +41,32 @@ const char* kLlama = R"({"architectures":["LlamaForCausalLM"],"hidden_size":32,"
   EXPECT_NE(ws.message().find("sliding"), std::string::npos) << ws.to_string();
 }
 
+#if defined(FERRY_TEST_GPU_SERVE) || defined(FERRY_TEST_GPU_EMULATED)
+// gpu_kv_cache_budget_bytes: fraction * (free - instances * planned) / instances, from the free
+// memory the runtime reports; ResourceExhausted when the engines alone do not fit.
+void expect_kv_budget_is_the_fraction_of_free_memory(const ModelConfig& c, const ModelWeights& w) {
+  GpuEngineOptions o;
+  o.max_num_tokens = 64;
+  o.max_num_seqs = 4;
+  CudaEngineOptions co;
+  co.max_num_tokens = 64;
+  co.max_num_seqs = 4;
+  auto planned = CudaEngine::planned_device_bytes(c, w, co, 16);
+  ASSERT_TRUE(planned.ok()) << planned.status().to_string();
+  size_t free_bytes = 0, total_bytes = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free_bytes, &total_bytes), cudaSuccess);
+  const int64_t left = static_cast<int64_t>(free_bytes) - 2 * planned.value();
+  auto budget = gpu_kv_cache_budget_bytes(c, w, o, 16, 0.25, 2);
+  ASSERT_TRUE(budget.ok()) << budget.status().to_string();
+  EXPECT_EQ(budget.value(), static_cast<int64_t>(0.25 * static_cast<double>(left)) / 2);
+  const int too_many = static_cast<int>(static_cast<int64_t>(free_bytes) / planned.value() + 1);
+  const Status full = gpu_kv_cache_budget_bytes(c, w, o, 16, 0.25, too_many).status();
+  EXPECT_EQ(full.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(full.message().find("kv_cache_memory_fraction"), std::string::npos) << full.to_string();
+  EXPECT_EQ(gpu_kv_cache_budget_bytes(c, w, o, 16, 1.5, 1).status().code(), StatusCode::kInvalidArgument);
+}
+#endif
+
 TEST(GpuEngine, RefusesOrAcceptsAsThisBuildCan) {
   const ModelConfig c = config(kLlama);
   const ModelWeights w = ModelWeights::dummy(c, 3);
@@ -61,6 +89,7 @@ TEST(GpuEngine, RefusesOrAcceptsAsThisBuildCan) {
   bad.device = 1;  // the emulated runtime has one device
   EXPECT_EQ(gpu_engine_supported(c, w, bad).code(), StatusCode::kInvalidArgument);
   expect_serves_llama_and_refuses_a_window(c, w);
+  expect_kv_budget_is_the_fraction_of_free_memory(c, w);
   unsetenv(kEmulatedDeviceEnv);
 #elif defined(FERRY_TEST_GPU_SERVE)
   int count = 0;
@@ -74,6 +103,7 @@ TEST(GpuEngine, RefusesOrAcceptsAsThisBuildCan) {
   bad.device = count;
   EXPECT_EQ(gpu_engine_supported(c, w, bad).code(), StatusCode::kInvalidArgument);
   expect_serves_llama_and_refuses_a_window(c, w);
+  expect_kv_budget_is_the_fraction_of_free_memory(c, w);
 #else
   EXPECT_EQ(s.code(), StatusCode::kUnimplemented);
   EXPECT_NE(s.message().find("no CUDA engine"), std::string::npos) << s.to_string();
