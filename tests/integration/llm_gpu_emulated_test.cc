@@ -3,15 +3,21 @@
 // environment (gpu_engine.h), so the whole serving path (scheduler, KV pool, model runner, output
 // processor, both frontends) runs over CudaEngine and the CUDA kernels, emulated. One server holds
 // stories260K twice: "gpu" (instance_group kind gpu) and "cpu" (the CPU engine), and the gpu one
-// must give llama2.c's golden greedy continuation on /v2 generate and /v1/completions, stream
-// deltas that add up to the whole answer, draw the cpu instance's tokens under a seed, cut at stop
-// strings, and free its KV blocks on cancel and disconnect. Builds without emulation skip (a build
+// must give llama2.c's golden greedy continuation on /v2 generate and /v1/completions (also to
+// concurrent requests batched together) and its golden logprobs, stream deltas that add up to the
+// whole answer, draw the cpu instance's tokens under a seed, cut at stop strings, and free its KV
+// blocks on cancel and disconnect. A third model sizes its pool by kv_cache_memory_fraction. Builds without emulation skip (a build
 // with nvcc and a GPU serves kind gpu for real; nothing here needs the emulator's opt-in there).
 // Sizes are small for CI: stories260K (5 layers, hidden 64), a 4 MiB KV pool, 256-token steps.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <thread>
+#include <vector>
 
 #include "client/http_client.h"
 #include "tests/integration/fixtures.h"
@@ -154,6 +160,59 @@ TEST_F(LlmGpuEmulated, SeededSamplingDrawsTheCpuInstancesTokens) {
     EXPECT_EQ(gpu["output_ids"], cpu["output_ids"]) << params;
     EXPECT_EQ(gpu["text_output"], cpu["text_output"]) << params;
   }
+}
+
+// Logprobs go through the host Sampler on the gpu engine's logits: llama2.c's golden logits give
+// them (1e-3, as llm_serving_test on the cpu engine).
+TEST_F(LlmGpuEmulated, LogprobsMatchTheGoldenLogits) {
+  const Json::Value& c = golden_case(golden_, "bos_only_greedy_200");
+  Json::Value body;
+  body["input_ids"] = c["prompt_token_ids"];
+  body["max_tokens"] = 8;
+  body["temperature"] = 0;
+  body["ignore_eos"] = true;
+  body["logprobs"] = 2;
+  auto j = post_json("/v2/models/gpu/generate", dump(body));
+  ASSERT_TRUE(j["logprobs"].isArray()) << dump(j);
+  int checked = 0;
+  const int prompt_len = static_cast<int>(c["prompt_token_ids"].size());
+  for (const auto& at : c["logits_at_position"]) {
+    const int k = at["pos"].asInt() - (prompt_len - 1);  // generated token k came from this position
+    if (k < 0 || k >= static_cast<int>(j["logprobs"].size())) continue;
+    std::vector<double> logits;
+    for (const auto& x : at["logits"]) logits.push_back(x.asDouble());
+    const double mx = *std::max_element(logits.begin(), logits.end());
+    double sum = 0;
+    for (double x : logits) sum += std::exp(x - mx);
+    const Json::Value& lp = j["logprobs"][k];
+    EXPECT_NEAR(lp["logprob"].asDouble(), logits[lp["token_id"].asInt()] - mx - std::log(sum), 1e-3) << at["pos"];
+    ++checked;
+  }
+  EXPECT_GT(checked, 0) << "no golden logits overlap the generated positions";
+}
+
+// Sequences batched in one step on the gpu engine (several decodes per step, joining and leaving
+// at different steps) each get their own greedy answer: the golden continuation's prefix.
+TEST_F(LlmGpuEmulated, ConcurrentRequestsAreBatchedAndEachGetsItsOwnAnswer) {
+  const Json::Value& c = golden_case(golden_, "prompt_once_upon_a_time_greedy_64");
+  std::vector<std::thread> threads;
+  std::atomic<int> good{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      HttpClient http(server_->http_url());
+      Json::Value body;
+      body["input_ids"] = c["prompt_token_ids"];
+      body["max_tokens"] = 8 + 2 * t;
+      body["temperature"] = 0;
+      body["ignore_eos"] = true;
+      auto j = parse(http.post("/v2/models/gpu/generate", dump(body)).body);
+      bool ok = j["output_ids"].size() == static_cast<unsigned>(8 + 2 * t);
+      for (int i = 0; ok && i < 8 + 2 * t; ++i) ok = j["output_ids"][i] == c["generated_token_ids"][i];
+      if (ok) ++good;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(good.load(), 4);
 }
 
 TEST_F(LlmGpuEmulated, StopStringsCutTheAnswer) {
