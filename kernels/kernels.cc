@@ -328,7 +328,11 @@ void linear(const Context& ctx, float* out, int64_t out_stride, const float* x, 
   switch (ctx.backend) {
     case Backend::kReference: cpu::linear_reference(out, out_stride, x, w, bias, m); return;
     case Backend::kCpu: cpu::linear(pool_of(ctx), out, out_stride, x, w, bias, m); return;
+#if defined(FERRY_KERNELS_CUDA_DISPATCH)
+    case Backend::kCuda: cuda_ops::linear(ctx.stream, out, out_stride, x, w, bias, m); return;
+#else
     case Backend::kCuda: break;
+#endif
   }
   FERRY_CHECK(false && "kernels: backend not built into ferry");
 }

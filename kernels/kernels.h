@@ -7,7 +7,8 @@
 //   kCuda       kernels/cuda/ (kernels/cuda/dispatch.{h,cc}): routed there in the CUDA emulation build
 //               (FERRY_CUDA_EMULATION, docs/cuda.md), where the .cu kernels run on the host; an nvcc
 //               build still asserts on kCuda (no engine holds device buffers yet). Operators without a
-//               CUDA kernel (gelu, log_softmax, bf16 KV, windows/soft-caps) assert too.
+//               CUDA kernel (gelu, log_softmax, bf16 KV, windows/soft-caps, matmul, linear of any
+//               weight format but int8) assert too.
 // Signatures take raw pointers, sizes and documented row-major layouts (no STL containers), so a CUDA
 // implementation can take device pointers through the very same declarations.
 //
@@ -307,6 +308,7 @@ void dequantize_weight(const WeightMatrix& w, float* out);
 // meet x quantized to int8 per block of 32 inputs (scale = amax / 127, so each x value is off by at
 // most scale / 2; kernels/cpu/linear.h); the result is the exact dot with that x up to fp32 rounding.
 // Larger m, and the portable path, widen the weights to fp32 instead. Bounds: tests/kernels/linear_test.
+// kCuda (emulation build): int8 weights only, cuda::linear_int8 (x in fp32, sums in fp32).
 void linear(const Context& ctx,
             float* out,            // [m, out_stride]
             int64_t out_stride,

@@ -13,6 +13,7 @@
 #include "kernels/cuda/gather_rows.cuh"
 #include "kernels/cuda/head_rms_norm.cuh"
 #include "kernels/cuda/kv_cache_write.cuh"
+#include "kernels/cuda/linear_int8.cuh"
 #include "kernels/cuda/paged_attention_prefill.cuh"
 #include "kernels/cuda/rope.cuh"
 #include "kernels/cuda/silu_and_mul.cuh"
@@ -120,6 +121,14 @@ void argmax(void* stream, int32_t* out, const float* logits, int64_t num_rows, i
 }
 
 void log_softmax(void*, float*, int64_t, int64_t) { unsupported("log_softmax"); }
+
+void linear(void* stream, float* out, int64_t out_stride, const float* x, const WeightMatrix& w, const float* bias,
+            int64_t m) {
+  if (w.format != WeightFormat::kInt8) unsupported("linear (int8 weights only; 16-bit ones through cuda::CublasGemm)");
+  check(cuda::linear_int8(out, out_stride, x, static_cast<const int8_t*>(w.data), w.scales, bias, m, w.n, w.k,
+                          as_stream(stream)),
+        "linear");
+}
 
 // fp32 activations times a 16-bit weight: CublasGemm takes both operands in the same 16-bit type,
 // so this needs a cast of x first (the engine's job, with a buffer it owns).

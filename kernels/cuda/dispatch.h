@@ -10,7 +10,8 @@
 // (or a CUDA error) is a broken invariant and aborts through FERRY_CHECK with the launcher's
 // message. Work is enqueued on the stream (the emulator runs it before returning). Operators
 // without a CUDA kernel (gelu_tanh_and_mul, log_softmax, the bf16 KV cache, the
-// sliding window and soft-cap of paged_attention, matmul, linear) abort with a message saying so.
+// sliding window and soft-cap of paged_attention, matmul, linear of any format but int8) abort with
+// a message saying so.
 // No CUDA types here, so kernels.cc needs no CUDA headers.
 #pragma once
 
@@ -45,6 +46,9 @@ void gelu_tanh_and_mul(void* stream, float* out, const float* gate_up, int64_t n
 void gather_rows(void* stream, float* out, const float* in, const int32_t* rows, int64_t num_rows, int64_t dim);
 void argmax(void* stream, int32_t* out, const float* logits, int64_t num_rows, int64_t vocab);
 void log_softmax(void* stream, float* x, int64_t num_rows, int64_t vocab);
+// int8 weights only (cuda::linear_int8: fp32 x, as kernels.h's linear); other formats abort.
+void linear(void* stream, float* out, int64_t out_stride, const float* x, const WeightMatrix& w, const float* bias,
+            int64_t m);
 // No stream: it only reports that it has no CUDA kernel (kernels.cc calls it as the others' call).
 void matmul(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t m, int64_t n,
             int64_t k);

@@ -22,7 +22,7 @@ Status int8_matmul(CublasGemm& gemm, float* out, const float* x, const int8_t* w
   const cudaStream_t stream = gemm.stream();
   const bool gemm_fits = ws.w16 != nullptr && ws.x16 != nullptr && ws.w16_bytes >= int8_gemm_w16_bytes(n, k) &&
                          ws.x16_bytes >= int8_gemm_x16_bytes(m, k);
-  if (m <= gemv_max_rows || !gemm_fits) return linear_int8(out, x, w, scales, bias, m, n, k, stream);
+  if (m <= gemv_max_rows || !gemm_fits) return linear_int8(out, n, x, w, scales, bias, m, n, k, stream);
   FERRY_RETURN_IF_ERROR(int8_to_bf16(static_cast<uint16_t*>(ws.w16), w, n * k, stream));
   FERRY_RETURN_IF_ERROR(cast(ws.x16, DType::kBF16, x, DType::kF32, m * k, stream));
   FERRY_RETURN_IF_ERROR(gemm.matmul(out, DType::kF32, ws.x16, ws.w16, DType::kBF16, nullptr, m, n, k));

@@ -20,7 +20,8 @@ constexpr int kWarpsPerBlock = 8;  // output features per block
 constexpr int kRowsPerTile = 8;    // x rows per block: partial sums held in registers
 
 template <bool kVector>
-__global__ void linear_int8_kernel(float* __restrict__ out, const float* __restrict__ x, const int8_t* __restrict__ w,
+__global__ void linear_int8_kernel(float* __restrict__ out, int64_t out_stride, const float* __restrict__ x,
+                                   const int8_t* __restrict__ w,
                                    const float* __restrict__ scales, const float* __restrict__ bias, int64_t m,
                                    int64_t n, int64_t k) {
   const int lane = threadIdx.x & 31;
@@ -66,7 +67,7 @@ __global__ void linear_int8_kernel(float* __restrict__ out, const float* __restr
   for (int r = 0; r < kRowsPerTile; ++r) {
     if (r < rows) {  // `rows` is the same for every lane: the shuffles stay converged
       const float sum = detail::warp_sum(acc[r]);
-      if (lane == 0) out[(row0 + r) * n + j] = sum * scale + b;
+      if (lane == 0) out[(row0 + r) * out_stride + j] = sum * scale + b;
     }
   }
 }
@@ -75,10 +76,10 @@ bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t
 
 }  // namespace
 
-Status linear_int8(float* out, const float* x, const int8_t* w, const float* scales, const float* bias, int64_t m,
-                   int64_t n, int64_t k, cudaStream_t stream) {
+Status linear_int8(float* out, int64_t out_stride, const float* x, const int8_t* w, const float* scales,
+                   const float* bias, int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
   const char* op = "cuda::linear_int8";
-  FERRY_CUDA_REQUIRE(m >= 0 && n > 0 && k > 0, op);
+  FERRY_CUDA_REQUIRE(m >= 0 && n > 0 && k > 0 && out_stride >= n, op);
   FERRY_CUDA_REQUIRE((n + kWarpsPerBlock - 1) / kWarpsPerBlock <= INT_MAX, op);
   FERRY_CUDA_REQUIRE((m + kRowsPerTile - 1) / kRowsPerTile <= 65535, op);
   if (m == 0) return Status::Ok();
@@ -88,9 +89,11 @@ Status linear_int8(float* out, const float* x, const int8_t* w, const float* sca
   const unsigned threads = 32 * kWarpsPerBlock;
   // Rows of w start 4-byte aligned and rows of x 16-byte aligned when k % 4 == 0 and the bases are.
   if (k % 4 == 0 && aligned(w, 4) && aligned(x, 16)) {
-    detail::launch_kernel(linear_int8_kernel<true>, grid, threads, 0, stream, out, x, w, scales, bias, m, n, k);
+    detail::launch_kernel(linear_int8_kernel<true>, grid, threads, 0, stream, out, out_stride, x, w, scales, bias, m,
+                          n, k);
   } else {
-    detail::launch_kernel(linear_int8_kernel<false>, grid, threads, 0, stream, out, x, w, scales, bias, m, n, k);
+    detail::launch_kernel(linear_int8_kernel<false>, grid, threads, 0, stream, out, out_stride, x, w, scales, bias, m,
+                          n, k);
   }
   FERRY_CUDA_CHECK_LAUNCH("linear_int8_kernel");
   return Status::Ok();

@@ -13,10 +13,12 @@ namespace ferry::kernels::cuda {
 
 // out[i, j] = (sum_c x[i, c] * w[j, c]) * scales[j] (+ bias[j]) for i < m, j < n: int8 weights
 // widened in registers, products and sums in fp32, the row's scale applied once at the end.
-// Any m (rows run in tiles of 8 per block; every tile re-reads the weights, so large m belongs to
-// int8_linear's GEMM path). Device pointers; out must not overlap x. Returns InvalidArgument for bad
-// sizes or null pointers, Internal for a CUDA error; never syncs.
-Status linear_int8(float* out,            // [m, n]
+// Row i of the result goes to out + i * out_stride (out_stride >= n, as kernels::linear; the
+// columns past n are left untouched). Any m (rows run in tiles of 8 per block; every tile re-reads
+// the weights, so large m belongs to int8_matmul's GEMM path). Device pointers; out must not overlap
+// x. Returns InvalidArgument for bad sizes or null pointers, Internal for a CUDA error; never syncs.
+Status linear_int8(float* out,            // [m, out_stride]
+                   int64_t out_stride,
                    const float* x,        // [m, k]
                    const int8_t* w,       // [n, k], values in [-127, 127]
                    const float* scales,   // [n]

@@ -1,4 +1,4 @@
-// Every operator of kernels.h except the linear layers, on every backend present, against the
+// Every operator of kernels.h, on every backend present, against the
 // plain-loop reference (Backend::kReference, the oracle), in the manner of llama.cpp's
 // test-backend-ops: one table of cases, each a name with its sizes (odd ones included: 1, 7, 33,
 // 769), a function that builds seeded random inputs, runs the operator on a given Context and returns
@@ -6,6 +6,9 @@
 //   cpu-<isa>-<n>t  kCpu with the attention ISA path forced (portable; avx2 where the CPU has it,
 //                   reported skipped otherwise) on a pool of n threads (1, and 3 so chunks are uneven);
 //   cuda            kCuda on the CUDA emulator where built with it, else skipped: see cuda_skip_reason().
+// The linear layers are here for their CUDA kernel (int8 weights) only: kCpu's linear has its own
+// test with its own bounds (tests/kernels/linear_test.cc: on AVX2 it quantizes x for small m), so
+// the cpu rows of those cases skip.
 // Outputs that the operator does not write (padding slots, the tail of a strided row) are returned
 // too, so "left untouched" is compared as well. Tolerances: the reference accumulates in double, the
 // fast path in fp32, so a bound is a few fp32 ulps (6e-8 relative) times the reduction length; the
@@ -22,6 +25,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
@@ -419,6 +423,31 @@ void add_attention_cases(std::vector<OpCase>& t) {
   }
 }
 
+// int8 weights (kernels.h kInt8, quantized by quantize_int8), fp32 x; out_stride > n with the
+// padding returned, so it must stay untouched. m 1, 3 and 17 (one and three 8-row tiles of the CUDA
+// kernel), k odd (its scalar path) and a multiple of 4 (its vector path). fp32 sums of up to 1029
+// terms of |x w| <= 0.5 against the reference's double: 1e-4 + 1e-4 |want|.
+void add_linear_cases(std::vector<OpCase>& t) {
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 77, 1029}, {3, 130, 1028}, {17, 33, 257}}) {
+    for (bool with_bias : {false, true}) {
+      t.push_back({std::string("linear_int8_") + (with_bias ? "bias_" : "") + dims({m, n, k}),
+                   [=](const Context& ctx) {
+                     const std::vector<float> w = random_floats(n * k, 70, -0.5f, 0.5f);
+                     std::vector<int8_t> q(n * k);
+                     std::vector<float> scales(n);
+                     quantize_int8(w.data(), n, k, q.data(), scales.data());
+                     const WeightMatrix wm{WeightFormat::kInt8, n, k, q.data(), scales.data(), nullptr, 0};
+                     const std::vector<float> x = random_floats(m * k, 71), bias = random_floats(n, 72);
+                     const int64_t stride = n + 3;
+                     std::vector<float> out(m * stride, 7.0f);
+                     linear(ctx, out.data(), stride, x.data(), wm, with_bias ? bias.data() : nullptr, m);
+                     return Outputs{{"out", out}};
+                   },
+                   Tolerance{1e-4f, 1e-4f}});
+    }
+  }
+}
+
 const std::vector<OpCase>& op_cases() {
   static const std::vector<OpCase> cases = [] {
     std::vector<OpCase> t;
@@ -429,6 +458,7 @@ const std::vector<OpCase>& op_cases() {
     add_vocab_cases(t);
     add_kv_write_cases(t);
     add_attention_cases(t);
+    add_linear_cases(t);
     return t;
   }();
   return cases;
@@ -479,6 +509,8 @@ TEST_P(OpsTest, MatchesReference) {
   const OpCase& c = op_cases()[std::get<0>(GetParam())];
   const BackendUnderTest& be = backends()[std::get<1>(GetParam())];
   if (be.backend == Backend::kCuda && !cuda_skip_reason(c.name).empty()) GTEST_SKIP() << cuda_skip_reason(c.name);
+  if (be.backend == Backend::kCpu && c.name.rfind("linear_", 0) == 0)
+    GTEST_SKIP() << "kCpu linear: tests/kernels/linear_test.cc, with its own bounds";
   if (!cpu::attention_isa_supported(be.isa))
     GTEST_SKIP() << "this CPU (or build) lacks the " << cpu::attention_isa_name(be.isa) << " path";
 

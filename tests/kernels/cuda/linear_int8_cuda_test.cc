@@ -115,7 +115,7 @@ TEST_F(CudaLinearInt8, KernelMatchesReferenceForEveryRowCountWithAndWithoutBias)
     const std::vector<double> s = p.magnitude();
     OnDevice d(p);
     for (bool with_bias : {false, true}) {
-      FERRY_ASSERT_OK(linear_int8(d.out.get(), d.x.get(), d.w.get(), d.scales.get(), with_bias ? d.bias.get() : nullptr,
+      FERRY_ASSERT_OK(linear_int8(d.out.get(), p.n, d.x.get(), d.w.get(), d.scales.get(), with_bias ? d.bias.get() : nullptr,
                                   p.m, p.n, p.k, stream_));
       sync();
       expect_within(d.out.download(), p.reference(p.x, with_bias), s, 1e-6, 3e-5, p.name() + (with_bias ? " bias" : ""));
@@ -131,7 +131,7 @@ TEST_F(CudaLinearInt8, MisalignedActivationsUseTheScalarPath) {
   std::memcpy(shifted.data() + 1, p.x.data(), p.x.size() * sizeof(float));
   DeviceBuffer<float> d_x(shifted), d_scales(p.scales), d_out(3 * n);
   DeviceBuffer<int8_t> d_w(p.q);
-  FERRY_ASSERT_OK(linear_int8(d_out.get(), d_x.get() + 1, d_w.get(), d_scales.get(), nullptr, 3, n, k, stream_));
+  FERRY_ASSERT_OK(linear_int8(d_out.get(), n, d_x.get() + 1, d_w.get(), d_scales.get(), nullptr, 3, n, k, stream_));
   sync();
   expect_within(d_out.download(), p.reference(p.x, false), p.magnitude(), 1e-6, 3e-5, "misaligned x");
 }
@@ -174,13 +174,15 @@ TEST_F(CudaLinearInt8, MatmulWithoutWorkspaceFallsBackToTheKernel) {
 TEST_F(CudaLinearInt8, RejectsBadArguments) {
   DeviceBuffer<float> f(64);
   DeviceBuffer<int8_t> w(64);
-  EXPECT_EQ(linear_int8(f.get(), f.get(), w.get(), f.get(), nullptr, 2, 0, 4, stream_).code(),
+  EXPECT_EQ(linear_int8(f.get(), 4, f.get(), w.get(), f.get(), nullptr, 2, 0, 4, stream_).code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(linear_int8(f.get(), nullptr, w.get(), f.get(), nullptr, 2, 4, 4, stream_).code(),
+  EXPECT_EQ(linear_int8(f.get(), 3, f.get(), w.get(), f.get(), nullptr, 2, 4, 4, stream_).code(),
+            StatusCode::kInvalidArgument);  // out_stride < n
+  EXPECT_EQ(linear_int8(f.get(), 4, nullptr, w.get(), f.get(), nullptr, 2, 4, 4, stream_).code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(linear_int8(f.get(), f.get(), w.get(), nullptr, nullptr, 2, 4, 4, stream_).code(),
+  EXPECT_EQ(linear_int8(f.get(), 4, f.get(), w.get(), nullptr, nullptr, 2, 4, 4, stream_).code(),
             StatusCode::kInvalidArgument);
-  FERRY_ASSERT_OK(linear_int8(nullptr, nullptr, nullptr, nullptr, nullptr, 0, 4, 4, stream_));  // m = 0: nothing
+  FERRY_ASSERT_OK(linear_int8(nullptr, 4, nullptr, nullptr, nullptr, nullptr, 0, 4, 4, stream_));  // m = 0: nothing
   Result<std::unique_ptr<CublasGemm>> gemm = CublasGemm::create(stream_, 0);
   ASSERT_TRUE(gemm.ok()) << gemm.status().to_string();
   EXPECT_EQ(int8_matmul(*gemm.value(), f.get(), f.get(), w.get(), f.get(), nullptr, 2, 4, 0, {}).code(),
