@@ -80,7 +80,10 @@ TEST(GpuEngine, RefusesOrAcceptsAsThisBuildCan) {
   EXPECT_NE(s.message().find("emulator"), std::string::npos) << s.to_string();
   EXPECT_NE(s.message().find(kEmulatedDeviceEnv), std::string::npos) << s.to_string();
   EXPECT_EQ(create_gpu_engine(c, w, {}).status().code(), StatusCode::kUnimplemented);
-  // The opt-in: only "1" counts.
+  // The opt-in: only "1" counts. Unset again however the checks below end.
+  struct Unset {
+    ~Unset() { unsetenv(kEmulatedDeviceEnv); }
+  } unset;
   setenv(kEmulatedDeviceEnv, "yes", 1);
   EXPECT_EQ(gpu_engine_supported(c, w, {}).code(), StatusCode::kUnimplemented);
   setenv(kEmulatedDeviceEnv, "1", 1);
@@ -90,7 +93,6 @@ TEST(GpuEngine, RefusesOrAcceptsAsThisBuildCan) {
   EXPECT_EQ(gpu_engine_supported(c, w, bad).code(), StatusCode::kInvalidArgument);
   expect_serves_llama_and_refuses_a_window(c, w);
   expect_kv_budget_is_the_fraction_of_free_memory(c, w);
-  unsetenv(kEmulatedDeviceEnv);
 #elif defined(FERRY_TEST_GPU_SERVE)
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
