@@ -439,7 +439,8 @@ int handle_infer(ServerContext& ctx, mg_connection* conn, const std::shared_ptr<
   start_event_stream(conn);
   EventBatch events;
   for (bool final = false; !final;) {
-    std::optional<ResponseData> next = sink->try_pop();
+    std::optional<ResponseData> next;
+    if (!events.due()) next = sink->try_pop();
     if (!next) {
       if (!events.flush(conn)) {
         FERRY_LOG(Verbose) << "client left during a stream; cancelling request " << request.value()->id();

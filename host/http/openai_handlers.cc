@@ -303,6 +303,8 @@ class EventWriter {
   // An event whose data the caller appends to the returned buffer, then end_event().
   std::string& begin_event() { return batch_.begin_event(); }
   void end_event() { batch_.end_event(); }
+  // Whether the queued events have waited long enough to be written (EventBatch::due).
+  bool due() const { return batch_.due(); }
   // Writes the queued events; `last` also ends the body.
   bool flush(bool last = false) {
     if (gone_) return false;
@@ -451,10 +453,13 @@ int answer_stream(mg_connection* conn, const OaiRequest& request, const std::str
     ChoiceState& c = states[static_cast<size_t>(item.index)];
     if (!stream_response(out, request, h, text_chunks, item.index, c, d.value(), item.response.final)) return 499;
     if (item.response.final && --remaining == 0) break;
-    // Every response already waiting goes into the same write; then wait for the next.
-    if (auto next = run.try_next()) {
-      item = std::move(*next);
-      continue;
+    // Every response already waiting goes into the same write (up to EventBatch::kMaxDelay of
+    // them); then wait for the next.
+    if (!out.due()) {
+      if (auto next = run.try_next()) {
+        item = std::move(*next);
+        continue;
+      }
     }
     if (!out.flush()) return 499;
     item = run.next();

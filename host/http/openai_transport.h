@@ -8,6 +8,7 @@
 
 #include <json/json.h>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -42,12 +43,18 @@ void end_event_stream(mg_connection* conn);
 // call): a stream whose writer wakes to several responses answers them with one write, not one
 // per token. The chunk's size line is written into room kept at the buffer's start, so nothing is
 // copied. Reused across flushes: no allocation once it has grown.
+//
+// A writer that keeps finding responses waiting (it is slower than the engine, e.g. starved of
+// CPU) must still write: due() says when the oldest queued event has waited kMaxDelay.
 class EventBatch {
  public:
+  static constexpr std::chrono::milliseconds kMaxDelay{20};
+
   EventBatch() { clear(); }
   // Starts an event: appends "data: " and returns the buffer for the caller to append the event's
   // data to; end_event() closes it.
   std::string& begin_event() {
+    if (empty()) first_queued_ = std::chrono::steady_clock::now();
     buf_.append("data: ", 6);
     return buf_;
   }
@@ -57,6 +64,8 @@ class EventBatch {
     end_event();
   }
   bool empty() const { return buf_.size() == kHead; }
+  // Whether the events queued should be written now rather than joined by more.
+  bool due() const { return !empty() && std::chrono::steady_clock::now() - first_queued_ >= kMaxDelay; }
   // Writes the queued events as one chunk (nothing when none are queued), followed by the chunk
   // that ends the body when `last`. False when the write failed (the client left).
   bool flush(mg_connection* conn, bool last = false);
@@ -65,6 +74,7 @@ class EventBatch {
   void clear() { buf_.assign(kHead, ' '); }
   static constexpr size_t kHead = 10;  // the size line: up to 8 hex digits and CRLF
   std::string buf_;
+  std::chrono::steady_clock::time_point first_queued_{};
 };
 
 // The OpenAI-compatible routes: /v1/completions, /v1/chat/completions, /v1/models[/{id}],

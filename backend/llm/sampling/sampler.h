@@ -53,7 +53,7 @@ struct SamplingSequence {
   SamplingRng* rng = nullptr;           // the sequence's own stream; advanced by non-greedy draws
   // Constrained decoding: empty, or a bitmask of the tokens that may be chosen (bit id % 32 of word
   // id / 32; at least (vocab_size + 31) / 32 words). Masked-out tokens get -inf after penalties.
-  std::span<const uint32_t> allowed_tokens;
+  std::span<const uint32_t> allowed_tokens{};
   // Speculative decoding with a draft model (verify()): empty, or the draft's distributions q of
   // the drafts, [num_drafts, vocab_size] row-major (row j: the law drafts[j] was drawn from).
   // Empty means each draft is a point mass (n-gram proposals, or any proposal to a greedy request).
