@@ -273,26 +273,6 @@ GpuEngineOptions gpu_engine_options(const LlmConfig& c, int instance) {
   return o;
 }
 
-Result<int64_t> gpu_kv_pool_bytes(const LlmConfig& c, const ModelConfig& model, const ModelWeights& weights) {
-  int64_t smallest = -1;
-  for (int i = 0; i < c.num_instances; ++i) {
-    const GpuEngineOptions o = gpu_engine_options(c, i);
-    int on_device = 0;
-    bool first = true;  // each device once: at its first instance
-    for (int j = 0; j < c.num_instances; ++j) {
-      if (gpu_engine_options(c, j).device != o.device) continue;
-      if (j < i) first = false;
-      ++on_device;
-    }
-    if (!first) continue;
-    int64_t bytes = 0;
-    FERRY_ASSIGN_OR_RETURN(bytes, gpu_kv_cache_budget_bytes(model, weights, o, c.kv_cache_block_size,
-                                                            c.kv_cache_memory_fraction, on_device));
-    smallest = smallest < 0 ? bytes : std::min(smallest, bytes);
-  }
-  return smallest;
-}
-
 std::string resolve_tool_call_parser(const std::string& configured, const std::string& chat_template) {
   if (configured == "none") return "";
   if (configured != "auto") return configured;

@@ -11,7 +11,7 @@
 //   "kv_cache_num_blocks"   KV blocks in the pool (0: sized from kv_cache_memory_bytes)   default 0
 //   "kv_cache_memory_bytes" KV pool budget on CPU                               default 268435456
 //   "kv_cache_memory_fraction" kind gpu: the KV pools take this fraction (0, 1] of the device
-//                       memory free at load after the engines' own (gpu_kv_pool_bytes)   default: off
+//                       memory free at load after the engines' own (llm_model.cc, gpu_kv_pool_bytes)   default: off
 //   "kv_cache_dtype"    "auto" (fp32 on CPU) | "fp32" | "bf16" (2x the blocks) | "int8" (symmetric,
 //                       one scale per token and KV head; ~3.8x the blocks at head_dim 64-128)
 //                                                                               default "auto"
@@ -82,11 +82,6 @@ struct LlmConfig {
 // The engine options of instance `instance` of a kind gpu group: device gpus[instance % count]
 // (device 0 when gpus is empty), the weight dtype, and the scheduler's per-step limits.
 GpuEngineOptions gpu_engine_options(const LlmConfig& config, int instance);
-
-// kv_cache_memory_fraction of a kind gpu group: each instance's KV pool in bytes, the smallest over
-// the group's devices of gpu_kv_cache_budget_bytes (gpu_engine.h) with the instances that share
-// each device. Fails as that does (naming the key).
-Result<int64_t> gpu_kv_pool_bytes(const LlmConfig& config, const ModelConfig& model, const ModelWeights& weights);
 
 // The tool-call format a model's metadata declares: `configured` ("tool_call_parser") unless it is
 // "auto", in which case the chat template's markers decide (vLLM's parser names): <tool_call> is

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "backend/llm/draft_model.h"
+#include "backend/llm/engine/gpu_engine.h"
 #include "backend/llm/engine/kv_cache_storage.h"
 #include "backend/llm/json_text.h"
 #include "common/abi/abi_util.h"
@@ -43,6 +44,30 @@ LoadProgressCallback host_load_progress(const ferry_host_api* host, const ferry_
     p.bytes_per_second = s.bytes_per_second;
     report(reporter, &p);
   };
+}
+
+// kv_cache_memory_fraction of a kind gpu group: each instance's KV pool in bytes, the smallest over
+// the group's devices of gpu_kv_cache_budget_bytes (gpu_engine.h) with the instances that share
+// each device. Fails as that does (naming the key). (Here, not in llm_config.cc: the config layer
+// does not depend on the engines.)
+Result<int64_t> gpu_kv_pool_bytes(const LlmConfig& c, const ModelConfig& model, const ModelWeights& weights) {
+  int64_t smallest = -1;
+  for (int i = 0; i < c.num_instances; ++i) {
+    const GpuEngineOptions o = gpu_engine_options(c, i);
+    int on_device = 0;
+    bool first = true;  // each device once: at its first instance
+    for (int j = 0; j < c.num_instances; ++j) {
+      if (gpu_engine_options(c, j).device != o.device) continue;
+      if (j < i) first = false;
+      ++on_device;
+    }
+    if (!first) continue;
+    int64_t bytes = 0;
+    FERRY_ASSIGN_OR_RETURN(bytes, gpu_kv_cache_budget_bytes(model, weights, o, c.kv_cache_block_size,
+                                                            c.kv_cache_memory_fraction, on_device));
+    smallest = smallest < 0 ? bytes : std::min(smallest, bytes);
+  }
+  return smallest;
 }
 
 }  // namespace
