@@ -5,8 +5,10 @@
 #include <iterator>
 #include <memory>
 #include <sstream>
+#include <vector>
 
 #include "common/json_parse.h"
+#include "common/json_writer.h"
 #include "common/llm_protocol.h"
 
 namespace ferry::host {
@@ -46,6 +48,41 @@ Result<std::string> read_file(const std::string& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+void append_json_ordered(std::string& out, const Json::Value& value, std::optional<std::string_view> guide) {
+  if (value.isObject()) {
+    struct Key {
+      size_t at;  // where the key's value starts in the guide; SIZE_MAX: not in it
+      std::string name;
+      std::optional<std::string_view> sub;
+    };
+    std::vector<Key> keys;
+    for (const std::string& name : value.getMemberNames()) {  // sorted
+      std::optional<std::string_view> sub = guide ? raw_json_member(*guide, {name}) : std::nullopt;
+      keys.push_back({sub ? static_cast<size_t>(sub->data() - guide->data()) : SIZE_MAX, name, sub});
+    }
+    std::stable_sort(keys.begin(), keys.end(), [](const Key& a, const Key& b) { return a.at < b.at; });
+    out.push_back('{');
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (i > 0) out.push_back(',');
+      append_json_key(out, keys[i].name);
+      append_json_ordered(out, value[keys[i].name], keys[i].sub);
+    }
+    out.push_back('}');
+  } else if (value.isArray()) {
+    std::optional<std::vector<std::string_view>> elements = guide ? raw_json_elements(*guide) : std::nullopt;
+    out.push_back('[');
+    for (Json::ArrayIndex i = 0; i < value.size(); ++i) {
+      if (i > 0) out.push_back(',');
+      std::optional<std::string_view> sub;
+      if (elements && i < elements->size()) sub = (*elements)[i];
+      append_json_ordered(out, value[i], sub);
+    }
+    out.push_back(']');
+  } else {
+    out += to_json(value);
+  }
 }
 
 void keep_output_format_text(std::string_view source, std::initializer_list<std::string_view> source_path,

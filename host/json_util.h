@@ -4,6 +4,7 @@
 #include <json/json.h>
 
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -24,6 +25,12 @@ std::string to_json(const Json::Value& value);
 // the host built from it), puts the request's own text of the value back in place of jsoncpp's.
 // `parsed`: the object at `source_path` as parsed; without any of those keys nothing is scanned.
 // Leaves *params_json as it is when a text cannot be found (no error: order is a nicety).
+// Writes `value` as compact JSON, each object's keys in the order they appear in `guide` (the text
+// of a JSON value of the same shape, e.g. the request's own text of what `value` was built from),
+// keys the guide lacks after those, in jsoncpp's (sorted) order. Json::Value sorts keys; a JSON
+// schema's properties are generated in the order its text lists them, so that order must survive.
+void append_json_ordered(std::string& out, const Json::Value& value, std::optional<std::string_view> guide);
+
 void keep_output_format_text(std::string_view source, std::initializer_list<std::string_view> source_path,
                              const Json::Value& parsed, std::string* params_json);
 // Reads a file into a string.

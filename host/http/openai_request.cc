@@ -5,6 +5,7 @@
 
 #include "common/abi/abi_util.h"
 #include "common/chat_request.h"
+#include "common/json_parse.h"
 #include "common/llm_protocol.h"
 #include "host/http/kserve_json.h"
 #include "host/json_util.h"
@@ -263,7 +264,19 @@ RequestSpec make_choice_request(const OaiRequest& request, int index) {
   }
   spec.parameters_json = to_json(params);
   // The output formats in request.parameters came from the body's top level.
-  if (!request.body_text.empty()) keep_output_format_text(request.body_text, {}, request.parameters, &spec.parameters_json);
+  if (!request.body_text.empty()) {
+    keep_output_format_text(request.body_text, {}, request.parameters, &spec.parameters_json);
+    // A tool_choice's schema, built here, in the key order of the request's tools.
+    const Json::Value& schema = request.parameters["guided_json"];
+    auto tools_text = raw_json_member(request.body_text, {proto::kTools});
+    auto at = raw_json_member(spec.parameters_json, {"guided_json"});
+    const bool constrained = request.tools.choice == ToolRequest::Choice::kFunction ||
+                             request.tools.choice == ToolRequest::Choice::kRequired;
+    if (constrained && !schema.isNull() && tools_text && at) {
+      const size_t from = static_cast<size_t>(at->data() - spec.parameters_json.data());
+      spec.parameters_json.replace(from, at->size(), tool_call_schema_text(request.tools, schema, *tools_text));
+    }
+  }
   spec.stream = request.stream;
   spec.priority = request.priority;
   spec.timeout_us = request.timeout_us;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/chat_request.h"
+#include "common/json_parse.h"
 #include "host/http/openai_response.h"
 #include "host/json_util.h"
 
@@ -255,6 +256,35 @@ Json::Value tool_call_schema(const ToolRequest& request) {
   if (!request.parallel_tool_calls) schema["maxItems"] = 1;
   schema["items"]["anyOf"] = any;
   return schema;
+}
+
+std::string tool_call_schema_text(const ToolRequest& request, const Json::Value& schema, std::string_view tools_text) {
+  std::optional<std::vector<std::string_view>> raw = raw_json_elements(tools_text);
+  if (raw && raw->size() != request.tools.size()) raw.reset();
+  auto parameters_text = [&](Json::ArrayIndex i) -> std::optional<std::string_view> {
+    if (!raw) return std::nullopt;
+    return raw_json_member((*raw)[i], {"function", "parameters"});
+  };
+  std::string out;
+  if (request.choice == ToolRequest::Choice::kFunction) {
+    std::optional<std::string_view> guide;
+    for (Json::ArrayIndex i = 0; i < request.tools.size(); ++i) {
+      if (request.tools[i]["function"]["name"].asString() == request.function) guide = parameters_text(i);
+    }
+    append_json_ordered(out, schema, guide);
+    return out;
+  }
+  // "required": the guide names only where each tool's parameters sit in the schema.
+  std::string guide = "{\"items\":{\"anyOf\":[";
+  for (Json::ArrayIndex i = 0; i < request.tools.size(); ++i) {
+    if (i > 0) guide += ',';
+    guide += "{\"properties\":{\"parameters\":";
+    guide += parameters_text(i).value_or("{}");
+    guide += "}}";
+  }
+  guide += "]}}";
+  append_json_ordered(out, schema, guide);
+  return out;
 }
 
 ParsedReply parse_reply(const ToolRequest& request, ToolCallFormat format, std::string_view text) {

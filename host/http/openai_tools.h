@@ -50,6 +50,10 @@ Result<ToolRequest> parse_tool_request(const Json::Value& body);
 // The guided_json schema that makes the reply parse for tool_choice "required" or a named function;
 // null for the other choices.
 Json::Value tool_call_schema(const ToolRequest& request);
+// `schema` (tool_call_schema's) as text, each tool's parameters schema in the key order of
+// `tools_text`, the request's own text of "tools" (its entries are request.tools', in order): the
+// arguments are then generated in the order the function declares its properties.
+std::string tool_call_schema_text(const ToolRequest& request, const Json::Value& schema, std::string_view tools_text);
 
 struct ToolCall {
   std::string id;         // "call_" + 24 hex digits

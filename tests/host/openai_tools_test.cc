@@ -94,6 +94,30 @@ TEST(OpenAiTools, RequiredSchemaKeepsToolReferencesResolvable) {
   EXPECT_EQ(tool_call_schema(named.value())["properties"]["from"]["$ref"].asString(), "#/$defs/pt");
 }
 
+// The constrained schema as text keeps each tool's properties in the order the request declares
+// them (the grammar generates an object's members in its schema's order), with the $refs of
+// "required" still rebased; the parsed schema is unchanged.
+TEST(OpenAiTools, SchemaTextKeepsTheDeclaredPropertyOrder) {
+  const std::string tools = R"([{"type":"function","function":{"name":"a","parameters":{"type":"object",
+      "properties":{"zeta":{"type":"string"},"alpha":{"$ref":"#/$defs/n"}},"required":["zeta","alpha"],
+      "$defs":{"n":{"type":"integer"}}}}},
+      {"type":"function","function":{"name":"b","parameters":{"type":"object","properties":{"y":{"type":"null"},
+      "x":{"type":"boolean"}}}}}])";
+  for (const char* choice : {R"("required")", R"({"type":"function","function":{"name":"a"}})"}) {
+    auto r = parse_tool_request(J(std::string(R"({"tool_choice":)") + choice + R"(,"tools":)" + tools + "}"));
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    const Json::Value schema = tool_call_schema(r.value());
+    const std::string text = tool_call_schema_text(r.value(), schema, tools);
+    EXPECT_EQ(J(text), schema) << text;  // the same schema, only the key order differs
+    EXPECT_LT(text.find("\"zeta\""), text.find("\"alpha\"")) << text;
+    EXPECT_LT(text.find("\"properties\""), text.find("\"required\"")) << text;
+    if (std::string(choice) == "\"required\"") {
+      EXPECT_LT(text.find("\"y\""), text.find("\"x\"")) << text;
+      EXPECT_NE(text.find("\"#/items/anyOf/0/properties/parameters/$defs/n\""), std::string::npos) << text;
+    }
+  }
+}
+
 void expect_call(const ToolCall& c, const std::string& name, const std::string& arguments_json) {
   EXPECT_EQ(c.name, name);
   EXPECT_EQ(c.id.rfind("call_", 0), 0u) << c.id;
