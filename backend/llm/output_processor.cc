@@ -351,8 +351,8 @@ void OutputProcessor::write_logprob_entry(std::string& out, const SampleResult& 
   append_json_key(out, proto::kRank);
   append_json_int(out, lp.rank);
   out.push_back(',');
-  append_json_string(out, proto::kTopLogprobs);
-  out.append(":[");
+  append_json_key(out, proto::kTopLogprobs);
+  out.push_back('[');
   for (size_t k = 0; k < lp.top_logprobs.size(); ++k) {
     const TokenLogprob& t = lp.top_logprobs[k];
     if (k > 0) out.push_back(',');

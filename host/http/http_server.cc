@@ -241,14 +241,6 @@ void start_event_stream(mg_connection* conn) {
   mg_write(conn, head.data(), head.size());
 }
 
-bool send_event(mg_connection* conn, std::string_view data) {
-  EventBatch batch;
-  batch.add(data);
-  return batch.flush(conn);
-}
-
-void end_event_stream(mg_connection* conn) { mg_write(conn, "0\r\n\r\n", 5); }
-
 bool EventBatch::flush(mg_connection* conn, bool last) {
   static constexpr char kHex[] = "0123456789abcdef";
   static constexpr std::string_view kEnd = "0\r\n\r\n";

@@ -31,13 +31,10 @@ int send_json(mg_connection* conn, int status, const Json::Value& body);
 Result<Json::Value> read_json_body(mg_connection* conn, uint64_t max_bytes, bool allow_empty,
                                    std::string* text = nullptr);
 
-// Server-sent events: a 200 with Content-Type text/event-stream and chunked encoding, then
-// "data: <data>\n\n" events in chunks, then the empty chunk that ends the body. send_event writes
-// one event as one chunk; it returns false when the write failed (the client left): the caller
-// should cancel its request and stop.
+// Server-sent events: start_event_stream sends a 200 with Content-Type text/event-stream and
+// chunked encoding; then EventBatch writes "data: <data>\n\n" events in chunks, and the empty
+// chunk that ends the body (flush(conn, true)).
 void start_event_stream(mg_connection* conn);
-bool send_event(mg_connection* conn, std::string_view data);
-void end_event_stream(mg_connection* conn);
 
 // Events queued in one buffer and written together as one chunk, with one mg_write (one send()
 // call): a stream whose writer wakes to several responses answers them with one write, not one
