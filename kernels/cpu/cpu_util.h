@@ -43,4 +43,25 @@ inline bool cpu_has_f16c() {
 #endif
 }
 
+// AVX512_VNNI from CPUID leaf 7 sub-leaf 0, ECX bit 11.
+inline bool cpu_has_avx512_vnni() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 11)) != 0;
+#else
+  return false;
+#endif
+}
+
+// AVX512_BF16 from CPUID leaf 7 sub-leaf 1, EAX bit 5 (not every compiler's
+// __builtin_cpu_supports knows "avx512bf16").
+inline bool cpu_has_avx512_bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && (eax & (1u << 5)) != 0;
+#else
+  return false;
+#endif
+}
+
 }  // namespace ferry::kernels::cpu

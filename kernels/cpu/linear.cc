@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -62,6 +63,8 @@ const LinearKernels kPortableKernels = {
     micro_portable,
     dequantize_segment,
     nullptr,
+    nullptr,
+    kGemmMinRows,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -69,14 +72,48 @@ const LinearKernels kPortableKernels = {
 
 bool cpu_has_avx2_fma_f16c() { return cpu_has_avx2_fma() && cpu_has_f16c(); }
 
+bool cpu_has_avx512_linear() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+         cpu_has_avx512_vnni() && cpu_has_avx512_bf16() && cpu_has_avx2_fma_f16c();
+#else
+  return false;
+#endif
+}
+
+// The widest path the machine has, or the one FERRY_LINEAR_ISA names ("portable", "avx2", "avx512",
+// "amx") when the machine has it: benchmarks compare paths in one build with it.
 LinearIsa best_isa() {
-  return linear_isa_supported(LinearIsa::kAvx2) ? LinearIsa::kAvx2 : LinearIsa::kPortable;
+  if (const char* want = std::getenv("FERRY_LINEAR_ISA"); want != nullptr)
+    for (LinearIsa isa : {LinearIsa::kPortable, LinearIsa::kAvx2, LinearIsa::kAvx512, LinearIsa::kAmx})
+      if (std::strcmp(want, linear_isa_name(isa)) == 0 && linear_isa_supported(isa)) return isa;
+  for (LinearIsa isa : {LinearIsa::kAmx, LinearIsa::kAvx512, LinearIsa::kAvx2})
+    if (linear_isa_supported(isa)) return isa;
+  return LinearIsa::kPortable;
 }
 
 std::atomic<LinearIsa> g_isa{best_isa()};
 
+// kAmx: the AVX-512 table with the AMX GEMM for prefill-sized layers.
+const LinearKernels& amx_kernels() {
+  static const LinearKernels table = [] {
+    LinearKernels t = *linear_kernels_avx512();
+    t.gemm = linear_gemm_amx();
+    return t;
+  }();
+  return table;
+}
+
 const LinearKernels& kernels_for(LinearIsa isa) {
-  return isa == LinearIsa::kAvx2 ? *linear_kernels_avx2() : kPortableKernels;
+  switch (isa) {
+    case LinearIsa::kPortable: return kPortableKernels;
+    case LinearIsa::kAvx2: return *linear_kernels_avx2();
+    case LinearIsa::kAvx512: return *linear_kernels_avx512();
+    case LinearIsa::kAmx: return amx_kernels();
+  }
+  return kPortableKernels;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -214,6 +251,8 @@ const char* linear_isa_name(LinearIsa isa) {
   switch (isa) {
     case LinearIsa::kPortable: return "portable";
     case LinearIsa::kAvx2: return "avx2";
+    case LinearIsa::kAvx512: return "avx512";
+    case LinearIsa::kAmx: return "amx";
   }
   return "?";
 }
@@ -222,6 +261,9 @@ bool linear_isa_supported(LinearIsa isa) {
   switch (isa) {
     case LinearIsa::kPortable: return true;
     case LinearIsa::kAvx2: return linear_kernels_avx2() != nullptr && cpu_has_avx2_fma_f16c();
+    case LinearIsa::kAvx512: return linear_kernels_avx512() != nullptr && cpu_has_avx512_linear();
+    case LinearIsa::kAmx:
+      return linear_isa_supported(LinearIsa::kAvx512) && linear_gemm_amx() != nullptr;
   }
   return false;
 }
@@ -297,11 +339,11 @@ void linear(ThreadPool& pool, float* out, int64_t out_stride, const float* x, co
   }
   const LinearKernels& kern = kernels_for(linear_isa());
   LinearArgs a{out, out_stride, x, &w, m, nullptr, nullptr, nullptr};
-  if (m >= kGemmMinRows) {
-    run_gemm(pool, kern, a, bias);
+  if (m >= kern.gemm_min_rows) {
+    if (kern.gemm == nullptr || !kern.gemm(pool, a, bias)) run_gemm(pool, kern, a, bias);
     return;
   }
-  // Up to kGemmMinRows rows: the decode kernels on 8 rows at a time (the weights stream once per 8).
+  // Below gemm_min_rows: the decode kernels on 8 rows at a time (the weights stream once per 8).
   run_decode(pool, kern, a, bias);
 }
 

@@ -59,6 +59,11 @@ using DecodeFn = void (*)(const LinearArgs& a, int64_t j0, int64_t j1);
 using MicroFn = void (*)(const float* x, int64_t ldx, const float* wp, int64_t kb, float* c, int64_t ldc,
                          int64_t rows, bool accumulate);
 
+// A whole prefill-sized linear layer (m >= the table's gemm_min_rows) over the pool, bias included:
+// out[i, j] = x[i, :] . w[j, :] + bias[j]. Returns false when it does not take this weight format
+// (the driver then runs the blocked fp32 GEMM below).
+using GemmFn = bool (*)(ThreadPool& pool, const LinearArgs& a, const float* bias);
+
 // Widens w[row, c0 .. c0 + len) to fp32 (as dequantize_segment, which is the portable one).
 using WidenFn = void (*)(const WeightMatrix& w, int64_t row, int64_t c0, int64_t len, float* out);
 // As quantize_x_blocks, bit for bit.
@@ -69,10 +74,14 @@ struct LinearKernels {
   MicroFn micro;
   WidenFn widen;            // panel packing
   QuantizeXFn quantize_x;   // nullptr: decode of int8/int4 reads x in fp32 (x_q etc. unset)
+  GemmFn gemm;              // nullptr: every m >= gemm_min_rows runs the blocked fp32 GEMM
+  int64_t gemm_min_rows;    // m from which the GEMM runs instead of passes of the decode kernels
 };
 
-enum class LinearIsa : int32_t { kPortable = 0, kAvx2 = 1 };
-const char* linear_isa_name(LinearIsa isa);  // "portable", "avx2"
+// The paths, each a superset of the one before on x86: kAvx512 is AVX-512 F/BW/VL/VNNI/BF16
+// decode and GEMM loops; kAmx is kAvx512 with prefill-sized layers on AMX tiles (bf16).
+enum class LinearIsa : int32_t { kPortable = 0, kAvx2 = 1, kAvx512 = 2, kAmx = 3 };
+const char* linear_isa_name(LinearIsa isa);  // "portable", "avx2", "avx512", "amx"
 bool linear_isa_supported(LinearIsa isa);
 LinearIsa linear_isa();
 // Forces a path (tests, benchmarks); asserts it is supported. Must not race a running linear().
@@ -103,5 +112,10 @@ void linear_reference(float* out, int64_t out_stride, const float* x, const Weig
 
 // The AVX2 kernels, or nullptr when this build has no AVX2 code (non-x86).
 const LinearKernels* linear_kernels_avx2();
+// The AVX-512 kernels (linear_avx512.cc), or nullptr when this build has none.
+const LinearKernels* linear_kernels_avx512();
+// The AMX GEMM (linear_amx.cc), or nullptr when this build has none or the CPU / kernel does not let
+// this process use AMX tiles (CPUID, then arch_prctl(ARCH_REQ_XCOMP_PERM) once per process).
+GemmFn linear_gemm_amx();
 
 }  // namespace ferry::kernels::cpu

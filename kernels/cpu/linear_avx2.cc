@@ -492,6 +492,8 @@ const LinearKernels kAvx2Kernels = {
     micro_avx2,
     widen_avx2,
     quantize_x_avx2,
+    nullptr,
+    kGemmMinRows,
 };
 
 }  // namespace

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -142,7 +143,7 @@ void check_case(const FormatCase& f, int64_t m, int64_t n, int64_t k, ThreadPool
   linear(cpu_ctx, got.data(), stride, x.data(), b.w, bias, m);
 
   const bool int_format = f.format == WeightFormat::kInt8 || f.format == WeightFormat::kInt4;
-  const bool x_quantized = int_format && cpu::linear_isa() == LinearIsa::kAvx2 && m < cpu::kGemmMinRows;
+  const bool x_quantized = int_format && cpu::linear_isa() != LinearIsa::kPortable && m < cpu::kGemmMinRows;
   const std::vector<float> xr = x_quantized ? quantized_x(x, m, k) : x;
   linear(Context{Backend::kReference}, want.data(), stride, xr.data(), b.w, bias, m);
   std::vector<float> exact(got.size(), kSentinel);
@@ -229,13 +230,18 @@ TEST_P(LinearIsaTest, MatmulIsLinearForFloatDtypes) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, LinearIsaTest, ::testing::Values(LinearIsa::kPortable, LinearIsa::kAvx2),
+INSTANTIATE_TEST_SUITE_P(Isa, LinearIsaTest, ::testing::Values(LinearIsa::kPortable, LinearIsa::kAvx2,
+                                                                         LinearIsa::kAvx512, LinearIsa::kAmx),
                          [](const auto& info) { return std::string(cpu::linear_isa_name(info.param)); });
 
 TEST(LinearTest, IsaNameIsAPathThisMachineHas) {
   const std::string name = cpu_isa_name();
-  EXPECT_TRUE(name == "avx2" || name == "portable") << name;
-  EXPECT_EQ(cpu::linear_isa_supported(LinearIsa::kAvx2), name == "avx2");
+  if (std::getenv("FERRY_LINEAR_ISA") != nullptr) GTEST_SKIP() << "FERRY_LINEAR_ISA chooses the path in this run";
+  // The default is the widest path the machine has.
+  LinearIsa best = LinearIsa::kPortable;
+  for (LinearIsa isa : {LinearIsa::kAvx2, LinearIsa::kAvx512, LinearIsa::kAmx})
+    if (cpu::linear_isa_supported(isa)) best = isa;
+  EXPECT_EQ(name, cpu::linear_isa_name(best));
 }
 
 TEST(QuantizeTest, VectorisedXQuantizationMatchesScalarBitForBit) {
