@@ -96,10 +96,10 @@ LinearIsa best_isa() {
 
 std::atomic<LinearIsa> g_isa{best_isa()};
 
-// kAmx: the AVX-512 table with the AMX GEMM for prefill-sized layers.
+// kAmx: the AVX-512 table (AVX2 in builds without one) with the AMX GEMM for prefill-sized layers.
 const LinearKernels& amx_kernels() {
   static const LinearKernels table = [] {
-    LinearKernels t = *linear_kernels_avx512();
+    LinearKernels t = linear_kernels_avx512() != nullptr ? *linear_kernels_avx512() : *linear_kernels_avx2();
     t.gemm = linear_gemm_amx();
     return t;
   }();
@@ -263,7 +263,9 @@ bool linear_isa_supported(LinearIsa isa) {
     case LinearIsa::kAvx2: return linear_kernels_avx2() != nullptr && cpu_has_avx2_fma_f16c();
     case LinearIsa::kAvx512: return linear_kernels_avx512() != nullptr && cpu_has_avx512_linear();
     case LinearIsa::kAmx:
-      return linear_isa_supported(LinearIsa::kAvx512) && linear_gemm_amx() != nullptr;
+      return (linear_kernels_avx512() != nullptr ? linear_isa_supported(LinearIsa::kAvx512)
+                                                 : linear_isa_supported(LinearIsa::kAvx2)) &&
+             linear_gemm_amx() != nullptr;
   }
   return false;
 }
