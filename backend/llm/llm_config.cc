@@ -268,6 +268,8 @@ GpuEngineOptions gpu_engine_options(const LlmConfig& c, int instance) {
   GpuEngineOptions o;
   if (!c.gpu_ids.empty()) o.device = c.gpu_ids[static_cast<size_t>(instance) % c.gpu_ids.size()];
   o.weight_dtype = c.weights.dtype;
+  o.weight_group_size = c.weights.group_size;
+  o.weight_zero_points = c.weights.int4_zero_points;
   o.max_num_tokens = c.scheduler.max_num_batched_tokens;
   o.max_num_seqs = c.scheduler.max_num_seqs;
   return o;

@@ -1,4 +1,4 @@
-// Widening of int8 weights to bf16 for the GEMM path of int8_linear (int8_gemm.h). Exact: every
+// Widening of int8 weights to bf16 for the GEMM path of int8_linear (quantized_gemm.h). Exact: every
 // int8 value in [-128, 127] is a bf16 (8 significant bits), so no scale is applied here; the row
 // scales come after the GEMM (scale_columns.cuh).
 #pragma once

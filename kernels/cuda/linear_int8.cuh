@@ -1,6 +1,6 @@
 // The int8-weight linear layer for few rows (decode): the CUDA twin of kernels::linear with a
 // kInt8 WeightMatrix (kernels/kernels.h), fp32 activations in and out. For many rows (prefill),
-// int8_linear (int8_gemm.h) widens the weights into a bf16 workspace and runs cuBLASLt instead.
+// int8_linear (quantized_gemm.h) widens the weights into a bf16 workspace and runs cuBLASLt instead.
 #pragma once
 
 #include <cuda_runtime.h>

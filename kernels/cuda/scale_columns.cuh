@@ -1,4 +1,4 @@
-// Per-output-feature scale and bias after a GEMM on unscaled int8 weights (int8_gemm.h): the
+// Per-output-feature scale and bias after a GEMM on unscaled int8 weights (quantized_gemm.h): the
 // epilogue cuBLASLt's bf16 GEMM does not offer for a per-column fp32 scale.
 #pragma once
 

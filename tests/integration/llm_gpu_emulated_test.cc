@@ -48,15 +48,23 @@ class LlmGpuEmulated : public ::testing::Test {
     const std::string sizes = R"("kv_cache_memory_bytes":4194304,"max_num_batched_tokens":256,"max_num_seqs":8)";
     add_model("gpu", R"({"backend":"llm","instance_group":[{"count":1,"kind":"gpu","gpus":[0]}],)" + sizes + "}", model);
     add_model("cpu", R"({"backend":"llm",)" + sizes + "}", model);
+    // int4 with a group size and zero points that are not the defaults, on both kinds.
+    const std::string int4 = R"("weight_dtype":"int4","weight_group_size":64,"weight_zero_points":true,)";
+    add_model("gpu_int4", R"({"backend":"llm","instance_group":[{"kind":"gpu"}],)" + int4 + sizes + "}", model);
+    add_model("cpu_int4", R"({"backend":"llm",)" + int4 + sizes + "}", model);
     // The KV pool as 2 % of the emulated device's free memory (1 GiB in all), and the key refused on cpu.
     add_model("gpu_fraction", R"({"backend":"llm","instance_group":[{"kind":"gpu"}],"kv_cache_memory_fraction":0.02,)"
                                   R"("max_num_batched_tokens":256,"max_num_seqs":8})", model);
     add_model("cpu_fraction", R"({"backend":"llm","kv_cache_memory_fraction":0.5})", model);
     model_config_ = read_json_file(model / "config.json");
     // The server process inherits the opt-in; unset again so that nothing else here depends on it.
+    // The cpu instances on the portable linear path, which keeps activations in fp32 as the gpu
+    // kernels do (the SIMD paths quantize them per block for int4 decode).
     setenv("FERRY_CUDA_EMULATED_DEVICE", "1", 1);
+    setenv("FERRY_LINEAR_ISA", "portable", 1);
     server_ = ServerProcess::start(repo_->path()).release();
     unsetenv("FERRY_CUDA_EMULATED_DEVICE");
+    unsetenv("FERRY_LINEAR_ISA");
   }
   static void TearDownTestSuite() {
     delete server_;
@@ -189,6 +197,26 @@ TEST_F(LlmGpuEmulated, LogprobsMatchTheGoldenLogits) {
     ++checked;
   }
   EXPECT_GT(checked, 0) << "no golden logits overlap the generated positions";
+}
+
+// An int4 gpu instance loads the model config's group size and zero points (as the cpu instance
+// does: both build the matrices with WeightLoader) and answers as the cpu int4 instance: same
+// greedy tokens, logprobs within 1e-4 (a short prompt: every GEMM on the int4 kernel, fp32 x).
+TEST_F(LlmGpuEmulated, Int4InstanceUsesTheConfiguredGroupsAndAnswersAsTheCpuInstance) {
+  const Json::Value& c = golden_case(golden_, "prompt_once_upon_a_time_greedy_64");
+  Json::Value body;
+  body["input_ids"] = c["prompt_token_ids"];
+  body["max_tokens"] = 12;
+  body["temperature"] = 0;
+  body["ignore_eos"] = true;
+  body["logprobs"] = 1;
+  const Json::Value gpu = post_json("/v2/models/gpu_int4/generate", dump(body));
+  const Json::Value cpu = post_json("/v2/models/cpu_int4/generate", dump(body));
+  ASSERT_EQ(gpu["output_ids"].size(), 12u) << dump(gpu);
+  EXPECT_EQ(gpu["output_ids"], cpu["output_ids"]);
+  ASSERT_EQ(gpu["logprobs"].size(), cpu["logprobs"].size());
+  for (Json::ArrayIndex i = 0; i < gpu["logprobs"].size(); ++i)
+    EXPECT_NEAR(gpu["logprobs"][i]["logprob"].asDouble(), cpu["logprobs"][i]["logprob"].asDouble(), 1e-4) << i;
 }
 
 // Sequences batched in one step on the gpu engine (several decodes per step, joining and leaving

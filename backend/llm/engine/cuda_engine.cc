@@ -13,6 +13,7 @@
 #include "backend/llm/engine/host_sampling.h"
 #include "backend/llm/engine/prompt_logprobs.h"
 #include "backend/llm/engine/step_layout.h"
+#include "backend/llm/model/weight_loader.h"
 #include "kernels/cuda/add_rms_norm.cuh"
 #include "kernels/cuda/argmax.cuh"
 #include "kernels/cuda/cast.cuh"
@@ -21,7 +22,7 @@
 #include "kernels/cuda/gather_rows.cuh"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/head_rms_norm.cuh"
-#include "kernels/cuda/int8_gemm.h"
+#include "kernels/cuda/quantized_gemm.h"
 #include "kernels/cuda/kv_cache_write.cuh"
 #include "kernels/cuda/paged_attention_decode.cuh"
 #include "kernels/cuda/paged_attention_prefill.cuh"
@@ -83,8 +84,14 @@ bool is_llama_family(const std::string& name) {
          name == "Qwen3ForCausalLM";
 }
 
-// The device format of the linear layers' matrices.
-Result<k::WeightFormat> resolve_weight_format(const ModelConfig& c, WeightDType d) {
+bool quantized(k::WeightFormat f) { return f == k::WeightFormat::kInt8 || f == k::WeightFormat::kInt4; }
+
+// The device format of the linear layers' matrices (WeightLoader's choice: a GPTQ/AWQ checkpoint
+// under kAuto keeps its own precision).
+k::WeightFormat resolve_weight_format(const ModelConfig& c, const ModelWeights& w, WeightDType d) {
+  const QuantizationConfig& q = w.quantization();
+  if (d == WeightDType::kAuto && q.method != QuantizationConfig::Method::kNone)
+    return q.bits == 4 ? k::WeightFormat::kInt4 : k::WeightFormat::kInt8;
   switch (d) {
     case WeightDType::kAuto:
       return c.dtype == k::DType::kF32 ? k::WeightFormat::kF32
@@ -93,13 +100,12 @@ Result<k::WeightFormat> resolve_weight_format(const ModelConfig& c, WeightDType 
     case WeightDType::kBF16: return k::WeightFormat::kBF16;
     case WeightDType::kF16: return k::WeightFormat::kF16;
     case WeightDType::kInt8: return k::WeightFormat::kInt8;
-    case WeightDType::kInt4: break;
+    case WeightDType::kInt4: return k::WeightFormat::kInt4;
   }
-  return Status::Unimplemented(std::string("the CUDA engine has no ") + weight_dtype_name(d) +
-                               " weights yet (no int4 GEMM on the GPU); use weight_dtype auto, fp32, bf16, fp16 or int8");
+  return k::WeightFormat::kF32;
 }
 
-// The GEMM input dtype of a float format (int8 has none: see State::linear).
+// The GEMM input dtype of a float format (int8 and int4 have none: see State::linear).
 k::DType float_dtype(k::WeightFormat f) {
   return f == k::WeightFormat::kBF16 ? k::DType::kBF16 : (f == k::WeightFormat::kF16 ? k::DType::kF16 : k::DType::kF32);
 }
@@ -107,7 +113,7 @@ k::DType float_dtype(k::WeightFormat f) {
 // The dtype CpuEngine's loader gives the embedding table (WeightLoader::table): the checkpoint's
 // own for a stored tensor, the float format's for converted ones, fp32 under a quantized format.
 k::DType embedding_dtype(const ModelWeights& w, k::WeightFormat f) {
-  if (f != k::WeightFormat::kInt8) return float_dtype(f);
+  if (!quantized(f)) return float_dtype(f);
   const TensorView* view = w.view("model.embed_tokens.weight");
   const bool in_place = view != nullptr && view->dtype_supported &&
                         reinterpret_cast<uintptr_t>(view->data) % k::dtype_size(view->dtype) == 0;
@@ -123,11 +129,15 @@ bool device_greedy(const SamplingSequence& s) {
 }  // namespace
 
 struct CudaEngine::State {
-  // A linear layer's [n, k] matrix on the device: the weight dtype's elements, or int8 codes with
-  // one fp32 scale per row (kernels.h's kInt8 layout).
+  // A linear layer's [n, k] matrix on the device in kernels.h's layout of its format: the float
+  // format's elements, int8 codes + one fp32 scale per row, or packed int4 codes + fp32 scales (and
+  // zeros) per group. Under int4 a matrix whose input features fit no group is int8, as on the CPU.
   struct Matrix {
+    k::WeightFormat format = k::WeightFormat::kF32;
     const void* data = nullptr;
-    const float* scales = nullptr;  // kInt8 only: [n]
+    const float* scales = nullptr;  // kInt8: [n]; kInt4: [n, k / group_size]
+    const float* zeros = nullptr;   // kInt4, optional: [n, k / group_size]
+    int64_t group_size = 0;         // kInt4
   };
   struct Layer {
     const float* input_norm = nullptr;  // [hidden]
@@ -179,7 +189,7 @@ struct CudaEngine::State {
   float* gate_up = nullptr;  // [T, 2 * inter]
   float* act = nullptr;      // [T, inter]
   void* x16 = nullptr;       // [T, max(hidden, q, inter)] 16-bit GEMM input; null for fp32 weights
-  void* w16 = nullptr;       // int8 weights: bf16 [n, k] of the largest layer matrix (int8_matmul's GEMM path)
+  void* w16 = nullptr;       // int8/int4 weights: bf16 [n, k] of the largest layer matrix (the GEMM path)
   size_t w16_bytes = 0;
   float* last = nullptr;     // [max_num_seqs, hidden]: the rows whose logits are wanted
   float* logits = nullptr;   // [max_num_seqs, vocab]
@@ -242,12 +252,13 @@ struct CudaEngine::State {
     return Status::Ok();
   }
 
-  int64_t int8_gemv_max_rows() const {
-    return options.int8_gemv_max_rows > 0 ? options.int8_gemv_max_rows : kc::kInt8GemvMaxRows;
+  int64_t quantized_gemv_max_rows() const {
+    return options.quantized_gemv_max_rows > 0 ? options.quantized_gemv_max_rows : kc::kQuantizedGemvMaxRows;
   }
   Status init(const ModelConfig& c, const ModelWeights& weights, const CudaEngineOptions& o);
   Status load_weights(const ModelWeights& w);
   Result<const void*> upload_tensors(const ModelWeights& w, const std::vector<std::string>& names, k::DType dtype);
+  Matrix plan_quantized(const ModelWeights& w, const std::string& name, int64_t k) const;
   Result<Matrix> upload_matrix(const ModelWeights& w, const std::vector<std::string>& names);
   Status allocate_activations();
 
@@ -320,33 +331,78 @@ Result<const void*> CudaEngine::State::upload_tensors(const ModelWeights& w, con
   return static_cast<const void*>(dst);
 }
 
-// A linear layer's stacked matrix in the weight format. int8: quantized per row by
-// kernels::quantize_int8 from the same fp32 values as CpuEngine's loader (per-row scales, so a
-// stacked matrix quantizes exactly as its parts do), and uploaded as codes + scales.
+// The format, group size and zero points a quantized matrix of `k` input features gets from
+// WeightLoader (without reading it: planned_device_bytes sizes the device from this).
+CudaEngine::State::Matrix CudaEngine::State::plan_quantized(const ModelWeights& w, const std::string& name,
+                                                            int64_t k) const {
+  Matrix m;
+  m.format = wfmt;
+  if (const QuantizedTensor* q = w.quantized(name);
+      q != nullptr && q->config.bits == 4 && wfmt == k::WeightFormat::kInt4) {
+    m.group_size = imported_int4_group(q->group_size);  // 0: the loader refuses it
+    m.zeros = reinterpret_cast<const float*>(uintptr_t{1});  // imported codes always carry zeros
+    return m;
+  }
+  if (wfmt == k::WeightFormat::kInt4) {
+    m.group_size = int4_group_for(k, options.weight_group_size);
+    if (m.group_size == 0) m.format = k::WeightFormat::kInt8;
+    if (m.group_size != 0 && options.weight_zero_points) m.zeros = reinterpret_cast<const float*>(uintptr_t{1});
+  }
+  return m;
+}
+
+// A linear layer's stacked matrix in the weight format. Float formats: converted from the fp32
+// values. int8 / int4: the matrices CpuEngine's WeightLoader builds (quantized at load, or GPTQ/AWQ
+// codes as stored), one loader per stacked matrix so that its host copies are freed after the
+// upload, stacked by rows (per-row scales and per-row groups: a stacked matrix is its parts).
 Result<CudaEngine::State::Matrix> CudaEngine::State::upload_matrix(const ModelWeights& w,
                                                                    const std::vector<std::string>& names) {
   Matrix m;
-  if (wfmt != k::WeightFormat::kInt8) {
+  m.format = wfmt;
+  if (!quantized(wfmt)) {
     FERRY_ASSIGN_OR_RETURN(m.data, upload_tensors(w, names, wdt));
     return m;
   }
   Stacked shape;
   FERRY_ASSIGN_OR_RETURN(shape, stacked_shape(w, names));
-  const int64_t rows = shape.rows, total = shape.numel;
-  int8_t* d_codes = nullptr;
+  const int64_t rows = shape.rows, kdim = shape.numel / shape.rows;
+  const Matrix plan = plan_quantized(w, names[0], kdim);
+  if (plan.format == k::WeightFormat::kInt4 && plan.group_size == 0) {
+    return Status::Unimplemented("int4 checkpoint group size of " + names[0] + " (supported: 32, 64, 128 or a multiple of 128)");
+  }
+  const int64_t row_bytes = k::weight_data_bytes(plan.format, 1, kdim);
+  const int64_t row_scales = plan.format == k::WeightFormat::kInt8 ? 1 : kdim / plan.group_size;
+  uint8_t* d_data = nullptr;
   float* d_scales = nullptr;
-  FERRY_ASSIGN_OR_RETURN(d_codes, alloc<int8_t>(total));
-  FERRY_ASSIGN_OR_RETURN(d_scales, alloc<float>(rows));
-  m.data = d_codes;
+  float* d_zeros = nullptr;
+  FERRY_ASSIGN_OR_RETURN(d_data, alloc<uint8_t>(rows * row_bytes));
+  FERRY_ASSIGN_OR_RETURN(d_scales, alloc<float>(rows * row_scales));
+  if (plan.zeros != nullptr) FERRY_ASSIGN_OR_RETURN(d_zeros, alloc<float>(rows * row_scales));
+  m = plan;
+  m.data = d_data;
   m.scales = d_scales;
+  m.zeros = d_zeros;
   if (dry_run) return m;
-  std::vector<float> f32;
-  FERRY_ASSIGN_OR_RETURN(f32, read_stacked(w, names));
-  std::vector<int8_t> codes(f32.size());
-  std::vector<float> scales(static_cast<size_t>(rows));
-  k::quantize_int8(f32.data(), rows, total / rows, codes.data(), scales.data());
-  FERRY_RETURN_IF_ERROR(upload(d_codes, codes.data(), codes.size()));
-  FERRY_RETURN_IF_ERROR(upload(d_scales, scales.data(), scales.size() * sizeof(float)));
+  WeightLoadOptions lo;
+  lo.dtype = options.weight_dtype;
+  lo.group_size = options.weight_group_size;
+  lo.int4_zero_points = options.weight_zero_points;
+  WeightLoader loader(w, lo);
+  int64_t at = 0;
+  for (const std::string& name : names) {
+    k::WeightMatrix part;
+    FERRY_ASSIGN_OR_RETURN(part, loader.matrix(name));
+    if (part.format != plan.format || part.k != kdim || part.group_size != plan.group_size ||
+        (part.zeros != nullptr) != (plan.zeros != nullptr)) {
+      return Status::Internal("CudaEngine: " + name + " loaded as " + k::weight_format_name(part.format) +
+                              " with another layout than planned (or than the matrices stacked with it)");
+    }
+    FERRY_RETURN_IF_ERROR(upload(d_data + at * row_bytes, part.data, static_cast<size_t>(part.n * row_bytes)));
+    const size_t scale_bytes = static_cast<size_t>(part.n * row_scales) * sizeof(float);
+    FERRY_RETURN_IF_ERROR(upload(d_scales + at * row_scales, part.scales, scale_bytes));
+    if (d_zeros != nullptr) FERRY_RETURN_IF_ERROR(upload(d_zeros + at * row_scales, part.zeros, scale_bytes));
+    at += part.n;
+  }
   return m;
 }
 
@@ -358,9 +414,10 @@ Status CudaEngine::State::load_weights(const ModelWeights& w) {
     return static_cast<const float*>(p);
   };
   FERRY_ASSIGN_OR_RETURN(embed, upload_tensors(w, {"model.embed_tokens.weight"}, embed_dtype));
-  if (c.tie_word_embeddings && wfmt != k::WeightFormat::kInt8) {
+  if (c.tie_word_embeddings && !quantized(wfmt)) {
+    lm_head.format = wfmt;
     lm_head.data = embed;
-  } else {  // int8: the lm_head is an int8 matrix even when tied, as on the CPU (layers.cc)
+  } else {  // int8 / int4: the lm_head is a quantized matrix even when tied, as on the CPU (layers.cc)
     FERRY_ASSIGN_OR_RETURN(lm_head, upload_matrix(w, {c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"}));
   }
   FERRY_ASSIGN_OR_RETURN(final_norm, vec("model.norm.weight"));
@@ -407,14 +464,14 @@ Status CudaEngine::State::allocate_activations() {
   FERRY_ASSIGN_OR_RETURN(attn, alloc<float>(t * c.q_size()));
   FERRY_ASSIGN_OR_RETURN(gate_up, alloc<float>(t * 2 * inter));
   FERRY_ASSIGN_OR_RETURN(act, alloc<float>(t * inter));
-  if (wdt != k::DType::kF32 || wfmt == k::WeightFormat::kInt8) {
+  if (wdt != k::DType::kF32 || quantized(wfmt)) {
     const int64_t widest = std::max({hidden, c.q_size(), inter});
     FERRY_ASSIGN_OR_RETURN(x16, alloc<uint16_t>(t * widest));
   }
-  if (wfmt == k::WeightFormat::kInt8 && t > int8_gemv_max_rows()) {
+  if (quantized(wfmt) && t > quantized_gemv_max_rows()) {
     // The largest layer matrix widened to bf16 (the lm_head always runs the few-rows kernel).
     const int64_t max_elems = std::max({qkv_width * hidden, hidden * c.q_size(), 2 * inter * hidden, hidden * inter});
-    w16_bytes = kc::int8_gemm_w16_bytes(max_elems, 1);
+    w16_bytes = kc::quantized_gemm_w16_bytes(max_elems, 1);
     FERRY_ASSIGN_OR_RETURN(w16, alloc<uint8_t>(static_cast<int64_t>(w16_bytes)));
   }
   FERRY_ASSIGN_OR_RETURN(last, alloc<float>(s * hidden));
@@ -435,14 +492,18 @@ Status CudaEngine::State::allocate_activations() {
 }
 
 // out[m, n] = in[m, kdim] . w[n, kdim]^T (+ bias): fp32 in and out; a 16-bit copy of `in` first when
-// the weights are 16-bit; int8 weights through int8_matmul (few rows: its kernel on the fp32 input;
-// more: widened into w16, `in` cast into x16, the bf16 GEMM).
+// the weights are 16-bit; int8 / int4 weights through int8_matmul / int4_matmul (few rows: their
+// kernels on the fp32 input; more: the weights widened into w16, `in` cast into x16, the bf16 GEMM).
 Status CudaEngine::State::linear(float* out, const float* in, const Matrix& w, const float* bias, int64_t m, int64_t n,
                                  int64_t kdim) {
-  if (wfmt == k::WeightFormat::kInt8) {
-    const kc::Int8GemmWorkspace ws{w16, w16_bytes, x16, x16 != nullptr ? kc::int8_gemm_x16_bytes(m, kdim) : 0};
-    return kc::int8_matmul(*gemm, out, in, static_cast<const int8_t*>(w.data), w.scales, bias, m, n, kdim, ws,
-                           int8_gemv_max_rows());
+  if (quantized(w.format)) {
+    const kc::QuantizedGemmWorkspace ws{w16, w16_bytes, x16, x16 != nullptr ? kc::quantized_gemm_x16_bytes(m, kdim) : 0};
+    if (w.format == k::WeightFormat::kInt8) {
+      return kc::int8_matmul(*gemm, out, in, static_cast<const int8_t*>(w.data), w.scales, bias, m, n, kdim, ws,
+                             quantized_gemv_max_rows());
+    }
+    return kc::int4_matmul(*gemm, out, in, static_cast<const uint8_t*>(w.data), w.scales, w.zeros, w.group_size, bias,
+                           m, n, kdim, ws, quantized_gemv_max_rows());
   }
   const void* xin = in;
   if (wdt != k::DType::kF32) {
@@ -565,10 +626,6 @@ Status CudaEngine::check_supported(const ModelConfig& c, const ModelWeights& wei
     return Status::Unimplemented("the CUDA engine runs LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM and "
                                  "Qwen3ForCausalLM only, not " + c.architecture_name);
   }
-  if (weights.quantization().method != QuantizationConfig::Method::kNone) {
-    return Status::Unimplemented("the CUDA engine has no GPTQ/AWQ (quantized checkpoint) support yet");
-  }
-  FERRY_RETURN_IF_ERROR(resolve_weight_format(c, weight_dtype).status());
   for (int64_t w : c.layer_windows) {
     if (w > 0) return Status::Unimplemented("the CUDA engine has no sliding-window attention yet (sliding_window)");
   }
@@ -605,7 +662,7 @@ Status CudaEngine::State::init(const ModelConfig& c, const ModelWeights& weights
   config = c;
   options = o;
   device = o.device;
-  FERRY_ASSIGN_OR_RETURN(wfmt, resolve_weight_format(c, o.weight_dtype));
+  wfmt = resolve_weight_format(c, weights, o.weight_dtype);
   wdt = float_dtype(wfmt);
   embed_dtype = embedding_dtype(weights, wfmt);
   return Status::Ok();

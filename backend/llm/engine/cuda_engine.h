@@ -1,5 +1,6 @@
 // CudaEngine: the Engine of a GPU instance, for the Llama family (LlamaForCausalLM,
-// MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM) with fp32, bf16, fp16 or int8 weights.
+// MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM) with fp32, bf16, fp16, int8 or int4 weights
+// (quantized at load, or a GPTQ/AWQ checkpoint's codes as stored).
 //
 // Unlike CpuEngine it does not run the shared CausalLM: that forward pass reads host memory
 // through kernels.h, while this engine keeps everything on the device and calls the launchers of
@@ -10,19 +11,21 @@
 //   weights      uploaded once from the checkpoint (ModelWeights) in the weight dtype: per layer
 //                the fused [q+2kv, hidden] and [2*inter, hidden] matrices, o and down, fp32 norms
 //                and biases; the embedding table in the weight dtype (the lm_head when tied).
-//                int8: the matrices (the lm_head too, tied or not) quantized per output row as
-//                CpuEngine's loader does (kernels::quantize_int8), int8 codes + fp32 scales on the
-//                device; the embedding table in the dtype CpuEngine reads it in;
+//                int8 / int4: the matrices (the lm_head too, tied or not) exactly as CpuEngine's
+//                WeightLoader builds them (int8 codes + a scale per row; packed int4 codes + scales
+//                and zeros per group), on the device; the embedding table in the dtype CpuEngine
+//                reads it in;
 //   activations  fp32 buffers for `max_num_tokens` tokens (plus a 16-bit copy of a GEMM's input
-//                when the weights are 16-bit or int8: cuBLASLt multiplies two operands of one type;
-//                int8 also a bf16 copy of the largest layer matrix, for steps of more rows than
-//                int8_gemv_max_rows: kernels/cuda/int8_gemm.h);
+//                when the weights are 16-bit or quantized: cuBLASLt multiplies two operands of one
+//                type; quantized ones also a bf16 copy of the largest layer matrix, for steps of more rows than
+//                quantized_gemv_max_rows: kernels/cuda/quantized_gemm.h);
 //   metadata     device copies of the step's token ids, positions, slots, query starts, context
 //                lengths, block tables and logit rows;
 //   workspaces   the split-K decode attention's (for max_num_seqs sequences of up to
 //                decode_context_tokens) and cuBLASLt's;
 //   KV cache     fp32 or int8 (+ scales) per layer, sized from KvCacheOptions.
-// Linear layers run on cuda::CublasGemm (fp32 accumulation); int8 ones on cuda::int8_matmul. Attention uses the decode kernel when
+// Linear layers run on cuda::CublasGemm (fp32 accumulation); int8 / int4 ones on cuda::int8_matmul /
+// int4_matmul. Attention uses the decode kernel when
 // every sequence has one query token and its workspace suffices, else the prefill kernel.
 //
 // Sampling: when every sequence that samples is plain greedy (temperature 0, no logit_bias, no
@@ -57,18 +60,22 @@ namespace ferry::llm {
 
 struct CudaEngineOptions {
   int device = 0;
-  // kAuto: the checkpoint's torch_dtype (fp32, bf16 or fp16); kF32, kBF16, kF16 convert at upload;
-  // kInt8 quantizes at upload (per output row). kInt4: Unimplemented.
+  // kAuto: the checkpoint's torch_dtype (fp32, bf16 or fp16), or a GPTQ/AWQ checkpoint's own
+  // precision (4-bit codes as stored, 8-bit as per-row int8); kF32, kBF16, kF16 convert at upload;
+  // kInt8 / kInt4 quantize at load exactly as CpuEngine's WeightLoader does (its matrices are the
+  // ones uploaded), including an int4 matrix whose input features fit no group kept in int8.
   WeightDType weight_dtype = WeightDType::kAuto;
+  int64_t weight_group_size = 32;   // kInt4: 32, 64 or 128 input features per scale
+  bool weight_zero_points = false;  // kInt4: asymmetric groups
   int64_t max_num_tokens = 512;  // most tokens one step may carry (activation buffers' rows)
   int64_t max_num_seqs = 64;     // most sequences one step may carry (also logits rows per GEMM)
   // Contexts up to this length decode through the split-K decode kernel (its workspace is sized
   // for it); a longer decode falls back to the prefill kernel. 0: min(max_position_embeddings, 8192).
   int64_t decode_context_tokens = 0;
-  // int8 weights: GEMMs of up to this many rows run on the int8 kernel, larger ones widen the
-  // weights to bf16 for cuBLASLt (kernels/cuda/int8_gemm.h). 0: kInt8GemvMaxRows (16). Tests set
+  // int8 / int4 weights: GEMMs of up to this many rows run on their kernels, larger ones widen the
+  // weights to bf16 for cuBLASLt (kernels/cuda/quantized_gemm.h). 0: kQuantizedGemvMaxRows (16). Tests set
   // max_num_tokens to keep every step on the kernel.
-  int64_t int8_gemv_max_rows = 0;
+  int64_t quantized_gemv_max_rows = 0;
 };
 
 class CudaEngine final : public Engine {

@@ -33,6 +33,8 @@ CudaEngineOptions cuda_options(const GpuEngineOptions& o) {
   CudaEngineOptions c;
   c.device = o.device;
   c.weight_dtype = o.weight_dtype;
+  c.weight_group_size = o.weight_group_size;
+  c.weight_zero_points = o.weight_zero_points;
   c.max_num_tokens = std::max<int64_t>(1, o.max_num_tokens);
   c.max_num_seqs = std::clamp<int64_t>(o.max_num_seqs, 1, c.max_num_tokens);
   return c;

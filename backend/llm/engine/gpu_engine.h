@@ -23,6 +23,8 @@ namespace ferry::llm {
 struct GpuEngineOptions {
   int device = 0;
   WeightDType weight_dtype = WeightDType::kAuto;
+  int64_t weight_group_size = 32;    // int4: as the model config's weight_group_size
+  bool weight_zero_points = false;   // int4: as weight_zero_points
   int64_t max_num_tokens = 2048;  // the scheduler's max_num_batched_tokens
   int64_t max_num_seqs = 64;      // the scheduler's max_num_seqs
 };

@@ -12,6 +12,16 @@ namespace ferry::llm {
 
 namespace k = ferry::kernels;
 
+int64_t int4_group_for(int64_t k, int64_t wanted) {
+  if (k % wanted == 0) return wanted;
+  return k % 32 == 0 ? 32 : 0;  // the largest group that divides this matrix's rows
+}
+
+int64_t imported_int4_group(int64_t checkpoint_group) {
+  if (checkpoint_group == 32 || checkpoint_group == 64 || checkpoint_group == 128) return checkpoint_group;
+  return checkpoint_group > 0 && checkpoint_group % 128 == 0 ? 128 : 0;
+}
+
 Result<WeightDType> parse_weight_dtype(const std::string& name) {
   if (name == "auto") return WeightDType::kAuto;
   if (name == "fp32" || name == "float32") return WeightDType::kF32;
@@ -203,9 +213,8 @@ Result<k::WeightMatrix> WeightLoader::convert(const float* w, int64_t n, int64_t
       break;
     }
     case k::WeightFormat::kInt4: {
-      int64_t g = options_.group_size;
-      if (kk % g != 0 && kk % 32 == 0) g = 32;  // the largest group that divides this matrix's rows
-      if (kk % g != 0) {
+      const int64_t g = int4_group_for(kk, options_.group_size);
+      if (g == 0) {
         // No int4 group fits (e.g. 172 input features): this matrix is kept in int8 instead.
         arena_->note_fallback(m.n, kk);
         m.format = k::WeightFormat::kInt8;
@@ -277,13 +286,10 @@ Result<k::WeightMatrix> WeightLoader::matrix_rows(const std::string& name, int64
 Result<k::WeightMatrix> WeightLoader::import_int4(const QuantizedTensor& q, int64_t row_begin, int64_t row_end) {
   // The kernels take groups of 32, 64 or 128; a larger checkpoint group that is a multiple of 128
   // (or one group per row) becomes groups of 128 sharing its scale and zero: exact, not re-quantized.
-  int64_t g = q.group_size;
-  if (g != 32 && g != 64 && g != 128) {
-    if (g % 128 != 0) {
-      return Status::Unimplemented("int4 checkpoint group size " + std::to_string(g) +
-                                   " (supported: 32, 64, 128 or a multiple of 128)");
-    }
-    g = 128;
+  const int64_t g = imported_int4_group(q.group_size);
+  if (g == 0) {
+    return Status::Unimplemented("int4 checkpoint group size " + std::to_string(q.group_size) +
+                                 " (supported: 32, 64, 128 or a multiple of 128)");
   }
   const int64_t n = row_end - row_begin, kk = q.k, src_groups = q.num_groups(), groups = kk / g;
   std::vector<uint8_t> codes(static_cast<size_t>(q.n * kk));

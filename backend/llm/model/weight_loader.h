@@ -51,6 +51,15 @@ struct WeightLoadOptions {
   LoadProgressCallback on_progress;  // empty: no progress reports
 };
 
+// The int4 group size the loader gives a matrix of k input features when `wanted` (32, 64 or 128)
+// was asked: wanted when it divides k, else 32 when that does, else 0 (no group fits: the matrix is
+// kept in int8).
+int64_t int4_group_for(int64_t k, int64_t wanted);
+// The group size of an imported 4-bit GPTQ/AWQ matrix whose checkpoint groups are `checkpoint_group`
+// wide: the same for 32, 64, 128; 128 for a larger multiple of 128 (each checkpoint group split in
+// groups sharing its scale and zero: exact); 0 for anything else (unsupported).
+int64_t imported_int4_group(int64_t checkpoint_group);
+
 // Parses "auto", "fp32", "bf16", "fp16", "int8", "int4" (also "float32", "bfloat16", "float16").
 Result<WeightDType> parse_weight_dtype(const std::string& name);
 const char* weight_dtype_name(WeightDType dtype);
