@@ -245,7 +245,6 @@ void kv_cache_write(const Context& ctx, float* k_cache, float* v_cache, const fl
 void kv_cache_write_bf16(const Context& ctx, uint16_t* k_cache, uint16_t* v_cache, const float* k, const float* v,
                          const int64_t* slot_mapping, int64_t num_tokens, int64_t k_stride, int64_t v_stride,
                          int64_t num_kv_heads, int64_t head_dim) {
-  FERRY_CHECK(ctx.backend != Backend::kCuda && "kv_cache_write_bf16: no CUDA kernel yet");
   FERRY_DISPATCH_POOLED(ctx, kv_cache_write_bf16, k_cache, v_cache, k, v, slot_mapping, num_tokens, k_stride,
                         v_stride, num_kv_heads, head_dim);
 }
@@ -261,8 +260,6 @@ void paged_attention(const Context& ctx, const PagedAttentionArgs& args) {
   FERRY_CHECK(args.num_kv_heads > 0 && args.num_q_heads % args.num_kv_heads == 0);
   FERRY_CHECK(args.block_size > 0 && args.head_dim > 0);
   FERRY_CHECK(args.kv_dtype != KvCacheDType::kInt8 || (args.k_scales != nullptr && args.v_scales != nullptr));
-  FERRY_CHECK(!(ctx.backend == Backend::kCuda && args.kv_dtype == KvCacheDType::kBF16) &&
-              "paged_attention: no CUDA kernel reads a bf16 KV cache yet");
   FERRY_CHECK(args.sliding_window >= 0 && args.logit_softcap >= 0.0f);
   FERRY_CHECK(!(ctx.backend == Backend::kCuda && (args.sliding_window != 0 || args.logit_softcap != 0.0f)) &&
               "paged_attention: the CUDA kernels have no sliding window or logit soft-cap yet");

@@ -7,8 +7,8 @@
 //   kCuda       kernels/cuda/ (kernels/cuda/dispatch.{h,cc}): routed there in the CUDA emulation build
 //               (FERRY_CUDA_EMULATION, docs/cuda.md), where the .cu kernels run on the host; an nvcc
 //               build still asserts on kCuda (no engine holds device buffers yet). Operators without a
-//               CUDA kernel (gelu, log_softmax, bf16 KV, windows/soft-caps, matmul, linear of any
-//               weight format but int8) assert too.
+//               CUDA kernel (gelu, log_softmax, windows/soft-caps, matmul, linear of a float
+//               weight format) assert too.
 // Signatures take raw pointers, sizes and documented row-major layouts (no STL containers), so a CUDA
 // implementation can take device pointers through the very same declarations.
 //
@@ -198,7 +198,7 @@ void kv_cache_write_int8(const Context& ctx,
 // h / (num_q_heads / num_kv_heads) (GQA; num_q_heads must be a multiple of num_kv_heads).
 // out = softmax(q . k^T * scale) . v, the softmax in fp32 with max subtraction. An int8 cache is
 // dequantized on the fly (k = q_k * k_scale, v = q_v * v_scale), never materialised in fp32; a bf16
-// cache is widened on the fly. A kBF16 cache is kCpu / kReference only for now (kCuda asserts).
+// cache is widened on the fly.
 // kCpu splits the work over the pool by (sequence, kv head, tile of query tokens), so the q heads
 // that share a KV head read it from memory once.
 // Two optional variations (kCpu and kReference only for now: a kCuda context asserts both unset):

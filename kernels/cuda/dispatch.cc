@@ -13,6 +13,7 @@
 #include "kernels/cuda/gather_rows.cuh"
 #include "kernels/cuda/head_rms_norm.cuh"
 #include "kernels/cuda/kv_cache_write.cuh"
+#include "kernels/cuda/linear_int4.cuh"
 #include "kernels/cuda/linear_int8.cuh"
 #include "kernels/cuda/paged_attention_prefill.cuh"
 #include "kernels/cuda/rope.cuh"
@@ -80,9 +81,12 @@ void kv_cache_write(void* stream, float* k_cache, float* v_cache, const float* k
         "kv_cache_write");
 }
 
-void kv_cache_write_bf16(void*, uint16_t*, uint16_t*, const float*, const float*, const int64_t*, int64_t, int64_t,
-                         int64_t, int64_t, int64_t) {
-  unsupported("kv_cache_write_bf16");
+void kv_cache_write_bf16(void* stream, uint16_t* k_cache, uint16_t* v_cache, const float* k, const float* v,
+                         const int64_t* slot_mapping, int64_t num_tokens, int64_t k_stride, int64_t v_stride,
+                         int64_t num_kv_heads, int64_t head_dim) {
+  check(cuda::kv_cache_write_bf16(k_cache, v_cache, k, v, slot_mapping, num_tokens, kAnySlot, k_stride, v_stride,
+                                  num_kv_heads, head_dim, as_stream(stream)),
+        "kv_cache_write_bf16");
 }
 
 void kv_cache_write_int8(void* stream, int8_t* k_cache, int8_t* v_cache, float* k_scales, float* v_scales,
@@ -99,7 +103,6 @@ void kv_cache_write_int8(void* stream, int8_t* k_cache, int8_t* v_cache, float* 
 // needs max_context_len and a workspace that kernels.h's call does not carry; the engine will call
 // it directly.
 void paged_attention(void* stream, const PagedAttentionArgs& args) {
-  if (args.kv_dtype == KvCacheDType::kBF16) unsupported("paged_attention with a bf16 KV cache");
   if (args.sliding_window != 0 || args.logit_softcap != 0.0f) unsupported("paged_attention window / soft-cap");
   check(cuda::paged_attention_prefill(args, args.num_tokens, as_stream(stream)), "paged_attention");
 }
@@ -124,7 +127,14 @@ void log_softmax(void*, float*, int64_t, int64_t) { unsupported("log_softmax"); 
 
 void linear(void* stream, float* out, int64_t out_stride, const float* x, const WeightMatrix& w, const float* bias,
             int64_t m) {
-  if (w.format != WeightFormat::kInt8) unsupported("linear (int8 weights only; 16-bit ones through cuda::CublasGemm)");
+  if (w.format == WeightFormat::kInt4) {
+    check(cuda::linear_int4(out, out_stride, x, static_cast<const uint8_t*>(w.data), w.scales, w.zeros, w.group_size,
+                            bias, m, w.n, w.k, as_stream(stream)),
+          "linear");
+    return;
+  }
+  if (w.format != WeightFormat::kInt8)
+    unsupported("linear (int8 and int4 weights only; 16-bit ones through cuda::CublasGemm)");
   check(cuda::linear_int8(out, out_stride, x, static_cast<const int8_t*>(w.data), w.scales, bias, m, w.n, w.k,
                           as_stream(stream)),
         "linear");

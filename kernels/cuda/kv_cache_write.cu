@@ -1,4 +1,5 @@
-// KV cache writes. fp32: one block per token copying its K and V rows. int8: one warp per
+// KV cache writes. fp32 / bf16: one block per token copying (bf16: rounding to nearest even, as
+// f32_to_bf16) its K and V rows. int8: one warp per
 // (token, kv head) row: a warp max for amax, then the same fp32 operations as the reference
 // (__fdiv_rn / __fmul_rn / rintf spell out the IEEE rounding so no compiler flag can change it).
 #include "kernels/cuda/kv_cache_write.cuh"
@@ -14,15 +15,19 @@ namespace {
 
 constexpr int kWarpsPerBlock = 4;
 
-__global__ void kv_cache_write_kernel(float* k_cache, float* v_cache, const float* __restrict__ k,
+__device__ __forceinline__ void store(float* p, float x) { *p = x; }
+__device__ __forceinline__ void store(__nv_bfloat16* p, float x) { *p = __float2bfloat16_rn(x); }
+
+template <typename T>
+__global__ void kv_cache_write_kernel(T* k_cache, T* v_cache, const float* __restrict__ k,
                                       const float* __restrict__ v, const int64_t* __restrict__ slot_mapping,
                                       int64_t num_slots, int64_t k_stride, int64_t v_stride, int64_t row) {
   const int64_t t = blockIdx.x;
   const int64_t slot = slot_mapping[t];
   if (slot < 0 || slot >= num_slots) return;
   for (int64_t j = threadIdx.x; j < row; j += blockDim.x) {
-    k_cache[slot * row + j] = k[t * k_stride + j];
-    v_cache[slot * row + j] = v[t * v_stride + j];
+    store(k_cache + slot * row + j, k[t * k_stride + j]);
+    store(v_cache + slot * row + j, v[t * v_stride + j]);
   }
 }
 
@@ -68,22 +73,37 @@ Status validate(const char* op, int64_t num_tokens, int64_t num_slots, int64_t k
   return Status::Ok();
 }
 
-}  // namespace
-
-Status kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v, const int64_t* slot_mapping,
-                      int64_t num_tokens, int64_t num_slots, int64_t k_stride, int64_t v_stride,
-                      int64_t num_kv_heads, int64_t head_dim, cudaStream_t stream) {
-  const char* op = "cuda::kv_cache_write";
+template <typename T>
+Status write_rows(const char* op, T* k_cache, T* v_cache, const float* k, const float* v, const int64_t* slot_mapping,
+                  int64_t num_tokens, int64_t num_slots, int64_t k_stride, int64_t v_stride, int64_t num_kv_heads,
+                  int64_t head_dim, cudaStream_t stream) {
   if (Status s = validate(op, num_tokens, num_slots, k_stride, v_stride, num_kv_heads, head_dim); !s.ok())
     return s;
   if (num_tokens == 0) return Status::Ok();
   FERRY_CUDA_REQUIRE(k_cache && v_cache && k && v && slot_mapping, op);
   const int64_t row = num_kv_heads * head_dim;
   const unsigned threads = row >= 512 ? 256 : 128;
-  detail::launch_kernel(kv_cache_write_kernel, static_cast<unsigned>(num_tokens), threads, 0, stream,
+  detail::launch_kernel(kv_cache_write_kernel<T>, static_cast<unsigned>(num_tokens), threads, 0, stream,
                         k_cache, v_cache, k, v, slot_mapping, num_slots, k_stride, v_stride, row);
   FERRY_CUDA_CHECK_LAUNCH("kv_cache_write_kernel");
   return Status::Ok();
+}
+
+}  // namespace
+
+Status kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v, const int64_t* slot_mapping,
+                      int64_t num_tokens, int64_t num_slots, int64_t k_stride, int64_t v_stride,
+                      int64_t num_kv_heads, int64_t head_dim, cudaStream_t stream) {
+  return write_rows("cuda::kv_cache_write", k_cache, v_cache, k, v, slot_mapping, num_tokens, num_slots, k_stride,
+                    v_stride, num_kv_heads, head_dim, stream);
+}
+
+Status kv_cache_write_bf16(uint16_t* k_cache, uint16_t* v_cache, const float* k, const float* v,
+                           const int64_t* slot_mapping, int64_t num_tokens, int64_t num_slots, int64_t k_stride,
+                           int64_t v_stride, int64_t num_kv_heads, int64_t head_dim, cudaStream_t stream) {
+  return write_rows("cuda::kv_cache_write_bf16", reinterpret_cast<__nv_bfloat16*>(k_cache),
+                    reinterpret_cast<__nv_bfloat16*>(v_cache), k, v, slot_mapping, num_tokens, num_slots, k_stride,
+                    v_stride, num_kv_heads, head_dim, stream);
 }
 
 Status kv_cache_write_int8(int8_t* k_cache, int8_t* v_cache, float* k_scales, float* v_scales, const float* k,

@@ -40,7 +40,7 @@ __device__ void write_nan_row(float* out, int64_t head_dim) {
   for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) out[d] = NAN;
 }
 
-template <bool kInt8>
+template <KvCacheDType kDtype>
 __global__ void __launch_bounds__(kThreads) decode_kernel(PagedAttentionArgs a, float q_scale, Workspace ws) {
   __shared__ float q_s[detail::kMaxAttentionHeadDim];
   __shared__ float warp_acc[kWarps][detail::kMaxAttentionHeadDim];
@@ -76,7 +76,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(PagedAttentionArgs a, 
 #pragma unroll
     for (int c = 0; c < detail::kMaxDimsPerLane; ++c) {
       const int64_t d = lane + 32 * c;
-      if (d < D) dot += q_s[d] * (slot >= 0 ? detail::load_kv<kInt8>(a.k_cache, a.k_scales, slot, kvh,
+      if (d < D) dot += q_s[d] * (slot >= 0 ? detail::load_kv<kDtype>(a.k_cache, a.k_scales, slot, kvh,
                                                                      a.num_kv_heads, D, d)
                                             : NAN);
     }
@@ -90,7 +90,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(PagedAttentionArgs a, 
     for (int c = 0; c < detail::kMaxDimsPerLane; ++c) {
       const int64_t d = lane + 32 * c;
       if (d < D && slot >= 0)
-        acc[c] = acc[c] * alpha + w * detail::load_kv<kInt8>(a.v_cache, a.v_scales, slot, kvh, a.num_kv_heads, D, d);
+        acc[c] = acc[c] * alpha + w * detail::load_kv<kDtype>(a.v_cache, a.v_scales, slot, kvh, a.num_kv_heads, D, d);
     }
   }
 #pragma unroll
@@ -155,12 +155,12 @@ __global__ void __launch_bounds__(kReduceThreads)
   }
 }
 
-template <bool kInt8>
+template <KvCacheDType kDtype>
 Status launch(const PagedAttentionArgs& a, int64_t num_splits, Workspace ws, cudaStream_t stream) {
   const float q_scale = a.scale * detail::kLog2e;
   const dim3 grid(static_cast<unsigned>(num_splits), static_cast<unsigned>(a.num_q_heads),
                   static_cast<unsigned>(a.num_seqs));
-  detail::launch_kernel(decode_kernel<kInt8>, grid, kThreads, 0, stream, a, q_scale, ws);
+  detail::launch_kernel(decode_kernel<kDtype>, grid, kThreads, 0, stream, a, q_scale, ws);
   FERRY_CUDA_CHECK_LAUNCH("paged_attention decode_kernel");
   if (num_splits == 1) return Status::Ok();
   const dim3 reduce_grid(static_cast<unsigned>(a.num_q_heads), static_cast<unsigned>(a.num_seqs));
@@ -195,8 +195,12 @@ Status paged_attention_decode(const PagedAttentionArgs& args, int64_t max_contex
     ws.acc = static_cast<float*>(workspace);
     ws.max_sum = ws.acc + args.num_seqs * args.num_q_heads * num_splits * args.head_dim;
   }
-  return args.kv_dtype == KvCacheDType::kInt8 ? launch<true>(args, num_splits, ws, stream)
-                                              : launch<false>(args, num_splits, ws, stream);
+  switch (args.kv_dtype) {
+    case KvCacheDType::kInt8: return launch<KvCacheDType::kInt8>(args, num_splits, ws, stream);
+    case KvCacheDType::kBF16: return launch<KvCacheDType::kBF16>(args, num_splits, ws, stream);
+    case KvCacheDType::kF32: break;
+  }
+  return launch<KvCacheDType::kF32>(args, num_splits, ws, stream);
 }
 
 }  // namespace ferry::kernels::cuda

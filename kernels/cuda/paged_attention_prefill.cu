@@ -31,7 +31,7 @@ size_t shared_bytes(int64_t head_dim) {
   return sizeof(float) * static_cast<size_t>(kTileQ * head_dim + kTileK * (head_dim + 1) + kTileK * head_dim);
 }
 
-template <bool kInt8>
+template <KvCacheDType kDtype>
 __global__ void __launch_bounds__(kThreads) prefill_kernel(PagedAttentionArgs a, float q_scale) {
   FERRY_DYNAMIC_SHARED(float, smem);
   const int64_t D = a.head_dim;
@@ -79,8 +79,8 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(PagedAttentionArgs a,
       for (int64_t d = lane; d < D; d += 32) {
         float kv = 0.0f, vv = 0.0f;  // beyond the last query: masked below
         if (slot >= 0) {
-          kv = detail::load_kv<kInt8>(a.k_cache, a.k_scales, slot, kvh, a.num_kv_heads, D, d);
-          vv = detail::load_kv<kInt8>(a.v_cache, a.v_scales, slot, kvh, a.num_kv_heads, D, d);
+          kv = detail::load_kv<kDtype>(a.k_cache, a.k_scales, slot, kvh, a.num_kv_heads, D, d);
+          vv = detail::load_kv<kDtype>(a.v_cache, a.v_scales, slot, kvh, a.num_kv_heads, D, d);
         } else if (slot == -1) {
           kv = vv = NAN;
         }
@@ -147,17 +147,17 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(PagedAttentionArgs a,
   }
 }
 
-template <bool kInt8>
+template <KvCacheDType kDtype>
 Status launch(const PagedAttentionArgs& a, int64_t num_q_tiles, cudaStream_t stream) {
   const size_t smem = shared_bytes(a.head_dim);
   if (smem > 48 * 1024) {
-    FERRY_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(prefill_kernel<kInt8>,
+    FERRY_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(prefill_kernel<kDtype>,
                                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                     static_cast<int>(smem)));
   }
   const dim3 grid(static_cast<unsigned>(num_q_tiles), static_cast<unsigned>(a.num_q_heads),
                   static_cast<unsigned>(a.num_seqs));
-  detail::launch_kernel(prefill_kernel<kInt8>, grid, kThreads, smem, stream, a, a.scale * detail::kLog2e);
+  detail::launch_kernel(prefill_kernel<kDtype>, grid, kThreads, smem, stream, a, a.scale * detail::kLog2e);
   FERRY_CUDA_CHECK_LAUNCH("paged_attention prefill_kernel");
   return Status::Ok();
 }
@@ -171,8 +171,12 @@ Status paged_attention_prefill(const PagedAttentionArgs& args, int64_t max_query
   if (args.num_seqs == 0 || args.num_tokens == 0 || max_query_len == 0) return Status::Ok();
   const int64_t num_q_tiles = (max_query_len + kTileQ - 1) / kTileQ;
   FERRY_CUDA_REQUIRE(num_q_tiles <= INT_MAX, op);
-  return args.kv_dtype == KvCacheDType::kInt8 ? launch<true>(args, num_q_tiles, stream)
-                                              : launch<false>(args, num_q_tiles, stream);
+  switch (args.kv_dtype) {
+    case KvCacheDType::kInt8: return launch<KvCacheDType::kInt8>(args, num_q_tiles, stream);
+    case KvCacheDType::kBF16: return launch<KvCacheDType::kBF16>(args, num_q_tiles, stream);
+    case KvCacheDType::kF32: break;
+  }
+  return launch<KvCacheDType::kF32>(args, num_q_tiles, stream);
 }
 
 }  // namespace ferry::kernels::cuda

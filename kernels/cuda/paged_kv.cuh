@@ -1,8 +1,9 @@
 // Shared by the two paged-attention kernels (prefill and decode): argument validation at the
-// launcher boundary and the device-side read of one cached K or V element, fp32 or int8 with its
-// per-(slot, kv head) scale (layouts in kernels/kernels.h). Internal to kernels/cuda.
+// launcher boundary and the device-side read of one cached K or V element, fp32, bf16, or int8 with
+// its per-(slot, kv head) scale (layouts in kernels/kernels.h). Internal to kernels/cuda.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -28,21 +29,25 @@ inline Status validate_paged_attention(const PagedAttentionArgs& a, const char* 
   FERRY_CUDA_REQUIRE(a.head_dim > 0 && a.head_dim <= kMaxAttentionHeadDim, op);
   FERRY_CUDA_REQUIRE(a.q_stride >= a.num_q_heads * a.head_dim, op);
   FERRY_CUDA_REQUIRE(a.block_size > 0 && a.num_blocks > 0 && a.max_blocks_per_seq > 0, op);
-  FERRY_CUDA_REQUIRE(a.kv_dtype == KvCacheDType::kF32 || a.kv_dtype == KvCacheDType::kInt8, op);
+  FERRY_CUDA_REQUIRE(a.kv_dtype == KvCacheDType::kF32 || a.kv_dtype == KvCacheDType::kInt8 ||
+                         a.kv_dtype == KvCacheDType::kBF16,
+                     op);
   if (a.num_seqs == 0 || a.num_tokens == 0) return Status::Ok();
   FERRY_CUDA_REQUIRE(a.out && a.q && a.k_cache && a.v_cache && a.query_start && a.context_lens && a.block_tables,
                      op);
-  FERRY_CUDA_REQUIRE(a.kv_dtype == KvCacheDType::kF32 || (a.k_scales && a.v_scales), op);
+  FERRY_CUDA_REQUIRE(a.kv_dtype != KvCacheDType::kInt8 || (a.k_scales && a.v_scales), op);
   return Status::Ok();
 }
 
 // Element d of kv head `kvh` at `slot`, as fp32.
-template <bool kInt8>
+template <KvCacheDType kDtype>
 __device__ __forceinline__ float load_kv(const void* cache, const float* scales, int64_t slot, int64_t kvh,
                                          int64_t num_kv_heads, int64_t head_dim, int64_t d) {
   const int64_t row = slot * num_kv_heads + kvh;
-  if constexpr (kInt8) {
+  if constexpr (kDtype == KvCacheDType::kInt8) {
     return static_cast<float>(static_cast<const int8_t*>(cache)[row * head_dim + d]) * scales[row];
+  } else if constexpr (kDtype == KvCacheDType::kBF16) {
+    return __bfloat162float(static_cast<const __nv_bfloat16*>(cache)[row * head_dim + d]);
   } else {
     return static_cast<const float*>(cache)[row * head_dim + d];
   }

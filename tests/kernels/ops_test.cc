@@ -446,6 +446,28 @@ void add_linear_cases(std::vector<OpCase>& t) {
                    Tolerance{1e-4f, 1e-4f}});
     }
   }
+  // int4 weights (kernels.h kInt4, quantize_int4) in groups of 32 (symmetric) and 128 (zero points):
+  // fp32 sums of up to 1152 terms, the same bound.
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 77, 1152}, {17, 33, 256}}) {
+    for (auto [group, zeros] : {std::pair<int64_t, bool>{32, false}, {128, true}}) {
+      t.push_back({"linear_int4_g" + std::to_string(group) + (zeros ? "_zeros_" : "_") + dims({m, n, k}),
+                   [=](const Context& ctx) {
+                     const std::vector<float> w = random_floats(n * k, 73, -0.5f, 0.5f);
+                     std::vector<uint8_t> packed(static_cast<size_t>(weight_data_bytes(WeightFormat::kInt4, n, k)));
+                     std::vector<float> scales(n * (k / group)), zero_points(zeros ? scales.size() : 0);
+                     quantize_int4(w.data(), n, k, group, packed.data(), scales.data(),
+                                   zeros ? zero_points.data() : nullptr);
+                     const WeightMatrix wm{WeightFormat::kInt4, n, k, packed.data(), scales.data(),
+                                           zeros ? zero_points.data() : nullptr, group};
+                     const std::vector<float> x = random_floats(m * k, 74), bias = random_floats(n, 75);
+                     const int64_t stride = n + 3;
+                     std::vector<float> out(m * stride, 7.0f);
+                     linear(ctx, out.data(), stride, x.data(), wm, bias.data(), m);
+                     return Outputs{{"out", out}};
+                   },
+                   Tolerance{1e-4f, 1e-4f}});
+    }
+  }
 }
 
 const std::vector<OpCase>& op_cases() {
@@ -491,7 +513,7 @@ const std::vector<BackendUnderTest>& backends() {
 std::string cuda_skip_reason([[maybe_unused]] const std::string& case_name) {
 #if defined(FERRY_TEST_CUDA_DISPATCH)
   for (const char* op :
-       {"gelu_tanh_and_mul", "log_softmax", "kv_cache_write_bf16", "paged_attention_bf16"})
+       {"gelu_tanh_and_mul", "log_softmax"})
     if (case_name.rfind(op, 0) == 0) return std::string(op) + ": no CUDA kernel yet";
   return "";
 #elif defined(FERRY_TEST_HAVE_CUDA)

@@ -152,7 +152,7 @@ struct CudaEngine::State {
     Matrix down;                        // [hidden, inter]
   };
   struct LayerCache {
-    void* k = nullptr;  // [num_blocks, block_size, num_kv_heads, head_dim] of the cache dtype
+    void* k = nullptr;  // [num_blocks, block_size, num_kv_heads, head_dim] of the cache dtype (fp32, bf16 bits, int8)
     void* v = nullptr;
     float* k_scales = nullptr;  // kInt8: [num_blocks, block_size, num_kv_heads]
     float* v_scales = nullptr;
@@ -551,6 +551,10 @@ Status CudaEngine::State::attention_layer(int64_t l, int64_t n) {
     FERRY_RETURN_IF_ERROR(kc::kv_cache_write_int8(static_cast<int8_t*>(kv.k), static_cast<int8_t*>(kv.v), kv.k_scales,
                                                   kv.v_scales, kk, v, d_slots, n, num_slots, qkv_width, qkv_width,
                                                   c.num_kv_heads, c.head_dim, stream));
+  } else if (cache_dtype == k::KvCacheDType::kBF16) {
+    FERRY_RETURN_IF_ERROR(kc::kv_cache_write_bf16(static_cast<uint16_t*>(kv.k), static_cast<uint16_t*>(kv.v), kk, v,
+                                                  d_slots, n, num_slots, qkv_width, qkv_width, c.num_kv_heads,
+                                                  c.head_dim, stream));
   } else {
     FERRY_RETURN_IF_ERROR(kc::kv_cache_write(static_cast<float*>(kv.k), static_cast<float*>(kv.v), kk, v, d_slots, n,
                                              num_slots, qkv_width, qkv_width, c.num_kv_heads, c.head_dim, stream));
@@ -724,9 +728,6 @@ Result<int64_t> CudaEngine::allocate_kv_cache(const KvCacheOptions& o) {
   const ModelConfig& c = s.config;
   if (o.block_size < 1) return Status::InvalidArgument("KV block size must be >= 1");
   FERRY_CUDA_RETURN_IF_ERROR(cudaSetDevice(s.device));  // the current device is per host thread
-  if (o.dtype == k::KvCacheDType::kBF16) {
-    return Status::Unimplemented("the CUDA engine has no bf16 KV cache yet (kv_cache dtype fp32 or int8)");
-  }
   const int64_t per_block = kv_block_bytes(o.block_size, o.dtype);
   const int64_t blocks = o.num_blocks > 0 ? o.num_blocks : o.budget_bytes / per_block;
   if (blocks < 1) {
@@ -745,7 +746,8 @@ Result<int64_t> CudaEngine::allocate_kv_cache(const KvCacheOptions& o) {
   FERRY_CUDA_RETURN_IF_ERROR(cudaMemset(s.cache.as<void>(), 0, s.cache.bytes()));
   // Per layer: K values, V values, then (int8) K scales, V scales.
   const int64_t slots_heads = blocks * o.block_size * c.num_kv_heads;
-  const int64_t value_bytes = slots_heads * c.head_dim * (o.dtype == k::KvCacheDType::kInt8 ? 1 : 4);
+  const int64_t value_bytes =
+      slots_heads * c.head_dim * (o.dtype == k::KvCacheDType::kInt8 ? 1 : (o.dtype == k::KvCacheDType::kBF16 ? 2 : 4));
   const int64_t scale_bytes = o.dtype == k::KvCacheDType::kInt8 ? slots_heads * 4 : 0;
   uint8_t* at = s.cache.as<uint8_t>();
   for (int64_t l = 0; l < c.num_layers; ++l) {

@@ -1,8 +1,9 @@
 // Paged KV cache writes and paged attention (prefill and split-K decode) against the references,
-// for the fp32 and int8 caches, GQA, odd context lengths and shuffled block tables.
+// for the fp32, bf16 and int8 caches, GQA, odd context lengths and shuffled block tables.
 // Tolerances:
-//   cache writes: exact (fp32 copy; int8 bytes and scales use the reference's fp32 operations);
-//   attention: 2e-5 + 1e-4 |want| for both cache dtypes (both sides dequantize the same int8 values;
+//   cache writes: exact (fp32 copy; bf16 rounded to nearest even as f32_to_bf16; int8 bytes and
+//     scales use the reference's fp32 operations);
+//   attention: 2e-5 + 1e-4 |want| for every cache dtype (both sides widen the same bf16 / int8 values;
 //   the GPU sums in fp32 with exp2f, the reference in double).
 #include <algorithm>
 #include <cstring>
@@ -61,6 +62,7 @@ class AttentionCase {
     const int64_t num_slots = num_blocks_ * shape.block_size;
     f32_k_ = poisoned<float>(num_slots * row), f32_v_ = poisoned<float>(num_slots * row);
     i8_k_ = poisoned<int8_t>(num_slots * row), i8_v_ = poisoned<int8_t>(num_slots * row);
+    b16_k_ = poisoned<uint16_t>(num_slots * row), b16_v_ = poisoned<uint16_t>(num_slots * row);
     k_scales_ = poisoned<float>(num_slots * shape.num_kv_heads), v_scales_ = k_scales_;
     for (int64_t s = 0; s < num_seqs; ++s) {
       const int64_t n = batch.context_lens[s];
@@ -73,15 +75,17 @@ class AttentionCase {
                           shape.num_kv_heads, shape.head_dim);
       ref::kv_cache_write_int8(i8_k_.data(), i8_v_.data(), k_scales_.data(), v_scales_.data(), k.data(), v.data(),
                                slots.data(), n, row, row, shape.num_kv_heads, shape.head_dim);
+      ref::kv_cache_write_bf16(b16_k_.data(), b16_v_.data(), k.data(), v.data(), slots.data(), n, row, row,
+                               shape.num_kv_heads, shape.head_dim);
     }
     q_stride_ = shape.num_q_heads * shape.head_dim + 7;
     q_ = random_floats(num_tokens_ * q_stride_, seed + 1, -2.0f, 2.0f);
   }
 
   PagedAttentionArgs host_args(float* out) {
-    return args(out, q_.data(), dtype_ == KvCacheDType::kF32 ? static_cast<const void*>(f32_k_.data()) : i8_k_.data(),
-                dtype_ == KvCacheDType::kF32 ? static_cast<const void*>(f32_v_.data()) : i8_v_.data(),
-                k_scales_.data(), v_scales_.data(), query_start_.data(), batch_.context_lens.data(), tables_.data());
+    return args(out, q_.data(), pick(f32_k_.data(), b16_k_.data(), i8_k_.data()),
+                pick(f32_v_.data(), b16_v_.data(), i8_v_.data()), k_scales_.data(), v_scales_.data(),
+                query_start_.data(), batch_.context_lens.data(), tables_.data());
   }
 
   std::vector<float> reference() {
@@ -94,6 +98,7 @@ class AttentionCase {
   struct Device {
     DeviceBuffer<float> out, q, k_f32, v_f32, k_scales, v_scales;
     DeviceBuffer<int8_t> k_i8, v_i8;
+    DeviceBuffer<uint16_t> k_b16, v_b16;
     DeviceBuffer<int32_t> query_start, context_lens, tables;
   };
   std::unique_ptr<Device> upload() {
@@ -101,13 +106,12 @@ class AttentionCase {
         DeviceBuffer<float>(num_tokens_ * shape_.num_q_heads * shape_.head_dim), DeviceBuffer<float>(q_),
         DeviceBuffer<float>(f32_k_), DeviceBuffer<float>(f32_v_), DeviceBuffer<float>(k_scales_),
         DeviceBuffer<float>(v_scales_), DeviceBuffer<int8_t>(i8_k_), DeviceBuffer<int8_t>(i8_v_),
-        DeviceBuffer<int32_t>(query_start_), DeviceBuffer<int32_t>(batch_.context_lens),
+        DeviceBuffer<uint16_t>(b16_k_), DeviceBuffer<uint16_t>(b16_v_), DeviceBuffer<int32_t>(query_start_), DeviceBuffer<int32_t>(batch_.context_lens),
         DeviceBuffer<int32_t>(tables_)});
   }
   PagedAttentionArgs device_args(Device& d) {
-    const bool f32 = dtype_ == KvCacheDType::kF32;
-    return args(d.out.get(), d.q.get(), f32 ? static_cast<const void*>(d.k_f32.get()) : d.k_i8.get(),
-                f32 ? static_cast<const void*>(d.v_f32.get()) : d.v_i8.get(), d.k_scales.get(), d.v_scales.get(),
+    return args(d.out.get(), d.q.get(), pick(d.k_f32.get(), d.k_b16.get(), d.k_i8.get()),
+                pick(d.v_f32.get(), d.v_b16.get(), d.v_i8.get()), d.k_scales.get(), d.v_scales.get(),
                 d.query_start.get(), d.context_lens.get(), d.tables.get());
   }
   int64_t max_query_len() const { return *std::max_element(batch_.query_lens.begin(), batch_.query_lens.end()); }
@@ -116,6 +120,11 @@ class AttentionCase {
   }
 
  private:
+  // The cache of this case's dtype.
+  const void* pick(const float* f32, const uint16_t* b16, const int8_t* i8) const {
+    if (dtype_ == KvCacheDType::kBF16) return b16;
+    return dtype_ == KvCacheDType::kInt8 ? static_cast<const void*>(i8) : f32;
+  }
   PagedAttentionArgs args(float* out, const float* q, const void* k, const void* v, const float* ks, const float* vs,
                           const int32_t* qs, const int32_t* cl, const int32_t* bt) const {
     PagedAttentionArgs a{};
@@ -135,16 +144,17 @@ class AttentionCase {
   int64_t num_tokens_ = 0, max_blocks_ = 1, num_blocks_ = 0, q_stride_ = 0;
   std::vector<float> f32_k_, f32_v_, k_scales_, v_scales_, q_;
   std::vector<int8_t> i8_k_, i8_v_;
+  std::vector<uint16_t> b16_k_, b16_v_;
 };
 
 const Shape kShapes[] = {{64, 8, 2, 16}, {128, 4, 4, 32}, {128, 12, 3, 16}};
 
 using CudaPagedAttention = CudaTest;
-TEST_F(CudaPagedAttention, PrefillVariableLengthsGqaBothCacheDtypes) {
+TEST_F(CudaPagedAttention, PrefillVariableLengthsGqaEveryCacheDtype) {
   // Mixed batch: a decode (1 query), a fresh prefill, a chunked prefill with cached context, odd lengths.
   const Batch batch{{1, 17, 40, 5}, {29, 17, 73, 300}};
   for (const Shape& shape : kShapes) {
-    for (KvCacheDType dtype : {KvCacheDType::kF32, KvCacheDType::kInt8}) {
+    for (KvCacheDType dtype : {KvCacheDType::kF32, KvCacheDType::kBF16, KvCacheDType::kInt8}) {
       AttentionCase c(shape, batch, dtype, 42);
       const std::vector<float> want = c.reference();
       auto d = c.upload();
@@ -164,7 +174,7 @@ TEST_F(CudaPagedAttention, DecodeSplitsLongContexts) {
   const Batch short_batch{{1, 1, 1}, {3, 100, 511}};             // one partition: no workspace, no reduce
   for (const Batch* b : {&batch, &short_batch}) {
     for (const Shape& shape : kShapes) {
-      for (KvCacheDType dtype : {KvCacheDType::kF32, KvCacheDType::kInt8}) {
+      for (KvCacheDType dtype : {KvCacheDType::kF32, KvCacheDType::kBF16, KvCacheDType::kInt8}) {
         AttentionCase c(shape, *b, dtype, 7);
         const std::vector<float> want = c.reference();
         auto d = c.upload();
@@ -191,7 +201,7 @@ TEST_F(CudaPagedAttention, RejectsBadArguments) {
 }
 
 using CudaKvCacheWrite = CudaTest;
-TEST_F(CudaKvCacheWrite, Fp32AndInt8MatchReferenceBitForBit) {
+TEST_F(CudaKvCacheWrite, Fp32Bf16AndInt8MatchReferenceBitForBit) {
   for (int64_t head_dim : {64, 128}) {
     const int64_t tokens = 23, nkv = 3, block_size = 16, num_blocks = 5, num_slots = num_blocks * block_size;
     const int64_t row = nkv * head_dim, k_stride = row + 9, v_stride = row + 2;
@@ -219,6 +229,12 @@ TEST_F(CudaKvCacheWrite, Fp32AndInt8MatchReferenceBitForBit) {
     FERRY_ASSERT_OK(kv_cache_write_int8(d_kq.get(), d_vq.get(), d_ks.get(), d_vs.get(), d_k.get(), d_v.get(),
                                         d_slots.get(), tokens, num_slots, k_stride, v_stride, nkv, head_dim,
                                         stream_));
+    std::vector<uint16_t> kb = poisoned<uint16_t>(num_slots * row), vb = kb;
+    ref::kv_cache_write_bf16(kb.data(), vb.data(), k.data(), v.data(), slots.data(), tokens, k_stride, v_stride, nkv,
+                             head_dim);
+    DeviceBuffer<uint16_t> d_kb(num_slots * row), d_vb(num_slots * row);
+    FERRY_ASSERT_OK(kv_cache_write_bf16(d_kb.get(), d_vb.get(), d_k.get(), d_v.get(), d_slots.get(), tokens,
+                                        num_slots, k_stride, v_stride, nkv, head_dim, stream_));
     sync();
     // Byte comparisons: untouched slots stay 0xFF on both sides (NaN != NaN as floats).
     auto same_bytes = [](const auto& a, const auto& b) {
@@ -230,6 +246,8 @@ TEST_F(CudaKvCacheWrite, Fp32AndInt8MatchReferenceBitForBit) {
     EXPECT_TRUE(same_bytes(d_vq.download(), vq));
     EXPECT_TRUE(same_bytes(d_ks.download(), ks));
     EXPECT_TRUE(same_bytes(d_vs.download(), vs));
+    EXPECT_TRUE(same_bytes(d_kb.download(), kb));
+    EXPECT_TRUE(same_bytes(d_vb.download(), vb));
   }
 }
 

@@ -503,6 +503,14 @@ TEST_F(CudaEngineQuantizedTest, WeightsLiveOnTheDeviceAsCodesPlusScales) {
   }
 }
 
+// bf16 KV cache: both engines round K and V to bf16 the same way and attend in fp32.
+TEST_F(CudaEngineTest, Bf16KvCacheMatchesCpuEngine) {
+  run_mixed_steps(gqa_llama(), WeightDType::kF32, 1e-4, kernels::KvCacheDType::kBF16);
+  auto m = stories();
+  if (!m) GTEST_SKIP() << "stories260K-hf-format.derived not found";
+  run_mixed_steps(*m, WeightDType::kF32, 1e-4, kernels::KvCacheDType::kBF16);
+}
+
 TEST_F(CudaEngineTest, Int8KvCacheMatchesCpuEngine) { run_mixed_steps(gqa_llama(), WeightDType::kF32, 1e-4, kernels::KvCacheDType::kInt8); }
 
 // Non-greedy sampling copies the logits to the host and runs the CPU Sampler there: with the same
@@ -626,14 +634,13 @@ TEST_F(CudaEngineTest, RefusesWhatItDoesNotRunWithAClearMessage) {
   ASSERT_FALSE(w.ok());
   EXPECT_NE(w.status().message().find("sliding"), std::string::npos) << w.status().to_string();
 
-  auto ok = CudaEngine::create(m.config, m.weights, {});
-  ASSERT_TRUE(ok.ok()) << ok.status().to_string();
-  KvCacheOptions kv;
-  kv.num_blocks = 4;
-  kv.dtype = kernels::KvCacheDType::kBF16;
-  auto bf16 = ok.value()->allocate_kv_cache(kv);
-  ASSERT_FALSE(bf16.ok());
-  EXPECT_EQ(bf16.status().code(), StatusCode::kUnimplemented);
+  Model capped = dummy("soft-capped", R"({"architectures":["LlamaForCausalLM"],"hidden_size":32,
+    "intermediate_size":40,"num_hidden_layers":1,"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":50})");
+  capped.config.final_logit_softcap = 30.0f;
+  auto s = CudaEngine::create(capped.config, capped.weights, {});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(s.status().message().find("soft-capping"), std::string::npos) << s.status().to_string();
 }
 
 // planned_device_bytes (what kv_cache_memory_fraction subtracts from the free memory) is what
