@@ -37,11 +37,14 @@ namespace kc = ferry::kernels::cuda;
 namespace {
 
 // One cudaMalloc'd range, freed on destruction.
-class DeviceMemory {
+// Owned CUDA memory: device memory (cudaMalloc), or page-locked host memory (cudaMallocHost) when
+// kHost, whose copies to and from the device are DMA transfers that need no staging by the driver.
+template <bool kHost>
+class CudaMemory {
  public:
-  DeviceMemory() = default;
-  DeviceMemory(DeviceMemory&& o) noexcept : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
-  DeviceMemory& operator=(DeviceMemory&& o) noexcept {
+  CudaMemory() = default;
+  CudaMemory(CudaMemory&& o) noexcept : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+  CudaMemory& operator=(CudaMemory&& o) noexcept {
     if (this != &o) {
       reset();
       ptr_ = std::exchange(o.ptr_, nullptr);
@@ -49,22 +52,23 @@ class DeviceMemory {
     }
     return *this;
   }
-  ~DeviceMemory() { reset(); }
+  ~CudaMemory() { reset(); }
 
-  static Result<DeviceMemory> allocate(size_t bytes) {
-    DeviceMemory m;
+  static Result<CudaMemory> allocate(size_t bytes) {
+    CudaMemory m;
     if (bytes == 0) return m;
-    const cudaError_t err = cudaMalloc(&m.ptr_, bytes);
+    const cudaError_t err = kHost ? cudaMallocHost(&m.ptr_, bytes) : cudaMalloc(&m.ptr_, bytes);
     if (err == cudaErrorMemoryAllocation) {
       (void)cudaGetLastError();  // not sticky: clear it
-      return Status::ResourceExhausted("cudaMalloc of " + std::to_string(bytes) + " bytes: out of device memory");
+      return Status::ResourceExhausted(std::string(kHost ? "cudaMallocHost" : "cudaMalloc") + " of " +
+                                       std::to_string(bytes) + " bytes: out of memory");
     }
     FERRY_CUDA_RETURN_IF_ERROR(err);
     m.bytes_ = bytes;
     return m;
   }
   void reset() {
-    if (ptr_ != nullptr) (void)cudaFree(ptr_);
+    if (ptr_ != nullptr) (void)(kHost ? cudaFreeHost(ptr_) : cudaFree(ptr_));
     ptr_ = nullptr;
     bytes_ = 0;
   }
@@ -78,6 +82,8 @@ class DeviceMemory {
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
 };
+using DeviceMemory = CudaMemory<false>;
+using PinnedMemory = CudaMemory<true>;
 
 bool is_llama_family(const std::string& name) {
   return name == "LlamaForCausalLM" || name == "MistralForCausalLM" || name == "Qwen2ForCausalLM" ||
@@ -197,14 +203,20 @@ struct CudaEngine::State {
   void* decode_ws = nullptr;
   size_t decode_ws_bytes = 0;
 
-  // Step metadata on the device.
-  int32_t* d_token_ids = nullptr;    // [T]
-  int32_t* d_positions = nullptr;    // [T]
-  int64_t* d_slots = nullptr;        // [T]
-  int32_t* d_logit_rows = nullptr;   // [T]
-  int32_t* d_query_start = nullptr;  // [S + 1]
-  int32_t* d_context_lens = nullptr;  // [S]
+  // Step metadata on the device: one buffer, the arrays packed at the step's sizes (16-byte
+  // aligned), the pointers below set by upload_metadata into it.
+  uint8_t* d_meta = nullptr;
+  int32_t* d_token_ids = nullptr;    // [n]
+  int32_t* d_positions = nullptr;    // [n]
+  int64_t* d_slots = nullptr;        // [n]
+  int32_t* d_logit_rows = nullptr;   // [n]
+  int32_t* d_query_start = nullptr;  // [num_seqs + 1]
+  int32_t* d_context_lens = nullptr;  // [num_seqs]
   DeviceMemory block_tables;          // [S, max_blocks_per_seq], sized with the KV cache
+  // Page-locked host staging: the packed metadata, then the block tables (sized with the KV
+  // cache); and the device-greedy tokens coming back. Two host-to-device copies per step.
+  PinnedMemory staging;
+  PinnedMemory pinned_tokens;  // [S] int32
 
   // KV cache.
   DeviceMemory cache;
@@ -217,7 +229,6 @@ struct CudaEngine::State {
   // Host side of a step.
   StepLayout layout;
   std::vector<float> host_logits;  // [rows, vocab] when sampling on the host without return_logits
-  std::vector<int32_t> host_tokens;
   std::unique_ptr<Sampler> sampler;
   std::vector<SampleResult> run;  // sample_on_host's scratch
   std::vector<float> host_prompt_logits;  // [max_num_seqs, vocab]; allocated once prompt logprobs are asked
@@ -228,6 +239,8 @@ struct CudaEngine::State {
     (void)cudaSetDevice(device);
     cache.reset();
     block_tables.reset();
+    staging.reset();
+    pinned_tokens.reset();
     owned.clear();
     gemm.reset();
     if (stream != nullptr) (void)cudaStreamDestroy(stream);
@@ -262,6 +275,7 @@ struct CudaEngine::State {
   Result<Matrix> upload_matrix(const ModelWeights& w, const std::vector<std::string>& names);
   Status allocate_activations();
 
+  size_t metadata_bytes() const;
   Status upload_metadata(const ForwardBatch& b);
   Status linear(float* out, const float* in, const Matrix& w, const float* bias, int64_t m, int64_t n, int64_t kdim);
   Status forward(int64_t num_tokens);
@@ -367,9 +381,7 @@ Result<CudaEngine::State::Matrix> CudaEngine::State::upload_matrix(const ModelWe
   FERRY_ASSIGN_OR_RETURN(shape, stacked_shape(w, names));
   const int64_t rows = shape.rows, kdim = shape.numel / shape.rows;
   const Matrix plan = plan_quantized(w, names[0], kdim);
-  if (plan.format == k::WeightFormat::kInt4 && plan.group_size == 0) {
-    return Status::Unimplemented("int4 checkpoint group size of " + names[0] + " (supported: 32, 64, 128 or a multiple of 128)");
-  }
+  FERRY_CHECK(plan.format != k::WeightFormat::kInt4 || plan.group_size > 0);  // check_supported refused it
   const int64_t row_bytes = k::weight_data_bytes(plan.format, 1, kdim);
   const int64_t row_scales = plan.format == k::WeightFormat::kInt8 ? 1 : kdim / plan.group_size;
   uint8_t* d_data = nullptr;
@@ -477,12 +489,10 @@ Status CudaEngine::State::allocate_activations() {
   FERRY_ASSIGN_OR_RETURN(last, alloc<float>(s * hidden));
   FERRY_ASSIGN_OR_RETURN(logits, alloc<float>(s * c.vocab_size));
   FERRY_ASSIGN_OR_RETURN(tokens, alloc<int32_t>(s));
-  FERRY_ASSIGN_OR_RETURN(d_token_ids, alloc<int32_t>(t));
-  FERRY_ASSIGN_OR_RETURN(d_positions, alloc<int32_t>(t));
-  FERRY_ASSIGN_OR_RETURN(d_slots, alloc<int64_t>(t));
-  FERRY_ASSIGN_OR_RETURN(d_logit_rows, alloc<int32_t>(t));
-  FERRY_ASSIGN_OR_RETURN(d_query_start, alloc<int32_t>(s + 1));
-  FERRY_ASSIGN_OR_RETURN(d_context_lens, alloc<int32_t>(s));
+  FERRY_ASSIGN_OR_RETURN(d_meta, alloc<uint8_t>(static_cast<int64_t>(metadata_bytes())));
+  if (!dry_run) {
+    FERRY_ASSIGN_OR_RETURN(pinned_tokens, PinnedMemory::allocate(static_cast<size_t>(s) * sizeof(int32_t)));
+  }
   const int64_t decode_ctx = options.decode_context_tokens > 0
                                  ? options.decode_context_tokens
                                  : std::min<int64_t>(c.max_position_embeddings, 8192);
@@ -513,19 +523,46 @@ Status CudaEngine::State::linear(float* out, const float* in, const Matrix& w, c
   return gemm->matmul(out, k::DType::kF32, xin, w.data, wdt, bias, m, n, kdim);
 }
 
+namespace {
+size_t align16(size_t n) { return (n + 15) & ~size_t{15}; }
+}  // namespace
+
+// The packed step metadata at its largest: max_num_tokens ids, positions, slots and logit rows,
+// max_num_seqs + 1 query starts and max_num_seqs context lengths, each section 16-byte aligned.
+size_t CudaEngine::State::metadata_bytes() const {
+  const size_t t = static_cast<size_t>(options.max_num_tokens), s = static_cast<size_t>(options.max_num_seqs);
+  return align16(t * 4) * 3 + align16(t * 8) + align16((s + 1) * 4) + align16(s * 4);
+}
+
+// Packs the step's metadata into the pinned staging buffer and copies it in one transfer (and the
+// block tables in a second), pointing d_token_ids .. d_context_lens into d_meta. The staging buffer
+// is reused by the next step only after this one synchronized (step() waits for its results).
 Status CudaEngine::State::upload_metadata(const ForwardBatch& b) {
   const StepLayout& sl = layout;
-  auto copy = [&](void* dst, const void* src, size_t bytes) -> Status {
-    FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
-    return Status::Ok();
+  uint8_t* h = staging.as<uint8_t>();
+  size_t at = 0;
+  auto put = [&](const void* src, size_t bytes) {
+    const size_t offset = at;
+    if (bytes > 0) std::memcpy(h + offset, src, bytes);
+    at = align16(offset + bytes);
+    return offset;
   };
-  FERRY_RETURN_IF_ERROR(copy(d_token_ids, b.token_ids.data(), b.token_ids.size_bytes()));
-  FERRY_RETURN_IF_ERROR(copy(d_positions, b.positions.data(), b.positions.size_bytes()));
-  FERRY_RETURN_IF_ERROR(copy(d_slots, sl.slots.data(), sl.slots.size() * sizeof(int64_t)));
-  FERRY_RETURN_IF_ERROR(copy(d_logit_rows, sl.logit_rows.data(), sl.logit_rows.size() * sizeof(int32_t)));
-  FERRY_RETURN_IF_ERROR(copy(d_query_start, sl.query_start.data(), sl.query_start.size() * sizeof(int32_t)));
-  FERRY_RETURN_IF_ERROR(copy(d_context_lens, sl.context_lens.data(), sl.context_lens.size() * sizeof(int32_t)));
-  return copy(block_tables.as<int32_t>(), sl.block_tables.data(), sl.block_tables.size() * sizeof(int32_t));
+  d_token_ids = reinterpret_cast<int32_t*>(d_meta + put(b.token_ids.data(), b.token_ids.size_bytes()));
+  d_positions = reinterpret_cast<int32_t*>(d_meta + put(b.positions.data(), b.positions.size_bytes()));
+  d_slots = reinterpret_cast<int64_t*>(d_meta + put(sl.slots.data(), sl.slots.size() * sizeof(int64_t)));
+  d_logit_rows = reinterpret_cast<int32_t*>(d_meta + put(sl.logit_rows.data(), sl.logit_rows.size() * sizeof(int32_t)));
+  d_query_start =
+      reinterpret_cast<int32_t*>(d_meta + put(sl.query_start.data(), sl.query_start.size() * sizeof(int32_t)));
+  d_context_lens =
+      reinterpret_cast<int32_t*>(d_meta + put(sl.context_lens.data(), sl.context_lens.size() * sizeof(int32_t)));
+  const size_t meta = at;
+  FERRY_CHECK(meta <= metadata_bytes());
+  const size_t tables = put(sl.block_tables.data(), sl.block_tables.size() * sizeof(int32_t));
+  FERRY_CHECK(at <= staging.bytes());
+  FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_meta, h, meta, cudaMemcpyHostToDevice, stream));
+  FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(block_tables.as<int32_t>(), h + tables,
+                                             sl.block_tables.size() * sizeof(int32_t), cudaMemcpyHostToDevice, stream));
+  return Status::Ok();
 }
 
 // h = rmsnorm(x) on entry; q|k|v, q/k norms, RoPE, cache write, paged attention, o; then
@@ -629,6 +666,15 @@ Status CudaEngine::check_supported(const ModelConfig& c, const ModelWeights& wei
   if (!is_llama_family(c.architecture_name)) {
     return Status::Unimplemented("the CUDA engine runs LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM and "
                                  "Qwen3ForCausalLM only, not " + c.architecture_name);
+  }
+  if (resolve_weight_format(c, weights, weight_dtype) == k::WeightFormat::kInt4) {
+    for (const WeightSpec& spec : weights.specs()) {
+      const QuantizedTensor* q = weights.quantized(spec.name);
+      if (q != nullptr && q->config.bits == 4 && imported_int4_group(q->group_size) == 0) {
+        return Status::Unimplemented("int4 checkpoint group size " + std::to_string(q->group_size) + " of " + spec.name +
+                                     " (supported: 32, 64, 128 or a multiple of 128)");
+      }
+    }
   }
   for (int64_t w : c.layer_windows) {
     if (w > 0) return Status::Unimplemented("the CUDA engine has no sliding-window attention yet (sliding_window)");
@@ -742,6 +788,9 @@ Result<int64_t> CudaEngine::allocate_kv_cache(const KvCacheOptions& o) {
   const int64_t max_blocks = (c.max_position_embeddings + o.block_size - 1) / o.block_size;
   FERRY_ASSIGN_OR_RETURN(s.block_tables, DeviceMemory::allocate(static_cast<size_t>(s.options.max_num_seqs * max_blocks) *
                                                                 sizeof(int32_t)));
+  FERRY_ASSIGN_OR_RETURN(s.staging,
+                         PinnedMemory::allocate(s.metadata_bytes() +
+                                                static_cast<size_t>(s.options.max_num_seqs * max_blocks) * sizeof(int32_t)));
   FERRY_ASSIGN_OR_RETURN(s.cache, DeviceMemory::allocate(static_cast<size_t>(blocks * per_block)));
   FERRY_CUDA_RETURN_IF_ERROR(cudaMemset(s.cache.as<void>(), 0, s.cache.bytes()));
   // Per layer: K values, V values, then (int8) K scales, V scales.
@@ -823,9 +872,9 @@ Status CudaEngine::step(const ForwardBatch& batch, std::span<const SamplingSeque
   // max_num_seqs: the last lm_head chunk above holds them all.
   if (any_sample && all_greedy) {
     FERRY_RETURN_IF_ERROR(kc::argmax(s.tokens, s.logits, rows, vocab, s.stream));
-    s.host_tokens.resize(static_cast<size_t>(rows));
-    FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.host_tokens.data(), s.tokens, static_cast<size_t>(rows) * sizeof(int32_t),
-                                               cudaMemcpyDeviceToHost, s.stream));
+    FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.pinned_tokens.as<int32_t>(), s.tokens,
+                                               static_cast<size_t>(rows) * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                                               s.stream));
   }
   FERRY_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s.stream));
 
@@ -837,7 +886,7 @@ Status CudaEngine::step(const ForwardBatch& batch, std::span<const SamplingSeque
     out->num_extra.assign(sampling.size(), 0);
     for (size_t q = 0; q < sampling.size(); ++q) {
       SampleResult& r = out->samples[q];
-      r.token = sampling[q].params == nullptr ? -1 : s.host_tokens[q];
+      r.token = sampling[q].params == nullptr ? -1 : s.pinned_tokens.as<int32_t>()[q];
       r.logprob = 0.0f;
       r.rank = 0;
       r.top_logprobs.clear();

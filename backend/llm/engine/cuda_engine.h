@@ -20,7 +20,9 @@
 //                type; quantized ones also a bf16 copy of the largest layer matrix, for steps of more rows than
 //                quantized_gemv_max_rows: kernels/cuda/quantized_gemm.h);
 //   metadata     device copies of the step's token ids, positions, slots, query starts, context
-//                lengths, block tables and logit rows;
+//                lengths and logit rows (packed in one buffer) and block tables, staged in
+//                page-locked host memory: two host-to-device copies per step; the device-greedy
+//                tokens come back into page-locked memory too;
 //   workspaces   the split-K decode attention's (for max_num_seqs sequences of up to
 //                decode_context_tokens) and cuBLASLt's;
 //   KV cache     fp32 or int8 (+ scales) per layer, sized from KvCacheOptions.

@@ -199,6 +199,18 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   return cudaSuccess;
 }
 
+cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
+  if (ptr == nullptr) return fail(cudaErrorInvalidValue);
+  FERRY_SIMT_RETURN_IF_STICKY();
+  *ptr = bytes == 0 ? nullptr : ::operator new(bytes, std::align_val_t{ferry::simt::detail::kAlignment}, std::nothrow);
+  return bytes != 0 && *ptr == nullptr ? fail(cudaErrorMemoryAllocation) : cudaSuccess;
+}
+
+cudaError_t cudaFreeHost(void* ptr) {
+  if (ptr != nullptr) ::operator delete(ptr, std::align_val_t{ferry::simt::detail::kAlignment});
+  return cudaSuccess;
+}
+
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   if (free_bytes == nullptr || total_bytes == nullptr) return fail(cudaErrorInvalidValue);
   FERRY_SIMT_RETURN_IF_STICKY();

@@ -83,6 +83,10 @@ cudaError_t cudaMalloc(T** ptr, size_t bytes) {
   return cudaMalloc(reinterpret_cast<void**>(ptr), bytes);
 }
 cudaError_t cudaFree(void* ptr);
+// Page-locked host memory: plain host memory here (nothing to pin; not device memory, so it does not
+// count against kEmulatedDeviceMemoryBytes).
+cudaError_t cudaMallocHost(void** ptr, size_t bytes);
+cudaError_t cudaFreeHost(void* ptr);
 // Free and total bytes of the emulated device: kEmulatedDeviceMemoryBytes in all, less what
 // cudaMalloc holds; a cudaMalloc past it fails with cudaErrorMemoryAllocation, as on a full GPU.
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
