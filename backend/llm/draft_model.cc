@@ -94,7 +94,7 @@ std::string compare_vocabularies(const Tokenizer& target, const Tokenizer& draft
 }
 
 Result<DraftModel> load_draft_model(const fs::path& repository, const std::string& name,
-                                    const ModelConfig& target_config, const Tokenizer& target_tokenizer) {
+                                    const ModelConfig& target_config, const Tokenizer& target_tokenizer, bool for_cpu) {
   const std::string where = "key 'speculative.draft_model' (\"" + name + "\")";
   auto folder = find_draft_folder(repository / name);
   if (!folder.ok()) return folder.status().with_prefix(where);
@@ -115,7 +115,11 @@ Result<DraftModel> load_draft_model(const fs::path& repository, const std::strin
   auto weights = load.dummy_weights ? Result<ModelWeights>(ModelWeights::dummy(config.value(), load.seed))
                                     : ModelWeights::load_safetensors(config.value(), draft.path);
   if (!weights.ok()) return weights.status().with_prefix(where);
-  auto model = load_causal_lm(config.value(), weights.value(), load.weights);
+  draft.config = config.value();
+  draft.load = load.weights;
+  draft.weights = std::make_shared<const ModelWeights>(std::move(weights).value());
+  if (!for_cpu) return draft;
+  auto model = load_causal_lm(draft.config, *draft.weights, draft.load);
   if (!model.ok()) return model.status().with_prefix(where);
   draft.model = std::move(model).value();
   return draft;

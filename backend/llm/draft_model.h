@@ -21,6 +21,8 @@
 
 #include "backend/llm/model/architecture.h"
 #include "backend/llm/model/model_config.h"
+#include "backend/llm/model/model_weights.h"
+#include "backend/llm/model/weight_loader.h"
 #include "backend/llm/tokenizer/tokenizer.h"
 #include "common/status.h"
 
@@ -29,7 +31,10 @@ namespace ferry::llm {
 struct DraftModel {
   std::string name;                       // its folder's name in the repository
   std::filesystem::path path;             // the folder its config, tokenizer and weights came from
-  std::shared_ptr<const CausalLM> model;  // the loaded weights (its config(): the draft's shape)
+  ModelConfig config;                     // the draft's shape
+  std::shared_ptr<const ModelWeights> weights;  // its checkpoint (mappings) or dummy generator
+  WeightLoadOptions load;                 // how its matrices are loaded (its serving config's keys)
+  std::shared_ptr<const CausalLM> model;  // the CPU engine's weights; null when loaded for gpu instances
 };
 
 // Loads the draft `name` for a target of `target_config` and `target_tokenizer`; `repository`
@@ -37,8 +42,11 @@ struct DraftModel {
 // (no such folder, no version folder), InvalidArgument (an architecture the engine does not run,
 // a bad config or weights, another vocabulary: what differs), each prefixed with
 // "key 'speculative.draft_model' (\"<name>\")".
+// With `for_cpu` false (a target of kind gpu, whose instances run the draft on a CudaEngine built
+// from `weights`) the CPU weights are not loaded.
 Result<DraftModel> load_draft_model(const std::filesystem::path& repository, const std::string& name,
-                                    const ModelConfig& target_config, const Tokenizer& target_tokenizer);
+                                    const ModelConfig& target_config, const Tokenizer& target_tokenizer,
+                                    bool for_cpu = true);
 
 // Empty when the draft's vocabulary is the target's: the same size and, for every id, the same
 // token string. Else a sentence saying the first difference.

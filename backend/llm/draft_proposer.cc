@@ -7,11 +7,16 @@ namespace ferry::llm {
 
 Result<std::unique_ptr<DraftProposer>> DraftProposer::create(std::shared_ptr<const CausalLM> draft,
                                                              const DraftProposerOptions& options) {
-  if (options.max_catch_up_tokens < 1) return Status::InvalidArgument("draft: max_catch_up_tokens must be >= 1");
   CpuEngineOptions engine_options;
   engine_options.num_threads = options.num_threads;
   std::unique_ptr<CpuEngine> engine;
   FERRY_ASSIGN_OR_RETURN(engine, CpuEngine::create(std::move(draft), engine_options));
+  return create(std::unique_ptr<Engine>(std::move(engine)), options);
+}
+
+Result<std::unique_ptr<DraftProposer>> DraftProposer::create(std::unique_ptr<Engine> engine,
+                                                             const DraftProposerOptions& options) {
+  if (options.max_catch_up_tokens < 1) return Status::InvalidArgument("draft: max_catch_up_tokens must be >= 1");
   KvCacheOptions kv;
   kv.num_blocks = options.num_blocks;
   kv.block_size = options.block_size;
@@ -21,7 +26,7 @@ Result<std::unique_ptr<DraftProposer>> DraftProposer::create(std::shared_ptr<con
       new DraftProposer(std::move(engine), options.block_size, options.max_catch_up_tokens));
 }
 
-DraftProposer::DraftProposer(std::unique_ptr<CpuEngine> engine, int64_t block_size, int32_t max_catch_up_tokens)
+DraftProposer::DraftProposer(std::unique_ptr<Engine> engine, int64_t block_size, int32_t max_catch_up_tokens)
     : engine_(std::move(engine)),
       block_size_(block_size),
       max_catch_up_tokens_(max_catch_up_tokens),

@@ -1,5 +1,6 @@
 // DraftProposer: speculative decoding's "draft" method for one instance. A small model of the
-// target's vocabulary (DraftModel, draft_model.h) runs on its own CpuEngine, with its own paged
+// target's vocabulary (DraftModel, draft_model.h) runs on its own engine (a CpuEngine, or a
+// CudaEngine for a gpu target), with its own paged
 // KV cache, and proposes the next k tokens of each speculating sequence; the target then verifies
 // them in one step (Sampler::verify).
 //
@@ -69,6 +70,10 @@ class DraftProposer {
   // InvalidArgument / ResourceExhausted when the engine or its KV pool cannot be made.
   static Result<std::unique_ptr<DraftProposer>> create(std::shared_ptr<const CausalLM> draft,
                                                        const DraftProposerOptions& options);
+  // The same over an engine already made (a CudaEngine for a gpu target): its KV pool is allocated
+  // here from `options` (num_threads unused).
+  static Result<std::unique_ptr<DraftProposer>> create(std::unique_ptr<Engine> engine,
+                                                       const DraftProposerOptions& options);
 
   // One round for `jobs` (distinct ids): fills each job's drafts (and probs). A job may get none
   // (no KV room, a catch-up still in progress, past the draft's context). On an engine error every
@@ -101,7 +106,7 @@ class DraftProposer {
     bool proposes = false;  // end == len: the catch-up completes and drafts follow
   };
 
-  DraftProposer(std::unique_ptr<CpuEngine> engine, int64_t block_size, int32_t max_catch_up_tokens);
+  DraftProposer(std::unique_ptr<Engine> engine, int64_t block_size, int32_t max_catch_up_tokens);
 
   // Positions of `s` whose K/V still hold `tokens` (and may be kept), < tokens.size().
   static int32_t valid_prefix(const SeqState& s, std::span<const int32_t> tokens);
@@ -112,7 +117,7 @@ class DraftProposer {
   void take_draft(const Active& a, std::span<const float> logits);
   void finish_round();
 
-  std::unique_ptr<CpuEngine> engine_;
+  std::unique_ptr<Engine> engine_;
   const int64_t block_size_;
   const int32_t max_catch_up_tokens_;
   const int32_t max_positions_;  // the draft's context (max_position_embeddings)

@@ -275,6 +275,14 @@ GpuEngineOptions gpu_engine_options(const LlmConfig& c, int instance) {
   return o;
 }
 
+GpuEngineOptions draft_gpu_engine_options(const LlmConfig& c, const WeightLoadOptions& draft_load, int instance) {
+  GpuEngineOptions o = gpu_engine_options(c, instance);
+  o.weight_dtype = draft_load.dtype;
+  o.weight_group_size = draft_load.group_size;
+  o.weight_zero_points = draft_load.int4_zero_points;
+  return o;
+}
+
 std::string resolve_tool_call_parser(const std::string& configured, const std::string& chat_template) {
   if (configured == "none") return "";
   if (configured != "auto") return configured;

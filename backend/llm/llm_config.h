@@ -82,6 +82,9 @@ struct LlmConfig {
 // The engine options of instance `instance` of a kind gpu group: device gpus[instance % count]
 // (device 0 when gpus is empty), the weight dtype, and the scheduler's per-step limits.
 GpuEngineOptions gpu_engine_options(const LlmConfig& config, int instance);
+// The same for the draft model of speculative method "draft" on instance `instance`: the target's
+// device and batch limits, the draft's own weight format (`draft_load`).
+GpuEngineOptions draft_gpu_engine_options(const LlmConfig& config, const WeightLoadOptions& draft_load, int instance);
 
 // The tool-call format a model's metadata declares: `configured` ("tool_call_parser") unless it is
 // "auto", in which case the chat template's markers decide (vLLM's parser names): <tool_call> is

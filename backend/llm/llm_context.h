@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend/llm/chat_template/chat_template.h"
+#include "backend/llm/draft_model.h"
 #include "backend/llm/llm_config.h"
 #include "backend/llm/model/architecture.h"
 #include "backend/llm/model/model_config.h"
@@ -47,9 +48,10 @@ struct LlmModelContext {
   std::unique_ptr<ChatTemplate> chat_template;  // null when the model has none (or it is unusable)
   ModelWeights weights;                    // the checkpoint (mappings) or dummy generator
   std::shared_ptr<const CausalLM> model;  // the loaded weights, shared by every instance
-  // Speculative method "draft" (draft_model.h): the draft's weights, shared by every instance, and
-  // the blocks of each instance's draft KV pool. Null / 0 otherwise.
-  std::shared_ptr<const CausalLM> draft_model;
+  // Speculative method "draft" (draft_model.h): the draft (its CPU weights shared by every cpu
+  // instance; a gpu instance uploads its own copy), and the blocks of each instance's draft KV
+  // pool. Null / 0 otherwise.
+  std::shared_ptr<const DraftModel> draft;
   int64_t draft_num_blocks = 0;
   std::vector<int32_t> eos_ids;
   int64_t max_model_len = 0;

@@ -67,14 +67,22 @@ Status LlmInstance::load_engine() {
   kv.dtype = ctx_.config.kv_cache_dtype;
   auto blocks = engine->allocate_kv_cache(kv);
   if (!blocks.ok()) return blocks.status();
-  if (ctx_.draft_model != nullptr) {
+  if (ctx_.draft != nullptr) {
     DraftProposerOptions d;
     d.num_blocks = ctx_.draft_num_blocks;
     d.block_size = kv.block_size;
     d.kv_dtype = kv.dtype;
     d.num_threads = ctx_.config.num_threads;
     d.max_catch_up_tokens = ctx_.config.scheduler.max_num_batched_tokens;
-    FERRY_ASSIGN_OR_RETURN(draft_, DraftProposer::create(ctx_.draft_model, d));
+    if (ctx_.config.gpu) {
+      std::unique_ptr<Engine> draft_engine;
+      FERRY_ASSIGN_OR_RETURN(draft_engine,
+                             create_gpu_engine(ctx_.draft->config, *ctx_.draft->weights,
+                                               draft_gpu_engine_options(ctx_.config, ctx_.draft->load, index_)));
+      FERRY_ASSIGN_OR_RETURN(draft_, DraftProposer::create(std::move(draft_engine), d));
+    } else {
+      FERRY_ASSIGN_OR_RETURN(draft_, DraftProposer::create(ctx_.draft->model, d));
+    }
   }
   engine_ = std::move(engine);
   engine_loaded_ = true;
@@ -444,7 +452,7 @@ Json::Value LlmInstance::stats() const {
   s["prefix_hit_tokens"] = static_cast<Json::Int64>(st.kv.num_hit_tokens);
   s["kv_evictions"] = static_cast<Json::Int64>(st.kv.num_evictions);
   s["consistent"] = consistent_.load();  // as of the loop's last check (see the header)
-  if (ctx_.draft_model != nullptr) {  // as of the loop's last draft round or release
+  if (ctx_.draft != nullptr) {  // as of the loop's last draft round or release
     s["draft_kv_blocks_used"] = static_cast<Json::Int64>(draft_blocks_used_.load());
     s["draft_sequences"] = static_cast<Json::Int64>(draft_sequences_.load());
   }

@@ -208,20 +208,22 @@ Status LlmModel::load(const ferry_host_api* host, const ferry_model_desc& desc) 
 Status LlmModel::load_draft(const ferry_model_desc& desc) {
   const SpeculativeConfig& sc = ctx_.config.speculative;
   if (sc.method != SpeculativeMethod::kDraft) return Status::Ok();
-  if (ctx_.config.gpu) {
-    return Status::Unimplemented("key 'speculative.method' \"draft\" runs on cpu instances only (instance_group kind "
-                                 "gpu: use \"ngram\")");
-  }
   const std::filesystem::path repository = std::filesystem::path(desc.model_path).parent_path();
   DraftModel draft;
-  FERRY_ASSIGN_OR_RETURN(draft, load_draft_model(repository, sc.draft_model, ctx_.model_config, *ctx_.tokenizer));
-  ctx_.draft_model = std::move(draft.model);
+  FERRY_ASSIGN_OR_RETURN(draft, load_draft_model(repository, sc.draft_model, ctx_.model_config, *ctx_.tokenizer,
+                                                 !ctx_.config.gpu));
+  if (ctx_.config.gpu) {
+    Status s = gpu_engine_supported(draft.config, *draft.weights, draft_gpu_engine_options(ctx_.config, draft.load, 0));
+    if (!s.ok()) return s.with_prefix("key 'speculative.draft_model' (\"" + sc.draft_model + "\")");
+  }
+  const std::string path = draft.path.string();
+  ctx_.draft = std::make_shared<const DraftModel>(std::move(draft));
   const int64_t bs = ctx_.config.kv_cache_block_size;
   const int64_t per_seq = (ctx_.max_model_len + sc.num_speculative_tokens + bs - 1) / bs;
   const int64_t seqs = std::max(1, std::min(ctx_.config.scheduler.max_num_seqs, sc.disable_by_batch_size));
   ctx_.draft_num_blocks = std::max(per_seq, std::min(seqs * per_seq, ctx_.num_blocks));
   ctx_.log(FERRY_LOG_LEVEL_INFO, "model '" + ctx_.name + "': draft model '" + sc.draft_model + "' from " +
-                                     draft.path.string() + ", " + std::to_string(ctx_.draft_model->config().num_layers) +
+                                     path + ", " + std::to_string(ctx_.draft->config.num_layers) +
                                      " layers, draft KV pool " + std::to_string(ctx_.draft_num_blocks) + " x " +
                                      std::to_string(bs) + " tokens per instance");
   return Status::Ok();

@@ -52,6 +52,12 @@ class LlmGpuEmulated : public ::testing::Test {
     const std::string int4 = R"("weight_dtype":"int4","weight_group_size":64,"weight_zero_points":true,)";
     add_model("gpu_int4", R"({"backend":"llm","instance_group":[{"kind":"gpu"}],)" + int4 + sizes + "}", model);
     add_model("cpu_int4", R"({"backend":"llm",)" + int4 + sizes + "}", model);
+    // Speculative decoding with a draft model on a gpu instance: the "cpu" folder (stories260K) drafts
+    // for itself, on its own CudaEngine.
+    add_model("gpu_draft", R"({"backend":"llm","instance_group":[{"kind":"gpu"}],)" + sizes +
+                               R"(,"speculative":{"method":"draft","draft_model":"cpu","num_speculative_tokens":3,)"
+                               R"("disable_by_batch_size":8,"min_acceptance_rate":0}})",
+              model);
     // The KV pool as 2 % of the emulated device's free memory (1 GiB in all), and the key refused on cpu.
     add_model("gpu_fraction", R"({"backend":"llm","instance_group":[{"kind":"gpu"}],"kv_cache_memory_fraction":0.02,)"
                                   R"("max_num_batched_tokens":256,"max_num_seqs":8})", model);
@@ -217,6 +223,41 @@ TEST_F(LlmGpuEmulated, Int4InstanceUsesTheConfiguredGroupsAndAnswersAsTheCpuInst
   ASSERT_EQ(gpu["logprobs"].size(), cpu["logprobs"].size());
   for (Json::ArrayIndex i = 0; i < gpu["logprobs"].size(); ++i)
     EXPECT_NEAR(gpu["logprobs"][i]["logprob"].asDouble(), cpu["logprobs"][i]["logprob"].asDouble(), 1e-4) << i;
+}
+
+// The draft method on a gpu instance: the draft runs on its own CudaEngine; greedy output with
+// speculation is the golden continuation token for token, the drafts were proposed and (drafting
+// for itself, over the same weights) accepted, and its draft KV blocks go back to zero.
+TEST_F(LlmGpuEmulated, DraftModelSpeculationOnTheGpuKeepsTheGreedyGolden) {
+  const Json::Value& c = golden_case(golden_, "prompt_once_upon_a_time_greedy_64");
+  Json::Value body;
+  body["input_ids"] = c["prompt_token_ids"];
+  body["max_tokens"] = 24;
+  body["temperature"] = 0;
+  body["ignore_eos"] = true;
+  const Json::Value j = post_json("/v2/models/gpu_draft/generate", dump(body));
+  ASSERT_EQ(j["output_ids"].size(), 24u) << dump(j);
+  for (Json::ArrayIndex i = 0; i < 24; ++i) EXPECT_EQ(j["output_ids"][i], c["generated_token_ids"][i]) << i;
+  const std::string metrics = http_->get("/metrics").body;
+  auto counter = [&](const std::string& name) {
+    const std::string key = name + "{";
+    for (size_t at = metrics.find(key); at != std::string::npos; at = metrics.find(key, at + 1)) {
+      const size_t end = metrics.find('\n', at);
+      const std::string line = metrics.substr(at, end - at);
+      if (line.find("model=\"gpu_draft\"") != std::string::npos && line.find("method=\"draft\"") != std::string::npos)
+        return std::stod(line.substr(line.rfind(' ') + 1));
+    }
+    return -1.0;
+  };
+  const double proposed = counter("ferry_llm_spec_proposed_tokens_total");
+  const double accepted = counter("ferry_llm_spec_accepted_tokens_total");
+  EXPECT_GT(proposed, 0) << metrics;
+  EXPECT_GT(accepted, 0.5 * proposed) << "a model drafting for itself greedily should see most drafts accepted";
+  EXPECT_TRUE(eventually([&] { return stats("gpu_draft")["kv_blocks_used"].asInt() == 0; }, 5000ms));
+  const Json::Value st = stats("gpu_draft");
+  ASSERT_EQ(st["instances"].size(), 1u) << dump(st);
+  ASSERT_TRUE(st["instances"][0].isMember("draft_kv_blocks_used")) << dump(st);
+  EXPECT_EQ(st["instances"][0]["draft_kv_blocks_used"].asInt(), 0) << dump(st);
 }
 
 // Sequences batched in one step on the gpu engine (several decodes per step, joining and leaving
