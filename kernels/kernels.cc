@@ -261,8 +261,6 @@ void paged_attention(const Context& ctx, const PagedAttentionArgs& args) {
   FERRY_CHECK(args.block_size > 0 && args.head_dim > 0);
   FERRY_CHECK(args.kv_dtype != KvCacheDType::kInt8 || (args.k_scales != nullptr && args.v_scales != nullptr));
   FERRY_CHECK(args.sliding_window >= 0 && args.logit_softcap >= 0.0f);
-  FERRY_CHECK(!(ctx.backend == Backend::kCuda && (args.sliding_window != 0 || args.logit_softcap != 0.0f)) &&
-              "paged_attention: the CUDA kernels have no sliding window or logit soft-cap yet");
   FERRY_DISPATCH_POOLED(ctx, paged_attention, args);
 }
 

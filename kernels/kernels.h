@@ -7,7 +7,7 @@
 //   kCuda       kernels/cuda/ (kernels/cuda/dispatch.{h,cc}): routed there in the CUDA emulation build
 //               (FERRY_CUDA_EMULATION, docs/cuda.md), where the .cu kernels run on the host; an nvcc
 //               build still asserts on kCuda (no engine holds device buffers yet). Operators without a
-//               CUDA kernel (gelu, log_softmax, windows/soft-caps, matmul, linear of a float
+//               CUDA kernel (gelu, log_softmax, matmul, linear of a float
 //               weight format) assert too.
 // Signatures take raw pointers, sizes and documented row-major layouts (no STL containers), so a CUDA
 // implementation can take device pointers through the very same declarations.

@@ -103,7 +103,6 @@ void kv_cache_write_int8(void* stream, int8_t* k_cache, int8_t* v_cache, float* 
 // needs max_context_len and a workspace that kernels.h's call does not carry; the engine will call
 // it directly.
 void paged_attention(void* stream, const PagedAttentionArgs& args) {
-  if (args.sliding_window != 0 || args.logit_softcap != 0.0f) unsupported("paged_attention window / soft-cap");
   check(cuda::paged_attention_prefill(args, args.num_tokens, as_stream(stream)), "paged_attention");
 }
 

@@ -6,7 +6,9 @@
 // product is a warp sum, and the warp keeps a running max / sum / accumulator (log2 units). The
 // 4 warps merge in shared memory. With one partition the block writes the output directly;
 // otherwise it writes its unnormalized accumulator, max and sum to the workspace and
-// decode_reduce_kernel, grid (q heads, sequences), rescales and sums the partitions.
+// decode_reduce_kernel, grid (q heads, sequences), rescales and sums the partitions. A sliding
+// window starts each sequence's keys at its first visible position: the partitions wholly before it
+// return at once and the reduce skips them. A logit soft-cap transforms each score before the max.
 // What it does not do yet: share K/V loads among the q heads of a GQA group (each q head re-reads
 // its kv head, relying on L2), vectorized (16-byte) loads, or choose P from the batch size.
 #include "kernels/cuda/paged_attention_decode.cuh"
@@ -58,9 +60,10 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(PagedAttentionArgs a, 
     if (split == 0) write_nan_row(out, D);  // caller bug, made visible
     return;
   }
+  const int64_t first = detail::window_start(context_len - 1, a.sliding_window);  // the query is at context_len - 1
   const int64_t begin = split * kDecodePartitionTokens;
-  if (begin >= context_len) return;  // block-uniform; the reduce ignores this partition
   const int64_t end = min(context_len, begin + kDecodePartitionTokens);
+  if (begin >= context_len || end <= first) return;  // block-uniform; the reduce ignores this partition
   const int64_t kvh = h / (a.num_q_heads / a.num_kv_heads);
   const int32_t* table = a.block_tables + s * a.max_blocks_per_seq;
 
@@ -70,7 +73,8 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(PagedAttentionArgs a, 
   float m = -INFINITY, l = 0.0f, acc[detail::kMaxDimsPerLane];
 #pragma unroll
   for (int c = 0; c < detail::kMaxDimsPerLane; ++c) acc[c] = 0.0f;
-  for (int64_t p = begin + warp; p < end; p += kWarps) {
+  const float cap_log2 = a.logit_softcap * detail::kLog2e;
+  for (int64_t p = max(begin, first) + warp; p < end; p += kWarps) {
     const int64_t slot = detail::slot_of(table, p, a.block_size, a.num_blocks);
     float dot = 0.0f;
 #pragma unroll
@@ -80,7 +84,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(PagedAttentionArgs a, 
                                                                      a.num_kv_heads, D, d)
                                             : NAN);
     }
-    dot = detail::warp_sum(dot);
+    dot = detail::softcap_log2(detail::warp_sum(dot), cap_log2);
     const float m_new = fmaxf(m, dot);
     const float alpha = exp2f(m - m_new);
     const float w = exp2f(dot - m_new);
@@ -134,14 +138,16 @@ __global__ void __launch_bounds__(kReduceThreads)
   const int64_t context_len = a.context_lens[s];
   if (a.query_start[s + 1] - q_row != 1 || context_len < 1 || context_len > num_splits * kDecodePartitionTokens)
     return;  // the decode kernel wrote NaN (or nothing, for query_len 0)
+  // The partitions the decode kernel filled: from the window's first to the context's last.
   const int64_t used = (context_len + kDecodePartitionTokens - 1) / kDecodePartitionTokens;
+  const int64_t skipped = detail::window_start(context_len - 1, a.sliding_window) / kDecodePartitionTokens;
   const int64_t base = (s * a.num_q_heads + h) * num_splits;
 
   float m = -INFINITY;
-  for (int64_t i = threadIdx.x; i < used; i += blockDim.x) m = fmaxf(m, ws.max_sum[2 * (base + i)]);
+  for (int64_t i = skipped + threadIdx.x; i < used; i += blockDim.x) m = fmaxf(m, ws.max_sum[2 * (base + i)]);
   m = detail::block_max(m, scratch);
   float l = 0.0f;
-  for (int64_t i = threadIdx.x; i < used; i += blockDim.x) {
+  for (int64_t i = skipped + threadIdx.x; i < used; i += blockDim.x) {
     const float mi = ws.max_sum[2 * (base + i)];
     weight[i] = mi == -INFINITY ? 0.0f : exp2f(mi - m);
     l += ws.max_sum[2 * (base + i) + 1] * weight[i];
@@ -150,7 +156,7 @@ __global__ void __launch_bounds__(kReduceThreads)
   float* out = a.out + q_row * a.num_q_heads * D + h * D;
   for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
     float sum = 0.0f;
-    for (int64_t i = 0; i < used; ++i) sum += ws.acc[(base + i) * D + d] * weight[i];
+    for (int64_t i = skipped; i < used; ++i) sum += ws.acc[(base + i) * D + d] * weight[i];
     out[d] = sum / l;
   }
 }

@@ -71,7 +71,10 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(PagedAttentionArgs a,
     for (int c = 0; c < detail::kMaxDimsPerLane; ++c) acc[i][c] = 0.0f;
   }
 
-  for (int64_t t0 = 0; t0 <= last_pos; t0 += kTileK) {
+  // Key tiles from the first one the tile's first query sees (sliding window) to its last query.
+  const float cap_log2 = a.logit_softcap * detail::kLog2e;
+  for (int64_t t0 = detail::window_start(first_pos, a.sliding_window) / kTileK * kTileK; t0 <= last_pos;
+       t0 += kTileK) {
     __syncthreads();  // q_s is written / the previous tile is consumed
     for (int j = warp; j < kTileK; j += kWarps) {
       const int64_t p = t0 + j;
@@ -104,8 +107,9 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(PagedAttentionArgs a,
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i) {
       const int64_t r = warp * kRowsPerWarp + i;
-      const bool valid = r < rows && key_pos <= first_pos + r;
-      const float sc = valid ? score[i] : -INFINITY;
+      const bool valid = r < rows && key_pos <= first_pos + r &&
+                         key_pos >= detail::window_start(first_pos + r, a.sliding_window);
+      const float sc = valid ? detail::softcap_log2(score[i], cap_log2) : -INFINITY;
       const float m_new = fmaxf(m[i], detail::warp_max(sc));
       p[i] = 0.0f;
       if (m_new == -INFINITY) continue;  // warp-uniform: nothing visible yet for this query

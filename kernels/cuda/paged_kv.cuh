@@ -53,6 +53,17 @@ __device__ __forceinline__ float load_kv(const void* cache, const float* scales,
   }
 }
 
+// A score kept in log2 units (s * log2(e)) after logit soft-capping (kernels.h: s -> c tanh(s / c)),
+// in the same units: cap_log2 = c * log2(e); 0 leaves the score as it is.
+__device__ __forceinline__ float softcap_log2(float score, float cap_log2) {
+  return cap_log2 > 0.0f ? cap_log2 * tanhf(score / cap_log2) : score;
+}
+
+// The first position a query at `position` sees under a sliding window of `window` keys (0: none).
+__device__ __forceinline__ int64_t window_start(int64_t position, int64_t window) {
+  return window > 0 && position - window + 1 > 0 ? position - window + 1 : 0;
+}
+
 // The slot of logical position p of a sequence, or -1 when its block id is out of range (a caller
 // bug: the kernels then produce NaN instead of reading out of bounds).
 __device__ __forceinline__ int64_t slot_of(const int32_t* table, int64_t p, int64_t block_size,

@@ -617,6 +617,8 @@ Status CudaEngine::State::attention_layer(int64_t l, int64_t n) {
   a.block_size = block_size;
   a.num_blocks = num_blocks;
   a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  a.sliding_window = c.layer_windows.empty() ? 0 : c.layer_windows[static_cast<size_t>(l)];
+  a.logit_softcap = c.attn_logit_softcap;
   const bool decode = layout.max_query_len == 1 &&
                       kc::paged_attention_decode_workspace_bytes(a.num_seqs, c.num_heads, c.head_dim,
                                                                  layout.max_context_len) <= decode_ws_bytes;
@@ -676,11 +678,8 @@ Status CudaEngine::check_supported(const ModelConfig& c, const ModelWeights& wei
       }
     }
   }
-  for (int64_t w : c.layer_windows) {
-    if (w > 0) return Status::Unimplemented("the CUDA engine has no sliding-window attention yet (sliding_window)");
-  }
-  if (c.attn_logit_softcap != 0.0f || c.final_logit_softcap != 0.0f) {
-    return Status::Unimplemented("the CUDA engine has no attention / final logit soft-capping yet");
+  if (c.final_logit_softcap != 0.0f) {
+    return Status::Unimplemented("the CUDA engine has no final logit soft-capping yet");
   }
   if (c.attention_scale != 0.0f) {
     return Status::Unimplemented("the CUDA engine supports only the 1/sqrt(head_dim) attention scale");

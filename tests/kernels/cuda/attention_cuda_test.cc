@@ -1,5 +1,6 @@
 // Paged KV cache writes and paged attention (prefill and split-K decode) against the references,
-// for the fp32, bf16 and int8 caches, GQA, odd context lengths and shuffled block tables.
+// for the fp32, bf16 and int8 caches, GQA, odd context lengths and shuffled block tables, sliding
+// windows and logit soft-capping.
 // Tolerances:
 //   cache writes: exact (fp32 copy; bf16 rounded to nearest even as f32_to_bf16; int8 bytes and
 //     scales use the reference's fp32 operations);
@@ -114,6 +115,8 @@ class AttentionCase {
                 pick(d.v_f32.get(), d.v_b16.get(), d.v_i8.get()), d.k_scales.get(), d.v_scales.get(),
                 d.query_start.get(), d.context_lens.get(), d.tables.get());
   }
+  // kernels.h's optional variations, for every call after this one.
+  void set_window_and_softcap(int64_t window, float softcap) { window_ = window, softcap_ = softcap; }
   int64_t max_query_len() const { return *std::max_element(batch_.query_lens.begin(), batch_.query_lens.end()); }
   int64_t max_context_len() const {
     return *std::max_element(batch_.context_lens.begin(), batch_.context_lens.end());
@@ -134,6 +137,7 @@ class AttentionCase {
     a.max_blocks_per_seq = max_blocks_, a.q_stride = q_stride_, a.num_q_heads = shape_.num_q_heads;
     a.num_kv_heads = shape_.num_kv_heads, a.head_dim = shape_.head_dim, a.block_size = shape_.block_size;
     a.num_blocks = num_blocks_, a.scale = 1.0f / std::sqrt(static_cast<float>(shape_.head_dim));
+    a.sliding_window = window_, a.logit_softcap = softcap_;
     return a;
   }
 
@@ -141,7 +145,8 @@ class AttentionCase {
   Batch batch_;
   KvCacheDType dtype_;
   std::vector<int32_t> query_start_, tables_;
-  int64_t num_tokens_ = 0, max_blocks_ = 1, num_blocks_ = 0, q_stride_ = 0;
+  int64_t num_tokens_ = 0, max_blocks_ = 1, num_blocks_ = 0, q_stride_ = 0, window_ = 0;
+  float softcap_ = 0.0f;
   std::vector<float> f32_k_, f32_v_, k_scales_, v_scales_, q_;
   std::vector<int8_t> i8_k_, i8_v_;
   std::vector<uint16_t> b16_k_, b16_v_;
@@ -188,6 +193,48 @@ TEST_F(CudaPagedAttention, DecodeSplitsLongContexts) {
         expect_close(d->out.download(), want, 2e-5f, 1e-4f, kv_cache_dtype_name(dtype));
       }
     }
+  }
+}
+
+// Sliding windows (1 key; shorter than, equal to and longer than the contexts; starting mid-block
+// and mid-tile) and logit soft-capping, against the reference (tests/kernels/attention_window_test.cc
+// checks the reference against a dense definition).
+TEST_F(CudaPagedAttention, PrefillSlidingWindowAndSoftcap) {
+  const Batch batch{{1, 17, 40, 5}, {29, 17, 73, 300}};
+  for (const Shape& shape : {kShapes[0], kShapes[2]}) {
+    for (auto [window, cap] : {std::pair<int64_t, float>{1, 0.0f}, {7, 0.0f}, {33, 5.0f}, {300, 0.0f}, {0, 2.5f}}) {
+      for (KvCacheDType dtype : {KvCacheDType::kF32, KvCacheDType::kInt8}) {
+        AttentionCase c(shape, batch, dtype, 43);
+        c.set_window_and_softcap(window, cap);
+        const std::vector<float> want = c.reference();
+        auto d = c.upload();
+        FERRY_ASSERT_OK(paged_attention_prefill(c.device_args(*d), c.max_query_len(), stream_));
+        sync();
+        expect_close(d->out.download(), want, 2e-5f, 1e-4f,
+                     ("window " + std::to_string(window) + " cap " + std::to_string(cap)).c_str());
+      }
+    }
+  }
+}
+
+// Decode with windows that leave whole partitions of 512 keys out (the reduce must skip them), that
+// start inside one, that cover everything, and a soft-cap.
+TEST_F(CudaPagedAttention, DecodeSlidingWindowSkipsPartitionsAndSoftcap) {
+  const Batch batch{{1, 1, 1}, {31, 513, 1100}};
+  for (auto [window, cap] :
+       {std::pair<int64_t, float>{1, 0.0f}, {100, 0.0f}, {512, 0.0f}, {600, 5.0f}, {2000, 0.0f}, {0, 2.5f}}) {
+    AttentionCase c(kShapes[0], batch, KvCacheDType::kF32, 8);
+    c.set_window_and_softcap(window, cap);
+    const std::vector<float> want = c.reference();
+    auto d = c.upload();
+    const PagedAttentionArgs args = c.device_args(*d);
+    const size_t bytes =
+        paged_attention_decode_workspace_bytes(args.num_seqs, args.num_q_heads, args.head_dim, c.max_context_len());
+    DeviceBuffer<uint8_t> workspace(bytes);
+    FERRY_ASSERT_OK(paged_attention_decode(args, c.max_context_len(), workspace.get(), bytes, stream_));
+    sync();
+    expect_close(d->out.download(), want, 2e-5f, 1e-4f,
+                 ("window " + std::to_string(window) + " cap " + std::to_string(cap)).c_str());
   }
 }
 

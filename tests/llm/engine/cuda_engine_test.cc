@@ -625,15 +625,22 @@ TEST_F(CudaEngineTest, PromptLogprobsInChunksMatchCpuEngine) {
   }
 }
 
-TEST_F(CudaEngineTest, RefusesWhatItDoesNotRunWithAClearMessage) {
-  const Model m = gqa_llama();
-  Model windowed = dummy("Mistral window", R"({"architectures":["MistralForCausalLM"],"hidden_size":32,
-    "intermediate_size":40,"num_hidden_layers":1,"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":50,
-    "sliding_window":16})");
-  auto w = CudaEngine::create(windowed.config, windowed.weights, {});
-  ASSERT_FALSE(w.ok());
-  EXPECT_NE(w.status().message().find("sliding"), std::string::npos) << w.status().to_string();
+// Sliding windows shorter than the contexts of run_mixed_steps (up to 24 tokens): Mistral's on every
+// layer, and Qwen2's on the layers from max_window_layers on (layer 0 full, layer 1 windowed).
+TEST_F(CudaEngineTest, SlidingWindowModelsMatchCpuEngine) {
+  const Model mistral = dummy("random Mistral window 8", R"({"architectures":["MistralForCausalLM"],"hidden_size":64,
+    "intermediate_size":80,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":101,
+    "sliding_window":8,"max_position_embeddings":256})");
+  ASSERT_EQ(mistral.config.layer_windows, (std::vector<int64_t>{8, 8}));
+  run_mixed_steps(mistral, WeightDType::kF32, 1e-4);
+  const Model qwen2 = dummy("random Qwen2 window 5 from layer 1", R"({"architectures":["Qwen2ForCausalLM"],
+    "hidden_size":48,"intermediate_size":72,"num_hidden_layers":2,"num_attention_heads":6,"num_key_value_heads":2,
+    "vocab_size":97,"use_sliding_window":true,"sliding_window":5,"max_window_layers":1,"max_position_embeddings":256})");
+  ASSERT_EQ(qwen2.config.layer_windows, (std::vector<int64_t>{0, 5}));
+  run_mixed_steps(qwen2, WeightDType::kF32, 1e-4, kernels::KvCacheDType::kInt8);
+}
 
+TEST_F(CudaEngineTest, RefusesWhatItDoesNotRunWithAClearMessage) {
   Model capped = dummy("soft-capped", R"({"architectures":["LlamaForCausalLM"],"hidden_size":32,
     "intermediate_size":40,"num_hidden_layers":1,"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":50})");
   capped.config.final_logit_softcap = 30.0f;
