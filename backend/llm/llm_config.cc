@@ -196,6 +196,9 @@ Result<LlmConfig> LlmConfig::parse(const std::string& json) {
     } else if (key == "weight_zero_points") {
       if (!v.isBool()) return Status::InvalidArgument("key 'weight_zero_points' must be true or false");
       c.weights.int4_zero_points = v.asBool();
+    } else if (key == "stream_interval") {
+      FERRY_RETURN_IF_ERROR(int_in(v, key, 1, 1024, &x));
+      c.stream_interval = static_cast<int32_t>(x);
     } else if (key == "num_threads") {
       FERRY_RETURN_IF_ERROR(int_in(v, key, 0, 1024, &x));
       c.num_threads = static_cast<int32_t>(x);

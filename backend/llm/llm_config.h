@@ -25,6 +25,8 @@
 //   "idle_unload_seconds"   an instance idle this long frees its engine and KV cache (0: never) default 0
 //   "enable_prefix_caching" reuse cached KV blocks of equal prompt prefixes     default true
 //   "kv_warmup_prompts" prompts prefilled at load so their prefix blocks start cached   default []
+//   "stream_interval"   a streamed response carries up to this many tokens: the first token at once,
+//                       then one response per N tokens (and the last)         default 1
 //   "max_num_batched_tokens" token budget of one step (>= max_num_seqs)        default 2048
 //   "long_prefill_token_threshold"  most prompt tokens of one request per step (0: budget) default 0
 //   "scheduling_policy" "fcfs" | "priority" | "shortest_prompt_first"          default "priority"
@@ -72,6 +74,7 @@ struct LlmConfig {
   int64_t idle_unload_seconds = 0;
   bool enable_prefix_caching = true;
   std::vector<std::string> kv_warmup_prompts;
+  int32_t stream_interval = 1;
   std::string tool_call_parser = "auto";
   SchedulerConfig scheduler;       // max_num_seqs lives here too (scheduler.max_num_seqs)
   SpeculativeConfig speculative;

@@ -32,6 +32,7 @@ Status LlmInstance::start() {
   oc.itl = ctx_.metrics.itl;
   oc.e2e = ctx_.metrics.e2e;
   oc.request_stop = [this](uint64_t id) { request_stop(id); };
+  oc.stream_interval = ctx_.config.stream_interval;
   output_ = std::make_unique<OutputProcessor>(std::move(oc));
   last_active_ = Clock::now();
   worker_ = std::thread([this] { run(); });

@@ -250,7 +250,11 @@ void OutputProcessor::take_token(OutputRequest& r, const OutputEvent& e, const O
 
 void OutputProcessor::answer(OutputRequest& r) {
   if (!r.final) {
-    if (r.stream && (!r.pending_ids.empty() || !r.pending_text.empty())) send(r, false, nullptr, Status::Ok());
+    const bool first = r.num_generated == static_cast<int64_t>(r.pending_ids.size());  // nothing sent yet
+    if (r.stream && (!r.pending_ids.empty() || !r.pending_text.empty()) &&
+        (first || static_cast<int32_t>(r.pending_ids.size()) >= config_.stream_interval)) {
+      send(r, false, nullptr, Status::Ok());
+    }
     return;
   }
   Status status = std::move(r.final_status);

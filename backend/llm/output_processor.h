@@ -163,6 +163,9 @@ struct OutputProcessorConfig {
   // Steps waiting at once above which streaming responses are coalesced (see above). 64: a stream
   // keeps one event per token unless the processor is far behind (~64 engine steps).
   size_t coalesce_after_steps = 64;
+  // A streamed request gets its first token at once, then a response when this many tokens (or the
+  // text of this many) are pending, and its last with the FINAL (the model's stream_interval).
+  int32_t stream_interval = 1;
 };
 
 class OutputProcessor {

@@ -17,11 +17,12 @@ the wall time of the timed phase. The engine's share is the CPU of its threads (
 and cpu-pool); the rest ("host" below: the output processor, civetweb's workers, the ZeroMQ
 threads) is the token path's cost, what issue 11 asks to make small.
 
-Usage: perf/bench/token_path_bench.py --variant NAME=SERVER_BIN[:BACKEND_DIR] [--variant ...]
+Usage: perf/bench/token_path_bench.py --variant NAME=SERVER_BIN[:BACKEND_DIR][@CONFIG_JSON] [--variant ...]
            --bench build/perf/bench/ferry-bench --loadgen build/perf/loadgen/ferry-loadgen
            [--model ../shared/testdata/stories260K-hf-format.derived] [--rounds 3]
            [--concurrency 1,8,32] [--frontends sse,zmq,generate]
-Prints one markdown table row per run and a median table per (variant, frontend, C).
+Prints one markdown table row per run and a median table per (variant, frontend, C). CONFIG_JSON:
+keys merged into the model's config.json (e.g. '{"stream_interval": 2}').
 """
 import argparse
 import json
@@ -73,12 +74,12 @@ def cpu_seconds(pid):
 
 
 class Server:
-    def __init__(self, binary, backends, model_dir):
+    def __init__(self, binary, backends, model_dir, extra_config=None):
         self.repo = tempfile.mkdtemp(prefix="token_path_")
         os.makedirs(os.path.join(self.repo, MODEL))
         os.symlink(os.path.abspath(model_dir), os.path.join(self.repo, MODEL, "1"))
         with open(os.path.join(self.repo, MODEL, "config.json"), "w") as f:
-            json.dump({"backend": "llm", "max_num_seqs": 64}, f)
+            json.dump(dict({"backend": "llm", "max_num_seqs": 64}, **(extra_config or {})), f)
         self.port = free_port()
         self.zmq = "tcp://127.0.0.1:%d" % free_port()
         args = [binary, "--model-repository", self.repo, "--http-port", str(self.port), "--zmq-endpoint", self.zmq,
@@ -178,7 +179,7 @@ def run_generate(server, prompt):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--variant", action="append", required=True, help="NAME=SERVER_BIN[:BACKEND_DIR]")
+    ap.add_argument("--variant", action="append", required=True, help="NAME=SERVER_BIN[:BACKEND_DIR][@CONFIG_JSON]")
     ap.add_argument("--bench", required=True)
     ap.add_argument("--loadgen", required=True)
     here = os.path.dirname(os.path.abspath(__file__))
@@ -191,8 +192,10 @@ def main():
     variants = []
     for v in args.variant:
         name, spec = v.split("=", 1)
+        spec, _, extra = spec.partition("@")
         binary, _, backends = spec.partition(":")
-        variants.append((name, os.path.abspath(binary), os.path.abspath(backends) if backends else ""))
+        variants.append((name, os.path.abspath(binary), os.path.abspath(backends) if backends else "",
+                         json.loads(extra) if extra else {}))
     cs = [int(c) for c in args.concurrency.split(",")]
     frontends = args.frontends.split(",")
     out_dir = tempfile.mkdtemp(prefix="token_path_out_")
@@ -202,8 +205,8 @@ def main():
     print("| round | variant | frontend | C | out tok/s | server CPU us/token | engine | host | tokens | failed | load |")
     print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for rnd in range(args.rounds):
-        for name, binary, backends in variants:
-            server = Server(binary, backends, args.model)
+        for name, binary, backends, extra in variants:
+            server = Server(binary, backends, args.model, extra)
             try:
                 prompt = prompt_of_length(server, INPUT_LEN)
                 for fe in frontends:

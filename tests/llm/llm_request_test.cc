@@ -153,6 +153,20 @@ TEST(LlmRequest, PromptLogprobsAndMaxTokensZero) {
 
 // The format a model's metadata declares: the config key, or the template's markers ("auto"),
 // checked on the real templates of the shared test data where they are present.
+TEST(LlmConfig, StreamIntervalDefaultsToOneAndIsBounded) {
+  auto plain = LlmConfig::parse("{}");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain.value().stream_interval, 1);
+  auto four = LlmConfig::parse(R"({"stream_interval":4})");
+  ASSERT_TRUE(four.ok()) << four.status().to_string();
+  EXPECT_EQ(four.value().stream_interval, 4);
+  for (const char* bad : {R"({"stream_interval":0})", R"({"stream_interval":"2"})", R"({"stream_interval":2000})"}) {
+    auto r = LlmConfig::parse(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("stream_interval"), std::string::npos) << r.status().message();
+  }
+}
+
 TEST(LlmConfig, ToolCallParserFromConfigOrTemplate) {
   EXPECT_EQ(resolve_tool_call_parser("mistral", "<tool_call>"), "mistral") << "the config key wins";
   EXPECT_EQ(resolve_tool_call_parser("none", "<tool_call>"), "");

@@ -145,10 +145,11 @@ class OutputProcessorTest : public ::testing::Test {
     host_ = make_host();
     start(OutputProcessorConfig{}.coalesce_after_steps);
   }
-  void start(size_t coalesce_after_steps) {
+  void start(size_t coalesce_after_steps, int32_t stream_interval = 1) {
     processor_.reset();
     OutputProcessorConfig c;
     c.coalesce_after_steps = coalesce_after_steps;
+    c.stream_interval = stream_interval;
     c.host = &host_;
     c.tokenizer = tokenizer_.get();
     c.model_name = "test";
@@ -377,6 +378,34 @@ TEST_F(OutputProcessorTest, StreamingCoalescesStepsWhenFarBehindAndKeepsOrder) {
   ASSERT_EQ(rs.size(), 1u);  // the three steps went out as one response, in order
   EXPECT_EQ(rs[0].text, "Hello!");
   EXPECT_EQ(rs[0].ids, (std::vector<int32_t>{kHe, kLlo, kBang}));
+}
+
+// stream_interval 3: the first token goes out at once, then one response per 3 tokens, the rest
+// with the FINAL; one step per push, so only the interval (not coalescing) groups them.
+TEST_F(OutputProcessorTest, StreamIntervalSendsTheFirstTokenThenEveryNth) {
+  start(OutputProcessorConfig{}.coalesce_after_steps, 3);
+  Client c;
+  SamplingParams p;
+  p.max_tokens = 100;
+  auto r = request(1, c, true, p);
+  const int32_t toks[] = {kHe, kLlo, kBang, kSpaceWorld, kBang, kBang, kSpaceSt};
+  token(1, toks[0], &r);
+  push_and_drain();
+  for (size_t i = 1; i < std::size(toks); ++i) {
+    token(1, toks[i]);
+    push_and_drain();
+  }
+  final(1, RequestFinishReason::kLength);
+  push_and_drain();
+  auto rs = c.snapshot();
+  ASSERT_EQ(rs.size(), 4u);
+  EXPECT_EQ(rs[0].ids, (std::vector<int32_t>{kHe}));
+  EXPECT_EQ(rs[1].ids, (std::vector<int32_t>{kLlo, kBang, kSpaceWorld}));
+  EXPECT_EQ(rs[2].ids, (std::vector<int32_t>{kBang, kBang, kSpaceSt}));
+  EXPECT_TRUE(rs[3].final());
+  std::string text;
+  for (const auto& x : rs) text += x.text;
+  EXPECT_EQ(text, tokenizer_->decode(std::vector<TokenId>(std::begin(toks), std::end(toks)), true));
 }
 
 TEST_F(OutputProcessorTest, LogprobsAreCarriedWithTokenTexts) {
