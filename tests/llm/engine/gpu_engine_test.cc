@@ -26,8 +26,9 @@ ModelConfig config(const std::string& json) {
 const char* kLlama = R"({"architectures":["LlamaForCausalLM"],"hidden_size":32,"intermediate_size":40,
   "num_hidden_layers":1,"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":50})";
 
-// Accepts the Llama (an engine with a KV cache) and refuses a sliding window, naming it.
-[[maybe_unused]] void expect_serves_llama_and_refuses_a_window(const ModelConfig& c, const ModelWeights& w) {
+// Accepts the Llama (an engine with a KV cache) and a sliding-window Mistral, and refuses what the
+// CUDA engine does not run (a final-logit soft-cap), naming it.
+[[maybe_unused]] void expect_serves_llama_and_refuses_a_final_softcap(const ModelConfig& c, const ModelWeights& w) {
   auto e = create_gpu_engine(c, w, {});
   ASSERT_TRUE(e.ok()) << e.status().to_string();
   KvCacheOptions kv;
@@ -37,8 +38,12 @@ const char* kLlama = R"({"architectures":["LlamaForCausalLM"],"hidden_size":32,"
     "intermediate_size":40,"num_hidden_layers":1,"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":50,
     "sliding_window":16})");
   const Status ws = gpu_engine_supported(windowed, ModelWeights::dummy(windowed, 3), {});
-  EXPECT_EQ(ws.code(), StatusCode::kUnimplemented);
-  EXPECT_NE(ws.message().find("sliding"), std::string::npos) << ws.to_string();
+  EXPECT_TRUE(ws.ok()) << ws.to_string();
+  ModelConfig capped = c;
+  capped.final_logit_softcap = 30.0f;
+  const Status cs = gpu_engine_supported(capped, ModelWeights::dummy(capped, 3), {});
+  EXPECT_EQ(cs.code(), StatusCode::kUnimplemented);
+  EXPECT_NE(cs.message().find("soft-capping"), std::string::npos) << cs.to_string();
 }
 
 #if defined(FERRY_TEST_GPU_SERVE) || defined(FERRY_TEST_GPU_EMULATED)
@@ -91,7 +96,7 @@ TEST(GpuEngine, RefusesOrAcceptsAsThisBuildCan) {
   GpuEngineOptions bad;
   bad.device = 1;  // the emulated runtime has one device
   EXPECT_EQ(gpu_engine_supported(c, w, bad).code(), StatusCode::kInvalidArgument);
-  expect_serves_llama_and_refuses_a_window(c, w);
+  expect_serves_llama_and_refuses_a_final_softcap(c, w);
   expect_kv_budget_is_the_fraction_of_free_memory(c, w);
 #elif defined(FERRY_TEST_GPU_SERVE)
   int count = 0;
@@ -104,7 +109,7 @@ TEST(GpuEngine, RefusesOrAcceptsAsThisBuildCan) {
   GpuEngineOptions bad;
   bad.device = count;
   EXPECT_EQ(gpu_engine_supported(c, w, bad).code(), StatusCode::kInvalidArgument);
-  expect_serves_llama_and_refuses_a_window(c, w);
+  expect_serves_llama_and_refuses_a_final_softcap(c, w);
   expect_kv_budget_is_the_fraction_of_free_memory(c, w);
 #else
   EXPECT_EQ(s.code(), StatusCode::kUnimplemented);
