@@ -97,10 +97,15 @@ LinearIsa best_isa() {
 std::atomic<LinearIsa> g_isa{best_isa()};
 
 // kAmx: the AVX-512 table (AVX2 in builds without one) with the AMX GEMM for prefill-sized layers.
+// The GEMM from 16 rows (one x tile): on 2 threads of a Xeon (Sapphire Rapids class, shared VM),
+// 2048x2048, weights from DRAM, it took at m = 8 about what the AVX2 decode passes take (int8:
+// slower, the float formats: faster) and at m = 16 less for every format (bf16 ~1.0 ms vs 3.0).
+// tests/kernels/linear_test.cc mirrors this value (kAmxGemmMinRows).
 const LinearKernels& amx_kernels() {
   static const LinearKernels table = [] {
     LinearKernels t = linear_kernels_avx512() != nullptr ? *linear_kernels_avx512() : *linear_kernels_avx2();
     t.gemm = linear_gemm_amx();
+    t.gemm_min_rows = 16;
     return t;
   }();
   return table;

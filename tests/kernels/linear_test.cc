@@ -10,6 +10,15 @@
 //     The kernel must equal the fp64 dot of the stored weights with that quantized x within the
 //     fp32 tolerance above, and the unquantized result within the analytic bound
 //     sum_blocks (scale_b / 2) * sum_{c in block} |w_c|, plus the fp32 tolerance.
+//   the AMX GEMM (kAmx, m >= its gemm_min_rows, every format but fp32): x is rounded
+//     to bf16 (nearest even), and so are fp16 and int4 weights (int4 as (code - zero) * scale);
+//     bf16 and int8 weights are used exactly (int8: codes, the row scale applied to the sum). The
+//     kernel must equal the fp64 dot of those rounded values within the fp32 tolerance of a chain of
+//     k / 2 additions, 1e-6 + max(3e-5, (k / 2 + 16) * 2^-24) * S (tiles add along k serially: a
+//     wrong tile index or a dropped k tail is off by ~S / k or more), and the unrounded result within
+//     the rounding bound: each rounded operand has relative error <= 2^-8 (bf16 keeps 8 significant
+//     bits), so |x w - x' w'| <= (2^-8 * r + 2^-16) |x w| with r rounded operands (1 or 2), summed
+//     over the row, plus that fp32 tolerance.
 #include "kernels/cpu/linear.h"
 
 #include <gtest/gtest.h>
@@ -17,6 +26,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -125,8 +135,27 @@ class LinearIsaTest : public ::testing::TestWithParam<LinearIsa> {
   LinearIsa saved_ = LinearIsa::kPortable;
 };
 
+// m from which kAmx runs the AMX GEMM, as amx_kernels() in kernels/cpu/linear.cc sets it (the
+// table is internal to linear.cc; a change there that is not made here fails the int formats).
+constexpr int64_t kAmxGemmMinRows = 16;
+
+// Whether linear() under the current path sends (format, m) to the AMX GEMM.
+bool runs_amx_gemm(WeightFormat format, int64_t m) {
+  return cpu::linear_isa() == LinearIsa::kAmx && format != WeightFormat::kF32 && m >= kAmxGemmMinRows;
+}
+
+float round_bf16(float v) {
+  const uint32_t bits = static_cast<uint32_t>(f32_to_bf16(v)) << 16;
+  float r;
+  std::memcpy(&r, &bits, 4);
+  return r;
+}
+
+// How the path under test computes: through linear(), or the AMX GemmFn called directly (any m).
+enum class Run { kLinear, kAmxGemm };
+
 // One (format, m, n, k) case: out_stride n + 3 with sentinels in the gap, bias on odd n.
-void check_case(const FormatCase& f, int64_t m, int64_t n, int64_t k, ThreadPool* pool) {
+void check_case(const FormatCase& f, int64_t m, int64_t n, int64_t k, ThreadPool* pool, Run run = Run::kLinear) {
   SCOPED_TRACE(f.name() + " m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k));
   const uint32_t seed = static_cast<uint32_t>(m * 7919 + n * 131 + k);
   Built b;
@@ -138,19 +167,40 @@ void check_case(const FormatCase& f, int64_t m, int64_t n, int64_t k, ThreadPool
   constexpr float kSentinel = 12345.0f;
   std::vector<float> got(static_cast<size_t>(m * stride), kSentinel), want(got.size(), kSentinel);
 
-  Context cpu_ctx{Backend::kCpu};
-  cpu_ctx.pool = pool;
-  linear(cpu_ctx, got.data(), stride, x.data(), b.w, bias, m);
+  bool amx = false;
+  if (run == Run::kAmxGemm) {
+    const cpu::LinearArgs args{got.data(), stride, x.data(), &b.w, m, nullptr, nullptr, nullptr};
+    ASSERT_TRUE(cpu::linear_gemm_amx()(pool != nullptr ? *pool : ThreadPool::default_pool(), args, bias));
+    amx = true;
+  } else {
+    Context cpu_ctx{Backend::kCpu};
+    cpu_ctx.pool = pool;
+    linear(cpu_ctx, got.data(), stride, x.data(), b.w, bias, m);
+    amx = runs_amx_gemm(f.format, m);
+  }
 
   const bool int_format = f.format == WeightFormat::kInt8 || f.format == WeightFormat::kInt4;
-  const bool x_quantized = int_format && cpu::linear_isa() != LinearIsa::kPortable && m < cpu::kGemmMinRows;
-  const std::vector<float> xr = x_quantized ? quantized_x(x, m, k) : x;
-  linear(Context{Backend::kReference}, want.data(), stride, xr.data(), b.w, bias, m);
-  std::vector<float> exact(got.size(), kSentinel);
-  if (x_quantized) linear(Context{Backend::kReference}, exact.data(), stride, x.data(), b.w, bias, m);
-
+  const int64_t gemm_min_rows = cpu::linear_isa() == LinearIsa::kAmx ? kAmxGemmMinRows : cpu::kGemmMinRows;
+  const bool x_quantized = !amx && int_format && cpu::linear_isa() != LinearIsa::kPortable && m < gemm_min_rows;
+  std::vector<float> xr = x_quantized ? quantized_x(x, m, k) : x;
   std::vector<float> wd(static_cast<size_t>(n * k));
   dequantize_weight(b.w, wd.data());
+  // The AMX GEMM's operands: x, fp16 and int4 weights rounded to bf16 (wr: an fp32 matrix of them).
+  const bool w_rounded = amx && (f.format == WeightFormat::kF16 || f.format == WeightFormat::kInt4);
+  if (amx)
+    for (float& v : xr) v = round_bf16(v);
+  std::vector<float> wr;
+  WeightMatrix w_ref = b.w;
+  if (w_rounded) {
+    wr = wd;
+    for (float& v : wr) v = round_bf16(v);
+    w_ref = WeightMatrix{WeightFormat::kF32, n, k, wr.data(), nullptr, nullptr, 0};
+  }
+  const std::vector<float>& wu = w_rounded ? wr : wd;  // the weights the kernel multiplies
+  linear(Context{Backend::kReference}, want.data(), stride, xr.data(), w_ref, bias, m);
+  std::vector<float> exact(got.size(), kSentinel);
+  if (x_quantized || amx) linear(Context{Backend::kReference}, exact.data(), stride, x.data(), b.w, bias, m);
+
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < stride; ++j) {
       const size_t o = static_cast<size_t>(i * stride + j);
@@ -159,9 +209,17 @@ void check_case(const FormatCase& f, int64_t m, int64_t n, int64_t k, ThreadPool
         continue;
       }
       double s_abs = 0.0, q_bound = 0.0;
-      for (int64_t c = 0; c < k; ++c) s_abs += std::fabs(static_cast<double>(xr[i * k + c]) * wd[j * k + c]);
-      const double tol = 1e-6 + 3e-5 * s_abs;
+      for (int64_t c = 0; c < k; ++c) s_abs += std::fabs(static_cast<double>(xr[i * k + c]) * wu[j * k + c]);
+      const double fp32_rel = amx ? std::max(3e-5, (static_cast<double>(k) / 2 + 16) * 0x1p-24) : 3e-5;
+      const double tol = 1e-6 + fp32_rel * s_abs;
       ASSERT_LE(std::fabs(got[o] - want[o]), tol) << "row " << i << " col " << j << " want " << want[o];
+      if (amx) {
+        double s_exact = 0.0;
+        for (int64_t c = 0; c < k; ++c) s_exact += std::fabs(static_cast<double>(x[i * k + c]) * wd[j * k + c]);
+        const double rel = 0x1p-8 * (w_rounded ? 2 : 1) + 0x1p-16;
+        ASSERT_LE(std::fabs(got[o] - exact[o]), rel * s_exact + tol) << "row " << i << " col " << j;
+        continue;
+      }
       if (!x_quantized) continue;
       for (int64_t b0 = 0; b0 + 32 <= k; b0 += 32) {
         double amax = 0.0, wsum = 0.0;
@@ -333,6 +391,65 @@ TEST(QuantizeTest, WeightDataBytes) {
   EXPECT_EQ(weight_data_bytes(WeightFormat::kInt8, 3, 64), 3 * 64);
   EXPECT_EQ(weight_data_bytes(WeightFormat::kInt4, 3, 64), 3 * 32);
   EXPECT_STREQ(weight_format_name(WeightFormat::kInt4), "int4");
+}
+
+// The AMX GEMM called directly (whatever kAmx's gemm_min_rows) on the shapes its tiling has edges on:
+// m around 16 and 32 (tiles of 16 x rows, 2 x 2 blocks of C), n around 16 and 32 (tiles of 16
+// weight rows, units of 32 columns; bf16 rows are read in place only in whole units), k = 32 j +- 1
+// (the zero-padded k tail; int4 needs whole groups).
+TEST(LinearAmxTest, TileEdgesAgainstReference) {
+  if (cpu::linear_gemm_amx() == nullptr) GTEST_SKIP() << "AMX GEMM absent on this CPU/build";
+  ThreadPool pool(3);
+  std::vector<int64_t> ms;
+  for (int64_t m = 1; m <= 17; ++m) ms.push_back(m);
+  for (int64_t m : {31, 32, 33, 65}) ms.push_back(m);
+  for (const FormatCase& f : all_formats()) {
+    if (f.format == WeightFormat::kF32) continue;
+    for (int64_t k : {31, 32, 33, 63, 64, 65, 128, 256, 257}) {
+      if (f.format == WeightFormat::kInt4 && k % f.group_size != 0) continue;
+      for (int64_t n : {1, 15, 16, 17, 32, 33})
+        for (int64_t m : ms) {
+          check_case(f, m, n, k, &pool, Run::kAmxGemm);
+          if (HasFatalFailure()) return;
+        }
+    }
+  }
+}
+
+TEST(LinearAmxTest, Fp32WeightsAreLeftToTheFp32Gemm) {
+  if (cpu::linear_gemm_amx() == nullptr) GTEST_SKIP() << "AMX GEMM absent on this CPU/build";
+  const int64_t m = 20, n = 8, k = 64;
+  const auto w = random_vec(static_cast<size_t>(n * k), 40), x = random_vec(static_cast<size_t>(m * k), 41);
+  std::vector<float> out(static_cast<size_t>(m * n), 7.0f);
+  const WeightMatrix wm{WeightFormat::kF32, n, k, w.data(), nullptr, nullptr, 0};
+  const cpu::LinearArgs args{out.data(), n, x.data(), &wm, m, nullptr, nullptr, nullptr};
+  EXPECT_FALSE(cpu::linear_gemm_amx()(ThreadPool::default_pool(), args, nullptr));
+  for (float v : out) ASSERT_EQ(v, 7.0f);
+}
+
+// Each output is summed by one tile chain whatever thread runs it: a pool run (x packing and
+// columns split over three threads) equals a caller-only one bit for bit.
+TEST(LinearAmxTest, PoolAndCallerOnlyRunsAreIdentical) {
+  if (cpu::linear_gemm_amx() == nullptr) GTEST_SKIP() << "AMX GEMM absent on this CPU/build";
+  ThreadPool pool(3), caller_only(1);
+  const int64_t m = 413, n = 301;
+  for (const FormatCase& f : all_formats()) {
+    if (f.format == WeightFormat::kF32) continue;
+    for (int64_t k : {320, 300}) {  // bf16: rows read in place (k % 32 == 0), then through a panel
+      if (f.format == WeightFormat::kInt4 && k % f.group_size != 0) continue;
+      SCOPED_TRACE(f.name() + " k=" + std::to_string(k));
+      Built b;
+      build(f, random_vec(static_cast<size_t>(n * k), 50), n, k, &b);
+      const auto x = random_vec(static_cast<size_t>(m * k), 51);
+      const auto bias = random_vec(static_cast<size_t>(n), 52);
+      std::vector<float> a(static_cast<size_t>(m * n)), c(a.size());
+      ASSERT_TRUE(cpu::linear_gemm_amx()(pool, {a.data(), n, x.data(), &b.w, m, nullptr, nullptr, nullptr},
+                                         bias.data()));
+      ASSERT_TRUE(cpu::linear_gemm_amx()(caller_only, {c.data(), n, x.data(), &b.w, m, nullptr, nullptr, nullptr},
+                                         bias.data()));
+      ASSERT_EQ(0, std::memcmp(a.data(), c.data(), a.size() * sizeof(float)));
+    }
+  }
 }
 
 }  // namespace
