@@ -3,27 +3,30 @@
 // returns it only after CPUID and the kernel (arch_prctl) allowed this process to use the tiles.
 //
 // The product is computed transposed, C^T = W . X^T, so that the weights are the A operand of
-// _tile_dpbf16ps (rows = output columns j, 32 consecutive k per tile row: a bf16 weight matrix with
-// k % 32 == 0 is loaded by the tiles straight from where it is stored) and x is the B operand, which
-// wants pairs of k interleaved per x row (the "VNNI" layout):
+// _tile_dpbf16ps (rows = output columns j, 32 consecutive k per tile row: weight rows as stored,
+// no transposition) and x is the B operand, which wants pairs of k interleaved per x row (the
+// "VNNI" layout):
 //   xp   (bf16) [m_pad / 16][k_pad / 32][16 (k pairs)][16 (x rows)][2]: each 1 KiB tile contiguous,
 //        built once per call by the caller's pool from x rounded to bf16 (round to nearest even).
-//   A    (bf16) 32 weight rows x k_pad: the stored bf16 rows, or a worker's panel of them widened
-//        (fp16), converted exactly (int8 codes; the row scale is applied to the result) or
-//        dequantized and rounded ((code - zero) * scale for int4), zero padded in k and rows.
-//   C^T  (fp32) 2 x 2 tiles of 16 weight rows x 16 x rows, accumulated over all of k in the tile
-//        registers, then transposed (16 x 16 in zmm registers), scaled, biased and stored.
-// Tiles: C 0..3 (C[a][b] = 2a + b), A 4..5, B 6..7, all 16 rows x 64 bytes.
+//   A    (bf16) a worker's panel of 32 weight rows x 512 k (one k block): bf16 rows copied, fp16
+//        rounded, int8 codes converted exactly (the row scale is applied to the result), int4
+//        dequantized and rounded ((code - zero) * scale); zero padded in k and rows.
+//   C^T  (fp32) 2 x 2 tiles of 16 weight rows x 16 x rows over one k block, kept between blocks in
+//        a worker's buffer, then transposed (16 x 16 in zmm registers), scaled, biased and stored.
+// Tiles: C 0..3, A 4..5, B 6..7, all 16 rows x 64 bytes. Blocking in gemm_units().
 // Work: units of 32 output columns over the pool (as run_gemm); each chunk configures the tiles
 // and releases them before it returns, so a pool thread holds no tile state between calls.
 // Error: each x (and fp16/int4 weight) value carries the bf16 rounding (relative <= 2^-8); products
 // are exact in fp32 and summed in fp32 along k (a chain of k / 2 additions per element).
+// Speed (2026-12-02, one core of the Xeon VM this was written on): ~580 GFLOP/s for the 2 x 2 tile
+// loop on L1-resident tiles (a micro-benchmark), ~340 GFLOP/s for a 512 x 2048 x 2048 layer.
 #include "kernels/cpu/linear.h"
 
 // GCC 12 warns inside the AVX-512 intrinsics that start from _mm512_undefined_*() (GCC PR 105593,
 // fixed in GCC 13); the warning points into the header, so it is silenced for the header only.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
@@ -45,9 +48,11 @@ constexpr int64_t kTileRows = 16;  // rows of every tile; x rows (columns) of a 
 constexpr int64_t kTileK = 32;     // bf16 values of k per A tile row (64 bytes)
 constexpr int64_t kTileElems = kTileRows * kTileK;  // bf16 values per A or B tile (1 KiB)
 constexpr int64_t kUnitCols = 32;  // output columns per work unit: two A tiles
-// Weights of the units run together over each 32 rows of x: about half of a 2 MiB L2.
-constexpr int64_t kGroupBytes = 1 << 20;
-constexpr int64_t kMaxGroupUnits = 16;
+// k per block: 16 tile steps (512 values); a unit's panel for one block is 32 KiB (L1).
+constexpr int64_t kBlockSteps = 16;
+// Partial sums of the units run together (a quarter of a 2 MiB L2; 8 units at m = 512).
+constexpr int64_t kGroupAccBytes = 512 << 10;
+constexpr int64_t kMaxGroupUnits = 64;
 // Below this many multiply-adds a chunk is not handed to another thread (as kMinChunkMacs in
 // linear.cc: ~128K take a few us, about what a hand-off costs).
 constexpr int64_t kMinChunkMacs = 128 << 10;
@@ -125,49 +130,52 @@ void pack_x_rows(const float* x, int64_t k, int64_t rows, int64_t k_steps, uint1
   }
 }
 
-// Weight row `row` as k_pad bf16 values (zero past k) into dst. int8: the codes (exact in bf16).
-void widen_row_bf16(const WeightMatrix& w, int64_t row, int64_t k_pad, uint16_t* dst) {
+// w[row, c0 .. c0 + len) as bf16 into dst[len] (len a multiple of 32; zero past k). int8: the codes
+// (exact in bf16); int4: (code - zero) * scale rounded; fp16: rounded; bf16: copied.
+void widen_row_bf16(const WeightMatrix& w, int64_t row, int64_t c0, int64_t len, uint16_t* dst) {
   const auto* bytes = static_cast<const unsigned char*>(w.data);
   const int64_t k = w.k;
   switch (w.format) {
-    case WeightFormat::kBF16:
-      std::memcpy(dst, bytes + row * k * 2, static_cast<size_t>(k) * 2);
-      std::memset(dst + k, 0, static_cast<size_t>(k_pad - k) * 2);
+    case WeightFormat::kBF16: {
+      const int64_t live = std::min(len, k - c0);
+      std::memcpy(dst, bytes + (row * k + c0) * 2, static_cast<size_t>(live) * 2);
+      std::memset(dst + live, 0, static_cast<size_t>(len - live) * 2);
       return;
+    }
     case WeightFormat::kF16: {
       const auto* src = reinterpret_cast<const uint16_t*>(bytes) + row * k;
-      for (int64_t c = 0; c < k_pad; c += 32) {
+      for (int64_t c = c0; c < c0 + len; c += 32) {
         const __mmask16 mlo = low_mask16(k - c), mhi = low_mask16(k - c - 16);
         const __m512 lo = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mlo, src + c));
         const __m512 hi = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mhi, src + c + 16));
-        _mm512_storeu_si512(dst + c, to_bf16(lo, hi));
+        _mm512_storeu_si512(dst + (c - c0), to_bf16(lo, hi));
       }
       return;
     }
     case WeightFormat::kInt8: {
       const auto* src = reinterpret_cast<const int8_t*>(bytes) + row * k;
-      for (int64_t c = 0; c < k_pad; c += 32) {
+      for (int64_t c = c0; c < c0 + len; c += 32) {
         const __mmask16 mlo = low_mask16(k - c), mhi = low_mask16(k - c - 16);
         const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mlo, src + c)));
         const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mhi, src + c + 16)));
-        _mm512_storeu_si512(dst + c, to_bf16(lo, hi));
+        _mm512_storeu_si512(dst + (c - c0), to_bf16(lo, hi));
       }
       return;
     }
     case WeightFormat::kInt4: {
-      // k is a multiple of group_size (>= 32), so k_pad == k and every 32 codes share a group.
+      // k is a multiple of group_size (>= 32): no tail, and every 32 codes share a group.
       const uint8_t* packed = bytes + row * (k / 2);
       const int64_t groups = k / w.group_size;
       const __m512i nibble = _mm512_set1_epi32(15);
-      for (int64_t c = 0; c < k; c += 32) {
+      for (int64_t c = c0; c < c0 + len; c += 32) {
         const int64_t g = row * groups + c / w.group_size;
         const __m512 zero = _mm512_set1_ps(w.zeros != nullptr ? w.zeros[g] : 8.0f);
         const __m512 scale = _mm512_set1_ps(w.scales[g]);
         const __m512i codes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + c / 2)));
         const __m512 lo = _mm512_cvtepi32_ps(_mm512_and_si512(codes, nibble));
         const __m512 hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(codes, 4));
-        _mm512_storeu_si512(dst + c, to_bf16(_mm512_mul_ps(_mm512_sub_ps(lo, zero), scale),
-                                             _mm512_mul_ps(_mm512_sub_ps(hi, zero), scale)));
+        _mm512_storeu_si512(dst + (c - c0), to_bf16(_mm512_mul_ps(_mm512_sub_ps(lo, zero), scale),
+                                                    _mm512_mul_ps(_mm512_sub_ps(hi, zero), scale)));
       }
       return;
     }
@@ -176,17 +184,26 @@ void widen_row_bf16(const WeightMatrix& w, int64_t row, int64_t k_pad, uint16_t*
   }
 }
 
-// C^T tiles for na (1, 2) x 16 weight rows of a (row stride lda_bytes) and nb (1, 2) x 16 x rows
-// (b: their xp tiles; the second block k_steps tiles further) over all of k, stored to c[NA * NB][256].
+// C^T tiles for NA (1, 2) x 16 weight rows of a (row stride lda_bytes) and NB (1, 2) x 16 x rows
+// (b: their xp tiles; the second 16 rows b_next tiles further) over ks steps of 32 k. c[NA * NB][256]
+// (C[ta][tb] at (ta * NB + tb) * 256) holds the sums so far (read unless `first`) and gets the new ones.
 template <int NA, int NB>
-void tile_block(const uint16_t* a, int64_t lda_bytes, const uint16_t* b, int64_t k_steps, float* c) {
+void tile_block(const uint16_t* a, int64_t lda_bytes, const uint16_t* b, int64_t b_next, int64_t ks, bool first,
+                float* c) {
   const int64_t lda = lda_bytes / 2;
-  const uint16_t* b1 = b + k_steps * kTileElems;
-  _tile_zero(0);
-  if constexpr (NB == 2) _tile_zero(1);
-  if constexpr (NA == 2) _tile_zero(2);
-  if constexpr (NA == 2 && NB == 2) _tile_zero(3);
-  for (int64_t s = 0; s < k_steps; ++s) {
+  const uint16_t* b1 = b + b_next * kTileElems;
+  if (first) {
+    _tile_zero(0);
+    if constexpr (NB == 2) _tile_zero(1);
+    if constexpr (NA == 2) _tile_zero(2);
+    if constexpr (NA == 2 && NB == 2) _tile_zero(3);
+  } else {
+    _tile_loadd(0, c, 64);
+    if constexpr (NB == 2) _tile_loadd(1, c + 256, 64);
+    if constexpr (NA == 2) _tile_loadd(2, c + NB * 256, 64);
+    if constexpr (NA == 2 && NB == 2) _tile_loadd(3, c + 768, 64);
+  }
+  for (int64_t s = 0; s < ks; ++s) {
     _tile_loadd(4, a + s * kTileK, lda_bytes);
     _tile_loadd(6, b + s * kTileElems, 64);
     if constexpr (NB == 2) _tile_loadd(7, b1 + s * kTileElems, 64);
@@ -198,7 +215,6 @@ void tile_block(const uint16_t* a, int64_t lda_bytes, const uint16_t* b, int64_t
       if constexpr (NB == 2) _tile_dpbf16ps(3, 5, 7);
     }
   }
-  // C[a][b] to c[(a * NB + b) * 256].
   _tile_stored(0, c, 64);
   if constexpr (NB == 2) _tile_stored(1, c + 256, 64);
   if constexpr (NA == 2) _tile_stored(2, c + NB * 256, 64);
@@ -223,74 +239,66 @@ struct Packed {
   int64_t m_pad, k_pad, k_steps;
 };
 
-// The A operand of one unit, output columns [j0, j0 + cols): na tiles of 16 weight rows.
-struct UnitA {
-  const uint16_t* a;
-  int64_t lda_bytes;
-  int64_t j0, cols;
-  int na;
-};
-
-// bf16 rows with k % 32 == 0 in whole tiles are read in place; the others are widened into
-// panel[kUnitCols][ld] with ld = k_pad + 32 (one more tile row of k: a stride of a multiple of 4 KiB
-// would put the 16 rows a tile load reads in one L1 set).
-UnitA prepare_unit(const WeightMatrix& w, int64_t k_pad, int64_t j0, uint16_t* panel) {
-  UnitA u;
-  u.j0 = j0;
-  u.cols = std::min(kUnitCols, w.n - j0);
-  u.na = u.cols > kTileRows ? 2 : 1;
-  if (w.format == WeightFormat::kBF16 && w.k % kTileK == 0 && u.cols == u.na * kTileRows) {
-    u.a = static_cast<const uint16_t*>(w.data) + j0 * w.k;
-    u.lda_bytes = w.k * 2;
-    return u;
-  }
-  const int64_t ld = k_pad + kTileK;
-  for (int64_t r = 0; r < u.na * kTileRows; ++r) {
+// Weight rows [j0, j0 + cols) x k [c0, c0 + 32 ks) as bf16 into panel[2 * 16][ld] (rows past cols zero).
+void pack_panel(const WeightMatrix& w, int64_t j0, int64_t cols, int64_t na, int64_t c0, int64_t ks, int64_t ld,
+                uint16_t* panel) {
+  for (int64_t r = 0; r < na * kTileRows; ++r) {
     uint16_t* dst = panel + r * ld;
-    if (r < u.cols)
-      widen_row_bf16(w, j0 + r, k_pad, dst);
+    if (r < cols)
+      widen_row_bf16(w, j0 + r, c0, ks * kTileK, dst);
     else
-      std::memset(dst, 0, static_cast<size_t>(k_pad) * 2);
+      std::memset(dst, 0, static_cast<size_t>(ks * kTileK) * 2);
   }
-  u.a = panel;
-  u.lda_bytes = ld * 2;
-  return u;
 }
 
-// One unit's columns for x rows [i0, i0 + 32) (16 when the padded m ends there).
-void gemm_block(const LinearArgs& a, const Packed& p, const float* bias, const UnitA& u, int64_t i0) {
-  const WeightMatrix& w = *a.w;
-  const int nb = p.m_pad - i0 > kTileRows ? 2 : 1;
-  const uint16_t* b = p.xp + (i0 / kTileRows) * p.k_steps * kTileElems;
-  alignas(64) float ct[4 * 256];
-  if (u.na == 2 && nb == 2) tile_block<2, 2>(u.a, u.lda_bytes, b, p.k_steps, ct);
-  else if (u.na == 2) tile_block<2, 1>(u.a, u.lda_bytes, b, p.k_steps, ct);
-  else if (nb == 2) tile_block<1, 2>(u.a, u.lda_bytes, b, p.k_steps, ct);
-  else tile_block<1, 1>(u.a, u.lda_bytes, b, p.k_steps, ct);
-  for (int ta = 0; ta < u.na; ++ta)
-    for (int tb = 0; tb < nb; ++tb) {
-      const int64_t j = u.j0 + ta * kTileRows, it = i0 + tb * kTileRows;
-      store_tile(ct + (ta * nb + tb) * 256, a.out + it * a.out_stride + j, a.out_stride,
-                 std::min(kTileRows, a.m - it), std::min(kTileRows, u.cols - ta * kTileRows),
-                 w.format == WeightFormat::kInt8 ? w.scales + j : nullptr, bias != nullptr ? bias + j : nullptr);
-    }
-}
-
-// Units [u0, u1) in groups whose weights (A) stay in L2 while every 32 rows of x (B) meet all the
-// group's units: x is then read from farther away once per group rather than once per unit.
+// Units [u0, u1) (32 output columns each), in groups. For each block of kBlockSteps * 32 of k, the
+// x tiles of that block (m_pad x 512 bf16: 512 KiB at m = 512) stay in L2 while each unit of the
+// group packs its weights for the block into a panel that stays in L1 (32 x 512 bf16 = 32 KiB) and
+// runs every 32 rows of x on it; partial sums wait in acc (L2) between blocks. Weights are read
+// from memory once, x once per group and block.
 void gemm_units(const LinearArgs& a, const Packed& p, const float* bias, int64_t u0, int64_t u1) {
-  const int64_t ld = p.k_pad + kTileK;
-  const int64_t group = std::clamp<int64_t>(kGroupBytes / (kUnitCols * ld * 2), 1, kMaxGroupUnits);
-  thread_local std::vector<uint16_t> panels;  // [group][kUnitCols][ld]; grown, never shrunk
-  if (panels.size() < static_cast<size_t>(group * kUnitCols * ld))
-    panels.resize(static_cast<size_t>(group * kUnitCols * ld));
-  UnitA units[kMaxGroupUnits];
+  const WeightMatrix& w = *a.w;
+  const int64_t num_row_pairs = (p.m_pad + 2 * kTileRows - 1) / (2 * kTileRows);
+  const int64_t unit_acc = num_row_pairs * 4 * 256;  // floats of partial sums per unit
+  const int64_t group = std::clamp<int64_t>(kGroupAccBytes / (unit_acc * 4), 1, kMaxGroupUnits);
+  // One more tile row of k per panel row: a stride of a multiple of 4 KiB would put the 16 rows a
+  // tile load reads in one L1 set.
+  const int64_t ld = kBlockSteps * kTileK + kTileK;
+  thread_local std::vector<uint16_t> panel;  // [32][ld]; grown, never shrunk
+  thread_local std::vector<float> acc;       // [group][num_row_pairs][4][256]
+  if (panel.size() < static_cast<size_t>(kUnitCols * ld)) panel.resize(static_cast<size_t>(kUnitCols * ld));
+  if (acc.size() < static_cast<size_t>(group * unit_acc)) acc.resize(static_cast<size_t>(group * unit_acc));
   for (int64_t g0 = u0; g0 < u1; g0 += group) {
-    const int64_t num = std::min(group, u1 - g0);
-    for (int64_t g = 0; g < num; ++g)
-      units[g] = prepare_unit(*a.w, p.k_pad, (g0 + g) * kUnitCols, panels.data() + g * kUnitCols * ld);
-    for (int64_t i0 = 0; i0 < p.m_pad; i0 += 2 * kTileRows)
-      for (int64_t g = 0; g < num; ++g) gemm_block(a, p, bias, units[g], i0);
+    const int64_t g1 = std::min(u1, g0 + group);
+    for (int64_t s0 = 0; s0 < p.k_steps; s0 += kBlockSteps) {
+      const int64_t ks = std::min(kBlockSteps, p.k_steps - s0);
+      const bool first = s0 == 0, last = s0 + ks == p.k_steps;
+      for (int64_t u = g0; u < g1; ++u) {
+        const int64_t j0 = u * kUnitCols, cols = std::min(kUnitCols, w.n - j0);
+        const int na = cols > kTileRows ? 2 : 1;
+        pack_panel(w, j0, cols, na, s0 * kTileK, ks, ld, panel.data());
+        float* unit_c = acc.data() + (u - g0) * unit_acc;
+        for (int64_t pair = 0; pair < num_row_pairs; ++pair) {
+          const int64_t i0 = pair * 2 * kTileRows;
+          const int nb = p.m_pad - i0 > kTileRows ? 2 : 1;
+          const uint16_t* b = p.xp + ((i0 / kTileRows) * p.k_steps + s0) * kTileElems;
+          float* c = unit_c + pair * 4 * 256;
+          if (na == 2 && nb == 2) tile_block<2, 2>(panel.data(), ld * 2, b, p.k_steps, ks, first, c);
+          else if (na == 2) tile_block<2, 1>(panel.data(), ld * 2, b, p.k_steps, ks, first, c);
+          else if (nb == 2) tile_block<1, 2>(panel.data(), ld * 2, b, p.k_steps, ks, first, c);
+          else tile_block<1, 1>(panel.data(), ld * 2, b, p.k_steps, ks, first, c);
+          if (!last) continue;
+          for (int ta = 0; ta < na; ++ta)
+            for (int tb = 0; tb < nb; ++tb) {
+              const int64_t j = j0 + ta * kTileRows, it = i0 + tb * kTileRows;
+              store_tile(c + (ta * nb + tb) * 256, a.out + it * a.out_stride + j, a.out_stride,
+                         std::min(kTileRows, a.m - it), std::min(kTileRows, cols - ta * kTileRows),
+                         w.format == WeightFormat::kInt8 ? w.scales + j : nullptr,
+                         bias != nullptr ? bias + j : nullptr);
+            }
+        }
+      }
+    }
   }
 }
 

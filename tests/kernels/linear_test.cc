@@ -395,8 +395,8 @@ TEST(QuantizeTest, WeightDataBytes) {
 
 // The AMX GEMM called directly (whatever kAmx's gemm_min_rows) on the shapes its tiling has edges on:
 // m around 16 and 32 (tiles of 16 x rows, 2 x 2 blocks of C), n around 16 and 32 (tiles of 16
-// weight rows, units of 32 columns; bf16 rows are read in place only in whole units), k = 32 j +- 1
-// (the zero-padded k tail; int4 needs whole groups).
+// weight rows, units of 32 columns), k = 32 j +- 1 (the zero-padded k tail; int4 needs whole
+// groups) and around 512 (blocks of k whose partial sums wait between blocks).
 TEST(LinearAmxTest, TileEdgesAgainstReference) {
   if (cpu::linear_gemm_amx() == nullptr) GTEST_SKIP() << "AMX GEMM absent on this CPU/build";
   ThreadPool pool(3);
@@ -405,7 +405,7 @@ TEST(LinearAmxTest, TileEdgesAgainstReference) {
   for (int64_t m : {31, 32, 33, 65}) ms.push_back(m);
   for (const FormatCase& f : all_formats()) {
     if (f.format == WeightFormat::kF32) continue;
-    for (int64_t k : {31, 32, 33, 63, 64, 65, 128, 256, 257}) {
+    for (int64_t k : {31, 32, 33, 63, 64, 65, 128, 256, 257, 511, 512, 513, 544}) {
       if (f.format == WeightFormat::kInt4 && k % f.group_size != 0) continue;
       for (int64_t n : {1, 15, 16, 17, 32, 33})
         for (int64_t m : ms) {
@@ -435,7 +435,7 @@ TEST(LinearAmxTest, PoolAndCallerOnlyRunsAreIdentical) {
   const int64_t m = 413, n = 301;
   for (const FormatCase& f : all_formats()) {
     if (f.format == WeightFormat::kF32) continue;
-    for (int64_t k : {320, 300}) {  // bf16: rows read in place (k % 32 == 0), then through a panel
+    for (int64_t k : {320, 1100}) {  // one k block of 512; three, the last with a k tail
       if (f.format == WeightFormat::kInt4 && k % f.group_size != 0) continue;
       SCOPED_TRACE(f.name() + " k=" + std::to_string(k));
       Built b;
