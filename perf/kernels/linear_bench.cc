@@ -6,7 +6,7 @@
 //   build-dir/perf/linear_bench [--benchmark_filter=...] [--benchmark_min_time=0.5]
 //
 // BM_ReadBandwidth/threads: counter read = bytes summed per second (G = 1e9).
-// BM_Linear/format/m/shape/threads: m 1, 8, 16, 32, 64 (where decode hands over to a GEMM) or 512;
+// BM_Linear/format/m/shape/threads: m 1, 4, 8, 16, 32, 64 (where decode hands over to a GEMM) or 512;
 //   format 0 fp32, 1 fp16, 2 bf16, 3 int8, 4 int4 (group 32,
 //   symmetric), 5 int4 (group 128, zero points); shape 0 2048x2048 (q, o), 1 5632x2048 (gate, up),
 //   2 2048x5632 (down), 3 32000x2048 (lm_head), as n x k. Counters: weights = weight bytes (scales
@@ -285,7 +285,7 @@ void linear_args(benchmark::internal::Benchmark* b) {
   // Shape outside m: one matrix set is built per (format, shape).
   for (int f = 0; f < 6; ++f)
     for (int s = 0; s < 4; ++s)
-      for (int64_t m : {1, 8, 16, 32, 64, 512})
+      for (int64_t m : {1, 4, 8, 16, 32, 64, 512})
         for (int t : {1, 2}) b->Args({f, m, s, t});
 }
 BENCHMARK(BM_Linear)->Apply(linear_args)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(0.2);
