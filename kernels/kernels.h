@@ -126,7 +126,7 @@ void rope_inv_freq(const RopeParams& params, int64_t head_dim, float* inv_freq);
 //   kF32:  float  k_cache[num_blocks, block_size, num_kv_heads, head_dim]
 //   kBF16: uint16_t k_cache[num_blocks, block_size, num_kv_heads, head_dim], bf16 bit patterns
 //          (f32_to_bf16: round to nearest even; no scales). Half the bytes of fp32; a value keeps 8
-//          significant bits (relative error <= 2^-9), far below int8's per-row step at typical K/V.
+//          significant bits (relative error <= 2^-8), far below int8's per-row step at typical K/V.
 //   kInt8: int8_t k_cache[num_blocks, block_size, num_kv_heads, head_dim]
 //          float  k_scales[num_blocks, block_size, num_kv_heads]
 // A physical block holds block_size consecutive token positions of one sequence. A sequence's

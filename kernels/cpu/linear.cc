@@ -283,6 +283,13 @@ void set_linear_isa(LinearIsa isa) {
   g_isa.store(isa, std::memory_order_relaxed);
 }
 
+bool linear_rounds_to_bf16(WeightFormat format, int64_t m) {
+  const LinearKernels& kern = kernels_for(linear_isa());
+  return kern.gemm != nullptr && format != WeightFormat::kF32 && m >= kern.gemm_min_rows;
+}
+
+int64_t linear_gemm_min_rows() { return kernels_for(linear_isa()).gemm_min_rows; }
+
 void dequantize_segment(const WeightMatrix& w, int64_t row, int64_t c0, int64_t len, float* out) {
   const auto* bytes = static_cast<const unsigned char*>(w.data);
   switch (w.format) {

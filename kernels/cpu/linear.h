@@ -90,6 +90,13 @@ void set_linear_isa(LinearIsa isa);
 void linear(ThreadPool& pool, float* out, int64_t out_stride, const float* x, const WeightMatrix& w,
             const float* bias, int64_t m);
 
+// Whether linear() on the current path computes (format, m) at bf16 precision: x, and 16-bit
+// weights, rounded to bf16 (relative error <= 2^-8 each), fp32 sums -- the AMX GEMM, which takes
+// every format but fp32 from the table's gemm_min_rows on. Tests and accuracy reports use it.
+bool linear_rounds_to_bf16(WeightFormat format, int64_t m);
+// The current path's gemm_min_rows: below it linear() runs the decode kernels.
+int64_t linear_gemm_min_rows();
+
 // Widens w[row, c0 .. c0 + len) to fp32 (any format; for int4, c0 and len multiples of 32).
 void dequantize_segment(const WeightMatrix& w, int64_t row, int64_t c0, int64_t len, float* out);
 

@@ -1,6 +1,6 @@
 // Dequantization of int4 weights to bf16 for the GEMM path of int4_matmul (quantized_gemm.h):
 // unlike int8 (exact codes, scales after the GEMM), int4 scales change along k (per group), so they
-// are applied here and the product rounded to bf16 (relative error <= 2^-9 per weight).
+// are applied here and the product rounded to bf16 (relative error <= 2^-8 per weight).
 #pragma once
 
 #include <cuda_runtime.h>

@@ -40,7 +40,7 @@ size_t quantized_gemm_x16_bytes(int64_t m, int64_t k);
 
 // out[i, j] = (sum_c x[i, c] * w[j, c]) * scales[j] (+ bias[j]), fp32 x and out, device pointers.
 // m <= gemv_max_rows, or a workspace too small for [n, k] and [m, k]: linear_int8 (x exact, fp32
-// sums). Otherwise the bf16 GEMM path on gemm's stream (x rounded to bf16: relative error <= 2^-9 per
+// sums). Otherwise the bf16 GEMM path on gemm's stream (x rounded to bf16: relative error <= 2^-8 per
 // element; weights exact; fp32 accumulation). InvalidArgument for bad sizes or null pointers,
 // Internal for a CUDA/cuBLAS error; never syncs.
 Status int8_matmul(CublasGemm& gemm, float* out,  // [m, n]
@@ -54,7 +54,7 @@ Status int8_matmul(CublasGemm& gemm, float* out,  // [m, n]
 // out[i, j] = sum_c x[i, c] * (q[j, c] - zero[j, g]) * scale[j, g] (+ bias[j]), g = c / group_size
 // (kernels.h's kInt4), fp32 x and out, device pointers. m <= gemv_max_rows, or a workspace too small:
 // linear_int4 (x exact, fp32 sums). Otherwise the bf16 GEMM path (x and the dequantized weights each
-// rounded to bf16: relative error <= 2^-9 per factor; fp32 accumulation). InvalidArgument for bad
+// rounded to bf16: relative error <= 2^-8 per factor; fp32 accumulation). InvalidArgument for bad
 // sizes or null pointers, Internal for a CUDA/cuBLAS error; never syncs.
 Status int4_matmul(CublasGemm& gemm, float* out,  // [m, n]
                    const float* x,                // [m, k]

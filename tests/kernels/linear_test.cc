@@ -135,13 +135,9 @@ class LinearIsaTest : public ::testing::TestWithParam<LinearIsa> {
   LinearIsa saved_ = LinearIsa::kPortable;
 };
 
-// m from which kAmx runs the AMX GEMM, as amx_kernels() in kernels/cpu/linear.cc sets it (the
-// table is internal to linear.cc; a change there that is not made here fails the int formats).
-constexpr int64_t kAmxGemmMinRows = 16;
-
 // Whether linear() under the current path sends (format, m) to the AMX GEMM.
 bool runs_amx_gemm(WeightFormat format, int64_t m) {
-  return cpu::linear_isa() == LinearIsa::kAmx && format != WeightFormat::kF32 && m >= kAmxGemmMinRows;
+  return cpu::linear_isa() == LinearIsa::kAmx && cpu::linear_rounds_to_bf16(format, m);
 }
 
 float round_bf16(float v) {
@@ -180,7 +176,7 @@ void check_case(const FormatCase& f, int64_t m, int64_t n, int64_t k, ThreadPool
   }
 
   const bool int_format = f.format == WeightFormat::kInt8 || f.format == WeightFormat::kInt4;
-  const int64_t gemm_min_rows = cpu::linear_isa() == LinearIsa::kAmx ? kAmxGemmMinRows : cpu::kGemmMinRows;
+  const int64_t gemm_min_rows = cpu::linear_gemm_min_rows();
   const bool x_quantized = !amx && int_format && cpu::linear_isa() != LinearIsa::kPortable && m < gemm_min_rows;
   std::vector<float> xr = x_quantized ? quantized_x(x, m, k) : x;
   std::vector<float> wd(static_cast<size_t>(n * k));

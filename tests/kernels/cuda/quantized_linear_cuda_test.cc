@@ -8,7 +8,7 @@
 //     bf16; cuBLASLt's fp32 accumulation in an order we do not know): int8 1e-5 + 3e-4 S (k u with
 //     u = 2^-24 at k ~ 5000) against the reference fed the same bf16-rounded x; int4 against the
 //     reference with bf16-rounded x and weights, the same bound; and 1e-5 + 2^-8 S (int8) or 2^-7 S
-//     (int4: two roundings) against the unrounded inputs (each rounding costs at most 2^-9 of a term).
+//     (int4: two roundings) against the unrounded inputs (each rounding costs at most 2^-8 of a term).
 // Sizes: odd n (tails of a block's 8 features), int8 with k odd (scalar path) or a multiple of 4
 // that is not a multiple of 128 (vector path with a lane tail), int4 with k an odd number of
 // 128-wide groups (the 32 lanes' words end mid-stride) in groups of 32, 64, 128, with and without
