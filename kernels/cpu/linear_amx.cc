@@ -24,11 +24,15 @@
 
 // GCC 12 warns inside the AVX-512 intrinsics that start from _mm512_undefined_*() (GCC PR 105593,
 // fixed in GCC 13); the warning points into the header, so it is silenced for the header only.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstring>
