@@ -444,6 +444,63 @@ TEST(LinearAmxTest, PoolAndCallerOnlyRunsAreIdentical) {
       ASSERT_TRUE(cpu::linear_gemm_amx()(caller_only, {c.data(), n, x.data(), &b.w, m, nullptr, nullptr, nullptr},
                                          bias.data()));
       ASSERT_EQ(0, std::memcmp(a.data(), c.data(), a.size() * sizeof(float)));
+
+
+// Sizes at the edges of the AVX-512 decode loops (kernels/cpu/linear_avx512.cc), run on every path:
+// its quantized x and int weights go in chunks of 4 blocks of 32 (k = 32 .. 224: a short last
+// chunk of 1, 2 or 3 blocks, or none), int4 groups that straddle chunks (96 = 3 blocks) or span
+// two (256), and fp32-format columns cut into segments (k = 1037 at m = 8: 512, 512, then 13 in a
+// masked step); n = 37 is no multiple of the 4 or 2 weight rows per pass nor of 16-row blocks.
+TEST_P(LinearIsaTest, ChunkTailsOddGroupsAndColumnSegments) {
+  ThreadPool pool(2);
+  std::vector<FormatCase> formats = {{WeightFormat::kF32, 0, false}, {WeightFormat::kBF16, 0, false},
+                                     {WeightFormat::kF16, 0, false}, {WeightFormat::kInt8, 0, false}};
+  for (int64_t g : {32, 64, 96, 256})
+    for (bool z : {false, true}) formats.push_back({WeightFormat::kInt4, g, z});
+  for (const FormatCase& f : formats)
+    for (int64_t k : {32, 64, 96, 160, 192, 224, 288, 768, 1037}) {
+      if (f.format == WeightFormat::kInt4 && k % f.group_size != 0) continue;
+      for (int64_t m : {1, 2, 5, 8}) {
+        check_case(f, m, 37, k, &pool);
+        if (HasFatalFailure()) return;
+      }
+    }
+}
+
+// Where the AVX-512 quantize_x (private layout, see linear_avx512.cc) stores element c of a row of
+// len values: chunks of 4 blocks at 128 c; in a chunk of nb blocks, elements 0..15 of each block
+// first, then elements 16..31 of each.
+int64_t avx512_x_position(int64_t len, int64_t c) {
+  const int64_t chunk0 = c / 128 * 128, nb = std::min<int64_t>(4, (len - chunk0) / 32);
+  const int64_t block = (c - chunk0) / 32, e = c % 32;
+  return chunk0 + (e < 16 ? 16 * block + e : 16 * nb + 16 * block + (e - 16));
+}
+
+TEST(QuantizeTest, Avx512XQuantizationMatchesScalarBitForBit) {
+  const cpu::LinearKernels* avx512 = cpu::linear_kernels_avx512();
+  if (avx512 == nullptr || !cpu::linear_isa_supported(LinearIsa::kAvx512))
+    GTEST_SKIP() << "avx512 path absent on this CPU/build";
+  // 36 blocks: whole chunks only; 37, 38, 39: a last chunk of 1, 2, 3 blocks; 1: one short chunk.
+  for (int64_t num_blocks : {36, 37, 38, 39, 1}) {
+    SCOPED_TRACE("blocks " + std::to_string(num_blocks));
+    const int64_t len = 32 * num_blocks;
+    auto x = random_vec(static_cast<size_t>(len), 31 + static_cast<uint32_t>(num_blocks), -4.0f, 4.0f);
+    if (num_blocks > 3)
+      for (int64_t c = 64; c < 96; ++c) x[static_cast<size_t>(c)] = 0.0f;  // an all-zero block
+    x[5] = 3.5f / 127.0f * 2.5f;
+    x[len - 1] = -100.0f;  // the last block's amax: -127 exactly
+    std::vector<int8_t> q0(static_cast<size_t>(len)), q1(q0.size(), 99);
+    std::vector<float> s0(static_cast<size_t>(num_blocks)), s1(s0.size()), u0(s0.size()), u1(s0.size());
+    cpu::quantize_x_blocks(x.data(), len, q0.data(), s0.data(), u0.data());
+    avx512->quantize_x(x.data(), len, q1.data(), s1.data(), u1.data());
+    EXPECT_EQ(s0, s1);
+    EXPECT_EQ(u0, u1);
+    std::vector<bool> seen(q1.size(), false);
+    for (int64_t c = 0; c < len; ++c) {
+      const int64_t pos = avx512_x_position(len, c);
+      ASSERT_TRUE(pos >= 0 && pos < len && !seen[static_cast<size_t>(pos)]) << "element " << c << " at " << pos;
+      seen[static_cast<size_t>(pos)] = true;
+      ASSERT_EQ(q1[static_cast<size_t>(pos)], q0[static_cast<size_t>(c)]) << "element " << c;
     }
   }
 }
