@@ -444,7 +444,9 @@ TEST(LinearAmxTest, PoolAndCallerOnlyRunsAreIdentical) {
       ASSERT_TRUE(cpu::linear_gemm_amx()(caller_only, {c.data(), n, x.data(), &b.w, m, nullptr, nullptr, nullptr},
                                          bias.data()));
       ASSERT_EQ(0, std::memcmp(a.data(), c.data(), a.size() * sizeof(float)));
-
+    }
+  }
+}
 
 // Sizes at the edges of the AVX-512 decode loops (kernels/cpu/linear_avx512.cc), run on every path:
 // its quantized x and int weights go in chunks of 4 blocks of 32 (k = 32 .. 224: a short last
