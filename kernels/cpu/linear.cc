@@ -97,16 +97,18 @@ LinearIsa best_isa() {
 std::atomic<LinearIsa> g_isa{best_isa()};
 
 // kAmx: the AVX-512 table (AVX2 in builds without one) with the AMX GEMM for prefill-sized layers.
-// The GEMM from 16 rows (one x tile). 2048x2048, weights from DRAM, 2 threads of a shared Xeon VM
-// (medians of 3, AMX GEMM vs AVX2 decode passes): m = 8 fp16 1.28 vs 2.26 ms, bf16 2.00 vs 1.42,
-// int8 1.00 vs 0.92, int4 0.82 vs 2.04; m = 16 fp16 1.27 vs 2.82, bf16 2.03 vs 2.94, int8 0.97 vs
-// 3.07, int4 0.71 vs 4.07: from 16 rows the GEMM wins for every format.
-// tests/kernels/linear_test.cc mirrors this value (kAmxGemmMinRows).
+// The GEMM from 32 rows. Against the AVX2 decode passes it won from 16 rows for every format
+// (2048x2048, weights from DRAM, 2 threads of a shared Xeon VM, medians of 3, AMX GEMM vs AVX2:
+// m = 8 fp16 1.28 vs 2.26 ms, bf16 2.00 vs 1.42, int8 1.00 vs 0.92, int4 0.82 vs 2.04; m = 16 fp16
+// 1.27 vs 2.82, bf16 2.03 vs 2.94, int8 0.97 vs 3.07, int4 0.71 vs 4.07), but the AVX-512 decode
+// passes are 2-4x faster than AVX2's at m = 8: whole TinyLlama int8 decode steps of 24 rows took
+// 231-270 ms on AVX-512 passes against 331-352 on AMX, and of 32 rows 319-362 against 329-332
+// (engine_bench, two interleaved runs, 2026-12-02 23:42 UTC).
 const LinearKernels& amx_kernels() {
   static const LinearKernels table = [] {
     LinearKernels t = linear_kernels_avx512() != nullptr ? *linear_kernels_avx512() : *linear_kernels_avx2();
     t.gemm = linear_gemm_amx();
-    t.gemm_min_rows = 16;
+    t.gemm_min_rows = 32;
     return t;
   }();
   return table;
