@@ -160,7 +160,9 @@ TEST_F(LlmScheduling, HighPriorityIsAdmittedBeforeEarlierLowPriority) {
     m["priority"] = priority;
     ASSERT_TRUE(zmq.send(m).ok());
   };
-  send("running", 3, 120);
+  // 500 tokens (the longest the 512-position model allows after the prompt): the three requests
+  // below must arrive while it still runs, and 120 left only ~15 ms at stories260K's decode speed.
+  send("running", 3, 500);
   auto first = zmq.receive(10000ms);  // the long low-priority request now occupies the only slot
   ASSERT_TRUE(first.has_value());
   send("low1", 3, 4);
