@@ -271,7 +271,13 @@ struct CudaEngine::State {
   Status init(const ModelConfig& c, const ModelWeights& weights, const CudaEngineOptions& o);
   Status load_weights(const ModelWeights& w);
   Result<const void*> upload_tensors(const ModelWeights& w, const std::vector<std::string>& names, k::DType dtype);
-  Matrix plan_quantized(const ModelWeights& w, const std::string& name, int64_t k) const;
+  // How WeightLoader stores a quantized matrix (format: int8 where an int4 group does not fit).
+  struct QuantizedLayout {
+    k::WeightFormat format = k::WeightFormat::kInt8;
+    int64_t group_size = 0;  // kInt4
+    bool zeros = false;      // kInt4: zero points per group
+  };
+  QuantizedLayout plan_quantized(const ModelWeights& w, const std::string& name, int64_t k) const;
   Result<Matrix> upload_matrix(const ModelWeights& w, const std::vector<std::string>& names);
   Status allocate_activations();
 
@@ -347,22 +353,22 @@ Result<const void*> CudaEngine::State::upload_tensors(const ModelWeights& w, con
 
 // The format, group size and zero points a quantized matrix of `k` input features gets from
 // WeightLoader (without reading it: planned_device_bytes sizes the device from this).
-CudaEngine::State::Matrix CudaEngine::State::plan_quantized(const ModelWeights& w, const std::string& name,
-                                                            int64_t k) const {
-  Matrix m;
-  m.format = wfmt;
+CudaEngine::State::QuantizedLayout CudaEngine::State::plan_quantized(const ModelWeights& w, const std::string& name,
+                                                                     int64_t k) const {
+  QuantizedLayout l;
+  l.format = wfmt;
   if (const QuantizedTensor* q = w.quantized(name);
       q != nullptr && q->config.bits == 4 && wfmt == k::WeightFormat::kInt4) {
-    m.group_size = imported_int4_group(q->group_size);  // 0: the loader refuses it
-    m.zeros = reinterpret_cast<const float*>(uintptr_t{1});  // imported codes always carry zeros
-    return m;
+    l.group_size = imported_int4_group(q->group_size);  // 0: the loader refuses it
+    l.zeros = true;                                      // imported codes always carry zeros
+    return l;
   }
   if (wfmt == k::WeightFormat::kInt4) {
-    m.group_size = int4_group_for(k, options.weight_group_size);
-    if (m.group_size == 0) m.format = k::WeightFormat::kInt8;
-    if (m.group_size != 0 && options.weight_zero_points) m.zeros = reinterpret_cast<const float*>(uintptr_t{1});
+    l.group_size = int4_group_for(k, options.weight_group_size);
+    if (l.group_size == 0) l.format = k::WeightFormat::kInt8;
+    l.zeros = l.group_size != 0 && options.weight_zero_points;
   }
-  return m;
+  return l;
 }
 
 // A linear layer's stacked matrix in the weight format. Float formats: converted from the fp32
@@ -380,7 +386,7 @@ Result<CudaEngine::State::Matrix> CudaEngine::State::upload_matrix(const ModelWe
   Stacked shape;
   FERRY_ASSIGN_OR_RETURN(shape, stacked_shape(w, names));
   const int64_t rows = shape.rows, kdim = shape.numel / shape.rows;
-  const Matrix plan = plan_quantized(w, names[0], kdim);
+  const QuantizedLayout plan = plan_quantized(w, names[0], kdim);
   FERRY_CHECK(plan.format != k::WeightFormat::kInt4 || plan.group_size > 0);  // check_supported refused it
   const int64_t row_bytes = k::weight_data_bytes(plan.format, 1, kdim);
   const int64_t row_scales = plan.format == k::WeightFormat::kInt8 ? 1 : kdim / plan.group_size;
@@ -389,8 +395,9 @@ Result<CudaEngine::State::Matrix> CudaEngine::State::upload_matrix(const ModelWe
   float* d_zeros = nullptr;
   FERRY_ASSIGN_OR_RETURN(d_data, alloc<uint8_t>(rows * row_bytes));
   FERRY_ASSIGN_OR_RETURN(d_scales, alloc<float>(rows * row_scales));
-  if (plan.zeros != nullptr) FERRY_ASSIGN_OR_RETURN(d_zeros, alloc<float>(rows * row_scales));
-  m = plan;
+  if (plan.zeros) FERRY_ASSIGN_OR_RETURN(d_zeros, alloc<float>(rows * row_scales));
+  m.format = plan.format;
+  m.group_size = plan.group_size;
   m.data = d_data;
   m.scales = d_scales;
   m.zeros = d_zeros;
@@ -405,7 +412,7 @@ Result<CudaEngine::State::Matrix> CudaEngine::State::upload_matrix(const ModelWe
     k::WeightMatrix part;
     FERRY_ASSIGN_OR_RETURN(part, loader.matrix(name));
     if (part.format != plan.format || part.k != kdim || part.group_size != plan.group_size ||
-        (part.zeros != nullptr) != (plan.zeros != nullptr)) {
+        (part.zeros != nullptr) != plan.zeros) {
       return Status::Internal("CudaEngine: " + name + " loaded as " + k::weight_format_name(part.format) +
                               " with another layout than planned (or than the matrices stacked with it)");
     }
