@@ -94,6 +94,15 @@ class LlmGpuEmulated : public ::testing::Test {
   Json::Value stats(const std::string& model) {
     return parse(http_->get("/v2/models/" + model + "/stats").body)["model_stats"][0]["backend"];
   }
+  // A greedy KServe generate body over token ids, max_tokens long whatever the model says (ignore_eos).
+  static Json::Value greedy_body(const Json::Value& input_ids, Json::UInt max_tokens) {
+    Json::Value body;
+    body["input_ids"] = input_ids;
+    body["max_tokens"] = max_tokens;
+    body["temperature"] = 0;
+    body["ignore_eos"] = true;
+    return body;
+  }
   Json::Value post_json(const std::string& path, const std::string& body) {
     auto r = http_->post(path, body);
     EXPECT_EQ(r.status, 200) << path << " " << body << " -> " << r.body;
@@ -111,11 +120,7 @@ class LlmGpuEmulated : public ::testing::Test {
 TEST_F(LlmGpuEmulated, GreedyGoldenContinuationOnGenerateAndCompletions) {
   const Json::Value& c = golden_case(golden_, "prompt_once_upon_a_time_greedy_64");
   ASSERT_TRUE(c.isObject());
-  Json::Value body;
-  body["input_ids"] = c["prompt_token_ids"];
-  body["max_tokens"] = c["generated_token_ids"].size();
-  body["temperature"] = 0;
-  body["ignore_eos"] = true;
+  Json::Value body = greedy_body(c["prompt_token_ids"], c["generated_token_ids"].size());
   auto j = post_json("/v2/models/gpu/generate", dump(body));
   EXPECT_EQ(j["output_ids"], c["generated_token_ids"]);
   EXPECT_EQ(j["finish_reason"].asString(), "length");
@@ -180,11 +185,7 @@ TEST_F(LlmGpuEmulated, SeededSamplingDrawsTheCpuInstancesTokens) {
 // them (1e-3, as llm_serving_test on the cpu engine).
 TEST_F(LlmGpuEmulated, LogprobsMatchTheGoldenLogits) {
   const Json::Value& c = golden_case(golden_, "bos_only_greedy_200");
-  Json::Value body;
-  body["input_ids"] = c["prompt_token_ids"];
-  body["max_tokens"] = 8;
-  body["temperature"] = 0;
-  body["ignore_eos"] = true;
+  Json::Value body = greedy_body(c["prompt_token_ids"], 8);
   body["logprobs"] = 2;
   auto j = post_json("/v2/models/gpu/generate", dump(body));
   ASSERT_TRUE(j["logprobs"].isArray()) << dump(j);
@@ -210,11 +211,7 @@ TEST_F(LlmGpuEmulated, LogprobsMatchTheGoldenLogits) {
 // greedy tokens, logprobs within 1e-4 (a short prompt: every GEMM on the int4 kernel, fp32 x).
 TEST_F(LlmGpuEmulated, Int4InstanceUsesTheConfiguredGroupsAndAnswersAsTheCpuInstance) {
   const Json::Value& c = golden_case(golden_, "prompt_once_upon_a_time_greedy_64");
-  Json::Value body;
-  body["input_ids"] = c["prompt_token_ids"];
-  body["max_tokens"] = 12;
-  body["temperature"] = 0;
-  body["ignore_eos"] = true;
+  Json::Value body = greedy_body(c["prompt_token_ids"], 12);
   body["logprobs"] = 1;
   const Json::Value gpu = post_json("/v2/models/gpu_int4/generate", dump(body));
   const Json::Value cpu = post_json("/v2/models/cpu_int4/generate", dump(body));
@@ -230,11 +227,7 @@ TEST_F(LlmGpuEmulated, Int4InstanceUsesTheConfiguredGroupsAndAnswersAsTheCpuInst
 // for itself, over the same weights) accepted, and its draft KV blocks go back to zero.
 TEST_F(LlmGpuEmulated, DraftModelSpeculationOnTheGpuKeepsTheGreedyGolden) {
   const Json::Value& c = golden_case(golden_, "prompt_once_upon_a_time_greedy_64");
-  Json::Value body;
-  body["input_ids"] = c["prompt_token_ids"];
-  body["max_tokens"] = 24;
-  body["temperature"] = 0;
-  body["ignore_eos"] = true;
+  Json::Value body = greedy_body(c["prompt_token_ids"], 24);
   const Json::Value j = post_json("/v2/models/gpu_draft/generate", dump(body));
   ASSERT_EQ(j["output_ids"].size(), 24u) << dump(j);
   for (Json::ArrayIndex i = 0; i < 24; ++i) EXPECT_EQ(j["output_ids"][i], c["generated_token_ids"][i]) << i;
