@@ -356,11 +356,14 @@ void linear(ThreadPool& pool, float* out, int64_t out_stride, const float* x, co
   }
   const LinearKernels& kern = kernels_for(linear_isa());
   LinearArgs a{out, out_stride, x, &w, m, nullptr, nullptr, nullptr};
-  if (m >= kern.gemm_min_rows) {
-    if (kern.gemm == nullptr || !kern.gemm(pool, a, bias)) run_gemm(pool, kern, a, bias);
+  // The table's own GEMM from its gemm_min_rows on, for the formats it takes (AMX: all but fp32);
+  // the others keep the fp32 blocked GEMM's threshold, below which the decode kernels run on 8 rows
+  // at a time (the weights stream once per 8).
+  if (kern.gemm != nullptr && m >= kern.gemm_min_rows && kern.gemm(pool, a, bias)) return;
+  if (m >= kGemmMinRows) {
+    run_gemm(pool, kern, a, bias);
     return;
   }
-  // Below gemm_min_rows: the decode kernels on 8 rows at a time (the weights stream once per 8).
   run_decode(pool, kern, a, bias);
 }
 

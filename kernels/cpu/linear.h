@@ -74,8 +74,8 @@ struct LinearKernels {
   MicroFn micro;
   WidenFn widen;            // panel packing
   QuantizeXFn quantize_x;   // nullptr: decode of int8/int4 reads x in fp32 (x_q etc. unset)
-  GemmFn gemm;              // nullptr: every m >= gemm_min_rows runs the blocked fp32 GEMM
-  int64_t gemm_min_rows;    // m from which the GEMM runs instead of passes of the decode kernels
+  GemmFn gemm;              // nullptr: none (the blocked fp32 GEMM from kGemmMinRows rows)
+  int64_t gemm_min_rows;    // m from which `gemm` is tried; formats it declines use kGemmMinRows
 };
 
 // The paths, each a superset of the one before on x86: kAvx512 is AVX-512 F/BW/VL/VNNI/BF16
@@ -94,7 +94,8 @@ void linear(ThreadPool& pool, float* out, int64_t out_stride, const float* x, co
 // weights, rounded to bf16 (relative error <= 2^-8 each), fp32 sums -- the AMX GEMM, which takes
 // every format but fp32 from the table's gemm_min_rows on. Tests and accuracy reports use it.
 bool linear_rounds_to_bf16(WeightFormat format, int64_t m);
-// The current path's gemm_min_rows: below it linear() runs the decode kernels.
+// The current path's gemm_min_rows: from it the formats its GEMM takes leave the decode kernels
+// (the others, and paths without a GEMM of their own, at kGemmMinRows).
 int64_t linear_gemm_min_rows();
 
 // Widens w[row, c0 .. c0 + len) to fp32 (any format; for int4, c0 and len multiples of 32).
