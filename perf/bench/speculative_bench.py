@@ -15,10 +15,13 @@ It starts its own ferry-server over a temporary repository holding the given mod
                K} with the defaults, the draft being the same model cut to its first N layers (a
                snapshot folder beside it: its config.json with num_hidden_layers N, the rest linked;
                N = all layers: the model drafting for itself)
+               with --draft-from DIR: the draft is DIR's first N layers instead (DIR shares the
+               model's tokenizer; e.g. the small model that perf/bench/pad_model.py padded into the
+               measured one)
 
 Usage: perf/bench/speculative_bench.py --server build/host/ferry-server \
            --model ../shared/testdata/stories260K-hf-format.derived [--rounds 3] [--max-tokens 128] \
-           [--draft-layers 2,5]
+           [--draft-layers 2,5] [--draft-from DIR]
 Prints a markdown table (median of the rounds) and the load average before and after.
 
 Decode tokens/s excludes tokenization and prefill: each batch is sent twice, with max_tokens 1 and
@@ -49,7 +52,7 @@ def free_port():
 
 
 class Server:
-    def __init__(self, binary, model_dir, k, max_num_seqs, draft_layers):
+    def __init__(self, binary, model_dir, k, max_num_seqs, draft_layers, draft_from):
         self.repo = tempfile.mkdtemp(prefix="spec_bench_")
         base = {"backend": "llm", "max_num_seqs": max_num_seqs}
         spec = {"method": "ngram", "num_speculative_tokens": k}
@@ -59,7 +62,7 @@ class Server:
             "ngram_always": dict(base, speculative=dict(spec, disable_by_batch_size=4096, min_acceptance_rate=0)),
         }
         for layers in draft_layers:
-            make_draft(model_dir, os.path.join(self.repo, "draft_src%d" % layers), layers)
+            make_draft(draft_from or model_dir, os.path.join(self.repo, "draft_src%d" % layers), layers)
             configs["draft%d" % layers] = dict(base, speculative={"method": "draft", "num_speculative_tokens": k,
                                                                   "draft_model": "draft_src%d" % layers})
         for name, config in configs.items():
@@ -158,12 +161,13 @@ def main():
     ap.add_argument("--batches", default="1,8,32")
     ap.add_argument("--draft-layers", default="", help="add the draft method once per N of this list, the "
                     "draft being the model's first N layers")
+    ap.add_argument("--draft-from", default="", help="cut the drafts from this model folder instead of --model")
     args = ap.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     draft_layers = [int(n) for n in args.draft_layers.split(",") if n]
     MODELS.extend("draft%d" % n for n in draft_layers)
     load_before = os.getloadavg()
-    server = Server(args.server, args.model, args.k, max(batches), draft_layers)
+    server = Server(args.server, args.model, args.k, max(batches), draft_layers, args.draft_from)
     try:
         loads = workloads(server, args.max_tokens)
         for bodies in loads.values():
