@@ -99,9 +99,6 @@ TEST_F(CudaGemm, RejectsUnsupportedDtypes) {
             StatusCode::kInvalidArgument);
 }
 
-}  // namespace
-}  // namespace ferry::kernels::cuda
-
 // A GEMM captured into a CUDA graph (what CudaEngine does for decode steps) reads its operands at
 // each replay: changing x between replays changes the output. The first matmul of a shape builds its
 // plan during the capture, which must stay legal there (no allocation, no synchronization).
@@ -130,3 +127,6 @@ TEST_F(CudaGemm, CapturedMatmulReadsItsInputsAtReplay) {
   FERRY_ASSERT_CUDA(cudaGraphExecDestroy(exec));
   FERRY_ASSERT_CUDA(cudaGraphDestroy(graph));
 }
+
+}  // namespace
+}  // namespace ferry::kernels::cuda
