@@ -534,6 +534,30 @@ TEST_F(CudaGraphEmulation, CaptureModesAndThreads) {
   (void)cudaGetLastError();
 }
 
+// A blocking stream's capture depends on the legacy stream: using that stream meanwhile, even from
+// another thread (a synchronous copy), invalidates it. A non-blocking stream (CudaEngine's) keeps
+// capturing.
+TEST_F(CudaGraphEmulation, LegacyStreamInvalidatesOnlyABlockingCapture) {
+  for (const unsigned flags : {0u, cudaStreamNonBlocking}) {
+    SCOPED_TRACE(flags);
+    cudaStream_t stream = nullptr;
+    ASSERT_EQ(cudaStreamCreateWithFlags(&stream, flags), cudaSuccess);
+    ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+    launch_scale_add(2.0f, 0.0f, stream);
+    std::vector<float> host(kGraphN);
+    cudaError_t legacy_copy = cudaErrorInvalidValue;
+    std::thread([&] { legacy_copy = cudaMemcpy(host.data(), in_, sizeof(float) * kGraphN, cudaMemcpyDeviceToHost); })
+        .join();
+    const bool blocking = flags == 0;
+    EXPECT_EQ(legacy_copy, blocking ? cudaErrorStreamCaptureImplicit : cudaSuccess);
+    cudaGraph_t graph = nullptr;
+    EXPECT_EQ(cudaStreamEndCapture(stream, &graph), blocking ? cudaErrorStreamCaptureInvalidated : cudaSuccess);
+    if (graph != nullptr) EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+    EXPECT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+    (void)cudaGetLastError();
+  }
+}
+
 // A launch error during capture (bad configuration) is reported at the launch and fails the capture.
 TEST_F(CudaGraphEmulation, LaunchErrorDuringCaptureInvalidatesIt) {
   ASSERT_EQ(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), cudaSuccess);

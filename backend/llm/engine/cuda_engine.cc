@@ -283,6 +283,8 @@ struct CudaEngine::State {
   }
   Status upload(const void* dst, const void* src, size_t bytes) {
     if (dry_run) return Status::Ok();
+    // Synchronous, so that `src` may be freed on return; on the legacy stream, which create() waits
+    // for (the DMA from pageable memory may still run when this returns).
     FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpy(const_cast<void*>(dst), src, bytes, cudaMemcpyHostToDevice));
     return Status::Ok();
   }
@@ -863,12 +865,17 @@ Result<std::unique_ptr<CudaEngine>> CudaEngine::create(const ModelConfig& config
   auto s = std::make_unique<State>();
   FERRY_RETURN_IF_ERROR(s->init(config, weights, options));
   FERRY_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
-  FERRY_CUDA_RETURN_IF_ERROR(cudaStreamCreate(&s->stream));
+  // Non-blocking: the legacy stream (another thread's cudaMemcpy, say) must not join this stream's
+  // work, which would invalidate a decode graph capture (cudaErrorStreamCaptureImplicit). Hence
+  // create() waits for its uploads explicitly, and the KV cache is cleared on this stream.
+  FERRY_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
   FERRY_ASSIGN_OR_RETURN(s->gemm, kc::CublasGemm::create(s->stream));
   FERRY_RETURN_IF_ERROR(s->load_weights(weights));
   s->weight_bytes = s->owned_bytes;
   FERRY_RETURN_IF_ERROR(s->allocate_activations());
   s->sampler = std::make_unique<Sampler>(static_cast<int32_t>(config.vocab_size));
+  // The uploads are done (or failed) here: the non-blocking engine stream does not wait for them.
+  FERRY_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(nullptr));
   if (options.cuda_graphs) s->graphs = std::make_unique<DecodeGraphs>(options.max_num_seqs);
   return std::unique_ptr<CudaEngine>(new CudaEngine(std::move(s)));
 }
@@ -915,7 +922,7 @@ Result<int64_t> CudaEngine::allocate_kv_cache(const KvCacheOptions& o) {
                          PinnedMemory::allocate(s.metadata_bytes() +
                                                 align16(static_cast<size_t>(s.options.max_num_seqs * max_blocks) * sizeof(int32_t))));
   FERRY_ASSIGN_OR_RETURN(s.cache, DeviceMemory::allocate(static_cast<size_t>(blocks * per_block)));
-  FERRY_CUDA_RETURN_IF_ERROR(cudaMemset(s.cache.as<void>(), 0, s.cache.bytes()));
+  FERRY_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(s.cache.as<void>(), 0, s.cache.bytes(), s.stream));
   // Per layer: K values, V values, then (int8) K scales, V scales.
   const int64_t slots_heads = blocks * o.block_size * c.num_kv_heads;
   const int64_t value_bytes =

@@ -377,9 +377,11 @@ cudaError_t enqueue(cudaStream_t stream, const char* what, ferry::simt::detail::
 
 }  // namespace
 
+// The synchronous copy and memset run on the legacy stream.
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
   FERRY_SIMT_RETURN_IF_STICKY();
   if (const cudaError_t e = check_unsafe_call(); e != cudaSuccess) return e;
+  if (const cudaError_t e = enqueue_nothing(nullptr); e != cudaSuccess) return e;
   if (bytes == 0) return cudaSuccess;
   if (const cudaError_t e = check_memcpy(dst, src, bytes, kind); e != cudaSuccess) return e;
   std::memmove(dst, src, bytes);
@@ -401,6 +403,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
 cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
   FERRY_SIMT_RETURN_IF_STICKY();
   if (const cudaError_t e = check_unsafe_call(); e != cudaSuccess) return e;
+  if (const cudaError_t e = enqueue_nothing(nullptr); e != cudaSuccess) return e;
   if (bytes == 0) return cudaSuccess;
   if (ptr == nullptr || !ferry::simt::detail::known_allocation_range(ptr, bytes)) return fail(cudaErrorInvalidValue);
   std::memset(ptr, value, bytes);
