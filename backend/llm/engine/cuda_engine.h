@@ -30,6 +30,13 @@
 // int4_matmul. Attention uses the decode kernel when
 // every sequence has one query token and its workspace suffices, else the prefill kernel.
 //
+// CUDA graphs (options.cuda_graphs): a decode step (one query token per sequence, contexts within
+// decode_context_tokens) is padded to its batch-size bucket and replays that bucket's graph of the
+// forward pass and the logits (cuda_graphs.h), captured at the bucket's first decode step; its
+// metadata is copied into the buffers the graph reads before each replay. Other steps launch their
+// kernels. The engine's stream is non-blocking, so no other thread's legacy-stream work can
+// invalidate a capture.
+//
 // Sampling: when every sequence that samples is plain greedy (temperature 0, no logit_bias, no
 // penalties, no allowed-token mask, no logprobs) the tokens come from the argmax kernel and only
 // the token ids are copied back. Any other sampling copies the sampled rows' logits to the host and
