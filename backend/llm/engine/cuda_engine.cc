@@ -206,7 +206,7 @@ struct CudaEngine::State {
   int64_t decode_ctx = 0;  // the longest context the decode workspace holds (decode_context_tokens)
 
   // The sizes the forward pass's kernel arguments are computed from. An uncaptured step takes them
-  // from its layout; a graph step from its bucket only (step_shape), so that a replay's frozen
+  // from its layout; a graph step from its bucket only (run_decode_graph), so that a replay's frozen
   // arguments fit every batch of the bucket.
   struct StepShape {
     int64_t num_tokens = 0;          // rows of every activation

@@ -37,6 +37,7 @@
 
 #include "backend/llm/engine/cpu_engine.h"
 #include "backend/llm/engine/cuda_engine.h"
+#include "backend/llm/engine/cuda_graphs.h"
 #include "backend/llm/engine/kv_cache_storage.h"
 #include "backend/llm/engine/prompt_logprobs.h"
 #include "kernels/cuda/gemm.h"
@@ -813,6 +814,55 @@ class GraphTwins {
   SamplingRng rng_{1};
   double worst_ = 0;
 };
+
+// DecodeGraphs alone: its buckets; a capture that fails (a synchronization the runtime forbids
+// during capture, or an error of the recorded work) leaves no graph and a usable stream, and the
+// next launch captures; a replay runs the recorded work again.
+TEST_F(CudaEngineTest, DecodeGraphsBucketsAndFailedCaptures) {
+  const DecodeGraphs twenty(20);
+  std::vector<int64_t> buckets;
+  for (int64_t n = 1; n <= 20; ++n) buckets.push_back(twenty.bucket_for(n));
+  EXPECT_EQ(buckets, (std::vector<int64_t>{1, 2, 4, 4, 8, 8, 8, 8, 16, 16, 16, 16, 16, 16, 16, 16, 20, 20, 20, 20}));
+  const DecodeGraphs three(3);
+  EXPECT_EQ(three.bucket_for(3), 3);
+  EXPECT_EQ(DecodeGraphs(1).bucket_for(1), 1);
+
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  uint8_t* d = nullptr;
+  ASSERT_EQ(cudaMalloc(&d, 16), cudaSuccess);
+  DecodeGraphs g(4);
+  Status st = g.launch(2, stream, [&] {
+    (void)cudaStreamSynchronize(stream);  // forbidden while capturing: invalidates the capture
+    return Status::Ok();
+  });
+  EXPECT_EQ(st.code(), StatusCode::kInternal) << st.to_string();
+  st = g.launch(2, stream, [] { return Status::InvalidArgument("the recorded work failed"); });
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.to_string();
+  EXPECT_EQ(g.num_graphs(), 0);
+  EXPECT_EQ(g.num_captured(), 0);
+  for (int replay = 0; replay < 2; ++replay) {
+    ASSERT_EQ(cudaMemset(d, 0, 16), cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    st = g.launch(2, stream, [&] {
+      if (cudaMemsetAsync(d, 7, 16, stream) != cudaSuccess) return Status::Internal("cudaMemsetAsync");
+      return Status::Ok();
+    });
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    uint8_t host[16] = {};
+    ASSERT_EQ(cudaMemcpy(host, d, 16, cudaMemcpyDeviceToHost), cudaSuccess);
+    EXPECT_EQ(host[0], 7);
+    EXPECT_EQ(host[15], 7);
+  }
+  EXPECT_EQ(g.num_captured(), 1);
+  EXPECT_EQ(g.num_replayed(), 2);
+  EXPECT_EQ(g.num_graphs(), 1);
+  g.clear();
+  EXPECT_EQ(g.num_graphs(), 0);
+  EXPECT_EQ(cudaFree(d), cudaSuccess);
+  EXPECT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+}
 
 // Decode steps of 1, 3, 5, 4 and 2 sequences (buckets 1, 4, 8, 4, 2 of max_num_seqs 8) between
 // prefill and mixed steps, sequences finishing and joining (a finished sequence's blocks go to the
