@@ -377,7 +377,9 @@ class CudaGraphEmulation : public ::testing::Test {
   }
 
   cudaStream_t scratch_stream() {
-    if (scratch_ == nullptr) EXPECT_EQ(cudaStreamCreate(&scratch_), cudaSuccess);
+    if (scratch_ == nullptr) {
+      EXPECT_EQ(cudaStreamCreate(&scratch_), cudaSuccess);
+    }
     return scratch_;
   }
 
@@ -526,7 +528,9 @@ TEST_F(CudaGraphEmulation, CaptureModesAndThreads) {
     EXPECT_EQ(other_end, cudaErrorStreamCaptureWrongThread);
     EXPECT_EQ(cudaStreamEndCapture(stream_, &graph),
               other_thread_may_allocate ? cudaSuccess : cudaErrorStreamCaptureInvalidated);
-    if (graph != nullptr) EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+    if (graph != nullptr) {
+      EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+    }
     (void)cudaGetLastError();
   }
   EXPECT_EQ(cudaStreamBeginCapture(nullptr, cudaStreamCaptureModeGlobal), cudaErrorStreamCaptureUnsupported);
@@ -552,7 +556,9 @@ TEST_F(CudaGraphEmulation, LegacyStreamInvalidatesOnlyABlockingCapture) {
     EXPECT_EQ(legacy_copy, blocking ? cudaErrorStreamCaptureImplicit : cudaSuccess);
     cudaGraph_t graph = nullptr;
     EXPECT_EQ(cudaStreamEndCapture(stream, &graph), blocking ? cudaErrorStreamCaptureInvalidated : cudaSuccess);
-    if (graph != nullptr) EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+    if (graph != nullptr) {
+      EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+    }
     EXPECT_EQ(cudaStreamDestroy(stream), cudaSuccess);
     (void)cudaGetLastError();
   }
