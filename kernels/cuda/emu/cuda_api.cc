@@ -564,25 +564,27 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   return cudaSuccess;
 }
 
-cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+namespace {
+
+// Forgets and deletes a handle of the device's `set`; cudaErrorInvalidResourceHandle for any other.
+template <typename T>
+cudaError_t destroy_handle(std::unordered_set<T*> ferry::simt::detail::Device::*set, T* handle) {
   auto& d = device();
   {
     std::lock_guard<std::mutex> lock(d.mu);
-    if (exec == nullptr || d.graph_execs.erase(exec) == 0) return fail(cudaErrorInvalidResourceHandle);
+    if (handle == nullptr || (d.*set).erase(handle) == 0) return fail(cudaErrorInvalidResourceHandle);
   }
-  delete exec;
+  delete handle;
   return cudaSuccess;
 }
 
-cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
-  auto& d = device();
-  {
-    std::lock_guard<std::mutex> lock(d.mu);
-    if (graph == nullptr || d.graphs.erase(graph) == 0) return fail(cudaErrorInvalidResourceHandle);
-  }
-  delete graph;
-  return cudaSuccess;
+}  // namespace
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  return destroy_handle(&ferry::simt::detail::Device::graph_execs, exec);
 }
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) { return destroy_handle(&ferry::simt::detail::Device::graphs, graph); }
 
 cudaError_t cudaEventCreate(cudaEvent_t* event) {
   if (event == nullptr) return fail(cudaErrorInvalidValue);
@@ -593,15 +595,7 @@ cudaError_t cudaEventCreate(cudaEvent_t* event) {
   return cudaSuccess;
 }
 
-cudaError_t cudaEventDestroy(cudaEvent_t event) {
-  auto& d = device();
-  {
-    std::lock_guard<std::mutex> lock(d.mu);
-    if (event == nullptr || d.events.erase(event) == 0) return fail(cudaErrorInvalidResourceHandle);
-  }
-  delete event;
-  return cudaSuccess;
-}
+cudaError_t cudaEventDestroy(cudaEvent_t event) { return destroy_handle(&ferry::simt::detail::Device::events, event); }
 
 // In a capture the record is a node: the event becomes a captured event (it can be waited on by
 // the same capture; synchronizing on it fails) and its time is taken at each replay.
