@@ -444,6 +444,38 @@ TEST_F(CudaGraphEmulation, CopiesAndMemsetsReplayInOrder) {
   EXPECT_EQ(cudaFreeHost(pinned), cudaSuccess);
 }
 
+// A 2-D copy moves `height` rows of `width` bytes between pitches, now or at each replay; a row past
+// the end of an allocation is refused.
+TEST_F(CudaGraphEmulation, Copy2DMovesRowsBetweenPitches) {
+  std::vector<float> host = {1, 2, 3, 4, 5, 6};  // 3 rows of 2 floats
+  const size_t width = 2 * sizeof(float), dpitch = 5 * sizeof(float);
+  ASSERT_EQ(cudaMemcpy2DAsync(out_, dpitch, host.data(), width, width, 3, cudaMemcpyHostToDevice, stream_), cudaSuccess);
+  const std::vector<float> out = download();
+  EXPECT_EQ(std::vector<float>(out.begin(), out.begin() + 12),
+            (std::vector<float>{1, 2, 0, 0, 0, 3, 4, 0, 0, 0, 5, 6}));
+  EXPECT_EQ(cudaMemcpy2DAsync(out_, 20 * sizeof(float), host.data(), width, width, 3, cudaMemcpyHostToDevice, stream_),
+            cudaErrorInvalidValue);  // the third row would end at float 42 of 40
+  EXPECT_EQ(cudaMemcpy2DAsync(out_, sizeof(float), host.data(), width, width, 3, cudaMemcpyHostToDevice, stream_),
+            cudaErrorInvalidValue);  // a pitch narrower than a row
+  (void)cudaGetLastError();
+
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy2DAsync(out_ + 1, dpitch, host.data(), width, width, 3, cudaMemcpyHostToDevice, stream_),
+            cudaSuccess);
+  ASSERT_EQ(cudaStreamEndCapture(stream_, &graph), cudaSuccess);
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  EXPECT_EQ(download()[11], 6.0f) << "a captured copy must not run";
+  host = {7, 8, 9, 10, 11, 12};
+  ASSERT_EQ(cudaGraphLaunch(exec, stream_), cudaSuccess);
+  const std::vector<float> replayed = download();
+  EXPECT_EQ(std::vector<float>(replayed.begin(), replayed.begin() + 13),
+            (std::vector<float>{1, 7, 8, 0, 0, 3, 9, 10, 0, 0, 5, 11, 12}));
+  EXPECT_EQ(cudaGraphExecDestroy(exec), cudaSuccess);
+  EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+}
+
 // What CUDA forbids during a capture fails with the runtime's error and invalidates the capture.
 TEST_F(CudaGraphEmulation, IllegalCallsDuringCaptureFailIt) {
   float* scratch = nullptr;

@@ -306,11 +306,14 @@ struct CudaEngine::State {
   Status allocate_activations();
 
   size_t metadata_bytes() const;
-  // The host arrays one step's kernels read (a layout's, or their padded copies).
+  // The host arrays one step's kernels read (a layout's, or their padded copies). block_tables
+  // holds rows of table_row entries; on the device they land table_stride entries apart.
   struct HostMetadata {
     std::span<const int32_t> token_ids, positions;
     std::span<const int64_t> slots;
     std::span<const int32_t> logit_rows, query_start, context_lens, block_tables;
+    int64_t table_row = 0;
+    int64_t table_stride = 0;
   };
   Status upload_metadata(const HostMetadata& m);
   int64_t graph_bucket(const ForwardBatch& b) const;
@@ -576,9 +579,10 @@ size_t CudaEngine::State::metadata_bytes() const {
 }
 
 // Packs the step's metadata into the pinned staging buffer and copies it in one transfer (and the
-// block tables in a second), pointing d_token_ids .. d_context_lens into d_meta. The offsets depend
-// only on the arrays' sizes, so the pointers of a graph step depend only on its bucket. The staging
-// buffer is reused by the next step only after this one synchronized (step() waits for its results).
+// block tables in a second, row by row to their device stride), pointing d_token_ids ..
+// d_context_lens into d_meta. The offsets depend only on the arrays' sizes, so the pointers of a
+// graph step depend only on its bucket. The staging buffer is reused by the next step only after
+// this one synchronized (step() waits for its results).
 Status CudaEngine::State::upload_metadata(const HostMetadata& m) {
   uint8_t* h = staging.as<uint8_t>();
   size_t at = 0;
@@ -599,8 +603,12 @@ Status CudaEngine::State::upload_metadata(const HostMetadata& m) {
   const size_t tables = put(m.block_tables.data(), m.block_tables.size_bytes());
   FERRY_CHECK(at <= staging.bytes());
   FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_meta, h, meta, cudaMemcpyHostToDevice, stream));
-  FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(block_tables.as<int32_t>(), h + tables, m.block_tables.size_bytes(),
-                                             cudaMemcpyHostToDevice, stream));
+  if (m.block_tables.empty()) return Status::Ok();
+  FERRY_CHECK(m.table_row >= 1 && m.table_row <= m.table_stride && m.block_tables.size() % m.table_row == 0);
+  const auto row_bytes = static_cast<size_t>(m.table_row) * sizeof(int32_t);
+  FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(block_tables.as<int32_t>(), static_cast<size_t>(m.table_stride) * sizeof(int32_t),
+                                               h + tables, row_bytes, row_bytes, m.block_tables.size() / m.table_row,
+                                               cudaMemcpyHostToDevice, stream));
   return Status::Ok();
 }
 
@@ -615,8 +623,8 @@ int64_t CudaEngine::State::graph_bucket(const ForwardBatch& b) const {
   return graphs->bucket_for(static_cast<int64_t>(b.sequences.size()));
 }
 
-// The layout's arrays padded to `bucket` sequences of one token each, the block tables at the
-// fixed stride max_blocks_per_seq. A padding row reads token 0 at position 0 with a context of one
+// The layout's arrays padded to `bucket` sequences of one token each (the block tables' rows as
+// wide as the layout's; upload_metadata spreads them to the fixed stride). A padding row reads token 0 at position 0 with a context of one
 // position in block 0 (finite values, whatever the cache holds) and writes no cache slot (slot -1);
 // every kernel treats rows independently, so padding rows do not disturb real ones.
 void CudaEngine::State::pad_decode_metadata(const ForwardBatch& b, int64_t bucket) {
@@ -635,18 +643,9 @@ void CudaEngine::State::pad_decode_metadata(const ForwardBatch& b, int64_t bucke
     if (i < bucket) padded.logit_rows[static_cast<size_t>(i)] = static_cast<int32_t>(i);
     padded.query_start[static_cast<size_t>(i)] = static_cast<int32_t>(i);
   }
-  // Rows at stride max_blocks_per_seq; only the first layout.max_blocks entries of a row are read
-  // (and sent: the copy ends after the last row's), the rest is left as it is.
-  const int64_t stride = max_blocks_per_seq, used = std::max<int64_t>(1, layout.max_blocks);
-  padded.block_tables.resize(static_cast<size_t>((bucket - 1) * stride + used));
-  for (int64_t i = 0; i < bucket; ++i) {
-    int32_t* row = padded.block_tables.data() + i * stride;
-    if (i < n) {
-      std::copy_n(layout.block_tables.data() + i * layout.max_blocks, layout.max_blocks, row);
-    } else {
-      row[0] = 0;
-    }
-  }
+  // Padding rows: block 0 (the layout pads its own rows with block 0 too).
+  padded.block_tables.assign(layout.block_tables.begin(), layout.block_tables.begin() + n * layout.max_blocks);
+  padded.block_tables.resize(static_cast<size_t>(bucket * layout.max_blocks), 0);
 }
 
 // The captured part of a decode step: the forward pass over the bucket's rows and their logits.
@@ -755,7 +754,7 @@ Status CudaEngine::State::logits_rows(int64_t row_begin, int64_t num_rows, int64
 Status CudaEngine::State::run_forward(const ForwardBatch& b) {
   const StepLayout& l = layout;
   FERRY_RETURN_IF_ERROR(upload_metadata({b.token_ids, b.positions, l.slots, l.logit_rows, l.query_start, l.context_lens,
-                                         l.block_tables}));
+                                         l.block_tables, l.max_blocks, l.max_blocks}));
   shape.num_tokens = static_cast<int64_t>(b.token_ids.size());
   shape.num_seqs = static_cast<int64_t>(l.context_lens.size());
   shape.max_blocks_per_seq = l.max_blocks;
@@ -775,7 +774,7 @@ Status CudaEngine::State::run_decode_graph(const ForwardBatch& b, int64_t bucket
   pad_decode_metadata(b, bucket);
   const Padded& p = padded;
   FERRY_RETURN_IF_ERROR(upload_metadata({p.token_ids, p.positions, p.slots, p.logit_rows, p.query_start,
-                                         p.context_lens, p.block_tables}));
+                                         p.context_lens, p.block_tables, layout.max_blocks, max_blocks_per_seq}));
   shape.num_tokens = bucket;
   shape.num_seqs = bucket;
   shape.max_blocks_per_seq = max_blocks_per_seq;

@@ -400,6 +400,24 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   });
 }
 
+cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
+                              cudaMemcpyKind kind, cudaStream_t stream) {
+  FERRY_SIMT_RETURN_IF_STICKY();
+  if (width == 0 || height == 0) return enqueue_nothing(stream);
+  // Each side from its first row's start to its last row's end within one allocation.
+  if (dst == nullptr || src == nullptr || dpitch < width || spitch < width || kind < cudaMemcpyHostToHost ||
+      kind > cudaMemcpyDefault || !ferry::simt::detail::known_allocation_range(dst, (height - 1) * dpitch + width) ||
+      !ferry::simt::detail::known_allocation_range(src, (height - 1) * spitch + width)) {
+    ferry::simt::detail::invalidate_capture(stream);
+    return fail(cudaErrorInvalidValue);
+  }
+  return enqueue(stream, "cudaMemcpy2DAsync", [dst, dpitch, src, spitch, width, height](cudaStream_t) {
+    if (sticky_error() != cudaSuccess) return;
+    for (size_t i = 0; i < height; ++i)
+      std::memmove(static_cast<char*>(dst) + i * dpitch, static_cast<const char*>(src) + i * spitch, width);
+  });
+}
+
 cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
   FERRY_SIMT_RETURN_IF_STICKY();
   if (const cudaError_t e = check_unsafe_call(); e != cudaSuccess) return e;

@@ -117,6 +117,9 @@ cudaError_t cudaFreeHost(void* ptr);
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream = nullptr);
+// `height` rows of `width` bytes, row i from src + i * spitch to dst + i * dpitch (pitches >= width).
+cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
+                              cudaMemcpyKind kind, cudaStream_t stream = nullptr);
 cudaError_t cudaMemset(void* ptr, int value, size_t bytes);
 cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t stream = nullptr);
 
@@ -134,7 +137,7 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
 
 // ---- Graphs -------------------------------------------------------------------------------------
 // While a stream captures, the work enqueued on it (kernel launches through ferry::simt::launch,
-// cudaMemcpyAsync, cudaMemsetAsync, cudaEventRecord, the emulated GEMM's host work) is recorded, not
+// cudaMemcpyAsync, cudaMemcpy2DAsync, cudaMemsetAsync, cudaEventRecord, the emulated GEMM's host work) is recorded, not
 // run: a kernel with its grid, block, dynamic shared bytes and its arguments copied at capture time
 // (a replay never sees a later change of a host variable, as on the GPU), a copy or memset with its
 // pointers, size and value. cudaGraphLaunch replays the nodes in capture order on its stream; they
