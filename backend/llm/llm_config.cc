@@ -206,6 +206,9 @@ Result<LlmConfig> LlmConfig::parse(const std::string& json) {
       FERRY_RETURN_IF_ERROR(parse_instance_group(v, &c));
     } else if (key == "idle_unload_seconds") {
       FERRY_RETURN_IF_ERROR(int_in(v, key, 0, int64_t{1} << 31, &c.idle_unload_seconds));
+    } else if (key == "cuda_graphs") {
+      if (!v.isBool()) return Status::InvalidArgument("key 'cuda_graphs' must be true or false");
+      c.cuda_graphs = v.asBool();
     } else if (key == "enable_prefix_caching") {
       if (!v.isBool()) return Status::InvalidArgument("key 'enable_prefix_caching' must be true or false");
       c.enable_prefix_caching = v.asBool();
@@ -275,6 +278,7 @@ GpuEngineOptions gpu_engine_options(const LlmConfig& c, int instance) {
   o.weight_zero_points = c.weights.int4_zero_points;
   o.max_num_tokens = c.scheduler.max_num_batched_tokens;
   o.max_num_seqs = c.scheduler.max_num_seqs;
+  o.cuda_graphs = c.cuda_graphs;
   return o;
 }
 

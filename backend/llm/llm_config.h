@@ -24,6 +24,7 @@
 //   "instance_group"    [{"count": N, "kind": "cpu"|"gpu", "gpus": [ids]}]     default one cpu instance
 //   "idle_unload_seconds"   an instance idle this long frees its engine and KV cache (0: never) default 0
 //   "enable_prefix_caching" reuse cached KV blocks of equal prompt prefixes     default true
+//   "cuda_graphs"       kind gpu: decode steps replay a CUDA graph per batch-size bucket   default true
 //   "kv_warmup_prompts" prompts prefilled at load so their prefix blocks start cached   default []
 //   "stream_interval"   a streamed response carries up to this many tokens: the first token at once,
 //                       then one response per N tokens (and the last)         default 1
@@ -73,6 +74,7 @@ struct LlmConfig {
   std::vector<int32_t> gpu_ids;
   int64_t idle_unload_seconds = 0;
   bool enable_prefix_caching = true;
+  bool cuda_graphs = true;         // kind gpu: decode steps replay CUDA graphs
   std::vector<std::string> kv_warmup_prompts;
   int32_t stream_interval = 1;
   std::string tool_call_parser = "auto";

@@ -1,6 +1,7 @@
 // CublasGemm for the CUDA emulation build (FERRY_CUDA_EMULATION): the interface of gemm.h on plain
 // host loops instead of cuBLASLt, with cuBLASLt's types: bf16/fp16/fp32 inputs, fp32 accumulation
 // (CUBLAS_COMPUTE_32F) in k order, the bias added in fp32 before the one rounding to the output type.
+// The work is ordered on the wrapper's stream and captured with it (cuda_api.h, Graphs).
 // It checks the arguments and the wrapper's contract (shapes, dtypes, bias type, the workspace) so
 // that callers can be tested without a GPU; it says nothing about cuBLASLt itself (its algorithms,
 // its accumulation order, alignment requirements), which only scripts/gpu-check exercises.
@@ -64,14 +65,18 @@ Status CublasGemm::matmul(void* out, DType out_dtype, const void* x, const void*
   FERRY_CUDA_RETURN_IF_ERROR(cudaPeekAtLastError());  // a sticky fault fails the call, as cuBLAS would
   const PlanKey key{m, n, k, static_cast<int>(in_dtype), static_cast<int>(out_dtype), bias != nullptr};
   if (Result<const Plan*> plan = plan_for(key); !plan.ok()) return plan.status();
-  for (int64_t i = 0; i < m; ++i) {
-    for (int64_t j = 0; j < n; ++j) {
-      float acc = 0.0f;
-      for (int64_t c = 0; c < k; ++c) acc += load(x, in_dtype, i * k + c) * load(w, in_dtype, j * k + c);
-      if (bias) acc += load(bias, out_dtype, j);
-      store(out, out_dtype, i * n + j, acc);
+  // Ordered on the stream like cublasLtMatmul: run now, or recorded as a host node when the stream
+  // captures (the pointers and sizes frozen, the memory read at each replay).
+  FERRY_CUDA_RETURN_IF_ERROR(simt::enqueue_host_work(stream_, "cublasLtMatmul", [=] {
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        float acc = 0.0f;
+        for (int64_t c = 0; c < k; ++c) acc += load(x, in_dtype, i * k + c) * load(w, in_dtype, j * k + c);
+        if (bias) acc += load(bias, out_dtype, j);
+        store(out, out_dtype, i * n + j, acc);
+      }
     }
-  }
+  }));
   return Status::Ok();
 }
 

@@ -71,7 +71,7 @@ configs = {
     "llm_full": {"name": "m", "backend": "llm", "version_policy": {"specific": {"versions": [1, 3]}},
                  "max_model_len": 128, "kv_cache_block_size": 16, "kv_cache_num_blocks": 64, "num_threads": 1,
                  "instance_group": [{"count": 2, "kind": "cpu"}], "idle_unload_seconds": 5,
-                 "enable_prefix_caching": False, "kv_warmup_prompts": ["You are"], "max_num_batched_tokens": 256,
+                 "enable_prefix_caching": False, "cuda_graphs": False, "kv_warmup_prompts": ["You are"], "max_num_batched_tokens": 256,
                  "long_prefill_token_threshold": 32, "scheduling_policy": "fcfs", "priority_levels": 2,
                  "default_priority": 1, "priority_level_config": [
                      {"queue_timeout_ms": 100, "timeout_action": "reject", "max_queue_size": 4},

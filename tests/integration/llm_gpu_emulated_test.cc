@@ -48,9 +48,11 @@ class LlmGpuEmulated : public ::testing::Test {
     const std::string sizes = R"("kv_cache_memory_bytes":4194304,"max_num_batched_tokens":256,"max_num_seqs":8)";
     add_model("gpu", R"({"backend":"llm","instance_group":[{"count":1,"kind":"gpu","gpus":[0]}],)" + sizes + "}", model);
     add_model("cpu", R"({"backend":"llm",)" + sizes + "}", model);
-    // int4 with a group size and zero points that are not the defaults, on both kinds.
+    // int4 with a group size and zero points that are not the defaults, on both kinds; the gpu one
+    // without CUDA graphs (every other gpu model replays its decode steps' graphs).
     const std::string int4 = R"("weight_dtype":"int4","weight_group_size":64,"weight_zero_points":true,)";
-    add_model("gpu_int4", R"({"backend":"llm","instance_group":[{"kind":"gpu"}],)" + int4 + sizes + "}", model);
+    add_model("gpu_int4", R"({"backend":"llm","instance_group":[{"kind":"gpu"}],"cuda_graphs":false,)" + int4 + sizes + "}",
+              model);
     add_model("cpu_int4", R"({"backend":"llm",)" + int4 + sizes + "}", model);
     // Speculative decoding with a draft model on a gpu instance: the "cpu" folder (stories260K) drafts
     // for itself, on its own CudaEngine.

@@ -6,8 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <numeric>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "kernels/cuda/launch.cuh"
@@ -316,6 +319,289 @@ TEST(CudaEmulation, DeviceMemoryIsFiniteAndReported) {
   ASSERT_EQ(cudaFree(p), cudaSuccess);
   ASSERT_EQ(cudaMemGetInfo(&free1, &total), cudaSuccess);
   EXPECT_EQ(free1, free0);
+}
+
+// ---- graphs: stream capture and replay (cuda_api.h, Graphs) ----------------------------------------
+
+__global__ void scale_add_kernel(float* out, const float* in, float a, float b, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = a * in[i] + b;
+}
+
+constexpr int kGraphN = 40;
+
+// Device buffers and a stream for the graph tests; the stream captures nothing when a test ends.
+class CudaGraphEmulation : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(cudaStreamCreate(&stream_), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&in_, kGraphN * sizeof(float)), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&out_, kGraphN * sizeof(float)), cudaSuccess);
+    ASSERT_EQ(cudaMemset(out_, 0, kGraphN * sizeof(float)), cudaSuccess);
+    upload(1.0f);
+  }
+  void TearDown() override {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    EXPECT_EQ(cudaStreamIsCapturing(stream_, &status), cudaSuccess);
+    EXPECT_EQ(status, cudaStreamCaptureStatusNone);
+    cudaFree(in_);
+    cudaFree(out_);
+    EXPECT_EQ(cudaStreamDestroy(stream_), cudaSuccess);
+    (void)cudaGetLastError();
+  }
+  // in[i] = i * step.
+  void upload(float step) {
+    std::vector<float> host(kGraphN);
+    for (int i = 0; i < kGraphN; ++i) host[i] = static_cast<float>(i) * step;
+    ASSERT_EQ(cudaMemcpy(in_, host.data(), sizeof(float) * kGraphN, cudaMemcpyHostToDevice), cudaSuccess);
+  }
+  std::vector<float> download() {
+    std::vector<float> host(kGraphN);
+    EXPECT_EQ(cudaMemcpy(host.data(), out_, sizeof(float) * kGraphN, cudaMemcpyDeviceToHost), cudaSuccess);
+    return host;
+  }
+  void launch_scale_add(float a, float b, cudaStream_t stream) {
+    launch_kernel(scale_add_kernel, 2, 32, 0, stream, out_, static_cast<const float*>(in_), a, b, kGraphN);
+  }
+  // Ends the capture that an illegal call should have invalidated and checks that it gave no graph.
+  void expect_invalidated_capture() {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    EXPECT_EQ(cudaStreamIsCapturing(stream_, &status), cudaSuccess);
+    EXPECT_EQ(status, cudaStreamCaptureStatusInvalidated);
+    launch_scale_add(1.0f, 0.0f, stream_);  // work on an invalidated capture fails too
+    EXPECT_EQ(cudaGetLastError(), cudaErrorStreamCaptureInvalidated);
+    cudaGraph_t graph = reinterpret_cast<cudaGraph_t>(this);
+    EXPECT_EQ(cudaStreamEndCapture(stream_, &graph), cudaErrorStreamCaptureInvalidated);
+    EXPECT_EQ(graph, nullptr);
+    (void)cudaGetLastError();
+  }
+
+  cudaStream_t scratch_stream() {
+    if (scratch_ == nullptr) {
+      EXPECT_EQ(cudaStreamCreate(&scratch_), cudaSuccess);
+    }
+    return scratch_;
+  }
+
+  cudaStream_t stream_ = nullptr;
+  cudaStream_t scratch_ = nullptr;  // a second stream, created on demand
+  float* in_ = nullptr;
+  float* out_ = nullptr;
+};
+
+// A captured launch does not run; each replay runs it with the arguments of the capture (a later
+// change of the host variable passed is not seen) on the device memory of the replay.
+TEST_F(CudaGraphEmulation, ReplayRunsFrozenArgumentsOnCurrentMemory) {
+  float a = 2.0f;
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  ASSERT_EQ(cudaStreamIsCapturing(stream_, &status), cudaSuccess);
+  EXPECT_EQ(status, cudaStreamCaptureStatusActive);
+  launch_scale_add(a, 1.0f, stream_);
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  ASSERT_EQ(cudaStreamEndCapture(stream_, &graph), cudaSuccess);
+  EXPECT_EQ(out_[5], 0.0f) << "a captured launch must not run";  // host memory underneath: readable
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  ASSERT_EQ(cudaGraphDestroy(graph), cudaSuccess);  // the executable graph is a snapshot
+
+  a = 100.0f;  // after capture: no effect
+  for (float step : {1.0f, 3.0f, -0.5f}) {
+    upload(step);
+    ASSERT_EQ(cudaGraphLaunch(exec, stream_), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+    const std::vector<float> out = download();
+    for (int i = 0; i < kGraphN; ++i) ASSERT_EQ(out[i], 2.0f * static_cast<float>(i) * step + 1.0f) << i;
+  }
+  ASSERT_EQ(cudaGraphExecDestroy(exec), cudaSuccess);
+  EXPECT_EQ(cudaGraphExecDestroy(exec), cudaErrorInvalidResourceHandle);
+  (void)cudaGetLastError();
+}
+
+// Copies and memsets are nodes too: they keep their pointers and sizes and move the bytes that are
+// there at replay (a host-to-device copy from a pinned staging buffer, as the engine's metadata).
+TEST_F(CudaGraphEmulation, CopiesAndMemsetsReplayInOrder) {
+  float* pinned = nullptr;
+  ASSERT_EQ(cudaMallocHost(reinterpret_cast<void**>(&pinned), sizeof(float) * kGraphN), cudaSuccess);
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal), cudaSuccess);
+  ASSERT_EQ(cudaMemsetAsync(out_, 0xFF, sizeof(float) * kGraphN, stream_), cudaSuccess);  // NaNs, overwritten next
+  ASSERT_EQ(cudaMemcpyAsync(in_, pinned, sizeof(float) * kGraphN, cudaMemcpyHostToDevice, stream_), cudaSuccess);
+  launch_scale_add(1.0f, 0.5f, stream_);
+  ASSERT_EQ(cudaStreamEndCapture(stream_, &graph), cudaSuccess);
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  for (int replay = 0; replay < 3; ++replay) {
+    for (int i = 0; i < kGraphN; ++i) pinned[i] = static_cast<float>(i * (replay + 1));
+    ASSERT_EQ(cudaGraphLaunch(exec, stream_), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+    const std::vector<float> out = download();
+    for (int i = 0; i < kGraphN; ++i) ASSERT_EQ(out[i], static_cast<float>(i * (replay + 1)) + 0.5f) << i;
+  }
+  EXPECT_EQ(cudaGraphExecDestroy(exec), cudaSuccess);
+  EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+  EXPECT_EQ(cudaFreeHost(pinned), cudaSuccess);
+}
+
+// A 2-D copy moves `height` rows of `width` bytes between pitches, now or at each replay; a row past
+// the end of an allocation is refused.
+TEST_F(CudaGraphEmulation, Copy2DMovesRowsBetweenPitches) {
+  std::vector<float> host = {1, 2, 3, 4, 5, 6};  // 3 rows of 2 floats
+  const size_t width = 2 * sizeof(float), dpitch = 5 * sizeof(float);
+  ASSERT_EQ(cudaMemcpy2DAsync(out_, dpitch, host.data(), width, width, 3, cudaMemcpyHostToDevice, stream_), cudaSuccess);
+  const std::vector<float> out = download();
+  EXPECT_EQ(std::vector<float>(out.begin(), out.begin() + 12),
+            (std::vector<float>{1, 2, 0, 0, 0, 3, 4, 0, 0, 0, 5, 6}));
+  EXPECT_EQ(cudaMemcpy2DAsync(out_, 20 * sizeof(float), host.data(), width, width, 3, cudaMemcpyHostToDevice, stream_),
+            cudaErrorInvalidValue);  // the third row would end at float 42 of 40
+  EXPECT_EQ(cudaMemcpy2DAsync(out_, sizeof(float), host.data(), width, width, 3, cudaMemcpyHostToDevice, stream_),
+            cudaErrorInvalidValue);  // a pitch narrower than a row
+  (void)cudaGetLastError();
+
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy2DAsync(out_ + 1, dpitch, host.data(), width, width, 3, cudaMemcpyHostToDevice, stream_),
+            cudaSuccess);
+  ASSERT_EQ(cudaStreamEndCapture(stream_, &graph), cudaSuccess);
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  EXPECT_EQ(download()[11], 6.0f) << "a captured copy must not run";
+  host = {7, 8, 9, 10, 11, 12};
+  ASSERT_EQ(cudaGraphLaunch(exec, stream_), cudaSuccess);
+  const std::vector<float> replayed = download();
+  EXPECT_EQ(std::vector<float>(replayed.begin(), replayed.begin() + 13),
+            (std::vector<float>{1, 7, 8, 0, 0, 3, 9, 10, 0, 0, 5, 11, 12}));
+  EXPECT_EQ(cudaGraphExecDestroy(exec), cudaSuccess);
+  EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+}
+
+// What CUDA forbids during a capture fails with the runtime's error and invalidates the capture.
+TEST_F(CudaGraphEmulation, IllegalCallsDuringCaptureFailIt) {
+  float* scratch = nullptr;
+  ASSERT_EQ(cudaMalloc(&scratch, sizeof(float) * kGraphN), cudaSuccess);
+  std::vector<float> host(kGraphN);
+  cudaEvent_t event = nullptr;
+  ASSERT_EQ(cudaEventCreate(&event), cudaSuccess);
+  const struct {
+    const char* what;
+    std::function<cudaError_t()> call;
+    cudaError_t error;
+  } cases[] = {
+      {"cudaStreamSynchronize", [&] { return cudaStreamSynchronize(stream_); }, cudaErrorStreamCaptureUnsupported},
+      {"cudaDeviceSynchronize", [] { return cudaDeviceSynchronize(); }, cudaErrorStreamCaptureUnsupported},
+      {"cudaMemcpy", [&] { return cudaMemcpy(host.data(), out_, sizeof(float), cudaMemcpyDeviceToHost); },
+       cudaErrorStreamCaptureUnsupported},
+      {"cudaMemset", [&] { return cudaMemset(scratch, 0, sizeof(float)); }, cudaErrorStreamCaptureUnsupported},
+      {"cudaMalloc", [] { void* p = nullptr; return cudaMalloc(&p, 64); }, cudaErrorStreamCaptureUnsupported},
+      {"cudaFree", [&] { return cudaFree(scratch); }, cudaErrorStreamCaptureUnsupported},
+      {"cudaEventSynchronize on a captured event",
+       [&] {
+         EXPECT_EQ(cudaEventRecord(event, stream_), cudaSuccess);
+         return cudaEventSynchronize(event);
+       },
+       cudaErrorCapturedEvent},
+      {"launch on the legacy stream",
+       [&] {
+         launch_scale_add(1.0f, 0.0f, nullptr);
+         return cudaGetLastError();
+       },
+       cudaErrorStreamCaptureImplicit},
+      {"wait on an uncaptured event",
+       [&] {
+         EXPECT_EQ(cudaEventRecord(event, scratch_stream()), cudaSuccess);
+         return cudaStreamWaitEvent(stream_, event, 0);
+       },
+       cudaErrorStreamCaptureIsolation},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    ASSERT_EQ(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+    launch_scale_add(1.0f, 0.0f, stream_);
+    EXPECT_EQ(c.call(), c.error);
+    (void)cudaGetLastError();
+    expect_invalidated_capture();
+  }
+  // Nothing of the failed captures ran, and the stream works again.
+  EXPECT_EQ(download(), std::vector<float>(kGraphN, 0.0f));
+  launch_scale_add(1.0f, 0.0f, stream_);
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+  EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+  EXPECT_EQ(cudaEventDestroy(event), cudaSuccess);
+  EXPECT_EQ(cudaStreamDestroy(scratch_), cudaSuccess);
+  EXPECT_EQ(cudaFree(scratch), cudaSuccess);
+}
+
+// The capture modes: Relaxed allows the unsafe calls on the capturing thread; ThreadLocal ignores
+// other threads, Global prohibits them too. Ending a capture belongs to the thread that began it.
+TEST_F(CudaGraphEmulation, CaptureModesAndThreads) {
+  cudaGraph_t graph = nullptr;
+  void* p = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed), cudaSuccess);
+  EXPECT_EQ(cudaMalloc(&p, 64), cudaSuccess);
+  EXPECT_EQ(cudaFree(p), cudaSuccess);
+  EXPECT_EQ(cudaStreamSynchronize(stream_), cudaErrorStreamCaptureUnsupported);  // never legal
+  EXPECT_EQ(cudaStreamEndCapture(stream_, &graph), cudaErrorStreamCaptureInvalidated);
+  (void)cudaGetLastError();
+
+  for (auto [mode, other_thread_may_allocate] :
+       {std::pair{cudaStreamCaptureModeThreadLocal, true}, std::pair{cudaStreamCaptureModeGlobal, false}}) {
+    ASSERT_EQ(cudaStreamBeginCapture(stream_, mode), cudaSuccess);
+    EXPECT_EQ(cudaStreamBeginCapture(stream_, mode), cudaErrorIllegalState);
+    cudaError_t other_malloc = cudaSuccess, other_end = cudaSuccess;
+    std::thread([&] {
+      void* q = nullptr;
+      other_malloc = cudaMalloc(&q, 64);
+      if (q != nullptr) cudaFree(q);
+      cudaGraph_t g = nullptr;
+      other_end = cudaStreamEndCapture(stream_, &g);
+    }).join();
+    EXPECT_EQ(other_malloc, other_thread_may_allocate ? cudaSuccess : cudaErrorStreamCaptureUnsupported);
+    EXPECT_EQ(other_end, cudaErrorStreamCaptureWrongThread);
+    EXPECT_EQ(cudaStreamEndCapture(stream_, &graph),
+              other_thread_may_allocate ? cudaSuccess : cudaErrorStreamCaptureInvalidated);
+    if (graph != nullptr) {
+      EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+    }
+    (void)cudaGetLastError();
+  }
+  EXPECT_EQ(cudaStreamBeginCapture(nullptr, cudaStreamCaptureModeGlobal), cudaErrorStreamCaptureUnsupported);
+  EXPECT_EQ(cudaStreamEndCapture(stream_, &graph), cudaErrorIllegalState);
+  (void)cudaGetLastError();
+}
+
+// A blocking stream's capture depends on the legacy stream: using that stream meanwhile, even from
+// another thread (a synchronous copy), invalidates it. A non-blocking stream (CudaEngine's) keeps
+// capturing.
+TEST_F(CudaGraphEmulation, LegacyStreamInvalidatesOnlyABlockingCapture) {
+  for (const unsigned flags : {0u, cudaStreamNonBlocking}) {
+    SCOPED_TRACE(flags);
+    cudaStream_t stream = nullptr;
+    ASSERT_EQ(cudaStreamCreateWithFlags(&stream, flags), cudaSuccess);
+    ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+    launch_scale_add(2.0f, 0.0f, stream);
+    std::vector<float> host(kGraphN);
+    cudaError_t legacy_copy = cudaErrorInvalidValue;
+    std::thread([&] { legacy_copy = cudaMemcpy(host.data(), in_, sizeof(float) * kGraphN, cudaMemcpyDeviceToHost); })
+        .join();
+    const bool blocking = flags == 0;
+    EXPECT_EQ(legacy_copy, blocking ? cudaErrorStreamCaptureImplicit : cudaSuccess);
+    cudaGraph_t graph = nullptr;
+    EXPECT_EQ(cudaStreamEndCapture(stream, &graph), blocking ? cudaErrorStreamCaptureInvalidated : cudaSuccess);
+    if (graph != nullptr) {
+      EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+    }
+    EXPECT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+    (void)cudaGetLastError();
+  }
+}
+
+// A launch error during capture (bad configuration) is reported at the launch and fails the capture.
+TEST_F(CudaGraphEmulation, LaunchErrorDuringCaptureInvalidatesIt) {
+  ASSERT_EQ(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  launch_kernel(empty_kernel, 1, 1025, 0, stream_);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidConfiguration);
+  expect_invalidated_capture();
 }
 
 }  // namespace

@@ -167,6 +167,19 @@ TEST(LlmConfig, StreamIntervalDefaultsToOneAndIsBounded) {
   }
 }
 
+// cuda_graphs reaches the gpu engines' options (CudaEngineOptions::cuda_graphs), on by default.
+TEST(LlmConfig, CudaGraphsDefaultsToOnAndReachesTheGpuEngineOptions) {
+  auto plain = LlmConfig::parse("{}");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(gpu_engine_options(plain.value(), 0).cuda_graphs);
+  auto off = LlmConfig::parse(R"({"cuda_graphs":false})");
+  ASSERT_TRUE(off.ok()) << off.status().to_string();
+  EXPECT_FALSE(gpu_engine_options(off.value(), 0).cuda_graphs);
+  auto bad = LlmConfig::parse(R"({"cuda_graphs":"no"})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("'cuda_graphs'"), std::string::npos) << bad.status().message();
+}
+
 TEST(LlmConfig, ToolCallParserFromConfigOrTemplate) {
   EXPECT_EQ(resolve_tool_call_parser("mistral", "<tool_call>"), "mistral") << "the config key wins";
   EXPECT_EQ(resolve_tool_call_parser("none", "<tool_call>"), "");

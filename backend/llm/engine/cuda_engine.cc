@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "backend/llm/engine/cuda_graphs.h"
 #include "backend/llm/engine/host_sampling.h"
 #include "backend/llm/engine/prompt_logprobs.h"
 #include "backend/llm/engine/step_layout.h"
@@ -202,9 +203,24 @@ struct CudaEngine::State {
   int32_t* tokens = nullptr;  // [max_num_seqs]: device argmax
   void* decode_ws = nullptr;
   size_t decode_ws_bytes = 0;
+  int64_t decode_ctx = 0;  // the longest context the decode workspace holds (decode_context_tokens)
+
+  // The sizes the forward pass's kernel arguments are computed from. An uncaptured step takes them
+  // from its layout; a graph step from its bucket only (run_decode_graph), so that a replay's frozen
+  // arguments fit every batch of the bucket.
+  struct StepShape {
+    int64_t num_tokens = 0;          // rows of every activation
+    int64_t num_seqs = 0;
+    int64_t max_blocks_per_seq = 0;  // the block tables' row stride
+    int64_t max_context_len = 0;     // sizes the decode attention's partitions
+    int64_t max_query_len = 0;
+    bool decode = false;             // the split-K decode attention (every query_len 1)
+  };
+  StepShape shape;
+  std::unique_ptr<DecodeGraphs> graphs;  // null when options.cuda_graphs is off
 
   // Step metadata on the device: one buffer, the arrays packed at the step's sizes (16-byte
-  // aligned), the pointers below set by upload_metadata into it.
+  // aligned; a graph step's: its bucket's), the pointers below set by upload_metadata into it.
   uint8_t* d_meta = nullptr;
   int32_t* d_token_ids = nullptr;    // [n]
   int32_t* d_positions = nullptr;    // [n]
@@ -228,6 +244,11 @@ struct CudaEngine::State {
 
   // Host side of a step.
   StepLayout layout;
+  // A graph step's metadata, padded from the layout's to the bucket (pad_decode_metadata).
+  struct Padded {
+    std::vector<int32_t> token_ids, positions, logit_rows, query_start, context_lens, block_tables;
+    std::vector<int64_t> slots;
+  } padded;
   std::vector<float> host_logits;  // [rows, vocab] when sampling on the host without return_logits
   std::unique_ptr<Sampler> sampler;
   std::vector<SampleResult> run;  // sample_on_host's scratch
@@ -237,6 +258,7 @@ struct CudaEngine::State {
   ~State() {
     if (dry_run) return;
     (void)cudaSetDevice(device);
+    graphs.reset();
     cache.reset();
     block_tables.reset();
     staging.reset();
@@ -261,6 +283,8 @@ struct CudaEngine::State {
   }
   Status upload(const void* dst, const void* src, size_t bytes) {
     if (dry_run) return Status::Ok();
+    // Synchronous, so that `src` may be freed on return; on the legacy stream, which create() waits
+    // for (the DMA from pageable memory may still run when this returns).
     FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpy(const_cast<void*>(dst), src, bytes, cudaMemcpyHostToDevice));
     return Status::Ok();
   }
@@ -282,7 +306,21 @@ struct CudaEngine::State {
   Status allocate_activations();
 
   size_t metadata_bytes() const;
-  Status upload_metadata(const ForwardBatch& b);
+  // The host arrays one step's kernels read (a layout's, or their padded copies). block_tables
+  // holds rows of table_row entries; on the device they land table_stride entries apart.
+  struct HostMetadata {
+    std::span<const int32_t> token_ids, positions;
+    std::span<const int64_t> slots;
+    std::span<const int32_t> logit_rows, query_start, context_lens, block_tables;
+    int64_t table_row = 0;
+    int64_t table_stride = 0;
+  };
+  Status upload_metadata(const HostMetadata& m);
+  int64_t graph_bucket(const ForwardBatch& b) const;
+  void pad_decode_metadata(const ForwardBatch& b, int64_t bucket);
+  Status forward_logits(int64_t bucket);
+  Status run_forward(const ForwardBatch& b);
+  Status run_decode_graph(const ForwardBatch& b, int64_t bucket);
   Status linear(float* out, const float* in, const Matrix& w, const float* bias, int64_t m, int64_t n, int64_t kdim);
   Status forward(int64_t num_tokens);
   Status attention_layer(int64_t l, int64_t num_tokens);
@@ -500,9 +538,8 @@ Status CudaEngine::State::allocate_activations() {
   if (!dry_run) {
     FERRY_ASSIGN_OR_RETURN(pinned_tokens, PinnedMemory::allocate(static_cast<size_t>(s) * sizeof(int32_t)));
   }
-  const int64_t decode_ctx = options.decode_context_tokens > 0
-                                 ? options.decode_context_tokens
-                                 : std::min<int64_t>(c.max_position_embeddings, 8192);
+  decode_ctx = options.decode_context_tokens > 0 ? options.decode_context_tokens
+                                                : std::min<int64_t>(c.max_position_embeddings, 8192);
   decode_ws_bytes = kc::paged_attention_decode_workspace_bytes(s, c.num_heads, c.head_dim, decode_ctx);
   if (decode_ws_bytes > 0) FERRY_ASSIGN_OR_RETURN(decode_ws, alloc<uint8_t>(static_cast<int64_t>(decode_ws_bytes)));
   return Status::Ok();
@@ -542,10 +579,11 @@ size_t CudaEngine::State::metadata_bytes() const {
 }
 
 // Packs the step's metadata into the pinned staging buffer and copies it in one transfer (and the
-// block tables in a second), pointing d_token_ids .. d_context_lens into d_meta. The staging buffer
-// is reused by the next step only after this one synchronized (step() waits for its results).
-Status CudaEngine::State::upload_metadata(const ForwardBatch& b) {
-  const StepLayout& sl = layout;
+// block tables in a second, row by row to their device stride), pointing d_token_ids ..
+// d_context_lens into d_meta. The offsets depend only on the arrays' sizes, so the pointers of a
+// graph step depend only on its bucket. The staging buffer is reused by the next step only after
+// this one synchronized (step() waits for its results).
+Status CudaEngine::State::upload_metadata(const HostMetadata& m) {
   uint8_t* h = staging.as<uint8_t>();
   size_t at = 0;
   auto put = [&](const void* src, size_t bytes) {
@@ -554,22 +592,66 @@ Status CudaEngine::State::upload_metadata(const ForwardBatch& b) {
     at = align16(offset + bytes);
     return offset;
   };
-  d_token_ids = reinterpret_cast<int32_t*>(d_meta + put(b.token_ids.data(), b.token_ids.size_bytes()));
-  d_positions = reinterpret_cast<int32_t*>(d_meta + put(b.positions.data(), b.positions.size_bytes()));
-  d_slots = reinterpret_cast<int64_t*>(d_meta + put(sl.slots.data(), sl.slots.size() * sizeof(int64_t)));
-  d_logit_rows = reinterpret_cast<int32_t*>(d_meta + put(sl.logit_rows.data(), sl.logit_rows.size() * sizeof(int32_t)));
-  d_query_start =
-      reinterpret_cast<int32_t*>(d_meta + put(sl.query_start.data(), sl.query_start.size() * sizeof(int32_t)));
-  d_context_lens =
-      reinterpret_cast<int32_t*>(d_meta + put(sl.context_lens.data(), sl.context_lens.size() * sizeof(int32_t)));
+  d_token_ids = reinterpret_cast<int32_t*>(d_meta + put(m.token_ids.data(), m.token_ids.size_bytes()));
+  d_positions = reinterpret_cast<int32_t*>(d_meta + put(m.positions.data(), m.positions.size_bytes()));
+  d_slots = reinterpret_cast<int64_t*>(d_meta + put(m.slots.data(), m.slots.size_bytes()));
+  d_logit_rows = reinterpret_cast<int32_t*>(d_meta + put(m.logit_rows.data(), m.logit_rows.size_bytes()));
+  d_query_start = reinterpret_cast<int32_t*>(d_meta + put(m.query_start.data(), m.query_start.size_bytes()));
+  d_context_lens = reinterpret_cast<int32_t*>(d_meta + put(m.context_lens.data(), m.context_lens.size_bytes()));
   const size_t meta = at;
   FERRY_CHECK(meta <= metadata_bytes());
-  const size_t tables = put(sl.block_tables.data(), sl.block_tables.size() * sizeof(int32_t));
+  const size_t tables = put(m.block_tables.data(), m.block_tables.size_bytes());
   FERRY_CHECK(at <= staging.bytes());
   FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_meta, h, meta, cudaMemcpyHostToDevice, stream));
-  FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(block_tables.as<int32_t>(), h + tables,
-                                             sl.block_tables.size() * sizeof(int32_t), cudaMemcpyHostToDevice, stream));
+  if (m.block_tables.empty()) return Status::Ok();
+  FERRY_CHECK(m.table_row >= 1 && m.table_row <= m.table_stride && m.block_tables.size() % m.table_row == 0);
+  const auto row_bytes = static_cast<size_t>(m.table_row) * sizeof(int32_t);
+  FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(block_tables.as<int32_t>(), static_cast<size_t>(m.table_stride) * sizeof(int32_t),
+                                               h + tables, row_bytes, row_bytes, m.block_tables.size() / m.table_row,
+                                               cudaMemcpyHostToDevice, stream));
   return Status::Ok();
+}
+
+// The bucket whose graph runs this step, or 0 for an uncaptured step: graphs on, every sequence
+// with exactly one query token (no drafts, no all_logits) and every context within the decode
+// attention's workspace (a longer one takes the prefill kernel, whose grid follows the step).
+int64_t CudaEngine::State::graph_bucket(const ForwardBatch& b) const {
+  if (graphs == nullptr || b.sequences.empty() || layout.max_query_len != 1 ||
+      layout.logit_rows.size() != b.sequences.size() || layout.max_context_len > decode_ctx) {
+    return 0;
+  }
+  return graphs->bucket_for(static_cast<int64_t>(b.sequences.size()));
+}
+
+// The layout's arrays padded to `bucket` sequences of one token each (the block tables' rows as
+// wide as the layout's; upload_metadata spreads them to the fixed stride). A padding row reads token 0 at position 0 with a context of one
+// position in block 0 (finite values, whatever the cache holds) and writes no cache slot (slot -1);
+// every kernel treats rows independently, so padding rows do not disturb real ones.
+void CudaEngine::State::pad_decode_metadata(const ForwardBatch& b, int64_t bucket) {
+  const auto n = static_cast<int64_t>(b.sequences.size());
+  const auto pad = [bucket](auto& out, const auto& real, auto fill) {
+    out.assign(real.begin(), real.end());
+    out.resize(static_cast<size_t>(bucket), fill);
+  };
+  pad(padded.token_ids, b.token_ids, 0);
+  pad(padded.positions, b.positions, 0);
+  pad(padded.slots, layout.slots, int64_t{-1});
+  pad(padded.context_lens, layout.context_lens, 1);
+  padded.logit_rows.resize(static_cast<size_t>(bucket));
+  padded.query_start.resize(static_cast<size_t>(bucket + 1));
+  for (int64_t i = 0; i <= bucket; ++i) {
+    if (i < bucket) padded.logit_rows[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+    padded.query_start[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+  }
+  // Padding rows: block 0 (the layout pads its own rows with block 0 too).
+  padded.block_tables.assign(layout.block_tables.begin(), layout.block_tables.begin() + n * layout.max_blocks);
+  padded.block_tables.resize(static_cast<size_t>(bucket * layout.max_blocks), 0);
+}
+
+// The captured part of a decode step: the forward pass over the bucket's rows and their logits.
+Status CudaEngine::State::forward_logits(int64_t bucket) {
+  FERRY_RETURN_IF_ERROR(forward(bucket));
+  return logits_rows(0, bucket, bucket);
 }
 
 // h = rmsnorm(x) on entry; q|k|v, q/k norms, RoPE, cache write, paged attention, o; then
@@ -614,9 +696,9 @@ Status CudaEngine::State::attention_layer(int64_t l, int64_t n) {
   a.query_start = d_query_start;
   a.context_lens = d_context_lens;
   a.block_tables = block_tables.as<int32_t>();
-  a.num_seqs = static_cast<int64_t>(layout.context_lens.size());
+  a.num_seqs = shape.num_seqs;
   a.num_tokens = n;
-  a.max_blocks_per_seq = layout.max_blocks;
+  a.max_blocks_per_seq = shape.max_blocks_per_seq;
   a.q_stride = qkv_width;
   a.num_q_heads = c.num_heads;
   a.num_kv_heads = c.num_kv_heads;
@@ -626,13 +708,10 @@ Status CudaEngine::State::attention_layer(int64_t l, int64_t n) {
   a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   a.sliding_window = c.layer_windows.empty() ? 0 : c.layer_windows[static_cast<size_t>(l)];
   a.logit_softcap = c.attn_logit_softcap;
-  const bool decode = layout.max_query_len == 1 &&
-                      kc::paged_attention_decode_workspace_bytes(a.num_seqs, c.num_heads, c.head_dim,
-                                                                 layout.max_context_len) <= decode_ws_bytes;
-  if (decode) {
-    FERRY_RETURN_IF_ERROR(kc::paged_attention_decode(a, layout.max_context_len, decode_ws, decode_ws_bytes, stream));
+  if (shape.decode) {
+    FERRY_RETURN_IF_ERROR(kc::paged_attention_decode(a, shape.max_context_len, decode_ws, decode_ws_bytes, stream));
   } else {
-    FERRY_RETURN_IF_ERROR(kc::paged_attention_prefill(a, layout.max_query_len, stream));
+    FERRY_RETURN_IF_ERROR(kc::paged_attention_prefill(a, shape.max_query_len, stream));
   }
   FERRY_RETURN_IF_ERROR(linear(delta, attn, p.o, p.o_bias, n, c.hidden_size, c.q_size()));
   return kc::add_rms_norm(h, x, delta, p.post_norm, n, c.hidden_size, c.rms_norm_eps, stream);
@@ -669,6 +748,40 @@ Status CudaEngine::State::logits_rows(int64_t row_begin, int64_t num_rows, int64
   const ModelConfig& c = config;
   FERRY_RETURN_IF_ERROR(kc::gather_rows(last, h, d_logit_rows + row_begin, num_rows, num_tokens, c.hidden_size, stream));
   return linear(logits, last, lm_head, nullptr, num_rows, c.vocab_size, c.hidden_size);
+}
+
+// An uncaptured step: metadata at the step's sizes, kernel arguments from its layout.
+Status CudaEngine::State::run_forward(const ForwardBatch& b) {
+  const StepLayout& l = layout;
+  FERRY_RETURN_IF_ERROR(upload_metadata({b.token_ids, b.positions, l.slots, l.logit_rows, l.query_start, l.context_lens,
+                                         l.block_tables, l.max_blocks, l.max_blocks}));
+  shape.num_tokens = static_cast<int64_t>(b.token_ids.size());
+  shape.num_seqs = static_cast<int64_t>(l.context_lens.size());
+  shape.max_blocks_per_seq = l.max_blocks;
+  shape.max_context_len = l.max_context_len;
+  shape.max_query_len = l.max_query_len;
+  shape.decode = l.max_query_len == 1 && kc::paged_attention_decode_workspace_bytes(shape.num_seqs, config.num_heads,
+                                                                                     config.head_dim, l.max_context_len) <=
+                                             decode_ws_bytes;
+  return forward(shape.num_tokens);
+}
+
+// A graph step: the padded metadata goes to the buffers the bucket's graph reads (the copies run
+// before the replay, uncaptured), then the graph, captured at the bucket's first step. Its kernel
+// arguments depend on the bucket alone: the decode attention is sized for decode_ctx (partitions
+// past a sequence's context return at once) and the block tables have the fixed stride.
+Status CudaEngine::State::run_decode_graph(const ForwardBatch& b, int64_t bucket) {
+  pad_decode_metadata(b, bucket);
+  const Padded& p = padded;
+  FERRY_RETURN_IF_ERROR(upload_metadata({p.token_ids, p.positions, p.slots, p.logit_rows, p.query_start,
+                                         p.context_lens, p.block_tables, layout.max_blocks, max_blocks_per_seq}));
+  shape.num_tokens = bucket;
+  shape.num_seqs = bucket;
+  shape.max_blocks_per_seq = max_blocks_per_seq;
+  shape.max_context_len = decode_ctx;
+  shape.max_query_len = 1;
+  shape.decode = true;
+  return graphs->launch(bucket, stream, [this, bucket] { return forward_logits(bucket); });
 }
 
 Status CudaEngine::check_supported(const ModelConfig& c, const ModelWeights& weights, WeightDType weight_dtype) {
@@ -751,12 +864,18 @@ Result<std::unique_ptr<CudaEngine>> CudaEngine::create(const ModelConfig& config
   auto s = std::make_unique<State>();
   FERRY_RETURN_IF_ERROR(s->init(config, weights, options));
   FERRY_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
-  FERRY_CUDA_RETURN_IF_ERROR(cudaStreamCreate(&s->stream));
+  // Non-blocking: the legacy stream (another thread's cudaMemcpy, say) must not join this stream's
+  // work, which would invalidate a decode graph capture (cudaErrorStreamCaptureImplicit). Hence
+  // create() waits for its uploads explicitly, and the KV cache is cleared on this stream.
+  FERRY_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
   FERRY_ASSIGN_OR_RETURN(s->gemm, kc::CublasGemm::create(s->stream));
   FERRY_RETURN_IF_ERROR(s->load_weights(weights));
   s->weight_bytes = s->owned_bytes;
   FERRY_RETURN_IF_ERROR(s->allocate_activations());
   s->sampler = std::make_unique<Sampler>(static_cast<int32_t>(config.vocab_size));
+  // The uploads are done (or failed) here: the non-blocking engine stream does not wait for them.
+  FERRY_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(nullptr));
+  if (options.cuda_graphs) s->graphs = std::make_unique<DecodeGraphs>(options.max_num_seqs);
   return std::unique_ptr<CudaEngine>(new CudaEngine(std::move(s)));
 }
 
@@ -769,6 +888,9 @@ int64_t CudaEngine::device_bytes() const {
 int64_t CudaEngine::weight_bytes() const { return s_->weight_bytes; }
 int64_t CudaEngine::device_sampled_steps() const { return s_->device_sampled; }
 int64_t CudaEngine::host_sampled_steps() const { return s_->host_sampled; }
+int64_t CudaEngine::graphs_captured() const { return s_->graphs ? s_->graphs->num_captured() : 0; }
+int64_t CudaEngine::graph_replays() const { return s_->graphs ? s_->graphs->num_replayed() : 0; }
+int64_t CudaEngine::graphs_held() const { return s_->graphs ? s_->graphs->num_graphs() : 0; }
 
 int64_t CudaEngine::kv_block_bytes(int64_t block_size, k::KvCacheDType dtype) const {
   const ModelConfig& c = s_->config;
@@ -787,6 +909,7 @@ Result<int64_t> CudaEngine::allocate_kv_cache(const KvCacheOptions& o) {
                                    " bytes) is too small for one block of " + std::to_string(per_block) + " bytes");
   }
   FERRY_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s.stream));  // no step may still read the old cache
+  if (s.graphs != nullptr) s.graphs->clear();  // they hold the old cache's and block tables' pointers
   s.cache.reset();
   s.block_tables.reset();
   s.cache_layers.clear();
@@ -796,9 +919,9 @@ Result<int64_t> CudaEngine::allocate_kv_cache(const KvCacheOptions& o) {
                                                                 sizeof(int32_t)));
   FERRY_ASSIGN_OR_RETURN(s.staging,
                          PinnedMemory::allocate(s.metadata_bytes() +
-                                                static_cast<size_t>(s.options.max_num_seqs * max_blocks) * sizeof(int32_t)));
+                                                align16(static_cast<size_t>(s.options.max_num_seqs * max_blocks) * sizeof(int32_t))));
   FERRY_ASSIGN_OR_RETURN(s.cache, DeviceMemory::allocate(static_cast<size_t>(blocks * per_block)));
-  FERRY_CUDA_RETURN_IF_ERROR(cudaMemset(s.cache.as<void>(), 0, s.cache.bytes()));
+  FERRY_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(s.cache.as<void>(), 0, s.cache.bytes(), s.stream));
   // Per layer: K values, V values, then (int8) K scales, V scales.
   const int64_t slots_heads = blocks * o.block_size * c.num_kv_heads;
   const int64_t value_bytes =
@@ -844,8 +967,12 @@ Status CudaEngine::step(const ForwardBatch& batch, std::span<const SamplingSeque
                                    std::to_string(s.options.max_num_seqs));
   }
   s.layout.build(batch, s.block_size);
-  FERRY_RETURN_IF_ERROR(s.upload_metadata(batch));
-  FERRY_RETURN_IF_ERROR(s.forward(num_tokens));
+  const int64_t bucket = s.graph_bucket(batch);
+  if (bucket > 0) {
+    FERRY_RETURN_IF_ERROR(s.run_decode_graph(batch, bucket));
+  } else {
+    FERRY_RETURN_IF_ERROR(s.run_forward(batch));
+  }
 
   // Logits, max_num_seqs rows per lm_head GEMM; rows go to the host only when asked for.
   const int64_t rows = static_cast<int64_t>(s.layout.logit_rows.size());
@@ -867,7 +994,7 @@ Status CudaEngine::step(const ForwardBatch& batch, std::span<const SamplingSeque
   if (host_sampling && !return_logits) host.resize(static_cast<size_t>(rows * vocab));
   for (int64_t r0 = 0; r0 < rows; r0 += s.options.max_num_seqs) {
     const int64_t nr = std::min(s.options.max_num_seqs, rows - r0);
-    FERRY_RETURN_IF_ERROR(s.logits_rows(r0, nr, num_tokens));
+    if (bucket == 0) FERRY_RETURN_IF_ERROR(s.logits_rows(r0, nr, num_tokens));  // else the graph computed them
     if (return_logits || host_sampling) {
       FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host.data() + r0 * vocab, s.logits,
                                                  static_cast<size_t>(nr * vocab) * sizeof(float),

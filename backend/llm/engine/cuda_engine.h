@@ -30,6 +30,13 @@
 // int4_matmul. Attention uses the decode kernel when
 // every sequence has one query token and its workspace suffices, else the prefill kernel.
 //
+// CUDA graphs (options.cuda_graphs): a decode step (one query token per sequence, contexts within
+// decode_context_tokens) is padded to its batch-size bucket and replays that bucket's graph of the
+// forward pass and the logits (cuda_graphs.h), captured at the bucket's first decode step; its
+// metadata is copied into the buffers the graph reads before each replay. Other steps launch their
+// kernels. The engine's stream is non-blocking, so no other thread's legacy-stream work can
+// invalidate a capture.
+//
 // Sampling: when every sequence that samples is plain greedy (temperature 0, no logit_bias, no
 // penalties, no allowed-token mask, no logprobs) the tokens come from the argmax kernel and only
 // the token ids are copied back. Any other sampling copies the sampled rows' logits to the host and
@@ -78,6 +85,12 @@ struct CudaEngineOptions {
   // weights to bf16 for cuBLASLt (kernels/cuda/quantized_gemm.h). 0: kQuantizedGemvMaxRows (16). Tests set
   // max_num_tokens to keep every step on the kernel.
   int64_t quantized_gemv_max_rows = 0;
+  // Decode steps (every sequence one query token, no drafts, not all_logits, contexts within
+  // decode_context_tokens) replay a CUDA graph of the forward pass and the logits, captured at the
+  // first decode step of each batch-size bucket (DecodeGraphs: 1, 2, 4, multiples of 8, max_num_seqs)
+  // and rebuilt after allocate_kv_cache; the batch is padded to its bucket. false: every step
+  // launches its kernels (docs/cuda.md, "CUDA graphs").
+  bool cuda_graphs = true;
 };
 
 class CudaEngine final : public Engine {
@@ -118,6 +131,11 @@ class CudaEngine final : public Engine {
   // Steps whose tokens came from the device argmax, and steps that sampled on the host.
   int64_t device_sampled_steps() const;
   int64_t host_sampled_steps() const;
+  // CUDA graphs (options.cuda_graphs): captures since creation (rebuilds after allocate_kv_cache
+  // included), decode steps that replayed a graph (the capturing step included), graphs held now.
+  int64_t graphs_captured() const;
+  int64_t graph_replays() const;
+  int64_t graphs_held() const;
 
  private:
   struct State;

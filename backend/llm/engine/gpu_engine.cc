@@ -37,6 +37,7 @@ CudaEngineOptions cuda_options(const GpuEngineOptions& o) {
   c.weight_zero_points = o.weight_zero_points;
   c.max_num_tokens = std::max<int64_t>(1, o.max_num_tokens);
   c.max_num_seqs = std::clamp<int64_t>(o.max_num_seqs, 1, c.max_num_tokens);
+  c.cuda_graphs = o.cuda_graphs;
   return c;
 }
 

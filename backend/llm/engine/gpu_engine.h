@@ -27,6 +27,7 @@ struct GpuEngineOptions {
   bool weight_zero_points = false;   // int4: as weight_zero_points
   int64_t max_num_tokens = 2048;  // the scheduler's max_num_batched_tokens
   int64_t max_num_seqs = 64;      // the scheduler's max_num_seqs
+  bool cuda_graphs = true;        // the model config's cuda_graphs (CudaEngineOptions::cuda_graphs)
 };
 
 // The opt-in of the emulation build (above), and whether this process has it ("1").

@@ -292,16 +292,38 @@ const uint64_t* warp_exchange(unsigned mask, uint64_t bits, const char* op) {
   return g_runner->exchange(mask, bits, op);
 }
 
-void run_grid(const void* func, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, BodyFn body,
-              void* context) {
-  if (g_current != nullptr) device_fail("kernel launched from device code (dynamic parallelism is not emulated)");
-  if (const cudaError_t sticky = sticky_error(); sticky != cudaSuccess) return set_launch_error(sticky);
-  if (!valid_stream(stream)) return set_launch_error(cudaErrorInvalidResourceHandle);
+namespace {
+
+// The errors CUDA reports at launch: sticky error, bad stream, bad configuration.
+cudaError_t launch_error(const void* func, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream) {
+  if (const cudaError_t sticky = sticky_error(); sticky != cudaSuccess) return sticky;
+  if (const cudaError_t e = check_enqueue(stream); e != cudaSuccess) return e;
   const uint64_t threads = uint64_t{block.x} * block.y * block.z;
   if (threads == 0 || threads > kMaxThreadsPerBlock || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
       grid.x > 0x7fffffffu || grid.y > 65535 || grid.z > 65535)
-    return set_launch_error(cudaErrorInvalidConfiguration);
-  if (shared_bytes > max_dynamic_shared_bytes(func)) return set_launch_error(cudaErrorInvalidValue);
+    return cudaErrorInvalidConfiguration;
+  if (shared_bytes > max_dynamic_shared_bytes(func)) return cudaErrorInvalidValue;
+  return cudaSuccess;
+}
+
+}  // namespace
+
+void capture_grid(const void* func, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
+                  StreamWork replay) {
+  if (g_current != nullptr) device_fail("kernel launched from device code (dynamic parallelism is not emulated)");
+  cudaError_t e = launch_error(func, grid, block, shared_bytes, stream);
+  if (e == cudaSuccess) e = record_work(stream, "kernel launch", std::move(replay));
+  if (e != cudaSuccess) {
+    invalidate_capture(stream);  // a failed launch fails the capture, as on the GPU
+    set_launch_error(e);
+  }
+}
+
+void run_grid(const void* func, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, BodyFn body,
+              void* context) {
+  if (g_current != nullptr) device_fail("kernel launched from device code (dynamic parallelism is not emulated)");
+  if (const cudaError_t e = launch_error(func, grid, block, shared_bytes, stream); e != cudaSuccess)
+    return set_launch_error(e);
 
   BlockRunner& r = runner();
   g_block.block_dim = block;

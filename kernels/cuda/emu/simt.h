@@ -113,6 +113,10 @@ T shuffle_from(unsigned mask, T var, unsigned src, const char* op) {
 using BodyFn = void (*)(void*);
 void run_grid(const void* func, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, BodyFn body,
               void* context);
+// A launch on a capturing stream: checks it as run_grid would and records `replay` (which runs the
+// grid with the arguments it holds) in the capture, or reports the launch error and invalidates it.
+void capture_grid(const void* func, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
+                  StreamWork replay);
 
 }  // namespace ferry::simt::detail
 
@@ -254,7 +258,8 @@ T* dynamic_shared() {
   return reinterpret_cast<T*>(detail::g_block.dynamic_shared);
 }
 
-// Runs kernel<<<grid, block, shared_bytes, stream>>>(args...) to completion before returning.
+// Runs kernel<<<grid, block, shared_bytes, stream>>>(args...) to completion before returning, or,
+// when `stream` captures, records it with copies of the arguments taken now (cuda_api.h, Graphs).
 // Errors go where CUDA puts them (see cuda_api.h). Each CUDA thread gets its own copies of the
 // parameters, as on the GPU.
 template <typename... Params, typename... Args>
@@ -270,6 +275,14 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_byte
     }
   };
   Call call{kernel, std::tuple<std::decay_t<Params>...>(std::forward<Args>(args)...)};
+  if (detail::capturing(stream)) {
+    const void* func = reinterpret_cast<const void*>(kernel);
+    detail::capture_grid(func, grid, block, shared_bytes, stream, [call, func, grid, block, shared_bytes](cudaStream_t s) {
+      Call frozen = call;  // the arguments as they were at capture
+      detail::run_grid(func, grid, block, shared_bytes, s, &Call::run, &frozen);
+    });
+    return;
+  }
   detail::run_grid(reinterpret_cast<const void*>(kernel), grid, block, shared_bytes, stream, &Call::run, &call);
 }
 

@@ -99,5 +99,34 @@ TEST_F(CudaGemm, RejectsUnsupportedDtypes) {
             StatusCode::kInvalidArgument);
 }
 
+// A GEMM captured into a CUDA graph (what CudaEngine does for decode steps) reads its operands at
+// each replay: changing x between replays changes the output. The first matmul of a shape builds its
+// plan during the capture, which must stay legal there (no allocation, no synchronization).
+TEST_F(CudaGemm, CapturedMatmulReadsItsInputsAtReplay) {
+  Result<std::unique_ptr<CublasGemm>> gemm = CublasGemm::create(stream_);
+  ASSERT_TRUE(gemm.ok()) << gemm.status().to_string();
+  constexpr int64_t m = 3, n = 65, k = 129;
+  const std::vector<float> w = random_floats(n * k, 50), b = random_floats(n, 51);
+  DeviceBuffer<float> d_x(m * k), d_w(w), d_b(b), d_out(m * n);
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  FERRY_ASSERT_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  const Status captured = gemm.value()->matmul(d_out.get(), DType::kF32, d_x.get(), d_w.get(), DType::kF32, d_b.get(), m, n, k);
+  FERRY_ASSERT_CUDA(cudaStreamEndCapture(stream_, &graph));
+  FERRY_ASSERT_OK(captured);
+  FERRY_ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  for (uint32_t seed : {52u, 53u, 54u}) {
+    const std::vector<float> x = random_floats(m * k, seed);
+    d_x.upload(x);
+    FERRY_ASSERT_CUDA(cudaGraphLaunch(exec, stream_));
+    sync();
+    std::vector<float> want(m * n);
+    ref::matmul(want.data(), x.data(), w.data(), DType::kF32, b.data(), m, n, k);
+    expect_close(d_out.download(), want, 1e-3f, 1e-3f, "captured fp32 GEMM");
+  }
+  FERRY_ASSERT_CUDA(cudaGraphExecDestroy(exec));
+  FERRY_ASSERT_CUDA(cudaGraphDestroy(graph));
+}
+
 }  // namespace
 }  // namespace ferry::kernels::cuda

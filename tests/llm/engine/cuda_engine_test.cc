@@ -37,6 +37,7 @@
 
 #include "backend/llm/engine/cpu_engine.h"
 #include "backend/llm/engine/cuda_engine.h"
+#include "backend/llm/engine/cuda_graphs.h"
 #include "backend/llm/engine/kv_cache_storage.h"
 #include "backend/llm/engine/prompt_logprobs.h"
 #include "kernels/cuda/gemm.h"
@@ -84,12 +85,55 @@ struct Weights {
   bool zero_points = false;
 };
 
+// Batches of (sequence, new tokens) pairs over growing per-sequence block tables (block_size 8,
+// from a pool of `num_blocks`): what a scheduler hands the engines, for steps in lockstep.
+class Batches {
+ public:
+  explicit Batches(int64_t num_blocks) : alloc_(num_blocks) {}
+  using Work = std::vector<std::pair<int, std::vector<int32_t>>>;
+
+  // The step's batch (valid until the next build); advance() after the engines ran it.
+  ForwardBatch build(const Work& work) {
+    ids_.clear();
+    pos_.clear();
+    seqs_.clear();
+    for (const auto& [s, toks] : work) {
+      if (static_cast<size_t>(s) >= tables_.size()) tables_.resize(s + 1), lens_.resize(s + 1, 0);
+      SequenceInput in;
+      in.query_start = static_cast<int32_t>(ids_.size());
+      in.query_len = static_cast<int32_t>(toks.size());
+      in.context_len = lens_[s] + in.query_len;
+      FERRY_CHECK(alloc_.ensure_capacity(&tables_[s], in.context_len, 8));
+      for (int32_t i = 0; i < in.query_len; ++i) ids_.push_back(toks[i]), pos_.push_back(lens_[s] + i);
+      seqs_.push_back(in);
+    }
+    for (size_t i = 0; i < work.size(); ++i) seqs_[i].block_table = tables_[work[i].first];
+    return ForwardBatch{ids_, pos_, seqs_, false};
+  }
+  void advance(const Work& work) {
+    for (const auto& [s, toks] : work) lens_[s] += static_cast<int32_t>(toks.size());
+  }
+  // Frees a finished sequence's blocks (another sequence may get them next).
+  void finish(int s) {
+    alloc_.release(&tables_[s]);
+    lens_[s] = 0;
+  }
+  int32_t context_len(int s) const { return lens_[s]; }
+
+ private:
+  SimpleBlockAllocator alloc_;
+  std::vector<std::vector<int32_t>> tables_;
+  std::vector<int32_t> lens_;
+  std::vector<int32_t> ids_, pos_;
+  std::vector<SequenceInput> seqs_;
+};
+
 // The engine under test and the oracle, stepped in lockstep over the same block tables.
 class Pair {
  public:
   Pair(const Model& m, Weights w, kernels::KvCacheDType kv = kernels::KvCacheDType::kF32,
        int64_t quantized_gemv_max_rows = 0)
-      : alloc_(64), vocab_(m.config.vocab_size) {
+      : batches_(64), vocab_(m.config.vocab_size) {
     WeightLoadOptions load;
     load.dtype = w.dtype;
     load.group_size = w.group_size;
@@ -121,24 +165,12 @@ class Pair {
     StepOutput cpu, gpu;
   };
   // One step: (sequence, new tokens) pairs; every sequence samples with `params` (null: none).
-  Result step(const std::vector<std::pair<int, std::vector<int32_t>>>& work, const SamplingParams* params) {
-    std::vector<int32_t> ids, pos;
-    std::vector<SequenceInput> seqs;
-    for (const auto& [s, toks] : work) {
-      if (static_cast<size_t>(s) >= tables_.size()) tables_.resize(s + 1), lens_.resize(s + 1, 0);
-      SequenceInput in;
-      in.query_start = static_cast<int32_t>(ids.size());
-      in.query_len = static_cast<int32_t>(toks.size());
-      in.context_len = lens_[s] + in.query_len;
-      FERRY_CHECK(alloc_.ensure_capacity(&tables_[s], in.context_len, 8));
-      for (int32_t i = 0; i < in.query_len; ++i) ids.push_back(toks[i]), pos.push_back(lens_[s] + i);
-      seqs.push_back(in);
-    }
-    for (size_t i = 0; i < work.size(); ++i) seqs[i].block_table = tables_[work[i].first];
-    ForwardBatch batch{ids, pos, seqs, false};
+  Result step(const Batches::Work& work, const SamplingParams* params) {
+    const ForwardBatch batch = batches_.build(work);
     std::vector<SamplingSequence> cpu_sampling(work.size()), gpu_sampling(work.size());
     for (size_t i = 0; i < work.size(); ++i) {
-      const uint64_t seed = 1000 + static_cast<uint64_t>(work[i].first) * 7 + static_cast<uint64_t>(lens_[work[i].first]);
+      const uint64_t seed =
+          1000 + static_cast<uint64_t>(work[i].first) * 7 + static_cast<uint64_t>(batches_.context_len(work[i].first));
       cpu_rngs_.insert_or_assign(work[i].first, SamplingRng(seed));
       gpu_rngs_.insert_or_assign(work[i].first, SamplingRng(seed));
       cpu_sampling[i].params = gpu_sampling[i].params = params;
@@ -150,7 +182,7 @@ class Pair {
     Status b = gpu_->step(batch, gpu_sampling, true, &r.gpu);
     EXPECT_TRUE(a.ok()) << a.to_string();
     EXPECT_TRUE(b.ok()) << b.to_string();
-    for (const auto& [s, toks] : work) lens_[s] += static_cast<int32_t>(toks.size());
+    batches_.advance(work);
     return r;
   }
 
@@ -160,10 +192,8 @@ class Pair {
  private:
   std::unique_ptr<CpuEngine> cpu_;
   std::unique_ptr<CudaEngine> gpu_;
-  SimpleBlockAllocator alloc_;
+  Batches batches_;
   int64_t vocab_;
-  std::vector<std::vector<int32_t>> tables_;
-  std::vector<int32_t> lens_;
   std::map<int, SamplingRng> cpu_rngs_, gpu_rngs_;
 };
 
@@ -705,6 +735,206 @@ TEST_F(CudaEngineTest, KvBudgetAndBatchLimits) {
   Status st = g.forward(ForwardBatch{ids, pos, seqs, false}, &out);
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("max_num_tokens"), std::string::npos) << st.to_string();
+}
+
+// ---- CUDA graphs (CudaEngineOptions::cuda_graphs) -------------------------------------------------
+
+// A small random Llama whose contexts may pass one decode attention partition (kDecodePartitionTokens):
+// with 1024 positions the engine's decode graphs size the attention for two partitions.
+Model long_gqa_llama() {
+  return dummy("random Llama GQA 2:1, 1024 positions", R"({"architectures":["LlamaForCausalLM"],"hidden_size":32,
+    "intermediate_size":40,"num_hidden_layers":2,"num_attention_heads":2,"num_key_value_heads":1,"vocab_size":131,
+    "rope_theta":500000.0,"max_position_embeddings":1024})");
+}
+
+// Two CudaEngines of one model, graphs off and on, stepped in lockstep over the same batches with
+// device-greedy sampling: each step's logits must agree (relative to the step's max |logit|) and the
+// tokens must be equal. The graph engine pads decode batches to their bucket, so a padding row that
+// wrote a real block's cache slot, or a replay that read stale metadata, shows up as a difference.
+class GraphTwins {
+ public:
+  GraphTwins(const Model& m, int64_t num_blocks, int64_t max_num_tokens, int64_t max_num_seqs)
+      : batches_(num_blocks), num_blocks_(num_blocks) {
+    greedy_.temperature = 0.0f;
+    for (bool graphs : {false, true}) {
+      CudaEngineOptions o;
+      o.max_num_tokens = max_num_tokens;
+      o.max_num_seqs = max_num_seqs;
+      o.cuda_graphs = graphs;
+      auto e = CudaEngine::create(m.config, m.weights, o);
+      if (!e.ok()) ADD_FAILURE() << e.status().to_string();
+      FERRY_CHECK(e.ok());
+      engines_[graphs ? 1 : 0] = std::move(e).value();
+    }
+    allocate_kv_cache();
+  }
+
+  // (Re)allocates both KV caches (block size 8, as Batches), zeroed: the graph engine drops its graphs.
+  void allocate_kv_cache() {
+    KvCacheOptions kv;
+    kv.num_blocks = num_blocks_;
+    kv.block_size = 8;
+    for (auto& e : engines_) FERRY_CHECK(e->allocate_kv_cache(kv).ok());
+  }
+
+  // Runs one step on both engines; returns the tokens sampled.
+  std::vector<int32_t> step(const Batches::Work& work, const std::string& what) {
+    const ForwardBatch batch = batches_.build(work);
+    std::vector<SamplingSequence> sampling(work.size());
+    for (SamplingSequence& s : sampling) s.params = &greedy_, s.rng = &rng_;
+    Pair::Result r;
+    const Status off = engines_[0]->step(batch, sampling, true, &r.cpu);
+    const Status on = engines_[1]->step(batch, sampling, true, &r.gpu);
+    EXPECT_TRUE(off.ok()) << what << ": " << off.to_string();
+    EXPECT_TRUE(on.ok()) << what << ": " << on.to_string();
+    const double err = relative_error(r);
+    EXPECT_LE(err, 1e-5) << what;
+    const auto& logits = r.gpu.logits.logits;
+    EXPECT_TRUE(std::all_of(logits.begin(), logits.end(), [](float x) { return std::isfinite(x); })) << what;
+    worst_ = std::max(worst_, err);
+    std::vector<int32_t> tokens;
+    for (size_t i = 0; i < work.size() && i < r.cpu.samples.size() && i < r.gpu.samples.size(); ++i) {
+      EXPECT_EQ(r.gpu.samples[i].token, r.cpu.samples[i].token) << what << ", sequence " << work[i].first;
+      tokens.push_back(r.cpu.samples[i].token);
+    }
+    batches_.advance(work);
+    return tokens;
+  }
+
+  CudaEngine& off() { return *engines_[0]; }
+  CudaEngine& on() { return *engines_[1]; }
+  Batches& batches() { return batches_; }
+  double worst() const { return worst_; }
+
+ private:
+  Batches batches_;
+  int64_t num_blocks_;
+  std::unique_ptr<CudaEngine> engines_[2];
+  SamplingParams greedy_;
+  SamplingRng rng_{1};
+  double worst_ = 0;
+};
+
+// DecodeGraphs alone: its buckets; a capture that fails (a synchronization the runtime forbids
+// during capture, or an error of the recorded work) leaves no graph and a usable stream, and the
+// next launch captures; a replay runs the recorded work again.
+TEST_F(CudaEngineTest, DecodeGraphsBucketsAndFailedCaptures) {
+  const DecodeGraphs twenty(20);
+  std::vector<int64_t> buckets;
+  for (int64_t n = 1; n <= 20; ++n) buckets.push_back(twenty.bucket_for(n));
+  EXPECT_EQ(buckets, (std::vector<int64_t>{1, 2, 4, 4, 8, 8, 8, 8, 16, 16, 16, 16, 16, 16, 16, 16, 20, 20, 20, 20}));
+  const DecodeGraphs three(3);
+  EXPECT_EQ(three.bucket_for(3), 3);
+  EXPECT_EQ(DecodeGraphs(1).bucket_for(1), 1);
+
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  uint8_t* d = nullptr;
+  ASSERT_EQ(cudaMalloc(&d, 16), cudaSuccess);
+  DecodeGraphs g(4);
+  Status st = g.launch(2, stream, [&] {
+    (void)cudaStreamSynchronize(stream);  // forbidden while capturing: invalidates the capture
+    return Status::Ok();
+  });
+  EXPECT_EQ(st.code(), StatusCode::kInternal) << st.to_string();
+  st = g.launch(2, stream, [] { return Status::InvalidArgument("the recorded work failed"); });
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.to_string();
+  EXPECT_EQ(g.num_graphs(), 0);
+  EXPECT_EQ(g.num_captured(), 0);
+  for (int replay = 0; replay < 2; ++replay) {
+    ASSERT_EQ(cudaMemset(d, 0, 16), cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    st = g.launch(2, stream, [&] {
+      if (cudaMemsetAsync(d, 7, 16, stream) != cudaSuccess) return Status::Internal("cudaMemsetAsync");
+      return Status::Ok();
+    });
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    uint8_t host[16] = {};
+    ASSERT_EQ(cudaMemcpy(host, d, 16, cudaMemcpyDeviceToHost), cudaSuccess);
+    EXPECT_EQ(host[0], 7);
+    EXPECT_EQ(host[15], 7);
+  }
+  EXPECT_EQ(g.num_captured(), 1);
+  EXPECT_EQ(g.num_replayed(), 2);
+  EXPECT_EQ(g.num_graphs(), 1);
+  g.clear();
+  EXPECT_EQ(g.num_graphs(), 0);
+  EXPECT_EQ(cudaFree(d), cudaSuccess);
+  EXPECT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+}
+
+// Decode steps of 1, 3, 5, 4 and 2 sequences (buckets 1, 4, 8, 4, 2 of max_num_seqs 8) between
+// prefill and mixed steps, sequences finishing and joining (a finished sequence's blocks go to the
+// next one), a context growing past the first attention partition (508 prompt tokens in chunks,
+// then decodes from 509 to 516 positions), then a KV cache reallocation, after which the graph is
+// captured again. Every decode step replays a graph; no other step does.
+TEST_F(CudaEngineTest, DecodeGraphsMatchUncapturedStepsAcrossBuckets) {
+  const Model m = long_gqa_llama();
+  GraphTwins t(m, /*num_blocks=*/160, /*max_num_tokens=*/128, /*max_num_seqs=*/8);
+  std::map<int, int32_t> next;  // each live sequence's next input token
+  int decode_steps = 0;
+  auto prompt = [&](int seed, int len) {
+    std::vector<int32_t> p;
+    for (int i = 0; i < len; ++i) p.push_back(static_cast<int32_t>((seed * 37 + i * 11 + 1) % m.config.vocab_size));
+    return p;
+  };
+  // One step: decode tokens for `decoding`, prompt chunks for the rest.
+  auto step = [&](const std::vector<int>& decoding, const Batches::Work& prompts, const std::string& what) {
+    Batches::Work work;
+    for (int s : decoding) work.push_back({s, {next.at(s)}});
+    work.insert(work.end(), prompts.begin(), prompts.end());
+    const std::vector<int32_t> tokens = t.step(work, what);
+    for (size_t i = 0; i < tokens.size(); ++i) next[work[i].first] = tokens[i];
+    if (prompts.empty()) ++decode_steps;
+  };
+  auto decode = [&](const std::vector<int>& seqs, int steps, const std::string& what) {
+    for (int i = 0; i < steps; ++i) step(seqs, {}, what + " (decode " + std::to_string(i) + ")");
+  };
+
+  step({}, {{0, prompt(1, 7)}}, "prefill 0");
+  decode({0}, 2, "1 sequence");
+  EXPECT_EQ(t.on().graphs_captured(), 1);
+  EXPECT_EQ(t.on().graph_replays(), 2);
+  step({0}, {{1, prompt(2, 5)}, {2, prompt(3, 9)}}, "decode 0 + prefill 1, 2");
+  EXPECT_EQ(t.on().graph_replays(), 2) << "a mixed step runs uncaptured";
+  decode({0, 1, 2}, 2, "3 sequences");
+  step({0, 1, 2}, {{3, prompt(4, 3)}, {4, prompt(5, 12)}}, "decode 0-2 + prefill 3, 4");
+  decode({0, 1, 2, 3, 4}, 2, "5 sequences");
+  t.batches().finish(1);
+  decode({0, 2, 3, 4}, 2, "4 sequences, 1 finished");
+  t.batches().finish(0);
+  step({2, 3, 4}, {{5, prompt(6, 4)}}, "decode 2-4 + prefill 5 in 0's and 1's blocks");
+  decode({2, 3, 4, 5}, 2, "4 sequences, 5 joined");
+  EXPECT_EQ(t.on().graphs_captured(), 3);  // buckets 1, 4, 8
+
+  // A long context: 508 prompt tokens in four chunks beside decodes, then past position 512.
+  const std::vector<int32_t> long_prompt = prompt(7, 508);
+  for (int c = 0; c < 4; ++c) {
+    step({2}, {{6, std::vector<int32_t>(long_prompt.begin() + c * 127, long_prompt.begin() + (c + 1) * 127)}},
+         "decode 2 + long prompt chunk " + std::to_string(c));
+  }
+  for (int s : {3, 4, 5}) t.batches().finish(s), next.erase(s);
+  decode({6}, 3, "long context alone");
+  decode({6, 2}, 5, "long context and another");
+  EXPECT_GT(t.batches().context_len(6), 512);
+  EXPECT_EQ(t.on().graphs_captured(), 4);  // bucket 2 too
+  EXPECT_EQ(t.on().graph_replays(), decode_steps);
+  EXPECT_EQ(t.on().graphs_held(), 4);
+
+  // A new KV cache: the graphs held the old one's pointers and are captured again on first use.
+  for (int s : {2, 6}) t.batches().finish(s);
+  t.allocate_kv_cache();
+  EXPECT_EQ(t.on().graphs_held(), 0);
+  step({}, {{7, prompt(8, 10)}}, "prefill 7 after reallocation");
+  decode({7}, 2, "1 sequence after reallocation");
+  EXPECT_EQ(t.on().graphs_captured(), 5);
+  EXPECT_EQ(t.on().graphs_held(), 1);
+  EXPECT_EQ(t.on().graph_replays(), decode_steps);
+  EXPECT_EQ(t.off().graphs_captured(), 0);
+  EXPECT_EQ(t.off().graph_replays(), 0);
+  EXPECT_EQ(t.on().device_sampled_steps(), t.off().device_sampled_steps());
+  std::printf("graphs on vs off over %d decode steps: max relative logit difference %.3g\n", decode_steps, t.worst());
 }
 
 }  // namespace
