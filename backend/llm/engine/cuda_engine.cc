@@ -28,6 +28,7 @@
 #include "kernels/cuda/paged_attention_decode.cuh"
 #include "kernels/cuda/paged_attention_prefill.cuh"
 #include "kernels/cuda/rope.cuh"
+#include "kernels/cuda/sampling.cuh"
 #include "kernels/cuda/silu_and_mul.cuh"
 
 namespace ferry::llm {
@@ -127,10 +128,16 @@ k::DType embedding_dtype(const ModelWeights& w, k::WeightFormat f) {
   return in_place ? view->dtype : k::DType::kF32;
 }
 
-// A device-greedy row: plain arg max of the raw logits, nothing the CPU sampler would add (the
-// sampler's own predicate, so min_tokens and masks count too) and no logprobs to compute.
-bool device_greedy(const SamplingSequence& s) {
-  return s.params->is_greedy() && s.params->num_logprobs < 0 && Sampler::leaves_logits_unchanged(s);
+// A row the device samples (cuda::sample, or the arg max when greedy): nothing the CPU sampler
+// would add to the logits (the sampler's own predicate, so min_tokens and masks count too), no
+// logprobs to compute and no drafts to verify. The rest is sampled on the host.
+bool samples_on_device(const SamplingSequence& s, int32_t num_draft_tokens) {
+  return num_draft_tokens == 0 && s.params->num_logprobs < 0 && Sampler::leaves_logits_unchanged(s);
+}
+
+// A device-sampled row that is plain greedy: the arg max of the raw logits, no draw.
+bool device_greedy(const SamplingSequence& s, int32_t num_draft_tokens) {
+  return s.params->is_greedy() && samples_on_device(s, num_draft_tokens);
 }
 
 }  // namespace
@@ -200,7 +207,8 @@ struct CudaEngine::State {
   size_t w16_bytes = 0;
   float* last = nullptr;     // [max_num_seqs, hidden]: the rows whose logits are wanted
   float* logits = nullptr;   // [max_num_seqs, vocab]
-  int32_t* tokens = nullptr;  // [max_num_seqs]: device argmax
+  int32_t* tokens = nullptr;  // [max_num_seqs]: device argmax / cuda::sample tokens
+  kc::SamplingRowParams* sample_params = nullptr;  // [max_num_seqs]: cuda::sample's entries
   void* decode_ws = nullptr;
   size_t decode_ws_bytes = 0;
   int64_t decode_ctx = 0;  // the longest context the decode workspace holds (decode_context_tokens)
@@ -233,6 +241,10 @@ struct CudaEngine::State {
   // cache); and the device-greedy tokens coming back. Two host-to-device copies per step.
   PinnedMemory staging;
   PinnedMemory pinned_tokens;  // [S] int32
+  PinnedMemory pinned_sample_params;  // [S] kc::SamplingRowParams, copied to sample_params
+  // [S, vocab] fp32: the logits rows of the sequences sampled on the host. Empty when page-locked
+  // memory was refused at load; then those rows (and any step with more of them) use host_logits.
+  PinnedMemory pinned_logits;
 
   // KV cache.
   DeviceMemory cache;
@@ -249,11 +261,12 @@ struct CudaEngine::State {
     std::vector<int32_t> token_ids, positions, logit_rows, query_start, context_lens, block_tables;
     std::vector<int64_t> slots;
   } padded;
-  std::vector<float> host_logits;  // [rows, vocab] when sampling on the host without return_logits
+  std::vector<float> host_logits;  // [rows, vocab]: host-sampled rows that pinned_logits cannot hold
+  std::vector<const float*> host_rows;  // [num_seqs]: a host-sampled sequence's logits rows, else null
   std::unique_ptr<Sampler> sampler;
   std::vector<SampleResult> run;  // sample_on_host's scratch
   std::vector<float> host_prompt_logits;  // [max_num_seqs, vocab]; allocated once prompt logprobs are asked
-  int64_t device_sampled = 0, host_sampled = 0;
+  int64_t device_sampled = 0, host_sampled = 0;  // sequences sampled on each side, all steps
 
   ~State() {
     if (dry_run) return;
@@ -263,6 +276,8 @@ struct CudaEngine::State {
     block_tables.reset();
     staging.reset();
     pinned_tokens.reset();
+    pinned_sample_params.reset();
+    pinned_logits.reset();
     owned.clear();
     gemm.reset();
     if (stream != nullptr) (void)cudaStreamDestroy(stream);
@@ -327,6 +342,24 @@ struct CudaEngine::State {
   Status mlp_layer(int64_t l, int64_t num_tokens);
   Status logits_rows(int64_t row_begin, int64_t num_rows, int64_t num_tokens);
   Status score_prompts(const ForwardBatch& batch, StepOutput* out);
+  Result<float*> plan_sampling(const ForwardBatch& batch, std::span<const SamplingSequence> sampling,
+                               bool return_logits, StepOutput* out);
+  Status sample_on_device(int64_t row_begin, int64_t num_rows);
+  Status copy_host_rows(const ForwardBatch& batch, float* packed, int64_t row_begin, int64_t num_rows);
+  void finish_sampling(const ForwardBatch& batch, std::span<const SamplingSequence> sampling, StepOutput* out);
+
+  // The step's sampling plan (plan_sampling): the device rows, whose cuda::sample entries are in
+  // pinned_sample_params in the same (row) order; whether the arg max kernel serves them instead
+  // (every sampling sequence plain greedy); the host rows, packed per sequence from
+  // host_first_row[q] (-1: not sampled on the host), num_host_rows in all.
+  struct DeviceRow {
+    size_t seq;   // the sequence
+    int64_t row;  // its logits row (StepLayout::logit_rows order)
+  };
+  std::vector<DeviceRow> device_rows;
+  bool argmax_only = false;
+  std::vector<int64_t> host_first_row;  // [num_seqs]
+  int64_t num_host_rows = 0;
 };
 
 namespace {
@@ -534,9 +567,19 @@ Status CudaEngine::State::allocate_activations() {
   FERRY_ASSIGN_OR_RETURN(last, alloc<float>(s * hidden));
   FERRY_ASSIGN_OR_RETURN(logits, alloc<float>(s * c.vocab_size));
   FERRY_ASSIGN_OR_RETURN(tokens, alloc<int32_t>(s));
+  FERRY_ASSIGN_OR_RETURN(sample_params, alloc<kc::SamplingRowParams>(s));
   FERRY_ASSIGN_OR_RETURN(d_meta, alloc<uint8_t>(static_cast<int64_t>(metadata_bytes())));
   if (!dry_run) {
     FERRY_ASSIGN_OR_RETURN(pinned_tokens, PinnedMemory::allocate(static_cast<size_t>(s) * sizeof(int32_t)));
+    FERRY_ASSIGN_OR_RETURN(pinned_sample_params,
+                           PinnedMemory::allocate(static_cast<size_t>(s) * sizeof(kc::SamplingRowParams)));
+    // Optional: page-locked memory is a limited resource, and pageable memory still works.
+    auto host_rows_memory = PinnedMemory::allocate(static_cast<size_t>(s * c.vocab_size) * sizeof(float));
+    if (host_rows_memory.ok()) {
+      pinned_logits = std::move(host_rows_memory).value();
+    } else if (host_rows_memory.status().code() != StatusCode::kResourceExhausted) {
+      return host_rows_memory.status();
+    }
   }
   decode_ctx = options.decode_context_tokens > 0 ? options.decode_context_tokens
                                                 : std::min<int64_t>(c.max_position_embeddings, 8192);
@@ -886,8 +929,8 @@ int64_t CudaEngine::device_bytes() const {
   return s_->owned_bytes + static_cast<int64_t>(s_->cache.bytes() + s_->block_tables.bytes());
 }
 int64_t CudaEngine::weight_bytes() const { return s_->weight_bytes; }
-int64_t CudaEngine::device_sampled_steps() const { return s_->device_sampled; }
-int64_t CudaEngine::host_sampled_steps() const { return s_->host_sampled; }
+int64_t CudaEngine::device_sampled_seqs() const { return s_->device_sampled; }
+int64_t CudaEngine::host_sampled_seqs() const { return s_->host_sampled; }
 int64_t CudaEngine::graphs_captured() const { return s_->graphs ? s_->graphs->num_captured() : 0; }
 int64_t CudaEngine::graph_replays() const { return s_->graphs ? s_->graphs->num_replayed() : 0; }
 int64_t CudaEngine::graphs_held() const { return s_->graphs ? s_->graphs->num_graphs() : 0; }
@@ -982,51 +1025,167 @@ Status CudaEngine::step(const ForwardBatch& batch, std::span<const SamplingSeque
     out->logits.num_rows = rows;
     out->logits.vocab = vocab;
   }
-  // Speculative drafts are verified on the host (Sampler::verify), like non-greedy rows.
-  bool any_sample = false, all_greedy = true;
-  for (size_t q = 0; q < sampling.size(); ++q) {
-    if (sampling[q].params == nullptr) continue;
-    any_sample = true;
-    all_greedy = all_greedy && device_greedy(sampling[q]) && batch.sequences[q].num_draft_tokens == 0;
-  }
-  const bool host_sampling = any_sample && !all_greedy;
-  std::vector<float>& host = return_logits ? out->logits.logits : s.host_logits;
-  if (host_sampling && !return_logits) host.resize(static_cast<size_t>(rows * vocab));
+  // Sampling, per sequence: on the device when samples_on_device (one row, nothing but temperature /
+  // min_p / top_k / top_p), else on the host. Only host-sampled rows come to the host, unless
+  // return_logits asks for all of them.
+  float* packed = nullptr;
+  FERRY_ASSIGN_OR_RETURN(packed, s.plan_sampling(batch, sampling, return_logits, out));
   for (int64_t r0 = 0; r0 < rows; r0 += s.options.max_num_seqs) {
     const int64_t nr = std::min(s.options.max_num_seqs, rows - r0);
     if (bucket == 0) FERRY_RETURN_IF_ERROR(s.logits_rows(r0, nr, num_tokens));  // else the graph computed them
-    if (return_logits || host_sampling) {
-      FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host.data() + r0 * vocab, s.logits,
+    FERRY_RETURN_IF_ERROR(s.sample_on_device(r0, nr));
+    if (return_logits) {
+      FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out->logits.logits.data() + r0 * vocab, s.logits,
                                                  static_cast<size_t>(nr * vocab) * sizeof(float),
                                                  cudaMemcpyDeviceToHost, s.stream));
+    } else {
+      FERRY_RETURN_IF_ERROR(s.copy_host_rows(batch, packed, r0, nr));
     }
   }
-  // Device-greedy rows are the sequences' last tokens (not all_logits, no drafts), so rows <=
-  // max_num_seqs: the last lm_head chunk above holds them all.
-  if (any_sample && all_greedy) {
-    FERRY_RETURN_IF_ERROR(kc::argmax(s.tokens, s.logits, rows, vocab, s.stream));
+  if (!s.device_rows.empty()) {
+    const int64_t num_tokens_back = s.argmax_only ? rows : static_cast<int64_t>(s.device_rows.size());
     FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s.pinned_tokens.as<int32_t>(), s.tokens,
-                                               static_cast<size_t>(rows) * sizeof(int32_t), cudaMemcpyDeviceToHost,
-                                               s.stream));
+                                               static_cast<size_t>(num_tokens_back) * sizeof(int32_t),
+                                               cudaMemcpyDeviceToHost, s.stream));
   }
   FERRY_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s.stream));
+  s.finish_sampling(batch, sampling, out);
+  return s.score_prompts(batch, out);
+}
 
-  if (host_sampling) {
-    sample_on_host(*s.sampler, batch, sampling, host.data(), &s.run, out);
-  } else {
-    out->samples.resize(sampling.size());
-    out->extra_begin.assign(sampling.size(), 0);
-    out->num_extra.assign(sampling.size(), 0);
-    for (size_t q = 0; q < sampling.size(); ++q) {
-      SampleResult& r = out->samples[q];
-      r.token = sampling[q].params == nullptr ? -1 : s.pinned_tokens.as<int32_t>()[q];
-      r.logprob = 0.0f;
-      r.rank = 0;
-      r.top_logprobs.clear();
+// Decides where each sequence is sampled. Device rows: u = rng.uniform() drawn now for each
+// sampled (non-greedy) one, exactly the one draw Sampler::sample would make, and the cuda::sample
+// entries uploaded in row order (one small copy); or, when every sampling sequence is plain
+// greedy, the arg max kernel over all rows (as many as sequences then: no drafts). Host rows:
+// host_rows points each host sequence at where its rows will be: out->logits under return_logits,
+// else packed in sequence order into pinned_logits, or into host_logits when they are more than it
+// holds. Returns the packed buffer (null under return_logits).
+Result<float*> CudaEngine::State::plan_sampling(const ForwardBatch& batch, std::span<const SamplingSequence> sampling,
+                                                bool return_logits, StepOutput* out) {
+  const int64_t vocab = config.vocab_size;
+  host_rows.assign(sampling.size(), nullptr);
+  host_first_row.assign(sampling.size(), -1);
+  device_rows.clear();
+  num_host_rows = 0;
+  bool all_greedy = true;
+  auto* entries = pinned_sample_params.as<kc::SamplingRowParams>();
+  int64_t row = 0;
+  for (size_t q = 0; q < sampling.size(); ++q) {
+    const int32_t k = batch.sequences[q].num_draft_tokens;
+    const SamplingSequence& seq = sampling[q];
+    if (seq.params != nullptr && samples_on_device(seq, k)) {
+      const SamplingParams& p = *seq.params;
+      kc::SamplingRowParams e;
+      e.row = static_cast<int32_t>(row % options.max_num_seqs);  // within its lm_head chunk
+      e.temperature = p.temperature;
+      e.top_k = p.top_k;
+      e.top_p = p.top_p;
+      e.min_p = p.min_p;
+      if (!p.is_greedy()) {
+        FERRY_CHECK(seq.rng != nullptr);
+        e.u = seq.rng->uniform();
+      }
+      all_greedy = all_greedy && device_greedy(seq, k);
+      entries[device_rows.size()] = e;
+      device_rows.push_back({q, row});
+    } else if (seq.params != nullptr) {
+      host_first_row[q] = num_host_rows;
+      num_host_rows += 1 + k;
+      all_greedy = false;
+    }
+    row += 1 + k;
+  }
+  argmax_only = !device_rows.empty() && all_greedy;
+  if (!device_rows.empty() && !argmax_only) {
+    FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(sample_params, entries,
+                                               device_rows.size() * sizeof(kc::SamplingRowParams),
+                                               cudaMemcpyHostToDevice, stream));
+  }
+  float* packed = nullptr;
+  if (!return_logits && num_host_rows > 0) {
+    if (num_host_rows <= options.max_num_seqs && pinned_logits.bytes() > 0) {
+      packed = pinned_logits.as<float>();
+    } else {
+      host_logits.resize(static_cast<size_t>(num_host_rows * vocab));
+      packed = host_logits.data();
     }
   }
-  if (any_sample) ++(all_greedy ? s.device_sampled : s.host_sampled);
-  return s.score_prompts(batch, out);
+  row = 0;
+  for (size_t q = 0; q < sampling.size(); ++q) {
+    if (host_first_row[q] >= 0) {
+      host_rows[q] = return_logits ? out->logits.logits.data() + row * vocab : packed + host_first_row[q] * vocab;
+    }
+    row += 1 + batch.sequences[q].num_draft_tokens;
+  }
+  return packed;
+}
+
+// Samples the device rows among logits rows [row_begin, row_begin + num_rows) (an lm_head chunk,
+// whose logits are in `logits`) into tokens.
+Status CudaEngine::State::sample_on_device(int64_t row_begin, int64_t num_rows) {
+  if (device_rows.empty()) return Status::Ok();
+  if (argmax_only) {
+    // One row per sequence, all in the one lm_head chunk: tokens[q] is sequence q's.
+    return kc::argmax(tokens, logits, num_rows, config.vocab_size, stream);
+  }
+  // Entries are in row order, so this chunk's are contiguous; tokens[i] is entry i's.
+  const auto in_chunk = [&](const DeviceRow& d) { return d.row >= row_begin && d.row < row_begin + num_rows; };
+  const auto first = std::find_if(device_rows.begin(), device_rows.end(), in_chunk);
+  const auto last = std::find_if_not(first, device_rows.end(), in_chunk);
+  const int64_t begin = first - device_rows.begin(), count = last - first;
+  if (count == 0) return Status::Ok();
+  return kc::sample(tokens + begin, logits, sample_params + begin, count, config.vocab_size, stream);
+}
+
+// Copies the host-sampled rows among logits rows [row_begin, row_begin + num_rows) (the chunk in
+// `logits`) to their packed places in `packed`: one copy per run of adjacent host rows.
+Status CudaEngine::State::copy_host_rows(const ForwardBatch& batch, float* packed, int64_t row_begin,
+                                         int64_t num_rows) {
+  if (num_host_rows == 0) return Status::Ok();
+  const int64_t vocab = config.vocab_size, row_end = row_begin + num_rows;
+  int64_t run_src = -1, run_dst = -1, run_len = 0;  // a pending run: chunk-relative source, packed dest
+  auto flush = [&]() -> Status {
+    if (run_len > 0) {
+      FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(packed + run_dst * vocab, logits + run_src * vocab,
+                                                 static_cast<size_t>(run_len * vocab) * sizeof(float),
+                                                 cudaMemcpyDeviceToHost, stream));
+    }
+    run_len = 0;
+    return Status::Ok();
+  };
+  int64_t row = 0;
+  for (size_t q = 0; q < host_first_row.size() && row < row_end; ++q) {
+    const int64_t n = 1 + batch.sequences[q].num_draft_tokens;
+    const int64_t a = std::max(row, row_begin), b = std::min(row + n, row_end);
+    if (host_first_row[q] >= 0 && a < b) {
+      const int64_t src = a - row_begin, dst = host_first_row[q] + (a - row);
+      if (run_len > 0 && src == run_src + run_len && dst == run_dst + run_len) {
+        run_len += b - a;
+      } else {
+        FERRY_RETURN_IF_ERROR(flush());
+        run_src = src, run_dst = dst, run_len = b - a;
+      }
+    }
+    row += n;
+  }
+  return flush();
+}
+
+// After the step's synchronization: the host sequences through sample_on_host, the device tokens
+// into their samples (no logprobs: device rows have none to give), and the counters.
+void CudaEngine::State::finish_sampling(const ForwardBatch& batch, std::span<const SamplingSequence> sampling,
+                                        StepOutput* out) {
+  sample_on_host(*sampler, batch, sampling, host_rows, &run, out);
+  const int32_t* got = pinned_tokens.as<int32_t>();
+  for (size_t i = 0; i < device_rows.size(); ++i) {
+    SampleResult& r = out->samples[device_rows[i].seq];
+    r.token = got[argmax_only ? device_rows[i].seq : i];
+    r.logprob = 0.0f;
+    r.rank = 0;
+    r.top_logprobs.clear();
+  }
+  device_sampled += static_cast<int64_t>(device_rows.size());
+  for (size_t q = 0; q < sampling.size(); ++q) host_sampled += host_first_row[q] >= 0 ? 1 : 0;
 }
 
 // Prompt logprobs, after sampling (the logits buffer is free again): a sequence's query rows are

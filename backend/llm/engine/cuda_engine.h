@@ -21,11 +21,14 @@
 //                quantized_gemv_max_rows: kernels/cuda/quantized_gemm.h);
 //   metadata     device copies of the step's token ids, positions, slots, query starts, context
 //                lengths and logit rows (packed in one buffer) and block tables, staged in
-//                page-locked host memory: two host-to-device copies per step; the device-greedy
-//                tokens come back into page-locked memory too;
+//                page-locked host memory: two host-to-device copies per step; the device-sampled
+//                tokens come back into page-locked memory too, and the device sampling entries go
+//                out from it (max_num_seqs of each);
+//   host logits  page-locked [max_num_seqs, vocab] fp32 for the rows sampled on the host (skipped,
+//                and pageable memory used, when the driver refuses that much);
 //   workspaces   the split-K decode attention's (for max_num_seqs sequences of up to
 //                decode_context_tokens) and cuBLASLt's;
-//   KV cache     fp32 or int8 (+ scales) per layer, sized from KvCacheOptions.
+//   KV cache     fp32, bf16 or int8 (+ scales) per layer, sized from KvCacheOptions.
 // Linear layers run on cuda::CublasGemm (fp32 accumulation); int8 / int4 ones on cuda::int8_matmul /
 // int4_matmul. Attention uses the decode kernel when
 // every sequence has one query token and its workspace suffices, else the prefill kernel.
@@ -37,16 +40,18 @@
 // kernels. The engine's stream is non-blocking, so no other thread's legacy-stream work can
 // invalidate a capture.
 //
-// Sampling: when every sequence that samples is plain greedy (temperature 0, no logit_bias, no
-// penalties, no allowed-token mask, no logprobs) the tokens come from the argmax kernel and only
-// the token ids are copied back. Any other sampling copies the sampled rows' logits to the host and
-// runs the CPU Sampler (sampler.h) on them, exactly as CpuEngine does. return_logits copies logits
-// to the host too.
+// Sampling, per sequence. A plain one (no logit_bias, penalties, min_tokens block, allowed-token
+// mask, logprobs or drafts) is sampled on the device: greedy or temperature / min_p / top_k / top_p
+// by cuda::sample, with the u the engine draws from the sequence's own SamplingRng (the one draw
+// Sampler::sample would make), so a seeded request gets the tokens CpuEngine gives it; a step of
+// plain greedy sequences only uses the arg max kernel; only token ids come back. Every other
+// sequence's logits rows are copied to page-locked memory (max_num_seqs rows, allocated at load;
+// pageable memory beyond that or when it was refused) and sampled there by the CPU Sampler
+// (sampler.h), exactly as CpuEngine does. return_logits copies all logits rows to the host too.
 //
-// Refused at creation (Unimplemented, naming what is missing): other architectures, int4 weights
-// and GPTQ/AWQ checkpoints, sliding windows, attention or final soft-caps, an attention
-// scale other than 1/sqrt(head_dim), head_dim > 256. A bf16 KV cache is refused by
-// allocate_kv_cache.
+// Refused at creation (Unimplemented, naming what is missing): other architectures, int4 checkpoint
+// group sizes the kernels lack, final logit soft-capping, an attention scale other than
+// 1/sqrt(head_dim), partial / longrope / local RoPE, an odd head_dim or one over 256 (check_supported).
 //
 // Which "device": the CUDA runtime this file is built against. In the emulation build
 // (FERRY_CUDA_EMULATION) that is the SIMT emulator on the host (docs/cuda.md); nothing of this
@@ -128,9 +133,11 @@ class CudaEngine final : public Engine {
   int64_t device_bytes() const;
   // The part of it that holds the weights (int8: codes + scales; norms, biases, embedding, RoPE table).
   int64_t weight_bytes() const;
-  // Steps whose tokens came from the device argmax, and steps that sampled on the host.
-  int64_t device_sampled_steps() const;
-  int64_t host_sampled_steps() const;
+  // Sequences sampled on the device (cuda::sample, or the arg max kernel when a step is all plain
+  // greedy) and on the host (the CPU Sampler: bias, penalties, masks, logprobs, drafts), summed
+  // over all steps; one step can add to both.
+  int64_t device_sampled_seqs() const;
+  int64_t host_sampled_seqs() const;
   // CUDA graphs (options.cuda_graphs): captures since creation (rebuilds after allocate_kv_cache
   // included), decode steps that replayed a graph (the capturing step included), graphs held now.
   int64_t graphs_captured() const;

@@ -18,8 +18,13 @@ Status validate_sampling(const ForwardBatch& batch, std::span<const SamplingSequ
   return Status::Ok();
 }
 
-void sample_on_host(Sampler& sampler, const ForwardBatch& batch, std::span<const SamplingSequence> sampling,
-                    const float* logits, std::vector<SampleResult>* run, StepOutput* out) {
+namespace {
+
+// rows_of(s), called once per sequence in order: sequence s's logits rows, or null when the caller
+// samples it.
+template <typename RowsOf>
+void sample_sequences(Sampler& sampler, const ForwardBatch& batch, std::span<const SamplingSequence> sampling,
+                      RowsOf rows_of, std::vector<SampleResult>* run, StepOutput* out) {
   const size_t vocab = static_cast<size_t>(sampler.vocab_size());
   const size_t num_seqs = sampling.size();
   out->samples.resize(num_seqs);
@@ -31,16 +36,15 @@ void sample_on_host(Sampler& sampler, const ForwardBatch& batch, std::span<const
     num_drafts += batch.sequences[s].num_draft_tokens;
   }
   if (out->extra.size() < static_cast<size_t>(num_drafts)) out->extra.resize(static_cast<size_t>(num_drafts));
-  size_t row = 0;
   for (size_t s = 0; s < num_seqs; ++s) {
     const SequenceInput& q = batch.sequences[s];
     const size_t k = static_cast<size_t>(q.num_draft_tokens);
-    const float* rows = logits + row * vocab;
-    row += k + 1;
+    const float* rows = rows_of(s);  // called for every sequence, in order
     if (sampling[s].params == nullptr) {
       out->samples[s].token = -1;
       continue;
     }
+    if (rows == nullptr) continue;
     if (k == 0) {
       sampler.sample(std::span<const float>(rows, vocab), sampling[s], out->samples[s]);
       continue;
@@ -60,6 +64,26 @@ void sample_on_host(Sampler& sampler, const ForwardBatch& batch, std::span<const
     swap_run();
     out->num_extra[s] = m - 1;
   }
+}
+
+}  // namespace
+
+void sample_on_host(Sampler& sampler, const ForwardBatch& batch, std::span<const SamplingSequence> sampling,
+                    const float* logits, std::vector<SampleResult>* run, StepOutput* out) {
+  const size_t vocab = static_cast<size_t>(sampler.vocab_size());
+  size_t next_row = 0;  // sequences are visited in order: s's rows follow those of 0 .. s - 1
+  auto rows_of = [&](size_t s) {
+    const float* rows = logits + next_row * vocab;
+    next_row += 1 + static_cast<size_t>(batch.sequences[s].num_draft_tokens);
+    return rows;
+  };
+  sample_sequences(sampler, batch, sampling, rows_of, run, out);
+}
+
+void sample_on_host(Sampler& sampler, const ForwardBatch& batch, std::span<const SamplingSequence> sampling,
+                    std::span<const float* const> rows, std::vector<SampleResult>* run, StepOutput* out) {
+  FERRY_CHECK(rows.size() == sampling.size());
+  sample_sequences(sampler, batch, sampling, [&](size_t s) { return rows[s]; }, run, out);
 }
 
 }  // namespace ferry::llm

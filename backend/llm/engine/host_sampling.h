@@ -1,7 +1,8 @@
 // Host sampling that every engine shares once a step's logits rows are in host memory: each
 // sequence that asked gets one token (Sampler::sample) or, with speculative drafts, a verified run
 // (Sampler::verify) written to StepOutput's samples and extra. CpuEngine samples every step this
-// way; CudaEngine when a step cannot be sampled on the device (non-greedy rows, penalties, drafts).
+// way; CudaEngine the sequences it cannot sample on the device (penalties, bias, masks, logprobs,
+// drafts).
 //
 // Thread-safety: none; the engine's step thread.
 #pragma once
@@ -25,5 +26,13 @@ Status validate_sampling(const ForwardBatch& batch, std::span<const SamplingSequ
 // extra_begin and num_extra for sampling.size() sequences.
 void sample_on_host(Sampler& sampler, const ForwardBatch& batch, std::span<const SamplingSequence> sampling,
                     const float* logits, std::vector<SampleResult>* run, StepOutput* out);
+
+// The same for some of the sequences: rows[s] points at sequence s's 1 + num_draft_tokens logits
+// rows ([rows, vocab]), or is null for a sequence the caller samples itself (rows.size() ==
+// sampling.size()). Sizes samples, extra, extra_begin and num_extra for every sequence, as above,
+// and fills them for the sequences with rows and those that do not sample (token -1); a sequence
+// the caller samples keeps num_extra 0 and whatever its samples entry held.
+void sample_on_host(Sampler& sampler, const ForwardBatch& batch, std::span<const SamplingSequence> sampling,
+                    std::span<const float* const> rows, std::vector<SampleResult>* run, StepOutput* out);
 
 }  // namespace ferry::llm

@@ -166,8 +166,8 @@ int32_t Sampler::draw(const SamplingParams& p, SamplingRng& rng) {
   const float max_logit = max_value(work_);
   if (max_logit == kNegInf) return argmax();  // everything masked: nothing to draw from
   double total = 0.0;
-  bool all_ids = false;
-  const size_t num_candidates = select_candidates(p, max_logit, &total, &all_ids);
+  bool all_ids = false, sorted = true;
+  const size_t num_candidates = select_candidates(p, max_logit, &total, &all_ids, &sorted);
   if (all_ids) {
     double u = rng.uniform() * total;
     int32_t last_live = 0;
@@ -181,9 +181,18 @@ int32_t Sampler::draw(const SamplingParams& p, SamplingRng& rng) {
   }
   auto prob = [this](int32_t t) { return probs_[static_cast<size_t>(t)]; };
   double u = rng.uniform() * total;
-  for (size_t i = 0; i < num_candidates; ++i) {
-    u -= prob(order_[i]);
-    if (u < 0.0) return order_[i];
+  if (!sorted) {
+    // A nucleus from select_nucleus is not sorted: the same mass-tracking quickselect finds the
+    // first token, in descending order, whose cumulative mass exceeds u.
+    double kept = 0.0;
+    bool reached = false;
+    const size_t end = select_nucleus(num_candidates, u, /*strict=*/true, &kept, &reached);
+    if (reached) return order_[end - 1];
+  } else {
+    for (size_t i = 0; i < num_candidates; ++i) {
+      u -= prob(order_[i]);
+      if (u < 0.0) return order_[i];
+    }
   }
   // Rounding left a sliver of mass: take the last candidate that is not masked.
   for (size_t i = num_candidates; i-- > 0;) {
@@ -196,8 +205,10 @@ int32_t Sampler::draw(const SamplingParams& p, SamplingRng& rng) {
 // applies min_p to work_, leaves the unnormalized probabilities of the candidates in probs_, and
 // returns either vocab with *all_ids (no top_k / top_p: every id, those of probability 0 included,
 // probs_ filled for all) or n with the candidates in order_[0, n) (probs_ is meaningful for them
-// only). *total: their mass.
-size_t Sampler::select_candidates(const SamplingParams& p, float max_logit, double* total, bool* all_ids) {
+// only), in descending order (see select_nucleus) unless *sorted is false: a nucleus found by
+// select_nucleus, whose order a draw establishes itself. *total: their mass.
+size_t Sampler::select_candidates(const SamplingParams& p, float max_logit, double* total, bool* all_ids,
+                                  bool* sorted) {
   const size_t vocab = work_.size();
   if (p.min_p > 0.0f) {
     const float threshold = max_logit + std::log(p.min_p);
@@ -242,7 +253,9 @@ size_t Sampler::select_candidates(const SamplingParams& p, float max_logit, doub
     return std::max<size_t>(keep, 1);
   }
   std::iota(order_.begin(), order_.end(), 0);
-  return select_nucleus(target, total);
+  *sorted = false;
+  bool reached = false;
+  return std::max<size_t>(select_nucleus(vocab, target, /*strict=*/false, total, &reached), 1);
 }
 
 // Puts the ids of the k largest logits of work_ (ties: lower id first) into order_[0, k), largest
@@ -284,26 +297,36 @@ void Sampler::select_top_k(size_t k) {
   std::sort(heap_begin, heap_end, by_logit_desc);
 }
 
-// Moves the nucleus (the fewest most-likely tokens whose mass reaches `target`; ties broken by
-// lower id) to the front of order_ and returns its size, without sorting the vocabulary: a
+// Moves the nucleus of order_[0, n) (the fewest most-likely tokens whose mass reaches `target`,
+// or exceeds it when `strict`) to the front of order_ and returns its size, without sorting: a
 // quickselect that partitions by probability and keeps track of the mass on each side, expected
-// O(vocab). order_ must hold all ids; probs_ the unnormalized probabilities.
-size_t Sampler::select_nucleus(double target, double* kept_mass) {
-  const size_t vocab = work_.size();
+// O(n). The descending order is by probability, ties by larger logit (distinct logits can round to
+// one probability), then lower id: the order of select_top_k, so that the CUDA sampler
+// (kernels/cuda/sampling.cuh) can follow it. The nucleus's last token, order_[size - 1], is the one
+// at which the running mass reaches the target (*reached; false only when rounding left order_[0, n)
+// short, and then all n are returned); *kept_mass is the nucleus's mass. probs_ holds the
+// unnormalized probabilities.
+size_t Sampler::select_nucleus(size_t n, double target, bool strict, double* kept_mass, bool* reached) {
   auto prob = [this](int32_t t) { return probs_[static_cast<size_t>(t)]; };
   auto mass = [&](size_t a, size_t b) {
     double m = 0.0;
     for (size_t i = a; i < b; ++i) m += prob(order_[i]);
     return m;
   };
-  auto by_prob_desc = [&](int32_t a, int32_t b) { return prob(a) > prob(b) || (prob(a) == prob(b) && a < b); };
-  size_t lo = 0, hi = vocab;  // [0, lo) kept for sure; the boundary lies in [lo, hi)
+  auto logit = [this](int32_t t) { return work_[static_cast<size_t>(t)]; };
+  auto by_prob_desc = [&](int32_t a, int32_t b) {
+    if (prob(a) != prob(b)) return prob(a) > prob(b);
+    return logit(a) > logit(b) || (logit(a) == logit(b) && a < b);
+  };
+  // Whether a running mass m has reached the target.
+  auto reaches = [&](double m, double goal) { return strict ? m > goal : m >= goal; };
+  size_t lo = 0, hi = n;  // [0, lo) kept for sure; the boundary lies in [lo, hi)
   double need = target, kept = 0.0;
   auto take_sorted_prefix = [&](size_t a, size_t b) {
     std::sort(order_.begin() + static_cast<std::ptrdiff_t>(a), order_.begin() + static_cast<std::ptrdiff_t>(b),
               by_prob_desc);
     size_t i = a;
-    while (i < b && need > 0.0) {
+    while (i < b && !reaches(0.0, need)) {
       need -= prob(order_[i]);
       kept += prob(order_[i]);
       ++i;
@@ -320,25 +343,27 @@ size_t Sampler::select_nucleus(double target, double* kept_mass) {
     const size_t g = static_cast<size_t>(greater_end - order_.begin());
     const size_t e = static_cast<size_t>(equal_end - order_.begin());
     const double mass_greater = mass(lo, g);
-    if (mass_greater >= need) {
+    if (reaches(mass_greater, need)) {
       hi = g;  // the boundary is among the greater ones
       continue;
     }
     const double mass_equal = mass(g, e);
-    if (mass_greater + mass_equal >= need) {
+    if (reaches(mass_greater + mass_equal, need)) {
       need -= mass_greater;
       kept += mass_greater;
-      size_t end = take_sorted_prefix(g, e);  // ties: lower ids first
+      const size_t end = take_sorted_prefix(g, e);  // ties: larger logits, then lower ids first
       *kept_mass = kept;
-      return std::max<size_t>(end, 1);
+      *reached = reaches(0.0, need);
+      return end;
     }
     need -= mass_greater + mass_equal;
     kept += mass_greater + mass_equal;
     lo = e;
   }
-  size_t end = take_sorted_prefix(lo, hi);
+  const size_t end = take_sorted_prefix(lo, hi);
   *kept_mass = kept;
-  return std::max<size_t>(end, 1);
+  *reached = reaches(0.0, need);
+  return end;
 }
 
 void Sampler::fill_logprobs(std::span<const float> raw, int32_t num_logprobs, SampleResult& out) {
@@ -464,8 +489,8 @@ void Sampler::distribution(std::span<const float> logits, const SamplingSequence
     return;
   }
   double total = 0.0;
-  bool all_ids = false;
-  const size_t n = select_candidates(p, max_logit, &total, &all_ids);
+  bool all_ids = false, sorted = true;
+  const size_t n = select_candidates(p, max_logit, &total, &all_ids, &sorted);
   const double inv_total = 1.0 / total;
   if (all_ids) {
     for (size_t i = 0; i < probs.size(); ++i) probs[i] = static_cast<float>(probs_[i] * inv_total);

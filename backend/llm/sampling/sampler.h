@@ -9,7 +9,10 @@
 //   3. greedy (temperature < 1e-5): the arg max of the penalized logits (lowest id on ties), no RNG
 //      draw; when nothing of 1-2b applies, taken from the logits as given, with no copy. Otherwise: logits / temperature; min_p drops tokens with p < min_p * p_max; top_k keeps
 //      the k largest; top_p keeps the smallest high-to-low prefix whose mass (renormalized after
-//      top_k) reaches top_p; one draw from the sequence's RNG picks among the rest.
+//      top_k) reaches top_p; one draw u = rng.uniform() picks among the rest: the first candidate
+//      whose running mass exceeds u x (their mass), over ids in id order when neither top_k nor
+//      top_p is on, else in descending order (probability, ties by larger logit / T, then lower id).
+//      kernels/cuda/sampling.cuh follows the same rules on the GPU for a u drawn here.
 // Logprobs are those of the RAW model distribution (log_softmax of the logits as given, before
 // bias, penalties, temperature and truncation) — vLLM's default ("raw_logprobs"). `rank` is the
 // chosen token's 1-based rank in that distribution.
@@ -126,9 +129,9 @@ class Sampler {
   int32_t argmax() const;
   int32_t draw(const SamplingParams& p, SamplingRng& rng);
   void select_top_k(size_t k);
-  size_t select_nucleus(double target, double* kept_mass);
+  size_t select_nucleus(size_t n, double target, bool strict, double* kept_mass, bool* reached);
   void fill_logprobs(std::span<const float> raw, int32_t num_logprobs, SampleResult& out);
-  size_t select_candidates(const SamplingParams& p, float max_logit, double* total, bool* all_ids);
+  size_t select_candidates(const SamplingParams& p, float max_logit, double* total, bool* all_ids, bool* sorted);
   // verify()'s general rule for row j (see verify): true when drafts[j] is accepted, else
   // out.token is the token drawn from the residual.
   bool accept_from_draft(std::span<const float> row, const SamplingSequence& seq, std::span<const float> q,

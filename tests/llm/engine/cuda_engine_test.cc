@@ -277,8 +277,8 @@ void run_mixed_steps(const Model& m, Weights w, double tol, kernels::KvCacheDTyp
   std::printf("%s, %s weights%s, %s KV cache: max relative logit error %.3g (tolerance %.0e)\n", m.name.c_str(),
               weight_dtype_name(w.dtype), quantized_gemv_max_rows > 0 ? " (quantized kernels only)" : "",
               kernels::kv_cache_dtype_name(kv), worst, tol);
-  EXPECT_EQ(p.gpu().device_sampled_steps(), 4);
-  EXPECT_EQ(p.gpu().host_sampled_steps(), 0);
+  EXPECT_EQ(p.gpu().device_sampled_seqs(), 12);  // three sequences in each of the four sampling steps
+  EXPECT_EQ(p.gpu().host_sampled_seqs(), 0);
 }
 
 // The CPU oracle on its portable linear path: it keeps x in fp32 at every m (the AMX GEMM rounds
@@ -383,7 +383,7 @@ TEST_F(CudaEngineTest, Stories260KGoldenGreedyContinuation) {
   }
   EXPECT_EQ(generated, expected);
   EXPECT_EQ(checked, 9);  // positions 0..7, the last prompt position twice
-  EXPECT_EQ(g.device_sampled_steps(), static_cast<int64_t>(expected.size()));
+  EXPECT_EQ(g.device_sampled_seqs(), static_cast<int64_t>(expected.size()));
 }
 
 TEST_F(CudaEngineTest, RandomGqaLlamaFp32MatchesCpuEngine) { run_mixed_steps(gqa_llama(), WeightDType::kF32, 1e-4); }
@@ -541,9 +541,9 @@ TEST_F(CudaEngineTest, Bf16KvCacheMatchesCpuEngine) {
 
 TEST_F(CudaEngineTest, Int8KvCacheMatchesCpuEngine) { run_mixed_steps(gqa_llama(), WeightDType::kF32, 1e-4, kernels::KvCacheDType::kInt8); }
 
-// Non-greedy sampling copies the logits to the host and runs the CPU Sampler there: with the same
-// seed it draws what the CPU engine draws.
-TEST_F(CudaEngineTest, SeededSamplingRunsTheHostSampler) {
+// Plain seeded sampling runs on the device (cuda::sample with the u the engine draws from the
+// sequence's SamplingRng): with the same seed it draws what the CPU engine draws.
+TEST_F(CudaEngineTest, SeededSamplingRunsOnTheDevice) {
   Pair p(gqa_llama(), WeightDType::kF32);
   SamplingParams params;
   params.temperature = 0.8f;
@@ -551,8 +551,226 @@ TEST_F(CudaEngineTest, SeededSamplingRunsTheHostSampler) {
   auto r = p.step({{0, {3, 9, 27, 81, 5}}, {1, {7, 2}}}, &params);
   EXPECT_LE(relative_error(r), 1e-4);
   for (size_t i = 0; i < 2; ++i) EXPECT_EQ(r.gpu.samples[i].token, r.cpu.samples[i].token);
-  EXPECT_EQ(p.gpu().host_sampled_steps(), 1);
-  EXPECT_EQ(p.gpu().device_sampled_steps(), 0);
+  EXPECT_EQ(p.gpu().host_sampled_seqs(), 0);
+  EXPECT_EQ(p.gpu().device_sampled_seqs(), 2);
+}
+
+// One request of a generation test: its prompt, sampling and seed.
+struct Request {
+  std::vector<int32_t> prompt;
+  SamplingParams params;
+  uint64_t seed = 0;
+};
+
+// Runs the requests together on `engine`: every prompt prefilled in the first step, then `steps`
+// decode steps that feed back the sampled tokens; each request has its own SamplingRng, and its
+// prompt and outputs as history (penalties see them). Returns each request's samples, in order.
+std::vector<std::vector<SampleResult>> generate(Engine& engine, const std::vector<Request>& reqs, int steps) {
+  constexpr int64_t kBlockSize = 8;
+  SimpleBlockAllocator alloc(64);
+  const size_t n = reqs.size();
+  std::vector<std::vector<int32_t>> tables(n), outputs(n);
+  std::vector<SamplingRng> rngs;
+  for (const Request& r : reqs) rngs.emplace_back(r.seed);
+  std::vector<std::vector<SampleResult>> results(n);
+  for (int step = 0; step <= steps; ++step) {
+    std::vector<int32_t> ids, pos;
+    std::vector<SequenceInput> seqs(n);
+    for (size_t i = 0; i < n; ++i) {
+      const std::vector<int32_t> fresh = step == 0 ? reqs[i].prompt : std::vector<int32_t>{outputs[i].back()};
+      const auto done = static_cast<int32_t>(step == 0 ? 0 : reqs[i].prompt.size() + outputs[i].size() - 1);
+      seqs[i].query_start = static_cast<int32_t>(ids.size());
+      seqs[i].query_len = static_cast<int32_t>(fresh.size());
+      seqs[i].context_len = done + seqs[i].query_len;
+      EXPECT_TRUE(alloc.ensure_capacity(&tables[i], seqs[i].context_len, kBlockSize));
+      for (size_t j = 0; j < fresh.size(); ++j) ids.push_back(fresh[j]), pos.push_back(done + static_cast<int32_t>(j));
+    }
+    for (size_t i = 0; i < n; ++i) seqs[i].block_table = tables[i];
+    const ForwardBatch batch{ids, pos, seqs, false};
+    std::vector<SamplingSequence> sampling(n);
+    for (size_t i = 0; i < n; ++i) {
+      sampling[i].params = &reqs[i].params;
+      sampling[i].prompt_ids = reqs[i].prompt;
+      sampling[i].output_ids = outputs[i];
+      sampling[i].rng = &rngs[i];
+    }
+    StepOutput out;
+    const Status st = engine.step(batch, sampling, false, &out);
+    EXPECT_TRUE(st.ok()) << st.to_string();
+    if (!st.ok()) return results;
+    for (size_t i = 0; i < n; ++i) {
+      results[i].push_back(out.samples[i]);
+      outputs[i].push_back(out.samples[i].token);
+    }
+  }
+  return results;
+}
+
+// A CpuEngine (the oracle) and a CudaEngine loading `dtype` weights, the CUDA one of at most
+// max_num_tokens tokens and 4 sequences per step, each with a cache of num_blocks blocks of 8.
+void engine_pair(const Model& m, WeightDType dtype, int64_t max_num_tokens, int64_t num_blocks,
+                 std::unique_ptr<CpuEngine>* cpu, std::unique_ptr<CudaEngine>* gpu) {
+  WeightLoadOptions load;
+  load.dtype = dtype;
+  auto c = CpuEngine::create(m.config, m.weights, {}, load);
+  ASSERT_TRUE(c.ok());
+  CudaEngineOptions o;
+  o.weight_dtype = dtype;
+  o.max_num_tokens = max_num_tokens;
+  o.max_num_seqs = 4;
+  auto g = CudaEngine::create(m.config, m.weights, o);
+  ASSERT_TRUE(g.ok()) << g.status().to_string();
+  KvCacheOptions kv;
+  kv.num_blocks = num_blocks;
+  kv.block_size = 8;
+  ASSERT_TRUE(c.value()->allocate_kv_cache(kv).ok());
+  ASSERT_TRUE(g.value()->allocate_kv_cache(kv).ok());
+  *cpu = std::move(c).value();
+  *gpu = std::move(g).value();
+}
+
+// generate()'s engines: fp32 weights, 64 tokens per step, 64 blocks.
+void generation_engines(const Model& m, std::unique_ptr<CpuEngine>* cpu, std::unique_ptr<CudaEngine>* gpu) {
+  engine_pair(m, WeightDType::kF32, 64, 64, cpu, gpu);
+}
+
+std::vector<int32_t> tokens_of(const std::vector<SampleResult>& samples) {
+  std::vector<int32_t> t;
+  for (const SampleResult& s : samples) t.push_back(s.token);
+  return t;
+}
+
+SamplingParams sampled(float temperature, int32_t top_k, float top_p, float min_p) {
+  SamplingParams p;
+  p.temperature = temperature;
+  p.top_k = top_k;
+  p.top_p = top_p;
+  p.min_p = min_p;
+  return p;
+}
+
+// Seeded requests sampled on the device generate, token for token, what CpuEngine generates (the
+// same seeds, the same draws): temperature alone, then with top_k, top_p, min_p and all three. The
+// engines' fp32 logits differ by ~1e-6 (relative), so a token could only differ where a draw falls
+// that close to a boundary of the running mass; for these seeds none does, and any difference in
+// the draw order, the candidate set or the RNG stream would show within a few tokens.
+void expect_device_sampling_matches_cpu(const Model& m, int steps) {
+  std::unique_ptr<CpuEngine> cpu;
+  std::unique_ptr<CudaEngine> gpu;
+  ASSERT_NO_FATAL_FAILURE(generation_engines(m, &cpu, &gpu));
+  const auto vocab = static_cast<int32_t>(m.config.vocab_size);
+  const std::vector<SamplingParams> variants = {sampled(0.8f, 0, 1.0f, 0.0f), sampled(0.8f, 20, 1.0f, 0.0f),
+                                                sampled(0.8f, 0, 0.9f, 0.0f), sampled(0.8f, 0, 1.0f, 0.1f),
+                                                sampled(1.0f, 40, 0.95f, 0.05f), sampled(1.2f, 0, 0.8f, 0.02f)};
+  std::vector<Request> reqs;
+  for (size_t v = 0; v < variants.size(); ++v) {
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < 5; ++i) prompt.push_back(static_cast<int32_t>((v * 53 + i * 17 + 1) % vocab));
+    reqs.push_back({prompt, variants[v], 4242 + v});
+  }
+  // Four at a time (max_num_seqs).
+  for (size_t first = 0; first < reqs.size(); first += 4) {
+    const std::vector<Request> batch(reqs.begin() + first, reqs.begin() + std::min(reqs.size(), first + 4));
+    const auto want = generate(*cpu, batch, steps);
+    const auto got = generate(*gpu, batch, steps);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      EXPECT_EQ(tokens_of(got[i]), tokens_of(want[i])) << m.name << ", variant " << first + i;
+    }
+  }
+  EXPECT_EQ(gpu->device_sampled_seqs(), static_cast<int64_t>(reqs.size()) * (steps + 1));
+  EXPECT_EQ(gpu->host_sampled_seqs(), 0);
+}
+
+TEST_F(CudaEngineTest, SeededDeviceSamplingGeneratesTheCpuEnginesTokens) {
+  expect_device_sampling_matches_cpu(gqa_llama(), 24);
+  auto m = stories();
+  if (!m) GTEST_SKIP() << "stories260K-hf-format.derived not found";
+  expect_device_sampling_matches_cpu(*m, 24);
+}
+
+// A mixed batch: plain greedy and plain seeded sampling on the device, a repetition penalty and a
+// logprobs request on the host (their rows through page-locked memory). Each sequence gets the
+// tokens (and logprobs) it gets alone on CpuEngine.
+TEST_F(CudaEngineTest, MixedBatchGivesEachSequenceItsCpuTokens) {
+  const Model m = gqa_llama();
+  std::unique_ptr<CpuEngine> cpu;
+  std::unique_ptr<CudaEngine> gpu;
+  ASSERT_NO_FATAL_FAILURE(generation_engines(m, &cpu, &gpu));
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  SamplingParams penalized = sampled(0.8f, 0, 0.9f, 0.0f);
+  penalized.repetition_penalty = 1.3f;
+  SamplingParams logprobs = sampled(0.7f, 30, 1.0f, 0.0f);
+  logprobs.num_logprobs = 3;
+  const std::vector<Request> reqs = {{{3, 9, 27, 81, 5}, greedy, 1},
+                                     {{7, 2, 11}, sampled(0.8f, 0, 0.9f, 0.05f), 2},
+                                     {{100, 4, 4, 4, 60, 1}, penalized, 3},
+                                     {{42, 17}, logprobs, 4}};
+  const int steps = 16;
+  const auto got = generate(*gpu, reqs, steps);
+  ASSERT_EQ(got.size(), reqs.size());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    const auto want = generate(*cpu, {reqs[i]}, steps);
+    ASSERT_EQ(want.size(), 1u);
+    EXPECT_EQ(tokens_of(got[i]), tokens_of(want[0])) << "request " << i;
+    for (size_t t = 0; t < want[0].size() && t < got[i].size(); ++t) {
+      const SampleResult &g = got[i][t], &c = want[0][t];
+      EXPECT_NEAR(g.logprob, c.logprob, 1e-4) << "request " << i << " token " << t;
+      EXPECT_EQ(g.rank, c.rank);
+      ASSERT_EQ(g.top_logprobs.size(), c.top_logprobs.size());
+      for (size_t j = 0; j < c.top_logprobs.size(); ++j) {
+        EXPECT_EQ(g.top_logprobs[j].token, c.top_logprobs[j].token);
+        EXPECT_NEAR(g.top_logprobs[j].logprob, c.top_logprobs[j].logprob, 1e-4);
+      }
+    }
+  }
+  EXPECT_EQ(got[3][0].top_logprobs.size(), 3u);
+  EXPECT_EQ(gpu->device_sampled_seqs(), 2 * (steps + 1));
+  EXPECT_EQ(gpu->host_sampled_seqs(), 2 * (steps + 1));
+}
+
+// Drafts are verified on the host. Here one sequence's 1 + 4 rows exceed the page-locked rows
+// (max_num_seqs = 4), so they go through pageable memory, and the lm_head runs in two chunks of
+// rows: the device-sampled sequence after it has its row in the second. Both engines give the same
+// verified run and the same token.
+TEST_F(CudaEngineTest, DraftsBesideDeviceRowsMatchCpuEngine) {
+  const Model m = gqa_llama();
+  std::unique_ptr<CpuEngine> cpu;
+  std::unique_ptr<CudaEngine> gpu;
+  ASSERT_NO_FATAL_FAILURE(generation_engines(m, &cpu, &gpu));
+  // Sequence 0: a 6-token prompt whose last 4 tokens are drafts; sequence 1: a plain 3-token prompt.
+  std::vector<int32_t> ids = {5, 17, 3, 99, 42, 8, 61, 7, 12}, pos = {0, 1, 2, 3, 4, 5, 0, 1, 2};
+  const std::vector<int32_t> table0 = {0}, table1 = {1};
+  std::vector<SequenceInput> seqs(2);
+  seqs[0].query_len = seqs[0].context_len = 6;
+  seqs[0].num_draft_tokens = 4;
+  seqs[0].block_table = table0;
+  seqs[1].query_start = 6;
+  seqs[1].query_len = seqs[1].context_len = 3;
+  seqs[1].block_table = table1;
+  const ForwardBatch batch{ids, pos, seqs, false};
+  const SamplingParams drafted = sampled(0.9f, 0, 0.95f, 0.0f), plain = sampled(0.8f, 10, 1.0f, 0.0f);
+  auto run = [&](Engine& e, StepOutput* out) {
+    SamplingRng r0(7), r1(8);
+    std::vector<SamplingSequence> sampling(2);
+    sampling[0].params = &drafted;
+    sampling[0].rng = &r0;
+    sampling[1].params = &plain;
+    sampling[1].rng = &r1;
+    const Status st = e.step(batch, sampling, false, out);
+    EXPECT_TRUE(st.ok()) << st.to_string();
+  };
+  StepOutput c, g;
+  run(*cpu, &c);
+  run(*gpu, &g);
+  ASSERT_EQ(g.samples.size(), 2u);
+  EXPECT_EQ(g.samples[0].token, c.samples[0].token);
+  EXPECT_EQ(g.samples[1].token, c.samples[1].token);
+  ASSERT_EQ(g.num_extra, c.num_extra);
+  for (int32_t j = 0; j < c.num_extra[0]; ++j) EXPECT_EQ(g.extra[j].token, c.extra[j].token);
+  EXPECT_EQ(gpu->device_sampled_seqs(), 1);
+  EXPECT_EQ(gpu->host_sampled_seqs(), 1);
 }
 
 // Greedy that the sampler would change (here min_tokens blocking the arg max) is not device greedy:
@@ -564,35 +782,22 @@ TEST_F(CudaEngineTest, GreedyBlockedByMinTokensRunsTheHostSampler) {
   auto plain = p.step({{0, {3, 9, 27, 81, 5}}}, &greedy);
   const int32_t best = plain.cpu.samples[0].token;
   EXPECT_EQ(plain.gpu.samples[0].token, best);
-  EXPECT_EQ(p.gpu().device_sampled_steps(), 1);
+  EXPECT_EQ(p.gpu().device_sampled_seqs(), 1);
   SamplingParams blocked = greedy;
   blocked.min_tokens = 4;
   blocked.min_tokens_masked_ids = {best};  // as an EOS id would be before min_tokens
   auto r = p.step({{1, {3, 9, 27, 81, 5}}}, &blocked);  // the same prompt as another sequence
   EXPECT_NE(r.cpu.samples[0].token, best);
   EXPECT_EQ(r.gpu.samples[0].token, r.cpu.samples[0].token);
-  EXPECT_EQ(p.gpu().host_sampled_steps(), 1);
-  EXPECT_EQ(p.gpu().device_sampled_steps(), 1);
+  EXPECT_EQ(p.gpu().host_sampled_seqs(), 1);
+  EXPECT_EQ(p.gpu().device_sampled_seqs(), 1);
 }
 
 // all_logits: every token's logits, through the lm_head max_num_seqs (4) rows at a time.
 // A CpuEngine and a CudaEngine of at most 16 tokens and 4 sequences per step (so that lm_head runs
 // in chunks of 4 rows), each with a 4-block cache of 8 tokens.
 void small_engines(const Model& m, std::unique_ptr<CpuEngine>* cpu, std::unique_ptr<CudaEngine>* gpu) {
-  auto c = CpuEngine::create(m.config, m.weights);
-  ASSERT_TRUE(c.ok());
-  CudaEngineOptions o;
-  o.max_num_tokens = 16;
-  o.max_num_seqs = 4;
-  auto g = CudaEngine::create(m.config, m.weights, o);
-  ASSERT_TRUE(g.ok()) << g.status().to_string();
-  KvCacheOptions kv;
-  kv.num_blocks = 4;
-  kv.block_size = 8;
-  ASSERT_TRUE(c.value()->allocate_kv_cache(kv).ok());
-  ASSERT_TRUE(g.value()->allocate_kv_cache(kv).ok());
-  *cpu = std::move(c).value();
-  *gpu = std::move(g).value();
+  engine_pair(m, WeightDType::kAuto, 16, 4, cpu, gpu);
 }
 
 TEST_F(CudaEngineTest, AllLogitsInChunksMatchCpuEngine) {
@@ -933,7 +1138,7 @@ TEST_F(CudaEngineTest, DecodeGraphsMatchUncapturedStepsAcrossBuckets) {
   EXPECT_EQ(t.on().graph_replays(), decode_steps);
   EXPECT_EQ(t.off().graphs_captured(), 0);
   EXPECT_EQ(t.off().graph_replays(), 0);
-  EXPECT_EQ(t.on().device_sampled_steps(), t.off().device_sampled_steps());
+  EXPECT_EQ(t.on().device_sampled_seqs(), t.off().device_sampled_seqs());
   std::printf("graphs on vs off over %d decode steps: max relative logit difference %.3g\n", decode_steps, t.worst());
 }
 

@@ -209,6 +209,70 @@ TEST(Sampler, TopPOnLargePeakedVocabSamplesTheNucleusByItsMass) {
   }
 }
 
+// The draw's order (sampler.h, step 3): the first candidate whose running mass exceeds u x mass,
+// over ids in id order without top_k / top_p, else from the most likely down (ties: lower id) --
+// also when the nucleus outgrows the 256-token probe and is found by the quickselect, which does
+// not sort it. A plain double model of that rule picks the same token for the same u, except where
+// u x mass falls within 1e-6 (relative) of a boundary (the sampler's fp32 exp), counted.
+TEST(Sampler, DrawFollowsIdOrderOrDescendingProbability) {
+  const int32_t vocab = 4099;
+  std::vector<float> logits = random_logits(vocab, 3, 0.4f);
+  for (int32_t i = 0; i < 200; ++i) logits[static_cast<size_t>(i) * 13] = logits[static_cast<size_t>(i) * 17];  // ties
+  const float max_logit = *std::max_element(logits.begin(), logits.end());
+  std::vector<int32_t> by_prob(static_cast<size_t>(vocab)), by_id(static_cast<size_t>(vocab));
+  std::iota(by_id.begin(), by_id.end(), 0);
+  by_prob = by_id;
+  std::stable_sort(by_prob.begin(), by_prob.end(),
+                   [&](int32_t a, int32_t b) { return logits[static_cast<size_t>(a)] > logits[static_cast<size_t>(b)]; });
+  auto prob = [&](int32_t t) { return std::exp(static_cast<double>(logits[static_cast<size_t>(t)]) - max_logit); };
+  struct Case {
+    int32_t top_k;
+    float top_p;
+    const std::vector<int32_t>* order;
+  };
+  int skipped = 0, checked = 0;
+  for (const Case& c : {Case{0, 1.0f, &by_id}, Case{0, 0.9f, &by_prob}, Case{600, 0.95f, &by_prob}}) {
+    std::vector<int32_t> candidates(c.order->begin(), c.order->begin() + (c.top_k > 0 ? c.top_k : vocab));
+    double mass = 0.0;
+    for (int32_t t : candidates) mass += prob(t);
+    if (c.top_p < 1.0f) {
+      double cum = 0.0;
+      size_t keep = 0;
+      while (keep < candidates.size() && cum < c.top_p * mass) cum += prob(candidates[keep++]);
+      candidates.resize(keep);
+      mass = cum;
+    }
+    if (c.top_p == 0.9f) {
+      ASSERT_GT(candidates.size(), 256u);  // beyond the probe
+    }
+    SamplingParams p;
+    p.top_k = c.top_k;
+    p.top_p = c.top_p;
+    Sampler sampler(vocab);
+    for (uint64_t seed = 0; seed < 100; ++seed) {
+      SamplingRng rng(seed), copy(seed);
+      const double target = copy.uniform() * mass;
+      double cum = 0.0;
+      int32_t want = -1;
+      bool near = false;
+      for (int32_t t : candidates) {
+        cum += prob(t);
+        near = near || std::fabs(cum - target) <= 1e-6 * mass;
+        if (want < 0 && cum > target) want = t;
+      }
+      if (near) {
+        ++skipped;
+        continue;
+      }
+      SampleResult r;
+      sampler.sample(logits, SamplingSequence{&p, {}, {}, &rng}, r);
+      EXPECT_EQ(r.token, want) << "top_k " << c.top_k << " top_p " << c.top_p << " seed " << seed;
+      ++checked;
+    }
+  }
+  EXPECT_LE(skipped * 50, checked);
+}
+
 TEST(Sampler, TopKThenTopPRenormalizesOverTopK) {
   std::vector<double> probs = {0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1};
   SamplingParams p;
