@@ -64,7 +64,7 @@ async function openPage(context, url, label) {
   watch(page, label);
   await page.setViewport({ width: 1000, height: 800 });
   await page.goto(url, { waitUntil: 'load' });
-  await page.waitForSelector('body[data-ready="true"]', { timeout: 15000 });
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 30000 });
   return page;
 }
 
@@ -350,7 +350,7 @@ try {
     const before = await page.$$eval('#messages .msg', (ms) => ms.length);
     try {
       await sendMessage(page, 'Are you busy?');
-      await page.waitForSelector('#notice:not([hidden])', { timeout: 5000 });
+      await page.waitForSelector('#notice:not([hidden])', { timeout: 30000 });
       await waitIdle(page);
     } finally {
       page.off('request', handler);
@@ -366,7 +366,7 @@ try {
   await check('a request over the context window says so (real server answer)', async () => {
     await setField(page, 'max-tokens', 100000);
     await sendMessage(page, 'Hi');
-    await page.waitForSelector('#notice:not([hidden])', { timeout: 10000 });
+    await page.waitForSelector('#notice:not([hidden])', { timeout: 30000 });
     await waitIdle(page);
     const notice = await page.$eval('#notice', (n) => n.textContent);
     assert(/too long for the model's context window/.test(notice), 'notice: ' + notice);
@@ -380,16 +380,16 @@ try {
   await check('401: the page asks for the API key, refuses a wrong one and works with the right one', async () => {
     const keyed = await browser.createBrowserContext();
     const p = await openPage(keyed, args['key-url'], 'keyed page');
-    await p.waitForSelector('#auth:not([hidden])', { timeout: 5000 });
+    await p.waitForSelector('#auth:not([hidden])', { timeout: 30000 });
     assert((await p.$$eval('#model option', (os) => os.length)) === 0, 'models listed without a key');
     await shot(p, '06-needs-key');
     await p.type('#api-key', 'wrong-key');
     await p.click('#use-key');
     await p.waitForFunction(() => /was refused/.test(document.getElementById('auth-message').textContent),
-      { timeout: 5000 });
+      { timeout: 30000 });
     await p.type('#api-key', args.key);
     await p.click('#use-key');
-    await p.waitForSelector('#auth[hidden]', { timeout: 5000 });
+    await p.waitForSelector('#auth[hidden]', { timeout: 30000 });
     const models = await p.$$eval('#model option', (os) => os.map((o) => o.value));
     assert(models.includes(MODEL), 'models with the key: ' + JSON.stringify(models));
     await p.click('#toggle-settings');
