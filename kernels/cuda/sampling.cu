@@ -69,35 +69,11 @@ struct Shared {
   int32_t pick;
 };
 
-struct SumOp {
-  template <typename T>
-  __device__ T operator()(T a, T b) const { return a + b; }
-};
-struct MaxFloatOp {  // NaN never wins
-  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
-};
-struct MinOp {
-  template <typename T>
-  __device__ T operator()(T a, T b) const { return b < a ? b : a; }
-};
-struct MaxOp {
-  template <typename T>
-  __device__ T operator()(T a, T b) const { return a < b ? b : a; }
-};
-
-// Reduction over the block in a fixed order (so the same inputs give the same bits); every thread
-// gets the result. `scratch`: 32 T of shared memory.
-template <typename T, typename Op>
-__device__ T block_reduce(T v, Op op, T identity, T* scratch) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, num_warps = blockDim.x >> 5;
-  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(detail::kFullMask, v, offset));
-  __syncthreads();  // an earlier call may still be reading scratch
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < num_warps ? scratch[lane] : identity;
-  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(detail::kFullMask, v, offset));
-  return v;
-}
+using detail::block_reduce;
+using detail::MaxFloatOp;
+using detail::MaxOp;
+using detail::MinOp;
+using detail::SumOp;
 
 // Exclusive prefix sum over the block in thread order; every thread gets its own prefix.
 __device__ double block_exclusive_scan(double v, double* scratch) {

@@ -667,9 +667,10 @@ int64_t CudaEngine::State::graph_bucket(const ForwardBatch& b) const {
 }
 
 // The layout's arrays padded to `bucket` sequences of one token each (the block tables' rows as
-// wide as the layout's; upload_metadata spreads them to the fixed stride). A padding row reads token 0 at position 0 with a context of one
-// position in block 0 (finite values, whatever the cache holds) and writes no cache slot (slot -1);
-// every kernel treats rows independently, so padding rows do not disturb real ones.
+// wide as the layout's; upload_metadata spreads them to the fixed stride). A padding row reads
+// token 0 at position 0 with a context of one position in block 0 (finite values, whatever the
+// cache holds) and writes no cache slot (slot -1); every kernel treats rows independently, so
+// padding rows do not disturb real ones.
 void CudaEngine::State::pad_decode_metadata(const ForwardBatch& b, int64_t bucket) {
   const auto n = static_cast<int64_t>(b.sequences.size());
   const auto pad = [bucket](auto& out, const auto& real, auto fill) {
