@@ -117,8 +117,12 @@ Status parse_speculative(const Json::Value& v, SpeculativeConfig* c) {
       FERRY_RETURN_IF_ERROR(int_in(x, name, 1, 4096, &n));
       c->disable_by_batch_size = static_cast<int32_t>(n);
     } else if (k == "min_acceptance_rate") {
+      if (x.isString() && x.asString() == "auto") {
+        c->min_acceptance_rate = SpeculativeConfig::kMeasuredRate;
+        continue;
+      }
       if (!x.isNumeric() || x.isBool() || x.asDouble() < 0.0 || x.asDouble() > 1.0) {
-        return Status::InvalidArgument("key '" + name + "' must be a number in [0, 1]");
+        return Status::InvalidArgument("key '" + name + "' must be \"auto\" or a number in [0, 1]");
       }
       c->min_acceptance_rate = x.asDouble();
     } else {

@@ -37,7 +37,7 @@
 //                             "max_queue_size"}], one per level, highest first    default: none
 //   "max_queue_delay_ms" batching window applied only when the instance is idle  default 0
 //   "speculative"       {"method": "ngram", "num_speculative_tokens": k, "prompt_lookup_min": a,
-//                       "prompt_lookup_max": b, "disable_by_batch_size": n, "min_acceptance_rate": r}
+//                       "prompt_lookup_max": b, "disable_by_batch_size": n, "min_acceptance_rate": r|"auto"}
 //                       or {"method": "draft", "draft_model": "<folder of the repository>",
 //                       "num_speculative_tokens": k, ...}: speculative decoding   default: off
 //   "tool_call_parser"  how the model writes tool calls (vLLM's names): "auto" (from the chat

@@ -128,7 +128,6 @@ Status LlmInstance::submit(const SubmitInfo& info, LlmRequest&& request) {
   // Constrained requests do not speculate: their drafts would need the grammar's mask at every
   // drafted position (not implemented).
   seq->runner.speculate = request.speculative && ctx_.config.speculative.enabled() && seq->runner.matcher == nullptr;
-  seq->runner.spec_gate = SpeculationGate(ctx_.config.speculative.min_acceptance_rate);
   seq->output = std::make_unique<OutputRequest>(
       info.id, info.responder, info.stream, *ctx_.tokenizer, request.skip_special_tokens, request.sampling,
       ctx_.eos_ids, num_prompt, request.echo ? request.prompt_ids : std::vector<int32_t>{});
@@ -191,7 +190,13 @@ void LlmInstance::run_step(const SchedulerOutput& out, std::unique_lock<std::mut
   step_seqs_.clear();
   step_ids_.clear();
   const Clock::time_point step_start = Clock::now();
+  // A step whose every sequence computes one token plus its drafts: what it costs says what the
+  // drafts cost (SpeculationCost); a prefill chunk would say nothing.
+  bool decode_only = true;
+  int32_t num_drafts = 0;
   for (const ScheduledSequence& s : out.scheduled) {
+    decode_only = decode_only && s.samples && s.num_new_tokens == 1 + s.num_draft_tokens;
+    num_drafts += s.num_draft_tokens;
     // Requests end only on this thread, so these pointers stay valid until end_locked below.
     Sequence* seq = seqs_.at(s.request_id).get();
     if (seq->started == Clock::time_point{}) seq->started = step_start;
@@ -239,15 +244,28 @@ void LlmInstance::run_step(const SchedulerOutput& out, std::unique_lock<std::mut
   lock.unlock();
   flush_outputs();
   lock.lock();
-  if (!draft_jobs_.empty()) propose_with_draft_model(lock);
+  // A draft model's round counts with the step that verifies its drafts: the next one.
+  if (ctx_.config.speculative.enabled() && decode_only && status.ok()) {
+    spec_cost_.record_step(static_cast<int32_t>(num_seqs), num_drafts,
+                           seconds(Clock::now() - step_start) + draft_round_seconds_);
+  }
+  draft_round_seconds_ = 0.0;
+  if (!draft_jobs_.empty()) {
+    const Clock::time_point round_start = Clock::now();
+    propose_with_draft_model(lock);
+    draft_round_seconds_ = seconds(Clock::now() - round_start);
+  }
 }
 
 void LlmInstance::record_speculation() {
+  const SpeculativeConfig& sc = ctx_.config.speculative;
+  const double min_rate = sc.measured_rate() ? spec_cost_.break_even_rate(static_cast<int32_t>(step_seqs_.size()))
+                                             : sc.min_acceptance_rate;
   for (size_t i = 0; i < step_seqs_.size(); ++i) {
     const int32_t proposed = runner_.num_drafts(i);
     if (proposed == 0) continue;
     const int32_t accepted = runner_.num_accepted(i);
-    step_seqs_[i]->runner.spec_gate.record(proposed, accepted);
+    step_seqs_[i]->runner.spec_gate.record(proposed, accepted, min_rate);
     ctx_.add(ctx_.metrics.spec_proposed_tokens, proposed);
     ctx_.add(ctx_.metrics.spec_accepted_tokens, accepted);
     ctx_.add(ctx_.metrics.spec_emitted_tokens, runner_.num_emitted(i));
@@ -453,6 +471,22 @@ Json::Value LlmInstance::stats() const {
   s["prefix_hit_tokens"] = static_cast<Json::Int64>(st.kv.num_hit_tokens);
   s["kv_evictions"] = static_cast<Json::Int64>(st.kv.num_evictions);
   s["consistent"] = consistent_.load();  // as of the loop's last check (see the header)
+  if (ctx_.config.speculative.enabled()) {
+    // The measured cost of drafts (speculation_cost.h), per batch size seen in a decode-only step.
+    Json::Value& cost = s["speculation_cost"];
+    cost = Json::Value(Json::arrayValue);
+    for (int32_t b = 1; b <= SpeculationCost::kMaxBatch; ++b) {
+      if (spec_cost_.plain_seconds(b) == 0.0) continue;
+      Json::Value e;
+      e["batch_size"] = b;
+      e["plain_step_us"] = spec_cost_.plain_seconds(b) * 1e6;
+      if (spec_cost_.draft_cost_measured(b)) {
+        e["draft_cost"] = spec_cost_.draft_cost(b);
+        e["break_even_rate"] = spec_cost_.break_even_rate(b);
+      }
+      cost.append(e);
+    }
+  }
   if (ctx_.draft != nullptr) {  // as of the loop's last draft round or release
     s["draft_kv_blocks_used"] = static_cast<Json::Int64>(draft_blocks_used_.load());
     s["draft_sequences"] = static_cast<Json::Int64>(draft_sequences_.load());

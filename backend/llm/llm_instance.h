@@ -49,6 +49,7 @@
 #include "backend/llm/model_runner.h"
 #include "backend/llm/output_processor.h"
 #include "backend/llm/scheduler/scheduler.h"
+#include "backend/llm/speculative/speculation_cost.h"
 #include "common/status.h"
 
 namespace ferry::llm {
@@ -137,6 +138,10 @@ class LlmInstance {
   std::vector<int32_t> drafts_;                // scratch of propose_drafts_locked
   std::unique_ptr<DraftProposer> draft_;       // speculative method draft; with the engine
   std::vector<DraftJob> draft_jobs_;           // the next draft round (propose_drafts_locked)
+  // The measured break-even rate: written by the loop thread under mu_ (end of run_step), read by
+  // it or under mu_ (stats).
+  SpeculationCost spec_cost_{SpeculativeConfig::kPriorRate};
+  double draft_round_seconds_ = 0.0;  // the last draft round's, for the step verifying its drafts
   int64_t reported_preemptions_ = 0, reported_evictions_ = 0;    // REQUIRES: mu_ held
   int64_t reported_query_tokens_ = 0, reported_hit_tokens_ = 0;  // REQUIRES: mu_ held
   bool checked_since_busy_ = false;  // the idle consistency check ran since the last step

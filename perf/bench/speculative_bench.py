@@ -3,12 +3,14 @@
 model, at batch 1, 8 and 32, on input-grounded prompts (the answer repeats much of the prompt) and on free
 generation, plus acceptance lengths from the server's /metrics. One interleaved run: every round
 sends the same requests to each model in turn (the order rotates per round), so load changes on a
-shared machine hit every configuration alike.
+shared machine hit every configuration alike (at batch 1 each prompt goes to every model in turn).
 
 It starts its own ferry-server over a temporary repository holding the given model three times:
   off          no speculation
   ngram        "speculative": {"method": "ngram", "num_speculative_tokens": K} with the defaults
                (the adaptive rule on)
+  NAME         with --ngram NAME=JSON: the ngram model with the JSON object's keys added, e.g.
+               --ngram 'fixed={"min_acceptance_rate": 0.3}'
   ngram_always the same with the adaptive rule off (disable_by_batch_size 4096,
                min_acceptance_rate 0): what speculation costs where it does not pay
   draftN       with --draft-layers N[,M...]: "speculative": {"method": "draft", "num_speculative_tokens":
@@ -21,7 +23,7 @@ It starts its own ferry-server over a temporary repository holding the given mod
 
 Usage: perf/bench/speculative_bench.py --server build/host/ferry-server \
            --model ../shared/testdata/stories260K-hf-format.derived [--rounds 3] [--max-tokens 128] \
-           [--draft-layers 2,5] [--draft-from DIR]
+           [--draft-layers 2,5] [--draft-from DIR] [--ngram NAME=JSON ...]
 Prints a markdown table (median of the rounds) and the load average before and after.
 
 Decode tokens/s excludes tokenization and prefill: each batch is sent twice, with max_tokens 1 and
@@ -52,7 +54,7 @@ def free_port():
 
 
 class Server:
-    def __init__(self, binary, model_dir, k, max_num_seqs, draft_layers, draft_from):
+    def __init__(self, binary, model_dir, k, max_num_seqs, draft_layers, draft_from, extra):
         self.repo = tempfile.mkdtemp(prefix="spec_bench_")
         base = {"backend": "llm", "max_num_seqs": max_num_seqs}
         spec = {"method": "ngram", "num_speculative_tokens": k}
@@ -61,6 +63,8 @@ class Server:
             "ngram": dict(base, speculative=spec),
             "ngram_always": dict(base, speculative=dict(spec, disable_by_batch_size=4096, min_acceptance_rate=0)),
         }
+        for name, keys in extra.items():
+            configs[name] = dict(base, speculative=dict(spec, **keys))
         for layers in draft_layers:
             make_draft(draft_from or model_dir, os.path.join(self.repo, "draft_src%d" % layers), layers)
             configs["draft%d" % layers] = dict(base, speculative={"method": "draft", "num_speculative_tokens": k,
@@ -162,12 +166,19 @@ def main():
     ap.add_argument("--draft-layers", default="", help="add the draft method once per N of this list, the "
                     "draft being the model's first N layers")
     ap.add_argument("--draft-from", default="", help="cut the drafts from this model folder instead of --model")
+    ap.add_argument("--ngram", action="append", default=[], metavar="NAME=JSON",
+                    help="one more n-gram model: the ngram model's speculative keys updated by the JSON object")
     args = ap.parse_args()
+    extra = {}
+    for spec in args.ngram:
+        name, keys = spec.split("=", 1)
+        extra[name] = json.loads(keys)
+        MODELS.append(name)
     batches = [int(b) for b in args.batches.split(",")]
     draft_layers = [int(n) for n in args.draft_layers.split(",") if n]
     MODELS.extend("draft%d" % n for n in draft_layers)
     load_before = os.getloadavg()
-    server = Server(args.server, args.model, args.k, max(batches), draft_layers, args.draft_from)
+    server = Server(args.server, args.model, args.k, max(batches), draft_layers, args.draft_from, extra)
     try:
         loads = workloads(server, args.max_tokens)
         for bodies in loads.values():
@@ -179,26 +190,28 @@ def main():
         for r in range(args.rounds):
             for wname, bodies in loads.items():
                 for batch in batches:
-                    order = MODELS[r % len(MODELS):] + MODELS[:r % len(MODELS)]
-                    for model in order:
-                        before = server.spec_metrics(model)
-                        if batch == 1:  # one request at a time, all of them
-                            tokens, wall = 0, 0.0
-                            for b in bodies:
-                                t1, w1 = run_batch(server, model, one_token([b]))
-                                t, w = run_batch(server, model, [b])
-                                tokens, wall = tokens + t - t1, wall + w - w1
-                        else:
-                            sent = [bodies[i % len(bodies)] for i in range(batch)]
+                    # Batch 1: one request at a time, each prompt sent to every model in turn (the
+                    # order rotating), so that a slow spell of the machine hits all models alike.
+                    groups = [[b] for b in bodies] if batch == 1 else [[bodies[i % len(bodies)] for i in range(batch)]]
+                    tokens, wall, deltas = {}, {}, {}
+                    for g, sent in enumerate(groups):
+                        shift = (r + g) % len(MODELS)
+                        for model in MODELS[shift:] + MODELS[:shift]:
+                            before = server.spec_metrics(model)
                             t1, w1 = run_batch(server, model, one_token(sent))
                             t, w = run_batch(server, model, sent)
-                            tokens, wall = t - t1, w - w1
-                        after = server.spec_metrics(model)
+                            after = server.spec_metrics(model)
+                            tokens[model] = tokens.get(model, 0) + t - t1
+                            wall[model] = wall.get(model, 0.0) + w - w1
+                            acc = deltas.setdefault(model, {})
+                            for name, v in after.items():
+                                acc[name] = acc.get(name, 0.0) + v - before.get(name, 0.0)
+                    for model in MODELS:
                         key = (wname, batch, model)
-                        results.setdefault(key, []).append(tokens / wall)
+                        results.setdefault(key, []).append(tokens[model] / wall[model])
                         acc = spec.setdefault(key, {})
-                        for name, v in after.items():
-                            acc[name] = acc.get(name, 0.0) + v - before.get(name, 0.0)
+                        for name, v in deltas[model].items():
+                            acc[name] = acc.get(name, 0.0) + v
     finally:
         server.stop()
     load_after = os.getloadavg()

@@ -1,13 +1,13 @@
-// Speculative decoding through a real ferry-server. N-gram proposals: greedy answers equal
-// llama2.c's golden continuations of stories260K token for token, at batch 1 and 8, with a KV pool
-// small enough to preempt and with prefix caching; tiny-llama (dummy weights) answers the same
-// with and without speculation; seeded sampling, logprobs, stop tokens and max_tokens are those of
-// plain decoding; a request can opt out, and constrained requests do not speculate; drafts are
-// proposed and accepted (metrics). Draft models (method "draft"): stories260K and tiny-llama
-// drafting for themselves (~all drafts accepted) and with 2-layer drafts give the golden / plain
-// answers at batch 1 and 8, with preemption, chunked prefill and prefix caching; seeded sampling
-// reproduces, stops, stop strings, cancels, max_tokens and an idle unload hold; a draft of another
-// vocabulary or a missing one is a clear load error. No KV block, of the target or of a draft, is left in use.
+// Speculative decoding through a real ferry-server. N-gram proposals: greedy answers equal llama2.c's golden
+// continuations of stories260K token for token, at batch 1 and 8, with a KV pool small enough to preempt and with
+// prefix caching; tiny-llama (dummy weights) answers the same with and without speculation; seeded sampling,
+// logprobs, stop tokens and max_tokens are those of plain decoding; a request can opt out, and constrained requests
+// do not speculate; drafts are proposed and accepted (metrics); the default adaptive rule measures what a draft
+// costs per batch size (stats). Draft models (method "draft"): stories260K and tiny-llama drafting for themselves
+// (~all drafts accepted) and with 2-layer drafts give the golden / plain answers at batch 1 and 8, with preemption,
+// chunked prefill and prefix caching; seeded sampling reproduces, stops, stop strings, cancels, max_tokens and an
+// idle unload hold; a draft of another vocabulary or a missing one is a clear load error. No KV block, of the
+// target or of a draft, is left in use.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -61,6 +61,9 @@ class LlmSpeculative : public ::testing::Test {
     add("stories_plain", stories, R"({"backend":"llm","max_num_seqs":8})");
     add("stories_spec", stories, std::string(R"({"backend":"llm","max_num_seqs":8,)") + kSpec + "}");
     // 40 blocks of 16 tokens: room for ~3 sequences of 200 tokens, so 8 at once must preempt.
+    // The adaptive rule as shipped: min_acceptance_rate measured, disable_by_batch_size 2.
+    add("stories_auto", stories,
+        R"({"backend":"llm","max_num_seqs":8,"speculative":{"method":"ngram","num_speculative_tokens":4}})");
     add("stories_spec_small", stories, std::string(R"({"backend":"llm","max_num_seqs":8,"kv_cache_num_blocks":40,)") + kSpec + "}");
     add("tiny_plain", tiny, R"({"backend":"llm","load_format":"dummy","seed":0,"max_num_seqs":8})");
     add("tiny_spec", tiny, std::string(R"({"backend":"llm","load_format":"dummy","seed":0,"max_num_seqs":8,)") + kSpec + "}");
@@ -124,7 +127,7 @@ class LlmSpeculative : public ::testing::Test {
   }
   void TearDown() override {
     if (!skip_reason_.empty() || server_ == nullptr) return;
-    for (const char* m : {"stories_plain", "stories_spec", "stories_spec_small", "tiny_plain", "tiny_spec",
+    for (const char* m : {"stories_plain", "stories_spec", "stories_auto", "stories_spec_small", "tiny_plain", "tiny_spec",
                           "stories_draft_self", "stories_draft_small", "stories_draft_preempt", "stories_draft_idle",
                           "tiny_draft_self", "tiny_draft_small"}) {
       EXPECT_TRUE(eventually([&] { return stats(m)["kv_blocks_used"].asInt() == 0; }, 5000ms))
@@ -323,6 +326,41 @@ TEST_F(LlmSpeculative, SeededSamplingLogprobsStopTokensAndMaxTokensAreThoseOfPla
     for (int k = 0; k < max_tokens; ++k) EXPECT_EQ(ids[k], golden[k]);
     EXPECT_EQ(j["finish_reason"].asString(), "length");
   }
+}
+
+// The default rule measures what drafts cost from the instance's own steps: after a repetitive
+// greedy request at batch 1 (plain steps until its text repeats, then verification steps) the
+// stats hold batch 1's plain step time and a draft's cost, whose break-even rate at batch 1 is
+// that cost; the answer is still the golden one. Two requests at once add batch 2 (at most
+// disable_by_batch_size 2 sequences speculate), where break-even is twice the draft's cost.
+TEST_F(LlmSpeculative, TheDefaultRuleMeasuresWhatDraftsCostPerBatchSize) {
+  const Json::Value& c = golden_case("bos_only_greedy_200");
+  EXPECT_EQ(generate("stories_auto", golden_body(c))["output_ids"], c["generated_token_ids"]);
+  EXPECT_GT(metric("ferry_llm_spec_proposed_tokens_total", "stories_auto"), 0);
+  std::vector<Json::Value> expected;
+  const std::vector<Json::Value> bodies = golden_bodies(2, &expected);
+  std::vector<Json::Value> got = generate_together("stories_auto", bodies);
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i]["output_ids"], expected[i]) << "request " << i;
+  const Json::Value st = stats("stories_auto");
+  const Json::Value& cost = st["instances"][0]["speculation_cost"];
+  ASSERT_TRUE(cost.isArray()) << dump(st);
+  std::map<int, Json::Value> by_batch;
+  for (const auto& e : cost) by_batch[e["batch_size"].asInt()] = e;
+  ASSERT_TRUE(by_batch.count(1)) << dump(cost);
+  const Json::Value& one = by_batch[1];
+  EXPECT_GT(one["plain_step_us"].asDouble(), 0.0) << dump(one);
+  ASSERT_TRUE(one.isMember("draft_cost")) << "no verification step measured at batch 1: " << dump(cost);
+  EXPECT_GE(one["draft_cost"].asDouble(), 0.0);
+  EXPECT_DOUBLE_EQ(one["break_even_rate"].asDouble(), one["draft_cost"].asDouble());
+  for (const auto& [b, e] : by_batch) {
+    EXPECT_GE(b, 1);
+    EXPECT_LE(b, 2) << "a decode-only step of more sequences than were sent: " << dump(cost);
+    if (e.isMember("draft_cost")) {
+      EXPECT_DOUBLE_EQ(e["break_even_rate"].asDouble(), b * e["draft_cost"].asDouble());
+    }
+  }
+  // The plain model (no speculation) reports no cost.
+  EXPECT_FALSE(stats("stories_plain")["instances"][0].isMember("speculation_cost"));
 }
 
 TEST_F(LlmSpeculative, ARequestCanOptOut) {

@@ -318,5 +318,29 @@ TEST(DraftConfig, TheDraftFormOfSpeculativeIsParsedStrictly) {
   }
 }
 
+TEST(DraftConfig, MinAcceptanceRateIsMeasuredUnlessANumberFixesIt) {
+  auto measured = LlmConfig::parse(R"({"speculative":{"method":"ngram","num_speculative_tokens":3}})");
+  ASSERT_TRUE(measured.ok()) << measured.status().message();
+  EXPECT_TRUE(measured->speculative.measured_rate());
+  auto automatic =
+      LlmConfig::parse(R"({"speculative":{"method":"ngram","num_speculative_tokens":3,"min_acceptance_rate":"auto"}})");
+  ASSERT_TRUE(automatic.ok()) << automatic.status().message();
+  EXPECT_TRUE(automatic->speculative.measured_rate());
+  auto fixed =
+      LlmConfig::parse(R"({"speculative":{"method":"ngram","num_speculative_tokens":3,"min_acceptance_rate":0.25}})");
+  ASSERT_TRUE(fixed.ok()) << fixed.status().message();
+  EXPECT_FALSE(fixed->speculative.measured_rate());
+  EXPECT_EQ(fixed->speculative.min_acceptance_rate, 0.25);
+  for (const char* bad : {"-0.1", "1.5", "\"sometimes\"", "true", "null"}) {
+    auto r = LlmConfig::parse(
+        std::string(R"({"speculative":{"method":"ngram","num_speculative_tokens":3,"min_acceptance_rate":)") + bad +
+        "}}");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("'speculative.min_acceptance_rate' must be \"auto\" or a number in [0, 1]"),
+              std::string::npos)
+        << bad << ": " << r.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace ferry::llm

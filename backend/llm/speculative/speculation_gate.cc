@@ -10,13 +10,13 @@ bool SpeculationGate::should_propose() {
   return false;
 }
 
-void SpeculationGate::record(int32_t proposed, int32_t accepted) {
+void SpeculationGate::record(int32_t proposed, int32_t accepted, double min_rate) {
   if (proposed <= 0) return;
   const double rate = static_cast<double>(accepted) / proposed;
   if (retrying_) {
     // One step decides a retry: a good one restarts the average, a bad one pauses longer.
     retrying_ = false;
-    if (rate >= min_rate_) {
+    if (rate >= min_rate) {
       average_ = rate;
       pause_ = kFirstPause;
     } else {
@@ -27,7 +27,7 @@ void SpeculationGate::record(int32_t proposed, int32_t accepted) {
     return;
   }
   average_ = (1.0 - kWeight) * average_ + kWeight * rate;
-  if (average_ < min_rate_) {
+  if (average_ < min_rate) {
     skip_ = pause_;
     retrying_ = true;
   }

@@ -24,10 +24,16 @@ struct SpeculativeConfig {
   // Adaptive rule (speculation_gate.h): no drafts while more sequences than this run (a big batch
   // keeps the CPU busy, verifying drafts no longer pays; measured in perf/RESULTS.md) ...
   int32_t disable_by_batch_size = 2;
-  // ... and a sequence whose drafts' recent acceptance rate falls below this pauses speculation.
-  double min_acceptance_rate = 0.3;
+  // ... and a sequence whose drafts' recent acceptance rate falls below this pauses speculation;
+  // kMeasuredRate (the default, "auto"): below the break-even rate the instance measures from its
+  // own steps (speculation_cost.h), kPriorRate until it has.
+  double min_acceptance_rate = kMeasuredRate;
+
+  static constexpr double kMeasuredRate = -1.0;
+  static constexpr double kPriorRate = 0.3;
 
   bool enabled() const { return method != SpeculativeMethod::kNone; }
+  bool measured_rate() const { return min_acceptance_rate < 0.0; }
 };
 
 // The Prometheus label of a method ("ngram", "draft"); "none" for kNone.
