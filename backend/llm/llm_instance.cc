@@ -258,14 +258,11 @@ void LlmInstance::run_step(const SchedulerOutput& out, std::unique_lock<std::mut
 }
 
 void LlmInstance::record_speculation() {
-  const SpeculativeConfig& sc = ctx_.config.speculative;
-  const double min_rate = sc.measured_rate() ? spec_cost_.break_even_rate(static_cast<int32_t>(step_seqs_.size()))
-                                             : sc.min_acceptance_rate;
   for (size_t i = 0; i < step_seqs_.size(); ++i) {
     const int32_t proposed = runner_.num_drafts(i);
     if (proposed == 0) continue;
     const int32_t accepted = runner_.num_accepted(i);
-    step_seqs_[i]->runner.spec_gate.record(proposed, accepted, min_rate);
+    step_seqs_[i]->runner.spec_gate.record(proposed, accepted);
     ctx_.add(ctx_.metrics.spec_proposed_tokens, proposed);
     ctx_.add(ctx_.metrics.spec_accepted_tokens, accepted);
     ctx_.add(ctx_.metrics.spec_emitted_tokens, runner_.num_emitted(i));
@@ -277,13 +274,17 @@ void LlmInstance::record_speculation() {
 // step is compute-bound already and verifying drafts costs more than it saves (perf/RESULTS.md).
 void LlmInstance::propose_drafts_locked() {
   const SpeculativeConfig& sc = ctx_.config.speculative;
-  if (!sc.enabled() || static_cast<int64_t>(scheduler_->num_running()) > sc.disable_by_batch_size) return;
+  const auto num_running = static_cast<int32_t>(scheduler_->num_running());
+  if (!sc.enabled() || num_running > sc.disable_by_batch_size) return;
+  // What a draft costs the next step, in plain-step tokens (the gates' half of the rule).
+  const double draft_cost = sc.measured_rate() ? spec_cost_.break_even_rate(num_running) : sc.min_acceptance_rate;
   for (size_t i = 0; i < step_seqs_.size(); ++i) {
     const SchedulerRequest* r = scheduler_->find(step_ids_[i]);
     if (r == nullptr || r->finished() || r->num_tokens() - r->num_computed_tokens != 1) continue;
     RunnerRequest& runner = step_seqs_[i]->runner;  // not ended yet: end_locked runs after this
-    if (!runner.speculate || !runner.spec_gate.should_propose()) continue;
-    const int32_t k = std::min(sc.num_speculative_tokens, r->max_tokens - r->num_output_tokens() - 1);
+    if (!runner.speculate) continue;
+    const int32_t max_k = std::min(sc.num_speculative_tokens, r->max_tokens - r->num_output_tokens() - 1);
+    const int32_t k = runner.spec_gate.num_drafts(max_k, draft_cost);
     if (k < 1) continue;
     if (sc.method == SpeculativeMethod::kDraft) {
       // r->tokens stays put until the next schedule(), which this thread runs after the round.

@@ -8,11 +8,11 @@
 //
 // Model: at batch b, a decode-only step without drafts takes t_b; with D drafts verified in all it
 // takes t_b (1 + g_b D). Both are moving averages per batch size over the instance's decode-only
-// steps (prefill chunks make a step's time say nothing about drafts). A sequence of the batch
-// whose drafts are accepted at rate r gains r k tokens for k drafts, which cost g_b k t_b; a
-// token costs t_b / b in a plain step. Drafts pay while r k t_b / b > g_b k t_b, i.e. while
-// r > g_b b: break_even_rate(b). A draft model's round is timed into the step whose drafts it
-// proposed, so g_b covers proposing as well as verifying.
+// steps (prefill chunks make a step's time say nothing about drafts). A draft costs g_b t_b; a
+// token costs t_b / b in a plain step. So a draft accepted with chance q gains q t_b / b for
+// g_b t_b: it pays while q > g_b b, break_even_rate(b), the cost of a draft in plain-step tokens
+// (SpeculationGate proposes the drafts whose chance exceeds it). A draft model's round is timed
+// into the step that verifies its drafts, so g_b covers proposing as well as verifying.
 //
 // Until a batch size has both kinds of steps measured, break_even_rate returns the prior (the
 // configuration's fallback). Step times are wall clock: on a shared machine they carry its noise,
@@ -38,8 +38,8 @@ class SpeculationCost {
   // `seconds` (a draft model's round included).
   void record_step(int32_t num_seqs, int32_t num_drafts, double seconds);
 
-  // The acceptance rate (accepted / proposed drafts) above which a sequence's drafts pay at batch
-  // num_seqs; above 1: they do not pay at any rate. The prior until measured.
+  // The chance of acceptance above which a draft pays at batch num_seqs (a draft's cost in
+  // plain-step tokens); 1 or more: none pays. The prior until measured.
   double break_even_rate(int32_t num_seqs) const;
 
   // The measured averages (0: not measured yet): a plain step's seconds, a draft's cost as a

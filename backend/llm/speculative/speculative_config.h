@@ -24,9 +24,9 @@ struct SpeculativeConfig {
   // Adaptive rule (speculation_gate.h): no drafts while more sequences than this run (a big batch
   // keeps the CPU busy, verifying drafts no longer pays; measured in perf/RESULTS.md) ...
   int32_t disable_by_batch_size = 2;
-  // ... and a sequence whose drafts' recent acceptance rate falls below this pauses speculation;
-  // kMeasuredRate (the default, "auto"): below the break-even rate the instance measures from its
-  // own steps (speculation_cost.h), kPriorRate until it has.
+  // ... and a sequence proposes only the drafts whose estimated chance of acceptance exceeds this
+  // (speculation_gate.h); kMeasuredRate (the default, "auto"): the break-even chance the instance
+  // measures from its own steps (speculation_cost.h), kPriorRate until it has.
   double min_acceptance_rate = kMeasuredRate;
 
   static constexpr double kMeasuredRate = -1.0;

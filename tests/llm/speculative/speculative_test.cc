@@ -45,49 +45,71 @@ TEST(NgramProposer, NothingWhenNoSuffixOfAtLeastMinNRepeats) {
   EXPECT_TRUE(propose({3}, 1, 3, 4).empty());
 }
 
-TEST(SpeculationGate, PausesOnLowAcceptanceAndBacksOffExponentially) {
+TEST(SpeculationGate, ProposesTheDraftsWhoseChanceExceedsTheirCost) {
   SpeculationGate g;
-  const auto record = [&](int32_t proposed, int32_t accepted) { g.record(proposed, accepted, 0.3); };
-  EXPECT_TRUE(g.should_propose());
-  record(4, 4);
+  EXPECT_DOUBLE_EQ(g.acceptance(), 1.0);  // optimistic start: the full k
+  EXPECT_EQ(g.num_drafts(4, 0.5), 4);
+  g.record(4, 0);  // p = 0.7 / (0.7 + 0.3)
+  EXPECT_NEAR(g.acceptance(), 0.7, 1e-12);
+  EXPECT_EQ(g.num_drafts(4, 0.5), 1);  // 0.7 > 0.5 but 0.49 is not
+  EXPECT_EQ(g.num_drafts(4, 0.3), 3);  // 0.7, 0.49, 0.343 > 0.3; 0.24 is not
+  EXPECT_EQ(g.num_drafts(2, 0.3), 2);  // never more than asked
+  EXPECT_EQ(g.num_drafts(4, 0.0), 4);  // free drafts: all of them, whatever p
+  EXPECT_EQ(g.num_drafts(0, 0.0), 0);
+  // All accepted counts no rejection: p rises back toward 1.
+  g.record(3, 3);
+  EXPECT_NEAR(g.acceptance(), (0.7 * 0.7 + 0.3 * 3) / (0.7 * 0.7 + 0.3 * 3 + 0.7 * 0.3), 1e-12);
   EXPECT_FALSE(g.paused());
-  record(4, 0);  // average 0.5
-  EXPECT_FALSE(g.paused());
-  record(4, 0);  // 0.25 < 0.3: pause
-  ASSERT_TRUE(g.paused());
-  int skipped = 0;
-  while (!g.should_propose()) ++skipped;
-  EXPECT_EQ(skipped, SpeculationGate::kFirstPause);
-  record(4, 0);  // the retry fails: twice as long
-  skipped = 0;
-  while (!g.should_propose()) ++skipped;
-  EXPECT_EQ(skipped, 2 * SpeculationGate::kFirstPause);
-  record(4, 3);  // the retry succeeds: speculation resumes, the next pause is short again
-  EXPECT_FALSE(g.paused());
-  EXPECT_TRUE(g.should_propose());
-  record(4, 0);
-  record(4, 0);
-  skipped = 0;
-  while (!g.should_propose()) ++skipped;
-  EXPECT_EQ(skipped, SpeculationGate::kFirstPause);
 }
 
-TEST(SpeculationGate, PauseIsCappedAndStepsWithoutDraftsChangeNothing) {
+TEST(SpeculationGate, PausesWhenNoDraftPaysAndProbesWithOneDraftAtDoublingIntervals) {
   SpeculationGate g;
-  const auto record = [&](int32_t proposed, int32_t accepted) { g.record(proposed, accepted, 0.5); };
-  record(0, 0);  // nothing proposed: ignored
-  EXPECT_FALSE(g.paused());
-  record(2, 0);  // average 0.5: not below
-  EXPECT_FALSE(g.paused());
-  record(2, 0);  // 0.25
-  EXPECT_TRUE(g.paused());
-  int last = 0;
-  for (int round = 0; round < 10; ++round) {
-    last = 0;
-    while (!g.should_propose()) ++last;
-    record(2, 0);
+  for (int i = 0; i < 6; ++i) g.record(4, 0);  // p = 0.7^6 / (0.7^6 + 1 - 0.7^6) ~ 0.12
+  EXPECT_LT(g.acceptance(), 0.2);
+  // Each pause: zeros, then a probe of one draft; the pauses double up to kMaxPause.
+  std::vector<int> gaps;
+  for (int round = 0; round < 7; ++round) {
+    int zeros = 0;
+    int32_t k = 0;
+    while ((k = g.num_drafts(4, 0.5)) == 0) ++zeros;
+    EXPECT_EQ(k, 1) << "round " << round;
+    gaps.push_back(zeros);
+    g.record(1, 0);  // the probe fails
   }
-  EXPECT_EQ(last, SpeculationGate::kMaxPause);
+  EXPECT_EQ(gaps, (std::vector<int>{SpeculationGate::kFirstPause, 8, 16, 32, SpeculationGate::kMaxPause,
+                                    SpeculationGate::kMaxPause, SpeculationGate::kMaxPause}));
+  // One lucky probe does not resume a sequence far below the cost ...
+  int zeros = 0;
+  while (g.num_drafts(4, 0.5) == 0) ++zeros;
+  g.record(1, 1);
+  EXPECT_LT(g.acceptance(), 0.5);
+  EXPECT_EQ(g.num_drafts(4, 0.5), 0);
+  EXPECT_TRUE(g.paused());
+  // ... a run of them does, and the next pause is short again.
+  for (int i = 0; i < 6; ++i) {
+    while (g.num_drafts(4, 0.5) == 0) {
+    }
+    g.record(1, 1);
+  }
+  EXPECT_GT(g.acceptance(), 0.5);
+  EXPECT_GE(g.num_drafts(4, 0.5), 1);
+  for (int i = 0; i < 8; ++i) g.record(4, 0);
+  zeros = 0;
+  while (g.num_drafts(4, 0.5) == 0) ++zeros;
+  EXPECT_EQ(zeros, SpeculationGate::kFirstPause);
+}
+
+TEST(SpeculationGate, StepsWithoutDraftsChangeNothingAndZeroCostNeverPauses) {
+  SpeculationGate g;
+  g.record(0, 0);
+  EXPECT_DOUBLE_EQ(g.acceptance(), 1.0);
+  for (int i = 0; i < 20; ++i) g.record(4, 0);
+  EXPECT_EQ(g.num_drafts(4, 0.0), 4);  // min_acceptance_rate 0: never pauses
+  EXPECT_FALSE(g.paused());
+  // A cost of 1 or more: no chance exceeds it, even p = 1.
+  SpeculationGate sure;
+  EXPECT_EQ(sure.num_drafts(4, 1.0), 0);
+  EXPECT_TRUE(sure.paused());
 }
 
 }  // namespace
@@ -95,23 +117,6 @@ TEST(SpeculationGate, PauseIsCappedAndStepsWithoutDraftsChangeNothing) {
 
 namespace ferry::llm {
 namespace {
-
-TEST(SpeculationGate, TheThresholdOfEachResultDecides) {
-  // 1 of 4 accepted, step after step: pays where a draft costs 10 % of a step, not where 30 %.
-  SpeculationGate cheap, dear;
-  for (int i = 0; i < 8; ++i) {
-    cheap.record(4, 1, 0.1);
-    dear.record(4, 1, 0.3);
-  }
-  EXPECT_FALSE(cheap.paused());
-  EXPECT_TRUE(dear.paused());
-  // Threshold 0: never pauses, even on nothing accepted; above 1: pauses whatever is accepted.
-  SpeculationGate never, always;
-  for (int i = 0; i < 8; ++i) never.record(4, 0, 0.0);
-  EXPECT_FALSE(never.paused());
-  always.record(4, 4, 1.5);
-  EXPECT_TRUE(always.paused());
-}
 
 TEST(SpeculationCost, ThePriorUntilBothKindsOfStepsAreMeasured) {
   SpeculationCost c(0.3);
