@@ -353,7 +353,6 @@ TEST_F(LlmSpeculative, TheDefaultRuleMeasuresWhatDraftsCostPerBatchSize) {
   EXPECT_GE(one["draft_cost"].asDouble(), 0.0);
   EXPECT_DOUBLE_EQ(one["break_even_rate"].asDouble(), one["draft_cost"].asDouble());
   for (const auto& [b, e] : by_batch) {
-    EXPECT_GE(b, 1);
     EXPECT_LE(b, 2) << "a decode-only step of more sequences than were sent: " << dump(cost);
     if (e.isMember("draft_cost")) {
       EXPECT_DOUBLE_EQ(e["break_even_rate"].asDouble(), b * e["draft_cost"].asDouble());

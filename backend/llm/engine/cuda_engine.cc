@@ -342,16 +342,16 @@ struct CudaEngine::State {
   Status mlp_layer(int64_t l, int64_t num_tokens);
   Status logits_rows(int64_t row_begin, int64_t num_rows, int64_t num_tokens);
   Status score_prompts(const ForwardBatch& batch, StepOutput* out);
-  Result<float*> plan_sampling(const ForwardBatch& batch, std::span<const SamplingSequence> sampling,
-                               bool return_logits, StepOutput* out);
+  Status plan_sampling(const ForwardBatch& batch, std::span<const SamplingSequence> sampling, bool return_logits,
+                       StepOutput* out);
   Status sample_on_device(int64_t row_begin, int64_t num_rows);
-  Status copy_host_rows(const ForwardBatch& batch, float* packed, int64_t row_begin, int64_t num_rows);
+  Status copy_host_rows(const ForwardBatch& batch, int64_t row_begin, int64_t num_rows);
   void finish_sampling(const ForwardBatch& batch, std::span<const SamplingSequence> sampling, StepOutput* out);
 
   // The step's sampling plan (plan_sampling): the device rows, whose cuda::sample entries are in
   // pinned_sample_params in the same (row) order; whether the arg max kernel serves them instead
-  // (every sampling sequence plain greedy); the host rows, packed per sequence from
-  // host_first_row[q] (-1: not sampled on the host), num_host_rows in all.
+  // (every sampling sequence plain greedy); the host sequences' rows are where host_rows points.
+  // host_first_row is plan_sampling's scratch (a host sequence's first row in the packed buffer).
   struct DeviceRow {
     size_t seq;   // the sequence
     int64_t row;  // its logits row (StepLayout::logit_rows order)
@@ -1029,8 +1029,7 @@ Status CudaEngine::step(const ForwardBatch& batch, std::span<const SamplingSeque
   // Sampling, per sequence: on the device when samples_on_device (one row, nothing but temperature /
   // min_p / top_k / top_p), else on the host. Only host-sampled rows come to the host, unless
   // return_logits asks for all of them.
-  float* packed = nullptr;
-  FERRY_ASSIGN_OR_RETURN(packed, s.plan_sampling(batch, sampling, return_logits, out));
+  FERRY_RETURN_IF_ERROR(s.plan_sampling(batch, sampling, return_logits, out));
   for (int64_t r0 = 0; r0 < rows; r0 += s.options.max_num_seqs) {
     const int64_t nr = std::min(s.options.max_num_seqs, rows - r0);
     if (bucket == 0) FERRY_RETURN_IF_ERROR(s.logits_rows(r0, nr, num_tokens));  // else the graph computed them
@@ -1040,7 +1039,7 @@ Status CudaEngine::step(const ForwardBatch& batch, std::span<const SamplingSeque
                                                  static_cast<size_t>(nr * vocab) * sizeof(float),
                                                  cudaMemcpyDeviceToHost, s.stream));
     } else {
-      FERRY_RETURN_IF_ERROR(s.copy_host_rows(batch, packed, r0, nr));
+      FERRY_RETURN_IF_ERROR(s.copy_host_rows(batch, r0, nr));
     }
   }
   if (!s.device_rows.empty()) {
@@ -1060,9 +1059,9 @@ Status CudaEngine::step(const ForwardBatch& batch, std::span<const SamplingSeque
 // greedy, the arg max kernel over all rows (as many as sequences then: no drafts). Host rows:
 // host_rows points each host sequence at where its rows will be: out->logits under return_logits,
 // else packed in sequence order into pinned_logits, or into host_logits when they are more than it
-// holds. Returns the packed buffer (null under return_logits).
-Result<float*> CudaEngine::State::plan_sampling(const ForwardBatch& batch, std::span<const SamplingSequence> sampling,
-                                                bool return_logits, StepOutput* out) {
+// holds.
+Status CudaEngine::State::plan_sampling(const ForwardBatch& batch, std::span<const SamplingSequence> sampling,
+                                        bool return_logits, StepOutput* out) {
   const int64_t vocab = config.vocab_size;
   host_rows.assign(sampling.size(), nullptr);
   host_first_row.assign(sampling.size(), -1);
@@ -1118,7 +1117,7 @@ Result<float*> CudaEngine::State::plan_sampling(const ForwardBatch& batch, std::
     }
     row += 1 + batch.sequences[q].num_draft_tokens;
   }
-  return packed;
+  return Status::Ok();
 }
 
 // Samples the device rows among logits rows [row_begin, row_begin + num_rows) (an lm_head chunk,
@@ -1139,15 +1138,15 @@ Status CudaEngine::State::sample_on_device(int64_t row_begin, int64_t num_rows) 
 }
 
 // Copies the host-sampled rows among logits rows [row_begin, row_begin + num_rows) (the chunk in
-// `logits`) to their packed places in `packed`: one copy per run of adjacent host rows.
-Status CudaEngine::State::copy_host_rows(const ForwardBatch& batch, float* packed, int64_t row_begin,
-                                         int64_t num_rows) {
+// `logits`) to where host_rows points: one copy per run of rows adjacent on both sides.
+Status CudaEngine::State::copy_host_rows(const ForwardBatch& batch, int64_t row_begin, int64_t num_rows) {
   if (num_host_rows == 0) return Status::Ok();
   const int64_t vocab = config.vocab_size, row_end = row_begin + num_rows;
-  int64_t run_src = -1, run_dst = -1, run_len = 0;  // a pending run: chunk-relative source, packed dest
+  int64_t run_src = -1, run_len = 0;  // a pending run: its chunk-relative source row, its length
+  const float* run_dst = nullptr;     // and its destination (in pinned_logits or host_logits: ours, writable)
   auto flush = [&]() -> Status {
     if (run_len > 0) {
-      FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(packed + run_dst * vocab, logits + run_src * vocab,
+      FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(const_cast<float*>(run_dst), logits + run_src * vocab,
                                                  static_cast<size_t>(run_len * vocab) * sizeof(float),
                                                  cudaMemcpyDeviceToHost, stream));
     }
@@ -1155,12 +1154,13 @@ Status CudaEngine::State::copy_host_rows(const ForwardBatch& batch, float* packe
     return Status::Ok();
   };
   int64_t row = 0;
-  for (size_t q = 0; q < host_first_row.size() && row < row_end; ++q) {
+  for (size_t q = 0; q < host_rows.size() && row < row_end; ++q) {
     const int64_t n = 1 + batch.sequences[q].num_draft_tokens;
     const int64_t a = std::max(row, row_begin), b = std::min(row + n, row_end);
-    if (host_first_row[q] >= 0 && a < b) {
-      const int64_t src = a - row_begin, dst = host_first_row[q] + (a - row);
-      if (run_len > 0 && src == run_src + run_len && dst == run_dst + run_len) {
+    if (host_rows[q] != nullptr && a < b) {
+      const int64_t src = a - row_begin;
+      const float* dst = host_rows[q] + (a - row) * vocab;
+      if (run_len > 0 && src == run_src + run_len && dst == run_dst + run_len * vocab) {
         run_len += b - a;
       } else {
         FERRY_RETURN_IF_ERROR(flush());
@@ -1186,7 +1186,7 @@ void CudaEngine::State::finish_sampling(const ForwardBatch& batch, std::span<con
     r.top_logprobs.clear();
   }
   device_sampled += static_cast<int64_t>(device_rows.size());
-  for (size_t q = 0; q < sampling.size(); ++q) host_sampled += host_first_row[q] >= 0 ? 1 : 0;
+  for (const float* r : host_rows) host_sampled += r != nullptr ? 1 : 0;
 }
 
 // Prompt logprobs, after sampling (the logits buffer is free again): a sequence's query rows are

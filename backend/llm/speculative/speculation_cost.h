@@ -1,10 +1,10 @@
-// SpeculationCost: what a draft costs on this instance, measured from its own decode steps, and
-// the acceptance rate above which drafts pay. A verification step computes 1 + k query rows per
-// sequence instead of one; on a model whose step is bound by reading its weights the extra rows
-// are nearly free (stories260K padded to 258 MB on the CPU: k = 4 costs ~1.3 plain steps), on one
-// whose step is compute (a small model, or a big batch on the CPU) each row costs almost as much
-// as a sequence (perf/RESULTS.md). A fixed acceptance threshold is wrong for one of them; this
-// class replaces it by the measured one.
+// SpeculationCost: what a draft costs on this instance, measured from its own decode steps, and the
+// chance of acceptance above which a draft pays. A verification step computes 1 + k query rows per
+// sequence instead of one; on a model whose step is bound by reading its weights the extra rows are
+// nearly free (stories260K padded to 258 MB on the CPU: k = 4 costs ~1.3 plain steps), on one whose
+// step is compute (a small model, or a big batch on the CPU) each row costs almost as much as a
+// sequence (perf/RESULTS.md). A fixed acceptance threshold is wrong for one of them; this class
+// replaces it by the measured one.
 //
 // Model: at batch b, a decode-only step without drafts takes t_b; with D drafts verified in all it
 // takes t_b (1 + g_b D). Both are moving averages per batch size over the instance's decode-only
@@ -32,7 +32,8 @@ class SpeculationCost {
   static constexpr int32_t kMaxBatch = 64;  // batch sizes tracked; larger ones share the last slot
   static constexpr double kWeight = 0.1;    // of the newest step in a moving average
 
-  explicit SpeculationCost(double prior_rate = 0.3) : prior_(prior_rate) {}
+  // prior_rate: break_even_rate's answer until measured (SpeculativeConfig::kPriorRate).
+  explicit SpeculationCost(double prior_rate) : prior_(prior_rate) {}
 
   // One decode-only step of num_seqs sequences that verified num_drafts drafts in all and took
   // `seconds` (a draft model's round included).
