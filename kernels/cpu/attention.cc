@@ -12,6 +12,9 @@
 //   3. acc[r, :] += p[r, p] * v_p                     (int8: p times v_scale[p] first)
 // then out = acc / sum. Decode reads K and V once: the loop is bandwidth-bound when the inner
 // kernels keep up (see perf/kernels/attention_bench.cc and perf/RESULTS.md).
+// A one-token item with head_dim 8 or 16 and an fp32 cache (small models' decode) goes instead
+// through one AttentionKernels::decode_small call over the gathered key offsets, where the ISA has
+// one (AVX2): there the per-chunk calls of the three passes cost more than the arithmetic.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -88,6 +91,7 @@ AttentionIsa best_isa() {
 
 // Relaxed: a test or benchmark sets it between calls; every call reads it once.
 std::atomic<AttentionIsa> g_isa{best_isa()};
+std::atomic<bool> g_fused_decode{true};
 
 const AttentionKernels& kernels_for(AttentionIsa isa) {
   if (isa == AttentionIsa::kAvx2) return *attention_kernels_avx2();
@@ -116,7 +120,16 @@ struct Scratch {
   std::vector<float> acc;     // [R, head_dim]
   std::vector<float> kv;      // [kAttentionChunkKeys, head_dim]: a widened K or V chunk
   std::vector<float> inv_sum;  // [R]
+  std::vector<int64_t> offs;   // decode_small: each key's row offset in its cache, in floats
+  // Which keys `offs` holds: those of call `offs_call`, sequence `offs_seq`, positions [lo, hi). A
+  // sequence's KV heads are consecutive items, usually on one thread: they share the walk.
+  uint64_t offs_call = 0;
+  int64_t offs_seq = -1, offs_lo = 0, offs_hi = 0;
 };
+
+// Numbers paged_attention calls, so a thread's cached key offsets never outlive theirs (a block
+// table may hold other blocks at the same address next call).
+std::atomic<uint64_t> g_call_id{0};
 
 Scratch& scratch() {
   thread_local Scratch s;
@@ -135,6 +148,10 @@ struct Plan {
   int64_t group;     // q heads per KV head
   int64_t tile_tokens;  // query tokens per work item
   int64_t kv_row;    // num_kv_heads * head_dim: distance between consecutive slots, in elements
+  // AttentionKernels::decode_small when this call may use it (fp32 cache, head_dim 8 or 16, on);
+  // else nullptr.
+  decltype(AttentionKernels::decode_small) decode_small;
+  uint64_t call_id;  // this call's number (g_call_id)
 };
 
 // Points `*rows` at n keys (or values) of KV head g starting at slot0, widening bf16/int8 into
@@ -164,6 +181,43 @@ int64_t first_key(const PagedAttentionArgs& a, int64_t position) {
   return a.sliding_window > 0 ? std::max<int64_t>(0, position - a.sliding_window + 1) : 0;
 }
 
+// A one-token item through AttentionKernels::decode_small: the keys' row offsets are gathered once
+// (one walk of the block table, shared by K and V), then one call does scores, softmax and the sum.
+void decode_small_item(const Plan& pl, int64_t s, int64_t g, int64_t i0, int64_t key_lo, int64_t key_hi,
+                       Scratch& sc) {
+  const PagedAttentionArgs& a = *pl.a;
+  const int64_t hd = a.head_dim;
+  const int64_t q_begin = a.query_start[s];
+  const int32_t* table = a.block_tables + s * a.max_blocks_per_seq;
+  const int64_t n = key_hi - key_lo, padded = (n + 7) & ~int64_t{7};
+  grow(sc.scores, pl.group * padded);
+  if (sc.offs_call != pl.call_id || sc.offs_seq != s || sc.offs_lo != key_lo || sc.offs_hi != key_hi) {
+    grow(sc.offs, padded + kDecodePrefetchKeys);
+    int64_t* offs = sc.offs.data();
+    for (int64_t p0 = key_lo, i = 0; p0 < key_hi;) {
+      const int64_t block = table[p0 / a.block_size];
+      FERRY_CHECK(block >= 0 && block < a.num_blocks);
+      const int64_t in_block = p0 % a.block_size, count = std::min(a.block_size - in_block, key_hi - p0);
+      int64_t off = (block * a.block_size + in_block) * pl.kv_row;
+      for (int64_t t = 0; t < count; ++t, off += pl.kv_row) offs[i++] = off;
+      p0 += count;
+    }
+    for (int64_t i = n; i < padded + kDecodePrefetchKeys; ++i) offs[i] = offs[n - 1];
+    sc.offs_call = pl.call_id;
+    sc.offs_seq = s;
+    sc.offs_lo = key_lo;
+    sc.offs_hi = key_hi;
+  }
+  const int64_t* offs = sc.offs.data();
+  float* q = sc.q.data();
+  const float* src = a.q + (q_begin + i0) * a.q_stride + g * pl.group * hd;
+  for (int64_t i = 0; i < pl.group * hd; ++i) q[i] = src[i] * a.scale;
+  float* out = a.out + (q_begin + i0) * a.num_q_heads * hd + g * pl.group * hd;
+  pl.decode_small(out, q, pl.group, static_cast<const float*>(a.k_cache) + g * hd,
+                        static_cast<const float*>(a.v_cache) + g * hd, offs, n, hd, a.logit_softcap,
+                        sc.scores.data(), padded);
+}
+
 // One work item: sequence s, KV head g, query tokens [i0, i1) of that sequence.
 void attend_item(const Plan& pl, int64_t s, int64_t g, int64_t i0, int64_t i1) {
   const PagedAttentionArgs& a = *pl.a;
@@ -183,6 +237,10 @@ void attend_item(const Plan& pl, int64_t s, int64_t g, int64_t i0, int64_t i1) {
 
   Scratch& sc = scratch();
   grow(sc.q, num_rows * hd);
+  if (i1 - i0 == 1 && pl.decode_small != nullptr) {
+    decode_small_item(pl, s, g, i0, key_lo, max_keys, sc);
+    return;
+  }
   grow(sc.scores, num_rows * s_ld);
   grow(sc.acc, num_rows * hd);
   grow(sc.kv, kAttentionChunkKeys * hd);
@@ -273,8 +331,8 @@ void attend_item(const Plan& pl, int64_t s, int64_t g, int64_t i0, int64_t i1) {
 }  // namespace
 
 const AttentionKernels& attention_kernels_portable() {
-  static const AttentionKernels k{qk_portable, pv_portable, widen_bf16_portable, widen_int8_portable,
-                                  exp_sum_portable, max_of};
+  static const AttentionKernels k{qk_portable,      pv_portable, widen_bf16_portable, widen_int8_portable,
+                                  exp_sum_portable, max_of,      nullptr};
   return k;
 }
 
@@ -301,10 +359,19 @@ void set_attention_isa(AttentionIsa isa) {
   g_isa.store(isa, std::memory_order_relaxed);
 }
 
+bool attention_fused_decode() { return g_fused_decode.load(std::memory_order_relaxed); }
+
+void set_attention_fused_decode(bool on) { g_fused_decode.store(on, std::memory_order_relaxed); }
+
 void paged_attention(ThreadPool& pool, const PagedAttentionArgs& a) {
   Plan pl;
   pl.a = &a;
   pl.kern = &kernels_for(attention_isa());
+  pl.call_id = g_call_id.fetch_add(1, std::memory_order_relaxed) + 1;
+  const bool fused = attention_fused_decode();
+  pl.decode_small = fused && a.kv_dtype == KvCacheDType::kF32 && (a.head_dim == 8 || a.head_dim == 16)
+                        ? pl.kern->decode_small
+                        : nullptr;
   pl.group = a.num_q_heads / a.num_kv_heads;
   pl.tile_tokens = std::max<int64_t>(1, kTileRows / pl.group);
   pl.kv_row = a.num_kv_heads * a.head_dim;

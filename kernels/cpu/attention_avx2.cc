@@ -324,10 +324,155 @@ float row_max_avx2(const float* x, int64_t n) {
   return r;
 }
 
+// ---- decode, head_dim 8 or 16, fp32 cache: one call per (sequence, KV head) ----------------------
+
+// Scores of every row against keys [0, n) (n a multiple of 8 here: offs is padded): eight keys
+// reduced together per row (hsum8), the keys' rows reloaded from L1 per q row.
+template <int kHd>
+void decode_scores(float* scores, int64_t s_ld, const float* q, int64_t num_rows, const float* k_head,
+                   const float* v_head, const int64_t* offs, int64_t n) {
+  constexpr int kVecs = kHd / 8;
+  for (int64_t j = 0; j < n; j += 8) {
+    const float* kr[8];
+    for (int t = 0; t < 8; ++t) kr[t] = k_head + offs[j + t];
+    for (int t = 0; t < 8; ++t) {
+      _mm_prefetch(reinterpret_cast<const char*>(k_head + offs[j + kDecodePrefetchKeys + t]), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(v_head + offs[j + kDecodePrefetchKeys + t]), _MM_HINT_T0);
+    }
+    for (int64_t r = 0; r < num_rows; ++r) {
+      const float* qr = q + r * kHd;
+      __m256 acc[8];
+      for (int t = 0; t < 8; ++t) {
+        acc[t] = _mm256_mul_ps(_mm256_loadu_ps(qr), _mm256_loadu_ps(kr[t]));
+        for (int u = 1; u < kVecs; ++u)
+          acc[t] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + 8 * u), _mm256_loadu_ps(kr[t] + 8 * u), acc[t]);
+      }
+      _mm256_storeu_ps(scores + r * s_ld + j, hsum8(acc));
+    }
+  }
+}
+
+// The same scores for two or more rows: eight keys' rows transposed (dimension d of the eight keys in
+// one vector: loads, 128-bit inserts, then unpacks and shuffles within 128-bit lanes, ~2 shuffles
+// per key and 8 dimensions) serve every row, each row then costing one FMA per dimension with its
+// q value broadcast. hsum8 instead costs ~14 shuffles per row and 8 keys.
+template <int kHd>
+void decode_scores_transposed(float* scores, int64_t s_ld, const float* q, int64_t num_rows, const float* k_head,
+                              const int64_t* offs, int64_t n) {
+  constexpr int kVecs = kHd / 8;
+  constexpr int64_t kChunkRows = 8;
+  __m256 qb[kChunkRows][kHd];  // q values broadcast, per row and dimension
+  for (int64_t r0 = 0; r0 < num_rows; r0 += kChunkRows) {
+    const int64_t rows = num_rows - r0 < kChunkRows ? num_rows - r0 : kChunkRows;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int d = 0; d < kHd; ++d) qb[r][d] = _mm256_broadcast_ss(q + (r0 + r) * kHd + d);
+    for (int64_t j = 0; j < n; j += 8) {
+      const float* kr[8];
+      for (int t = 0; t < 8; ++t) kr[t] = k_head + offs[j + t];
+      __m256 kt[kHd];  // kt[d][t] = key t's dimension d
+      for (int u = 0; u < kVecs; ++u)
+        for (int h = 0; h < 2; ++h) {  // dimensions 8u + 4h .. + 3
+          const int c = 8 * u + 4 * h;
+          __m256 t4[4];
+          for (int t = 0; t < 4; ++t)
+            t4[t] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(kr[t] + c)), _mm_loadu_ps(kr[t + 4] + c), 1);
+          const __m256 u0 = _mm256_unpacklo_ps(t4[0], t4[1]), u1 = _mm256_unpackhi_ps(t4[0], t4[1]);
+          const __m256 u2 = _mm256_unpacklo_ps(t4[2], t4[3]), u3 = _mm256_unpackhi_ps(t4[2], t4[3]);
+          kt[c + 0] = _mm256_shuffle_ps(u0, u2, 0x44);
+          kt[c + 1] = _mm256_shuffle_ps(u0, u2, 0xEE);
+          kt[c + 2] = _mm256_shuffle_ps(u1, u3, 0x44);
+          kt[c + 3] = _mm256_shuffle_ps(u1, u3, 0xEE);
+        }
+      for (int64_t r = 0; r < rows; ++r) {
+        __m256 a0 = _mm256_mul_ps(qb[r][0], kt[0]), a1 = _mm256_mul_ps(qb[r][1], kt[1]);
+        for (int d = 2; d < kHd; d += 2) {
+          a0 = _mm256_fmadd_ps(qb[r][d], kt[d], a0);
+          a1 = _mm256_fmadd_ps(qb[r][d + 1], kt[d + 1], a1);
+        }
+        _mm256_storeu_ps(scores + (r0 + r) * s_ld + j, _mm256_add_ps(a0, a1));
+      }
+    }
+  }
+}
+
+// out rows [kRows, kHd] = (p rows . V) * inv[r]: each V row loaded once for the kRows rows; even and
+// odd keys go to separate accumulators so consecutive FMAs do not wait on each other.
+template <int kHd, int kRows>
+void decode_weighted_sum(float* out, const float* p, int64_t s_ld, const float* v_head, const int64_t* offs,
+                         int64_t n, const float* inv) {
+  constexpr int kVecs = kHd / 8;
+  __m256 a0[kRows][kVecs], a1[kRows][kVecs];
+  for (int r = 0; r < kRows; ++r)
+    for (int u = 0; u < kVecs; ++u) a0[r][u] = a1[r][u] = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 2 <= n; j += 2) {
+    const float* v0 = v_head + offs[j];
+    const float* v1 = v_head + offs[j + 1];
+    __m256 x0[kVecs], x1[kVecs];
+    for (int u = 0; u < kVecs; ++u) {
+      x0[u] = _mm256_loadu_ps(v0 + 8 * u);
+      x1[u] = _mm256_loadu_ps(v1 + 8 * u);
+    }
+    for (int r = 0; r < kRows; ++r) {
+      const __m256 w0 = _mm256_broadcast_ss(p + r * s_ld + j), w1 = _mm256_broadcast_ss(p + r * s_ld + j + 1);
+      for (int u = 0; u < kVecs; ++u) {
+        a0[r][u] = _mm256_fmadd_ps(w0, x0[u], a0[r][u]);
+        a1[r][u] = _mm256_fmadd_ps(w1, x1[u], a1[r][u]);
+      }
+    }
+  }
+  if (j < n) {
+    const float* v0 = v_head + offs[j];
+    for (int r = 0; r < kRows; ++r) {
+      const __m256 w0 = _mm256_broadcast_ss(p + r * s_ld + j);
+      for (int u = 0; u < kVecs; ++u) a0[r][u] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(v0 + 8 * u), a0[r][u]);
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {
+    const __m256 scale = _mm256_set1_ps(inv[r]);
+    for (int u = 0; u < kVecs; ++u)
+      _mm256_storeu_ps(out + r * kHd + 8 * u, _mm256_mul_ps(_mm256_add_ps(a0[r][u], a1[r][u]), scale));
+  }
+}
+
+template <int kHd>
+void decode_small_hd(float* out, const float* q, int64_t num_rows, const float* k_head, const float* v_head,
+                     const int64_t* offs, int64_t n, float softcap, float* scores, int64_t s_ld) {
+  if (num_rows >= 2)
+    decode_scores_transposed<kHd>(scores, s_ld, q, num_rows, k_head, offs, (n + 7) & ~int64_t{7});
+  else
+    decode_scores<kHd>(scores, s_ld, q, num_rows, k_head, v_head, offs, (n + 7) & ~int64_t{7});
+  float inv[4];
+  for (int64_t r0 = 0; r0 < num_rows; r0 += 4) {
+    const int64_t rows = num_rows - r0 < 4 ? num_rows - r0 : 4;
+    for (int64_t i = 0; i < rows; ++i) {
+      float* row = scores + (r0 + i) * s_ld;
+      if (softcap > 0.0f)
+        for (int64_t j = 0; j < n; ++j) row[j] = softcap * std::tanh(row[j] / softcap);
+      inv[i] = 1.0f / exp_sum_avx2(row, n, row_max_avx2(row, n));
+    }
+    const float* p = scores + r0 * s_ld;
+    float* o = out + r0 * kHd;
+    switch (rows) {
+      case 4: decode_weighted_sum<kHd, 4>(o, p, s_ld, v_head, offs, n, inv); break;
+      case 3: decode_weighted_sum<kHd, 3>(o, p, s_ld, v_head, offs, n, inv); break;
+      case 2: decode_weighted_sum<kHd, 2>(o, p, s_ld, v_head, offs, n, inv); break;
+      default: decode_weighted_sum<kHd, 1>(o, p, s_ld, v_head, offs, n, inv); break;
+    }
+  }
+}
+
+void decode_small_avx2(float* out, const float* q, int64_t num_rows, const float* k_head, const float* v_head,
+                       const int64_t* offs, int64_t n, int64_t hd, float softcap, float* scores, int64_t s_ld) {
+  if (hd == 8) return decode_small_hd<8>(out, q, num_rows, k_head, v_head, offs, n, softcap, scores, s_ld);
+  decode_small_hd<16>(out, q, num_rows, k_head, v_head, offs, n, softcap, scores, s_ld);
+}
+
 }  // namespace
 
 const AttentionKernels* attention_kernels_avx2() {
-  static const AttentionKernels k{qk_avx2, pv_avx2, widen_bf16_avx2, widen_int8_avx2, exp_sum_avx2, row_max_avx2};
+  static const AttentionKernels k{qk_avx2,      pv_avx2,      widen_bf16_avx2,  widen_int8_avx2,
+                                  exp_sum_avx2, row_max_avx2, decode_small_avx2};
   return &k;
 }
 

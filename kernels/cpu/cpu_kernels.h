@@ -64,6 +64,12 @@ const char* attention_isa_name(AttentionIsa isa);  // "portable", "avx2"
 bool attention_isa_supported(AttentionIsa isa);
 AttentionIsa attention_isa();
 void set_attention_isa(AttentionIsa isa);
+// Whether one-token items with head_dim 8 or 16 and an fp32 cache take the fused decode kernel
+// (AttentionKernels::decode_small, where the ISA path has one; default on). Off runs the generic
+// three passes, so tests and benchmarks can hold one against the other. Same rules as
+// set_attention_isa.
+bool attention_fused_decode();
+void set_attention_fused_decode(bool on);
 }  // namespace cpu
 
 #undef FERRY_CPU_KERNEL_DECLS

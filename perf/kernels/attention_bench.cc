@@ -41,6 +41,30 @@ struct Layer {
   std::vector<float> k_scales, v_scales;
 };
 
+// Arguments of one decode step (one query token per sequence, 16-token blocks, fp32 unless the caller
+// changes it; caches attached by the caller).
+PagedAttentionArgs decode_batch_args(float* out, const float* q, const int32_t* query_start, const int32_t* context_lens,
+                                     const int32_t* block_tables, int64_t num_seqs, int64_t max_blocks_per_seq,
+                                     int64_t num_q, int64_t num_kv, int64_t hd, int64_t num_blocks) {
+  PagedAttentionArgs a;
+  a.out = out;
+  a.q = q;
+  a.query_start = query_start;
+  a.context_lens = context_lens;
+  a.block_tables = block_tables;
+  a.num_seqs = num_seqs;
+  a.num_tokens = num_seqs;
+  a.max_blocks_per_seq = max_blocks_per_seq;
+  a.q_stride = num_q * hd;
+  a.num_q_heads = num_q;
+  a.num_kv_heads = num_kv;
+  a.head_dim = hd;
+  a.block_size = kBlockSize;
+  a.num_blocks = num_blocks;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  return a;
+}
+
 void BM_DecodeAttention(benchmark::State& state) {
   const int64_t context = state.range(0);
   const int64_t hd = state.range(1);
@@ -100,23 +124,9 @@ void BM_DecodeAttention(benchmark::State& state) {
   const int32_t query_start[2] = {0, 1};
   const int32_t context_lens[1] = {static_cast<int32_t>(context)};
 
-  PagedAttentionArgs a;
-  a.out = out.data();
-  a.q = q.data();
+  PagedAttentionArgs a = decode_batch_args(out.data(), q.data(), query_start, context_lens, table.data(), 1, num_blocks,
+                                           num_q, num_kv, hd, num_blocks);
   a.kv_dtype = dtype;
-  a.query_start = query_start;
-  a.context_lens = context_lens;
-  a.block_tables = table.data();
-  a.num_seqs = 1;
-  a.num_tokens = 1;
-  a.max_blocks_per_seq = num_blocks;
-  a.q_stride = num_q * hd;
-  a.num_q_heads = num_q;
-  a.num_kv_heads = num_kv;
-  a.head_dim = hd;
-  a.block_size = kBlockSize;
-  a.num_blocks = num_blocks;
-  a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
   ThreadPool pool(threads);
   const Context ctx{Backend::kCpu, nullptr, &pool};
@@ -162,6 +172,54 @@ void decode_args(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK(BM_DecodeAttention)->Apply(decode_args);
+
+// One decode step's attention over a batch of a small model: stories260K's shape (8 q / 4 KV heads
+// of head_dim 8, fp32 cache, 16-token blocks shuffled), `batch` sequences of `ctx` cached tokens
+// each, one query token per sequence; the cache (a few MiB) stays in L2/L3 as in the server.
+// Args: batch, ctx, fused (1: the fused decode kernel, 0: the generic three passes), threads.
+// Counter: key_rows = (query head, key) pairs per second.
+void BM_SmallModelDecodeBatch(benchmark::State& state) {
+  const int64_t batch = state.range(0), context = state.range(1);
+  const bool fused = state.range(2) != 0;
+  const int threads = static_cast<int>(state.range(3));
+  constexpr int64_t kQ = 8, kKv = 4, kHd = 8;
+  const int64_t blocks_per_seq = (context + kBlockSize - 1) / kBlockSize, num_blocks = batch * blocks_per_seq;
+  std::mt19937 rng(2);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> k(num_blocks * kBlockSize * kKv * kHd), v(k.size()), q(batch * kQ * kHd), out(q.size());
+  for (float& x : k) x = dist(rng);
+  for (float& x : v) x = dist(rng);
+  for (float& x : q) x = dist(rng);
+  std::vector<int32_t> table(num_blocks);
+  std::iota(table.begin(), table.end(), 0);
+  std::shuffle(table.begin(), table.end(), rng);
+  std::vector<int32_t> query_start(batch + 1), context_lens(batch, static_cast<int32_t>(context));
+  std::iota(query_start.begin(), query_start.end(), 0);
+
+  PagedAttentionArgs a = decode_batch_args(out.data(), q.data(), query_start.data(), context_lens.data(), table.data(),
+                                           batch, blocks_per_seq, kQ, kKv, kHd, num_blocks);
+  a.k_cache = k.data();
+  a.v_cache = v.data();
+
+  ThreadPool pool(threads);
+  const Context ctx{Backend::kCpu, nullptr, &pool};
+  const bool saved = cpu::attention_fused_decode();
+  cpu::set_attention_fused_decode(fused);
+  for (auto _ : state) {
+    paged_attention(ctx, a);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  cpu::set_attention_fused_decode(saved);
+  state.counters["key_rows"] = benchmark::Counter(static_cast<double>(batch * kQ * context),
+                                                  benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(fused ? "fused" : "three passes") + " " + cpu::attention_isa_name(cpu::attention_isa()));
+}
+BENCHMARK(BM_SmallModelDecodeBatch)
+    ->ArgsProduct({{1, 32}, {128}, {0, 1}, {1}})
+    ->ArgNames({"batch", "ctx", "fused", "threads"})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 
 // The small operators of one decode step of a TinyLlama-1.1B-shaped model (hidden 2048, 32 q / 4 KV
 // heads of 64, intermediate 5632, vocab 32000), one token: each must stay on the caller (or split

@@ -172,6 +172,11 @@ const std::vector<Shape>& shapes() {
       {"chunked_and_decode_bs4", 6, 3, 13, 4, {{37, 9}, {50, 1}, {8, 8}, {1, 1}}},
       {"long_decode_mha_bs16", 2, 2, 64, 16, {{300, 1}, {130, 3}}},
       {"gqa8_prefill_bs7", 8, 1, 32, 7, {{70, 40}}},
+      // One-token items with head_dim 8 or 16 take the fused decode path (decode_small) on AVX2:
+      // groups of 6 (rows 4 + 2), 3 and 1, keys past a multiple of 8, blocks of 16 and of 5.
+      {"decode_hd8_gqa6_bs16", 12, 2, 8, 16, {{70, 1}, {9, 1}, {1, 1}, {33, 1}}},
+      {"decode_hd16_gqa3_bs5", 6, 2, 16, 5, {{41, 1}, {8, 1}, {2, 1}}},
+      {"decode_hd8_mha_bs16", 4, 4, 8, 16, {{17, 1}, {130, 1}}},
   };
   return s;
 }
