@@ -248,15 +248,18 @@ TEST(AttentionWindowTest, CpuMatchesReference) {
   struct Path {
     cpu::AttentionIsa isa;
     int threads;
+    bool fused;  // one-token head_dim 8/16 fp32 items through decode_small (AVX2), or the three passes
   };
-  const std::vector<Path> paths = {{cpu::AttentionIsa::kPortable, 1}, {cpu::AttentionIsa::kPortable, 3},
-                                   {cpu::AttentionIsa::kAvx2, 1}, {cpu::AttentionIsa::kAvx2, 3}};
+  const std::vector<Path> paths = {{cpu::AttentionIsa::kPortable, 1, true}, {cpu::AttentionIsa::kPortable, 3, true},
+                                   {cpu::AttentionIsa::kAvx2, 1, true},     {cpu::AttentionIsa::kAvx2, 3, true},
+                                   {cpu::AttentionIsa::kAvx2, 1, false}};
   const cpu::AttentionIsa saved = cpu::attention_isa();
   int runs = 0;
   for (const Path& path : paths) {
     if (!cpu::attention_isa_supported(path.isa)) continue;
     ThreadPool pool(path.threads);
     cpu::set_attention_isa(path.isa);
+    cpu::set_attention_fused_decode(path.fused);
     for (const Shape& sh : shapes()) {
       Batch b(sh.num_q, sh.num_kv, sh.hd, sh.bs, sh.seqs, 3);
       for (KvCacheDType dt : {KvCacheDType::kF32, KvCacheDType::kBF16, KvCacheDType::kInt8}) {
@@ -270,7 +273,8 @@ TEST(AttentionWindowTest, CpuMatchesReference) {
             for (size_t i = 0; i < n; ++i)
               ASSERT_LE(std::fabs(got[i] - want[i]), atol + 1e-4f * std::fabs(want[i]))
                   << sh.name << " " << kv_cache_dtype_name(dt) << " window " << w << " softcap " << c << " isa "
-                  << cpu::attention_isa_name(path.isa) << " threads " << path.threads << " [" << i << "]";
+                  << cpu::attention_isa_name(path.isa) << " threads " << path.threads << " fused " << path.fused
+                  << " [" << i << "]";
             ++runs;
           }
         }
@@ -278,6 +282,7 @@ TEST(AttentionWindowTest, CpuMatchesReference) {
     }
   }
   cpu::set_attention_isa(saved);
+  cpu::set_attention_fused_decode(true);
   EXPECT_GT(runs, 0);
 }
 
