@@ -343,6 +343,7 @@ void LlmInstance::update_gauges() {
 
 void LlmInstance::check_consistency_locked() {
   Status s = scheduler_->check_consistency();
+  checked_at_step_ = scheduler_->stats().num_steps;
   if (!s.ok() && consistent_.exchange(false)) {
     ctx_.log(FERRY_LOG_LEVEL_ERROR, "model '" + ctx_.name + "' instance " + std::to_string(index_) +
                                         ": KV cache inconsistent: " + s.message());
@@ -376,6 +377,7 @@ bool LlmInstance::unload_if_idle(std::unique_lock<std::mutex>& lock) {
     return true;
   }
   scheduler_ = std::move(fresh.value());
+  checked_at_step_ = 0;  // the fresh scheduler has run no step, and holds nothing to check
   engine_loaded_ = false;
   lock.unlock();
   engine_.reset();
@@ -424,6 +426,10 @@ void LlmInstance::run() {
       continue;
     }
     if (!checked_since_busy_) {
+      // Under load an instance is idle for microseconds between waves of requests, and the check
+      // costs O(blocks): milliseconds for a large pool of small blocks (a small model). It waits
+      // for a quiet spell instead.
+      if (cv_.wait_for(lock, kIdleCheckDelay, has_work)) continue;
       check_consistency_locked();
       checked_since_busy_ = true;
     }
@@ -472,6 +478,7 @@ Json::Value LlmInstance::stats() const {
   s["prefix_hit_tokens"] = static_cast<Json::Int64>(st.kv.num_hit_tokens);
   s["kv_evictions"] = static_cast<Json::Int64>(st.kv.num_evictions);
   s["consistent"] = consistent_.load();  // as of the loop's last check (see the header)
+  s["consistency_checked_at_step"] = static_cast<Json::Int64>(checked_at_step_);
   if (ctx_.config.speculative.enabled()) {
     // The measured cost of drafts (speculation_cost.h), per batch size seen in a decode-only step.
     Json::Value& cost = s["speculation_cost"];

@@ -19,9 +19,11 @@
 // With idle_unload_seconds, an instance idle that long frees its engine and KV cache; the next
 // request reloads them (a cold start, logged and counted).
 //
-// KV consistency: the scheduler's full check (O(blocks + requests)) runs on the loop thread each
-// time the instance becomes idle, and after every step in builds without NDEBUG; stats() reports
-// the last result ("consistent") without running it.
+// KV consistency: the scheduler's full check (O(blocks + requests)) runs on the loop thread once
+// the instance has been idle for kIdleCheckDelay, and after every step in builds without NDEBUG;
+// stats() reports the last result ("consistent") and the step count it saw
+// ("consistency_checked_at_step": equal to "steps" once the check covered the last step) without
+// running it.
 //
 // Thread-safety: submit, cancel, load_tokens, stats and wait_idle are safe from any thread. The
 // scheduler is used under mu_ (its calls are serialized); the loop thread alone runs the engine.
@@ -156,6 +158,8 @@ class LlmInstance {
   std::atomic<int64_t> load_tokens_{0};
   std::atomic<bool> engine_loaded_{false};
   std::atomic<bool> consistent_{true};  // the last consistency check's result
+  int64_t checked_at_step_ = 0;         // guarded by mu_: the scheduler's num_steps at that check
+  static constexpr std::chrono::milliseconds kIdleCheckDelay{50};
   std::atomic<int64_t> draft_blocks_used_{0};  // draft_'s, for stats()
   std::atomic<int64_t> draft_sequences_{0};
 
