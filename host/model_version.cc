@@ -72,6 +72,7 @@ ferry_error_code InflightRequest::deliver(const ferry_response& r) {
   } else if (!data.final && !stream_) {
     return FERRY_ERROR_CODE_OK;  // not streaming: only the FINAL response matters
   } else {
+    data.outputs.reserve(r.num_outputs);
     for (uint32_t i = 0; i < r.num_outputs; ++i) {
       auto t = abi::copy_tensor(r.outputs[i]);
       if (!t.ok()) {

@@ -47,16 +47,8 @@ const char* dtype_name(ferry_dtype dtype) {
 
 Result<std::vector<std::string_view>> split_bytes(const uint8_t* data, uint64_t size) {
   std::vector<std::string_view> out;
-  uint64_t pos = 0;
-  while (pos < size) {
-    if (size - pos < 4) return Status::InvalidArgument("BYTES payload ends inside a length prefix");
-    uint32_t len = 0;
-    std::memcpy(&len, data + pos, 4);  // little-endian hosts only (x86_64, aarch64)
-    pos += 4;
-    if (size - pos < len) return Status::InvalidArgument("BYTES element runs past the end of the payload");
-    out.emplace_back(reinterpret_cast<const char*>(data + pos), len);
-    pos += len;
-  }
+  auto count = for_each_bytes(data, size, [&](std::string_view e) { out.push_back(e); });
+  if (!count.ok()) return count.status();
   return out;
 }
 
@@ -85,10 +77,10 @@ Result<OwnedTensor> copy_tensor(const ferry_tensor& t) {
   if (t.data_bytes > 0 && t.data == nullptr) return Status::InvalidArgument("tensor '" + o.name + "' has no data");
   const auto* bytes = static_cast<const uint8_t*>(t.data);
   if (t.dtype == FERRY_DTYPE_BYTES) {
-    auto parts = split_bytes(bytes, t.data_bytes);
+    auto parts = for_each_bytes(bytes, t.data_bytes, [](std::string_view) {});
     if (!parts.ok()) return parts.status().with_prefix("tensor '" + o.name + "'");
-    if (parts->size() != count) {
-      return Status::InvalidArgument("tensor '" + o.name + "' holds " + std::to_string(parts->size()) +
+    if (parts.value() != count) {
+      return Status::InvalidArgument("tensor '" + o.name + "' holds " + std::to_string(parts.value()) +
                                      " BYTES elements but its shape has " + std::to_string(count));
     }
   } else {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +32,11 @@ Result<OwnedTensor> copy_tensor(const ferry_tensor& t);
 size_t dtype_size(ferry_dtype dtype);
 const char* dtype_name(ferry_dtype dtype);  // "FP32", ... (KServe names)
 
+// Calls f(std::string_view) on each element of a BYTES payload (views into `data`), in order, and
+// returns their count; fails on a malformed payload (f may have seen the elements before the
+// fault). No allocation: the per-token response path uses it.
+template <typename F>
+Result<uint64_t> for_each_bytes(const uint8_t* data, uint64_t size, F&& f);
 // Splits a BYTES payload into its elements (views into `data`). Fails on a malformed payload.
 Result<std::vector<std::string_view>> split_bytes(const uint8_t* data, uint64_t size);
 // Encodes strings as a BYTES payload.
@@ -45,5 +51,21 @@ ferry_error_code error_from_current_exception(ferry_error* error);
 
 // Writes `json` into (buffer, capacity) as ferry_model_describe specifies; returns json.size().
 size_t write_describe(const std::string& json, char* buffer, size_t capacity);
+
+template <typename F>
+Result<uint64_t> for_each_bytes(const uint8_t* data, uint64_t size, F&& f) {
+  uint64_t pos = 0, count = 0;
+  while (pos < size) {
+    if (size - pos < 4) return Status::InvalidArgument("BYTES payload ends inside a length prefix");
+    uint32_t len = 0;
+    std::memcpy(&len, data + pos, 4);  // little-endian hosts only (x86_64, aarch64)
+    pos += 4;
+    if (size - pos < len) return Status::InvalidArgument("BYTES element runs past the end of the payload");
+    f(std::string_view(reinterpret_cast<const char*>(data + pos), len));
+    pos += len;
+    ++count;
+  }
+  return count;
+}
 
 }  // namespace ferry::abi

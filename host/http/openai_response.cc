@@ -40,9 +40,8 @@ Result<ChoiceDelta> decode_response(const ResponseData& r) {
   ChoiceDelta d;
   for (const auto& t : r.outputs) {
     if (t.name == proto::kOutputText && t.dtype == FERRY_DTYPE_BYTES) {
-      auto parts = abi::split_bytes(t.data.data(), t.data.size());
+      auto parts = abi::for_each_bytes(t.data.data(), t.data.size(), [&](std::string_view p) { d.text.append(p); });
       if (!parts.ok()) return parts.status();
-      for (const auto& p : parts.value()) d.text.append(p);
     } else if (t.name == proto::kOutputIds && t.dtype == FERRY_DTYPE_INT32) {
       d.ids.resize(t.data.size() / sizeof(int32_t));
       if (!d.ids.empty()) std::memcpy(d.ids.data(), t.data.data(), d.ids.size() * sizeof(int32_t));
