@@ -44,6 +44,12 @@ namespace {
 // a small model's step (stories260K, 8 sequences: ~300 us, one job split per step) then woke the
 // worker once per step and it burned 200 us of a core after each 10 us job, ~30 % more CPU per
 // step on 2 cores, taken from the server's other threads (perf/RESULTS.md).
+// While it spins, the worker yields its core (sched_yield) every 64 pauses: in a server the other
+// threads (HTTP writers, the output processor, a local client) are often runnable, and a spinning
+// worker held the core they needed. stories260K at 32 streams: 14-18 % more tokens/s and 13-14 %
+// less server CPU per token than a plain spin; no change in engine_bench, where nothing else runs
+// (perf/RESULTS.md, 2026-12-03). A caller waiting for chunks does not yield: it is on the step's
+// critical path, and a yielded thread may wait a whole time slice to run again.
 constexpr auto kWorkerSpin = std::chrono::microseconds(50);
 // How long a caller spins for the chunks other threads are still running before sleeping: those
 // end soon, and a caller put to sleep pays a futex wake-up on the critical path.
@@ -75,15 +81,16 @@ int cores_available() {
 }
 
 // Spins until pred() or `budget` elapses; returns pred(). The clock is read every 64 spins (a pause is
-// tens of cycles; a clock read is ~20 ns).
+// tens of cycles; a clock read is ~20 ns); with `yield`, sched_yield is called there too.
 template <typename Pred>
-bool spin_until(std::chrono::microseconds budget, Pred pred) {
+bool spin_until(std::chrono::microseconds budget, Pred pred, bool yield = false) {
   const auto deadline = std::chrono::steady_clock::now() + budget;
   for (;;) {
     for (int i = 0; i < 64; ++i) {
       if (pred()) return true;
       FERRY_CPU_RELAX();
     }
+    if (yield) sched_yield();
     if (std::chrono::steady_clock::now() >= deadline) return pred();
   }
 }
@@ -147,7 +154,7 @@ struct ThreadPool::Impl {
   void worker_loop(uint32_t seen) {
     t_inside_job = true;
     for (;;) {
-      if (!spin_until(kWorkerSpin, [&] { return wake.load(std::memory_order_acquire) != seen; })) {
+      if (!spin_until(kWorkerSpin, [&] { return wake.load(std::memory_order_acquire) != seen; }, true)) {
         sleeping_workers.fetch_add(1, std::memory_order_seq_cst);
         futex_wait(&wake, seen);
         sleeping_workers.fetch_sub(1, std::memory_order_relaxed);
