@@ -192,7 +192,7 @@ void decode_small_item(const Plan& pl, int64_t s, int64_t g, int64_t i0, int64_t
   const int64_t n = key_hi - key_lo, padded = (n + 7) & ~int64_t{7};
   grow(sc.scores, pl.group * padded);
   if (sc.offs_call != pl.call_id || sc.offs_seq != s || sc.offs_lo != key_lo || sc.offs_hi != key_hi) {
-    grow(sc.offs, padded + kDecodePrefetchKeys);
+    grow(sc.offs, padded);
     int64_t* offs = sc.offs.data();
     for (int64_t p0 = key_lo, i = 0; p0 < key_hi;) {
       const int64_t block = table[p0 / a.block_size];
@@ -202,7 +202,7 @@ void decode_small_item(const Plan& pl, int64_t s, int64_t g, int64_t i0, int64_t
       for (int64_t t = 0; t < count; ++t, off += pl.kv_row) offs[i++] = off;
       p0 += count;
     }
-    for (int64_t i = n; i < padded + kDecodePrefetchKeys; ++i) offs[i] = offs[n - 1];
+    for (int64_t i = n; i < padded; ++i) offs[i] = offs[n - 1];
     sc.offs_call = pl.call_id;
     sc.offs_seq = s;
     sc.offs_lo = key_lo;
@@ -214,8 +214,8 @@ void decode_small_item(const Plan& pl, int64_t s, int64_t g, int64_t i0, int64_t
   for (int64_t i = 0; i < pl.group * hd; ++i) q[i] = src[i] * a.scale;
   float* out = a.out + (q_begin + i0) * a.num_q_heads * hd + g * pl.group * hd;
   pl.decode_small(out, q, pl.group, static_cast<const float*>(a.k_cache) + g * hd,
-                        static_cast<const float*>(a.v_cache) + g * hd, offs, n, hd, a.logit_softcap,
-                        sc.scores.data(), padded);
+                  static_cast<const float*>(a.v_cache) + g * hd, offs, n, hd, a.logit_softcap, sc.scores.data(),
+                  padded);
 }
 
 // One work item: sequence s, KV head g, query tokens [i0, i1) of that sequence.

@@ -15,8 +15,6 @@ namespace ferry::kernels::cpu {
 
 // Keys per chunk: 32 keys of head_dim 128 in fp32 are 16 KiB, so a widened K or V chunk stays in L1.
 inline constexpr int64_t kAttentionChunkKeys = 32;
-// decode_small prefetches the K and V rows of the key this far ahead of the one it scores.
-inline constexpr int64_t kDecodePrefetchKeys = 16;
 
 struct AttentionKernels {
   // scores[r * s_ld + j] = dot(q[r * head_dim ..], k[j * k_ld ..]) for r < num_rows, j < n.
@@ -41,7 +39,6 @@ struct AttentionKernels {
   // k_head + offs[j] and v_head + offs[j] (offs padded to a multiple of 8 with valid offsets);
   // softcap 0 means none. Writes out[r * head_dim + d] = softmax(q_r . K) . V. scores: scratch of
   // num_rows * s_ld floats, s_ld >= n rounded up to 8.
-  // (offs carries kDecodePrefetchKeys more valid entries past the padding: rows to prefetch.)
   void (*decode_small)(float* out, const float* q, int64_t num_rows, const float* k_head, const float* v_head,
                        const int64_t* offs, int64_t n, int64_t head_dim, float softcap, float* scores,
                        int64_t s_ld);

@@ -330,15 +330,11 @@ float row_max_avx2(const float* x, int64_t n) {
 // reduced together per row (hsum8), the keys' rows reloaded from L1 per q row.
 template <int kHd>
 void decode_scores(float* scores, int64_t s_ld, const float* q, int64_t num_rows, const float* k_head,
-                   const float* v_head, const int64_t* offs, int64_t n) {
+                   const int64_t* offs, int64_t n) {
   constexpr int kVecs = kHd / 8;
   for (int64_t j = 0; j < n; j += 8) {
     const float* kr[8];
     for (int t = 0; t < 8; ++t) kr[t] = k_head + offs[j + t];
-    for (int t = 0; t < 8; ++t) {
-      _mm_prefetch(reinterpret_cast<const char*>(k_head + offs[j + kDecodePrefetchKeys + t]), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(v_head + offs[j + kDecodePrefetchKeys + t]), _MM_HINT_T0);
-    }
     for (int64_t r = 0; r < num_rows; ++r) {
       const float* qr = q + r * kHd;
       __m256 acc[8];
@@ -441,7 +437,7 @@ void decode_small_hd(float* out, const float* q, int64_t num_rows, const float* 
   if (num_rows >= 2)
     decode_scores_transposed<kHd>(scores, s_ld, q, num_rows, k_head, offs, (n + 7) & ~int64_t{7});
   else
-    decode_scores<kHd>(scores, s_ld, q, num_rows, k_head, v_head, offs, (n + 7) & ~int64_t{7});
+    decode_scores<kHd>(scores, s_ld, q, num_rows, k_head, offs, (n + 7) & ~int64_t{7});
   float inv[4];
   for (int64_t r0 = 0; r0 < num_rows; r0 += 4) {
     const int64_t rows = num_rows - r0 < 4 ? num_rows - r0 : 4;
