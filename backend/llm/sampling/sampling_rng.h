@@ -5,6 +5,7 @@
 // Thread-safety: not synchronized; a sequence's RNG is used by the one thread sampling it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <random>
@@ -15,21 +16,25 @@ class SamplingRng {
  public:
   explicit SamplingRng(uint64_t seed) {
     uint64_t x = seed;
-    for (auto& s : state_) {
-      // splitmix64
+    for (auto& s : state_) {  // splitmix64
       x += 0x9E3779B97F4A7C15ull;
-      uint64_t z = x;
-      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-      s = z ^ (z >> 31);
+      s = mix(x);
     }
   }
 
-  // Seeded from `seed` when given, else from std::random_device.
-  static SamplingRng from_seed(std::optional<uint64_t> seed) {
-    if (seed) return SamplingRng(*seed);
-    std::random_device rd;
-    return SamplingRng((static_cast<uint64_t>(rd()) << 32) ^ rd());
+  // Seeded from `seed` when given, else from fresh_seed().
+  static SamplingRng from_seed(std::optional<uint64_t> seed) { return SamplingRng(seed ? *seed : fresh_seed()); }
+
+  // A seed no other call of this process got: the splitmix64 mix of a random base (one
+  // std::random_device read per process) plus a counter. Constructing a std::random_device per
+  // request cost ~1 % of the server's CPU at 600 streamed requests/s (perf, 2026-12-03).
+  static uint64_t fresh_seed() {
+    static const uint64_t base = [] {
+      std::random_device rd;
+      return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+    }();
+    static std::atomic<uint64_t> counter{0};
+    return mix(base + counter.fetch_add(1, std::memory_order_relaxed));
   }
 
   uint64_t next_u64() {
@@ -49,6 +54,12 @@ class SamplingRng {
 
  private:
   static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  // splitmix64's output function.
+  static uint64_t mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
   uint64_t state_[4];
 };
 

@@ -1,4 +1,5 @@
 #include "backend/llm/sampling/sampler.h"
+#include "backend/llm/sampling/sampling_rng.h"
 
 #include <gtest/gtest.h>
 
@@ -7,6 +8,7 @@
 #include <limits>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -53,6 +55,25 @@ Draws draw_many(const std::vector<float>& logits, const SamplingParams& p, int n
 
 // Binomial tolerance: 5 standard deviations.
 double tol(double p, int n) { return 5.0 * std::sqrt(p * (1.0 - p) / n) + 1e-9; }
+
+// Unseeded requests draw distinct streams from one random base: no two of 1000 seeds or first
+// draws repeat, two streams share no word in their first 64 draws, and a given seed still
+// reproduces its stream.
+TEST(SamplingRngTest, UnseededStreamsAreDistinct) {
+  std::set<uint64_t> seeds, first_draws;
+  for (int i = 0; i < 1000; ++i) {
+    seeds.insert(SamplingRng::fresh_seed());
+    first_draws.insert(SamplingRng::from_seed(std::nullopt).next_u64());
+  }
+  EXPECT_EQ(seeds.size(), 1000u);
+  EXPECT_EQ(first_draws.size(), 1000u);
+  SamplingRng a = SamplingRng::from_seed(std::nullopt), b = SamplingRng::from_seed(std::nullopt);
+  std::set<uint64_t> words;
+  for (int i = 0; i < 64; ++i) words.insert(a.next_u64()), words.insert(b.next_u64());
+  EXPECT_EQ(words.size(), 128u);
+  SamplingRng c = SamplingRng::from_seed(uint64_t{42}), d(42);
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(c.next_u64(), d.next_u64());
+}
 
 TEST(Sampler, GreedyPicksArgmaxWithoutTouchingRng) {
   std::vector<float> logits = random_logits(1000, 7);
