@@ -2,6 +2,7 @@
 // compiled with -mavx2 -mfma (kernels/CMakeLists.txt); attention.cc calls it only after
 // __builtin_cpu_supports said the CPU has both. Builds without those flags (non-x86) get nullptr.
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/avx2_util.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
 
@@ -14,20 +15,9 @@ namespace ferry::kernels::cpu {
 
 namespace {
 
-// Sum of the 4 lanes of each of a, b, c, d: returns {sum(a), sum(b), sum(c), sum(d)}.
-inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
-  const __m256 ab = _mm256_hadd_ps(a, b);  // per 128-bit lane: a01 a23 b01 b23
-  const __m256 cd = _mm256_hadd_ps(c, d);
-  const __m256 abcd = _mm256_hadd_ps(ab, cd);  // per lane: a b c d (partial)
-  return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
-}
-
-inline float hsum(__m256 a) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using avx2::exp_neg;
+using avx2::hsum;
+using avx2::hsum4;
 
 // {sum(a[0]), ..., sum(a[7])}: the eight lane sums of eight vectors in one vector, 9 instructions
 // (hadd pairs, then the two 128-bit halves added).
@@ -255,37 +245,12 @@ void widen_int8_avx2(float* dst, const int8_t* src, int64_t src_ld, int64_t n, i
   }
 }
 
-// exp(x) for x <= 0 (scores minus their max), 8 lanes: x = m ln2 + t with |t| <= ln2/2, exp(t) by
-// its Taylor polynomial to degree 7 (truncation error t^8/8! < 6e-9 relative, below fp32's 6e-8
-// ulp), 2^m built in the exponent bits. Below -87.3 the result would be subnormal: returned as 0.
-inline __m256 exp_neg_avx2(__m256 x) {
-  const __m256 kLog2e = _mm256_set1_ps(1.44269504088896341f);
-  const __m256 kLn2Hi = _mm256_set1_ps(0.693359375f);  // ln 2 split so m * kLn2Hi is exact
-  const __m256 kLn2Lo = _mm256_set1_ps(-2.12194440e-4f);
-  const __m256 kMin = _mm256_set1_ps(-87.3f);
-  const __m256 too_small = _mm256_cmp_ps(x, kMin, _CMP_LT_OQ);
-  x = _mm256_max_ps(x, kMin);
-  const __m256 m = _mm256_round_ps(_mm256_mul_ps(x, kLog2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 t = _mm256_fnmadd_ps(m, kLn2Hi, x);
-  t = _mm256_fnmadd_ps(m, kLn2Lo, t);
-  __m256 p = _mm256_set1_ps(1.0f / 5040);
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f / 720));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f / 120));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f / 24));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f / 6));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(m), _mm256_set1_epi32(127)), 23);
-  return _mm256_andnot_ps(too_small, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
-}
-
 float exp_sum_avx2(float* x, int64_t n, float max) {
   const __m256 vmax = _mm256_set1_ps(max);
   __m256 sum = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m256 e = exp_neg_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+    const __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
     _mm256_storeu_ps(x + i, e);
     sum = _mm256_add_ps(sum, e);
   }
@@ -294,7 +259,7 @@ float exp_sum_avx2(float* x, int64_t n, float max) {
     float tail[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     const int64_t rest = n - i;
     for (int64_t u = 0; u < 8; ++u) tail[u] = u < rest ? x[i + u] - max : -100.0f;
-    _mm256_storeu_ps(tail, exp_neg_avx2(_mm256_loadu_ps(tail)));
+    _mm256_storeu_ps(tail, exp_neg(_mm256_loadu_ps(tail)));
     for (int64_t u = 0; u < rest; ++u) {
       x[i + u] = tail[u];
       s += tail[u];

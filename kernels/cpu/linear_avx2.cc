@@ -2,6 +2,7 @@
 // compiled with -mavx2 -mfma -mf16c (kernels/CMakeLists.txt); linear.cc calls it only after
 // __builtin_cpu_supports said the CPU has all three. Builds without those flags get nullptr.
 #include "kernels/cpu/linear.h"
+#include "kernels/cpu/avx2_util.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 
@@ -14,12 +15,8 @@ namespace ferry::kernels::cpu {
 
 namespace {
 
-inline float hsum(__m256 a) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using avx2::hsum;
+using avx2::hsum4;
 
 // 8 consecutive weights of a float-format row, widened to fp32. `row` is the row's first byte.
 template <WeightFormat F>
@@ -47,13 +44,6 @@ inline float load1(const unsigned char* row, int64_t c) {
   }
 }
 
-// Sum of the 8 lanes of each of a, b, c, d: returns {sum(a), sum(b), sum(c), sum(d)} in 5
-// instructions (4 separate reductions take ~24), which matters when k is small (a 64-wide model
-// spends as long reducing accumulators as filling them).
-inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
-  const __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
-  return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
-}
 
 // Lanes l < n all ones, the rest zero (n in 0..8): the mask of a k % 8 tail.
 inline __m256i tail_mask(int64_t n) {
