@@ -292,7 +292,8 @@ float row_max_avx2(const float* x, int64_t n) {
 // ---- decode, head_dim 8 or 16, fp32 cache: one call per (sequence, KV head) ----------------------
 
 // Scores of every row against keys [0, n) (n a multiple of 8 here: offs is padded): eight keys
-// reduced together per row (hsum8), the keys' rows reloaded from L1 per q row.
+// reduced together per row (hsum8), the keys' rows reloaded from L1 per q row. Taken for a group of
+// one row (MHA); two or more rows share a transpose instead (below).
 template <int kHd>
 void decode_scores(float* scores, int64_t s_ld, const float* q, int64_t num_rows, const float* k_head,
                    const int64_t* offs, int64_t n) {
