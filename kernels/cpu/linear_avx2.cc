@@ -44,7 +44,6 @@ inline float load1(const unsigned char* row, int64_t c) {
   }
 }
 
-
 // Lanes l < n all ones, the rest zero (n in 0..8): the mask of a k % 8 tail.
 inline __m256i tail_mask(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));

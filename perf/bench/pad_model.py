@@ -49,6 +49,20 @@ def write_safetensors(path, tensors):
             f.write(arr.tobytes())
 
 
+def write_model(src, out, cfg, tensors):
+    """OUT gets config.json (cfg), model.safetensors (tensors) and links to SRC's other files (the
+    tokenizer). Returns the weights' size in bytes."""
+    os.makedirs(out, exist_ok=True)
+    write_safetensors(os.path.join(out, "model.safetensors"), tensors)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    for name in os.listdir(src):
+        dst = os.path.join(out, name)
+        if name not in ("config.json", "model.safetensors") and not os.path.exists(dst):
+            os.symlink(os.path.abspath(os.path.join(src, name)), dst)
+    return sum(a.nbytes for a in tensors.values())
+
+
 def pad(w, rows, cols, rng, fill_rows, fill_cols):
     """w placed at the top left of a [rows, cols] matrix; the rest random (scale 0.02) or zero."""
     out = np.zeros((rows, cols), dtype="<f4")
@@ -99,17 +113,9 @@ def main():
             out[name] = pad(t, h2, inter2, rng, False, False)
         else:
             sys.exit("pad_model: no rule for tensor " + name)
-    os.makedirs(args.out, exist_ok=True)
-    write_safetensors(os.path.join(args.out, "model.safetensors"), out)
     cfg2 = dict(cfg, hidden_size=h2, intermediate_size=inter2, rms_norm_eps=cfg.get("rms_norm_eps", 1e-6) * h / h2,
                 head_dim=cfg.get("head_dim", h // cfg["num_attention_heads"]))
-    with open(os.path.join(args.out, "config.json"), "w") as f:
-        json.dump(cfg2, f, indent=2)
-    for name in os.listdir(args.src):
-        dst = os.path.join(args.out, name)
-        if name not in ("config.json", "model.safetensors") and not os.path.exists(dst):
-            os.symlink(os.path.abspath(os.path.join(args.src, name)), dst)
-    weights = sum(a.nbytes for a in out.values())
+    weights = write_model(args.src, args.out, cfg2, out)
     print("pad_model: %s: hidden %d -> %d, intermediate %d -> %d, %.1f MB of F32 weights"
           % (args.out, h, h2, inter, inter2, weights / 1e6))
 

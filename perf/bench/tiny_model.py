@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from pad_model import write_safetensors
+from pad_model import write_model
 
 
 def main():
@@ -51,19 +51,12 @@ def main():
         w[p + "mlp.gate_proj.weight"] = rand(inter, h)
         w[p + "mlp.up_proj.weight"] = rand(inter, h)
         w[p + "mlp.down_proj.weight"] = rand(h, inter)
-    os.makedirs(args.out, exist_ok=True)
-    write_safetensors(os.path.join(args.out, "model.safetensors"), w)
     cfg2 = dict(cfg, hidden_size=h, intermediate_size=inter, num_hidden_layers=args.layers,
                 num_attention_heads=args.heads, num_key_value_heads=args.heads, head_dim=hd,
                 tie_word_embeddings=True, attention_bias=False, mlp_bias=False, torch_dtype="float32")
-    with open(os.path.join(args.out, "config.json"), "w") as f:
-        json.dump(cfg2, f, indent=2)
-    for name in os.listdir(args.src):
-        dst = os.path.join(args.out, name)
-        if name not in ("config.json", "model.safetensors") and not os.path.exists(dst):
-            os.symlink(os.path.abspath(os.path.join(args.src, name)), dst)
+    weights = write_model(args.src, args.out, cfg2, w)
     print("tiny_model: %s: vocab %d, hidden %d, %d layer(s), %.1f KB of F32 weights"
-          % (args.out, vocab, h, args.layers, sum(a.nbytes for a in w.values()) / 1e3))
+          % (args.out, vocab, h, args.layers, weights / 1e3))
 
 
 if __name__ == "__main__":

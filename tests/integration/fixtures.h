@@ -105,4 +105,12 @@ inline bool eventually(const std::function<bool()>& pred, std::chrono::milliseco
   return pred();
 }
 
+// Whether every LLM instance in a model's backend stats ("instances") had its idle KV consistency
+// check after its last step, so that its "consistent" covers everything it ran.
+inline bool consistency_checked_after_last_step(const Json::Value& backend_stats) {
+  for (const auto& i : backend_stats["instances"])
+    if (i["consistency_checked_at_step"].asInt64() != i["steps"].asInt64()) return false;
+  return true;
+}
+
 }  // namespace ferry::testing

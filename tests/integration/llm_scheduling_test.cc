@@ -61,12 +61,8 @@ class LlmScheduling : public ::testing::Test {
       EXPECT_TRUE(eventually([&] { return stats(m)["kv_blocks_used"].asInt() == 0; }, 5000ms))
           << m << " leaks KV blocks: " << dump(stats(m));
       // The idle consistency check ran after each instance's last step (its result is read below).
-      EXPECT_TRUE(eventually([&] {
-        const Json::Value now = stats(m);
-        for (const auto& i : now["instances"])
-          if (i["consistency_checked_at_step"].asInt64() != i["steps"].asInt64()) return false;
-        return true;
-      }, 5000ms)) << m << ": no consistency check after the last step: " << dump(stats(m));
+      EXPECT_TRUE(eventually([&] { return consistency_checked_after_last_step(stats(m)); }, 5000ms))
+          << m << ": no consistency check after the last step: " << dump(stats(m));
       // A named copy: a range-for over a member of the temporary stats(m) would read freed memory.
       const Json::Value s = stats(m);
       ASSERT_GT(s["instances"].size(), 0u) << m << ": " << dump(s);

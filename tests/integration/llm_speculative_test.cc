@@ -133,12 +133,8 @@ class LlmSpeculative : public ::testing::Test {
       EXPECT_TRUE(eventually([&] { return stats(m)["kv_blocks_used"].asInt() == 0; }, 5000ms))
           << m << " leaks KV blocks: " << dump(stats(m));
       // The idle consistency check ran after each instance's last step (its result is read below).
-      EXPECT_TRUE(eventually([&] {
-        const Json::Value now = stats(m);
-        for (const auto& i : now["instances"])
-          if (i["consistency_checked_at_step"].asInt64() != i["steps"].asInt64()) return false;
-        return true;
-      }, 5000ms)) << m << ": no consistency check after the last step: " << dump(stats(m));
+      EXPECT_TRUE(eventually([&] { return consistency_checked_after_last_step(stats(m)); }, 5000ms))
+          << m << ": no consistency check after the last step: " << dump(stats(m));
       const Json::Value st = stats(m);  // kept: a range-for over stats(m)["instances"] would dangle
       for (const auto& i : st["instances"]) {
         EXPECT_TRUE(i["consistent"].asBool()) << m << ": " << dump(i);

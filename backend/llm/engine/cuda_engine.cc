@@ -262,7 +262,7 @@ struct CudaEngine::State {
     std::vector<int64_t> slots;
   } padded;
   std::vector<float> host_logits;  // [rows, vocab]: host-sampled rows that pinned_logits cannot hold
-  std::vector<const float*> host_rows;  // [num_seqs]: a host-sampled sequence's logits rows, else null
+  std::vector<float*> host_rows;  // [num_seqs]: a host-sampled sequence's logits rows, else null
   std::unique_ptr<Sampler> sampler;
   std::vector<SampleResult> run;  // sample_on_host's scratch
   std::vector<float> host_prompt_logits;  // [max_num_seqs, vocab]; allocated once prompt logprobs are asked
@@ -1143,10 +1143,10 @@ Status CudaEngine::State::copy_host_rows(const ForwardBatch& batch, int64_t row_
   if (num_host_rows == 0) return Status::Ok();
   const int64_t vocab = config.vocab_size, row_end = row_begin + num_rows;
   int64_t run_src = -1, run_len = 0;  // a pending run: its chunk-relative source row, its length
-  const float* run_dst = nullptr;     // and its destination (in pinned_logits or host_logits: ours, writable)
+  float* run_dst = nullptr;           // and its destination
   auto flush = [&]() -> Status {
     if (run_len > 0) {
-      FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(const_cast<float*>(run_dst), logits + run_src * vocab,
+      FERRY_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(run_dst, logits + run_src * vocab,
                                                  static_cast<size_t>(run_len * vocab) * sizeof(float),
                                                  cudaMemcpyDeviceToHost, stream));
     }
@@ -1159,7 +1159,7 @@ Status CudaEngine::State::copy_host_rows(const ForwardBatch& batch, int64_t row_
     const int64_t a = std::max(row, row_begin), b = std::min(row + n, row_end);
     if (host_rows[q] != nullptr && a < b) {
       const int64_t src = a - row_begin;
-      const float* dst = host_rows[q] + (a - row) * vocab;
+      float* dst = host_rows[q] + (a - row) * vocab;
       if (run_len > 0 && src == run_src + run_len && dst == run_dst + run_len * vocab) {
         run_len += b - a;
       } else {

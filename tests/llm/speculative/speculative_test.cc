@@ -112,12 +112,6 @@ TEST(SpeculationGate, StepsWithoutDraftsChangeNothingAndZeroCostNeverPauses) {
   EXPECT_TRUE(sure.paused());
 }
 
-}  // namespace
-}  // namespace ferry::llm
-
-namespace ferry::llm {
-namespace {
-
 TEST(SpeculationCost, ThePriorUntilBothKindsOfStepsAreMeasured) {
   SpeculationCost c(0.3);
   EXPECT_EQ(c.break_even_rate(1), 0.3);
